@@ -1,0 +1,79 @@
+"""The one dispatch point: the Triton kernel on CUDA, the PyTorch reference elsewhere.
+
+`FLOWACT_KERNELS=reference` (or `set_backend("reference")`) forces the reference for
+debugging; `triton` forces the kernels (on CPU that needs TRITON_INTERPRET=1, set before
+import); `auto` (default) uses the kernels for CUDA tensors when Triton imports.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import reference
+
+_BACKENDS = ("auto", "reference", "triton")
+_backend = os.environ.get("FLOWACT_KERNELS", "auto")
+if _backend not in _BACKENDS:
+    raise ValueError(f"FLOWACT_KERNELS={_backend!r}: expected one of {', '.join(_BACKENDS)}")
+
+try:  # Triton is optional at run time: a CPU-only machine without it still renders.
+    from . import triton_ops as _triton
+except Exception:  # noqa: BLE001 - any import failure means "no kernels here"
+    _triton = None
+
+
+def set_backend(name: str) -> None:
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"kernel backend {name!r}: expected one of {', '.join(_BACKENDS)}")
+    if name == "triton" and _triton is None:
+        raise RuntimeError("kernel backend 'triton' requested but the Triton kernels failed to import")
+    _backend = name
+
+
+def backend() -> str:
+    return _backend
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    if _triton is None or _backend == "reference":
+        return False
+    return _backend == "triton" or x.is_cuda
+
+
+def rms_norm_rope(x, weight, cos, sin, eps: float = 1e-6):
+    if _use_triton(x):
+        return _triton.rms_norm_rope(x, weight, cos, sin, eps)
+    return reference.rms_norm_rope(x, weight, cos, sin, eps)
+
+
+def bank_write(k, v, weight, cos, sin, k_bank, v_bank, start: int, eps: float = 1e-6) -> None:
+    if _use_triton(k):
+        return _triton.bank_write(k, v, weight, cos, sin, k_bank, v_bank, start, eps)
+    return reference.bank_write(k, v, weight, cos, sin, k_bank, v_bank, start, eps)
+
+
+def bank_gather_rope(k_bank, v_bank, src, dst, cos, sin) -> None:
+    if _use_triton(k_bank):
+        return _triton.bank_gather_rope(k_bank, v_bank, src, dst, cos, sin)
+    return reference.bank_gather_rope(k_bank, v_bank, src, dst, cos, sin)
+
+
+def bank_attention(q, k, v, k_bank, v_bank, bank_valid):
+    if _use_triton(q):
+        return _triton.bank_attention(q, k, v, k_bank, v_bank, bank_valid)
+    return reference.bank_attention(q, k, v, k_bank, v_bank, bank_valid)
+
+
+def adaln_modulate(x, shift, scale, eps: float = 1e-6):
+    if _use_triton(x):
+        return _triton.adaln_modulate(x, shift, scale, eps)
+    return reference.adaln_modulate(x, shift, scale, eps)
+
+
+def gated_residual(x, y, gate):
+    if _use_triton(x):
+        return _triton.gated_residual(x, y, gate)
+    return reference.gated_residual(x, y, gate)

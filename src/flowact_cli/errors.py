@@ -1,0 +1,29 @@
+"""The one kind of user error.
+
+Anything the user can fix (a missing file, a corrupt image, a bad preset key, an
+unwritable output path) raises `FlowactError`. The CLI prints its message on one line and
+exits with `exit_code`; every other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FlowactError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | Path | None = None, exit_code: int | None = None):
+        if path is not None:
+            message = f"{path}: {message}"
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class RenderInterrupted(Exception):
+    """Raised inside the chunk loop on Ctrl-C / SIGTERM once the partial file is finalised."""
+
+    exit_code = 130

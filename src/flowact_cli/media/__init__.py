@@ -1,0 +1,1 @@
+"""Media in and out: image and audio loading, the ffmpeg writer thread, probing."""

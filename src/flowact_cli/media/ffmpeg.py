@@ -1,0 +1,200 @@
+"""Frames go live into ffmpeg from a writer thread fed by a bounded queue.
+
+`VideoWriter` owns one ffmpeg process. `write()` hands frames to a bounded queue (back-
+pressure: a slow encoder slows the producer instead of filling memory); a thread feeds
+them to ffmpeg's stdin as raw RGB. `close()` always finalises the container, so an
+interrupted render leaves a playable file of what was made.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowactError
+
+_STOP = object()
+
+
+def find_ffmpeg(explicit: str | None = None) -> str:
+    """The ffmpeg binary: `explicit` (or $FLOWACT_FFMPEG) if given, else imageio-ffmpeg's bundled one."""
+    explicit = explicit or os.environ.get("FLOWACT_FFMPEG")
+    if explicit:
+        found = shutil.which(explicit) or (explicit if Path(explicit).is_file() else None)
+        if not found or not os.access(found, os.X_OK):
+            raise FlowactError("ffmpeg not found or not executable (set by --ffmpeg / FLOWACT_FFMPEG)", path=explicit)
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # noqa: BLE001 - report any failure to locate it the same way
+        system = shutil.which("ffmpeg")
+        if system:
+            return system
+        raise FlowactError(f"no ffmpeg available: imageio-ffmpeg failed ({exc}) and none on PATH; "
+                           "install imageio-ffmpeg or pass --ffmpeg PATH") from exc
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    codec: str = "libx264"
+    crf: int = 20
+    preset: str = "veryfast"
+    audio_bitrate: str = "128k"
+
+
+@dataclass
+class WriterStats:
+    frames: int
+    first_frame_at: float | None  # time.perf_counter() when the first frame entered ffmpeg
+    write_seconds: float  # time the writer thread spent blocked writing into ffmpeg
+    path: str
+
+
+class VideoWriter:
+    """Stream RGB frames into an H.264 mp4 (or a fragmented mp4 on stdout when path is '-').
+
+    frames: uint8 arrays (frames, height, width, 3). Audio, if given, is muxed as AAC.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, *,
+                 audio: str | Path | None = None, ffmpeg: str | None = None,
+                 settings: EncodeSettings = EncodeSettings(), queue_frames: int = 64):
+        if width % 2 or height % 2:
+            raise FlowactError(f"video size {width}x{height} must be even for yuv420p")
+        self.path = str(path)
+        self.width, self.height, self.fps = width, height, fps
+        self.to_stdout = self.path == "-"
+        if not self.to_stdout:
+            out = Path(self.path)
+            if out.is_dir():
+                raise FlowactError("output path is a directory", path=out)
+            parent = out.parent if str(out.parent) else Path(".")
+            if not parent.is_dir():
+                raise FlowactError("output folder does not exist", path=parent)
+            if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+                raise FlowactError("output path is not writable", path=out)
+        exe = find_ffmpeg(ffmpeg)
+        cmd = [exe, "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}",
+               "-i", "pipe:0"]
+        if audio is not None:
+            cmd += ["-i", str(audio)]
+        cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio is not None else [])
+        cmd += ["-c:v", settings.codec, "-preset", settings.preset, "-crf", str(settings.crf),
+                "-pix_fmt", "yuv420p"]
+        if audio is not None:
+            cmd += ["-c:a", "aac", "-b:a", settings.audio_bitrate]
+        if self.to_stdout:
+            # A pipe cannot be seeked back into: fragmented mp4, fragments flushed as they come.
+            cmd += ["-tune", "zerolatency", "-f", "mp4",
+                    "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"]
+        else:
+            cmd += ["-movflags", "+faststart", self.path]
+        self._stderr = tempfile.TemporaryFile()
+        # New session: a Ctrl-C in the terminal reaches only us; we then close stdin and
+        # ffmpeg finalises the file instead of dying mid-write.
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=None if self.to_stdout else subprocess.DEVNULL,
+                                      stderr=self._stderr, start_new_session=True)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
+        self._error: BaseException | None = None
+        self.frames_written = 0
+        self.first_frame_at: float | None = None
+        self._write_seconds = 0.0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="flowact-ffmpeg-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        stdin = self._proc.stdin
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                t0 = time.perf_counter()
+                stdin.write(item.tobytes())
+                stdin.flush()
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.perf_counter()
+                self._write_seconds += time.perf_counter() - t0
+                self.frames_written += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the producer on its next call
+            self._error = exc
+            # drain so a blocked producer wakes up and sees the error
+            while True:
+                try:
+                    if self._queue.get_nowait() is _STOP:
+                        break
+                except queue.Empty:
+                    break
+
+    def write(self, frames: np.ndarray) -> None:
+        """Queue frames (frames, height, width, 3) uint8 or one frame (height, width, 3)."""
+        if self._closed:
+            raise RuntimeError("VideoWriter is closed")
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (n, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}")
+        for frame in frames:
+            while True:
+                self._raise_if_failed()
+                try:
+                    self._queue.put(np.ascontiguousarray(frame), timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise FlowactError(f"ffmpeg stopped accepting frames: {self._stderr_tail() or self._error}",
+                               path=self.path)
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace").strip()
+        return " | ".join(text.splitlines()[-3:])
+
+    def close(self) -> WriterStats:
+        """Flush the queue, finalise the container, and check ffmpeg's exit status."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._thread.join()
+            try:
+                self._proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                rc = self._proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self._proc.send_signal(signal.SIGINT)
+                rc = self._proc.wait()
+            if rc != 0 or self._error is not None:
+                raise FlowactError(f"ffmpeg failed (exit {rc}): {self._stderr_tail() or self._error}", path=self.path)
+        return WriterStats(self.frames_written, self.first_frame_at, self._write_seconds, self.path)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # On an exception we still finalise (the partial file stays playable) but let the
+        # original exception win over a secondary ffmpeg complaint.
+        try:
+            self.close()
+        except FlowactError:
+            if exc[0] is None:
+                raise

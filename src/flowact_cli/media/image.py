@@ -1,0 +1,65 @@
+"""Load a reference picture (png/jpg/webp/..., any size, alpha or grayscale) at the preset's size.
+
+Crop/fit policy (documented in `flowact render --help`):
+- `cover` (default): scale so the picture covers the frame, crop the centre horizontally;
+  vertically cut a third of the excess from the top and two thirds from the bottom (a
+  portrait's face sits in its upper half);
+- `contain`: scale to fit inside the frame and pad with the picture's mean border colour.
+Transparent pixels are composited over mid grey; grayscale becomes RGB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowactError
+
+FIT_MODES = ("cover", "contain")
+MIN_SIDE = 16
+
+
+def load_image(path: str | Path, width: int, height: int, fit: str = "cover") -> np.ndarray:
+    """Returns uint8 (height, width, 3)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if fit not in FIT_MODES:
+        raise FlowactError(f"unknown fit mode {fit!r}; expected one of {', '.join(FIT_MODES)}")
+    path = Path(path)
+    if not path.exists():
+        raise FlowactError("image file not found", path=path)
+    if not path.is_file():
+        raise FlowactError("image path is not a file", path=path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = im.copy()
+    except UnidentifiedImageError as exc:
+        raise FlowactError("not a readable image (unknown or corrupt format)", path=path) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FlowactError(f"cannot read image ({exc})", path=path) from exc
+    if min(img.size) < MIN_SIDE:
+        raise FlowactError(f"image is too small ({img.size[0]}x{img.size[1]}; need at least {MIN_SIDE} px a side)", path=path)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+        img = Image.alpha_composite(bg, rgba)
+    img = img.convert("RGB")
+    sw, sh = img.size
+    if fit == "cover":
+        s = max(width / sw, height / sh)
+        nw, nh = max(width, round(sw * s)), max(height, round(sh * s))
+        img = img.resize((nw, nh), Image.Resampling.LANCZOS)
+        left = (nw - width) // 2
+        top = (nh - height) // 3  # keep the upper part: faces sit high in portraits
+        img = img.crop((left, top, left + width, top + height))
+        return np.asarray(img, dtype=np.uint8)
+    s = min(width / sw, height / sh)
+    nw, nh = max(1, round(sw * s)), max(1, round(sh * s))
+    small = img.resize((nw, nh), Image.Resampling.LANCZOS)
+    arr = np.asarray(img, dtype=np.float32)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).mean(0)
+    canvas = Image.new("RGB", (width, height), tuple(int(c) for c in border))
+    canvas.paste(small, ((width - nw) // 2, (height - nh) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
