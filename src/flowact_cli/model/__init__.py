@@ -1,0 +1,44 @@
+"""The networks, pure modules. `FlowActModel` bundles them for one preset."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..config import Preset
+from .audio import AudioEncoder
+from .mmdit import MMDiT
+from .text import TextEncoder
+from .vae import VideoVAE
+
+
+class FlowActModel(nn.Module):
+    """Everything one preset needs: the MMDiT, the causal VAE, the audio and text encoders.
+    Its state dict (prefixes dit., vae., audio., text.) is one safetensors file."""
+
+    def __init__(self, preset: Preset):
+        super().__init__()
+        self.preset = preset
+        self.dit = MMDiT(preset.model, preset.vae.latent_channels, preset.audio.width, preset.text.width)
+        self.vae = VideoVAE(preset.vae)
+        self.audio = AudioEncoder(preset.audio, preset.vae.temporal)
+        self.text = TextEncoder(preset.text)
+
+    def init_random(self, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for module in (self.vae, self.audio, self.text):
+                for name, prm in module.named_parameters():
+                    if prm.dim() > 1:  # matrices and conv kernels: fan-in scaled normal
+                        prm.normal_(0.0, prm[0].numel() ** -0.5, generator=g)
+                    elif name.endswith("weight"):  # norm gains
+                        prm.fill_(1.0)
+                    else:
+                        prm.zero_()
+        self.dit.init_random(g)
+
+    def param_counts(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("dit", "vae", "audio", "text")}
+
+
+__all__ = ["FlowActModel", "AudioEncoder", "MMDiT", "TextEncoder", "VideoVAE"]

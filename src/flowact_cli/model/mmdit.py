@@ -1,0 +1,229 @@
+"""The MMDiT: joint attention over several token streams, one timestep per chunk.
+
+Token streams: the chunk's video latents, the reference latent, audio tokens aligned to
+frames, text tokens. Each stream maps to a *weight set* (preset: model.weight_sets);
+streams sharing a set share projections, norms and MLPs, as SD3's MMDiT shares them
+within its image and text sides. Attention is joint: the chunk's queries read every
+stream of the chunk plus the memory bank's cached keys/values (reference, long-term,
+short-term), through `flowact_kernels.bank_attention`.
+
+Timestep conditioning is AdaLN-single (PixArt-alpha): t -> one (6, width) modulation per
+weight set, plus a learned per-block table; one t per chunk (diffusion forcing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import flowact_kernels as K
+
+from ..config import ModelConfig
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000). t: (batch,) -> (batch, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+@dataclass
+class BankView:
+    """What one forward pass sees of the memory bank (see stream/bank.py for the owner).
+
+    k, v: (depth, batch, heads, capacity, head_dim); valid: (batch, capacity) bool.
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    valid: torch.Tensor
+
+
+@dataclass
+class BankWrite:
+    """Where a pass writes its video tokens' keys/values: slots [start, start + tokens)
+    with keys rotated at the given positions (cos/sin: (tokens, head_dim/2))."""
+
+    start: int
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+class WeightSet(nn.Module):
+    """One block's weights for one weight set: modulated pre-norms, qkv, qk-norm, out, MLP."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.q_norm = nn.Parameter(torch.ones(width // heads))
+        self.k_norm = nn.Parameter(torch.ones(width // heads))
+        self.out = nn.Linear(width, width)
+        hidden = int(width * mlp_ratio)
+        self.mlp_in = nn.Linear(width, hidden)
+        self.mlp_out = nn.Linear(hidden, width)
+        self.mod_table = nn.Parameter(torch.zeros(6, width))  # per-block share of AdaLN-single
+
+    def qkv_heads(self, x: torch.Tensor, shift, scale):
+        b, n, w = x.shape
+        h = K.adaln_modulate(x, shift, scale)
+        qkv = self.qkv(h).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]  # each (batch, heads, tokens, head_dim)
+
+    def mlp(self, x: torch.Tensor, shift, scale) -> torch.Tensor:
+        return self.mlp_out(F.gelu(self.mlp_in(K.adaln_modulate(x, shift, scale)), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, set_names: tuple[str, ...]):
+        super().__init__()
+        self.sets = nn.ModuleDict({s: WeightSet(cfg.width, cfg.heads, cfg.mlp_ratio) for s in set_names})
+
+    def forward(self, segments: list[tuple[str, torch.Tensor]], mods: dict[str, torch.Tensor],
+                cos: torch.Tensor, sin: torch.Tensor, k_bank: torch.Tensor, v_bank: torch.Tensor,
+                valid: torch.Tensor, write: BankWrite | None, write_tokens: int):
+        """segments: [(weight set, tokens (batch, n, width))] in sequence order; mods: set ->
+        (batch, 6, width) modulation. Returns the updated segments."""
+        qs, ks, vs = [], [], []
+        for name, x in segments:
+            ws = self.sets[name]
+            m = mods[name] + ws.mod_table
+            q, k, v = ws.qkv_heads(x, m[:, 0], m[:, 1])
+            qs.append((q, ws.q_norm))
+            ks.append((k, ws.k_norm))
+            vs.append(v)
+        # QK-norm + RoPE per weight set (norm weights differ), then one joint attention.
+        q_all, k_all, start = [], [], 0
+        for (q, qw), (k, kw) in zip(qs, ks):
+            n = q.shape[2]
+            q_all.append(K.rms_norm_rope(q, qw, cos[start:start + n], sin[start:start + n]))
+            k_all.append(K.rms_norm_rope(k, kw, cos[start:start + n], sin[start:start + n]))
+            start += n
+        q_cat = torch.cat(q_all, 2) if len(q_all) > 1 else q_all[0]
+        k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
+        v_cat = torch.cat(vs, 2) if len(vs) > 1 else vs[0]
+        attn = K.bank_attention(q_cat, k_cat, v_cat, k_bank, v_bank, valid)
+        if write is not None:
+            # After this layer's attention (which read the old bank): the video tokens'
+            # keys/values become memory, rotated at their bank positions.
+            ks0, kw0 = ks[0]
+            K.bank_write(ks0[:, :, :write_tokens], vs[0][:, :, :write_tokens], kw0, write.cos, write.sin,
+                         k_bank, v_bank, write.start)
+        b, h, n, d = attn.shape
+        attn = attn.transpose(1, 2).reshape(b, n, h * d)
+        out, start = [], 0
+        for name, x in segments:
+            ws = self.sets[name]
+            m = mods[name] + ws.mod_table
+            n = x.shape[1]
+            x = K.gated_residual(x, ws.out(attn[:, start:start + n]), m[:, 2])
+            x = K.gated_residual(x, ws.mlp(x, m[:, 3], m[:, 4]), m[:, 5])
+            out.append((name, x))
+            start += n
+        return out
+
+
+class MMDiT(nn.Module):
+    """Velocity prediction for one chunk of video latents given audio, text and the bank.
+
+    Shapes: latents (batch, latent_channels, frames, height, width); audio (batch,
+    frames * tokens_per_latent, audio_width); text (batch, text_tokens, text_width);
+    t (batch,) in [0, 1], 1 = pure noise.
+    """
+
+    STREAMS = ("video", "reference", "audio", "text")
+
+    def __init__(self, cfg: ModelConfig, latent_channels: int, audio_width: int, text_width: int):
+        super().__init__()
+        self.cfg = cfg
+        self.patch = cfg.patch
+        self.set_of = dict(cfg.weight_sets)
+        self.set_names = tuple(dict.fromkeys(self.set_of[s] for s in self.STREAMS))
+        w, p = cfg.width, cfg.patch
+        patch_dim = latent_channels * p * p
+        self.embed = nn.ModuleDict({
+            "video": nn.Linear(patch_dim, w),
+            "reference": nn.Linear(patch_dim, w),
+            "audio": nn.Linear(audio_width, w),
+            "text": nn.Linear(text_width, w),
+        })
+        self.stream_type = nn.Parameter(torch.zeros(len(self.STREAMS), w))
+        self.t_mlp = nn.Sequential(nn.Linear(256, w), nn.SiLU(), nn.Linear(w, w))
+        self.t_mod = nn.ModuleDict({s: nn.Linear(w, 6 * w) for s in self.set_names})
+        self.blocks = nn.ModuleList(Block(cfg, self.set_names) for _ in range(cfg.depth))
+        self.final_mod = nn.Linear(w, 2 * w)
+        self.final = nn.Linear(w, patch_dim)
+
+    # -- patching -----------------------------------------------------------------------
+    def patchify(self, z: torch.Tensor) -> torch.Tensor:
+        """(b, c, f, h, w) -> (b, f * h/p * w/p, c*p*p), frame-major then row-major."""
+        b, c, f, h, w = z.shape
+        p = self.patch
+        z = z.view(b, c, f, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6)
+        return z.reshape(b, f * (h // p) * (w // p), c * p * p)
+
+    def unpatchify(self, x: torch.Tensor, frames: int, h: int, w: int) -> torch.Tensor:
+        b = x.shape[0]
+        p = self.patch
+        c = x.shape[-1] // (p * p)
+        x = x.view(b, frames, h // p, w // p, c, p, p).permute(0, 4, 1, 2, 5, 3, 6)
+        return x.reshape(b, c, frames, h, w)
+
+    def modulations(self, t: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        emb = self.t_mlp(timestep_embedding(t, 256).to(self.stream_type.dtype))
+        e = F.silu(emb)
+        return emb, {s: self.t_mod[s](e).view(-1, 6, self.cfg.width) for s in self.set_names}
+
+    def forward(self, latents: torch.Tensor, t: torch.Tensor, audio: torch.Tensor | None, text: torch.Tensor | None,
+                bank: BankView, cos: torch.Tensor, sin: torch.Tensor, write: BankWrite | None = None,
+                video_stream: str = "video") -> torch.Tensor:
+        """One pass. `video_stream="reference"` embeds the latents as the reference stream
+        (the once-per-render pass that fills the bank's reference region). cos/sin cover
+        the chunk's tokens in order [video | audio | text]."""
+        b, _, f, h, w = latents.shape
+        dt = self.stream_type.dtype
+        idx = {s: i for i, s in enumerate(self.STREAMS)}
+        x = self.embed[video_stream](self.patchify(latents.to(dt))) + self.stream_type[idx[video_stream]]
+        segments = [(self.set_of[video_stream], x)]
+        if audio is not None:
+            segments.append((self.set_of["audio"], self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]))
+        if text is not None:
+            segments.append((self.set_of["text"], self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]))
+        segments = self._merge(segments)
+        emb, mods = self.modulations(t)
+        n_video = x.shape[1]
+        for i, block in enumerate(self.blocks):
+            segments = block(segments, mods, cos, sin, bank.k[i], bank.v[i], bank.valid, write, n_video)
+        video = segments[0][1][:, :n_video]
+        shift, scale = self.final_mod(F.silu(emb)).chunk(2, dim=-1)
+        out = self.final(K.adaln_modulate(video, shift, scale))
+        return self.unpatchify(out.float(), f, h, w)
+
+    @staticmethod
+    def _merge(segments):
+        """Adjacent streams that share a weight set run as one segment (one matmul each)."""
+        merged = []
+        for name, x in segments:
+            if merged and merged[-1][0] == name:
+                merged[-1] = (name, torch.cat([merged[-1][1], x], dim=1))
+            else:
+                merged.append((name, x))
+        return merged
+
+    def init_random(self, generator: torch.Generator | None = None, std: float = 0.02) -> None:
+        """Seeded random init; gates and output are small but non-zero so an untrained
+        model still depends on its context (the pipeline is testable without weights)."""
+        for name, prm in self.named_parameters():
+            if name.endswith(("q_norm", "k_norm")):
+                nn.init.ones_(prm)
+            elif name.endswith("bias") or name.endswith("mod_table"):
+                nn.init.zeros_(prm)
+            else:
+                with torch.no_grad():
+                    prm.normal_(0.0, std, generator=generator)

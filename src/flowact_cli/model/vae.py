@@ -1,0 +1,182 @@
+"""Causal video VAE: x8 spatial, x4 temporal; the first frame alone, then 4 frames per latent.
+
+Causality: every temporal convolution sees only past frames (it pads with the past, never
+the future), so latent frame j depends on video frames <= its own, and decoded frame n on
+latents <= its own. Streaming decode threads each causal conv's last input frames through
+a `DecoderState`, so decoding chunk by chunk equals decoding the whole latent video at once.
+
+flowact uses the reference image as latent frame 0 (the "first frame alone"), so every
+generated latent frame decodes to exactly 4 video frames.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import VAEConfig
+
+
+def _frames2d(x: torch.Tensor):
+    """(b, c, t, h, w) -> (b*t, c, h, w)"""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w), b, t
+
+
+def _frames3d(x: torch.Tensor, b: int, t: int):
+    bt, c, h, w = x.shape
+    return x.view(b, t, c, h, w).transpose(1, 2)
+
+
+class CausalConv3d(nn.Module):
+    """3x3x3 conv, causal in time. forward(x, past) -> (y, new_past); past: the last 2 input frames."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3):
+        super().__init__()
+        self.kt = kernel
+        self.conv = nn.Conv3d(cin, cout, kernel, padding=(0, kernel // 2, kernel // 2))
+
+    def forward(self, x: torch.Tensor, past: torch.Tensor | None = None):
+        if past is None:  # stream start: replicate the first frame into the past
+            past = x[:, :, :1].expand(-1, -1, self.kt - 1, -1, -1)
+        xx = torch.cat([past, x], dim=2)
+        return self.conv(xx), xx[:, :, -(self.kt - 1):]
+
+
+def frame_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """GroupNorm applied to each frame on its own: normalising over time would leak the future."""
+    y, b, t = _frames2d(x)
+    return _frames3d(norm(y), b, t)
+
+
+class CausalRes3d(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(8, ch)
+        self.conv1 = CausalConv3d(ch, ch)
+        self.norm2 = nn.GroupNorm(8, ch)
+        self.conv2 = CausalConv3d(ch, ch)
+
+    def forward(self, x, past: list | None):
+        p1, p2 = past if past is not None else (None, None)
+        h, n1 = self.conv1(F.silu(frame_norm(self.norm1, x)), p1)
+        h, n2 = self.conv2(F.silu(frame_norm(self.norm2, h)), p2)
+        return x + h, [n1, n2]
+
+
+class Res2d(nn.Module):
+    """Per-frame residual block (no temporal mixing: cheap at high resolution)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(8, ch)
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.norm2 = nn.GroupNorm(8, ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(F.silu(self.norm2(self.conv1(F.silu(self.norm1(x))))))
+
+
+class Encoder(nn.Module):
+    """Video (b, 3, 1 + 4n, H, W) in [-1, 1] -> latent mean and logvar (b, zc, 1 + n, H/8, W/8)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        c0, c1, c2 = cfg.channels
+        self.conv_in = nn.Conv2d(3, c2, 3, padding=1)
+        self.res_a = Res2d(c2)
+        self.down_a = nn.Conv2d(c2, c2, 3, stride=2, padding=1)  # /2
+        self.res_b = Res2d(c2)
+        self.down_b = nn.Conv2d(c2, c1, 3, stride=2, padding=1)  # /4
+        self.res_c = CausalRes3d(c1)
+        self.down_c = nn.Conv2d(c1, c0, 3, stride=2, padding=1)  # /8
+        self.time_down = nn.Conv3d(4 * c0, c0, 1)
+        self.res_d = CausalRes3d(c0)
+        self.norm_out = nn.GroupNorm(8, c0)
+        self.conv_out = nn.Conv3d(c0, 2 * cfg.latent_channels, 1)
+
+    def forward(self, video: torch.Tensor):
+        if (video.shape[2] - 1) % 4:
+            raise ValueError(f"encoder needs 1 + 4n frames, got {video.shape[2]}")
+        x, b, t = _frames2d(video)
+        x = self.down_a(self.res_a(self.conv_in(x)))
+        x = self.down_b(self.res_b(x))
+        x, _ = self.res_c(_frames3d(x, b, t), None)
+        x, b, t = _frames2d(x)
+        x = _frames3d(self.down_c(x), b, t)
+        # first frame alone: replicate it to a group of 4, then fold time into channels
+        x = torch.cat([x[:, :, :1].expand(-1, -1, 3, -1, -1), x], dim=2)
+        bb, c, tt, h, w = x.shape
+        x = x.view(bb, c, tt // 4, 4, h, w).permute(0, 3, 1, 2, 4, 5).reshape(bb, 4 * c, tt // 4, h, w)
+        x, _ = self.res_d(self.time_down(x), None)
+        mean, logvar = self.conv_out(F.silu(frame_norm(self.norm_out, x))).chunk(2, dim=1)
+        return mean, logvar.clamp(-20, 10)
+
+
+class DecoderState:
+    """The causal convs' past frames between streamed calls (one list per causal block)."""
+
+    def __init__(self):
+        self.conv_in = None
+        self.res0 = None
+        self.res1 = None
+        self.started = False
+
+
+class Decoder(nn.Module):
+    """Latents (b, zc, n, h, w) -> video (b, 3, 4n, 8h, 8w) in [-1, 1] (the stream's
+    first latent, when decoded with a fresh state, yields 1 frame: the first frame alone)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        c0, c1, c2 = cfg.channels
+        self.conv_in = CausalConv3d(cfg.latent_channels, c0)
+        self.res0 = CausalRes3d(c0)
+        self.time_up = nn.Conv3d(c0, 4 * c0, 1)
+        self.up1 = nn.Conv2d(c0, c1, 3, padding=1)  # x2
+        self.res1 = CausalRes3d(c1)
+        self.up2 = nn.Conv2d(c1, c2, 3, padding=1)  # x4
+        self.res2 = Res2d(c2)
+        self.up3 = nn.Conv2d(c2, c2, 3, padding=1)  # x8
+        self.norm_out = nn.GroupNorm(8, c2)
+        self.conv_out = nn.Conv2d(c2, 3, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:
+        st = state if state is not None else DecoderState()
+        first = not st.started
+        x, st.conv_in = self.conv_in(z, st.conv_in)
+        x, st.res0 = self.res0(x, st.res0)
+        x = self.time_up(x)
+        b, c4, n, h, w = x.shape
+        x = x.view(b, 4, c4 // 4, n, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c4 // 4, 4 * n, h, w)
+        if first:  # the stream's first latent frame stands for one video frame
+            x = x[:, :, 3:]
+        x, bb, t = _frames2d(x)
+        x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
+        x, bb, t = _frames2d(x)
+        x = self.res2(self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest")))
+        x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        x = self.conv_out(F.silu(self.norm_out(x)))
+        st.started = True
+        return _frames3d(x, bb, t)
+
+
+class VideoVAE(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, video: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
+        mean, logvar = self.encoder(video)
+        z = mean
+        if sample:
+            z = mean + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype) * (0.5 * logvar).exp()
+        return z * self.cfg.latent_scale
+
+    def decode(self, z: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:
+        return self.decoder(z / self.cfg.latent_scale, state)

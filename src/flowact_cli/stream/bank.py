@@ -1,0 +1,138 @@
+"""The structured memory bank: fixed-capacity cached keys/values, one region per role.
+
+Layout along the token axis, in latent-frame slots of `tokens_per_latent` tokens each:
+
+    [ reference (1) | long-term (L) | short-term (C) | current (C) ]
+
+- reference: the reference image's K/V, written once per stream;
+- long-term: sparse past latent frames, right-aligned (newest next to short-term), kept by
+  a stride policy: one of every `long_term_stride` frames leaving short-term memory is
+  admitted, the oldest falls off;
+- short-term: the previous chunk, for motion continuity;
+- current: where the memory pass writes the chunk just generated; `commit()` moves it
+  to short-term. It is never visible to attention (masked).
+
+Every slot has a fixed time position (reference 0, long-term 1..L, short-term L+1..L+C;
+the chunk being denoised sits at L+C+1..L+2C), so positions stay bounded however long the
+stream runs and every shape is static. Keys are stored already rotated at their slot's
+position; a frame that moves slot is re-rotated by the position delta
+(`bank_gather_rope`: rotations compose exactly).
+"""
+
+from __future__ import annotations
+
+import torch
+
+import flowact_kernels as K
+
+from ..config import Preset
+from ..model.mmdit import BankView, BankWrite
+from ..model.rope import grid_positions, rope_tables
+
+
+class MemoryBank:
+    def __init__(self, preset: Preset, batch: int = 1, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        m, st = preset.model, preset.stream
+        self.preset = preset
+        self.T = preset.tokens_per_latent
+        self.C = st.chunk_latents
+        self.L = st.long_term
+        self.stride = st.long_term_stride
+        self.slots = 1 + self.L + 2 * self.C
+        self.capacity = self.slots * self.T
+        self.ref_slot, self.lt_slot, self.st_slot, self.cur_slot = 0, 1, 1 + self.L, 1 + self.L + self.C
+        shape = (m.depth, batch, m.heads, self.capacity, preset.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.valid = torch.zeros(batch, self.capacity, dtype=torch.bool, device=device)
+        self.device = torch.device(device)
+        # bookkeeping (host-side ints, no tensor syncs): stream index of each long-term slot
+        self.long_term: list[int | None] = [None] * self.L
+        self.short_term: list[int] | None = None
+        self.admitted = 0  # latent frames that have left short-term memory
+
+        gh, gw = (s // m.patch for s in preset.latent_hw)
+        axes, theta = m.rope_axes, m.rope_theta
+
+        def frame_table(time: float):
+            return rope_tables(grid_positions(time, gh, gw), axes, theta)
+
+        def cat_tables(times):
+            cs = [frame_table(t) for t in times]
+            return (torch.cat([c for c, _ in cs]).to(device), torch.cat([s for _, s in cs]).to(device))
+
+        self._ref_write = BankWrite(0, *cat_tables([0.0]))
+        st_times = [float(self.L + 1 + i) for i in range(self.C)]
+        self._chunk_write = BankWrite(self.cur_slot * self.T, *cat_tables(st_times))
+        # rotation deltas: long-term shift (-1 frame) and short-term frame i -> newest long-term slot
+        zero = torch.zeros(self.T, 3)
+
+        def delta_table(dt: float):
+            pos = zero.clone()
+            pos[:, 0] = dt
+            c, s = rope_tables(pos, axes, theta)
+            return c.to(device), s.to(device)
+
+        self._shift = delta_table(-1.0)
+        self._st_to_lt = [delta_table(float(self.L) - (self.L + 1 + i)) for i in range(self.C)]
+        self._slot_index = torch.arange(self.capacity, device=device).view(self.slots, self.T)
+
+    # -- what passes see ---------------------------------------------------------------
+    def view(self) -> BankView:
+        return BankView(self.k, self.v, self.valid)
+
+    def reference_write(self) -> BankWrite:
+        return self._ref_write
+
+    def chunk_write(self) -> BankWrite:
+        return self._chunk_write
+
+    # -- state changes -------------------------------------------------------------------
+    def reset(self) -> None:
+        self.valid.zero_()
+        self.long_term = [None] * self.L
+        self.short_term = None
+        self.admitted = 0
+
+    def mark_reference(self) -> None:
+        self.valid[:, : self.T] = True
+
+    def commit(self, first_latent: int) -> None:
+        """The chunk in `current` (stream latent frames first_latent..+C) becomes short-term;
+        the frames it displaces go through the long-term policy."""
+        if self.short_term is not None:
+            for i, frame in enumerate(self.short_term):
+                if self.L and self.admitted % self.stride == 0:
+                    self._admit_long_term(i, frame)
+                self.admitted += 1
+        st = self._slot_index[self.st_slot:self.st_slot + self.C].reshape(-1)
+        cur = self._slot_index[self.cur_slot:self.cur_slot + self.C].reshape(-1)
+        self.k[:, :, :, st] = self.k[:, :, :, cur]
+        self.v[:, :, :, st] = self.v[:, :, :, cur]
+        self.valid[:, st] = True
+        self.short_term = list(range(first_latent, first_latent + self.C))
+
+    def _admit_long_term(self, st_index: int, frame: int) -> None:
+        occupied = [j for j, f in enumerate(self.long_term) if f is not None]
+        movers = [j for j in occupied if j > 0]  # slot 0's frame (if any) falls off
+        # all layers at once: (depth, batch, ...) viewed as one batch axis
+        kb, vb = self.k.flatten(0, 1), self.v.flatten(0, 1)
+        if movers:
+            src = self._slot_index[[self.lt_slot + j for j in movers]].reshape(-1)
+            cos, sin = self._shift
+            n = len(movers)
+            K.bank_gather_rope(kb, vb, src, src - self.T, cos.repeat(n, 1), sin.repeat(n, 1))
+        src = self._slot_index[self.st_slot + st_index]
+        dst = self._slot_index[self.lt_slot + self.L - 1]
+        K.bank_gather_rope(kb, vb, src, dst, *self._st_to_lt[st_index])
+        new = [None] * self.L
+        for j in movers:
+            new[j - 1] = self.long_term[j]
+        new[self.L - 1] = frame
+        self.long_term = new
+        lt_valid = torch.tensor([f is not None for f in new], device=self.device).repeat_interleave(self.T)
+        self.valid[:, self.lt_slot * self.T:(self.lt_slot + self.L) * self.T] = lt_valid
+
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2 + self.valid.numel()

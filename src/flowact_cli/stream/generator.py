@@ -1,0 +1,134 @@
+"""The chunk loop: reference -> memory bank; then, chunk after chunk, noise -> clean latents
+(N sampler steps over [bank | chunk]) -> one memory pass -> bank commit -> streaming decode.
+
+Per-chunk cost is constant: the bank has fixed capacity, positions are per slot, and the
+decoder carries only its causal convs' last frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..model import FlowActModel
+from ..model.rope import grid_positions, rope_tables
+from ..model.vae import DecoderState
+from .bank import MemoryBank
+from .sampler import EulerSampler, interpolate
+
+
+def to_pixels(video: torch.Tensor) -> np.ndarray:
+    """(1, 3, frames, H, W) in [-1, 1] -> uint8 (frames, H, W, 3)."""
+    x = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def from_pixels(image: np.ndarray, device, dtype) -> torch.Tensor:
+    """uint8 (H, W, 3) -> (1, 3, 1, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float() / 127.5 - 1
+    return x[None, :, None].to(dtype)
+
+
+class AudioTrack:
+    """Log-mel of a whole file, computed once; tokens are taken per chunk (static windows)."""
+
+    def __init__(self, model: FlowActModel, samples: np.ndarray, device):
+        self.encoder = model.audio
+        with torch.no_grad():
+            self.mel = self.encoder.mel(torch.from_numpy(samples).to(device))
+
+    def tokens(self, first_latent: int, count: int) -> torch.Tensor:
+        win = self.encoder.windows(self.mel, first_latent, count)[None]
+        return self.encoder(win)
+
+
+class TextTrack:
+    """Prompt -> text tokens, cached per distinct prompt (encoded when it changes)."""
+
+    def __init__(self, model: FlowActModel):
+        self.encoder = model.text
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def tokens(self, prompt: str) -> torch.Tensor:
+        if prompt not in self._cache:
+            self._cache[prompt] = self.encoder([prompt])
+        return self._cache[prompt]
+
+
+class StreamGenerator:
+    """One stream (batch 1). `start(reference)` then `chunk(k, audio, text)` for k = 0, 1, ...
+
+    Chunk k covers stream latent frames [k*C, (k+1)*C), i.e. video frames [k*F, (k+1)*F).
+    Noise for chunk k comes from a generator seeded by (seed, k): a seeded render is
+    reproducible and chunk k never depends on how many chunks follow it.
+    """
+
+    def __init__(self, model: FlowActModel, seed: int = 0):
+        self.model = model
+        p = self.preset = model.preset
+        prm = next(model.dit.parameters())
+        self.device, self.dtype = prm.device, prm.dtype
+        self.seed = seed
+        self.bank = MemoryBank(p, 1, self.device, self.dtype)
+        self.sampler = EulerSampler(p.sampler_timesteps(), 1, self.device)
+        self.C, self.T = p.stream.chunk_latents, p.tokens_per_latent
+        self.latent_shape = (1, p.vae.latent_channels, self.C, *p.latent_hw)
+        self.t_memory = torch.full((1,), p.stream.memory_noise, device=self.device)
+        self.t_zero = torch.zeros(1, device=self.device)
+        # RoPE of the chunk's tokens [video | audio | text] at the chunk's fixed slot times
+        gh, gw = (s // p.model.patch for s in p.latent_hw)
+        base = float(1 + p.stream.long_term + self.C)
+        video = torch.cat([grid_positions(base + f, gh, gw) for f in range(self.C)])
+        audio = torch.zeros(self.C * p.audio.tokens_per_latent, 3)
+        audio[:, 0] = base + torch.arange(self.C).repeat_interleave(p.audio.tokens_per_latent).float()
+        text = torch.zeros(p.text.tokens, 3)
+        text[:, 0] = base
+        cos, sin = rope_tables(torch.cat([video, audio, text]), p.model.rope_axes, p.model.rope_theta)
+        self.cos, self.sin = cos.to(self.device), sin.to(self.device)
+        ref_cos, ref_sin = rope_tables(grid_positions(0.0, gh, gw), p.model.rope_axes, p.model.rope_theta)
+        self.ref_cos, self.ref_sin = ref_cos.to(self.device), ref_sin.to(self.device)
+        self.decoder_state = DecoderState()
+        self.reference_latent: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def start(self, reference: np.ndarray) -> torch.Tensor:
+        """Encode the reference (uint8 (H, W, 3) at the preset size), fill the bank's
+        reference region, prime the streaming decoder with it. Returns its latent."""
+        self.bank.reset()
+        self.decoder_state = DecoderState()
+        z = self.model.vae.encode(from_pixels(reference, self.device, self.dtype))
+        self.model.dit(z, self.t_zero, None, None, self.bank.view(), self.ref_cos, self.ref_sin,
+                       write=self.bank.reference_write(), video_stream="reference")
+        self.bank.mark_reference()
+        # the reference is the causal VAE's "first frame alone": decoding it primes the
+        # decoder's cache so chunk 0 decodes to exactly 4 frames per latent frame
+        self.model.vae.decode(z, self.decoder_state)
+        self.reference_latent = z
+        return z
+
+    def noise(self, index: int) -> torch.Tensor:
+        g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + index)
+        return torch.randn(self.latent_shape, generator=g, device=self.device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def chunk(self, index: int, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Denoise chunk `index` (audio: (1, C*tokens_per_latent, width), text: (1, tokens, width)),
+        then write it into memory. Returns clean latents (1, zc, C, h, w) float32."""
+        bank = self.bank.view()
+        dit = self.model.dit
+
+        def velocity(x, t):
+            return dit(x, t, audio, text, bank, self.cos, self.sin)
+
+        noise = self.noise(index)
+        x0 = self.sampler.sample(velocity, noise)
+        # memory pass: the clean chunk (or lightly re-noised, preset knob) writes its K/V
+        mem_in = interpolate(x0, noise, self.preset.stream.memory_noise) if self.preset.stream.memory_noise else x0
+        dit(mem_in, self.t_memory, audio, text, bank, self.cos, self.sin, write=self.bank.chunk_write())
+        self.bank.commit(index * self.C)
+        return x0
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3)."""
+        return to_pixels(self.model.vae.decode(latents.to(self.dtype), self.decoder_state))
