@@ -2,21 +2,237 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from . import cli_world
+from .config import DEFAULT_PRESET
 from .errors import FlowactError
 
 app = typer.Typer(
     name="flowact",
-    help="Real-time talking-humanoid video from one picture and a speech track (FlowAct-R1).",
+    help="Real-time talking-humanoid video from one picture and a speech track (FlowAct-R1).\n\n"
+         "Start with:  flowact render --image examples/ref.png --audio examples/speech.wav",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
+err = Console(stderr=True)
+out_console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in pipes and logs
 cli_world.register(app)
+
+
+def _emit_json(data: dict, to_stderr: bool = False) -> None:
+    text = json.dumps(data, indent=2, default=str)
+    print(text, file=sys.stderr if to_stderr else sys.stdout)
+
+
+def _progress(total_label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn(total_label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
+                    TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _warn_random(source) -> None:
+    if source.kind == "random":
+        err.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] ({source.reason}, seed {source.seed}): "
+                  "the pipeline is real, the picture will not be a talking character.")
+
+
+@app.command()
+def render(
+    image: Path = typer.Option(..., "--image", "-i", help="Reference picture (png/jpg/webp, any size; alpha and grayscale are fine)."),
+    audio: Path = typer.Option(..., "--audio", "-a", help="Speech track (wav/flac/ogg/mp3, any rate, mono or stereo)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout. Default: <audio name>.flowact.mp4"),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Behaviour prompt, e.g. 'speaking calmly', 'wave hello'."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name (see `flowact presets`) or a YAML file."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed and inputs give the same video."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's for the device)"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Load weights from this .safetensors file."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
+    fit: str = typer.Option("cover", "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
+    max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (to stderr when --out -)."),
+):
+    """Stream a talking video of the character in IMAGE speaking AUDIO.
+
+    The file is written live, chunk by chunk (0.32 s of video each on toon-128), and always
+    finalised: Ctrl-C leaves a playable video of what was made (exit code 130).
+
+    Examples:
+
+        flowact render --image examples/ref.png --audio examples/speech.wav
+
+        flowact render -i face.jpg -a talk.mp3 -o talk.mp4 --prompt "speaking calmly" --json
+
+        flowact render -i face.png -a talk.wav --out - | ffplay -
+    """
+    from .render import Engine
+
+    _sigterm_as_interrupt()
+    out = out if out is not None else f"{audio.stem}.flowact.mp4"
+    engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
+                         seed=seed, threads=threads)
+    _warn_random(engine.source)
+    with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
+        task = bar.add_task("render", total=None, speed="")
+
+        def on_chunk(ev):
+            rtf = (ev.frames_done / engine.preset.video.fps) / max(ev.elapsed, 1e-9)
+            bar.update(task, total=ev.chunks, completed=ev.index + 1,
+                       speed=f"{ev.frames_done / ev.elapsed:.1f} fps  RTF {rtf:.2f}")
+
+        report = engine.render(image, audio, out, prompt=prompt, seed=seed, fit=fit, ffmpeg=ffmpeg,
+                               max_seconds=max_seconds, on_chunk=on_chunk)
+    summary = report.to_dict()
+    if as_json:
+        _emit_json(summary, to_stderr=(out == "-"))
+    else:
+        ttff = f"{report.ttff_seconds:.2f} s" if report.ttff_seconds is not None else "n/a"
+        err.print(f"{'[yellow]interrupted[/]: ' if report.interrupted else ''}wrote {report.frames} frames "
+                  f"({report.video_seconds:.2f} s) to {out}  |  TTFF {ttff}  |  {report.e2e_fps:.1f} fps  |  "
+                  f"RTF {report.realtime_factor:.2f}  |  {report.conditions}")
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def bench(
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
+    seconds: float = typer.Option(10.0, "--seconds", help="Seconds of video in the measured run."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (speed does not depend on values)."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print the full JSON report."),
+):
+    """Measure time-to-first-frame, fps and real-time factor of a preset.
+
+    One warm-up render (excluded), then SECONDS of speech-like audio rendered into a real
+    H.264 file. Reports TTFF (warm, request to first frame written), generator fps,
+    end-to-end fps and RTF (decode and encode included), per-chunk latency p50/p95/max,
+    per-stage times and peak memory, with the conditions (device, dtype, threads, compile).
+
+    Examples:
+
+        flowact bench --json
+
+        flowact bench --preset r1-480p --random-weights --device cuda
+    """
+    from .bench import run_bench
+    from .render import Engine
+
+    engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
+                         seed=seed, threads=threads)
+    _warn_random(engine.source)
+    with _progress(f"bench {engine.preset.name}") as bar:
+        task = bar.add_task("bench", total=None, speed="")
+        r = run_bench(engine, seconds=seconds, seed=seed,
+                      on_chunk=lambda ev: bar.update(task, total=ev.chunks, completed=ev.index + 1, speed=""))
+    if as_json:
+        _emit_json(r)
+        return
+    t = Table(title=f"flowact bench: {r['preset']} ({r['conditions']})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    lat = r["chunk_latency_ms"]
+    rows = [
+        ("TTFF (warm, request -> first frame written)", f"{r['ttff_seconds']:.3f} s"),
+        ("end-to-end fps (generate + decode + encode)", f"{r['e2e_fps']:.1f}"),
+        ("real-time factor (>= 1 is real time)", f"{r['realtime_factor']:.2f}"),
+        ("generator fps (transformer only)", f"{r['generator_fps']:.1f}"),
+        ("chunk latency p50 / p95 / max", f"{lat['p50']} / {lat['p95']} / {lat['max']} ms (chunk = {r['chunk_video_ms']:.0f} ms of video)"),
+        ("chunk latency 1st half / 2nd half median", f"{lat['first_half_median']} / {lat['second_half_median']} ms"),
+    ] + [(f"stage: {k} (thread time)", f"{v:.3f} s") for k, v in r["stages"].items()] + [
+        ("peak memory", f"{r['peak_memory_mb']:.0f} MB"), ("frames", str(r["frames"])), ("weights", r["weights"]),
+        ("warm-up", r["warmup"])]
+    for k, v in rows:
+        t.add_row(k, v)
+    out_console.print(t)
+
+
+@app.command()
+def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable list.")):
+    """List presets: resolution, fps, chunk, steps, parameters, FLOPs per chunk, weights."""
+    from .config import load_preset, preset_names
+    from .stream.cost import chunk_cost
+
+    rows = []
+    for name in preset_names():
+        p = load_preset(name)
+        cost = chunk_cost(p)
+        w = p.weights
+        source = f"bundled {w.bundled}" if w.bundled else (f"hub {w.hub.repo}" if w.hub else "none yet (random)")
+        rows.append({
+            "name": name, "resolution": f"{p.video.width}x{p.video.height}", "fps": p.video.fps,
+            "chunk_latents": p.stream.chunk_latents, "chunk_frames": p.frames_per_chunk,
+            "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps, "steps": len(p.sampler_timesteps()) - 1,
+            "params": cost.params, "params_total": sum(cost.params.values()),
+            "flops_per_pass": cost.flops_per_pass, "flops_per_chunk": cost.flops_per_chunk,
+            "tflops_per_s_for_realtime": cost.flops_per_chunk / (p.frames_per_chunk / p.video.fps) / 1e12,
+            "weights": source, "where": p.where, "default": name == DEFAULT_PRESET, "description": p.description,
+        })
+    if as_json:
+        _emit_json({"presets": rows})
+        return
+    t = Table(title="flowact presets (FLOPs: NFE passes + memory pass + VAE decode, per chunk)")
+    for col in ("preset", "size", "fps", "chunk", "steps", "params", "GFLOP/chunk", "real time needs", "weights", "runs on"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"] + (" (default)" if r["default"] else ""), r["resolution"], str(r["fps"]),
+                  f"{r['chunk_latents']} lat = {r['chunk_frames']} fr ({r['chunk_ms']:.0f} ms)", str(r["steps"]),
+                  f"{r['params_total'] / 1e6:.1f}M", f"{r['flops_per_chunk'] / 1e9:,.0f}",
+                  f"{r['tflops_per_s_for_realtime']:.2f} TFLOP/s", r["weights"], r["where"])
+    out_console.print(t)
+
+
+@app.command()
+def download(
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset whose published weights to fetch."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="huggingface-hub cache folder."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Fetch a preset's published weights from the hub into the local cache (sha256-checked).
+
+    Example:  flowact download --preset r1-480p
+    """
+    from . import weights as W
+    from .config import load_preset
+
+    p = load_preset(preset)
+    if p.weights.hub is None:
+        msg = f"preset '{p.name}' publishes no hub weights" + (" (its weights ship in the package)" if p.weights.bundled else "")
+        if as_json:
+            _emit_json({"preset": p.name, "path": None, "message": msg})
+        else:
+            err.print(msg)
+        return
+    path = W.hub_fetch(p.weights.hub, p.name, cache_dir)
+    if as_json:
+        _emit_json({"preset": p.name, "path": str(path)})
+    else:
+        print(path)
 
 
 def main() -> None:
@@ -25,3 +241,10 @@ def main() -> None:
     except FlowactError as exc:
         print(f"flowact: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("flowact: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -70,7 +70,7 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, *,
                  audio: str | Path | None = None, ffmpeg: str | None = None,
-                 settings: EncodeSettings = EncodeSettings(), queue_frames: int = 64):
+                 settings: EncodeSettings = EncodeSettings(), queue_frames: int = 64, shortest: bool = False):
         if width % 2 or height % 2:
             raise FlowactError(f"video size {width}x{height} must be even for yuv420p")
         self.path = str(path)
@@ -96,6 +96,8 @@ class VideoWriter:
                 "-pix_fmt", "yuv420p"]
         if audio is not None:
             cmd += ["-c:a", "aac", "-b:a", settings.audio_bitrate]
+            if shortest:  # an interrupted render keeps audio and video the same length
+                cmd += ["-shortest"]
         if self.to_stdout:
             # A pipe cannot be seeked back into: fragmented mp4, fragments flushed as they come.
             cmd += ["-tune", "zerolatency", "-f", "mp4",

@@ -25,7 +25,7 @@ def to_pixels(video: torch.Tensor) -> np.ndarray:
 
 def from_pixels(image: np.ndarray, device, dtype) -> torch.Tensor:
     """uint8 (H, W, 3) -> (1, 3, 1, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float() / 127.5 - 1
+    x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).to(device).permute(2, 0, 1).float() / 127.5 - 1
     return x[None, :, None].to(dtype)
 
 

@@ -1,0 +1,257 @@
+"""`render` as a library call: an `Engine` holds one loaded model; `Engine.render()` streams
+one picture + speech track into a video file (or stdout), chunk by chunk.
+
+Stages (DESIGN.md section 2): generation (this thread) -> bounded queue -> decode thread ->
+`VideoWriter` (its own thread) -> ffmpeg. Ctrl-C or an error finalises the file so what was
+made stays playable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import resource
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import weights as W
+from .config import DEFAULT_PRESET, Preset, load_preset
+from .errors import FlowactError
+from .media.audio import load_audio
+from .media.ffmpeg import VideoWriter
+from .media.image import load_image
+from .model import FlowActModel
+from .stream.generator import AudioTrack, StreamGenerator, TextTrack
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise FlowactError(f"unknown device '{device}' (use auto, cpu or cuda)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FlowactError("--device cuda requested but no CUDA GPU is available")
+    return torch.device(device)
+
+
+@dataclass
+class ChunkEvent:
+    index: int
+    chunks: int
+    frames_done: int
+    frames_total: int
+    elapsed: float
+
+
+@dataclass
+class RenderReport:
+    output: str
+    preset: str
+    weights: str
+    device: str
+    dtype: str
+    threads: int
+    frames: int
+    chunks: int
+    fps: float  # the video's frame rate
+    video_seconds: float
+    audio_seconds: float
+    wall_seconds: float  # request -> file finalised
+    ttff_seconds: float | None  # request -> first frame written into ffmpeg
+    e2e_fps: float  # frames / wall (generation + decode + encode)
+    generator_fps: float  # frames / transformer time (generation only)
+    realtime_factor: float  # video seconds / wall seconds; >= 1 is real time
+    chunk_ms: list[float] = field(default_factory=list)  # transformer time per chunk
+    stages: dict = field(default_factory=dict)  # seconds per stage
+    peak_memory_mb: float = 0.0
+    interrupted: bool = False
+    conditions: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        lat = sorted(self.chunk_ms)
+        d["chunk_latency_ms"] = percentiles(lat)
+        del d["chunk_ms"]
+        return d
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None, "max": None}
+    v = sorted(values)
+
+    def q(p):
+        return round(v[min(len(v) - 1, int(math.ceil(p * len(v))) - 1)], 2)
+
+    return {"p50": q(0.5), "p95": q(0.95), "max": round(v[-1], 2)}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+class Engine:
+    """One loaded model for one preset on one device; renders many jobs."""
+
+    def __init__(self, preset: Preset, model: FlowActModel, source: W.WeightsSource, device: torch.device,
+                 dtype: torch.dtype, threads: int):
+        self.preset, self.model, self.source = preset, model, source
+        self.device, self.dtype, self.threads = device, dtype, threads
+
+    @classmethod
+    def load(cls, preset: str | Preset = DEFAULT_PRESET, *, device: str = "auto", dtype: str | None = None,
+             weights: str | Path | None = None, random_weights: bool = False, seed: int = 0,
+             threads: int | None = None) -> "Engine":
+        p = preset if isinstance(preset, Preset) else load_preset(preset)
+        dev = pick_device(device)
+        dname = dtype or p.dtype.get(dev.type, "float32")
+        if dname not in DTYPES:
+            raise FlowactError(f"unknown dtype '{dname}' (use {', '.join(DTYPES)})")
+        if dev.type == "cpu":
+            torch.set_num_threads(threads or os.cpu_count() or 1)
+        source = W.resolve(p, weights=weights, random_weights=random_weights, seed=seed)
+        torch.manual_seed(seed)
+        model = FlowActModel(p)
+        W.load_into(model, source)
+        model.eval().to(device=dev, dtype=DTYPES[dname])
+        return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads())
+
+    def conditions(self, compiled: bool = False) -> str:
+        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU x{self.threads} threads"
+        return (f"{where}, {str(self.dtype).replace('torch.', '')}, compile {'on' if compiled else 'off'}, "
+                f"kernels {__import__('flowact_kernels').backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}")
+
+    def render(self, image: str | Path, audio: str | Path, out: str | Path = "-", *, prompt: str = "",
+               seed: int = 0, fit: str = "cover", ffmpeg: str | None = None, max_seconds: float | None = None,
+               on_chunk: Callable[[ChunkEvent], None] | None = None, sync_timing: bool = False,
+               stop: threading.Event | None = None) -> RenderReport:
+        """Stream one video. `stop` (optional) ends the render early, like Ctrl-C does."""
+        p = self.preset
+        t_request = time.perf_counter()
+        reference = load_image(image, p.video.width, p.video.height, fit)
+        track = load_audio(audio, p.audio.sample_rate)
+        seconds = track.seconds if max_seconds is None else min(track.seconds, max_seconds)
+        total = max(1, round(seconds * p.video.fps))
+        per_chunk = p.frames_per_chunk
+        chunks = math.ceil(total / per_chunk)
+        out_str = str(out)
+        if out_str != "-" and Path(out_str).resolve() == Path(audio).resolve():
+            raise FlowactError("output path is the input audio file", path=out)
+
+        stages = {"load_inputs": time.perf_counter() - t_request, "audio": 0.0, "reference": 0.0,
+                  "transformer": 0.0, "decode": 0.0, "encode": 0.0}
+        gen = StreamGenerator(self.model, seed)
+        sync = (lambda: torch.cuda.synchronize(self.device)) if (sync_timing and self.device.type == "cuda") else (lambda: None)
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            atrack = AudioTrack(self.model, track.samples[: int(seconds * track.rate) + 1], self.device)
+            text = TextTrack(self.model).tokens(prompt)
+        sync()
+        stages["audio"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gen.start(reference)
+        sync()
+        stages["reference"] = time.perf_counter() - t0
+
+        writer = VideoWriter(out, p.video.width, p.video.height, p.video.fps, audio=audio, ffmpeg=ffmpeg,
+                             shortest=True, queue_frames=2 * per_chunk)
+        latents_q: queue.Queue = queue.Queue(maxsize=p.stream.queue_chunks)
+        failure: list[BaseException] = []
+        done_frames = [0]
+
+        def decode_loop():
+            try:
+                while True:
+                    item = latents_q.get()
+                    if item is None:
+                        return
+                    k, z, keep = item
+                    t = time.perf_counter()
+                    frames = gen.decode(z)[:keep]
+                    stages["decode"] += time.perf_counter() - t
+                    writer.write(frames)
+                    done_frames[0] += len(frames)
+                    if on_chunk:
+                        on_chunk(ChunkEvent(k, chunks, done_frames[0], total, time.perf_counter() - t_request))
+            except BaseException as exc:  # noqa: BLE001 - handed to the generation thread
+                failure.append(exc)
+                while True:  # unblock the producer
+                    try:
+                        latents_q.get_nowait()
+                    except queue.Empty:
+                        break
+
+        decoder = threading.Thread(target=decode_loop, name="flowact-decode", daemon=True)
+        decoder.start()
+        chunk_ms: list[float] = []
+        interrupted = False
+        try:
+            for k in range(chunks):
+                if failure or (stop is not None and stop.is_set()):
+                    break
+                t = time.perf_counter()
+                with torch.no_grad():
+                    a = atrack.tokens(k * p.stream.chunk_latents, p.stream.chunk_latents)
+                sync()
+                t1 = time.perf_counter()
+                stages["audio"] += t1 - t
+                z = gen.chunk(k, a, text)
+                sync()
+                dt = time.perf_counter() - t1
+                stages["transformer"] += dt
+                chunk_ms.append(dt * 1000)
+                keep = min(per_chunk, total - k * per_chunk)
+                while not failure:
+                    try:
+                        latents_q.put((k, z, keep), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+            interrupted = stop is not None and stop.is_set()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            # flush what was generated, then finalise the container (playable even if cut short)
+            try:
+                latents_q.put(None, timeout=5)
+            except queue.Full:
+                pass
+            try:
+                decoder.join()
+            except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop decoding, still finalise
+                interrupted = True
+            t = time.perf_counter()
+            try:
+                wstats = writer.close()
+            except FlowactError:
+                if not failure:
+                    raise
+                wstats = None
+            stages["encode"] = (time.perf_counter() - t) + (wstats.write_seconds if wstats else 0.0)
+        if failure:
+            exc = failure[0]
+            raise exc if isinstance(exc, FlowactError) else RuntimeError(f"decode/encode stage failed: {exc!r}") from exc
+
+        wall = time.perf_counter() - t_request
+        frames = wstats.frames
+        return RenderReport(
+            output=out_str, preset=p.name, weights=self.source.describe(), device=str(self.device),
+            dtype=str(self.dtype).replace("torch.", ""), threads=self.threads, frames=frames, chunks=len(chunk_ms),
+            fps=p.video.fps, video_seconds=frames / p.video.fps, audio_seconds=track.seconds, wall_seconds=wall,
+            ttff_seconds=(wstats.first_frame_at - t_request) if wstats.first_frame_at else None,
+            e2e_fps=frames / wall, generator_fps=frames / max(stages["transformer"], 1e-9),
+            realtime_factor=(frames / p.video.fps) / wall, chunk_ms=chunk_ms,
+            stages={k: round(v, 4) for k, v in stages.items()}, peak_memory_mb=peak_memory_mb(self.device),
+            interrupted=interrupted, conditions=self.conditions() + ", decode+encode counted in e2e/RTF/TTFF")
