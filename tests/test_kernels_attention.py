@@ -43,6 +43,7 @@ def _check(q, k, v, k_bank, v_bank, valid):
     (2, 1, 16, 96, 128, 0.3),   # head_dim 128, sparse bank
     (1, 1, 70, 130, 64, 1.0),   # full bank, several tiles
     (2, 2, 9, 20, 32, 0.5),     # smaller head dim, chunk smaller than a tile
+    (1, 1, 1, 5, 64, 0.5),      # a single query, a bank smaller than a tile
 ])
 def test_matches_reference(dtype, b, h, n, cap, d, valid_frac):
     gen = torch.Generator().manual_seed(b * 1000 + n * 10 + d)
@@ -101,6 +102,17 @@ def test_strided_inputs_and_output_layout():
     valid = (torch.rand(b, cap, generator=gen) < 0.5).to(DEVICE)
     out = _check(q, k, v, k_bank, v_bank, valid)
     assert out.transpose(1, 2).is_contiguous()
+
+
+def test_bank_in_another_dtype():
+    """An fp32 bank read by half-precision queries is cast per tile, as the reference does."""
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 13, 64, generator=gen).to(DEVICE, torch.float16) for _ in range(3))
+    k_bank, v_bank, valid = _bank(1, 2, 24, 64, torch.float32, 0.5, gen)
+    out = triton_ops.bank_attention(q, k, v, k_bank, v_bank, valid)
+    ref = reference.bank_attention(q.float(), k.float(), v.float(), k_bank.half().float(), v_bank.half().float(), valid)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
 
 
 def test_scale_matches_head_dim():
