@@ -38,11 +38,14 @@ class BankView:
     """What one forward pass sees of the memory bank (see stream/bank.py for the owner).
 
     k, v: (depth, batch, heads, capacity, head_dim); valid: (batch, capacity) bool.
+    Attention reads only slots [0, attend): the region behind it is write-only (the bank's
+    "current" region), so no pass spends FLOPs on slots that are always masked.
     """
 
     k: torch.Tensor
     v: torch.Tensor
     valid: torch.Tensor
+    attend: int
 
 
 @dataclass
@@ -87,7 +90,7 @@ class Block(nn.Module):
 
     def forward(self, segments: list[tuple[str, torch.Tensor]], mods: dict[str, torch.Tensor],
                 cos: torch.Tensor, sin: torch.Tensor, k_bank: torch.Tensor, v_bank: torch.Tensor,
-                valid: torch.Tensor, write: BankWrite | None, write_tokens: int):
+                valid: torch.Tensor, attend: int, write: BankWrite | None, write_tokens: int):
         """segments: [(weight set, tokens (batch, n, width))] in sequence order; mods: set ->
         (batch, 6, width) modulation. Returns the updated segments."""
         qs, ks, vs = [], [], []
@@ -108,7 +111,7 @@ class Block(nn.Module):
         q_cat = torch.cat(q_all, 2) if len(q_all) > 1 else q_all[0]
         k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
         v_cat = torch.cat(vs, 2) if len(vs) > 1 else vs[0]
-        attn = K.bank_attention(q_cat, k_cat, v_cat, k_bank, v_bank, valid)
+        attn = K.bank_attention(q_cat, k_cat, v_cat, k_bank[:, :, :attend], v_bank[:, :, :attend], valid[:, :attend])
         if write is not None:
             # After this layer's attention (which read the old bank): the video tokens'
             # keys/values become memory, rotated at their bank positions.
@@ -199,7 +202,7 @@ class MMDiT(nn.Module):
         emb, mods = self.modulations(t)
         n_video = x.shape[1]
         for i, block in enumerate(self.blocks):
-            segments = block(segments, mods, cos, sin, bank.k[i], bank.v[i], bank.valid, write, n_video)
+            segments = block(segments, mods, cos, sin, bank.k[i], bank.v[i], bank.valid, bank.attend, write, n_video)
         video = segments[0][1][:, :n_video]
         shift, scale = self.final_mod(F.silu(emb)).chunk(2, dim=-1)
         out = self.final(K.adaln_modulate(video, shift, scale))

@@ -80,7 +80,7 @@ class MemoryBank:
 
     # -- what passes see ---------------------------------------------------------------
     def view(self) -> BankView:
-        return BankView(self.k, self.v, self.valid)
+        return BankView(self.k, self.v, self.valid, self.cur_slot * self.T)
 
     def reference_write(self) -> BankWrite:
         return self._ref_write

@@ -1,0 +1,93 @@
+"""Each module's own behaviour: RoPE, VAE causality and streaming, audio windows, text, MMDiT."""
+
+import numpy as np
+import torch
+
+import flowact_kernels as K
+from flowact_cli.config import load_preset
+from flowact_cli.model import FlowActModel
+from flowact_cli.model.rope import grid_positions, rope_tables
+from flowact_cli.model.vae import DecoderState
+from helpers import TINY
+
+
+def _tiny_model(seed=0):
+    m = FlowActModel(load_preset(TINY))
+    m.init_random(seed)
+    return m.eval()
+
+
+def test_rope_scores_depend_only_on_relative_position_and_rotations_compose():
+    axes, theta, d = (4, 6, 6), 10_000.0, 32
+    q, k = torch.randn(1, 1, 1, d), torch.randn(1, 1, 1, d)
+
+    def rot(x, pos):
+        c, s = rope_tables(torch.tensor([pos], dtype=torch.float32), axes, theta)
+        return K.reference.rope(x, c, s)
+
+    a = (rot(q, [5.0, 2.0, 3.0]) * rot(k, [3.0, 1.0, 1.0])).sum()
+    b = (rot(q, [12.0, 7.0, 9.0]) * rot(k, [10.0, 6.0, 7.0])).sum()
+    assert torch.allclose(a, b, atol=1e-4)
+    c = (rot(q, [5.0, 2.0, 3.0]) * rot(k, [4.0, 1.0, 1.0])).sum()
+    assert not torch.allclose(a, c, atol=1e-3)
+    # rotating a key written at p by d gives the key written at p + d (bank slot moves rely on it)
+    assert torch.allclose(rot(rot(k, [3.0, 1.0, 2.0]), [-2.0, 0.0, 0.0]), rot(k, [1.0, 1.0, 2.0]), atol=1e-5)
+    assert grid_positions(7.0, 2, 3).tolist()[4] == [7.0, 1.0, 1.0]
+
+
+def test_vae_is_causal_and_streaming_decode_equals_whole_decode():
+    vae = _tiny_model().vae
+    video = torch.randn(1, 3, 9, 64, 64)
+    with torch.no_grad():
+        z = vae.encode(video)
+        assert z.shape == (1, 4, 3, 8, 8)  # first frame alone, then 4 frames per latent
+        changed = video.clone()
+        changed[:, :, 5:] = 0  # change only the last latent frame's video frames
+        z2 = vae.encode(changed)
+        assert torch.equal(z[:, :, :2], z2[:, :, :2]) and not torch.allclose(z[:, :, 2], z2[:, :, 2])
+        whole = vae.decode(z)
+        assert whole.shape == (1, 3, 9, 64, 64)
+        st = DecoderState()
+        parts = [vae.decode(z[:, :, :1], st), vae.decode(z[:, :, 1:2], st), vae.decode(z[:, :, 2:], st)]
+        assert [p.shape[2] for p in parts] == [1, 4, 4]
+        assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-5)
+
+
+def test_audio_tokens_see_only_their_window():
+    m = _tiny_model()
+    rate = 16_000
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(rate * 2).astype(np.float32) * 0.1)
+    with torch.no_grad():
+        mel = m.audio.mel(x)
+        assert mel.shape[0] == 2 * 100 + 1  # 10 ms hop, centred frames
+        win = m.audio.windows(mel, 3, 2)
+        assert win.shape == (2, m.audio.window, 40)
+        tok = m.audio(win[None])
+        assert tok.shape == (1, 2 * 4, 32)
+        # latent frames 3..4 cover video frames 12..19 = 480..800 ms; + 80 ms look-ahead
+        y = x.clone()
+        y[int(0.95 * rate):] = 0.0
+        tok_y = m.audio(m.audio.windows(m.audio.mel(y), 3, 2)[None])
+        assert torch.allclose(tok, tok_y, atol=1e-5)
+        y[int(0.75 * rate):] = 0.0  # inside the window: tokens change
+        assert not torch.allclose(tok, m.audio(m.audio.windows(m.audio.mel(y), 3, 2)[None]), atol=1e-4)
+        # past the end of the audio the windows read silence, not garbage
+        assert torch.all(m.audio.windows(mel, 1000, 1) == -1.0)
+
+
+def test_text_encoder_prompts():
+    m = _tiny_model()
+    with torch.no_grad():
+        a, b, empty = m.text(["wave hello"]), m.text(["Wave, hello!"]), m.text([""])
+        assert a.shape == (1, 4, 32)
+        assert torch.allclose(a, b)  # case and punctuation do not matter
+        assert torch.equal(empty[0], m.text.null)
+        assert not torch.allclose(a, m.text(["nod slowly"]))
+
+
+def test_patchify_roundtrip_and_velocity_shape():
+    dit = _tiny_model().dit
+    z = torch.randn(2, 4, 2, 8, 8)
+    tokens = dit.patchify(z)
+    assert tokens.shape == (2, 2 * 16, 16)
+    assert torch.equal(dit.unpatchify(tokens, 2, 8, 8), z)
