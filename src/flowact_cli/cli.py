@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out_console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in pipes and logs
 cli_world.register(app)
 
@@ -86,11 +86,18 @@ def render(
 
         flowact render -i face.png -a talk.wav --out - | ffplay -
     """
-    from .render import Engine
+    from .config import load_preset
+    from .media.ffmpeg import check_output, find_ffmpeg
+    from .render import Engine, prepare_inputs
 
     _sigterm_as_interrupt()
     out = out if out is not None else f"{audio.stem}.flowact.mp4"
-    engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
+    # every input is checked before the model loads: bad input fails in milliseconds
+    p = load_preset(preset)
+    inputs = prepare_inputs(p, image, audio, fit)
+    check_output(out)
+    find_ffmpeg(ffmpeg)
+    engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
                          seed=seed, threads=threads)
     _warn_random(engine.source)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
@@ -101,8 +108,8 @@ def render(
             bar.update(task, total=ev.chunks, completed=ev.index + 1,
                        speed=f"{ev.frames_done / ev.elapsed:.1f} fps  RTF {rtf:.2f}")
 
-        report = engine.render(image, audio, out, prompt=prompt, seed=seed, fit=fit, ffmpeg=ffmpeg,
-                               max_seconds=max_seconds, on_chunk=on_chunk)
+        report = engine.render(None, None, out, prompt=prompt, seed=seed, fit=fit, ffmpeg=ffmpeg,
+                               max_seconds=max_seconds, on_chunk=on_chunk, inputs=inputs)
     summary = report.to_dict()
     if as_json:
         _emit_json(summary, to_stderr=(out == "-"))

@@ -24,8 +24,8 @@ import torch
 from . import weights as W
 from .config import DEFAULT_PRESET, Preset, load_preset
 from .errors import FlowactError
-from .media.audio import load_audio
-from .media.ffmpeg import VideoWriter
+from .media.audio import Audio, load_audio
+from .media.ffmpeg import VideoWriter, check_output, find_ffmpeg
 from .media.image import load_image
 from .model import FlowActModel
 from .stream.generator import AudioTrack, StreamGenerator, TextTrack
@@ -101,6 +101,20 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+@dataclass(frozen=True)
+class RenderInputs:
+    """A job's inputs, loaded and validated (before any model work)."""
+
+    reference: np.ndarray  # uint8 (height, width, 3) at the preset's size
+    audio: Audio
+    audio_path: Path
+
+
+def prepare_inputs(preset: Preset, image: str | Path, audio: str | Path, fit: str = "cover") -> RenderInputs:
+    reference = load_image(image, preset.video.width, preset.video.height, fit)
+    return RenderInputs(reference, load_audio(audio, preset.audio.sample_rate), Path(audio))
+
+
 class Engine:
     """One loaded model for one preset on one device; renders many jobs."""
 
@@ -132,15 +146,19 @@ class Engine:
         return (f"{where}, {str(self.dtype).replace('torch.', '')}, compile {'on' if compiled else 'off'}, "
                 f"kernels {__import__('flowact_kernels').backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}")
 
-    def render(self, image: str | Path, audio: str | Path, out: str | Path = "-", *, prompt: str = "",
+    def render(self, image: str | Path | None, audio: str | Path | None, out: str | Path = "-", *, prompt: str = "",
                seed: int = 0, fit: str = "cover", ffmpeg: str | None = None, max_seconds: float | None = None,
                on_chunk: Callable[[ChunkEvent], None] | None = None, sync_timing: bool = False,
-               stop: threading.Event | None = None) -> RenderReport:
-        """Stream one video. `stop` (optional) ends the render early, like Ctrl-C does."""
+               stop: threading.Event | None = None, inputs: RenderInputs | None = None) -> RenderReport:
+        """Stream one video from image + audio paths (or already `prepare_inputs`-ed
+        `inputs`). `stop` (optional) ends the render early, like Ctrl-C does."""
         p = self.preset
         t_request = time.perf_counter()
-        reference = load_image(image, p.video.width, p.video.height, fit)
-        track = load_audio(audio, p.audio.sample_rate)
+        if inputs is None:
+            inputs = prepare_inputs(p, image, audio, fit)
+        reference, track, audio = inputs.reference, inputs.audio, inputs.audio_path
+        check_output(out)
+        find_ffmpeg(ffmpeg)
         seconds = track.seconds if max_seconds is None else min(track.seconds, max_seconds)
         total = max(1, round(seconds * p.video.fps))
         per_chunk = p.frames_per_chunk

@@ -46,6 +46,20 @@ def find_ffmpeg(explicit: str | None = None) -> str:
                            "install imageio-ffmpeg or pass --ffmpeg PATH") from exc
 
 
+def check_output(path: str | Path) -> None:
+    """Fail before any work if the output cannot be written ('-' is stdout)."""
+    if str(path) == "-":
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise FlowactError("output path is a directory", path=out)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FlowactError("output folder does not exist", path=parent)
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise FlowactError("output path is not writable", path=out)
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     codec: str = "libx264"
@@ -76,15 +90,7 @@ class VideoWriter:
         self.path = str(path)
         self.width, self.height, self.fps = width, height, fps
         self.to_stdout = self.path == "-"
-        if not self.to_stdout:
-            out = Path(self.path)
-            if out.is_dir():
-                raise FlowactError("output path is a directory", path=out)
-            parent = out.parent if str(out.parent) else Path(".")
-            if not parent.is_dir():
-                raise FlowactError("output folder does not exist", path=parent)
-            if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-                raise FlowactError("output path is not writable", path=out)
+        check_output(self.path)
         exe = find_ffmpeg(ffmpeg)
         cmd = [exe, "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}",

@@ -71,5 +71,6 @@ def read_frames(path: str | Path, ffmpeg: str | None = None) -> "np.ndarray":
     if not meta.width:
         raise ValueError(f"{path}: no video stream")
     raw = subprocess.run([find_ffmpeg(ffmpeg), "-hide_banner", "-loglevel", "error", "-i", str(path),
-                          "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True).stdout
+                          "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                         capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, meta.height, meta.width, 3)
