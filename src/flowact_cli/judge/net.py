@@ -1,0 +1,114 @@
+"""The evaluator networks: a frame reader and an audio-to-mouth reader.
+
+`FrameJudge` reads any 128x128 frame: a small CNN gives a feature per frame, from which
+linear heads read the mouth, head pose, gaze, blink and arm joints, and a normalised
+appearance embedding (identity). A temporal head (dilated 1-D convolutions over the
+per-frame features, ~0.8 s receptive field) reads the behaviour state, because waving,
+nodding and speaking are motions, not poses: a frozen video cannot look like them.
+
+`AudioMouth` reads log-mel frames (100 per second) and predicts the mouth openness the
+speech implies, so lip-sync can be judged from any wav.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..world.behaviour import STATES
+
+INPUT = 128
+# regression targets, in this order (joints in label coordinates mapped to [-1, 1])
+REG_KEYS = ("open", "width", "round", "closed", "teeth", "yaw", "pitch", "roll", "gaze_x", "gaze_y", "blink") + tuple(
+    f"{j}_{a}" for j in ("ls", "le", "lw", "rs", "re", "rw") for a in "xy")
+EMBED = 64
+FEATURE = 256
+AUDIO_RATE = 16_000
+MEL_HOP = 160  # 100 mel frames per second, 4 per video frame at 25 fps
+MEL_WIN = 400
+MEL_BANDS = 40
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FrameJudge(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cnn = nn.Sequential(
+            _block(3, 24, 2),  # 64
+            _block(24, 48, 2), _block(48, 48, 1),  # 32
+            _block(48, 80, 2), _block(80, 80, 1),  # 16
+            _block(80, 128, 2), _block(128, 128, 1),  # 8
+            _block(128, 160, 2),  # 4
+            nn.Conv2d(160, 48, 1),
+        )
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * 16, FEATURE), nn.ReLU(inplace=True))
+        self.reg = nn.Linear(FEATURE, len(REG_KEYS))
+        self.embed = nn.Linear(FEATURE, EMBED)
+        self.proj = nn.Linear(FEATURE, 96)
+        self.temporal = nn.Sequential(
+            nn.Conv1d(96, 96, 5, padding=2), nn.GELU(),
+            nn.Conv1d(96, 96, 5, padding=4, dilation=2), nn.GELU(),
+            nn.Conv1d(96, 96, 3, padding=4, dilation=4), nn.GELU(),
+            nn.Conv1d(96, len(STATES), 1),
+        )
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: (n, 3, 128, 128) float in [0, 1] -> (n, FEATURE)."""
+        return self.fc(self.cnn(frames - 0.5))
+
+    def read(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame regression (n, len(REG_KEYS)) and unit appearance embedding (n, EMBED)."""
+        return self.reg(feats), F.normalize(self.embed(feats), dim=-1)
+
+    def states(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats (batch, frames, FEATURE) -> state logits (batch, frames, len(STATES))."""
+        x = self.proj(feats).transpose(1, 2)
+        return self.temporal(x).transpose(1, 2)
+
+
+def mel_filters(rate: int = AUDIO_RATE, n_fft: int = 512, bands: int = MEL_BANDS) -> np.ndarray:
+    """Triangular mel filterbank (bands, n_fft // 2 + 1)."""
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    inv = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    edges = inv(np.linspace(mel(60), mel(7600), bands + 2))
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    fb = np.zeros((bands, len(freqs)))
+    for b in range(bands):
+        lo, mid, hi = edges[b:b + 3]
+        fb[b] = np.clip(np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)), 0, None)
+    return fb.astype(np.float32)
+
+
+_MEL = torch.from_numpy(mel_filters())
+
+
+def log_mel(samples: torch.Tensor) -> torch.Tensor:
+    """(samples,) 16 kHz -> (MEL_BANDS, frames) with frame j covering samples [160 j, 160 j + 400)."""
+    x = F.pad(samples, (0, MEL_WIN))
+    spec = torch.stft(x, 512, hop_length=MEL_HOP, win_length=MEL_WIN, window=torch.hann_window(MEL_WIN),
+                      center=False, return_complex=True).abs() ** 2
+    n = math.ceil(len(samples) / MEL_HOP)
+    return torch.log(_MEL @ spec[:, :n] + 1e-6)
+
+
+class AudioMouth(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(MEL_BANDS)
+        self.net = nn.Sequential(
+            nn.Conv1d(MEL_BANDS, 64, 5, padding=2), nn.GELU(),
+            nn.Conv1d(64, 64, 5, padding=4, dilation=2), nn.GELU(),
+            nn.Conv1d(64, 64, 5, padding=8, dilation=4), nn.GELU(),
+            nn.Conv1d(64, 1, 1),
+        )
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (batch, MEL_BANDS, frames) -> openness (batch, frames) at 100 per second."""
+        return self.net(self.norm(mel)).squeeze(1)

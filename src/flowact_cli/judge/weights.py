@@ -1,0 +1,38 @@
+"""Load the shipped evaluator weights (safetensors, package data) into the judge networks."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..errors import FlowactError
+from .net import AudioMouth, FrameJudge
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "assets" / "judge.safetensors"
+
+
+@lru_cache(maxsize=2)
+def load_judge(path: str | None = None) -> tuple[FrameJudge, AudioMouth, dict]:
+    """(frame judge, audio mouth model, metadata), in eval mode, float32."""
+    from safetensors import safe_open
+
+    p = Path(path) if path else DEFAULT_PATH
+    if not p.is_file():
+        raise FlowactError("evaluator weights not found; train them with `python scripts/train_judge.py`", path=p)
+    vision, audio = FrameJudge(), AudioMouth()
+    sd_v, sd_a = {}, {}
+    try:
+        with safe_open(str(p), "pt") as f:
+            meta = json.loads((f.metadata() or {}).get("flowact_judge", "{}"))
+            for k in f.keys():
+                t = f.get_tensor(k)
+                t = t.float() if t.is_floating_point() else t
+                (sd_v if k.startswith("vision.") else sd_a)[k.split(".", 1)[1]] = t
+        vision.load_state_dict(sd_v)
+        audio.load_state_dict(sd_a)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise FlowactError(f"cannot load evaluator weights ({exc})", path=p) from exc
+    return vision.eval(), audio.eval(), meta
