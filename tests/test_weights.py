@@ -1,0 +1,98 @@
+"""Weight sources: local file, bundled, hub cache (offline, on files made here), random."""
+
+import time
+
+import pytest
+import torch
+
+from flowact_cli import weights as W
+from flowact_cli.config import load_preset
+from flowact_cli.errors import FlowactError
+from flowact_cli.model import FlowActModel
+from helpers import TINY
+
+ZEROS = "0" * 64
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _saved(tmp_path, seed=3):
+    model = FlowActModel(load_preset(TINY))
+    model.init_random(seed)
+    return model, W.save(model, tmp_path / "tiny.safetensors")
+
+
+def _preset_with(tmp_path, weights_yaml: str):
+    path = tmp_path / "hubbed.yaml"
+    path.write_text(open(TINY).read() + weights_yaml)
+    return load_preset(str(path))
+
+
+def _fake_hub_cache(tmp_path, repo: str, filename: str, payload: bytes):
+    root = tmp_path / "hub" / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(COMMIT)
+    snap = root / "snapshots" / COMMIT
+    snap.mkdir(parents=True)
+    (snap / filename).write_bytes(payload)
+    return str(tmp_path / "hub")
+
+
+def test_local_weights_roundtrip_exactly(tmp_path):
+    model, path = _saved(tmp_path)
+    src = W.resolve(load_preset(TINY), weights=path)
+    assert src.kind == "local"
+    other = FlowActModel(load_preset(TINY))
+    W.load_into(other, src)
+    for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_local_weights_errors(tmp_path):
+    p = load_preset(TINY)
+    with pytest.raises(FlowactError, match="weights file not found"):
+        W.resolve(p, weights=tmp_path / "none.safetensors")
+    pt = tmp_path / "w.pt"
+    pt.write_bytes(b"x")
+    with pytest.raises(FlowactError, match="must be a .safetensors file"):
+        W.resolve(p, weights=pt)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(FlowactError, match="junk.safetensors: not a readable safetensors"):
+        W.load_into(FlowActModel(p), W.resolve(p, weights=junk))
+    _, path = _saved(tmp_path)
+    with pytest.raises(FlowactError, match="do not fit preset 'toon-128'"):
+        with torch.device("meta"):
+            big = FlowActModel(load_preset("toon-128"))
+        W.load_into(big, W.resolve(load_preset("toon-128"), weights=path))
+
+
+def test_hub_weights_from_cache_with_sha_check(tmp_path):
+    _, path = _saved(tmp_path)
+    payload = path.read_bytes()
+    sha = W.sha256_of(path)
+    cache = _fake_hub_cache(tmp_path, "flowact/tiny", "tiny.safetensors", payload)
+    p = _preset_with(tmp_path, f"weights: {{hub: {{repo: flowact/tiny, file: tiny.safetensors, sha256: '{sha}'}}}}\n")
+    src = W.resolve(p, cache_dir=cache)
+    assert src.kind == "hub" and src.path.read_bytes() == payload
+    W.load_into(FlowActModel(p), src)
+    bad = _preset_with(tmp_path, f"weights: {{hub: {{repo: flowact/tiny, file: tiny.safetensors, sha256: '{ZEROS}'}}}}\n")
+    with pytest.raises(FlowactError, match="sha256 mismatch"):
+        W.resolve(bad, cache_dir=cache)
+
+
+def test_hub_offline_and_not_cached_fails_fast_with_advice(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    p = _preset_with(tmp_path, f"weights: {{hub: {{repo: flowact/absent, file: w.safetensors, sha256: '{ZEROS}'}}}}\n")
+    t = time.perf_counter()
+    with pytest.raises(FlowactError, match="not cached and the hub is unreachable.*flowact download --preset tiny"):
+        W.resolve(p, cache_dir=str(tmp_path / "empty-cache"))
+    assert time.perf_counter() - t < 3.0
+
+
+def test_bundled_missing_and_random_fallback(tmp_path):
+    p = _preset_with(tmp_path, "weights: {bundled: not-shipped.safetensors}\n")
+    with pytest.raises(FlowactError, match="bundled weights that are missing"):
+        W.resolve(p)
+    src = W.resolve(load_preset(TINY), seed=5)
+    assert src.kind == "random" and src.seed == 5 and "publishes no trained weights" in src.describe()
+    assert W.resolve(load_preset(TINY), random_weights=True, seed=2).describe().startswith("RANDOM (seed 2")
