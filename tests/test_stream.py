@@ -101,3 +101,21 @@ def test_long_term_stride_policy_and_slot_rotation():
     c, s = rope_tables(delta, p.model.rope_axes, p.model.rope_theta)
     stored = bank.k[:, :, :, bank.lt_slot * T:(bank.lt_slot + 1) * T]
     assert torch.allclose(stored, K.reference.rope(history[4], c, s), atol=1e-4)
+
+
+def test_euler_sampler_is_exact_for_a_perfect_velocity_and_counts_nfe():
+    from flowact_cli.stream.sampler import EulerSampler, interpolate, velocity_target
+
+    x0, noise = torch.randn(1, 4, 2, 8, 8), torch.randn(1, 4, 2, 8, 8)
+    calls = []
+
+    def oracle(x, t):
+        calls.append(float(t[0]))
+        # the straight path's velocity; check x really lies on the path at time t
+        assert torch.allclose(x, interpolate(x0, noise, t), atol=1e-5)
+        return velocity_target(x0, noise)
+
+    s = EulerSampler((1.0, 0.857, 0.6, 0.0), 1, "cpu")
+    out = s.sample(oracle, noise)
+    assert s.nfe == 3 and calls == pytest.approx([1.0, 0.857, 0.6])
+    assert torch.allclose(out, x0, atol=1e-5)
