@@ -254,7 +254,8 @@ def _mouth(cv: Canvas, c: Character, x: float, y: float, mouth: np.ndarray, smil
     open_, width, round_, closed, teeth = (float(v) for v in mouth)
     mw = c.mouth_width * (0.72 + 0.55 * width) * (1 - 0.42 * round_)
     oh = 0.034 * open_
-    lip = 0.0065 * (1 + 0.9 * round_) * (1 - 0.45 * closed)
+    pressed = float(np.clip((closed - 0.6) / 0.4, 0, 1))  # m/b/p press the lips thin; rest barely
+    lip = 0.009 * (1 + 0.8 * round_) * (1 - 0.6 * pressed)
     curve = 0.008 * smile * (1 - open_)
     outer = ellipse(x, y, mw + lip * 0.6, oh + lip, n=24, power=2.0 + 0.6 * (1 - round_))
     outer[:, 1] -= curve * (np.abs(outer[:, 0] - x) / mw) ** 2  # corners up for a smile
@@ -268,8 +269,11 @@ def _mouth(cv: Canvas, c: Character, x: float, y: float, mouth: np.ndarray, smil
         top[:, 1] = np.minimum(top[:, 1], y - oh + min(oh * 0.55, 0.008))
         cv.poly(top, WHITE, outline=False)
     else:
-        seam = np.array([[x - mw, y - curve], [x, y + 0.002 * closed], [x + mw, y - curve]])
-        cv.line(seam, shade(c.lips, 0.45), 0.0035 + 0.002 * closed)
+        seam = np.array([[x - mw, y - curve], [x, y + 0.002 * pressed], [x + mw, y - curve]])
+        cv.line(seam, shade(c.lips, 0.4), 0.0035 + 0.005 * pressed)
+        if pressed > 0.3:  # dimples at the corners of pressed lips
+            for sx in (-1, 1):
+                cv.dot(x + sx * (mw + lip * 0.8), y - curve, 0.004 * pressed, shade(c.skin, 0.6))
     if teeth > 0.2:  # upper teeth resting on the lower lip
         band = ellipse(x, y + 0.001, mw * 0.55, 0.0065 * teeth, n=14, start=0, stop=np.pi)
         cv.poly(np.vstack([[[x + mw * 0.55, y - 0.002], [x - mw * 0.55, y - 0.002]], band[::-1]]), WHITE, outline=False)

@@ -106,7 +106,8 @@ def mouth_track(phonemes: list[Phoneme] | tuple[Phoneme, ...], frames: int, fps:
         if hi <= lo:
             continue
         tt = t[lo:hi]
-        dist = np.where(tt < s, (s - tt) / _TAU_BEFORE, np.where(tt > e, (tt - e) / _TAU_AFTER, 0.0))
+        narrow = 0.55 if shape[5] >= 2 else 1.0  # strong lip gestures are brief: high but narrow dominance
+        dist = np.where(tt < s, (s - tt) / (_TAU_BEFORE * narrow), np.where(tt > e, (tt - e) / (_TAU_AFTER * narrow), 0.0))
         w = shape[5] * np.exp(-dist)
         num[lo:hi] += w[:, None] * np.array(shape[:5])
         den[lo:hi] += w
