@@ -136,7 +136,9 @@ class Engine:
             torch.set_num_threads(threads or os.cpu_count() or 1)
         source = W.resolve(p, weights=weights, random_weights=random_weights, seed=seed)
         torch.manual_seed(seed)
-        model = FlowActModel(p)
+        # built on the target device: a 1.4B-parameter preset never round-trips through host RAM
+        with torch.device(dev):
+            model = FlowActModel(p)
         W.load_into(model, source)
         model.eval().to(device=dev, dtype=DTYPES[dname])
         return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads())

@@ -25,7 +25,8 @@ class FlowActModel(nn.Module):
         self.text = TextEncoder(preset.text)
 
     def init_random(self, seed: int) -> None:
-        g = torch.Generator().manual_seed(seed)
+        """Seeded random weights, drawn on the parameters' own device."""
+        g = torch.Generator(device=next(self.parameters()).device).manual_seed(seed)
         with torch.no_grad():
             for module in (self.vae, self.audio, self.text):
                 for name, prm in module.named_parameters():
