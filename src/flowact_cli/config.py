@@ -72,6 +72,7 @@ class StreamConfig:
     long_term_stride: int = 4  # admit one of every N latent frames leaving short-term memory
     memory_noise: float = 0.0  # timestep at which memory K/V are computed (0 = clean)
     queue_chunks: int = 2  # bounded queue between generation and decode
+    overlap_decode: bool = True  # decode in its own thread while the next chunk generates
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,10 @@ def _convert(value, tp, key: str, src: str):
         if not isinstance(value, dict):
             raise FlowactError(f"key '{key}' must be a mapping, got {value!r}", path=src)
         return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise FlowactError(f"key '{key}' must be true or false, got {value!r}", path=src)
+        return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FlowactError(f"key '{key}' must be a number, got {value!r}", path=src)

@@ -151,10 +151,14 @@ class Engine:
     def render(self, image: str | Path | None, audio: str | Path | None, out: str | Path = "-", *, prompt: str = "",
                seed: int = 0, fit: str = "cover", ffmpeg: str | None = None, max_seconds: float | None = None,
                on_chunk: Callable[[ChunkEvent], None] | None = None, sync_timing: bool = False,
-               stop: threading.Event | None = None, inputs: RenderInputs | None = None) -> RenderReport:
+               stop: threading.Event | None = None, inputs: RenderInputs | None = None,
+               overlap: bool | None = None) -> RenderReport:
         """Stream one video from image + audio paths (or already `prepare_inputs`-ed
-        `inputs`). `stop` (optional) ends the render early, like Ctrl-C does."""
+        `inputs`). `stop` (optional) ends the render early, like Ctrl-C does. `overlap`
+        decodes in its own thread while the next chunk generates (default: the preset's
+        `stream.overlap_decode`)."""
         p = self.preset
+        overlap = p.stream.overlap_decode if overlap is None else overlap
         t_request = time.perf_counter()
         if inputs is None:
             inputs = prepare_inputs(p, image, audio, fit)
@@ -191,20 +195,22 @@ class Engine:
         failure: list[BaseException] = []
         done_frames = [0]
 
+        def emit(k: int, z: torch.Tensor, keep: int) -> None:
+            t = time.perf_counter()
+            frames = gen.decode(z)[:keep]
+            stages["decode"] += time.perf_counter() - t
+            writer.write(frames)
+            done_frames[0] += len(frames)
+            if on_chunk:
+                on_chunk(ChunkEvent(k, chunks, done_frames[0], total, time.perf_counter() - t_request))
+
         def decode_loop():
             try:
                 while True:
                     item = latents_q.get()
                     if item is None:
                         return
-                    k, z, keep = item
-                    t = time.perf_counter()
-                    frames = gen.decode(z)[:keep]
-                    stages["decode"] += time.perf_counter() - t
-                    writer.write(frames)
-                    done_frames[0] += len(frames)
-                    if on_chunk:
-                        on_chunk(ChunkEvent(k, chunks, done_frames[0], total, time.perf_counter() - t_request))
+                    emit(*item)
             except BaseException as exc:  # noqa: BLE001 - handed to the generation thread
                 failure.append(exc)
                 while True:  # unblock the producer
@@ -213,8 +219,9 @@ class Engine:
                     except queue.Empty:
                         break
 
-        decoder = threading.Thread(target=decode_loop, name="flowact-decode", daemon=True)
-        decoder.start()
+        decoder = threading.Thread(target=decode_loop, name="flowact-decode", daemon=True) if overlap else None
+        if decoder is not None:
+            decoder.start()
         chunk_ms: list[float] = []
         interrupted = False
         try:
@@ -233,6 +240,9 @@ class Engine:
                 stages["transformer"] += dt
                 chunk_ms.append(dt * 1000)
                 keep = min(per_chunk, total - k * per_chunk)
+                if decoder is None:
+                    emit(k, z, keep)
+                    continue
                 while not failure:
                     try:
                         latents_q.put((k, z, keep), timeout=0.2)
@@ -244,14 +254,15 @@ class Engine:
             interrupted = True
         finally:
             # flush what was generated, then finalise the container (playable even if cut short)
-            try:
-                latents_q.put(None, timeout=5)
-            except queue.Full:
-                pass
-            try:
-                decoder.join()
-            except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop decoding, still finalise
-                interrupted = True
+            if decoder is not None:
+                try:
+                    latents_q.put(None, timeout=5)
+                except queue.Full:
+                    pass
+                try:
+                    decoder.join()
+                except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop decoding, still finalise
+                    interrupted = True
             t = time.perf_counter()
             try:
                 wstats = writer.close()
