@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import cli_world
+from . import cli_live, cli_world
 from .config import DEFAULT_PRESET
 from .errors import FlowactError
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 err = Console(stderr=True, soft_wrap=True)
 out_console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in pipes and logs
 cli_world.register(app)
+cli_live.register(app)
 
 
 def _emit_json(data: dict, to_stderr: bool = False) -> None:
@@ -57,8 +58,8 @@ def _warn_random(source) -> None:
 
 @app.command()
 def render(
-    image: Path = typer.Option(..., "--image", "-i", help="Reference picture (png/jpg/webp, any size; alpha and grayscale are fine)."),
-    audio: Path = typer.Option(..., "--audio", "-a", help="Speech track (wav/flac/ogg/mp3, any rate, mono or stereo)."),
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="Reference picture (png/jpg/webp, any size; alpha and grayscale are fine)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Speech track (wav/flac/ogg/mp3, any rate, mono or stereo)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout. Default: <audio name>.flowact.mp4"),
     prompt: str = typer.Option("", "--prompt", "-p", help="Behaviour prompt, e.g. 'speaking calmly', 'wave hello'."),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name (see `flowact presets`) or a YAML file."),
@@ -71,7 +72,11 @@ def render(
     max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (to stderr when --out -)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (to stderr when --out -); with --manifest one line per job."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="Batch: JSON-lines or CSV of jobs (image, audio, [prompt, out, seed, preset]); '-' reads stdin."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch: folder for outputs of jobs without an 'out' column."),
+    force: bool = typer.Option(False, "--force", help="Batch: redo jobs whose complete output already exists."),
+    jobs: int = typer.Option(1, "--jobs", help="Batch: worker processes (one model each)."),
 ):
     """Stream a talking video of the character in IMAGE speaking AUDIO.
 
@@ -85,7 +90,19 @@ def render(
         flowact render -i face.jpg -a talk.mp3 -o talk.mp4 --prompt "speaking calmly" --json
 
         flowact render -i face.png -a talk.wav --out - | ffplay -
+
+        find faces -name '*.png' | sed 's/.*/{"image": "&", "audio": "talk.wav"}/' | flowact render --manifest - --out-dir out --json
     """
+    if manifest is not None:
+        from .batch import cli_manifest
+
+        code = cli_manifest(manifest=manifest, out_dir=out_dir, force=force, jobs=jobs, as_json=as_json,
+                            preset=preset, seed=seed, prompt=prompt, device=device, dtype=dtype, weights=weights,
+                            random_weights=random_weights, fit=fit, ffmpeg=ffmpeg, threads=threads,
+                            max_seconds=max_seconds, console=err)
+        raise typer.Exit(code)
+    if image is None or audio is None:
+        raise FlowactError("render needs --image and --audio (or --manifest for a batch)")
     from .config import load_preset
     from .media.ffmpeg import check_output, find_ffmpeg
     from .render import Engine, prepare_inputs
