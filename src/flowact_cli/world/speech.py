@@ -4,14 +4,18 @@ espeak-ng's command line prints no timings; its C library reports a phoneme even
 name, sample offset) for every phoneme it synthesises. We ask for synchronous output,
 collect the 22.05 kHz samples and the events, and resample to 16 kHz with soxr.
 
-The library keeps global state, so one process synthesises one utterance at a time
-(each synth worker process has its own copy).
+The library keeps state from one utterance to the next (the same text comes out a few
+milliseconds different after other speech), which would make clips depend on what a
+process said before. So the library is initialised once, never used in this process, and
+every utterance is spoken in a forked child that starts from that same clean state.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import pickle
 import threading
 from dataclasses import dataclass
 
@@ -197,28 +201,63 @@ def random_sentence(rng: np.random.Generator, language: str, words: tuple[int, i
 
 
 def synthesize(text: str, voice: Voice) -> Speech:
-    """Speak `text`; returns 16 kHz samples and phoneme intervals (seconds from the start)."""
-    import soxr
+    """Speak `text`; returns 16 kHz samples and phoneme intervals (seconds from the start).
+
+    Deterministic: the same text and voice give the same samples in any process, whatever
+    was spoken before (see the module note).
+    """
+    import soxr  # noqa: F401 - imported here, before the fork, not once per child
 
     eng = _engine()
     with eng.lock:
-        eng.chunks.clear()
-        eng.events.clear()
-        if eng.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
-            base = voice.name.split("+")[0]
-            if eng.lib.espeak_SetVoiceByName(base.encode()) != 0:
-                raise FlowactError(f"espeak-ng has no voice {voice.name!r}")
-        eng.lib.espeak_SetParameter(_PARAM_RATE, voice.rate, 0)
-        eng.lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
-        eng.lib.espeak_SetParameter(_PARAM_RANGE, voice.pitch_range, 0)
-        eng.lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
-        data = text.encode("utf-8")
-        rc = eng.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-        eng.lib.espeak_Synchronize()
-        if rc != 0:
-            raise FlowactError(f"espeak-ng failed to synthesise (code {rc})")
-        raw = np.concatenate(eng.chunks) if eng.chunks else np.zeros(0, np.int16)
-        events = list(eng.events)
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: speak from the clean state, send the result, leave without cleanup
+            code = 0
+            try:
+                os.close(read_fd)
+                try:
+                    result = ("ok", _speak(eng, text, voice))
+                except FlowactError as exc:
+                    result = ("error", str(exc))
+                with os.fdopen(write_fd, "wb") as f:
+                    f.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            except BaseException:  # noqa: BLE001 - never return into the parent's code
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+    if not data:
+        raise FlowactError("espeak-ng crashed while synthesising speech")
+    status, payload = pickle.loads(data)
+    if status == "error":
+        raise FlowactError(payload)
+    return payload
+
+
+def _speak(eng: _Espeak, text: str, voice: Voice) -> Speech:
+    import soxr
+
+    eng.chunks.clear()
+    eng.events.clear()
+    if eng.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+        base = voice.name.split("+")[0]
+        if eng.lib.espeak_SetVoiceByName(base.encode()) != 0:
+            raise FlowactError(f"espeak-ng has no voice {voice.name!r}")
+    eng.lib.espeak_SetParameter(_PARAM_RATE, voice.rate, 0)
+    eng.lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
+    eng.lib.espeak_SetParameter(_PARAM_RANGE, voice.pitch_range, 0)
+    eng.lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
+    data = text.encode("utf-8")
+    rc = eng.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+    eng.lib.espeak_Synchronize()
+    if rc != 0:
+        raise FlowactError(f"espeak-ng failed to synthesise (code {rc})")
+    raw = np.concatenate(eng.chunks) if eng.chunks else np.zeros(0, np.int16)
+    events = list(eng.events)
     audio = raw.astype(np.float32) / 32768.0
     total = len(audio) / eng.rate
     samples = soxr.resample(audio, eng.rate, SAMPLE_RATE).astype(np.float32) if len(audio) else audio
