@@ -2,7 +2,7 @@
 
 JSON lines: `{"image": "a.png", "audio": "a.wav", "prompt": "...", "out": "a.mp4", "seed": 3, "preset": "toon-128"}`.
 CSV: a header row naming the columns (any order), or no header and the columns in the
-order `image,audio,prompt,out,seed,preset` (trailing ones may be left out). The format is
+order `image,audio,out,prompt,seed,preset` (trailing ones may be left out). The format is
 told by the first job line: `{` starts JSON lines. Blank lines and `#` comments are skipped.
 
 A malformed line does not stop the batch: it becomes a `Job` with `error` set, reported
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import FlowactError
 
-COLUMNS = ("image", "audio", "prompt", "out", "seed", "preset")
+COLUMNS = ("image", "audio", "out", "prompt", "seed", "preset")  # also the order of a CSV without header
 
 
 @dataclass(frozen=True)
