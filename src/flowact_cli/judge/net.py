@@ -51,9 +51,9 @@ class FrameJudge(nn.Module):
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * 16, FEATURE), nn.ReLU(inplace=True))
         self.reg = nn.Linear(FEATURE, len(REG_KEYS))
         self.embed = nn.Linear(FEATURE, EMBED)
-        self.proj = nn.Linear(FEATURE, 96)
+        self.proj = nn.Linear(FEATURE, 72)
         self.temporal = nn.Sequential(
-            nn.Conv1d(96, 96, 5, padding=2), nn.GELU(),
+            nn.Conv1d(72 + len(REG_KEYS), 96, 5, padding=2), nn.GELU(),
             nn.Conv1d(96, 96, 5, padding=4, dilation=2), nn.GELU(),
             nn.Conv1d(96, 96, 3, padding=4, dilation=4), nn.GELU(),
             nn.Conv1d(96, len(STATES), 1),
@@ -68,8 +68,12 @@ class FrameJudge(nn.Module):
         return self.reg(feats), F.normalize(self.embed(feats), dim=-1)
 
     def states(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats (batch, frames, FEATURE) -> state logits (batch, frames, len(STATES))."""
-        x = self.proj(feats).transpose(1, 2)
+        """feats (batch, frames, FEATURE) -> state logits (batch, frames, len(STATES)).
+
+        The head also sees the frame readings (mouth, pose, joints): a wave is a raised wrist
+        going back and forth, a nod a pitch oscillation, speech a moving mouth.
+        """
+        x = torch.cat([self.proj(feats), self.reg(feats)], -1).transpose(1, 2)
         return self.temporal(x).transpose(1, 2)
 
 

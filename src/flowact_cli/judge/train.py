@@ -117,7 +117,7 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     ce = (F.cross_entropy(logits.reshape(-1, len(STATES)), batch["state"].reshape(-1), reduction="none") * w.reshape(-1)).mean()
     ident = torch.arange(b).repeat_interleave(t1)
     con = supcon(emb, ident)
-    loss = reg_loss * 4 + ce + con * 0.5
+    loss = reg_loss * 4 + ce * 2 + con * 0.5
     acc = (logits.argmax(-1) == batch["state"]).float().mean()
     return loss, {"reg": reg_loss.item(), "ce": ce.item(), "con": con.item(), "acc": acc.item()}
 
