@@ -56,7 +56,7 @@ class JobResult:
     traceback: str = ""
 
     def to_json(self) -> dict:
-        return {"line": self.line, "input": {"image": self.image, "audio": self.audio}, "output": self.output or None,
+        return {"line": self.line, "input": {"image": self.image or None, "audio": self.audio or None}, "output": self.output or None,
                 "status": self.status, "frames": self.frames, "seconds": round(self.seconds, 4), "fps": self.fps,
                 "wall_seconds": round(self.wall_seconds, 3),
                 "realtime_factor": None if self.realtime_factor is None else round(self.realtime_factor, 3),

@@ -105,6 +105,14 @@ def _init_worker(options: BatchOptions, workers: int, slots, stop, events) -> No
     threading.Thread(target=orphan_watch, daemon=True).start()
 
 
+def _result(fut: Future, job: Job) -> JobResult:
+    try:
+        return fut.result()
+    except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): its job failed
+        return JobResult(job.line, job.image, job.audio, job.out, "failed", error=f"worker process failed: {exc!r}",
+                         bug=True)
+
+
 def _work(job: Job) -> JobResult:
     events = _worker["events"]
     return run_job(job, _worker["engines"], stop=_worker["stop"],
@@ -138,23 +146,16 @@ def run_pool(jobs: list[Job], options: BatchOptions, workers: int, stop: threadi
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 if stop.is_set() and not wstop.is_set():
                     raise KeyboardInterrupt
+                for f in done:
+                    if not f.cancelled():
+                        on_result(_result(f, owner[f]))
             except KeyboardInterrupt:
+                # running jobs stop at their next chunk and remove their partial file
                 interrupted = True
                 stop.set()
                 wstop.set()
                 for f in pending:
                     f.cancel()
-                continue
-            for f in done:
-                if f.cancelled():
-                    continue
-                try:
-                    result = f.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): its job failed
-                    job = owner[f]
-                    result = JobResult(job.line, job.image, job.audio, job.out, "failed",
-                                       error=f"worker process failed: {exc!r}", bug=True)
-                on_result(result)
     events.put(None)
     relay_thread.join(timeout=5)
     return interrupted
