@@ -1,0 +1,127 @@
+"""ffmpeg fed live with video frames (stdin) and PCM audio (a second pipe).
+
+`VideoWriter` muxes a finished audio file; live speech is made as the stream runs, so here
+the audio enters through its own pipe (`-f s16le -ar 16000 -ac 1 -i pipe:N`, passed with
+`pass_fds`). Exactly rate/fps samples go in with every video frame, so the two inputs'
+timestamps advance together. Audio is written by its own thread: ffmpeg reads its inputs
+independently and one full pipe must never block the other.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from ..errors import FlowactError
+from ..media.ffmpeg import EncodeSettings, check_output, find_ffmpeg
+
+_STOP = object()
+
+
+class LiveWriter:
+    """Write one frame (height, width, 3) uint8 + its PCM (rate/fps samples, float32) at a time."""
+
+    def __init__(self, path: str, width: int, height: int, fps: int, rate: int = 16_000, *,
+                 ffmpeg: str | None = None, settings: EncodeSettings = EncodeSettings()):
+        if rate % fps:
+            raise FlowactError(f"audio rate {rate} is not a whole number of samples per frame at {fps} fps")
+        self.path, self.width, self.height, self.fps, self.rate = str(path), width, height, fps, rate
+        self.samples_per_frame = rate // fps
+        self.to_stdout = self.path == "-"
+        check_output(self.path)
+        exe = find_ffmpeg(ffmpeg)
+        audio_r, audio_w = os.pipe()
+        cmd = [exe, "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
+               "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", f"pipe:{audio_r}",
+               "-map", "0:v:0", "-map", "1:a:0",
+               "-c:v", settings.codec, "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p",
+               "-g", str(fps),  # a keyframe every second: a player can join a piped stream quickly
+               "-c:a", "aac", "-b:a", settings.audio_bitrate]
+        if self.to_stdout:
+            cmd += ["-tune", "zerolatency", "-flush_packets", "1", "-f", "mp4",
+                    "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"]
+        else:
+            cmd += ["-movflags", "+faststart", self.path]
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            # own session: Ctrl-C reaches only us; we close the pipes and ffmpeg finalises the file
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=None if self.to_stdout else subprocess.DEVNULL,
+                                          stderr=self._stderr, pass_fds=(audio_r,), start_new_session=True)
+        finally:
+            os.close(audio_r)
+        self._audio = os.fdopen(audio_w, "wb", buffering=0)
+        self._audio_q: queue.Queue = queue.Queue(maxsize=4 * fps)
+        self._error: BaseException | None = None
+        self.frames = 0
+        self.first_frame_at: float | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._audio_loop, name="flowact-live-audio", daemon=True)
+        self._thread.start()
+
+    def _audio_loop(self) -> None:
+        try:
+            while True:
+                item = self._audio_q.get()
+                if item is _STOP:
+                    return
+                self._audio.write(item)
+        except BaseException as exc:  # noqa: BLE001 - reported on the next write()
+            self._error = exc
+            while True:
+                try:
+                    if self._audio_q.get_nowait() is _STOP:
+                        return
+                except queue.Empty:
+                    return
+
+    def write(self, frame: np.ndarray, pcm: np.ndarray) -> float:
+        """Write one frame and its audio; returns time.perf_counter() once the frame is in ffmpeg."""
+        if self._error is not None:
+            raise FlowactError(f"ffmpeg stopped accepting audio: {self._stderr_tail() or self._error}", path=self.path)
+        if len(pcm) != self.samples_per_frame:
+            raise ValueError(f"need {self.samples_per_frame} samples per frame, got {len(pcm)}")
+        pcm16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+        self._audio_q.put(pcm16)
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise FlowactError(f"ffmpeg stopped accepting frames: {self._stderr_tail() or exc}", path=self.path) from exc
+        now = time.perf_counter()
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.frames += 1
+        return now
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        return " | ".join(self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:])
+
+    def close(self) -> int:
+        """Close both pipes, let ffmpeg finalise the container; returns frames written."""
+        if self._closed:
+            return self.frames
+        self._closed = True
+        self._audio_q.put(_STOP)
+        self._thread.join(timeout=30)
+        for f in (self._audio, self._proc.stdin):
+            try:
+                f.close()
+            except (BrokenPipeError, OSError):
+                pass
+        try:
+            rc = self._proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self._proc.send_signal(signal.SIGINT)
+            rc = self._proc.wait()
+        if rc != 0:
+            raise FlowactError(f"ffmpeg failed (exit {rc}): {self._stderr_tail()}", path=self.path)
+        return self.frames

@@ -1,0 +1,490 @@
+"""The paced live loop.
+
+Two threads share one wall clock: frame slot n is due at t0 + n / fps.
+
+- generation (the caller's thread): before chunk k it waits until `ahead` seconds before the
+  chunk's due time, drains the commands that arrived, takes the chunk's own speech samples,
+  asks the planner for a state, generates and decodes the chunk, and queues it (bounded);
+- pacing (its own thread): sleeps until each slot is due and writes one frame + its PCM into
+  ffmpeg. Command latency (received -> first frame reflecting it written) is measured here.
+
+Late-chunk policy: hold and slip. If a slot comes due and the next chunk is not ready, the last
+frame is written again with silence (a freeze) and a `late` event reports it; the schedule of
+every later chunk slips by those held frames. The output stays exactly as long as the wall
+clock, no generated frame and no speech sample is dropped, and speech stays in sync with its
+frames (the filler carries silence). `ahead` adapts to measured chunk times (or is fixed by
+--ahead), so a machine that keeps up settles with no holds.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, TextIO
+
+import numpy as np
+import torch
+
+from ..errors import FlowactError
+from ..media.audio import load_audio
+from ..render import peak_memory_mb, percentiles
+from ..stream.generator import StreamGenerator, TextTrack
+from .events import EventLog
+from .output import LiveWriter
+from .planner import NullPlanner, Observation, Plan, Planner, RulePlanner, Vad, default_prompt
+from .protocol import Command, ProtocolError, ScriptLine, parse_command
+from .speech import RATE, IncrementalAudio, ListenChannel, SpeechQueue
+
+_END = object()
+
+
+def rss_mb() -> float:
+    """Resident memory now (not the peak), MB."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def loud_fraction(pcm: np.ndarray, window: int = 512, floor: float = 0.03) -> float:
+    """Fraction of windows louder than -30 dBFS RMS. The character's own speech is speech by
+    intent: a loud track the VAD does not call voice (a tone, singing) still moves the lips."""
+    n = len(pcm) // window
+    if n == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(pcm[: n * window].reshape(n, window) ** 2, axis=1))
+    return float(np.mean(rms > floor))
+
+
+@dataclass
+class LiveOptions:
+    out: str = "live.mp4"
+    duration: float | None = None  # seconds of stream; None: until stop / Ctrl-C
+    ahead: float | None = None  # generate each chunk this long before it is due; None: adapt to measured cost
+    max_ahead: float = 2.0
+    seed: int = 0
+    ffmpeg: str | None = None
+    planner: str = "rules"  # rules | none
+    memory_every: float = 60.0  # seconds of stream between memory events
+
+
+@dataclass
+class _Chunk:
+    index: int
+    frames: np.ndarray  # uint8 (F, H, W, 3)
+    pcm: np.ndarray  # float32 (F * rate / fps,)
+    plan: Plan
+    reflects: list  # commands whose first reflecting frame is this chunk's first
+    gen_ms: float
+    ready: float  # perf_counter when queued
+    due: float  # perf_counter of its first slot, as planned when it was generated
+    speech_voiced: float
+    user_voiced: float
+
+
+@dataclass
+class LiveReport:
+    output: str
+    preset: str
+    weights: str
+    conditions: str
+    fps: int
+    frames: int
+    held_frames: int
+    video_seconds: float
+    wall_seconds: float  # t0 -> last frame written
+    chunks: int
+    late_chunks: int
+    commands: int
+    errors: int
+    latency_ms: dict  # per command kind: p50 / p95 / max / n
+    ahead_ms: float
+    peak_memory_mb: float
+    memory_mb: list  # [[stream seconds, rss MB], ...]
+    interrupted: bool = False
+    chunk_gen_ms: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LiveSession:
+    """One live stream of one reference picture. Feed it lines (`submit`, `read_lines`,
+    `play_script`), then `run()` blocks until stop / duration / Ctrl-C and returns the report."""
+
+    def __init__(self, engine, reference: np.ndarray, options: LiveOptions, events: EventLog,
+                 planner: Planner | None = None, listen_audio: np.ndarray | None = None):
+        self.engine, self.p, self.opt, self.events = engine, engine.preset, options, events
+        self.reference = reference
+        self.fps = self.p.video.fps
+        self.F = self.p.frames_per_chunk
+        self.spf = RATE // self.fps
+        self.chunk_seconds = self.F / self.fps
+        self.planner: Planner = planner or (NullPlanner() if options.planner == "none" else RulePlanner())
+        self._initial_listen = listen_audio
+        self._commands: queue.Queue = queue.Queue()
+        self._out: queue.Queue = queue.Queue(maxsize=max(2, math.ceil(options.max_ahead / self.chunk_seconds) + 2))
+        self._stop = threading.Event()  # stop requested (command, duration): finish what is queued
+        self._abort = threading.Event()  # Ctrl-C / failure: end now
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self.t0: float | None = None
+        self.held = 0  # filler frames written so far (pacing thread)
+        self._failure: list[BaseException] = []
+        self._latency: list[tuple[str, float]] = []
+        self._pending: dict[int, Command] = {}  # speak commands whose audio has not started yet
+        self._stop_cmds: list[Command] = []
+        self.n_commands = self.n_errors = 0
+        self.late_chunks = 0
+        self.memory: list[list[float]] = []
+        self._gen_ms: list[float] = []
+        self.ahead = options.ahead or 0.3
+        self._threads: list[threading.Thread] = []
+
+    # ---- input side (any thread) ------------------------------------------------------------
+
+    def submit(self, line: str, lineno: int = 0, base: Path | None = None, received: float | None = None) -> None:
+        """One control line. Bad lines become an `error` event; nothing raises."""
+        received = time.perf_counter() if received is None else received
+        if not line.strip():
+            return
+        try:
+            cmd = parse_command(line, received, lineno)
+            if cmd.audio is not None:
+                path = Path(cmd.audio)
+                if base is not None and not path.is_absolute():
+                    path = base / path
+                try:
+                    cmd.samples = load_audio(path, RATE, allow_silent=True).samples
+                except FlowactError as exc:
+                    raise ProtocolError(str(exc)) from exc
+        except ProtocolError as exc:
+            self.n_errors += 1
+            self.events.emit("error", line=lineno, message=str(exc), text=line.strip()[:200])
+            return
+        with self._seq_lock:
+            self._seq += 1
+            cmd.extra["seq"] = self._seq
+        self.n_commands += 1
+        self.events.emit("received", **cmd.describe(), line=lineno)
+        self._commands.put(cmd)
+
+    def read_lines(self, stream: TextIO) -> None:
+        """Read control lines from a stream (stdin) in a daemon thread; EOF ends reading, not the stream."""
+        def loop():
+            for n, line in enumerate(stream, 1):
+                self.submit(line, n)
+        self._start_thread(loop, "flowact-live-stdin")
+
+    def play_script(self, lines: Iterable[ScriptLine], base: Path | None = None) -> None:
+        """Replay timed lines (`at` seconds after the stream starts) in a daemon thread; call after `start`."""
+        lines = list(lines)
+
+        def loop():
+            for s in lines:
+                while not self._abort.is_set() and not self._stop.is_set():
+                    wait = self.t0 + s.at - time.perf_counter()
+                    if wait <= 0:
+                        break
+                    time.sleep(min(wait, 0.05))
+                else:
+                    return
+                self.submit(s.text, s.lineno, base)
+        self._pending_script = loop
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _start_thread(self, target, name):
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self, stdin: TextIO | None = None) -> LiveReport:
+        engine, p = self.engine, self.p
+        model = engine.model
+        text = TextTrack(model)
+        for st in ("idle", "speaking", "listening", "thinking"):
+            text.tokens(default_prompt(st))  # encode the common prompts before the clock starts
+        # warm-up on a throwaway stream: first-call costs must not make chunk 0 late
+        t = time.perf_counter()
+        warm = StreamGenerator(model, self.opt.seed)
+        warm.start(self.reference)
+        audio = IncrementalAudio(model.audio, p.stream.chunk_latents, engine.device)
+        silence = np.zeros(audio.chunk_samples, np.float32)
+        warm.decode(warm.chunk(0, audio.tokens(silence, silence), text.tokens(default_prompt("idle"))))
+        warm_s = time.perf_counter() - t
+        del warm
+        if self.opt.ahead is None:
+            self.ahead = min(self.opt.max_ahead, max(0.1, 1.5 * warm_s + 0.05))
+
+        gen = StreamGenerator(model, self.opt.seed)
+        gen.start(self.reference)
+        audio = IncrementalAudio(model.audio, p.stream.chunk_latents, engine.device)
+        speech, listen = SpeechQueue(), ListenChannel()
+        own_vad, user_vad = Vad(), Vad()
+        own_vad.warm_up()
+        user_vad.warm_up()
+        writer = LiveWriter(self.opt.out, p.video.width, p.video.height, self.fps, RATE, ffmpeg=self.opt.ffmpeg)
+
+        self.t0 = self.events.t0 = time.perf_counter() + self.ahead
+        self.events.emit("start", preset=p.name, fps=self.fps, chunk_frames=self.F, chunk_seconds=self.chunk_seconds,
+                         ahead_ms=round(1000 * self.ahead, 1), warmup_ms=round(1000 * warm_s, 1), out=self.opt.out,
+                         weights=engine.source.describe(), conditions=engine.conditions(),
+                         planner=type(self.planner).__name__)
+        if self._initial_listen is not None:
+            listen.add(self._initial_listen, self.t0)
+        if stdin is not None:
+            self.read_lines(stdin)
+        if getattr(self, "_pending_script", None):
+            self._start_thread(self._pending_script, "flowact-live-script")
+        total_slots = None if self.opt.duration is None else max(1, round(self.opt.duration * self.fps))
+        pacer = threading.Thread(target=self._pace, args=(writer, total_slots), name="flowact-live-pace", daemon=True)
+        pacer.start()
+
+        override: dict | None = None  # {"state", "prompt", "until"}
+        user_active: bool | None = None
+        interrupted = False
+        k = 0
+        try:
+            while not self._abort.is_set():
+                due = self.t0 + (k * self.F + self.held) / self.fps
+                if total_slots is not None and k * self.F + self.held >= total_slots:
+                    break
+                while not (self._abort.is_set() or self._stop.is_set()) and time.perf_counter() < due - self.ahead:
+                    time.sleep(min(0.01, max(0.0, due - self.ahead - time.perf_counter())))
+                if self._failure:
+                    break
+                t_gen = time.perf_counter()
+                tstream = due - self.t0
+                # --- commands that arrived: they shape this chunk
+                reflects: list[Command] = []
+                while True:
+                    try:
+                        cmd = self._commands.get_nowait()
+                    except queue.Empty:
+                        break
+                    kind = cmd.kind
+                    if kind in ("speak", "speak_pcm"):
+                        if cmd.interrupt:
+                            self._drop_pending_speech(speech)
+                        if override is not None and override["until"] is None and override["state"] != "speaking":
+                            override = None  # the agent speaks: a held state gives way
+                        if cmd.samples is not None and len(cmd.samples):
+                            speech.push(cmd.samples, cmd.extra["seq"], cmd.final)
+                            self._pending[cmd.extra["seq"]] = cmd
+                        else:
+                            speech.utterance_open = not cmd.final
+                            reflects.append(cmd)
+                    elif kind in ("state", "prompt"):
+                        if cmd.state == "auto":
+                            override = None
+                        else:
+                            prompt = cmd.prompt if kind == "prompt" else default_prompt(cmd.state)
+                            override = {"state": cmd.state or "idle", "prompt": prompt,
+                                        "until": None if cmd.seconds is None else tstream + cmd.seconds}
+                        reflects.append(cmd)
+                    elif kind == "listen":
+                        if cmd.samples is not None:
+                            listen.add(cmd.samples, time.perf_counter())
+                        else:
+                            user_active = cmd.active
+                        reflects.append(cmd)
+                    elif kind == "listen_pcm":
+                        listen.add(cmd.samples, time.perf_counter())
+                        reflects.append(cmd)
+                    elif kind == "interrupt":
+                        self._drop_pending_speech(speech)
+                        reflects.append(cmd)
+                    elif kind == "stop":
+                        self._stop_cmds.append(cmd)
+                        self._stop.set()
+                if self._stop.is_set():
+                    break
+                if override is not None and override["until"] is not None and tstream >= override["until"]:
+                    override = None
+                # --- this chunk's own speech, the user's voice, the plan
+                pcm, started = speech.take(self.F * self.spf)
+                for seq in started:
+                    reflects.append(self._pending.pop(seq))
+                heard = listen.poll(time.perf_counter())
+                obs = Observation(
+                    index=k, t=tstream, chunk_seconds=self.chunk_seconds,
+                    speech_voiced=max(own_vad.voiced(pcm), loud_fraction(pcm)), speech_rms=float(np.sqrt(np.mean(pcm ** 2))),
+                    speech_pending=speech.pending / RATE, utterance_open=speech.utterance_open,
+                    user_voiced=user_vad.voiced(heard) if len(heard) else 0.0,
+                    user_rms=float(np.sqrt(np.mean(heard ** 2))) if len(heard) else 0.0,
+                    user_active=user_active,
+                    commanded_state=override["state"] if override else None,
+                    commanded_prompt=override["prompt"] if override else None)
+                plan = self.planner.update(obs)
+                # --- generate and decode
+                with torch.no_grad():
+                    a = audio.tokens(pcm, speech.peek(audio.lookahead_samples))
+                    z = gen.chunk(k, a, text.tokens(plan.prompt))
+                    frames = gen.decode(z)
+                gen_s = time.perf_counter() - t_gen
+                self._gen_ms.append(gen_s * 1000)
+                if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk
+                    recent = max(self._gen_ms[-8:]) / 1000
+                    self.ahead = min(self.opt.max_ahead, max(0.1, 1.25 * recent + 0.04))
+                item = _Chunk(k, frames, pcm, plan, reflects, gen_s * 1000, time.perf_counter(), due,
+                              obs.speech_voiced, obs.user_voiced)
+                while not self._abort.is_set() and pacer.is_alive():
+                    try:
+                        self._out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                k += 1
+        except KeyboardInterrupt:
+            interrupted = True
+            self._abort.set()
+        finally:
+            while pacer.is_alive():
+                try:
+                    self._out.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            try:
+                pacer.join()
+            except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop writing, still finalise
+                interrupted = True
+                self._abort.set()
+                pacer.join()
+            self._abort.set()  # readers and script end
+            frames_written = writer.frames
+            t_end = time.perf_counter()
+            try:
+                writer.close()
+            except FlowactError:
+                if not self._failure:
+                    raise
+        if self._failure:
+            exc = self._failure[0]
+            raise exc if isinstance(exc, FlowactError) else RuntimeError(f"live output failed: {exc!r}") from exc
+        for cmd in self._stop_cmds:
+            self._report_latency(cmd, t_end, frames_written)
+        for cmd in self._pending.values():  # speech still queued when the stream ended
+            self.events.emit("command", **cmd.describe(), latency_ms=None, reflected=False)
+        self.memory.append([round(t_end - self.t0, 2), round(rss_mb(), 1)])
+        return self._report(frames_written, t_end, interrupted)
+
+    def _drop_pending_speech(self, speech: SpeechQueue) -> None:
+        speech.clear()
+        for cmd in self._pending.values():
+            self.events.emit("command", **cmd.describe(), latency_ms=None, reflected=False, dropped="interrupted")
+        self._pending.clear()
+
+    def _report_latency(self, cmd: Command, written: float, frame: int) -> None:
+        ms = (written - cmd.received) * 1000
+        self._latency.append((cmd.kind, ms))
+        self.events.emit("command", **cmd.describe(), latency_ms=round(ms, 1), frame=frame)
+
+    # ---- pacing thread ------------------------------------------------------------------------
+
+    def _pace(self, writer: LiveWriter, total_slots: int | None) -> None:
+        try:
+            self._pace_loop(writer, total_slots)
+        except BaseException as exc:  # noqa: BLE001 - handed to the generation thread
+            self._failure.append(exc)
+            self._abort.set()
+
+    def _pace_loop(self, writer: LiveWriter, total_slots: int | None) -> None:
+        slot, item, cursor = 0, None, 0
+        last_frame = self.reference
+        silence = np.zeros(self.spf, np.float32)
+        held_run, last_plan = 0, None
+        next_memory = 0.0
+        grace = 0.5 / self.fps  # half a frame: a chunk that is ready a hair after its slot is not late
+        while not self._abort.is_set():
+            if total_slots is not None and slot >= total_slots:
+                self._stop.set()
+                return
+            due = self.t0 + slot / self.fps
+            if slot / self.fps >= next_memory:
+                self.memory.append([round(slot / self.fps, 2), round(rss_mb(), 1)])
+                self.events.emit("memory", rss_mb=self.memory[-1][1], frame=slot)
+                next_memory += self.opt.memory_every
+            if item is None:
+                try:
+                    item = self._out.get(timeout=max(0.0, due + grace - time.perf_counter()))
+                except queue.Empty:
+                    item = None
+                if item is _END:
+                    return
+                if item is None:  # late: hold the last frame, with silence, and slip the schedule
+                    self._sleep_until(due)
+                    writer.write(last_frame, silence)
+                    self.held += 1
+                    held_run += 1
+                    slot += 1
+                    continue
+                cursor = 0
+                if held_run:
+                    self.late_chunks += 1
+                    self.events.emit("late", index=item.index, held_frames=held_run,
+                                     late_ms=round(held_run * 1000 / self.fps, 1), gen_ms=round(item.gen_ms, 1),
+                                     frame=slot)
+                    held_run = 0
+            self._sleep_until(due)
+            written = writer.write(item.frames[cursor], item.pcm[cursor * self.spf:(cursor + 1) * self.spf])
+            if cursor == 0:
+                for cmd in item.reflects:
+                    self._report_latency(cmd, written, slot)
+                if last_plan is None or (item.plan.state, item.plan.prompt) != (last_plan.state, last_plan.prompt):
+                    self.events.emit("state", state=item.plan.state, prompt=item.plan.prompt, by=item.plan.by,
+                                     previous=None if last_plan is None else last_plan.state, frame=slot)
+                    last_plan = item.plan
+            last_frame = item.frames[cursor]
+            cursor += 1
+            slot += 1
+            if cursor == len(item.frames):
+                self.events.emit("chunk", index=item.index, frame=slot - cursor, state=item.plan.state,
+                                 prompt=item.plan.prompt, speech=round(item.speech_voiced, 2),
+                                 user=round(item.user_voiced, 2), gen_ms=round(item.gen_ms, 1),
+                                 slack_ms=round((item.due - item.ready) * 1000, 1), ahead_ms=round(self.ahead * 1000, 1))
+                item = None
+
+    def _sleep_until(self, when: float) -> None:
+        while not self._abort.is_set():
+            wait = when - time.perf_counter()
+            if wait <= 0:
+                return
+            time.sleep(min(wait, 0.05))
+
+    def _report(self, frames: int, t_end: float, interrupted: bool) -> LiveReport:
+        kinds: dict[str, list[float]] = {}
+        for kind, ms in self._latency:
+            kinds.setdefault(kind, []).append(ms)
+        latency = {k: {**percentiles(v), "n": len(v)} for k, v in sorted(kinds.items())}
+        latency["all"] = {**percentiles([ms for _, ms in self._latency]), "n": len(self._latency)}
+        e = self.engine
+        return LiveReport(
+            output=self.opt.out, preset=self.p.name, weights=e.source.describe(), conditions=e.conditions(),
+            fps=self.fps, frames=frames, held_frames=self.held, video_seconds=frames / self.fps,
+            wall_seconds=round(t_end - self.t0, 3), chunks=len(self._gen_ms), late_chunks=self.late_chunks,
+            commands=self.n_commands, errors=self.n_errors, latency_ms=latency, ahead_ms=round(self.ahead * 1000, 1),
+            peak_memory_mb=round(peak_memory_mb(e.device), 1),
+            memory_mb=self.memory, interrupted=interrupted, chunk_gen_ms=percentiles(self._gen_ms))
+
+
+def run_live(engine, reference: np.ndarray, options: LiveOptions, *, events: EventLog | None = None,
+             stdin: TextIO | None = None, script: list[ScriptLine] | None = None, script_base: Path | None = None,
+             listen_audio: np.ndarray | None = None, planner: Planner | None = None) -> LiveReport:
+    """A whole live session as one call: commands from `stdin` (a text stream) and/or a `script`."""
+    session = LiveSession(engine, reference, options, events or EventLog(), planner, listen_audio)
+    if script:
+        session.play_script(script, script_base)
+    return session.run(stdin)
