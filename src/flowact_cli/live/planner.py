@@ -45,7 +45,6 @@ class Vad:
         self.model.reset_states()
         self._rest = np.zeros(0, np.float32)
 
-    @torch.no_grad()
     def warm_up(self) -> None:
         """The TorchScript model optimises itself over its first calls: pay that before the clock starts."""
         rng = np.random.default_rng(0)
@@ -53,6 +52,7 @@ class Vad:
             self.voiced(rng.standard_normal(WINDOW * 2).astype(np.float32) * 0.1)
         self.reset()
 
+    @torch.no_grad()
     def voiced(self, samples: np.ndarray) -> float:
         x = np.concatenate([self._rest, samples])
         n = len(x) // WINDOW

@@ -82,7 +82,7 @@ class _Chunk:
     frames: np.ndarray  # uint8 (F, H, W, 3)
     pcm: np.ndarray  # float32 (F * rate / fps,)
     plan: Plan
-    reflects: list  # commands whose first reflecting frame is this chunk's first
+    reflects: list  # (command, frame in this chunk) where each is first reflected
     gen_ms: float
     ready: float  # perf_counter when queued
     due: float  # perf_counter of its first slot, as planned when it was generated
@@ -217,13 +217,14 @@ class LiveSession:
         for st in ("idle", "speaking", "listening", "thinking"):
             text.tokens(default_prompt(st))  # encode the common prompts before the clock starts
         # warm-up on a throwaway stream: first-call costs must not make chunk 0 late
-        t = time.perf_counter()
         warm = StreamGenerator(model, self.opt.seed)
         warm.start(self.reference)
         audio = IncrementalAudio(model.audio, p.stream.chunk_latents, engine.device)
         silence = np.zeros(audio.chunk_samples, np.float32)
-        warm.decode(warm.chunk(0, audio.tokens(silence, silence), text.tokens(default_prompt("idle"))))
-        warm_s = time.perf_counter() - t
+        for i in range(2):  # the second chunk's time (first-call costs paid) sets the initial `ahead`
+            t = time.perf_counter()
+            warm.decode(warm.chunk(i, audio.tokens(silence, silence), text.tokens(default_prompt("idle"))))
+            warm_s = time.perf_counter() - t
         del warm
         if self.opt.ahead is None:
             self.ahead = min(self.opt.max_ahead, max(0.1, 1.5 * warm_s + 0.05))
@@ -268,7 +269,7 @@ class LiveSession:
                 t_gen = time.perf_counter()
                 tstream = due - self.t0
                 # --- commands that arrived: they shape this chunk
-                reflects: list[Command] = []
+                reflects: list[tuple[Command, int]] = []
                 while True:
                     try:
                         cmd = self._commands.get_nowait()
@@ -285,7 +286,7 @@ class LiveSession:
                             self._pending[cmd.extra["seq"]] = cmd
                         else:
                             speech.utterance_open = not cmd.final
-                            reflects.append(cmd)
+                            reflects.append((cmd, 0))
                     elif kind in ("state", "prompt"):
                         if cmd.state == "auto":
                             override = None
@@ -293,19 +294,19 @@ class LiveSession:
                             prompt = cmd.prompt if kind == "prompt" else default_prompt(cmd.state)
                             override = {"state": cmd.state or "idle", "prompt": prompt,
                                         "until": None if cmd.seconds is None else tstream + cmd.seconds}
-                        reflects.append(cmd)
+                        reflects.append((cmd, 0))
                     elif kind == "listen":
                         if cmd.samples is not None:
                             listen.add(cmd.samples, time.perf_counter())
                         else:
                             user_active = cmd.active
-                        reflects.append(cmd)
+                        reflects.append((cmd, 0))
                     elif kind == "listen_pcm":
                         listen.add(cmd.samples, time.perf_counter())
-                        reflects.append(cmd)
+                        reflects.append((cmd, 0))
                     elif kind == "interrupt":
                         self._drop_pending_speech(speech)
-                        reflects.append(cmd)
+                        reflects.append((cmd, 0))
                     elif kind == "stop":
                         self._stop_cmds.append(cmd)
                         self._stop.set()
@@ -315,8 +316,8 @@ class LiveSession:
                     override = None
                 # --- this chunk's own speech, the user's voice, the plan
                 pcm, started = speech.take(self.F * self.spf)
-                for seq in started:
-                    reflects.append(self._pending.pop(seq))
+                for seq, at in started:  # speech is reflected by the frame where its first sample plays
+                    reflects.append((self._pending.pop(seq), at // self.spf))
                 heard = listen.poll(time.perf_counter())
                 obs = Observation(
                     index=k, t=tstream, chunk_seconds=self.chunk_seconds,
@@ -440,9 +441,10 @@ class LiveSession:
                     held_run = 0
             self._sleep_until(due)
             written = writer.write(item.frames[cursor], item.pcm[cursor * self.spf:(cursor + 1) * self.spf])
-            if cursor == 0:
-                for cmd in item.reflects:
+            for cmd, at in item.reflects:
+                if at == cursor:
                     self._report_latency(cmd, written, slot)
+            if cursor == 0:
                 if last_plan is None or (item.plan.state, item.plan.prompt) != (last_plan.state, last_plan.prompt):
                     self.events.emit("state", state=item.plan.state, prompt=item.plan.prompt, by=item.plan.by,
                                      previous=None if last_plan is None else last_plan.state, frame=slot)

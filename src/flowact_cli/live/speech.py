@@ -43,14 +43,14 @@ class SpeechQueue:
         return sum(len(s) - o for s, o, _ in self._items)
 
     def take(self, n: int) -> tuple[np.ndarray, list]:
-        """The next n samples (zero-padded) and the keys of pieces whose first sample is among them."""
+        """The next n samples (zero-padded) and (key, position) of each piece whose first sample is among them."""
         out = np.zeros(n, np.float32)
         started, filled = [], 0
         while filled < n and self._items:
             item = self._items[0]
             samples, offset, key = item
             if offset == 0 and key is not None:
-                started.append(key)
+                started.append((key, filled))
             m = min(n - filled, len(samples) - offset)
             out[filled:filled + m] = samples[offset:offset + m]
             filled += m
