@@ -47,13 +47,17 @@ def live(
     frame after frame at the preset's rate, paced to the wall clock. Commands arrive on stdin,
     one JSON object per line (malformed lines get an error event; the stream goes on):
 
-        {"cmd": "speak", "audio": "hello.wav"}            {"cmd": "speak_pcm", "data": "<base64 s16le 16k mono>", "final": false}
+        {"cmd": "speak", "audio": "hello.wav"}
 
-        {"cmd": "state", "state": "thinking"}             {"cmd": "prompt", "text": "wave hello"}
+        {"cmd": "speak_pcm", "data": "<base64 s16le 16k mono>", "final": false}
 
-        {"cmd": "listen", "active": true}                 {"cmd": "listen", "audio": "user.wav"}
+        {"cmd": "state", "state": "thinking"}     (or "auto"; gestures: waving, nodding, ...)
 
-        {"cmd": "interrupt"}                              {"cmd": "stop"}
+        {"cmd": "prompt", "text": "wave hello"}
+
+        {"cmd": "listen", "active": true}         (or "audio": "user.wav")
+
+        {"cmd": "interrupt"}      {"cmd": "stop"}
 
     The audio track carries the character's speech in sync (silence otherwise). Ctrl-C or
     SIGTERM finalises the file (exit 130). A chunk that is not ready in time is reported
