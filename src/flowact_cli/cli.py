@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import cli_live, cli_world
+from . import cli_live, cli_train, cli_world
 from .config import DEFAULT_PRESET
 from .errors import FlowactError
 
@@ -29,6 +29,7 @@ err = Console(stderr=True, soft_wrap=True)
 out_console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in pipes and logs
 cli_world.register(app)
 cli_live.register(app)
+cli_train.register(app)
 
 
 def _emit_json(data: dict, to_stderr: bool = False) -> None:

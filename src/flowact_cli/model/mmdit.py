@@ -58,6 +58,21 @@ class BankWrite:
     sin: torch.Tensor
 
 
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN: one modulation per chunk (batch, width) goes through the kernel dispatch; one
+    per token (batch, tokens, width), as in training with per-chunk noise levels, is plain torch."""
+    if shift.dim() == 2:
+        return K.adaln_modulate(x, shift, scale)
+    y = F.layer_norm(x.float(), (x.shape[-1],), eps=1e-6)
+    return (y * (1 + scale.float()) + shift.float()).to(x.dtype)
+
+
+def gated(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    if gate.dim() == 2:
+        return K.gated_residual(x, y, gate)
+    return x + gate.to(y.dtype) * y
+
+
 class WeightSet(nn.Module):
     """One block's weights for one weight set: modulated pre-norms, qkv, qk-norm, out, MLP."""
 
@@ -75,12 +90,17 @@ class WeightSet(nn.Module):
 
     def qkv_heads(self, x: torch.Tensor, shift, scale):
         b, n, w = x.shape
-        h = K.adaln_modulate(x, shift, scale)
+        h = modulate(x, shift, scale)
         qkv = self.qkv(h).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]  # each (batch, heads, tokens, head_dim)
 
     def mlp(self, x: torch.Tensor, shift, scale) -> torch.Tensor:
-        return self.mlp_out(F.gelu(self.mlp_in(K.adaln_modulate(x, shift, scale)), approximate="tanh"))
+        return self.mlp_out(F.gelu(self.mlp_in(modulate(x, shift, scale)), approximate="tanh"))
+
+    def finish(self, x: torch.Tensor, attn: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Output projection, gated residual, modulated MLP, gated residual. m: (..., 6, width)."""
+        x = gated(x, self.out(attn), m[..., 2, :])
+        return gated(x, self.mlp(x, m[..., 3, :], m[..., 4, :]), m[..., 5, :])
 
 
 class Block(nn.Module):
@@ -123,12 +143,34 @@ class Block(nn.Module):
         out, start = [], 0
         for name, x in segments:
             ws = self.sets[name]
-            m = mods[name] + ws.mod_table
             n = x.shape[1]
-            x = K.gated_residual(x, ws.out(attn[:, start:start + n]), m[:, 2])
-            x = K.gated_residual(x, ws.mlp(x, m[:, 3], m[:, 4]), m[:, 5])
-            out.append((name, x))
+            out.append((name, ws.finish(x, attn[:, start:start + n], mods[name] + ws.mod_table)))
             start += n
+        return out
+
+    def forward_train(self, x: torch.Tensor, set_index: dict[str, torch.Tensor], mods: dict[str, torch.Tensor],
+                      cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Training pass over a whole clip: x (batch, tokens, width); set_index: weight set ->
+        token indices; mods: set -> (batch, tokens, 6, width) per-token modulation; mask
+        (tokens, tokens) bool, True = may attend."""
+        b, n, w = x.shape
+        parts = []
+        for name, idx in set_index.items():
+            ws = self.sets[name]
+            m = mods[name][:, idx] + ws.mod_table
+            qs, ks, vs = ws.qkv_heads(x[:, idx], m[:, :, 0], m[:, :, 1])
+            parts.append((idx, K.reference.rms_norm_rope(qs, ws.q_norm, cos[idx], sin[idx]),
+                          K.reference.rms_norm_rope(ks, ws.k_norm, cos[idx], sin[idx]), vs))
+        # buffers in the projections' dtype (bf16 under autocast, while x stays fp32)
+        q = parts[0][1].new_empty(b, parts[0][1].shape[1], n, parts[0][1].shape[3])
+        k, v = torch.empty_like(q), torch.empty_like(q)
+        for idx, qs, ks, vs in parts:
+            q[:, :, idx], k[:, :, idx], v[:, :, idx] = qs.to(q.dtype), ks.to(q.dtype), vs.to(q.dtype)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, n, w)
+        out = torch.empty_like(x)
+        for name, idx in set_index.items():
+            ws = self.sets[name]
+            out[:, idx] = ws.finish(x[:, idx], attn[:, idx], mods[name][:, idx] + ws.mod_table).to(out.dtype)
         return out
 
 
@@ -205,8 +247,74 @@ class MMDiT(nn.Module):
             segments = block(segments, mods, cos, sin, bank.k[i], bank.v[i], bank.valid, bank.attend, write, n_video)
         video = segments[0][1][:, :n_video]
         shift, scale = self.final_mod(F.silu(emb)).chunk(2, dim=-1)
-        out = self.final(K.adaln_modulate(video, shift, scale))
+        out = self.final(modulate(video, shift, scale))
         return self.unpatchify(out.float(), f, h, w)
+
+    def forward_train(self, reference: torch.Tensor, latents: torch.Tensor, t_chunks: torch.Tensor,
+                      audio: torch.Tensor, text: torch.Tensor, chunk_latents: int, first_time: float,
+                      rope_axes, rope_theta: float) -> torch.Tensor:
+        """Chunkwise diffusion forcing over a whole clip in one pass.
+
+        reference (b, zc, 1, h, w) clean; latents (b, zc, N, h, w), chunk j = frames
+        [j*C, (j+1)*C) noised at its own level t_chunks[:, j]; audio (b, N * tokens_per_latent,
+        audio_width); text (b, N / C, text_tokens, text_width). Chunk j's tokens see the
+        reference, the *video* tokens of earlier chunks and all of its own tokens: what the
+        memory bank shows at inference. Frame i sits at time position first_time + i (the
+        inference layout puts the chunk being made at 1 + L + C .. L + 2C). Returns the
+        velocity for every clip frame (b, zc, N, h, w).
+        """
+        from .rope import grid_positions, rope_tables
+
+        b, _, n_frames, h, w = latents.shape
+        C = chunk_latents
+        chunks = n_frames // C
+        dt = self.stream_type.dtype
+        idx = {s: i for i, s in enumerate(self.STREAMS)}
+        per = (h // self.patch) * (w // self.patch)
+        video = self.embed["video"](self.patchify(latents.to(dt))) + self.stream_type[idx["video"]]
+        ref = self.embed["reference"](self.patchify(reference.to(dt))) + self.stream_type[idx["reference"]]
+        aud = self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]
+        txt = self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]
+        a_per = aud.shape[1] // n_frames
+        t_tok = text.shape[2]
+        pieces, kinds, groups, times, t_of = [ref], ["reference"] * per, [0] * per, [], []
+        pos = [grid_positions(0.0, h // self.patch, w // self.patch)]
+        t_of.append(torch.zeros(b, per, device=latents.device))
+        for j in range(chunks):
+            v_j = video[:, j * C * per:(j + 1) * C * per]
+            a_j = aud[:, j * C * a_per:(j + 1) * C * a_per]
+            pieces += [v_j, a_j, txt[:, j]]
+            kinds += ["video"] * v_j.shape[1] + ["audio"] * a_j.shape[1] + ["text"] * t_tok
+            groups += [j + 1] * (v_j.shape[1] + a_j.shape[1] + t_tok)
+            base = first_time + j * C
+            pos += [grid_positions(base + f, h // self.patch, w // self.patch) for f in range(C)]
+            ap = torch.zeros(C * a_per, 3)
+            ap[:, 0] = base + torch.arange(C).repeat_interleave(a_per).float()
+            tp = torch.zeros(t_tok, 3)
+            tp[:, 0] = base
+            pos += [ap, tp]
+            t_of.append(t_chunks[:, j:j + 1].expand(b, v_j.shape[1] + a_j.shape[1] + t_tok))
+        x = torch.cat(pieces, dim=1)
+        cos, sin = rope_tables(torch.cat(pos), rope_axes, rope_theta)
+        cos, sin = cos.to(x.device), sin.to(x.device)
+        g = torch.tensor(groups, device=x.device)
+        is_video = torch.tensor([k in ("video", "reference") for k in kinds], device=x.device)
+        mask = (g[:, None] == g[None, :]) | (g[None, :] == 0) | ((g[None, :] < g[:, None]) & is_video[None, :])
+        mask &= ~((g[:, None] == 0) & (g[None, :] != 0))  # the reference sees only itself
+        set_index: dict[str, list[int]] = {}
+        for i, kind in enumerate(kinds):
+            set_index.setdefault(self.set_of[kind], []).append(i)
+        set_index = {s: torch.tensor(ix, device=x.device) for s, ix in set_index.items()}
+        t_all = torch.cat(t_of, dim=1)  # (b, tokens)
+        emb = self.t_mlp(timestep_embedding(t_all.reshape(-1), 256).to(dt)).view(b, -1, self.cfg.width)
+        e = F.silu(emb)
+        mods = {s: self.t_mod[s](e).view(b, -1, 6, self.cfg.width) for s in self.set_names}
+        for block in self.blocks:
+            x = block.forward_train(x, set_index, mods, cos, sin, mask)
+        vid_idx = torch.tensor([i for i, k in enumerate(kinds) if k == "video"], device=x.device)
+        shift, scale = self.final_mod(e[:, vid_idx]).chunk(2, dim=-1)
+        out = self.final(modulate(x[:, vid_idx], shift, scale))
+        return self.unpatchify(out.float(), n_frames, h, w)
 
     @staticmethod
     def _merge(segments):

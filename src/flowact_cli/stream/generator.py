@@ -122,11 +122,20 @@ class StreamGenerator:
 
         noise = self.noise(index)
         x0 = self.sampler.sample(velocity, noise)
-        # memory pass: the clean chunk (or lightly re-noised, preset knob) writes its K/V
-        mem_in = interpolate(x0, noise, self.preset.stream.memory_noise) if self.preset.stream.memory_noise else x0
-        dit(mem_in, self.t_memory, audio, text, bank, self.cos, self.sin, write=self.bank.chunk_write())
-        self.bank.commit(index * self.C)
+        self.remember(index, x0, audio, text, noise)
         return x0
+
+    @torch.no_grad()
+    def remember(self, index: int, x0: torch.Tensor, audio: torch.Tensor, text: torch.Tensor,
+                 noise: torch.Tensor | None = None) -> None:
+        """The memory pass: chunk `index`'s clean latents (generated, or given: teacher
+        forcing in training) write their K/V into the bank, which then commits them.
+        With `stream.memory_noise` > 0 they are lightly re-noised first (a preset knob)."""
+        tm = self.preset.stream.memory_noise
+        mem_in = interpolate(x0, self.noise(index) if noise is None else noise, tm) if tm else x0
+        self.model.dit(mem_in, self.t_memory, audio, text, self.bank.view(), self.cos, self.sin,
+                       write=self.bank.chunk_write())
+        self.bank.commit(index * self.C)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,138 @@
+"""Training clips: (reference, frames, audio, per-frame prompts), from the synthetic world on
+the fly, a `flowact synth` folder, or a folder of real mp4 files with audio (no labels).
+
+Every sample is a pure function of (seed, step, index in batch): resuming at step s
+sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowactError
+
+FPS = 25
+
+
+@dataclass
+class Sample:
+    reference: np.ndarray  # uint8 (H, W, 3)
+    frames: np.ndarray  # uint8 (4 * latents, H, W, 3)
+    audio: np.ndarray  # float32 16 kHz covering exactly the frames
+    prompts: list[str]  # one per frame
+
+
+def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(step), int(index), 0x7A1])
+
+
+def _window(total_frames: int, frames: int, rng: np.random.Generator) -> int:
+    if total_frames < frames:
+        raise FlowactError(f"clip has {total_frames} frames, training needs {frames}")
+    return int(rng.integers(0, total_frames - frames + 1))
+
+
+def _cut_audio(audio: np.ndarray, start_frame: int, frames: int) -> np.ndarray:
+    per = 16_000 // FPS
+    seg = audio[start_frame * per:(start_frame + frames) * per]
+    return np.pad(seg, (0, frames * per - len(seg))).astype(np.float32)
+
+
+class SynthSource:
+    """Clips made on demand by the synthetic world (no disk)."""
+
+    def __init__(self, seed: int, width: int, height: int, seconds: float = 4.0):
+        self.seed, self.width, self.height, self.seconds = seed, width, height, seconds
+
+    def sample(self, step: int, index: int, frames: int) -> Sample:
+        from ..world.clip import make_clip
+
+        rng = sample_rng(self.seed, step, index)
+        clip = make_clip(int(rng.integers(0, 2**31 - 1)), max(self.seconds, frames / FPS + 0.2), self.width, self.height)
+        start = _window(clip.frames, frames, rng)
+        video = np.stack([clip.render(i) for i in range(start, start + frames)])
+        prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
+        return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts)
+
+
+def _prompt_at(segments, t: float) -> str:
+    for s in segments:
+        s = s if isinstance(s, dict) else s.as_dict()
+        if s["start"] <= t < s["end"]:
+            return s["prompt"]
+    return ""
+
+
+class FolderSource:
+    """A `flowact synth` folder (clip_*.json present) or any folder of mp4 files with audio.
+    Real videos have no reference picture: a frame outside the training window stands in."""
+
+    def __init__(self, root: str | Path, width: int, height: int, seed: int = 0):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FlowactError("training data folder not found", path=self.root)
+        self.width, self.height, self.seed = width, height, seed
+        self.synth = any(self.root.glob("clip_*.json"))
+        self.videos = sorted(self.root.glob("clip_*.mp4" if self.synth else "*.mp4"))
+        if not self.videos:
+            raise FlowactError("no .mp4 clips in the training data folder", path=self.root)
+        self._cache: dict[Path, tuple] = {}
+
+    def _load(self, video: Path):
+        if video not in self._cache:
+            from ..media.audio import load_audio
+            from ..media.probe import read_frames
+
+            frames = _fit(read_frames(video), self.width, self.height)
+            audio = load_audio(video if not self.synth else video.with_suffix(".wav"), allow_silent=True).samples
+            prompts_src = None
+            if self.synth:
+                import json
+
+                prompts_src = json.loads(video.with_suffix(".json").read_text())["timeline"]
+            if len(self._cache) > 64:  # bounded memory: forget the oldest clip
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[video] = (frames, audio, prompts_src)
+        return self._cache[video]
+
+    def sample(self, step: int, index: int, frames: int) -> Sample:
+        rng = sample_rng(self.seed, step, index)
+        video = self.videos[int(rng.integers(0, len(self.videos)))]
+        all_frames, audio, timeline = self._load(video)
+        start = _window(len(all_frames), frames, rng)
+        if self.synth:
+            from PIL import Image
+
+            ref = _fit(np.asarray(Image.open(video.with_name(video.stem + ".ref.png")).convert("RGB"))[None],
+                       self.width, self.height)[0]
+            prompts = [_prompt_at(timeline, (start + i) / FPS) for i in range(frames)]
+        else:
+            outside = [i for i in (0, len(all_frames) - 1) if not start <= i < start + frames]
+            ref = all_frames[outside[0] if outside else 0]
+            prompts = [""] * frames
+        return Sample(ref, all_frames[start:start + frames], _cut_audio(audio, start, frames), prompts)
+
+
+def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    if frames.shape[1:3] == (height, width):
+        return frames
+    from PIL import Image
+
+    out = []
+    for f in frames:
+        im = Image.fromarray(f)
+        s = max(width / im.width, height / im.height)
+        im = im.resize((max(width, round(im.width * s)), max(height, round(im.height * s))), Image.Resampling.BILINEAR)
+        left, top = (im.width - width) // 2, (im.height - height) // 3
+        out.append(np.asarray(im.crop((left, top, left + width, top + height))))
+    return np.stack(out)
+
+
+def make_source(data: str, width: int, height: int, seed: int):
+    """`synth` or `synth:SEED` for the on-the-fly world, else a folder."""
+    if data == "synth" or data.startswith("synth:"):
+        return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height)
+    return FolderSource(data, width, height, seed)

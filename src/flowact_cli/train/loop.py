@@ -1,0 +1,121 @@
+"""The training loop shared by every stage: seeded, resumable, logged, safetensors out.
+
+Batches are pure functions of (seed, step), the noise generator is re-seeded every step and
+the optimizer state is checkpointed, so `--resume` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import weights as W
+from ..config import Preset
+from ..errors import FlowactError
+from ..model import FlowActModel
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import make_source
+from .stages import STAGES, Stage, StageSettings, trainable
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    stage: str
+    preset: Preset
+    data: str  # "synth[:SEED]" or a folder
+    out: Path
+    steps: int = 1000
+    batch: int = 4
+    lr: float = 2e-4
+    warmup: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    init: Path | None = None  # weights to start from (e.g. the previous stage's output)
+    teacher: Path | None = None  # distill: teacher weights (default: init)
+    resume: bool = False
+    save_every: int = 200
+    bf16: bool = True  # autocast to bfloat16 (CPU and CUDA)
+    settings: StageSettings = StageSettings()
+
+
+def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
+    if run.stage not in STAGES:
+        raise FlowactError(f"unknown stage '{run.stage}' (stages: {', '.join(STAGES)})")
+    dev = torch.device(run.device)
+    with torch.device(dev):
+        model = FlowActModel(run.preset)
+    if run.init is not None:
+        W.load_into(model, W.resolve(run.preset, weights=run.init))
+    else:
+        model.init_random(run.seed)
+    teacher = None
+    if run.stage == "distill":
+        with torch.device(dev):
+            teacher = FlowActModel(run.preset)
+        src = run.teacher or run.init
+        if src is None:
+            raise FlowactError("distill needs a teacher: pass --init (the teacher, also the student's start) or --teacher")
+        W.load_into(teacher, W.resolve(run.preset, weights=src))
+        teacher.eval().requires_grad_(False)
+    return model, teacher
+
+
+def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, source=None) -> dict:
+    """Run one stage. `source` (optional) replaces the data named by `run.data`."""
+    torch.manual_seed(run.seed)
+    model, teacher = build(run)
+    stage = Stage(run.stage, model, run.preset, run.settings, teacher)
+    params = trainable(model, run.stage)
+    model.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=run.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    folder = run.out / run.stage
+    start = 0
+    if run.resume and (folder / "ckpt").exists():
+        start = load_checkpoint(folder, model, opt)["step"]
+    source = source or make_source(run.data, run.preset.video.width, run.preset.video.height, run.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = (folder / "log.jsonl").open("a")
+    dev = torch.device(run.device)
+    history = []
+    model.train()
+    for step in range(start, run.steps):
+        t0 = time.perf_counter()
+        frames = stage.frames_needed(np.random.default_rng([run.seed, step, 0xB]))
+        samples = [source.sample(step, i, frames) for i in range(run.batch)]
+        t_data = time.perf_counter() - t0
+        g = torch.Generator(device=dev).manual_seed(run.seed * 1_000_003 + step)
+        for group in opt.param_groups:
+            group["lr"] = run.lr * min(1.0, (step + 1) / max(1, run.warmup))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.bf16):
+            loss, logs = stage.loss(samples, g)
+        if not math.isfinite(float(loss)):
+            raise RuntimeError(f"{run.stage} step {step}: loss is {float(loss)}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        rec = {"step": step + 1, "loss": float(loss), "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"],
+               "data_s": round(t_data, 3), "step_s": round(time.perf_counter() - t0, 3), **logs}
+        history.append(rec)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        if on_step:
+            on_step(step + 1, rec)
+        if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
+            save_checkpoint(folder, model, opt, step + 1, {"stage": run.stage, "preset": run.preset.name})
+    log.close()
+    final = W.save(model, run.out / f"{run.stage}.safetensors")
+    k = max(1, len(history) // 5)
+    losses = [h["loss"] for h in history]
+    return {"stage": run.stage, "steps": run.steps, "resumed_from": start, "weights": str(final),
+            "loss_first": float(np.mean(losses[:k])) if losses else None,
+            "loss_last": float(np.mean(losses[-k:])) if losses else None, "last": history[-1] if history else None}

@@ -1,0 +1,231 @@
+"""The four training stages, each a loss over one batch of training clips.
+
+- vae: reconstruction (L1 + image-gradient L1) + a small KL, on [reference | 4n frames];
+- pretrain: chunkwise diffusion forcing: every chunk of a clip gets its own noise level
+  (context chunks clean with some probability), one pass over the whole clip with the
+  group-causal mask of `MMDiT.forward_train`; audio and text dropped out for guidance;
+- selfforce: the model rolls itself out chunk by chunk through the real inference path
+  (memory bank and all, no grad), then learns to denoise the clip's true next chunk on top
+  of its own context, through the same inference pass (grad through that pass only);
+- distill: the student (initialised from the teacher) learns to jump between the preset's
+  few timesteps where the guided many-step teacher's trajectory goes (trajectory
+  regression), on teacher-forced memory.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import Preset
+from ..model import FlowActModel
+from ..stream.generator import StreamGenerator
+from ..stream.sampler import interpolate, velocity_target
+from .data import Sample
+
+STAGES = ("vae", "pretrain", "selfforce", "distill")
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    p_clean_context: float = 0.3  # pretrain: a context chunk is clean with this probability
+    p_drop_audio: float = 0.1
+    p_drop_text: float = 0.1
+    kl_weight: float = 1e-4
+    teacher_steps: int = 16  # distill: teacher Euler steps per chunk
+    guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
+
+
+def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
+    if stage == "vae":
+        return list(model.vae.parameters())
+    return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
+
+
+def to_video(samples: list[Sample], device) -> torch.Tensor:
+    """(batch, 3, 1 + frames, H, W) in [-1, 1]: the reference first (the VAE's first frame alone)."""
+    vids = [np.concatenate([s.reference[None], s.frames]) for s in samples]
+    x = torch.from_numpy(np.stack(vids)).to(device).float() / 127.5 - 1
+    return x.permute(0, 4, 1, 2, 3)
+
+
+def shifted(u: torch.Tensor, shift: float) -> torch.Tensor:
+    return shift * u / (1 + (shift - 1) * u)
+
+
+class Stage:
+    def __init__(self, name: str, model: FlowActModel, preset: Preset, settings: StageSettings = StageSettings(),
+                 teacher: FlowActModel | None = None):
+        self.name, self.model, self.preset, self.s = name, model, preset, settings
+        self.teacher = teacher
+        if name == "distill" and teacher is None:
+            self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def frames_needed(self, step_rng: np.random.Generator) -> int:
+        p = self.preset
+        if self.name == "vae":
+            return 2 * p.vae.temporal * p.stream.chunk_latents
+        return self.chunks(step_rng) * p.stream.chunk_latents * p.vae.temporal
+
+    def chunks(self, rng: np.random.Generator) -> int:
+        st = self.preset.stream
+        most = (st.long_term + 2 * st.chunk_latents) // st.chunk_latents
+        if self.name == "pretrain":  # 1 chunk = stream start (no history) ... a full bank's worth
+            return int(rng.integers(1, most + 1))
+        return int(rng.integers(2, most + 2))  # selfforce / distill: at least one context chunk
+
+    # -- shared conditioning ---------------------------------------------------------------
+    def audio_tokens(self, samples: list[Sample], latents: int) -> torch.Tensor:
+        enc = self.model.audio
+        dev = next(enc.parameters()).device
+        wins = torch.stack([enc.windows(enc.mel(torch.from_numpy(s.audio).to(dev)), 0, latents) for s in samples])
+        return enc(wins)
+
+    def text_tokens(self, samples: list[Sample], chunks: int) -> torch.Tensor:
+        per = self.preset.frames_per_chunk
+        prompts = [s.prompts[j * per] for s in samples for j in range(chunks)]
+        tok = self.model.text(prompts)
+        return tok.view(len(samples), chunks, *tok.shape[1:])
+
+    # -- losses ----------------------------------------------------------------------------
+    def loss(self, samples: list[Sample], g: torch.Generator) -> tuple[torch.Tensor, dict]:
+        return getattr(self, f"_{self.name}")(samples, g)
+
+    def _vae(self, samples, g):
+        vae = self.model.vae
+        x = to_video(samples, next(vae.parameters()).device)
+        mean, logvar = vae.encoder(x)
+        z = mean + torch.randn(mean.shape, generator=g, device=mean.device) * (0.5 * logvar).exp()
+        rec = vae.decoder(z)
+        l1 = (rec - x).abs().mean()
+        grad = ((rec.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (rec.diff(dim=-2) - x.diff(dim=-2)).abs().mean())
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = l1 + grad + self.s.kl_weight * kl
+        mse = F.mse_loss(rec.detach().clamp(-1, 1), x)
+        psnr = float(10 * torch.log10(4.0 / mse.clamp_min(1e-10)))
+        return loss, {"l1": float(l1.detach()), "kl": float(kl.detach()), "psnr": psnr}
+
+    @torch.no_grad()
+    def latents(self, samples) -> torch.Tensor:
+        x = to_video(samples, next(self.model.vae.parameters()).device)
+        return self.model.vae.encode(x)
+
+    def _pretrain(self, samples, g):
+        p, dit = self.preset, self.model.dit
+        C, L = p.stream.chunk_latents, p.stream.long_term
+        z = self.latents(samples)
+        ref, x0 = z[:, :, :1], z[:, :, 1:]
+        b, n = x0.shape[0], x0.shape[2]
+        chunks = n // C
+        dev = x0.device
+        u = torch.sigmoid(torch.randn(b, chunks, generator=g, device=dev))  # logit-normal
+        t = shifted(u, p.sampler.shift)
+        clean = torch.rand(b, chunks, generator=g, device=dev) < self.s.p_clean_context
+        clean[:, -1] = False  # the last chunk always carries a loss
+        t = torch.where(clean, torch.zeros_like(t), t)
+        noise = torch.randn(x0.shape, generator=g, device=dev)
+        t_frames = t.repeat_interleave(C, dim=1)  # (b, n)
+        tf = t_frames[:, None, :, None, None]
+        xt = (1 - tf) * x0 + tf * noise  # each chunk at its own noise level
+        audio = self.audio_tokens(samples, n)
+        drop_a = torch.rand(b, generator=g, device=dev) < self.s.p_drop_audio
+        audio = torch.where(drop_a[:, None, None], torch.zeros_like(audio), audio)
+        kept = [s if not bool(d) else _no_prompts(s) for s, d in zip(samples, torch.rand(b, generator=g, device=dev) < self.s.p_drop_text)]
+        text = self.text_tokens(kept, chunks)
+        first_time = float(L + 2 * C - n + 1)
+        v = dit.forward_train(ref, xt, t, audio, text, C, first_time, p.model.rope_axes, p.model.rope_theta)
+        err = (v - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (b, n)
+        w = (t_frames > 0).float()
+        loss = (err * w).sum() / w.sum()
+        return loss, {"chunks": chunks, "mse_last": float(err[:, -C:].mean())}
+
+    def _rollout_bank(self, model: FlowActModel, sample: Sample, context: int, g: torch.Generator,
+                      gt: torch.Tensor | None, seed: int):
+        """A generator whose bank holds `context` chunks: self-generated (gt None) or the given
+        clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
+        from ..stream.generator import AudioTrack, TextTrack
+
+        gen = StreamGenerator(model, seed)
+        dev = gen.device
+        atrack, ttrack = AudioTrack(model, sample.audio, dev), TextTrack(model)
+        per = self.preset.frames_per_chunk
+        gen.start(sample.reference)
+        C = self.preset.stream.chunk_latents
+        with torch.no_grad():
+            for j in range(context):
+                a, tx = atrack.tokens(j * C, C), ttrack.tokens(sample.prompts[j * per])
+                if gt is None:
+                    gen.chunk(j, a, tx)
+                else:
+                    gen.remember(j, gt[:, :, j * C:(j + 1) * C], a, tx)
+        return gen, atrack, ttrack
+
+    def _selfforce(self, samples, g):
+        p, C = self.preset, self.preset.stream.chunk_latents
+        z = self.latents(samples)
+        losses = []
+        for i, s in enumerate(samples):
+            n_chunks = (z.shape[2] - 1) // C  # z holds the reference frame, then the clip
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+            self.model.eval()
+            gen, atrack, ttrack = self._rollout_bank(self.model, s, n_chunks - 1, g, None, seed)
+            self.model.train()
+            j = n_chunks - 1
+            x0 = z[i:i + 1, :, 1 + j * C:1 + (j + 1) * C]
+            t = shifted(torch.sigmoid(torch.randn(1, generator=g, device=x0.device)), p.sampler.shift)
+            noise = torch.randn(x0.shape, generator=g, device=x0.device)
+            a = atrack.tokens(j * C, C)
+            tx = ttrack.tokens(s.prompts[j * p.frames_per_chunk])
+            v = self.model.dit(interpolate(x0, noise, t), t, a, tx, gen.bank.view(), gen.cos, gen.sin)
+            losses.append(F.mse_loss(v, velocity_target(x0, noise)))
+        return torch.stack(losses).mean(), {"context_chunks": n_chunks - 1}
+
+    def _distill(self, samples, g):
+        p, C = self.preset, self.preset.stream.chunk_latents
+        ts = p.sampler_timesteps()
+        z = self.latents(samples)
+        losses = []
+        for i, s in enumerate(samples):
+            n_chunks = (z.shape[2] - 1) // C
+            gt = z[i:i + 1, :, 1:]
+            j = n_chunks - 1
+            student, satrack, sttrack = self._rollout_bank(self.model, s, j, g, gt, 0)
+            teacher, tatrack, tttrack = self._rollout_bank(self.teacher, s, j, g, gt, 0)
+            prompt = s.prompts[j * p.frames_per_chunk]
+            ta, tt = tatrack.tokens(j * C, C), tttrack.tokens(prompt)
+            null_a, null_t = torch.zeros_like(ta), tttrack.tokens("")
+            bank = teacher.bank.view()
+
+            def teacher_v(x, t):
+                tvec = torch.full((1,), t, device=x.device)
+                vc = self.teacher.dit(x, tvec, ta, tt, bank, teacher.cos, teacher.sin)
+                if self.s.guidance == 1.0:
+                    return vc
+                vu = self.teacher.dit(x, tvec, null_a, null_t, bank, teacher.cos, teacher.sin)
+                return vu + self.s.guidance * (vc - vu)
+
+            x = torch.randn(1, z.shape[1], C, *z.shape[3:], generator=g, device=z.device)
+            states = [x]
+            with torch.no_grad():  # the teacher's trajectory, finely stepped between student times
+                sub = max(1, self.s.teacher_steps // (len(ts) - 1))
+                for a_t, b_t in zip(ts, ts[1:]):
+                    for k in range(sub):
+                        t0 = a_t + (b_t - a_t) * k / sub
+                        t1 = a_t + (b_t - a_t) * (k + 1) / sub
+                        x = x + (t1 - t0) * teacher_v(x, t0)
+                    states.append(x)
+            sa, stx = satrack.tokens(j * C, C), sttrack.tokens(prompt)
+            sbank = student.bank.view()
+            for k, (a_t, b_t) in enumerate(zip(ts, ts[1:])):
+                v = self.model.dit(states[k], torch.full((1,), a_t, device=x.device), sa, stx, sbank, student.cos, student.sin)
+                target_v = (states[k + 1] - states[k]) / (b_t - a_t)  # the velocity that lands on the teacher
+                losses.append(F.mse_loss(v, target_v))
+        return torch.stack(losses).mean(), {"student_steps": len(ts) - 1}
+
+
+def _no_prompts(s: Sample) -> Sample:
+    return Sample(s.reference, s.frames, s.audio, [""] * len(s.prompts))
