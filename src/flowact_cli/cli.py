@@ -71,7 +71,7 @@ def render(
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
     fit: str = typer.Option("cover", "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
     max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (to stderr when --out -); with --manifest one line per job."),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="Batch: JSON-lines or CSV of jobs (image, audio, [prompt, out, seed, preset]); '-' reads stdin."),
@@ -148,7 +148,7 @@ def bench(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (speed does not depend on values)."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON report."),
 ):
