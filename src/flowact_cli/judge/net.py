@@ -2,9 +2,11 @@
 
 `FrameJudge` reads any 128x128 frame: a small CNN gives a feature per frame, from which
 linear heads read the mouth, head pose, gaze, blink and arm joints, and a normalised
-appearance embedding (identity). A temporal head (dilated 1-D convolutions over the
-per-frame features, ~0.8 s receptive field) reads the behaviour state, because waving,
-nodding and speaking are motions, not poses: a frozen video cannot look like them.
+appearance embedding (identity). The state head (dilated 1-D convolutions, ~0.8 s
+receptive field) reads the behaviour state from the sequence of those readings, because
+waving, nodding and speaking are motions, not poses: a frozen video cannot look like them.
+It is trained in a second stage on the frozen readings (`judge.train`); `proj`/`temporal`
+are the auxiliary state head of the first stage, kept so that stage is reproducible.
 
 `AudioMouth` reads log-mel frames (100 per second) and predicts the mouth openness the
 speech implies, so lip-sync can be judged from any wav.
@@ -58,6 +60,12 @@ class FrameJudge(nn.Module):
             nn.Conv1d(96, 96, 3, padding=4, dilation=4), nn.GELU(),
             nn.Conv1d(96, len(STATES), 1),
         )
+        self.state_head = nn.Sequential(
+            nn.Conv1d(len(REG_KEYS), 96, 5, padding=2), nn.GELU(),
+            nn.Conv1d(96, 96, 5, padding=4, dilation=2), nn.GELU(),
+            nn.Conv1d(96, 96, 3, padding=4, dilation=4), nn.GELU(),
+            nn.Conv1d(96, len(STATES), 1),
+        )
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """frames: (n, 3, 128, 128) float in [0, 1] -> (n, FEATURE)."""
@@ -70,9 +78,17 @@ class FrameJudge(nn.Module):
     def states(self, feats: torch.Tensor) -> torch.Tensor:
         """feats (batch, frames, FEATURE) -> state logits (batch, frames, len(STATES)).
 
-        The head also sees the frame readings (mouth, pose, joints): a wave is a raised wrist
-        going back and forth, a nod a pitch oscillation, speech a moving mouth.
+        Read from the per-frame readings (mouth, pose, gaze, joints): a wave is a raised
+        wrist going back and forth, a nod a pitch oscillation, speech a moving mouth.
         """
+        return self.states_from_readings(self.reg(feats))
+
+    def states_from_readings(self, reg: torch.Tensor) -> torch.Tensor:
+        """reg (batch, frames, len(REG_KEYS)) -> state logits (batch, frames, len(STATES))."""
+        return self.state_head(reg.transpose(1, 2)).transpose(1, 2)
+
+    def aux_states(self, feats: torch.Tensor) -> torch.Tensor:
+        """The first training stage's state head (features and readings together)."""
         x = torch.cat([self.proj(feats), self.reg(feats)], -1).transpose(1, 2)
         return self.temporal(x).transpose(1, 2)
 

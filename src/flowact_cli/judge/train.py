@@ -112,7 +112,7 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     reg, emb = model.read(feats)
     reg, feats = reg.float(), feats.float()
     reg_loss = (F.smooth_l1_loss(reg, batch["reg"].reshape(b * t1, -1), reduction="none", beta=0.05) * REG_WEIGHTS).mean()
-    logits = model.states(feats.reshape(b, t1, -1)[:, :-1])
+    logits = model.aux_states(feats.reshape(b, t1, -1)[:, :-1])
     w = batch["state_weight"].clamp(min=0.3)
     ce = (F.cross_entropy(logits.reshape(-1, len(STATES)), batch["state"].reshape(-1), reduction="none") * w.reshape(-1)).mean()
     ident = torch.arange(b).repeat_interleave(t1)
@@ -144,6 +144,59 @@ def train_vision(steps: int, seed: int = 0, clips: int = 10, window: int = 16, l
             log(f"vision {step:5d}/{steps} loss {loss.item():.4f} " + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
                 + f" {time.time() - t0:.0f}s")
     model.eval()
+    return model
+
+
+@torch.no_grad()
+def reading_pool(model: FrameJudge, windows: int, window: int = 24, seed: int = 0, log=print) -> dict:
+    """Readings of the frozen frame judge over `windows` degraded training windows, with their states."""
+    rng = np.random.default_rng([seed, 0x57A7E])
+    sizes, probs = zip(*SIZES)
+    regs, states, weights = [], [], []
+    t0 = time.time()
+    for k in range(windows):
+        size = sizes[int(rng.choice(len(sizes), p=probs))]
+        it = clip_window(int(rng.integers(TRAIN_SEED_MIN, 2 ** 31 - 1)), rng, window, size, seconds=4.0)
+        x = torch.from_numpy(it["frames"][:-1]).permute(0, 3, 1, 2).float().div(255)
+        regs.append(model.read(model.features(x))[0])
+        states.append(torch.from_numpy(it["state"]))
+        weights.append(torch.from_numpy(it["state_weight"]))
+        if k % 100 == 0:
+            log(f"states pool {k}/{windows} {time.time() - t0:.0f}s")
+    return {"reg": torch.stack(regs), "state": torch.stack(states), "state_weight": torch.stack(weights)}
+
+
+def train_states(model: FrameJudge, steps: int, windows: int = 480, seed: int = 0, lr: float = 2e-3,
+                 log=print) -> FrameJudge:
+    """Second stage: the state head learns from the frozen frame readings (fast, and it generalises)."""
+    model.eval()
+    pool = reading_pool(model, windows, seed=seed, log=log)
+    head = model.state_head
+    torch.manual_seed(seed)
+    for p in head.parameters():  # start fresh, whatever stage one left here
+        if p.ndim > 1:
+            torch.nn.init.kaiming_uniform_(p, a=5 ** 0.5)
+        else:
+            torch.nn.init.zeros_(p)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    gen = torch.Generator().manual_seed(seed)
+    head.train()
+    for step in range(steps):
+        idx = torch.randint(0, windows, (32,), generator=gen)
+        reg = pool["reg"][idx] + 0.02 * torch.randn(pool["reg"][idx].shape, generator=gen)
+        logits = model.states_from_readings(reg)
+        w = pool["state_weight"][idx].clamp(min=0.3)
+        loss = (F.cross_entropy(logits.reshape(-1, len(STATES)), pool["state"][idx].reshape(-1), reduction="none")
+                * w.reshape(-1)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            acc = (logits.argmax(-1) == pool["state"][idx]).float().mean().item()
+            log(f"states {step:5d}/{steps} loss {loss.item():.4f} acc {acc:.3f}")
+    head.eval()
     return model
 
 
@@ -257,18 +310,29 @@ def save(path: str | Path, vision: FrameJudge, audio: AudioMouth, meta: dict) ->
     save_file(tensors, str(path), metadata={"flowact_judge": json.dumps(meta)})
 
 
-def main(steps: int = 1500, audio_steps: int = 300, seed: int = 0, out: str | Path | None = None,
-         threads: int = 2, heldout: int = 40) -> dict:
+def main(steps: int = 900, audio_steps: int = 200, seed: int = 0, out: str | Path | None = None,
+         threads: int = 2, heldout: int = 40, state_steps: int = 600, init: str | Path | None = None) -> dict:
+    """Audio model, frame judge (stage one), state head (stage two), held-out report, save.
+
+    `init`: weights saved by an earlier run; its audio model and frame judge are kept and
+    only stage two runs (how the shipped weights were finished: see judge.json).
+    """
     from . import weights
 
     torch.set_num_threads(threads)
     out = Path(out) if out else weights.DEFAULT_PATH
     t0 = time.time()
-    audio = train_audio(audio_steps, seed)
-    vision = train_vision(steps, seed)
+    if init is None:
+        audio = train_audio(audio_steps, seed)
+        vision = train_vision(steps, seed)
+        earlier = {}
+    else:
+        vision, audio, earlier = weights.load_judge(str(init), strict=False)
+    vision = train_states(vision, state_steps, seed=seed)
     report = heldout_report(vision, audio, characters=heldout)
-    meta = {"version": 1, "steps": steps, "audio_steps": audio_steps, "seed": seed,
-            "train_seed_min": TRAIN_SEED_MIN, "minutes": round((time.time() - t0) / 60, 1),
+    meta = {"version": 1, "steps": earlier.get("steps", steps), "audio_steps": earlier.get("audio_steps", audio_steps),
+            "state_steps": state_steps, "init": str(init) if init else None, "seed": seed,
+            "train_seed_min": TRAIN_SEED_MIN, "minutes": round((time.time() - t0) / 60 + earlier.get("minutes", 0), 1),
             "identity_threshold": report["identity"]["threshold"], "heldout": report}
     save(out, vision, audio, meta)
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))

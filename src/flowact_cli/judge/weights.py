@@ -15,8 +15,11 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "assets" / "judge.safete
 
 
 @lru_cache(maxsize=2)
-def load_judge(path: str | None = None) -> tuple[FrameJudge, AudioMouth, dict]:
-    """(frame judge, audio mouth model, metadata), in eval mode, float32."""
+def load_judge(path: str | None = None, strict: bool = True) -> tuple[FrameJudge, AudioMouth, dict]:
+    """(frame judge, audio mouth model, metadata), in eval mode, float32.
+
+    strict=False accepts weights missing some modules (a run from before the state head).
+    """
     from safetensors import safe_open
 
     p = Path(path) if path else DEFAULT_PATH
@@ -31,7 +34,7 @@ def load_judge(path: str | None = None) -> tuple[FrameJudge, AudioMouth, dict]:
                 t = f.get_tensor(k)
                 t = t.float() if t.is_floating_point() else t
                 (sd_v if k.startswith("vision.") else sd_a)[k.split(".", 1)[1]] = t
-        vision.load_state_dict(sd_v)
+        vision.load_state_dict(sd_v, strict=strict)
         audio.load_state_dict(sd_a)
     except (OSError, RuntimeError, ValueError) as exc:
         raise FlowactError(f"cannot load evaluator weights ({exc})", path=p) from exc
