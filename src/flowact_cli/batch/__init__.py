@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path

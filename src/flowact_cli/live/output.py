@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
 import subprocess
 import tempfile
 import threading
@@ -20,7 +19,7 @@ import time
 import numpy as np
 
 from ..errors import FlowactError
-from ..media.ffmpeg import EncodeSettings, check_output, find_ffmpeg
+from ..media.ffmpeg import EncodeSettings, check_output, container_args, encode_args, find_ffmpeg, finish, stderr_tail
 
 _STOP = object()
 
@@ -41,15 +40,8 @@ class LiveWriter:
         cmd = [exe, "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
                "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", f"pipe:{audio_r}",
-               "-map", "0:v:0", "-map", "1:a:0",
-               "-c:v", settings.codec, "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p",
-               "-g", str(fps),  # a keyframe every second: a player can join a piped stream quickly
-               "-c:a", "aac", "-b:a", settings.audio_bitrate]
-        if self.to_stdout:
-            cmd += ["-tune", "zerolatency", "-flush_packets", "1", "-f", "mp4",
-                    "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"]
-        else:
-            cmd += ["-movflags", "+faststart", self.path]
+               "-map", "0:v:0", "-map", "1:a:0", *encode_args(settings, fps, self.to_stdout),
+               "-c:a", "aac", "-b:a", settings.audio_bitrate, *container_args(self.path)]
         self._stderr = tempfile.TemporaryFile()
         try:
             # own session: Ctrl-C reaches only us; we close the pipes and ffmpeg finalises the file
@@ -102,8 +94,7 @@ class LiveWriter:
         return now
 
     def _stderr_tail(self) -> str:
-        self._stderr.seek(0)
-        return " | ".join(self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:])
+        return stderr_tail(self._stderr)
 
     def close(self) -> int:
         """Close both pipes, let ffmpeg finalise the container; returns frames written."""
@@ -117,11 +108,7 @@ class LiveWriter:
                 f.close()
             except (BrokenPipeError, OSError):
                 pass
-        try:
-            rc = self._proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self._proc.send_signal(signal.SIGINT)
-            rc = self._proc.wait()
+        rc = finish(self._proc)
         if rc != 0:
             raise FlowactError(f"ffmpeg failed (exit {rc}): {self._stderr_tail()}", path=self.path)
         return self.frames

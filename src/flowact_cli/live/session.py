@@ -22,7 +22,6 @@ import math
 import queue
 import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, TextIO

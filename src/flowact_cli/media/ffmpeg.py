@@ -68,6 +68,37 @@ class EncodeSettings:
     audio_bitrate: str = "128k"
 
 
+def encode_args(settings: EncodeSettings, fps: float, to_stdout: bool) -> list[str]:
+    """H.264 yuv420p (+ a keyframe every second when piping, so a player can join quickly)."""
+    args = ["-c:v", settings.codec, "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p"]
+    return args + (["-g", f"{max(1, round(fps))}"] if to_stdout else [])
+
+
+def container_args(path: str) -> list[str]:
+    """A file gets a regular mp4 with the index up front (browser playback); a pipe cannot be
+    seeked back into, so stdout gets a fragmented mp4 flushed as fragments are made."""
+    if path == "-":
+        return ["-tune", "zerolatency", "-flush_packets", "1", "-f", "mp4",
+                "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"]
+    return ["-movflags", "+faststart", path]
+
+
+def stderr_tail(stderr_file, lines: int = 3) -> str:
+    """The last lines ffmpeg wrote to its (temporary file) stderr, on one line."""
+    stderr_file.seek(0)
+    text = stderr_file.read().decode("utf-8", "replace").strip()
+    return " | ".join(text.splitlines()[-lines:])
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> int:
+    """Wait for ffmpeg to finalise after its inputs closed; nudge it with SIGINT if it hangs."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+
+
 @dataclass
 class WriterStats:
     frames: int
@@ -98,18 +129,12 @@ class VideoWriter:
         if audio is not None:
             cmd += ["-i", str(audio)]
         cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio is not None else [])
-        cmd += ["-c:v", settings.codec, "-preset", settings.preset, "-crf", str(settings.crf),
-                "-pix_fmt", "yuv420p"]
+        cmd += encode_args(settings, fps, self.to_stdout)
         if audio is not None:
             cmd += ["-c:a", "aac", "-b:a", settings.audio_bitrate]
             if shortest:  # an interrupted render keeps audio and video the same length
                 cmd += ["-shortest"]
-        if self.to_stdout:
-            # A pipe cannot be seeked back into: fragmented mp4, fragments flushed as they come.
-            cmd += ["-tune", "zerolatency", "-f", "mp4",
-                    "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"]
-        else:
-            cmd += ["-movflags", "+faststart", self.path]
+        cmd += container_args(self.path)
         self._stderr = tempfile.TemporaryFile()
         # New session: a Ctrl-C in the terminal reaches only us; we then close stdin and
         # ffmpeg finalises the file instead of dying mid-write.
@@ -172,9 +197,7 @@ class VideoWriter:
                                path=self.path)
 
     def _stderr_tail(self) -> str:
-        self._stderr.seek(0)
-        text = self._stderr.read().decode("utf-8", "replace").strip()
-        return " | ".join(text.splitlines()[-3:])
+        return stderr_tail(self._stderr)
 
     def close(self) -> WriterStats:
         """Flush the queue, finalise the container, and check ffmpeg's exit status."""
@@ -186,11 +209,7 @@ class VideoWriter:
                 self._proc.stdin.close()
             except (BrokenPipeError, OSError):
                 pass
-            try:
-                rc = self._proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self._proc.send_signal(signal.SIGINT)
-                rc = self._proc.wait()
+            rc = finish(self._proc)
             if rc != 0 or self._error is not None:
                 raise FlowactError(f"ffmpeg failed (exit {rc}): {self._stderr_tail() or self._error}", path=self.path)
         return WriterStats(self.frames_written, self.first_frame_at, self._write_seconds, self.path)

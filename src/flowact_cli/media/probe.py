@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .ffmpeg import find_ffmpeg
 
 
@@ -63,10 +65,8 @@ def probe(path: str | Path, ffmpeg: str | None = None) -> MediaInfo:
     )
 
 
-def read_frames(path: str | Path, ffmpeg: str | None = None) -> "np.ndarray":
+def read_frames(path: str | Path, ffmpeg: str | None = None) -> np.ndarray:
     """Decode every video frame of a file to uint8 (frames, height, width, 3)."""
-    import numpy as np
-
     meta = probe(path, ffmpeg)
     if not meta.width:
         raise ValueError(f"{path}: no video stream")

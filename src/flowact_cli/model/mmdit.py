@@ -277,7 +277,7 @@ class MMDiT(nn.Module):
         txt = self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]
         a_per = aud.shape[1] // n_frames
         t_tok = text.shape[2]
-        pieces, kinds, groups, times, t_of = [ref], ["reference"] * per, [0] * per, [], []
+        pieces, kinds, groups, t_of = [ref], ["reference"] * per, [0] * per, []
         pos = [grid_positions(0.0, h // self.patch, w // self.patch)]
         t_of.append(torch.zeros(b, per, device=latents.device))
         for j in range(chunks):
