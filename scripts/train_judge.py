@@ -16,8 +16,8 @@ from flowact_cli.judge import train
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=900, help="vision training steps (10 clips x 17 frames each)")
-    ap.add_argument("--audio-steps", type=int, default=200, help="audio-to-mouth training steps")
+    ap.add_argument("--steps", type=int, default=450, help="vision training steps (10 clips x 17 frames each)")
+    ap.add_argument("--audio-steps", type=int, default=150, help="audio-to-mouth training steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heldout", type=int, default=40, help="held-out characters for the accuracy report")

@@ -37,10 +37,14 @@ def audio_openness(model: AudioMouth, samples: np.ndarray, frames: int | None = 
 @torch.no_grad()
 def read_video(model: FrameJudge, frames: np.ndarray, batch: int = 64) -> dict:
     """Per-frame regression (n, len(REG_KEYS)), embeddings (n, EMBED) and states (n,) from uint8 frames."""
-    feats = torch.cat([model.features(prepare(frames[i:i + batch])) for i in range(0, len(frames), batch)])
-    reg, emb = model.read(feats)
+    feats, embs = [], []
+    for i in range(0, len(frames), batch):
+        x = prepare(frames[i:i + batch])
+        feats.append(model.features(x))
+        embs.append(model.embed(x))
+    feats = torch.cat(feats)
     states = model.states(feats[None])[0].argmax(-1)
-    return {"reg": reg.numpy(), "embed": emb.numpy(), "state": states.numpy()}
+    return {"reg": model.read(feats).numpy(), "embed": torch.cat(embs).numpy(), "state": states.numpy()}
 
 
 def load_timeline(path: str | Path, frames: int, fps: float = FPS) -> np.ndarray:
@@ -110,7 +114,8 @@ def evaluate_frames(frames: np.ndarray, audio: np.ndarray, reference: np.ndarray
     """The report for uint8 frames (n, H, W, 3) at 25 fps, 16 kHz audio, uint8 reference (H, W, 3)."""
     vision, audio_model, meta = load_judge(weights)
     read = read_video(vision, frames)
-    ref_emb = vision.read(vision.features(prepare(reference[None])))[1].numpy()[0]
+    with torch.no_grad():
+        ref_emb = vision.embed(prepare(reference[None])).numpy()[0]
     video_open = read["reg"][:, 0]
     implied = audio_openness(audio_model, audio, len(frames))
     distance = 1 - read["embed"] @ ref_emb

@@ -1,8 +1,8 @@
 """The evaluator networks: a frame reader and an audio-to-mouth reader.
 
 `FrameJudge` reads any 128x128 frame: a small CNN gives a feature per frame, from which
-linear heads read the mouth, head pose, gaze, blink and arm joints, and a normalised
-appearance embedding (identity). The state head (dilated 1-D convolutions, ~0.8 s
+a linear head reads the mouth, head pose, gaze, blink and arm joints; a separate small
+branch gives a normalised appearance embedding (identity). The state head (dilated 1-D convolutions, ~0.8 s
 receptive field) reads the behaviour state from the sequence of those readings, because
 waving, nodding and speaking are motions, not poses: a frozen video cannot look like them.
 It is trained in a second stage on the frozen readings (`judge.train`); `proj`/`temporal`
@@ -52,7 +52,13 @@ class FrameJudge(nn.Module):
         )
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * 16, FEATURE), nn.ReLU(inplace=True))
         self.reg = nn.Linear(FEATURE, len(REG_KEYS))
-        self.embed = nn.Linear(FEATURE, EMBED)
+        # Identity has its own small branch: an embedding trained to ignore pose and mouth
+        # would otherwise teach the shared features to ignore exactly what `reg` must read.
+        self.identity = nn.Sequential(
+            nn.AvgPool2d(2),  # 64x64 is plenty for colours and styles
+            _block(3, 24, 2), _block(24, 48, 2), _block(48, 96, 2), _block(96, 128, 2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, EMBED),
+        )
         self.proj = nn.Linear(FEATURE, 72)
         self.temporal = nn.Sequential(
             nn.Conv1d(72 + len(REG_KEYS), 96, 5, padding=2), nn.GELU(),
@@ -71,9 +77,13 @@ class FrameJudge(nn.Module):
         """frames: (n, 3, 128, 128) float in [0, 1] -> (n, FEATURE)."""
         return self.fc(self.cnn(frames - 0.5))
 
-    def read(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame regression (n, len(REG_KEYS)) and unit appearance embedding (n, EMBED)."""
-        return self.reg(feats), F.normalize(self.embed(feats), dim=-1)
+    def read(self, feats: torch.Tensor) -> torch.Tensor:
+        """Per-frame readings (n, len(REG_KEYS)) in REG_KEYS order."""
+        return self.reg(feats)
+
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (n, 3, 128, 128) in [0, 1] -> unit appearance embedding (n, EMBED)."""
+        return F.normalize(self.identity(frames - 0.5), dim=-1)
 
     def states(self, feats: torch.Tensor) -> torch.Tensor:
         """feats (batch, frames, FEATURE) -> state logits (batch, frames, len(STATES)).

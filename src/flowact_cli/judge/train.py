@@ -109,7 +109,7 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     b, t1 = frames.shape[:2]
     x = frames.reshape(b * t1, *frames.shape[2:]).permute(0, 3, 1, 2).float().div(255)
     feats = model.features(x)
-    reg, emb = model.read(feats)
+    reg, emb = model.read(feats), model.embed(x)
     reg, feats = reg.float(), feats.float()
     reg_loss = (F.smooth_l1_loss(reg, batch["reg"].reshape(b * t1, -1), reduction="none", beta=0.05) * REG_WEIGHTS).mean()
     logits = model.aux_states(feats.reshape(b, t1, -1)[:, :-1])
@@ -117,7 +117,7 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     ce = (F.cross_entropy(logits.reshape(-1, len(STATES)), batch["state"].reshape(-1), reduction="none") * w.reshape(-1)).mean()
     ident = torch.arange(b).repeat_interleave(t1)
     con = supcon(emb, ident)
-    loss = reg_loss * 4 + ce * 2 + con * 0.5
+    loss = reg_loss * 8 + ce + con * 0.5
     acc = (logits.argmax(-1) == batch["state"]).float().mean()
     return loss, {"reg": reg_loss.item(), "ce": ce.item(), "con": con.item(), "acc": acc.item()}
 
@@ -158,7 +158,7 @@ def reading_pool(model: FrameJudge, windows: int, window: int = 24, seed: int = 
         size = sizes[int(rng.choice(len(sizes), p=probs))]
         it = clip_window(int(rng.integers(TRAIN_SEED_MIN, 2 ** 31 - 1)), rng, window, size, seconds=4.0)
         x = torch.from_numpy(it["frames"][:-1]).permute(0, 3, 1, 2).float().div(255)
-        regs.append(model.read(model.features(x))[0])
+        regs.append(model.read(model.features(x)))
         states.append(torch.from_numpy(it["state"]))
         weights.append(torch.from_numpy(it["state_weight"]))
         if k % 100 == 0:
@@ -258,7 +258,7 @@ def heldout_report(model: FrameJudge, audio_model: AudioMouth | None = None, cha
         frames = clip.render_all()
         x = prepare(frames)
         feats = model.features(x)
-        reg, emb = model.read(feats)
+        reg, emb = model.read(feats), model.embed(x)
         joints = clip.renderer.to_label_xy(clip.motion.joints)
         y = targets(clip.mouth.stack(), clip.motion.head, clip.motion.gaze, clip.motion.blink, joints)
         errs.append(np.abs(reg.numpy() - y))
@@ -266,7 +266,7 @@ def heldout_report(model: FrameJudge, audio_model: AudioMouth | None = None, cha
         state_hits += int((pred == clip.motion.state).sum())
         state_n += len(pred)
         embs.append(emb.numpy())
-        refs.append(model.read(model.features(prepare(clip.reference()[None])))[1].numpy()[0])
+        refs.append(model.embed(prepare(clip.reference()[None])).numpy()[0])
         if audio_model is not None:
             from .evaluate import audio_openness
 
@@ -310,7 +310,7 @@ def save(path: str | Path, vision: FrameJudge, audio: AudioMouth, meta: dict) ->
     save_file(tensors, str(path), metadata={"flowact_judge": json.dumps(meta)})
 
 
-def main(steps: int = 900, audio_steps: int = 200, seed: int = 0, out: str | Path | None = None,
+def main(steps: int = 450, audio_steps: int = 150, seed: int = 0, out: str | Path | None = None,
          threads: int = 2, heldout: int = 40, state_steps: int = 600, init: str | Path | None = None) -> dict:
     """Audio model, frame judge (stage one), state head (stage two), held-out report, save.
 
