@@ -16,7 +16,7 @@ from flowact_cli.judge import train
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=450, help="vision training steps (10 clips x 17 frames each)")
+    ap.add_argument("--steps", type=int, default=400, help="vision training steps (10 clips x 17 frames each)")
     ap.add_argument("--audio-steps", type=int, default=150, help="audio-to-mouth training steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

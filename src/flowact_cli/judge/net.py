@@ -50,7 +50,8 @@ class FrameJudge(nn.Module):
             _block(128, 160, 2),  # 4
             nn.Conv2d(160, 48, 1),
         )
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * 16, FEATURE), nn.ReLU(inplace=True))
+        # LayerNorm + GELU: a ReLU here died wholesale in training (frame-invariant features)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * 16, FEATURE), nn.LayerNorm(FEATURE), nn.GELU())
         self.reg = nn.Linear(FEATURE, len(REG_KEYS))
         # Identity has its own small branch: an embedding trained to ignore pose and mouth
         # would otherwise teach the shared features to ignore exactly what `reg` must read.
