@@ -97,13 +97,13 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
             group["lr"] = run.lr * min(1.0, (step + 1) / max(1, run.warmup))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.bf16):
             loss, logs = stage.loss(samples, g)
-        if not math.isfinite(float(loss)):
-            raise RuntimeError(f"{run.stage} step {step}: loss is {float(loss)}")
+        if not math.isfinite(float(loss.detach())):
+            raise RuntimeError(f"{run.stage} step {step}: loss is {float(loss.detach())}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        rec = {"step": step + 1, "loss": float(loss), "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"],
+        rec = {"step": step + 1, "loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"],
                "data_s": round(t_data, 3), "step_s": round(time.perf_counter() - t0, 3), **logs}
         history.append(rec)
         log.write(json.dumps(rec) + "\n")
