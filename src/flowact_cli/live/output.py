@@ -41,7 +41,7 @@ class LiveWriter:
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
                "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", f"pipe:{audio_r}",
                "-map", "0:v:0", "-map", "1:a:0", *encode_args(settings, fps, self.to_stdout),
-               "-c:a", "aac", "-b:a", settings.audio_bitrate, *container_args(self.path)]
+               "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", "48000", *container_args(self.path)]
         self._stderr = tempfile.TemporaryFile()
         try:
             # own session: Ctrl-C reaches only us; we close the pipes and ffmpeg finalises the file

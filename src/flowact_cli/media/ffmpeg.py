@@ -131,7 +131,7 @@ class VideoWriter:
         cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio is not None else [])
         cmd += encode_args(settings, fps, self.to_stdout)
         if audio is not None:
-            cmd += ["-c:a", "aac", "-b:a", settings.audio_bitrate]
+            cmd += ["-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", "48000"]  # 21 ms AAC frames
             if shortest:  # an interrupted render keeps audio and video the same length
                 cmd += ["-shortest"]
         cmd += container_args(self.path)
