@@ -6,7 +6,6 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-import torch
 
 from ..errors import FlowactError
 from .net import AudioMouth, FrameJudge
