@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from . import cli_live, cli_train, cli_world
 from .config import DEFAULT_PRESET
-from .errors import FlowactError
+from .errors import FlowactError, sigterm_as_interrupt
 
 app = typer.Typer(
     name="flowact",
@@ -42,13 +41,6 @@ def _progress(total_label: str):
 
     return Progress(TextColumn(total_label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
                     TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
-
-
-def _sigterm_as_interrupt() -> None:
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _warn_random(source) -> None:
@@ -108,7 +100,7 @@ def render(
     from .media.ffmpeg import check_output, find_ffmpeg
     from .render import Engine, prepare_inputs
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     out = out if out is not None else f"{audio.stem}.flowact.mp4"
     # every input is checked before the model loads: bad input fails in milliseconds
     p = load_preset(preset)

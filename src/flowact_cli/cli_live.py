@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,7 +10,7 @@ from typing import Optional
 import typer
 
 from .config import DEFAULT_PRESET
-from .errors import FlowactError
+from .errors import FlowactError, sigterm_as_interrupt
 
 
 def register(app: typer.Typer) -> None:
@@ -78,10 +77,7 @@ def live(
     from .media.image import load_image
     from .render import Engine
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    sigterm_as_interrupt()
     if planner not in ("rules", "none"):
         raise FlowactError(f"unknown planner '{planner}' (use rules or none)")
     if duration is not None and duration <= 0:

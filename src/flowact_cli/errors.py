@@ -7,6 +7,8 @@ exits with `exit_code`; every other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 
@@ -27,3 +29,15 @@ class RenderInterrupted(Exception):
     """Raised inside the chunk loop on Ctrl-C / SIGTERM once the partial file is finalised."""
 
     exit_code = 130
+
+
+def sigterm_as_interrupt():
+    """Make SIGTERM stop work the way Ctrl-C does (KeyboardInterrupt), so `kill` also leaves
+    finalised, playable files. Main thread only (Python's rule); returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FlowactError
+from ..errors import FlowactError, sigterm_as_interrupt
 from .job import BatchOptions, JobResult, partial_path, run_job
 from .manifest import Defaults, Job, parse_manifest, read_manifest
 from .progress import BatchProgress
@@ -106,7 +106,7 @@ def cli_manifest(*, manifest: str, out_dir: Path | None, force: bool, jobs: int,
             print(json.dumps(r.to_json()), flush=True)  # one line per job, as it completes
 
     stop = threading.Event()
-    previous = _sigterm_as_interrupt()
+    previous = sigterm_as_interrupt()
     try:
         with progress:
             outcome = run_batch(job_list, options, workers=workers, stop=stop, on_result=on_result,
@@ -116,14 +116,3 @@ def cli_manifest(*, manifest: str, out_dir: Path | None, force: bool, jobs: int,
             signal.signal(signal.SIGTERM, previous)
     console.print(progress.summary(outcome.interrupted))
     return outcome.exit_code
-
-
-def _sigterm_as_interrupt():
-    """SIGTERM stops the batch like Ctrl-C (main thread only); returns the old handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
