@@ -58,6 +58,9 @@ def main() -> None:
 
     import torch
 
+    from flowact_cli.config import load_preset
+    from flowact_cli.render import default_threads
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         jobs = make_jobs(folder, args.jobs, args.seconds)
@@ -77,7 +80,7 @@ def main() -> None:
 
         video = args.jobs * args.seconds
         cond = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                f"threads {torch.get_num_threads()} (default: all cores), preset {args.preset}, random weights, "
+                f"threads {default_threads(load_preset(args.preset))} per process (flowact's default: half the cores each for generation and decode), preset {args.preset}, random weights, "
                 f"{args.jobs} jobs x {args.seconds:g} s audio")
         print(f"conditions: {cond}")
         print(f"{args.jobs} separate `flowact render` processes: {t_separate:7.1f} s  "
