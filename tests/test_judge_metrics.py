@@ -74,3 +74,20 @@ def test_timeline_files(tmp_path):
     junk.write_text("{{{ not: [valid")
     with pytest.raises(FlowactError, match="junk.json"):
         load_timeline(junk, 10)
+
+
+def test_lipsync_says_so_when_there_is_no_speech():
+    rate, frames = 16_000, 100
+    silent = np.zeros(frames * 640, np.float32)
+    voiced = metrics.speech_frames(silent, frames, rate)
+    assert voiced.shape == (frames,) and not voiced.any()
+    r = metrics.lipsync(np.random.default_rng(0).random(frames), np.random.default_rng(1).random(frames),
+                        voiced=voiced)
+    assert r["applicable"] is False and r["correlation"] is None and "no speech" in r["reason"]
+    t = np.arange(frames * 640) / rate
+    speech = (0.2 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    speech[: frames * 640 // 2] = 0  # 2 s of sound in the second half
+    v = metrics.speech_frames(speech, frames, rate)
+    assert v[:45].sum() == 0 and v[55:].all()
+    a = np.sin(np.arange(frames) / 3)
+    assert metrics.lipsync(a, a, voiced=v)["applicable"] is True

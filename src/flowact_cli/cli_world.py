@@ -95,8 +95,11 @@ def evaluate(
     t.add_column("value", justify="right")
     t.add_column("meaning")
     ls, ident, beh, fl = report["lipsync"], report["identity"], report["behaviour"], report["flicker"]
-    t.add_row("lip-sync correlation", f"{ls['correlation']:.3f}", "mouth openness vs audio at offset 0 (1 is best)")
-    t.add_row("best offset", f"{ls['best_offset_s']:+.2f} s", f"correlation there {ls['best_correlation']:.3f} (+: video late)")
+    if ls["applicable"]:
+        t.add_row("lip-sync correlation", f"{ls['correlation']:.3f}", "mouth openness vs audio at offset 0 (1 is best)")
+        t.add_row("best offset", f"{ls['best_offset_s']:+.2f} s", f"correlation there {ls['best_correlation']:.3f} (+: video late)")
+    else:
+        t.add_row("lip-sync", "n/a", ls["reason"])
     acc = beh.get("accuracy")
     t.add_row("behaviour accuracy", "-" if acc is None else f"{acc:.3f}", "state read from frames vs timeline")
     t.add_row("identity distance", f"{ident['mean']:.3f}", "to the reference, mean (0 is identical)")

@@ -121,7 +121,7 @@ def evaluate_frames(frames: np.ndarray, audio: np.ndarray, reference: np.ndarray
     distance = 1 - read["embed"] @ ref_emb
     return {
         "frames": int(len(frames)), "fps": FPS, "seconds": round(len(frames) / FPS, 3),
-        "lipsync": metrics.lipsync(video_open, implied, FPS),
+        "lipsync": metrics.lipsync(video_open, implied, FPS, voiced=metrics.speech_frames(audio, len(frames))),
         "behaviour": metrics.behaviour(read["state"], timeline, STATES),
         "identity": metrics.identity(distance, FPS, meta.get("identity_threshold")),
         "flicker": metrics.flicker(frames),

@@ -13,19 +13,38 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def lipsync(video_open: np.ndarray, audio_open: np.ndarray, fps: float = 25.0, max_offset_s: float = 1.0) -> dict:
+MIN_SPEECH_SECONDS = 0.5  # below this much voiced audio a correlation says nothing about lips
+
+
+def speech_frames(samples: np.ndarray, frames: int, rate: int = 16_000, fps: float = 25.0,
+                  floor_dbfs: float = -40.0) -> np.ndarray:
+    """Per video frame: does the audio carry sound above `floor_dbfs` RMS? (bool (frames,))"""
+    per = int(round(rate / fps))
+    x = np.asarray(samples, float)[: frames * per]
+    x = np.pad(x, (0, frames * per - len(x)))
+    rms = np.sqrt(np.mean(x.reshape(frames, per) ** 2, axis=1))
+    return rms > 10 ** (floor_dbfs / 20)
+
+
+def lipsync(video_open: np.ndarray, audio_open: np.ndarray, fps: float = 25.0, max_offset_s: float = 1.0,
+            voiced: np.ndarray | None = None) -> dict:
     """Correlation of mouth openness read from the video with the openness the audio implies.
 
     `correlation` is at offset 0 (what a viewer sees); `best_offset_s` is where the two line
-    up best: positive means the video is late (its mouth moves after the sound).
+    up best: positive means the video is late (its mouth moves after the sound). With
+    `voiced` (per-frame bool) and less than MIN_SPEECH_SECONDS of sound, the numbers are
+    None and `applicable` is False: there is nothing to lip-sync to.
     """
+    if voiced is not None and voiced.sum() < MIN_SPEECH_SECONDS * fps:
+        return {"applicable": False, "reason": f"no speech in the audio ({voiced.sum() / fps:.2f} s voiced)",
+                "correlation": None, "best_offset_s": None, "best_correlation": None, "frames": int(len(voiced))}
     n = min(len(video_open), len(audio_open))
     v, a = np.asarray(video_open[:n], float), np.asarray(audio_open[:n], float)
     max_lag = int(min(round(max_offset_s * fps), n // 2))
     lags = np.arange(-max_lag, max_lag + 1)
     corr = np.array([pearson(v[lag:], a[:n - lag]) if lag >= 0 else pearson(v[:n + lag], a[-lag:]) for lag in lags])
     best = int(np.argmax(corr))
-    return {"correlation": round(pearson(v, a), 4), "best_offset_s": round(float(lags[best] / fps), 3),
+    return {"applicable": True, "correlation": round(pearson(v, a), 4), "best_offset_s": round(float(lags[best] / fps), 3),
             "best_correlation": round(float(corr[best]), 4), "frames": int(n)}
 
 
