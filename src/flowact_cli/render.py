@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+import flowact_kernels
+
 from . import weights as W
 from .config import DEFAULT_PRESET, Preset, load_preset
 from .errors import FlowactError
@@ -155,7 +157,7 @@ class Engine:
     def conditions(self, compiled: bool = False) -> str:
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU x{self.threads} threads"
         return (f"{where}, {str(self.dtype).replace('torch.', '')}, compile {'on' if compiled else 'off'}, "
-                f"kernels {__import__('flowact_kernels').backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}")
+                f"kernels {flowact_kernels.backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}")
 
     def render(self, image: str | Path | None, audio: str | Path | None, out: str | Path = "-", *, prompt: str = "",
                seed: int = 0, fit: str = "cover", ffmpeg: str | None = None, max_seconds: float | None = None,
