@@ -6,7 +6,6 @@ and finishes only the missing jobs with no partial file ever under a final name.
 
 import io
 import json
-import shutil
 import signal
 import subprocess
 import sys

@@ -2,7 +2,6 @@
 a fixed clip; resuming continues exactly; the real-video loader reads mp4 + audio."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -5,7 +5,7 @@ import pytest
 
 from flowact_cli.errors import FlowactError
 from flowact_cli.world import speech
-from flowact_cli.world.speech import SAMPLE_RATE, Phoneme, Voice, synthesize
+from flowact_cli.world.speech import Phoneme, Voice, synthesize
 from flowact_cli.world.visemes import REST, mouth_track
 
 EN = Voice("en", "en-us+m3", 160, 50, 50)

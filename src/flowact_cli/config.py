@@ -156,7 +156,7 @@ def _convert(value, tp, key: str, src: str):
         if not isinstance(value, (list, tuple)):
             raise FlowactError(f"key '{key}' must be a list, got {value!r}", path=src)
         elem = args[0]
-        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+        if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis):  # tuple[X, ...]
             return tuple(_convert(v, elem, f"{key}[{i}]", src) for i, v in enumerate(value))
         if len(value) != len(args):
             raise FlowactError(f"key '{key}' must have {len(args)} items, got {len(value)}", path=src)

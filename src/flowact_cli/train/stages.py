@@ -143,7 +143,7 @@ class Stage:
         loss = (err * w).sum() / w.sum()
         return loss, {"chunks": chunks, "mse_last": float(err[:, -C:].mean())}
 
-    def _rollout_bank(self, model: FlowActModel, sample: Sample, context: int, g: torch.Generator,
+    def _rollout_bank(self, model: FlowActModel, sample: Sample, context: int,
                       gt: torch.Tensor | None, seed: int):
         """A generator whose bank holds `context` chunks: self-generated (gt None) or the given
         clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
@@ -172,7 +172,7 @@ class Stage:
             n_chunks = (z.shape[2] - 1) // C  # z holds the reference frame, then the clip
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
             self.model.eval()
-            gen, atrack, ttrack = self._rollout_bank(self.model, s, n_chunks - 1, g, None, seed)
+            gen, atrack, ttrack = self._rollout_bank(self.model, s, n_chunks - 1, None, seed)
             self.model.train()
             j = n_chunks - 1
             x0 = z[i:i + 1, :, 1 + j * C:1 + (j + 1) * C]
@@ -193,8 +193,8 @@ class Stage:
             n_chunks = (z.shape[2] - 1) // C
             gt = z[i:i + 1, :, 1:]
             j = n_chunks - 1
-            student, satrack, sttrack = self._rollout_bank(self.model, s, j, g, gt, 0)
-            teacher, tatrack, tttrack = self._rollout_bank(self.teacher, s, j, g, gt, 0)
+            student, satrack, sttrack = self._rollout_bank(self.model, s, j, gt, 0)
+            teacher, tatrack, tttrack = self._rollout_bank(self.teacher, s, j, gt, 0)
             prompt = s.prompts[j * p.frames_per_chunk]
             ta, tt = tatrack.tokens(j * C, C), tttrack.tokens(prompt)
             null_a, null_t = torch.zeros_like(ta), tttrack.tokens("")
