@@ -115,3 +115,75 @@ def test_real_video_folder_loader(tmp_path):
     # a pretrain step runs on it
     out = _run(tmp_path / "run", "pretrain", 1, 1e-3)
     assert out["steps"] == 1
+
+
+def test_decoder_stage_keeps_the_encoder_and_learns(tmp_path, vae_weights):
+    from safetensors.torch import load_file
+
+    init = vae_weights[0] / "vae.safetensors"
+    s = _run(tmp_path, "decoder", 15, 3e-3, init=init)
+    assert s["loss_last"] < s["loss_first"], s
+    before, after = load_file(str(init)), load_file(str(tmp_path / "decoder.safetensors"))
+    enc = [k for k in before if k.startswith("vae.encoder.")]
+    dec = [k for k in before if k.startswith("vae.decoder.")]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)  # the latent space did not move
+    assert any(not torch.equal(before[k], after[k]) for k in dec)
+
+
+def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
+    """The cache holds what the VAE's encode() gives on [reference | frames] (zero mean, unit
+    variance per channel), the pretrain stage trains on it, and decode() inverts the normalisation."""
+    from flowact_cli import weights as W
+    from flowact_cli.train.cache import LatentSource, build_cache
+    from flowact_cli.train.data import make_source
+    from flowact_cli.world.clip import clip_seed, heldout_character, make_clip, split_seed
+
+    p = load_preset(TINY)
+    m = FlowActModel(p)
+    W.load_into(m, W.resolve(p, weights=vae_weights[0] / "vae.safetensors"))
+    m.eval()
+    build_cache(m, tmp_path / "c", 3, 1.0, seed=5)
+    src = make_source(str(tmp_path / "c"), 64, 64, 0)
+    assert isinstance(src, LatentSource) and len(src) == 3
+    z = src.z.astype(np.float32)
+    assert z.shape == (3, 4, 1 + 25 // 4, 8, 8)
+    assert np.allclose(z.mean(axis=(0, 2, 3, 4)), 0, atol=0.05) and np.allclose(z.std(axis=(0, 2, 3, 4)), 1, atol=0.05)
+    # the clips are training characters; an entry equals encoding its clip again
+    cs = split_seed(clip_seed(5, 1), "train")
+    assert not heldout_character(cs)
+    clip = make_clip(cs, 24 / 25, 64, 64, split="train")
+    video = np.concatenate([clip.reference()[None], clip.render_all()[:24]])
+    x = torch.from_numpy(video).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    m2 = FlowActModel(p)
+    W.load_into(m2, W.resolve(p, weights=tmp_path / "c" / "init.safetensors"))
+    with torch.no_grad():
+        again = m2.vae.encode(x)[0].numpy()
+        assert np.abs(again - z[1]).max() < 0.02  # float16 storage
+        back = m2.vae.decode(m2.vae.encode(x))
+        plain = m.vae.decoder(m.vae.encoder(x)[0])
+    assert torch.allclose(back, plain, atol=1e-4)
+    # a window: reference latent first, then 2 chunks' latents; audio and prompts cover its frames
+    s = src.sample(3, 0, 16)
+    assert s.frames is None and s.latents.shape == (4, 5, 8, 8)
+    assert any(np.array_equal(s.latents[:, 0], z[c, :, 0]) for c in range(3))
+    assert s.audio.shape == (16 * 640,) and len(s.prompts) == 16
+    run = TrainRun(stage="pretrain", preset=p, data=str(tmp_path / "c"), out=tmp_path / "run", steps=2, batch=2,
+                   lr=1e-3, warmup=1, init=tmp_path / "c" / "init.safetensors", bf16=False)
+    assert train(run)["steps"] == 2
+    with pytest.raises(Exception, match="needs video frames"):
+        train(TrainRun(stage="vae", preset=p, data=str(tmp_path / "c"), out=tmp_path / "v", steps=1, batch=1, bf16=False))
+
+
+def test_heldout_split_keeps_characters_and_voices_apart():
+    from flowact_cli.world.clip import heldout_character, split_seed
+    from flowact_cli.world.speech import HELDOUT_VARIANTS, random_voice
+
+    rng = np.random.default_rng(0)
+    train_v = {random_voice(rng, split="train").name.split("+")[1] for _ in range(200)}
+    held_v = {random_voice(rng, split="heldout").name.split("+")[1] for _ in range(60)}
+    assert not train_v & set(HELDOUT_VARIANTS) and held_v == set(HELDOUT_VARIANTS)
+    seeds = [split_seed(s, "train") for s in range(100)]
+    assert not any(heldout_character(s) for s in seeds)
+    assert all(heldout_character(split_seed(s, "heldout")) for s in range(100))
+    src = SynthSource(3, 64, 64, seconds=1.0)
+    assert src.sample(0, 0, 8).frames.shape == (8, 64, 64, 3)

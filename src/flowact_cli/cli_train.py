@@ -12,7 +12,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        stage: str = typer.Option(..., "--stage", help="vae | pretrain | selfforce | distill"),
+        stage: str = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill"),
         preset: str = typer.Option("toon-128", "--preset", help="Preset name or YAML file."),
         data: str = typer.Option("synth", "--data", help="'synth[:SEED]' (the synthetic world, on the fly), a `flowact synth` folder, or a folder of mp4 files with audio."),
         out: Path = typer.Option(Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."),
@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue from <out>/<stage>/ckpt."),
         save_every: int = typer.Option(200, "--save-every"),
         threads: Optional[int] = typer.Option(None, "--threads"),
+        teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk."),
+        guidance: float = typer.Option(2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ):
         """Train one stage of the FlowAct-R1 recipe.
@@ -41,7 +43,8 @@ def register(app: typer.Typer) -> None:
             flowact train --stage distill --init runs/t128/selfforce.safetensors --out runs/t128
 
         Every stage is seeded and resumable (--resume), logs one JSON line per step, and
-        writes safetensors.
+        writes safetensors. The transformer stages train fastest from a latent cache
+        (`flowact cache`, then --data that folder): the VAE then runs once per clip, not per step.
         """
         import torch
         from rich.console import Console
@@ -50,12 +53,14 @@ def register(app: typer.Typer) -> None:
         from .config import load_preset
         from .render import pick_device
         from .train.loop import TrainRun, train as run_train
+        from .train.stages import StageSettings
 
         dev = pick_device(device)
         if dev.type == "cpu" and threads:
             torch.set_num_threads(threads)
         run = TrainRun(stage=stage, preset=load_preset(preset), data=data, out=out, steps=steps, batch=batch, lr=lr,
-                       seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every)
+                       seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
+                       settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance))
         err = Console(stderr=True)
         with Progress(TextColumn(f"train {stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                       TimeRemainingColumn(), console=err, disable=not err.is_terminal) as bar:
@@ -66,3 +71,57 @@ def register(app: typer.Typer) -> None:
         else:
             err.print(f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} "
                       f"over steps {summary['resumed_from']}..{steps}; weights: {summary['weights']}")
+
+
+    @app.command()
+    def cache(
+        init: Path = typer.Option(..., "--init", help="Trained weights whose VAE encodes the clips (the vae stage's output)."),
+        out: Path = typer.Option(..., "--out", help="Cache folder: shard_NNNN.npz (+ .prompts.json) and cache.json."),
+        clips: int = typer.Option(1000, "--clips", help="Training clips to render and encode."),
+        seconds: float = typer.Option(4.0, "--seconds", help="Length of each clip."),
+        preset: str = typer.Option("toon-128", "--preset", help="Preset name or YAML file."),
+        seed: int = typer.Option(0, "--seed", help="World seed of the clips."),
+        part: str = typer.Option("0/1", "--part", help="K/N: do every N-th shard from K (run N processes to share the work)."),
+        threads: Optional[int] = typer.Option(None, "--threads"),
+    ):
+        """Render training clips from the synthetic world and encode them once with a trained VAE.
+
+        The transformer stages (pretrain, selfforce, distill) then read latents from the
+        folder instead of running the world and the VAE every step:
+
+            flowact cache --init runs/t128/vae.safetensors --out data/t128-latents --clips 1000
+
+            flowact train --stage pretrain --data data/t128-latents --init runs/t128/vae.safetensors
+
+        Only training characters and voices are used (held-out ones stay for evaluation).
+        Resumable: finished shards (128 clips each) are kept.
+        """
+        import torch
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from . import weights as W
+        from .config import load_preset
+        from .model import FlowActModel
+        from .train.cache import SHARD, build_cache
+
+        from .errors import FlowactError
+
+        try:
+            k, n = (int(v) for v in part.split("/"))
+            assert 0 <= k < n
+        except (ValueError, AssertionError):
+            raise FlowactError(f"--part must be K/N with 0 <= K < N, got '{part}'") from None
+        if threads:
+            torch.set_num_threads(threads)
+        p = load_preset(preset)
+        model = FlowActModel(p)
+        W.load_into(model, W.resolve(p, weights=init))
+        model.eval()
+        err = Console(stderr=True)
+        with Progress(TextColumn("cache"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                      disable=not err.is_terminal) as bar:
+            mine = sum(min(clips, s0 + SHARD) - s0 for s0 in range(k * SHARD, clips, n * SHARD))
+            task = bar.add_task("cache", total=mine)
+            build_cache(model, out, clips, seconds, seed, part=(k, n), on_clip=lambda i: bar.advance(task))
+        err.print(f"cache: {clips} clips of {seconds:g} s in {out}")

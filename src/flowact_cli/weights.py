@@ -129,7 +129,8 @@ def load_into(model: torch.nn.Module, source: WeightsSource) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise FlowactError(f"not a readable safetensors file ({exc})", path=source.path) from exc
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    # weights saved before the VAE kept latent statistics: those default to identity
+    missing = sorted(set(own) - set(state) - {"vae.latent_mean", "vae.latent_std"})
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
@@ -139,7 +140,7 @@ def load_into(model: torch.nn.Module, source: WeightsSource) -> None:
         if value.shape != own[key].shape:
             raise FlowactError(f"weights do not fit preset '{model.preset.name}': {key} has shape "
                                f"{tuple(value.shape)}, the model wants {tuple(own[key].shape)}", path=source.path)
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)
 
 
 def save(model: torch.nn.Module, path: str | Path, dtype: torch.dtype | None = None) -> Path:

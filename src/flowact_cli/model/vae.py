@@ -170,13 +170,31 @@ class VideoVAE(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        # per-channel latent statistics, measured once the VAE is trained (`set_latent_stats`):
+        # the transformer sees zero-mean, unit-variance latents
+        self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
+        self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
+
+    def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1) + (1,) * (z.dim() - 2)
+        return self.latent_mean.to(z.dtype).view(shape), self.latent_std.to(z.dtype).view(shape)
+
+    @torch.no_grad()
+    def set_latent_stats(self, videos: list[torch.Tensor]) -> None:
+        """Measure the per-channel mean and std of the encoder's latents over `videos`,
+        each (b, 3, t, H, W) (encoded one by one: memory stays that of one clip)."""
+        z = torch.cat([self.encoder(v)[0].float().transpose(0, 1).flatten(1) for v in videos], dim=1)
+        self.latent_mean.copy_(z.mean(dim=1))
+        self.latent_std.copy_(z.std(dim=1).clamp_min(1e-3))
 
     def encode(self, video: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
         mean, logvar = self.encoder(video)
         z = mean
         if sample:
             z = mean + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype) * (0.5 * logvar).exp()
-        return z * self.cfg.latent_scale
+        m, s = self._stats(z)
+        return (z - m) / s * self.cfg.latent_scale
 
     def decode(self, z: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:
-        return self.decoder(z / self.cfg.latent_scale, state)
+        m, s = self._stats(z)
+        return self.decoder(z / self.cfg.latent_scale * s + m, state)

@@ -20,9 +20,10 @@ FPS = 25
 @dataclass
 class Sample:
     reference: np.ndarray  # uint8 (H, W, 3)
-    frames: np.ndarray  # uint8 (4 * latents, H, W, 3)
+    frames: np.ndarray | None  # uint8 (4 * latents, H, W, 3); None when served from a latent cache
     audio: np.ndarray  # float32 16 kHz covering exactly the frames
     prompts: list[str]  # one per frame
+    latents: np.ndarray | None = None  # (C, 1 + latents, h, w), reference first: a latent cache's window
 
 
 def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
@@ -48,10 +49,11 @@ class SynthSource:
         self.seed, self.width, self.height, self.seconds = seed, width, height, seconds
 
     def sample(self, step: int, index: int, frames: int) -> Sample:
-        from ..world.clip import make_clip
+        from ..world.clip import make_clip, split_seed
 
         rng = sample_rng(self.seed, step, index)
-        clip = make_clip(int(rng.integers(0, 2**31 - 1)), max(self.seconds, frames / FPS + 0.2), self.width, self.height)
+        seed = split_seed(int(rng.integers(0, 2**31 - 17)), "train")  # never a held-out character or voice
+        clip = make_clip(seed, max(self.seconds, frames / FPS + 0.2), self.width, self.height, split="train")
         start = _window(clip.frames, frames, rng)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
@@ -132,7 +134,12 @@ def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def make_source(data: str, width: int, height: int, seed: int):
-    """`synth` or `synth:SEED` for the on-the-fly world, else a folder."""
+    """`synth` or `synth:SEED` for the on-the-fly world, a latent cache folder (`flowact train
+    --stage cache`), else a folder of clips."""
     if data == "synth" or data.startswith("synth:"):
         return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height)
+    if (Path(data) / "cache.json").exists():
+        from .cache import LatentSource
+
+        return LatentSource(data, seed)
     return FolderSource(data, width, height, seed)

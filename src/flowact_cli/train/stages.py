@@ -1,6 +1,8 @@
 """The four training stages, each a loss over one batch of training clips.
 
 - vae: reconstruction (L1 + image-gradient L1) + a small KL, on [reference | 4n frames];
+- decoder: the same loss with the encoder frozen: sharpens decoding while keeping the latent
+  space that a latent cache and the transformer were built on;
 - pretrain: chunkwise diffusion forcing: every chunk of a clip gets its own noise level
   (context chunks clean with some probability), one pass over the whole clip with the
   group-causal mask of `MMDiT.forward_train`; audio and text dropped out for guidance;
@@ -22,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Preset
+from ..errors import FlowactError
 from ..model import FlowActModel
 from ..stream.generator import StreamGenerator
 from ..stream.sampler import interpolate, velocity_target
 from .data import Sample
 
-STAGES = ("vae", "pretrain", "selfforce", "distill")
+STAGES = ("vae", "decoder", "pretrain", "selfforce", "distill")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class StageSettings:
 def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
     if stage == "vae":
         return list(model.vae.parameters())
+    if stage == "decoder":  # the encoder (so the latent space) stays frozen: sharpen the decoder only
+        return list(model.vae.decoder.parameters())
     return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
 
 
@@ -67,7 +72,7 @@ class Stage:
 
     def frames_needed(self, step_rng: np.random.Generator) -> int:
         p = self.preset
-        if self.name == "vae":
+        if self.name in ("vae", "decoder"):
             return 2 * p.vae.temporal * p.stream.chunk_latents
         return self.chunks(step_rng) * p.stream.chunk_latents * p.vae.temporal
 
@@ -95,10 +100,16 @@ class Stage:
     def loss(self, samples: list[Sample], g: torch.Generator) -> tuple[torch.Tensor, dict]:
         return getattr(self, f"_{self.name}")(samples, g)
 
-    def _vae(self, samples, g):
+    def _decoder(self, samples, g):
+        return self._vae(samples, g, frozen_encoder=True)
+
+    def _vae(self, samples, g, frozen_encoder: bool = False):
+        if any(s.frames is None for s in samples):
+            raise FlowactError(f"the {self.name} stage needs video frames, not a latent cache: use --data synth or a clip folder")
         vae = self.model.vae
         x = to_video(samples, next(vae.parameters()).device)
-        mean, logvar = vae.encoder(x)
+        with torch.set_grad_enabled(not frozen_encoder and torch.is_grad_enabled()):
+            mean, logvar = vae.encoder(x)
         z = mean + torch.randn(mean.shape, generator=g, device=mean.device) * (0.5 * logvar).exp()
         rec = vae.decoder(z)
         l1 = (rec - x).abs().mean()
@@ -111,7 +122,10 @@ class Stage:
 
     @torch.no_grad()
     def latents(self, samples) -> torch.Tensor:
-        x = to_video(samples, next(self.model.vae.parameters()).device)
+        dev = next(self.model.vae.parameters()).device
+        if all(s.latents is not None for s in samples):  # a latent cache: the VAE already ran
+            return torch.from_numpy(np.stack([s.latents for s in samples])).to(dev)
+        x = to_video(samples, dev)
         return self.model.vae.encode(x)
 
     def _pretrain(self, samples, g):
@@ -141,7 +155,7 @@ class Stage:
         err = (v - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (b, n)
         w = (t_frames > 0).float()
         loss = (err * w).sum() / w.sum()
-        return loss, {"chunks": chunks, "mse_last": float(err[:, -C:].mean())}
+        return loss, {"chunks": chunks, "mse_last": float(err[:, -C:].detach().mean())}
 
     def _rollout_bank(self, model: FlowActModel, sample: Sample, context: int,
                       gt: torch.Tensor | None, seed: int):

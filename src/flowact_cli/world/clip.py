@@ -101,12 +101,28 @@ def clip_seed(dataset_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(dataset_seed), int(index), 0x5EED]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+def heldout_character(seed: int) -> bool:
+    """Characters whose seed is 7 mod 16 are never used for model training (evaluation only)."""
+    return int(seed) % 16 == 7
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The nearest seed at or above `seed` whose character belongs to `split` ("train" | "heldout")."""
+    seed = int(seed)
+    if split == "heldout":
+        return seed + (7 - seed % 16) % 16
+    return seed + 1 if heldout_character(seed) else seed
+
+
 def make_clip(seed: int, seconds: float, width: int, height: int, *, character_seed: int | None = None,
-              language: str | None = None, first_state: str | None = None, lead: float | None = None) -> Clip:
-    """Everything about a clip, decided by `seed` (the character by `character_seed`, default: seed)."""
+              language: str | None = None, first_state: str | None = None, lead: float | None = None,
+              split: str | None = None) -> Clip:
+    """Everything about a clip, decided by `seed` (the character by `character_seed`, default: seed).
+    `split` "train" / "heldout" restricts the voice to training / held-out voices (the caller
+    picks the character seed with `split_seed`)."""
     rng = np.random.default_rng([int(seed), 0xC11])
     character = sample_character(seed if character_seed is None else character_seed)
-    voice = random_voice(rng, language)
+    voice = random_voice(rng, language, split)
     frames = max(1, int(round(seconds * FPS)))
     seconds = frames / FPS
     lead = float(rng.uniform(0.2, 1.2)) if lead is None else lead  # the clip starts mid-behaviour

@@ -48,6 +48,9 @@ LANGUAGES = {
 VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
             "klatt", "klatt2", "klatt3", "croak", "whisper"]
 VARIANTS = [v for v in VARIANTS if v != "whisper"]  # whispered speech barely moves a voice meter
+# Voices kept out of model training so that evaluation hears voices the model never heard.
+HELDOUT_VARIANTS = ("m7", "f5", "klatt3")
+SPLITS = (None, "train", "heldout")
 
 _WORDS = {
     "en": ("the a my your this that little big happy quiet bright old new green blue red morning evening "
@@ -179,10 +182,14 @@ def check_espeak() -> None:
     _engine()
 
 
-def random_voice(rng: np.random.Generator, language: str | None = None) -> Voice:
+def random_voice(rng: np.random.Generator, language: str | None = None, split: str | None = None) -> Voice:
+    """A random espeak-ng voice; `split` "train" never picks a held-out variant, "heldout" only those."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown voice split {split!r}")
     lang = language or str(rng.choice(list(LANGUAGES), p=_LANGUAGE_WEIGHTS))
     base = str(rng.choice(LANGUAGES[lang]))
-    variant = str(rng.choice(VARIANTS))
+    variants = VARIANTS if split is None else [v for v in VARIANTS if (v in HELDOUT_VARIANTS) == (split == "heldout")]
+    variant = str(rng.choice(variants))
     return Voice(lang, f"{base}+{variant}", int(rng.integers(120, 215)), int(rng.integers(25, 80)),
                  int(rng.integers(20, 90)))
 

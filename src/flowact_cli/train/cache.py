@@ -1,0 +1,114 @@
+"""Latent cache: synthetic clips encoded once by a trained VAE, for the transformer stages.
+
+The transformer stages never train the VAE, so encoding every batch again is wasted work
+(on CPU it was most of a pretrain step). `build_cache` renders training clips from the
+synthetic world (training characters and voices only), encodes each whole clip causally
+([reference | frames]) exactly as a stream is decoded at inference, and writes shards of
+
+  z (clips, C, 1 + latents, h, w) float16  - latent 0 is the reference
+  reference (clips, H, W, 3) uint8        - for the stages that start a real stream
+  audio (clips, samples) float16           - 16 kHz, covering the clip
+  prompts.json                             - the prompt of every video frame, per clip
+
+and `init.safetensors`: the given weights plus the VAE's per-channel latent statistics
+(measured here), which the transformer stages must start from (`--init`).
+`LatentSource` serves windows of it aligned to latent frames (4 video frames).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import weights as W
+from ..errors import FlowactError
+from .data import FPS, Sample, _cut_audio, _prompt_at, sample_rng
+
+SHARD = 128  # clips per shard file
+STATS = 8  # clips that set the per-channel latent mean and std
+
+
+def build_cache(model, out: str | Path, clips: int, seconds: float, seed: int, *, part: tuple[int, int] = (0, 1),
+                on_clip: Callable[[int], None] | None = None) -> Path:
+    """Encode clips [0, clips) of the training world `seed` into `out`, resumable per shard.
+    `part` (k, n) does shards k, k + n, ... only, so n processes can share the work."""
+    from ..world.clip import clip_seed, make_clip, split_seed
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    p = model.preset
+    frames = int(round(seconds * FPS)) // p.vae.temporal * p.vae.temporal
+    dev = next(model.vae.parameters()).device
+
+    def clip_video(i: int):
+        clip = make_clip(split_seed(clip_seed(seed, i), "train"), frames / FPS, p.video.width, p.video.height, split="train")
+        ref = clip.reference()
+        video = np.concatenate([ref[None], clip.render_all()[:frames]])
+        return clip, ref, torch.from_numpy(video).to(dev).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+
+    # the latent statistics, from the first STATS clips (every part process measures the same)
+    model.vae.set_latent_stats([clip_video(i)[2] for i in range(min(STATS, clips))])
+    W.save(model, out / "init.safetensors", torch.float32)
+    for s0 in range(part[0] * SHARD, clips, part[1] * SHARD):
+        path = out / f"shard_{s0 // SHARD:04d}.npz"
+        if path.exists():
+            continue
+        zs, refs, auds, prompts = [], [], [], []
+        for i in range(s0, min(clips, s0 + SHARD)):
+            clip, ref, x = clip_video(i)
+            with torch.no_grad():
+                zs.append(model.vae.encode(x)[0].float().cpu().numpy().astype(np.float16))
+            refs.append(ref)
+            auds.append(_cut_audio(clip.audio, 0, frames).astype(np.float16))
+            prompts.append([_prompt_at(clip.segments, k / FPS) for k in range(frames)])
+            if on_clip:
+                on_clip(i)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, z=np.stack(zs), reference=np.stack(refs), audio=np.stack(auds))
+        (out / f"shard_{s0 // SHARD:04d}.prompts.json").write_text(json.dumps(prompts))
+        tmp.replace(path)
+    (out / "cache.json").write_text(json.dumps({"preset": p.name, "clips": clips, "seconds": frames / FPS,
+                                                "seed": seed, "temporal": p.vae.temporal}))
+    return out
+
+
+class LatentSource:
+    """Windows of a latent cache: Sample.latents is (C, 1 + frames/4, h, w), the reference first."""
+
+    def __init__(self, root: str | Path, seed: int = 0):
+        self.root = Path(root)
+        shards = sorted(self.root.glob("shard_*.npz")) if self.root.is_dir() else []
+        if not shards:
+            raise FlowactError("no latent cache shards (shard_*.npz) in the folder", path=self.root)
+        self.seed = seed
+        z, ref, audio, prompts = [], [], [], []
+        for sh in shards:
+            with np.load(sh) as d:
+                z.append(d["z"])
+                ref.append(d["reference"])
+                audio.append(d["audio"])
+            prompts += json.loads(sh.with_name(sh.name.replace(".npz", ".prompts.json")).read_text())
+        self.z, self.ref, self.audio = np.concatenate(z), np.concatenate(ref), np.concatenate(audio)
+        self.prompts = prompts
+        self.temporal = json.loads((self.root / "cache.json").read_text())["temporal"] \
+            if (self.root / "cache.json").exists() else 4
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    def sample(self, step: int, index: int, frames: int) -> Sample:
+        rng = sample_rng(self.seed, step, index)
+        c = int(rng.integers(0, len(self.z)))
+        lat = frames // self.temporal
+        have = self.z.shape[2] - 1
+        if lat > have:
+            raise FlowactError(f"latent cache clips have {have} latent frames, training needs {lat}", path=self.root)
+        j = int(rng.integers(0, have - lat + 1))
+        z = np.concatenate([self.z[c, :, :1], self.z[c, :, 1 + j:1 + j + lat]], axis=1).astype(np.float32)
+        f0 = j * self.temporal
+        audio = _cut_audio(self.audio[c].astype(np.float32), f0, frames)
+        return Sample(self.ref[c], None, audio, self.prompts[c][f0:f0 + frames], latents=z)
