@@ -44,7 +44,12 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     ck = folder / "ckpt"
-    model.load_state_dict(load_file(str(ck / "model.safetensors")))
+    result = model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
+    # checkpoints from before the VAE kept latent statistics lack only those (identity defaults)
+    missing = set(result.missing_keys) - {"vae.latent_mean", "vae.latent_std"}
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"checkpoint does not fit the model: missing {sorted(missing)[:3]}, "
+                           f"unexpected {sorted(result.unexpected_keys)[:3]}")
     meta = json.loads((ck / "state.json").read_text())
     tensors = load_file(str(ck / "optim.safetensors"))
     names = {id(p): n for n, p in model.named_parameters()}

@@ -1,0 +1,82 @@
+"""Score trained toon-128 weights with the judge on held-out characters and voices.
+
+    python scripts/eval_model.py --model student=runs/t128/distill.safetensors \
+        --model teacher=runs/t128/selfforce.safetensors:steps=16,guidance=2 \
+        --clips 6 --seconds 8 --drift 10,60,300 --out runs/t128/eval.json
+
+Each --model is NAME=WEIGHTS[:steps=N,guidance=G] (default: the preset's 3 steps, no
+guidance). Prints one line per clip and model, then a JSON summary (also written to --out).
+Drift streams one held-out character for the longest mark, once per model given to --drift-models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def parse_model(text: str):
+    name, _, rest = text.partition("=")
+    path, _, opts = rest.partition(":")
+    kw = {}
+    for item in filter(None, opts.split(",")):
+        k, _, v = item.partition("=")
+        kw[k] = int(v) if k == "steps" else float(v)
+    return name, Path(path), kw
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", required=True, help="NAME=WEIGHTS[:steps=N,guidance=G]")
+    ap.add_argument("--preset", default="toon-128")
+    ap.add_argument("--clips", type=int, default=6)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--drift", default="", help="marks in seconds, e.g. 10,60,300 (empty: no drift run)")
+    ap.add_argument("--drift-models", default="", help="comma-separated model names for drift (default: all)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    from flowact_cli import weights as W
+    from flowact_cli.config import load_preset
+    from flowact_cli.model import FlowActModel
+    from flowact_cli.train.evaluate import drift, evaluate_models
+
+    torch.set_num_threads(args.threads)
+    preset = load_preset(args.preset)
+    models = {}
+    for spec in args.model:
+        name, path, kw = parse_model(spec)
+        m = FlowActModel(preset)
+        W.load_into(m, W.resolve(preset, weights=path))
+        m.eval().to(getattr(torch, args.dtype))
+        models[name] = (m, kw)
+    t0 = time.perf_counter()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    report = {"conditions": {"device": f"CPU x{args.threads} threads", "dtype": args.dtype, "clips": args.clips,
+                             "seconds": args.seconds, "held_out": "characters with seed 7 mod 16, voices m7/f5/klatt3",
+                             "models": {n: {"weights": str(parse_model(s)[1]), **kw} for s in args.model
+                                        for n, _, kw in [parse_model(s)]}}}
+    if args.clips:
+        report["clips"] = evaluate_models(models, args.clips, args.seconds, log)
+    if args.drift:
+        marks = tuple(float(v) for v in args.drift.split(","))
+        names = [n for n in args.drift_models.split(",") if n] or list(models)
+        report["drift"] = {n: drift(models[n][0], marks, log=log, **models[n][1]) for n in names}
+    report["seconds_taken"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Evaluate trained weights on held-out characters and voices with the judge.
+
+For each held-out clip (a character and a voice never used in training) the model streams
+the clip from its reference picture, its speech and its prompt timeline, exactly as
+`flowact render` does; the judge scores lip-sync, behaviour (state against the timeline)
+and identity. The same judge scores the clip's ground-truth frames and their VAE
+reconstruction (the ceiling the latent space allows). Drift: one long stream, with the
+identity distance to the reference averaged over a window ending at each checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from ..config import Preset
+from ..model import FlowActModel
+from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
+from ..stream.sampler import EulerSampler, shifted_timesteps
+
+FPS = 25
+
+
+def heldout_clips(count: int, seconds: float, width: int, height: int, first_seed: int = 1_000_000):
+    """`count` clips whose characters and voices are held out of training."""
+    from ..world.clip import make_clip, split_seed
+
+    seed = first_seed
+    for _ in range(count):
+        seed = split_seed(seed, "heldout")
+        yield make_clip(seed, seconds, width, height, split="heldout", first_state="speaking")
+        seed += 1
+
+
+def clip_states(clip) -> np.ndarray:
+    from ..judge.evaluate import STATES
+
+    out = np.zeros(clip.frames, np.int64)
+    t = np.arange(clip.frames) / FPS
+    for s in clip.segments:
+        out[(t >= s.start) & (t < s.end)] = STATES.index(s.state)
+    return out
+
+
+def prompt_at(clip, t: float) -> str:
+    for s in clip.segments:
+        if s.start <= t < s.end:
+            return s.prompt
+    return ""
+
+
+@torch.no_grad()
+def stream(model: FlowActModel, reference: np.ndarray, audio: np.ndarray, prompt_of, frames: int, seed: int = 0,
+           steps: int | None = None, guidance: float = 1.0) -> np.ndarray:
+    """Stream `frames` video frames (uint8) as inference does. `steps` replaces the preset's
+    step count (same shift); `guidance` > 1 adds classifier-free guidance on audio + text
+    (a many-step guided teacher)."""
+    p: Preset = model.preset
+    gen = StreamGenerator(model, seed)
+    if steps is not None:
+        gen.sampler = EulerSampler(tuple(shifted_timesteps(steps, p.sampler.shift)), 1, gen.device)
+    atrack, ttrack = AudioTrack(model, audio, gen.device), TextTrack(model)
+    gen.start(reference)
+    C, per = p.stream.chunk_latents, p.frames_per_chunk
+    out = []
+    for k in range(-(-frames // per)):
+        a = atrack.tokens(k * C, C)
+        tx = ttrack.tokens(prompt_of(k * per / FPS))
+        if guidance == 1.0:
+            z = gen.chunk(k, a, tx)
+        else:
+            bank, dit = gen.bank.view(), model.dit
+            null_a, null_t = torch.zeros_like(a), ttrack.tokens("")
+
+            def velocity(x, t):
+                vc = dit(x, t, a, tx, bank, gen.cos, gen.sin)
+                vu = dit(x, t, null_a, null_t, bank, gen.cos, gen.sin)
+                return vu + guidance * (vc - vu)
+
+            noise = gen.noise(k)
+            z = gen.sampler.sample(velocity, noise)
+            gen.remember(k, z, a, tx, noise)
+        out.append(gen.decode(z))
+    return np.concatenate(out)[:frames]
+
+
+@torch.no_grad()
+def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The VAE's reconstruction of [reference | frames] (frames: a multiple of 4), reference dropped."""
+    video = np.concatenate([reference[None], frames])
+    prm = next(model.vae.parameters())
+    x = torch.from_numpy(video).to(prm.device, prm.dtype).div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    rec = model.vae.decode(model.vae.encode(x))[0].float().clamp(-1, 1)
+    return ((rec.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()[1:]
+
+
+def score(frames: np.ndarray, clip, states: bool = True) -> dict:
+    from ..judge.evaluate import evaluate_frames
+
+    n = len(frames)
+    r = evaluate_frames(frames, clip.audio[: n * 16_000 // FPS], clip.reference(), clip_states(clip)[:n] if states else None)
+    return {"lipsync": r["lipsync"]["correlation"], "lipsync_best": r["lipsync"]["best_correlation"],
+            "lipsync_offset_s": r["lipsync"]["best_offset_s"], "state_accuracy": r["behaviour"]["accuracy"],
+            "identity": r["identity"]["mean"], "mouth_std": r["mouth"]["open_std"], "flicker": r["flicker"]}
+
+
+def evaluate_models(models: dict[str, tuple[FlowActModel, dict]], clips: int, seconds: float, log=print) -> dict:
+    """Score every named model (with its `stream` keyword arguments) on the same held-out
+    clips, plus the ground truth and the VAE reconstruction (first model's VAE)."""
+    first = next(iter(models.values()))[0]
+    p = first.preset
+    rows: dict[str, list[dict]] = {"ground_truth": [], "vae_reconstruction": [], **{k: [] for k in models}}
+    for i, clip in enumerate(heldout_clips(clips, seconds, p.video.width, p.video.height)):
+        gt = clip.render_all()
+        n = len(gt) // 4 * 4
+        rows["ground_truth"].append(score(gt[:n], clip))
+        rows["vae_reconstruction"].append(score(reconstruct(first, clip.reference(), gt[:n]), clip))
+        for name, (model, kw) in models.items():
+            t = time.perf_counter()
+            frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), n, seed=i, **kw)
+            rows[name].append(score(frames, clip))
+            log(f"clip {i} ({clip.voice.name}) {name}: {rows[name][-1]} [{time.perf_counter() - t:.1f} s]")
+    return {name: summarise(r) for name, r in rows.items()}
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for key in rows[0]:
+        if key == "flicker":
+            vals = [r[key]["second_diff"] if isinstance(r[key], dict) and "second_diff" in r[key] else None for r in rows]
+        else:
+            vals = [r[key] for r in rows]
+        vals = [v for v in vals if v is not None]
+        out[key] = round(float(np.mean(vals)), 4) if vals else None
+    out["clips"] = len(rows)
+    return out
+
+
+def drift(model: FlowActModel, marks_s: tuple[float, ...] = (10, 60, 300), window_s: float = 5.0, seed: int = 0,
+          log=print, **kw) -> dict:
+    """One continuous stream as long as the last mark, on a held-out character and voice:
+    the identity distance to the reference, averaged over the `window_s` seconds before
+    each mark, and the lip-sync correlation over that window."""
+    from ..judge.evaluate import evaluate_frames
+
+    p = model.preset
+    clip = next(heldout_clips(1, max(marks_s), p.video.width, p.video.height, first_seed=2_000_000 + seed))
+    t = time.perf_counter()
+    frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), clip.frames, seed=seed, **kw)
+    log(f"drift stream: {len(frames) / FPS:.0f} s of video in {time.perf_counter() - t:.0f} s")
+    out = {}
+    for m in marks_s:
+        a, b = int((m - window_s) * FPS), int(m * FPS)
+        r = evaluate_frames(frames[a:b], clip.audio[a * 640:b * 640], clip.reference(), clip_states(clip)[a:b])
+        out[f"{m:g}s"] = {"identity": r["identity"]["mean"], "lipsync": r["lipsync"]["correlation"],
+                          "state_accuracy": r["behaviour"]["accuracy"]}
+    return out
+
+
+def with_steps(preset: Preset, steps: int) -> Preset:
+    return dataclasses.replace(preset, sampler=dataclasses.replace(preset.sampler, steps=steps, timesteps=None))
