@@ -97,10 +97,13 @@ class WeightSet(nn.Module):
     def mlp(self, x: torch.Tensor, shift, scale) -> torch.Tensor:
         return self.mlp_out(F.gelu(self.mlp_in(modulate(x, shift, scale)), approximate="tanh"))
 
-    def finish(self, x: torch.Tensor, attn: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Output projection, gated residual, modulated MLP, gated residual. m: (..., 6, width)."""
-        x = gated(x, self.out(attn), m[..., 2, :])
-        return gated(x, self.mlp(x, m[..., 3, :], m[..., 4, :]), m[..., 5, :])
+    def finish(self, x: torch.Tensor, attn: torch.Tensor, m) -> torch.Tensor:
+        """Output projection, gated residual, modulated MLP, gated residual. m: (..., 6, width)
+        or its 6 slices (training: `unbind`'s backward stacks, where indexing's would fill
+        a zero tensor of the whole modulation per slice)."""
+        m = m.unbind(-2) if torch.is_tensor(m) else m
+        x = gated(x, self.out(attn), m[2])
+        return gated(x, self.mlp(x, m[3], m[4]), m[5])
 
 
 class Block(nn.Module):
@@ -148,30 +151,27 @@ class Block(nn.Module):
             start += n
         return out
 
-    def forward_train(self, x: torch.Tensor, set_index: dict[str, torch.Tensor], mods: dict[str, torch.Tensor],
-                      cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Training pass over a whole clip: x (batch, tokens, width); set_index: weight set ->
-        token indices; mods: set -> (batch, tokens, 6, width) per-token modulation; mask
-        (tokens, tokens) bool, True = may attend."""
+    def forward_train(self, x: torch.Tensor, sets: dict[str, int], mods: dict[str, torch.Tensor],
+                      cos: dict[str, torch.Tensor], sin: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """Training pass over a whole clip: x (batch, tokens, width) with the tokens grouped
+        by weight set, `sets` giving each set's token count in order; mods / cos / sin: per
+        set, its tokens' modulation (batch, n, 6, width) and RoPE tables; mask (tokens,
+        tokens) bool, True = may attend. (Splits, not gathers: their backward is a concat.)"""
         b, n, w = x.shape
         parts = []
-        for name, idx in set_index.items():
+        for (name, xs) in zip(sets, x.split(list(sets.values()), dim=1)):
             ws = self.sets[name]
-            m = mods[name][:, idx] + ws.mod_table
-            qs, ks, vs = ws.qkv_heads(x[:, idx], m[:, :, 0], m[:, :, 1])
-            parts.append((idx, K.reference.rms_norm_rope(qs, ws.q_norm, cos[idx], sin[idx]),
-                          K.reference.rms_norm_rope(ks, ws.k_norm, cos[idx], sin[idx]), vs))
-        # buffers in the projections' dtype (bf16 under autocast, while x stays fp32)
-        q = parts[0][1].new_empty(b, parts[0][1].shape[1], n, parts[0][1].shape[3])
-        k, v = torch.empty_like(q), torch.empty_like(q)
-        for idx, qs, ks, vs in parts:
-            q[:, :, idx], k[:, :, idx], v[:, :, idx] = qs.to(q.dtype), ks.to(q.dtype), vs.to(q.dtype)
+            m = (mods[name] + ws.mod_table).unbind(2)
+            qs, ks, vs = ws.qkv_heads(xs, m[0], m[1])
+            parts.append((K.reference.rms_norm_rope(qs, ws.q_norm, cos[name], sin[name]),
+                          K.reference.rms_norm_rope(ks, ws.k_norm, cos[name], sin[name]), vs, xs, m))
+        dt = parts[0][0].dtype  # the projections' dtype (bf16 under autocast, while x stays fp32)
+        q, k, v = (torch.cat([pt[i].to(dt) for pt in parts], dim=2) for i in range(3))
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, n, w)
-        out = torch.empty_like(x)
-        for name, idx in set_index.items():
-            ws = self.sets[name]
-            out[:, idx] = ws.finish(x[:, idx], attn[:, idx], mods[name][:, idx] + ws.mod_table).to(out.dtype)
-        return out
+        outs = []
+        for (name, a_s), pt in zip(zip(sets, attn.split(list(sets.values()), dim=1)), parts):
+            outs.append(self.sets[name].finish(pt[3], a_s, pt[4]).to(x.dtype))
+        return torch.cat(outs, dim=1)
 
 
 class MMDiT(nn.Module):
@@ -301,17 +301,27 @@ class MMDiT(nn.Module):
         is_video = torch.tensor([k in ("video", "reference") for k in kinds], device=x.device)
         mask = (g[:, None] == g[None, :]) | (g[None, :] == 0) | ((g[None, :] < g[:, None]) & is_video[None, :])
         mask &= ~((g[:, None] == 0) & (g[None, :] != 0))  # the reference sees only itself
-        set_index: dict[str, list[int]] = {}
-        for i, kind in enumerate(kinds):
-            set_index.setdefault(self.set_of[kind], []).append(i)
-        set_index = {s: torch.tensor(ix, device=x.device) for s, ix in set_index.items()}
         t_all = torch.cat(t_of, dim=1)  # (b, tokens)
+        # group the tokens by weight set (attention does not care about order: the mask and
+        # RoPE travel with them), so every set is one contiguous slice: no gathers/scatters
+        rank = {name: r for r, name in enumerate(self.set_names)}
+        order = sorted(range(len(kinds)), key=lambda i: rank[self.set_of[kinds[i]]])
+        perm = torch.tensor(order, device=x.device)
+        x, cos, sin, t_all = x[:, perm], cos[perm], sin[perm], t_all[:, perm]
+        mask = mask[perm][:, perm]
+        kinds = [kinds[i] for i in order]
+        sets: dict[str, int] = {}
+        for kind in kinds:
+            sets[self.set_of[kind]] = sets.get(self.set_of[kind], 0) + 1
         emb = self.t_mlp(timestep_embedding(t_all.reshape(-1), 256).to(dt)).view(b, -1, self.cfg.width)
         e = F.silu(emb)
-        mods = {s: self.t_mod[s](e).view(b, -1, 6, self.cfg.width) for s in self.set_names}
+        sizes = list(sets.values())
+        mods = {s: self.t_mod[s](es).view(b, -1, 6, self.cfg.width) for s, es in zip(sets, e.split(sizes, dim=1))}
+        cos_s, sin_s = dict(zip(sets, cos.split(sizes))), dict(zip(sets, sin.split(sizes)))
         for block in self.blocks:
-            x = block.forward_train(x, set_index, mods, cos, sin, mask)
-        vid_idx = torch.tensor([i for i, k in enumerate(kinds) if k == "video"], device=x.device)
+            x = block.forward_train(x, sets, mods, cos_s, sin_s, mask)
+        vid = [i for i, k in enumerate(kinds) if k == "video"]  # in clip order (the sort is stable)
+        vid_idx = slice(vid[0], vid[-1] + 1) if vid[-1] - vid[0] + 1 == len(vid) else torch.tensor(vid, device=x.device)
         shift, scale = self.final_mod(e[:, vid_idx]).chunk(2, dim=-1)
         out = self.final(modulate(x[:, vid_idx], shift, scale))
         return self.unpatchify(out.float(), n_frames, h, w)
