@@ -187,3 +187,14 @@ def test_heldout_split_keeps_characters_and_voices_apart():
     assert all(heldout_character(split_seed(s, "heldout")) for s in range(100))
     src = SynthSource(3, 64, 64, seconds=1.0)
     assert src.sample(0, 0, 8).frames.shape == (8, 64, 64, 3)
+
+
+def test_learning_rate_warms_up_holds_and_decays():
+    from flowact_cli.train.loop import learning_rate
+
+    run = TrainRun(stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0, warmup=10, decay=0.2)
+    lrs = [learning_rate(run, s) for s in range(100)]
+    assert lrs[0] == 0.1 and lrs[9] == 1.0 and lrs[79] == 1.0
+    assert all(a >= b for a, b in zip(lrs[80:], lrs[81:])) and abs(lrs[99] - 0.1) < 1e-9
+    assert learning_rate(TrainRun(stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0,
+                                  warmup=1), 99) == 1.0

@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(1000, "--steps"),
         batch: int = typer.Option(4, "--batch"),
         lr: float = typer.Option(2e-4, "--lr"),
+        warmup: int = typer.Option(100, "--warmup", help="Steps of linear learning-rate warm-up."),
+        decay: float = typer.Option(0.0, "--decay", help="Fraction of the steps, at the end, that ramp the learning rate down to 10%."),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
         init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (the previous stage's output)."),
@@ -59,7 +61,7 @@ def register(app: typer.Typer) -> None:
         if dev.type == "cpu" and threads:
             torch.set_num_threads(threads)
         run = TrainRun(stage=stage, preset=load_preset(preset), data=data, out=out, steps=steps, batch=batch, lr=lr,
-                       seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
+                       warmup=warmup, decay=decay, seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
                        settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance))
         err = Console(stderr=True)
         with Progress(TextColumn(f"train {stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),

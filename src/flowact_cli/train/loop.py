@@ -35,6 +35,7 @@ class TrainRun:
     batch: int = 4
     lr: float = 2e-4
     warmup: int = 100
+    decay: float = 0.0  # the last `decay` fraction of the steps ramps the learning rate down to 10%
     seed: int = 0
     device: str = "cpu"
     init: Path | None = None  # weights to start from (e.g. the previous stage's output)
@@ -67,6 +68,15 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
     return model, teacher
 
 
+def learning_rate(run: TrainRun, step: int) -> float:
+    """Linear warm-up, constant, then (with `decay`) a linear ramp to 10% over the last steps."""
+    lr = run.lr * min(1.0, (step + 1) / max(1, run.warmup))
+    tail = int(run.decay * run.steps)
+    if tail and step >= run.steps - tail:
+        lr *= 1.0 - 0.9 * (step - (run.steps - tail) + 1) / tail
+    return lr
+
+
 def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, source=None) -> dict:
     """Run one stage. `source` (optional) replaces the data named by `run.data`."""
     torch.manual_seed(run.seed)
@@ -94,7 +104,7 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
         t_data = time.perf_counter() - t0
         g = torch.Generator(device=dev).manual_seed(run.seed * 1_000_003 + step)
         for group in opt.param_groups:
-            group["lr"] = run.lr * min(1.0, (step + 1) / max(1, run.warmup))
+            group["lr"] = learning_rate(run, step)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.bf16):
             loss, logs = stage.loss(samples, g)
         if not math.isfinite(float(loss.detach())):
