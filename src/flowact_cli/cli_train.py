@@ -125,5 +125,13 @@ def register(app: typer.Typer) -> None:
                       disable=not err.is_terminal) as bar:
             mine = sum(min(clips, s0 + SHARD) - s0 for s0 in range(k * SHARD, clips, n * SHARD))
             task = bar.add_task("cache", total=mine)
-            build_cache(model, out, clips, seconds, seed, part=(k, n), on_clip=lambda i: bar.advance(task))
+            done = [0]
+
+            def on_clip(i: int) -> None:
+                bar.advance(task)
+                done[0] += 1
+                if not err.is_terminal and done[0] % 32 == 0:  # logs and pipes still see progress
+                    err.print(f"cache: {done[0]}/{mine} clips", highlight=False)
+
+            build_cache(model, out, clips, seconds, seed, part=(k, n), on_clip=on_clip)
         err.print(f"cache: {clips} clips of {seconds:g} s in {out}")
