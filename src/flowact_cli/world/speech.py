@@ -216,6 +216,21 @@ def synthesize(text: str, voice: Voice) -> Speech:
     import soxr  # noqa: F401 - imported here, before the fork, not once per child
 
     eng = _engine()
+    for _attempt in range(3):
+        data = _speak_in_child(eng, text, voice)
+        if data is not None:
+            break
+    else:
+        raise FlowactError(f"espeak-ng did not answer for voice {voice.name!r} (3 tries)")
+    return _finish_speech(data)
+
+
+def _speak_in_child(eng, text: str, voice: Voice, timeout: float = 30.0) -> bytes | None:
+    """One forked child speaks; None when it hung (a lock held by another thread at fork
+    time can deadlock a child of a multi-threaded process: it is killed, the caller retries)."""
+    import select
+    import signal
+
     with eng.lock:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -234,9 +249,19 @@ def synthesize(text: str, voice: Voice) -> Speech:
             finally:
                 os._exit(code)
         os.close(write_fd)
+        ready, _, _ = select.select([read_fd], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_fd)
+            return None
         with os.fdopen(read_fd, "rb") as f:
             data = f.read()
         os.waitpid(pid, 0)
+    return data
+
+
+def _finish_speech(data: bytes) -> Speech:
     if not data:
         raise FlowactError("espeak-ng crashed while synthesising speech")
     status, payload = pickle.loads(data)
