@@ -116,6 +116,10 @@ def resolve(preset: Preset, *, weights: str | Path | None = None, random_weights
     return WeightsSource("random", None, seed, f"preset '{preset.name}' publishes no trained weights yet")
 
 
+# weights saved before the VAE kept latent statistics lack these: they default to identity
+OPTIONAL_KEYS = frozenset({"vae.latent_mean", "vae.latent_std"})
+
+
 def load_into(model: torch.nn.Module, source: WeightsSource) -> None:
     """Fill `model` from the source (or seed it). Mismatched keys or shapes are user errors."""
     if source.kind == "random":
@@ -129,8 +133,7 @@ def load_into(model: torch.nn.Module, source: WeightsSource) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise FlowactError(f"not a readable safetensors file ({exc})", path=source.path) from exc
     own = model.state_dict()
-    # weights saved before the VAE kept latent statistics: those default to identity
-    missing = sorted(set(own) - set(state) - {"vae.latent_mean", "vae.latent_std"})
+    missing = sorted(set(own) - set(state) - OPTIONAL_KEYS)
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"

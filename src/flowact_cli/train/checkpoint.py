@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import weights as W
+
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
                     extra: dict | None = None) -> None:
@@ -45,8 +47,7 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     ck = folder / "ckpt"
     result = model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
-    # checkpoints from before the VAE kept latent statistics lack only those (identity defaults)
-    missing = set(result.missing_keys) - {"vae.latent_mean", "vae.latent_std"}
+    missing = set(result.missing_keys) - W.OPTIONAL_KEYS
     if missing or result.unexpected_keys:
         raise RuntimeError(f"checkpoint does not fit the model: missing {sorted(missing)[:3]}, "
                            f"unexpected {sorted(result.unexpected_keys)[:3]}")

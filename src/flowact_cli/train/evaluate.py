@@ -20,6 +20,7 @@ from ..config import Preset
 from ..model import FlowActModel
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
 from ..stream.sampler import EulerSampler, shifted_timesteps
+from .data import _prompt_at
 
 FPS = 25
 
@@ -46,10 +47,7 @@ def clip_states(clip) -> np.ndarray:
 
 
 def prompt_at(clip, t: float) -> str:
-    for s in clip.segments:
-        if s.start <= t < s.end:
-            return s.prompt
-    return ""
+    return _prompt_at(clip.segments, t)
 
 
 @torch.no_grad()
@@ -104,7 +102,8 @@ def score(frames: np.ndarray, clip, states: bool = True) -> dict:
     r = evaluate_frames(frames, clip.audio[: n * 16_000 // FPS], clip.reference(), clip_states(clip)[:n] if states else None)
     return {"lipsync": r["lipsync"]["correlation"], "lipsync_best": r["lipsync"]["best_correlation"],
             "lipsync_offset_s": r["lipsync"]["best_offset_s"], "state_accuracy": r["behaviour"]["accuracy"],
-            "identity": r["identity"]["mean"], "mouth_std": r["mouth"]["open_std"], "flicker": r["flicker"]}
+            "identity": r["identity"]["mean"], "mouth_std": r["mouth"]["open_std"],
+            "flicker": r["flicker"]["second_diff"]}
 
 
 def evaluate_models(models: dict[str, tuple[FlowActModel, dict]], clips: int, seconds: float, log=print) -> dict:
@@ -129,11 +128,7 @@ def evaluate_models(models: dict[str, tuple[FlowActModel, dict]], clips: int, se
 def summarise(rows: list[dict]) -> dict:
     out = {}
     for key in rows[0]:
-        if key == "flicker":
-            vals = [r[key]["second_diff"] if isinstance(r[key], dict) and "second_diff" in r[key] else None for r in rows]
-        else:
-            vals = [r[key] for r in rows]
-        vals = [v for v in vals if v is not None]
+        vals = [r[key] for r in rows if r[key] is not None]
         out[key] = round(float(np.mean(vals)), 4) if vals else None
     out["clips"] = len(rows)
     return out
