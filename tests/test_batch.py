@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -206,7 +207,8 @@ def _wait_for(cond, proc, seconds=60.0):
 
 def test_interrupted_and_killed_batch_restarts_only_missing_jobs(tmp_path):
     img, _ = make_inputs(tmp_path)
-    lengths = {"a": 0.6, "b": 6.0, "c": 0.6, "d": 6.0, "e": 0.6}
+    # b and d are long enough (tens of chunks) that no machine finishes them before the signal
+    lengths = {"a": 0.6, "b": 30.0, "c": 0.6, "d": 30.0, "e": 0.6}
     for name, s in lengths.items():
         _wav(tmp_path / f"{name}.wav", s)
     manifest = tmp_path / "jobs.csv"
@@ -224,7 +226,6 @@ def test_interrupted_and_killed_batch_restarts_only_missing_jobs(tmp_path):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     b_partial = partial_path(out / "b.mp4")
     assert _wait_for(lambda: b_partial.exists() and b_partial.stat().st_size > 0, proc), "b never started"
-    time.sleep(0.3)  # midway through b
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr.decode()
@@ -232,16 +233,27 @@ def test_interrupted_and_killed_batch_restarts_only_missing_jobs(tmp_path):
     assert final_names() == ["a"] and complete("a") and _partials(out) == []
     assert _lines(stdout.decode())[2]["status"] == "failed"
 
-    # 2. SIGKILL (no clean-up at all) while "d" renders: only complete files under final names
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # 2. SIGKILL (no clean-up at all) once b and c are reported done and d renders:
+    #    only complete files under final names
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reported: list[str] = []  # the JSON result lines, as they arrive
+
+    def read_results():
+        for line in proc.stdout:
+            reported.append(line)
+
+    reader = threading.Thread(target=read_results, daemon=True)
+    reader.start()
     d_partial = partial_path(out / "d.mp4")
-    assert _wait_for(lambda: d_partial.exists() and d_partial.stat().st_size > 0, proc), "d never started"
-    time.sleep(0.3)  # midway through d
+    assert _wait_for(lambda: len(reported) >= 3 and d_partial.exists() and d_partial.stat().st_size > 0,
+                     proc), "d never started after b and c"
     proc.kill()
-    stdout, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    reader.join(timeout=60)
+    proc.stderr.close()
     assert final_names() == ["a", "b", "c"] and all(complete(n) for n in "abc")
     assert d_partial.exists()  # left behind, but never under the final name
-    assert {n: r["status"] for n, r in _lines(stdout.decode()).items()} == {1: "skipped", 2: "ok", 3: "ok"}
+    assert {n: r["status"] for n, r in _lines("".join(reported)).items()} == {1: "skipped", 2: "ok", 3: "ok"}
 
     # 3. restart: finishes only d and e
     code, stdout, stderr = run_cli(args[3:])
