@@ -198,3 +198,21 @@ def test_learning_rate_warms_up_holds_and_decays():
     assert all(a >= b for a, b in zip(lrs[80:], lrs[81:])) and abs(lrs[99] - 0.1) < 1e-9
     assert learning_rate(TrainRun(stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0,
                                   warmup=1), 99) == 1.0
+
+
+def test_motion_weights_mark_what_differs_from_the_reference():
+    from flowact_cli.train.stages import _wmean, motion_weights
+
+    x = torch.zeros(1, 3, 4, 32, 32)
+    x[:, :, 2, 10:12, 20:22] = 0.5  # a "mouth" opens in frame 2 only
+    w = motion_weights(x, 4.0)
+    assert w.shape == (1, 1, 4, 32, 32)
+    assert torch.all(w[:, :, :2] == 1) and torch.all(w[:, :, 3] == 1)  # the reference and unchanged frames
+    assert torch.all(w[0, 0, 2, 7:15, 17:25] == 5)  # the change, dilated by 3 px
+    assert w[0, 0, 2, 0, 0] == 1 and w[0, 0, 2, 16, 26] == 1
+    assert torch.equal(motion_weights(x, 0.0), torch.ones_like(w))
+    err = torch.rand(2, 3, 4, 32, 32)
+    assert torch.allclose(_wmean(err, torch.ones(2, 1, 4, 32, 32)), err.mean())  # uniform weights: the plain mean
+    err2 = torch.zeros_like(err[:1])
+    err2[:, :, 2, 10:12, 20:22] = 1.0  # error only where the frame moved counts more with weights
+    assert _wmean(err2, w) > 3 * err2.mean()

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads"),
         teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk."),
         guidance: float = typer.Option(2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."),
+        motion_weight: float = typer.Option(0.0, "--motion-weight", help="vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, hands): sharper moving parts."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ):
         """Train one stage of the FlowAct-R1 recipe.
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         run = TrainRun(stage=stage, preset=load_preset(preset), data=data, out=out, steps=steps, batch=batch, lr=lr,
                        warmup=warmup, decay=decay, seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
-                       settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance))
+                       settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance, motion_weight=motion_weight))
         err = Console(stderr=True)
         with Progress(TextColumn(f"train {stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                       TimeRemainingColumn(), console=err, disable=not err.is_terminal) as bar:
