@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--drift", default="", help="marks in seconds, e.g. 10,60,300 (empty: no drift run)")
     ap.add_argument("--drift-models", default="", help="comma-separated model names for drift (default: all)")
+    ap.add_argument("--drift-seed", type=int, default=0, help="which held-out character, voice and noise the drift stream uses")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--out", type=Path)
@@ -68,7 +69,7 @@ def main() -> int:
     if args.drift:
         marks = tuple(float(v) for v in args.drift.split(","))
         names = [n for n in args.drift_models.split(",") if n] or list(models)
-        report["drift"] = {n: drift(models[n][0], marks, log=log, **models[n][1]) for n in names}
+        report["drift"] = {n: drift(models[n][0], marks, seed=args.drift_seed, log=log, **models[n][1]) for n in names}
     report["seconds_taken"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=2)
     print(text)

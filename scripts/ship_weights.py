@@ -26,6 +26,8 @@ def main() -> int:
     ap.add_argument("--decoder", type=Path)
     ap.add_argument("--preset", type=Path, default=ROOT / "presets" / "toon-128.yaml")
     ap.add_argument("--budget-mb", type=float, default=40.0, help="all bundled .safetensors together must stay under this")
+    ap.add_argument("--out", type=Path, help="write the combined bf16 file here instead (the package and preset are left alone): "
+                                             "to evaluate a candidate exactly as it would ship")
     args = ap.parse_args()
 
     import torch
@@ -41,6 +43,11 @@ def main() -> int:
     if args.decoder:
         dec = {k[len("vae.decoder."):]: v for k, v in load_file(str(args.decoder)).items() if k.startswith("vae.decoder.")}
         model.vae.decoder.load_state_dict(dec)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        out = W.save(model, args.out, torch.bfloat16)
+        print(f"{out} ({out.stat().st_size / 2**20:.1f} MB), sha256 {W.sha256_of(out)}")
+        return 0
     assets = ROOT / "src" / "flowact_cli" / "assets"
     name = f"{preset.name}.safetensors"
     out = W.save(model, assets / name, torch.bfloat16)

@@ -24,6 +24,13 @@ def test_heldout_clips_use_heldout_characters_and_voices():
     assert all(c.voice.name.split("+")[1] in HELDOUT_VARIANTS for c in clips)
 
 
+def test_drift_streams_of_different_seeds_use_different_heldout_characters():
+    a, b, a2 = E.drift_clip(0, 1.0, 64, 64), E.drift_clip(1, 1.0, 64, 64), E.drift_clip(0, 1.0, 64, 64)
+    assert heldout_character(a.seed) and heldout_character(b.seed)
+    assert a.seed != b.seed and not np.array_equal(a.reference(), b.reference())
+    assert a.seed == a2.seed and np.array_equal(a.reference(), a2.reference())
+
+
 def test_stream_matches_inference_and_guidance_changes_it():
     from flowact_cli.stream.generator import AudioTrack, StreamGenerator, TextTrack
 

@@ -134,6 +134,12 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def drift_clip(seed: int, seconds: float, width: int, height: int):
+    """The held-out clip of drift stream `seed`: a different character and voice per seed
+    (held-out characters are 16 seeds apart, so consecutive first seeds would give the same one)."""
+    return next(heldout_clips(1, seconds, width, height, first_seed=2_000_000 + 16 * seed))
+
+
 def drift(model: FlowActModel, marks_s: tuple[float, ...] = (10, 60, 300), window_s: float = 5.0, seed: int = 0,
           log=print, **kw) -> dict:
     """One continuous stream as long as the last mark, on a held-out character and voice:
@@ -142,7 +148,7 @@ def drift(model: FlowActModel, marks_s: tuple[float, ...] = (10, 60, 300), windo
     from ..judge.evaluate import evaluate_frames
 
     p = model.preset
-    clip = next(heldout_clips(1, max(marks_s), p.video.width, p.video.height, first_seed=2_000_000 + seed))
+    clip = drift_clip(seed, max(marks_s), p.video.width, p.video.height)
     t = time.perf_counter()
     frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), clip.frames, seed=seed, **kw)
     log(f"drift stream: {len(frames) / FPS:.0f} s of video in {time.perf_counter() - t:.0f} s")
