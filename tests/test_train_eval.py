@@ -56,3 +56,11 @@ def test_evaluate_models_scores_every_row():
     for row in report.values():
         assert row["clips"] == 1 and 0 <= row["state_accuracy"] <= 1 and row["identity"] is not None
     assert report["ground_truth"]["lipsync"] > 0.3  # the real thing is in sync
+
+
+def test_drift_scores_a_window_before_every_mark_even_one_shorter_than_the_window():
+    m = _model()
+    out = E.drift(m, marks_s=(1.0, 3.0), window_s=2.0, log=lambda s: None)
+    assert set(out) == {"1s", "3s"}
+    for row in out.values():  # the 1 s mark scores frames 0..25, not an empty slice
+        assert row["identity"] is not None and np.isfinite(row["identity"]) and 0 <= row["state_accuracy"] <= 1

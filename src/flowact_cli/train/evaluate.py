@@ -154,7 +154,7 @@ def drift(model: FlowActModel, marks_s: tuple[float, ...] = (10, 60, 300), windo
     log(f"drift stream: {len(frames) / FPS:.0f} s of video in {time.perf_counter() - t:.0f} s")
     out = {}
     for m in marks_s:
-        a, b = int((m - window_s) * FPS), int(m * FPS)
+        a, b = max(0, int((m - window_s) * FPS)), int(m * FPS)  # a mark before window_s: from the start
         r = evaluate_frames(frames[a:b], clip.audio[a * 640:b * 640], clip.reference(), clip_states(clip)[a:b])
         out[f"{m:g}s"] = {"identity": r["identity"]["mean"], "lipsync": r["lipsync"]["correlation"],
                           "state_accuracy": r["behaviour"]["accuracy"]}
