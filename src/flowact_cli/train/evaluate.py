@@ -135,9 +135,14 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def drift_clip(seed: int, seconds: float, width: int, height: int):
-    """The held-out clip of drift stream `seed`: a different character and voice per seed
-    (held-out characters are 16 seeds apart, so consecutive first seeds would give the same one)."""
-    return next(heldout_clips(1, seconds, width, height, first_seed=2_000_000 + 16 * seed))
+    """The held-out clip of drift stream `seed`: the seed-th held-out character and voice from
+    2_000_000, stepped as `heldout_clips` steps (consecutive first seeds would give the same one)."""
+    from ..world.clip import split_seed
+
+    first = 2_000_000
+    for _ in range(seed):
+        first = split_seed(first, "heldout") + 1
+    return next(heldout_clips(1, seconds, width, height, first_seed=first))
 
 
 def drift(model: FlowActModel, marks_s: tuple[float, ...] = (10, 60, 300), window_s: float = 5.0, seed: int = 0,
