@@ -5,7 +5,7 @@
 
 Takes the transformer, audio and text encoders and the VAE encoder (with its latent
 statistics) from --weights, the VAE decoder from --decoder when given (a `--stage decoder`
-run sharpens it on the same latent space), stores everything in bfloat16 as
+run sharpens it, or grows it a reference branch, on the same latent space), stores everything in bfloat16 as
 src/flowact_cli/assets/<preset>.safetensors, and writes the file name and its sha256 into
 the preset's `weights:` block.
 """
@@ -39,7 +39,9 @@ def main() -> int:
 
     preset = load_preset(str(args.preset))
     model = FlowActModel(preset)
-    W.load_into(model, W.resolve(preset, weights=args.weights))
+    # with --decoder, the decoder comes from that file: --weights may predate its architecture
+    # (a plain decoder under a reference-conditioned one)
+    W.load_into(model, W.resolve(preset, weights=args.weights), new_ok=("vae.decoder.",) if args.decoder else ())
     if args.decoder:
         dec = {k[len("vae.decoder."):]: v for k, v in load_file(str(args.decoder)).items() if k.startswith("vae.decoder.")}
         model.vae.decoder.load_state_dict(dec)

@@ -53,6 +53,37 @@ def test_vae_is_causal_and_streaming_decode_equals_whole_decode():
         assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-5)
 
 
+def test_reference_decoder_streams_exactly_and_reads_the_reference():
+    import dataclasses
+
+    import pytest
+
+    p = load_preset(TINY)
+    p = dataclasses.replace(p, vae=dataclasses.replace(p.vae, ref_decoder=True))
+    vae = FlowActModel(p).vae.eval()
+    torch.manual_seed(0)
+    for prm in vae.decoder.ref.parameters():  # the injections start at zero: give them weight
+        torch.nn.init.normal_(prm, std=0.05)
+    torch.nn.init.normal_(vae.decoder.alpha_out.weight, std=0.05)
+    video = torch.randn(1, 3, 9, 64, 64)
+    ref = video[:, :, 0]
+    with torch.no_grad():
+        z = vae.encode(video)
+        with pytest.raises(ValueError, match="reference"):
+            vae.decode(z)
+        whole = vae.decode(z, reference=ref)
+        st = DecoderState()
+        parts = [vae.decode(z[:, :, :1], st, reference=video[:, :, :1]), vae.decode(z[:, :, 1:2], st),
+                 vae.decode(z[:, :, 2:], st)]
+        assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-5)
+        other = vae.decode(z, reference=torch.zeros_like(ref))
+        assert (other - whole).abs().mean() > 1e-3  # the output reads the reference
+        # a fully open blend gives the reference's pixels
+        torch.nn.init.zeros_(vae.decoder.alpha_out.weight)
+        torch.nn.init.constant_(vae.decoder.alpha_out.bias, 30.0)
+        assert torch.allclose(vae.decode(z, reference=ref)[:, :, 4], ref, atol=1e-5)
+
+
 def test_audio_tokens_see_only_their_window():
     m = _tiny_model()
     rate = 16_000

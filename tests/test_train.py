@@ -45,8 +45,8 @@ def test_training_pass_equals_the_streaming_pass_on_a_first_chunk():
     assert torch.allclose(v_train, v_stream, atol=1e-5)
 
 
-def _run(tmp_path, stage, steps, lr, init=None, **kw):
-    run = TrainRun(stage=stage, preset=load_preset(TINY), data="synth", out=tmp_path, steps=steps, batch=1, lr=lr,
+def _run(tmp_path, stage, steps, lr, init=None, preset=None, **kw):
+    run = TrainRun(stage=stage, preset=preset or load_preset(TINY), data="synth", out=tmp_path, steps=steps, batch=1, lr=lr,
                    warmup=1, seed=0, init=init, save_every=kw.pop("save_every", steps), bf16=False, **kw)
     return train(run, source=FixedSource())
 
@@ -128,6 +128,31 @@ def test_decoder_stage_keeps_the_encoder_and_learns(tmp_path, vae_weights):
     dec = [k for k in before if k.startswith("vae.decoder.")]
     assert enc and all(torch.equal(before[k], after[k]) for k in enc)  # the latent space did not move
     assert any(not torch.equal(before[k], after[k]) for k in dec)
+
+
+def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_weights):
+    """A plain VAE's weights start a reference-conditioned decoder: the new branch begins at
+    zero injection, trains with the rest of the decoder, and the encoder stays put."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from flowact_cli import weights as W
+    from flowact_cli.errors import FlowactError
+
+    plain = load_preset(TINY)
+    p = dataclasses.replace(plain, vae=dataclasses.replace(plain.vae, ref_decoder=True))
+    init = vae_weights[0] / "vae.safetensors"
+    with pytest.raises(FlowactError, match="missing"):  # outside training a missing branch is an error
+        W.load_into(FlowActModel(p), W.resolve(p, weights=init))
+    s = _run(tmp_path, "decoder", 15, 3e-3, init=init, preset=p)
+    assert s["loss_last"] < s["loss_first"], s
+    before, after = load_file(str(init)), load_file(str(tmp_path / "decoder.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vae.encoder."))
+    grown = [k for k in after if k.startswith("vae.decoder.ref.inject.")]
+    assert grown and any(after[k].abs().max() > 0 for k in grown)  # started at zero, trained
+    m = FlowActModel(p)
+    W.load_into(m, W.resolve(p, weights=tmp_path / "decoder.safetensors"))  # the result loads strictly
 
 
 def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):

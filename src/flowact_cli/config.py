@@ -30,6 +30,9 @@ class VAEConfig:
     temporal: int = 4  # causal: the first frame alone, then 4 frames per latent frame
     channels: tuple[int, ...] = (128, 64, 32)  # decoder widths, coarse -> fine (encoder mirrors)
     latent_scale: float = 1.0  # latents are multiplied by this after encoding (unit variance)
+    # the decoder also sees the reference image (features injected at every scale, and a
+    # per-pixel blend towards it): the latent then only has to carry what changes
+    ref_decoder: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,15 @@ a `DecoderState`, so decoding chunk by chunk equals decoding the whole latent vi
 
 flowact uses the reference image as latent frame 0 (the "first frame alone"), so every
 generated latent frame decodes to exactly 4 video frames.
+
+With `ref_decoder` the decoder also sees the reference image itself: a small pyramid of its
+features (computed once per stream, kept in the `DecoderState`) is added to the decoder's
+activations at every scale, and the output is blended per pixel towards the reference
+(`out = rgb + alpha * (reference - rgb)`, alpha predicted per frame). The latent then only
+has to carry what changes (mouth, eyes, hands, head), not the character's whole look: a
+small decoder no longer spends its capacity redrawing each identity, and the static parts
+come out as sharp as the reference. It adds no per-frame cost beyond one add per scale and
+a 1-channel output conv, and it reads nothing from the future, so streaming stays exact.
 """
 
 from __future__ import annotations
@@ -116,13 +125,41 @@ class Encoder(nn.Module):
 
 
 class DecoderState:
-    """The causal convs' past frames between streamed calls (one list per causal block)."""
+    """The causal convs' past frames between streamed calls (one list per causal block),
+    and, for a reference-conditioned decoder, the reference's features and pixels."""
 
     def __init__(self):
         self.conv_in = None
         self.res0 = None
         self.res1 = None
         self.started = False
+        self.ref = None  # (injections per scale, reference pixels (b, 3, H, W))
+
+
+class RefPyramid(nn.Module):
+    """Reference image (b, 3, H, W) -> additive injections at /8, /4, /2 and full size
+    (one per decoder scale). The injection convs start at zero: a decoder trained without
+    the reference starts out unchanged."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        c0, c1, c2 = cfg.channels
+        self.stem = nn.Conv2d(3, c2, 3, padding=1)
+        self.res = Res2d(c2)
+        self.down2 = nn.Conv2d(c2, c2, 3, stride=2, padding=1)
+        self.down4 = nn.Conv2d(c2, c1, 3, stride=2, padding=1)
+        self.down8 = nn.Conv2d(c1, c0, 3, stride=2, padding=1)
+        self.inject = nn.ModuleList([nn.Conv2d(c, c, 1) for c in (c0, c1, c2, c2)])
+        for conv in self.inject:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, ref: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.res(self.stem(ref))
+        f2 = self.down2(F.silu(f1))
+        f4 = self.down4(F.silu(f2))
+        f8 = self.down8(F.silu(f4))
+        return [inj(f) for inj, f in zip(self.inject, (f8, f4, f2, f1))]
 
 
 class Decoder(nn.Module):
@@ -142,11 +179,39 @@ class Decoder(nn.Module):
         self.up3 = nn.Conv2d(c2, c2, 3, padding=1)  # x8
         self.norm_out = nn.GroupNorm(8, c2)
         self.conv_out = nn.Conv2d(c2, 3, 3, padding=1)
+        self.ref = RefPyramid(cfg) if cfg.ref_decoder else None
+        if self.ref is not None:  # blend logit: starts near 0 blend (the plain decoder's output)
+            self.alpha_out = nn.Conv2d(c2, 1, 3, padding=1)
+            nn.init.zeros_(self.alpha_out.weight)
+            nn.init.constant_(self.alpha_out.bias, -3.0)
 
-    def forward(self, z: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:
+    def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
+        if self.ref is None:
+            return None
+        if reference is not None:
+            if reference.dim() == 5:  # (b, 3, 1, H, W)
+                reference = reference[:, :, 0]
+            reference = reference.to(z.dtype)
+            st.ref = (self.ref(reference), reference)
+        if st.ref is None:
+            raise ValueError("this decoder is conditioned on the reference image: pass reference= on the stream's first call")
+        return st.ref
+
+    @staticmethod
+    def _add(x: torch.Tensor, inj: torch.Tensor, b: int, t: int) -> torch.Tensor:
+        """x: frames (b*t, c, h, w) + one injection per clip (b, c, h, w)."""
+        return (x.view(b, t, *x.shape[1:]) + inj[:, None]).view_as(x)
+
+    def forward(self, z: torch.Tensor, state: DecoderState | None = None,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
+        """`reference` (b, 3, H, W) or (b, 3, 1, H, W) in [-1, 1]: needed by a reference-
+        conditioned decoder on a stream's first call (the state keeps it afterwards)."""
         st = state if state is not None else DecoderState()
         first = not st.started
+        ref = self._reference(st, reference, z)
         x, st.conv_in = self.conv_in(z, st.conv_in)
+        if ref is not None:
+            x = x + ref[0][0][:, :, None]
         x, st.res0 = self.res0(x, st.res0)
         x = self.time_up(x)
         b, c4, n, h, w = x.shape
@@ -155,11 +220,22 @@ class Decoder(nn.Module):
             x = x[:, :, 3:]
         x, bb, t = _frames2d(x)
         x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if ref is not None:
+            x = self._add(x, ref[0][1], bb, t)
         x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
         x, bb, t = _frames2d(x)
-        x = self.res2(self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest")))
+        x = self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if ref is not None:
+            x = self._add(x, ref[0][2], bb, t)
+        x = self.res2(x)
         x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        x = self.conv_out(F.silu(self.norm_out(x)))
+        if ref is not None:
+            x = self._add(x, ref[0][3], bb, t)
+        h = F.silu(self.norm_out(x))
+        x = self.conv_out(h)
+        if ref is not None:
+            alpha = torch.sigmoid(self.alpha_out(h))
+            x = x + alpha * self._add(-x, ref[1], bb, t)  # rgb + alpha * (reference - rgb)
         st.started = True
         return _frames3d(x, bb, t)
 
@@ -195,6 +271,9 @@ class VideoVAE(nn.Module):
         m, s = self._stats(z)
         return (z - m) / s * self.cfg.latent_scale
 
-    def decode(self, z: torch.Tensor, state: DecoderState | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, state: DecoderState | None = None,
+               reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents -> video in [-1, 1]. `reference`: the stream's reference image in [-1, 1],
+        (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call."""
         m, s = self._stats(z)
-        return self.decoder(z / self.cfg.latent_scale * s + m, state)
+        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference)

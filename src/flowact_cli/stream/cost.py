@@ -48,7 +48,7 @@ def chunk_cost(preset: Preset) -> ChunkCost:
         model.dit(z, t, audio, text, bank.view(), cos, cos, write=bank.chunk_write())
         bank.commit(0)
         st = DecoderState()
-        model.vae.decode(z[:, :, :1], st)
+        model.vae.decode(z[:, :, :1], st, reference=torch.empty(1, 3, p.video.height, p.video.width, device="meta"))
         with FlopCounterMode(display=False) as fc:
             frames = model.vae.decode(z, st)
         decode = fc.get_total_flops()

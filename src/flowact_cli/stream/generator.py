@@ -96,13 +96,14 @@ class StreamGenerator:
         reference region, prime the streaming decoder with it. Returns its latent."""
         self.bank.reset()
         self.decoder_state = DecoderState()
-        z = self.model.vae.encode(from_pixels(reference, self.device, self.dtype))
+        ref = from_pixels(reference, self.device, self.dtype)
+        z = self.model.vae.encode(ref)
         self.model.dit(z, self.t_zero, None, None, self.bank.view(), self.ref_cos, self.ref_sin,
                        write=self.bank.reference_write(), video_stream="reference")
         self.bank.mark_reference()
         # the reference is the causal VAE's "first frame alone": decoding it primes the
         # decoder's cache so chunk 0 decodes to exactly 4 frames per latent frame
-        self.model.vae.decode(z, self.decoder_state)
+        self.model.vae.decode(z, self.decoder_state, reference=ref)
         self.reference_latent = z
         return z
 

@@ -91,7 +91,7 @@ def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray) 
     video = np.concatenate([reference[None], frames])
     prm = next(model.vae.parameters())
     x = torch.from_numpy(video).to(prm.device, prm.dtype).div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-    rec = model.vae.decode(model.vae.encode(x))[0].float().clamp(-1, 1)
+    rec = model.vae.decode(model.vae.encode(x), reference=x[:, :, :1])[0].float().clamp(-1, 1)
     return ((rec.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()[1:]
 
 

@@ -53,7 +53,10 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
     with torch.device(dev):
         model = FlowActModel(run.preset)
     if run.init is not None:
-        W.load_into(model, W.resolve(run.preset, weights=run.init))
+        # the vae/decoder stages may grow the decoder a reference branch that the init predates:
+        # it starts at zero (the plain decoder's output) and trains from there
+        new_ok = ("vae.decoder.ref.", "vae.decoder.alpha_out.") if run.stage in ("vae", "decoder") else ()
+        W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:
         model.init_random(run.seed)
     teacher = None

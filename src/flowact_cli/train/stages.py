@@ -112,7 +112,7 @@ class Stage:
         with torch.set_grad_enabled(not frozen_encoder and torch.is_grad_enabled()):
             mean, logvar = vae.encoder(x)
         z = mean + torch.randn(mean.shape, generator=g, device=mean.device) * (0.5 * logvar).exp()
-        rec = vae.decoder(z)
+        rec = vae.decoder(z, reference=x[:, :, 0])
         w = motion_weights(x, self.s.motion_weight)
         l1 = _wmean((rec - x).abs(), w)
         grad = (_wmean((rec.diff(dim=-1) - x.diff(dim=-1)).abs(), w[..., 1:])
