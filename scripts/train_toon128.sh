@@ -3,7 +3,9 @@
 #
 #   vae -> cache (latents of 512 training clips) -> pretrain  (diffusion forcing)
 #                                                -> decoder   (VAE decoder only, same latents; in parallel)
-#       -> selfforce -> distill (3 steps) -> ship (bf16 into the package, sha256 into the preset)
+#       -> selfforce -> distill (3 steps)
+#   decoder -> refdecoder (the same decoder grown a reference branch: vae.ref_decoder)
+#       -> ship (bf16 into the package, sha256 into the preset)
 #   ablation: distill straight from pretrain (no self-forcing), for the drift comparison
 #
 # Every stage resumes from its own checkpoint when run again. The shipped weights were made
@@ -18,11 +20,15 @@ OUT=${OUT:-runs/t128}
 DEVICE=${DEVICE:-auto}
 CACHE=${CACHE:-data/t128-latents}
 T=${THREADS:-1}  # per process: two stages run side by side where they can
-common=(--preset toon-128 --out "$OUT" --device "$DEVICE" --save-every 50 --resume --threads "$T")
+mkdir -p "$OUT"
+# every stage before the last trains the plain decoder (no reference branch): the preset minus ref_decoder
+PLAIN="$OUT/toon-128-plain.yaml"
+sed 's/, ref_decoder: true//' presets/toon-128.yaml > "$PLAIN"
+common=(--preset "$PLAIN" --out "$OUT" --device "$DEVICE" --save-every 50 --resume --threads "$T")
 
 flowact train --stage vae --data synth:7 --batch 4 --lr 3e-4 --steps "${STEPS_VAE:-800}" "${common[@]}"
-flowact cache --init "$OUT/vae.safetensors" --out "$CACHE" --clips "${CLIPS:-512}" --seconds 4 --part 0/2 --threads "$T" &
-flowact cache --init "$OUT/vae.safetensors" --out "$CACHE" --clips "${CLIPS:-512}" --seconds 4 --part 1/2 --threads "$T"
+flowact cache --preset "$PLAIN" --init "$OUT/vae.safetensors" --out "$CACHE" --clips "${CLIPS:-512}" --seconds 4 --part 0/2 --threads "$T" &
+flowact cache --preset "$PLAIN" --init "$OUT/vae.safetensors" --out "$CACHE" --clips "${CLIPS:-512}" --seconds 4 --part 1/2 --threads "$T"
 wait
 INIT="$CACHE/init.safetensors"  # the VAE plus its latent statistics
 flowact train --stage pretrain --data "$CACHE" --init "$INIT" --batch 8 --lr 4e-4 --warmup 50 --decay 0.2 \
@@ -34,9 +40,13 @@ flowact train --stage selfforce --data "$CACHE" --init "$OUT/pretrain.safetensor
   --decay 0.3 --steps "${STEPS_SF:-120}" "${common[@]}" &
 OUT_NOSF="$OUT-nosf"
 flowact train --stage distill --data "$CACHE" --init "$OUT/pretrain.safetensors" --batch 4 --lr 1e-4 --warmup 20 \
-  --decay 0.3 --teacher-steps 8 --steps "${STEPS_DIS:-60}" --preset toon-128 --out "$OUT_NOSF" --device "$DEVICE" \
+  --decay 0.3 --teacher-steps 8 --steps "${STEPS_DIS:-60}" --preset "$PLAIN" --out "$OUT_NOSF" --device "$DEVICE" \
   --save-every 50 --resume --threads "$T"
 wait
 flowact train --stage distill --data "$CACHE" --init "$OUT/selfforce.safetensors" --batch 4 --lr 1e-4 --warmup 20 \
   --decay 0.3 --teacher-steps 8 --steps "${STEPS_DIS:-60}" "${common[@]}"
-python scripts/ship_weights.py --weights "$OUT/distill.safetensors" --decoder "$OUT/decoder.safetensors"
+# the reference-conditioned decoder (the real preset), grown on the plain one: 2 threads, one process
+flowact train --stage decoder --preset presets/toon-128.yaml --data synth:11 --init "$OUT/decoder.safetensors" \
+  --batch 4 --lr 4e-4 --warmup 50 --decay 0.3 --motion-weight 4 --steps "${STEPS_REF:-3200}" --out "$OUT/ref" \
+  --device "$DEVICE" --save-every 100 --resume --threads "${THREADS_REF:-2}"
+python scripts/ship_weights.py --weights "$OUT/distill.safetensors" --decoder "$OUT/ref/decoder.safetensors"

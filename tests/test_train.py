@@ -18,8 +18,8 @@ from helpers import TINY
 class FixedSource:
     """One clip, always: a stage that learns must drive its loss down on it."""
 
-    def __init__(self, seed=3):
-        self.inner = SynthSource(seed, 64, 64, seconds=2.0)
+    def __init__(self, seed=3, mouth=False):
+        self.inner = SynthSource(seed, 64, 64, seconds=2.0, mouth=mouth)
         self.cache = {}
 
     def sample(self, step, index, frames):
@@ -45,10 +45,10 @@ def test_training_pass_equals_the_streaming_pass_on_a_first_chunk():
     assert torch.allclose(v_train, v_stream, atol=1e-5)
 
 
-def _run(tmp_path, stage, steps, lr, init=None, preset=None, **kw):
+def _run(tmp_path, stage, steps, lr, init=None, preset=None, source=None, **kw):
     run = TrainRun(stage=stage, preset=preset or load_preset(TINY), data="synth", out=tmp_path, steps=steps, batch=1, lr=lr,
                    warmup=1, seed=0, init=init, save_every=kw.pop("save_every", steps), bf16=False, **kw)
-    return train(run, source=FixedSource())
+    return train(run, source=source or FixedSource())
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +153,26 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
     assert grown and any(after[k].abs().max() > 0 for k in grown)  # started at zero, trained
     m = FlowActModel(p)
     W.load_into(m, W.resolve(p, weights=tmp_path / "decoder.safetensors"))  # the result loads strictly
+
+
+def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_path, vae_weights):
+    from flowact_cli.errors import FlowactError
+    from flowact_cli.train.stages import StageSettings, mouth_weights, to_video
+
+    s = SynthSource(11, 128, 128, mouth=True).sample(0, 0, 16)
+    m = s.mouth
+    assert m.shape == (16, 128, 128) and m.sum() > 0
+    ys, xs = np.nonzero(m.max(axis=0))
+    assert ys.max() - ys.min() < 20 and xs.max() - xs.min() < 24  # one small region: the mouth
+    changed = np.abs(s.frames.astype(int) - s.reference.astype(int)).max(axis=-1) > 12
+    assert changed.sum() > 3 * m.sum()  # the motion mask also covers arms and head; this one does not
+    w = mouth_weights([s], to_video([s], "cpu"))
+    assert w.shape == (1, 1, 17, 128, 128) and float(w[:, :, 0].sum()) == 0 and float(w.sum()) > m.sum()
+    with pytest.raises(FlowactError, match="synthetic world"):
+        mouth_weights([SynthSource(11, 64, 64).sample(0, 0, 8)], torch.zeros(1, 3, 9, 64, 64))
+    out = _run(tmp_path, "decoder", 4, 3e-3, init=vae_weights[0] / "vae.safetensors", source=FixedSource(mouth=True),
+               settings=StageSettings(mouth_weight=10.0))
+    assert out["steps"] == 4 and np.isfinite(out["loss_last"])
 
 
 def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):

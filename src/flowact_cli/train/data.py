@@ -24,6 +24,7 @@ class Sample:
     audio: np.ndarray  # float32 16 kHz covering exactly the frames
     prompts: list[str]  # one per frame
     latents: np.ndarray | None = None  # (C, 1 + latents, h, w), reference first: a latent cache's window
+    mouth: np.ndarray | None = None  # float32 (frames, H, W) in [0, 1]: where the mouth differs from a closed one (synthetic world only)
 
 
 def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
@@ -45,8 +46,9 @@ def _cut_audio(audio: np.ndarray, start_frame: int, frames: int) -> np.ndarray:
 class SynthSource:
     """Clips made on demand by the synthetic world (no disk)."""
 
-    def __init__(self, seed: int, width: int, height: int, seconds: float = 4.0):
+    def __init__(self, seed: int, width: int, height: int, seconds: float = 4.0, mouth: bool = False):
         self.seed, self.width, self.height, self.seconds = seed, width, height, seconds
+        self.mouth = mouth  # also return mouth masks (renders every frame twice)
 
     def sample(self, step: int, index: int, frames: int) -> Sample:
         from ..world.clip import make_clip, split_seed
@@ -57,7 +59,19 @@ class SynthSource:
         start = _window(clip.frames, frames, rng)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
-        return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts)
+        mouth = mouth_masks(clip, start, video) if self.mouth else None
+        return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts, mouth=mouth)
+
+
+def mouth_masks(clip, start: int, video: np.ndarray) -> np.ndarray:
+    """(frames, H, W) float32: 1 where frame start+i differs from the same frame drawn with the
+    mouth at rest (same head, body, eyes): exactly the open mouth, teeth and lips that moved.
+    The world knows this; real video does not (there, `--motion-weight` is the label-free cousin)."""
+    from ..world.clip import REST_MOUTH
+
+    closed = np.stack([clip.renderer.frame(clip.motion, REST_MOUTH, start + i) for i in range(len(video))])
+    diff = np.abs(video.astype(np.int16) - closed.astype(np.int16)).max(axis=-1)
+    return (diff > 12).astype(np.float32)
 
 
 def _prompt_at(segments, t: float) -> str:
@@ -133,11 +147,11 @@ def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack(out)
 
 
-def make_source(data: str, width: int, height: int, seed: int):
+def make_source(data: str, width: int, height: int, seed: int, mouth: bool = False):
     """`synth` or `synth:SEED` for the on-the-fly world, a latent cache folder (`flowact train
-    --stage cache`), else a folder of clips."""
+    --stage cache`), else a folder of clips. `mouth`: the world also returns mouth masks."""
     if data == "synth" or data.startswith("synth:"):
-        return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height)
+        return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height, mouth=mouth)
     if (Path(data) / "cache.json").exists():
         from .cache import LatentSource
 

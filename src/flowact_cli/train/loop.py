@@ -94,7 +94,8 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     start = 0
     if run.resume and (folder / "ckpt").exists():
         start = load_checkpoint(folder, model, opt)["step"]
-    source = source or make_source(run.data, run.preset.video.width, run.preset.video.height, run.seed)
+    source = source or make_source(run.data, run.preset.video.width, run.preset.video.height, run.seed,
+                                   mouth=run.settings.mouth_weight > 0)
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "log.jsonl").open("a")
     dev = torch.device(run.device)
