@@ -68,4 +68,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flowact_cli.errors import FlowactError
+
+    try:
+        sys.exit(main())
+    except FlowactError as exc:  # a file that does not fit: one line, not a traceback
+        print(f"ship_weights: {exc}", file=sys.stderr)
+        sys.exit(2)

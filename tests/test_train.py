@@ -155,6 +155,43 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
     W.load_into(m, W.resolve(p, weights=tmp_path / "decoder.safetensors"))  # the result loads strictly
 
 
+def test_ship_weights_combines_a_plain_model_with_a_grown_decoder(tmp_path, vae_weights):
+    """scripts/ship_weights.py: the transformer and encoder from --weights (a plain-decoder file),
+    the decoder, reference branch included, from --decoder; the result loads strictly."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from flowact_cli import weights as W
+
+    text = Path(TINY).read_text()
+    assert "channels: [32, 16, 16]}" in text
+    ref_yaml = tmp_path / "tiny-ref.yaml"
+    ref_yaml.write_text(text.replace("channels: [32, 16, 16]}", "channels: [32, 16, 16], ref_decoder: true}"))
+    p = load_preset(str(ref_yaml))
+    plain = vae_weights[0] / "vae.safetensors"
+    _run(tmp_path / "dec", "decoder", 2, 3e-3, init=plain, preset=p)
+    dec = tmp_path / "dec" / "decoder.safetensors"
+    out = tmp_path / "shipped.safetensors"
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "scripts" / "ship_weights.py"), "--weights", str(plain), "--decoder", str(dec),
+                        "--preset", str(ref_yaml), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    shipped, d, w = load_file(str(out)), load_file(str(dec)), load_file(str(plain))
+    assert any(k.startswith("vae.decoder.ref.") for k in shipped)
+    for k, v in shipped.items():
+        src = d if k.startswith("vae.decoder.") else w
+        assert v.dtype == torch.bfloat16 or not v.is_floating_point()
+        assert torch.equal(v, src[k].to(v.dtype)), k
+    W.load_into(FlowActModel(p), W.resolve(p, weights=out))
+    # without --decoder, a plain file does not fit the reference preset: a clear error, not a silent zero branch
+    r = subprocess.run([sys.executable, str(root / "scripts" / "ship_weights.py"), "--weights", str(plain),
+                        "--preset", str(ref_yaml), "--out", str(tmp_path / "bad.safetensors")], capture_output=True, text=True)
+    assert r.returncode != 0 and "missing" in r.stderr
+
+
 def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_path, vae_weights):
     from flowact_cli.errors import FlowactError
     from flowact_cli.train.stages import StageSettings, mouth_weights, to_video
