@@ -120,13 +120,13 @@ def resolve(preset: Preset, *, weights: str | Path | None = None, random_weights
 OPTIONAL_KEYS = frozenset({"vae.latent_mean", "vae.latent_std"})
 
 
-def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, ...] = ()) -> list[str]:
+def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, ...] = ()) -> None:
     """Fill `model` from the source (or seed it). Mismatched keys or shapes are user errors,
-    except keys starting with a prefix in `new_ok`: modules the file predates, which keep
-    their own initialisation (training grows a model that way). Returns those keys."""
+    except missing keys starting with a prefix in `new_ok`: modules the file predates, which
+    keep their own initialisation (training grows a model that way)."""
     if source.kind == "random":
         model.init_random(source.seed or 0)
-        return []
+        return
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -135,9 +135,7 @@ def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, 
     except (SafetensorError, OSError, ValueError) as exc:
         raise FlowactError(f"not a readable safetensors file ({exc})", path=source.path) from exc
     own = model.state_dict()
-    missing = sorted(set(own) - set(state) - OPTIONAL_KEYS)
-    grown = [k for k in missing if k.startswith(new_ok)] if new_ok else []
-    missing = [k for k in missing if k not in grown]
+    missing = [k for k in sorted(set(own) - set(state) - OPTIONAL_KEYS) if not (new_ok and k.startswith(new_ok))]
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
@@ -148,7 +146,6 @@ def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, 
             raise FlowactError(f"weights do not fit preset '{model.preset.name}': {key} has shape "
                                f"{tuple(value.shape)}, the model wants {tuple(own[key].shape)}", path=source.path)
     model.load_state_dict(state, strict=False)
-    return grown
 
 
 def save(model: torch.nn.Module, path: str | Path, dtype: torch.dtype | None = None) -> Path:

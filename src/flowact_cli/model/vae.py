@@ -166,6 +166,9 @@ class Decoder(nn.Module):
     """Latents (b, zc, n, h, w) -> video (b, 3, 4n, 8h, 8w) in [-1, 1] (the stream's
     first latent, when decoded with a fresh state, yields 1 frame: the first frame alone)."""
 
+    # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
+    REFERENCE_BRANCH = ("ref.", "alpha_out.")
+
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         c0, c1, c2 = cfg.channels
@@ -209,9 +212,10 @@ class Decoder(nn.Module):
         st = state if state is not None else DecoderState()
         first = not st.started
         ref = self._reference(st, reference, z)
+        inj, ref_px = ref if ref is not None else (None, None)
         x, st.conv_in = self.conv_in(z, st.conv_in)
         if ref is not None:
-            x = x + ref[0][0][:, :, None]
+            x = x + inj[0][:, :, None]
         x, st.res0 = self.res0(x, st.res0)
         x = self.time_up(x)
         b, c4, n, h, w = x.shape
@@ -221,21 +225,21 @@ class Decoder(nn.Module):
         x, bb, t = _frames2d(x)
         x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
-            x = self._add(x, ref[0][1], bb, t)
+            x = self._add(x, inj[1], bb, t)
         x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
         x, bb, t = _frames2d(x)
         x = self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
-            x = self._add(x, ref[0][2], bb, t)
+            x = self._add(x, inj[2], bb, t)
         x = self.res2(x)
         x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
-            x = self._add(x, ref[0][3], bb, t)
+            x = self._add(x, inj[3], bb, t)
         h = F.silu(self.norm_out(x))
         x = self.conv_out(h)
         if ref is not None:
             alpha = torch.sigmoid(self.alpha_out(h))
-            x = x + alpha * self._add(-x, ref[1], bb, t)  # rgb + alpha * (reference - rgb)
+            x = x + alpha * self._add(-x, ref_px, bb, t)  # rgb + alpha * (reference - rgb)
         st.started = True
         return _frames3d(x, bb, t)
 

@@ -20,6 +20,7 @@ from .. import weights as W
 from ..config import Preset
 from ..errors import FlowactError
 from ..model import FlowActModel
+from ..model.vae import Decoder
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import make_source
 from .stages import STAGES, Stage, StageSettings, trainable
@@ -55,7 +56,7 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
     if run.init is not None:
         # the vae/decoder stages may grow the decoder a reference branch that the init predates:
         # it starts at zero (the plain decoder's output) and trains from there
-        new_ok = ("vae.decoder.ref.", "vae.decoder.alpha_out.") if run.stage in ("vae", "decoder") else ()
+        new_ok = tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH) if run.stage in ("vae", "decoder") else ()
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:
         model.init_random(run.seed)
