@@ -130,9 +130,11 @@ def test_decoder_stage_keeps_the_encoder_and_learns(tmp_path, vae_weights):
     assert any(not torch.equal(before[k], after[k]) for k in dec)
 
 
-def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_weights):
-    """A plain VAE's weights start a reference-conditioned decoder: the new branch begins at
-    zero injection, trains with the rest of the decoder, and the encoder stays put."""
+@pytest.mark.parametrize("audio_decoder", [False, True])
+def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_weights, audio_decoder):
+    """A plain VAE's weights start a reference-conditioned (and audio-conditioned) decoder:
+    the new branches begin at zero, train with the rest of the decoder, and the encoder
+    stays put."""
     import dataclasses
 
     from safetensors.torch import load_file
@@ -141,7 +143,7 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
     from flowact_cli.errors import FlowactError
 
     plain = load_preset(TINY)
-    p = dataclasses.replace(plain, vae=dataclasses.replace(plain.vae, ref_decoder=True))
+    p = dataclasses.replace(plain, vae=dataclasses.replace(plain.vae, ref_decoder=True, audio_decoder=audio_decoder))
     init = vae_weights[0] / "vae.safetensors"
     with pytest.raises(FlowactError, match="missing"):  # outside training a missing branch is an error
         W.load_into(FlowActModel(p), W.resolve(p, weights=init))
@@ -151,6 +153,8 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vae.encoder."))
     grown = [k for k in after if k.startswith("vae.decoder.ref.inject.")]
     assert grown and any(after[k].abs().max() > 0 for k in grown)  # started at zero, trained
+    film = [k for k in after if k.startswith("vae.decoder.audio_film.out.")]
+    assert bool(film) == audio_decoder and all(after[k].abs().max() > 0 for k in film)
     m = FlowActModel(p)
     W.load_into(m, W.resolve(p, weights=tmp_path / "decoder.safetensors"))  # the result loads strictly
 

@@ -16,6 +16,15 @@ has to carry what changes (mouth, eyes, hands, head), not the character's whole 
 small decoder no longer spends its capacity redrawing each identity, and the static parts
 come out as sharp as the reference. It adds no per-frame cost beyond one add per scale and
 a 1-channel output conv, and it reads nothing from the future, so streaming stays exact.
+
+With `audio_decoder` the decoder also gets the audio tokens of the frames it draws (the
+audio encoder's one token per video frame, the same tokens the transformer sees) and
+modulates its activations at the /4, /2 and full scales per frame (FiLM: `x * (1 + s) + b`,
+`s` and `b` from the token; zero-initialised, so a decoder grown this branch starts out
+unchanged). Why: one latent frame stands for 4 video frames and the toon's mouth is smaller
+than one latent cell, so the latent can say "talking" but hardly when, within its 160 ms,
+the lips open. The tokens are what the stream has anyway for each chunk (with the same
+80 ms look-ahead), so this costs a small MLP per frame and keeps streaming exact.
 """
 
 from __future__ import annotations
@@ -162,14 +171,37 @@ class RefPyramid(nn.Module):
         return [inj(f) for inj, f in zip(self.inject, (f8, f4, f2, f1))]
 
 
+class AudioFiLM(nn.Module):
+    """Audio tokens (b, t, width), one per video frame -> per-frame scale and shift for each of
+    the given channel counts. The last layer starts at zero: no modulation until trained."""
+
+    def __init__(self, width: int, channels: tuple[int, ...], hidden: int = 128):
+        super().__init__()
+        self.channels = channels
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.out = nn.Linear(hidden, 2 * sum(channels))
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """-> [(scale, shift)] per channel count, each (b, t, c)."""
+        y = self.out(self.mlp(tokens))
+        out, i = [], 0
+        for c in self.channels:
+            out.append((y[..., i:i + c], y[..., i + c:i + 2 * c]))
+            i += 2 * c
+        return out
+
+
 class Decoder(nn.Module):
     """Latents (b, zc, n, h, w) -> video (b, 3, 4n, 8h, 8w) in [-1, 1] (the stream's
     first latent, when decoded with a fresh state, yields 1 frame: the first frame alone)."""
 
-    # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
-    REFERENCE_BRANCH = ("ref.", "alpha_out.")
+    # parameter-name prefixes of the optional branches (`ref_decoder`, `audio_decoder`): what a
+    # plain decoder lacks, and what the vae/decoder stages may grow on a plain decoder's weights
+    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_film.")
 
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, cfg: VAEConfig, audio_width: int = 0):
         super().__init__()
         c0, c1, c2 = cfg.channels
         self.conv_in = CausalConv3d(cfg.latent_channels, c0)
@@ -187,6 +219,9 @@ class Decoder(nn.Module):
             self.alpha_out = nn.Conv2d(c2, 1, 3, padding=1)
             nn.init.zeros_(self.alpha_out.weight)
             nn.init.constant_(self.alpha_out.bias, -3.0)
+        if cfg.audio_decoder and audio_width <= 0:
+            raise ValueError("audio_decoder needs the audio tokens' width")
+        self.audio_film = AudioFiLM(audio_width, (c1, c2, c2)) if cfg.audio_decoder else None
 
     def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
         if self.ref is None:
@@ -200,15 +235,39 @@ class Decoder(nn.Module):
             raise ValueError("this decoder is conditioned on the reference image: pass reference= on the stream's first call")
         return st.ref
 
+    def _modulation(self, audio: torch.Tensor | None, frames: int, first: bool, z: torch.Tensor):
+        """Per-frame FiLM parameters for this call's output frames, each (b*t, c, 1, 1); on a
+        stream's first call the first frame is the reference and is not modulated."""
+        if self.audio_film is None:
+            return None
+        drawn = frames - 1 if first else frames
+        if audio is None:
+            if drawn == 0:  # the reference alone: nothing to modulate
+                return None
+            raise ValueError("this decoder is conditioned on the audio: pass audio= (one token per decoded frame)")
+        if audio.shape[1] != drawn:
+            raise ValueError(f"audio tokens: {audio.shape[1]} for {drawn} decoded frames")
+        mods = self.audio_film(audio.to(z.dtype))
+        if first:
+            mods = [tuple(F.pad(m, (0, 0, 1, 0)) for m in pair) for pair in mods]
+        return [tuple(m.reshape(-1, m.shape[-1], 1, 1) for m in pair) for pair in mods]
+
+    @staticmethod
+    def _film(x: torch.Tensor, mod) -> torch.Tensor:
+        scale, shift = mod
+        return x * (1 + scale) + shift
+
     @staticmethod
     def _add(x: torch.Tensor, inj: torch.Tensor, b: int, t: int) -> torch.Tensor:
         """x: frames (b*t, c, h, w) + one injection per clip (b, c, h, w)."""
         return (x.view(b, t, *x.shape[1:]) + inj[:, None]).view_as(x)
 
     def forward(self, z: torch.Tensor, state: DecoderState | None = None,
-                reference: torch.Tensor | None = None) -> torch.Tensor:
+                reference: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
         """`reference` (b, 3, H, W) or (b, 3, 1, H, W) in [-1, 1]: needed by a reference-
-        conditioned decoder on a stream's first call (the state keeps it afterwards)."""
+        conditioned decoder on a stream's first call (the state keeps it afterwards).
+        `audio` (b, frames, width): an audio-conditioned decoder's tokens, one per decoded
+        frame (on a stream's first call: not counting the reference frame)."""
         st = state if state is not None else DecoderState()
         first = not st.started
         ref = self._reference(st, reference, z)
@@ -223,18 +282,25 @@ class Decoder(nn.Module):
         if first:  # the stream's first latent frame stands for one video frame
             x = x[:, :, 3:]
         x, bb, t = _frames2d(x)
+        mod = self._modulation(audio, t, first, z)
         x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[1], bb, t)
+        if mod is not None:
+            x = self._film(x, mod[0])
         x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
         x, bb, t = _frames2d(x)
         x = self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[2], bb, t)
+        if mod is not None:
+            x = self._film(x, mod[1])
         x = self.res2(x)
         x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[3], bb, t)
+        if mod is not None:
+            x = self._film(x, mod[2])
         h = F.silu(self.norm_out(x))
         x = self.conv_out(h)
         if ref is not None:
@@ -245,11 +311,11 @@ class Decoder(nn.Module):
 
 
 class VideoVAE(nn.Module):
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, cfg: VAEConfig, audio_width: int = 0):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
+        self.decoder = Decoder(cfg, audio_width)
         # per-channel latent statistics, measured once the VAE is trained (`set_latent_stats`):
         # the transformer sees zero-mean, unit-variance latents
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
@@ -276,8 +342,9 @@ class VideoVAE(nn.Module):
         return (z - m) / s * self.cfg.latent_scale
 
     def decode(self, z: torch.Tensor, state: DecoderState | None = None,
-               reference: torch.Tensor | None = None) -> torch.Tensor:
+               reference: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
         """Latents -> video in [-1, 1]. `reference`: the stream's reference image in [-1, 1],
-        (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call."""
+        (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call.
+        `audio`: an audio-conditioned decoder's tokens, (b, decoded frames, width)."""
         m, s = self._stats(z)
-        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference)
+        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference, audio)
