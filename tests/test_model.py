@@ -85,7 +85,7 @@ def test_reference_decoder_streams_exactly_and_reads_the_reference():
 
 
 def test_audio_decoder_streams_exactly_and_draws_from_the_audio():
-    """`audio_decoder`: one token per decoded frame modulates the decoder. Zero-initialised it
+    """`audio_decoder`: one token per decoded frame feeds the decoder. Zero-initialised it
     changes nothing; trained (here: random weights) the output follows the tokens, causally,
     and streaming chunk by chunk still equals decoding at once."""
     import dataclasses
@@ -104,7 +104,7 @@ def test_audio_decoder_streams_exactly_and_draws_from_the_audio():
         z = vae.encode(video)
         plain = vae.decode(z, reference=ref, audio=torch.zeros_like(tokens))
         assert torch.equal(vae.decode(z, reference=ref, audio=tokens), plain)  # zero-init: no effect
-        for prm in vae.decoder.audio_film.parameters():
+        for prm in vae.decoder.audio_in.parameters():
             torch.nn.init.normal_(prm, std=0.2)
         with pytest.raises(ValueError, match="audio"):
             vae.decode(z, reference=ref)

@@ -153,7 +153,7 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vae.encoder."))
     grown = [k for k in after if k.startswith("vae.decoder.ref.inject.")]
     assert grown and any(after[k].abs().max() > 0 for k in grown)  # started at zero, trained
-    film = [k for k in after if k.startswith("vae.decoder.audio_film.out.")]
+    film = [k for k in after if k.startswith("vae.decoder.audio_in.") and ".out." in k]
     assert bool(film) == audio_decoder and all(after[k].abs().max() > 0 for k in film)
     m = FlowActModel(p)
     W.load_into(m, W.resolve(p, weights=tmp_path / "decoder.safetensors"))  # the result loads strictly

@@ -96,3 +96,13 @@ def test_bundled_missing_and_random_fallback(tmp_path):
     src = W.resolve(load_preset(TINY), seed=5)
     assert src.kind == "random" and src.seed == 5 and "publishes no trained weights" in src.describe()
     assert W.resolve(load_preset(TINY), random_weights=True, seed=2).describe().startswith("RANDOM (seed 2")
+
+
+def test_the_embedded_default_matches_its_preset():
+    """The weights in the package are the ones the toon-128 preset names (sha256) and fit its
+    architecture exactly: a preset change without re-shipped weights fails here, not in a
+    user's first render."""
+    p = load_preset("toon-128")
+    src = W.resolve(p)
+    assert src.kind == "bundled"
+    W.load_into(FlowActModel(p), src)

@@ -19,12 +19,11 @@ a 1-channel output conv, and it reads nothing from the future, so streaming stay
 
 With `audio_decoder` the decoder also gets the audio tokens of the frames it draws (the
 audio encoder's one token per video frame, the same tokens the transformer sees) and
-modulates its activations at the /4, /2 and full scales per frame (FiLM: `x * (1 + s) + b`,
-`s` and `b` from the token; zero-initialised, so a decoder grown this branch starts out
-unchanged). Why: one latent frame stands for 4 video frames and the toon's mouth is smaller
-than one latent cell, so the latent can say "talking" but hardly when, within its 160 ms,
-the lips open. The tokens are what the stream has anyway for each chunk (with the same
-80 ms look-ahead), so this costs a small MLP per frame and keeps streaming exact.
+adds them into its activations at the /4 and /2 scales, pixel by pixel (`AudioInject`;
+zero-initialised, so a decoder grown this branch starts out unchanged). Why: one latent
+frame stands for 4 video frames and the toon's mouth is smaller than one latent cell, so the
+latent can say "talking" but hardly when, within its 160 ms, the lips open. The tokens are what the stream has anyway for each chunk (with the same
+80 ms look-ahead), so this costs two per-pixel MLPs at low resolution and keeps streaming exact.
 """
 
 from __future__ import annotations
@@ -171,26 +170,26 @@ class RefPyramid(nn.Module):
         return [inj(f) for inj, f in zip(self.inject, (f8, f4, f2, f1))]
 
 
-class AudioFiLM(nn.Module):
-    """Audio tokens (b, t, width), one per video frame -> per-frame scale and shift for each of
-    the given channel counts. The last layer starts at zero: no modulation until trained."""
+class AudioInject(nn.Module):
+    """Per-frame audio into a feature map, pixel by pixel: a small MLP of each pixel's features
+    and the frame's audio token adds to the features (`x + out(silu(fx(x) + fa(token)))`). The
+    pixel's own features say where the mouth is, the token how open it is; a per-channel
+    modulation alone would have to move every pixel that shares a channel. `out` starts at
+    zero: no change until trained."""
 
-    def __init__(self, width: int, channels: tuple[int, ...], hidden: int = 128):
+    def __init__(self, width: int, channels: int, hidden: int = 64):
         super().__init__()
-        self.channels = channels
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
-        self.out = nn.Linear(hidden, 2 * sum(channels))
+        self.fa = nn.Linear(width, hidden)
+        self.fx = nn.Conv2d(channels, hidden, 1)
+        self.out = nn.Conv2d(hidden, channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """-> [(scale, shift)] per channel count, each (b, t, c)."""
-        y = self.out(self.mlp(tokens))
-        out, i = [], 0
-        for c in self.channels:
-            out.append((y[..., i:i + c], y[..., i + c:i + 2 * c]))
-            i += 2 * c
-        return out
+    def forward(self, x: torch.Tensor, token: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x: frames (b*t, c, h, w); token: (b*t, width), one per frame; keep: (b*t,) 0 for
+        frames that get nothing (a stream's reference frame)."""
+        add = self.out(F.silu(self.fx(x) + self.fa(token)[:, :, None, None]))
+        return x + (add if keep is None else add * keep[:, None, None, None])
 
 
 class Decoder(nn.Module):
@@ -199,7 +198,7 @@ class Decoder(nn.Module):
 
     # parameter-name prefixes of the optional branches (`ref_decoder`, `audio_decoder`): what a
     # plain decoder lacks, and what the vae/decoder stages may grow on a plain decoder's weights
-    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_film.")
+    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_in.")
 
     def __init__(self, cfg: VAEConfig, audio_width: int = 0):
         super().__init__()
@@ -221,7 +220,8 @@ class Decoder(nn.Module):
             nn.init.constant_(self.alpha_out.bias, -3.0)
         if cfg.audio_decoder and audio_width <= 0:
             raise ValueError("audio_decoder needs the audio tokens' width")
-        self.audio_film = AudioFiLM(audio_width, (c1, c2, c2)) if cfg.audio_decoder else None
+        # at /4 and /2: where the mouth is a few pixels (full size would cost as much again)
+        self.audio_in = nn.ModuleList([AudioInject(audio_width, c) for c in (c1, c2)]) if cfg.audio_decoder else None
 
     def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
         if self.ref is None:
@@ -235,27 +235,25 @@ class Decoder(nn.Module):
             raise ValueError("this decoder is conditioned on the reference image: pass reference= on the stream's first call")
         return st.ref
 
-    def _modulation(self, audio: torch.Tensor | None, frames: int, first: bool, z: torch.Tensor):
-        """Per-frame FiLM parameters for this call's output frames, each (b*t, c, 1, 1); on a
-        stream's first call the first frame is the reference and is not modulated."""
-        if self.audio_film is None:
+    def _audio(self, audio: torch.Tensor | None, frames: int, first: bool, z: torch.Tensor):
+        """One audio token per output frame of this call, (b*t, width), and which frames take
+        it: on a stream's first call the first frame is the reference, which takes none (and
+        no audio is needed when it is the only frame)."""
+        if self.audio_in is None:
             return None
         drawn = frames - 1 if first else frames
         if audio is None:
-            if drawn == 0:  # the reference alone: nothing to modulate
+            if drawn == 0:
                 return None
             raise ValueError("this decoder is conditioned on the audio: pass audio= (one token per decoded frame)")
         if audio.shape[1] != drawn:
             raise ValueError(f"audio tokens: {audio.shape[1]} for {drawn} decoded frames")
-        mods = self.audio_film(audio.to(z.dtype))
-        if first:
-            mods = [tuple(F.pad(m, (0, 0, 1, 0)) for m in pair) for pair in mods]
-        return [tuple(m.reshape(-1, m.shape[-1], 1, 1) for m in pair) for pair in mods]
-
-    @staticmethod
-    def _film(x: torch.Tensor, mod) -> torch.Tensor:
-        scale, shift = mod
-        return x * (1 + scale) + shift
+        audio = audio.to(z.dtype)
+        if not first:
+            return audio.reshape(-1, audio.shape[-1]), None
+        keep = torch.ones(audio.shape[0], frames, dtype=z.dtype, device=z.device)
+        keep[:, 0] = 0
+        return F.pad(audio, (0, 0, 1, 0)).reshape(-1, audio.shape[-1]), keep.reshape(-1)
 
     @staticmethod
     def _add(x: torch.Tensor, inj: torch.Tensor, b: int, t: int) -> torch.Tensor:
@@ -282,25 +280,23 @@ class Decoder(nn.Module):
         if first:  # the stream's first latent frame stands for one video frame
             x = x[:, :, 3:]
         x, bb, t = _frames2d(x)
-        mod = self._modulation(audio, t, first, z)
+        tokens = self._audio(audio, t, first, z)
         x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[1], bb, t)
-        if mod is not None:
-            x = self._film(x, mod[0])
+        if tokens is not None:
+            x = self.audio_in[0](x, *tokens)
         x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
         x, bb, t = _frames2d(x)
         x = self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[2], bb, t)
-        if mod is not None:
-            x = self._film(x, mod[1])
+        if tokens is not None:
+            x = self.audio_in[1](x, *tokens)
         x = self.res2(x)
         x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[3], bb, t)
-        if mod is not None:
-            x = self._film(x, mod[2])
         h = F.silu(self.norm_out(x))
         x = self.conv_out(h)
         if ref is not None:
