@@ -159,6 +159,26 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
     W.load_into(m, W.resolve(p, weights=tmp_path / "decoder.safetensors"))  # the result loads strictly
 
 
+def test_only_trains_the_named_branch(tmp_path, vae_weights):
+    """--only PREFIX: a grown branch trains on a frozen decoder; a prefix naming no parameter
+    of the stage is an error, not a run that trains nothing."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from flowact_cli.errors import FlowactError
+
+    plain = load_preset(TINY)
+    p = dataclasses.replace(plain, vae=dataclasses.replace(plain.vae, ref_decoder=True, audio_decoder=True))
+    init = vae_weights[0] / "vae.safetensors"
+    _run(tmp_path, "decoder", 3, 3e-3, init=init, preset=p, only=("vae.decoder.audio_in.",))
+    before, after = load_file(str(init)), load_file(str(tmp_path / "decoder.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)  # everything the init had stayed put
+    assert any(after[k].abs().max() > 0 for k in after if k.startswith("vae.decoder.audio_in.") and ".out." in k)
+    with pytest.raises(FlowactError, match="no parameter of the decoder stage"):
+        _run(tmp_path / "bad", "decoder", 1, 3e-3, init=init, preset=p, only=("dit.",))
+
+
 def test_ship_weights_combines_a_plain_model_with_a_grown_decoder(tmp_path, vae_weights):
     """scripts/ship_weights.py: the transformer and encoder from --weights (a plain-decoder file),
     the decoder, reference branch included, from --decoder; the result loads strictly."""

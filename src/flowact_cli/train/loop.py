@@ -44,6 +44,7 @@ class TrainRun:
     resume: bool = False
     save_every: int = 200
     bf16: bool = True  # autocast to bfloat16 (CPU and CUDA)
+    only: tuple[str, ...] = ()  # train only the stage's parameters whose names start with one of these
     settings: StageSettings = StageSettings()
 
 
@@ -87,6 +88,11 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     model, teacher = build(run)
     stage = Stage(run.stage, model, run.preset, run.settings, teacher)
     params = trainable(model, run.stage)
+    if run.only:
+        ids = {id(p) for p in params}
+        params = [p for n, p in model.named_parameters() if id(p) in ids and n.startswith(run.only)]
+        if not params:
+            raise FlowactError(f"--only {','.join(run.only)}: no parameter of the {run.stage} stage has that prefix")
     model.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
