@@ -19,11 +19,12 @@ a 1-channel output conv, and it reads nothing from the future, so streaming stay
 
 With `audio_decoder` the decoder also gets the audio tokens of the frames it draws (the
 audio encoder's one token per video frame, the same tokens the transformer sees) and
-adds them into its activations at the /4 and /2 scales, pixel by pixel (`AudioInject`;
-zero-initialised, so a decoder grown this branch starts out unchanged). Why: one latent
+adds them, pixel by pixel (`AudioInject`), into its activations at the /4 and /2 scales and
+into the output pixels after the blend (zero-initialised, so a decoder grown this branch
+starts out unchanged). Why: one latent
 frame stands for 4 video frames and the toon's mouth is smaller than one latent cell, so the
 latent can say "talking" but hardly when, within its 160 ms, the lips open. The tokens are what the stream has anyway for each chunk (with the same
-80 ms look-ahead), so this costs two per-pixel MLPs at low resolution and keeps streaming exact.
+80 ms look-ahead), so this costs three small per-pixel MLPs and keeps streaming exact.
 """
 
 from __future__ import annotations
@@ -177,19 +178,19 @@ class AudioInject(nn.Module):
     modulation alone would have to move every pixel that shares a channel. `out` starts at
     zero: no change until trained."""
 
-    def __init__(self, width: int, channels: int, hidden: int = 64):
+    def __init__(self, width: int, channels: int, hidden: int = 64, out_channels: int | None = None):
         super().__init__()
         self.fa = nn.Linear(width, hidden)
         self.fx = nn.Conv2d(channels, hidden, 1)
-        self.out = nn.Conv2d(hidden, channels, 1)
+        self.out = nn.Conv2d(hidden, out_channels or channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, token: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x: frames (b*t, c, h, w); token: (b*t, width), one per frame; keep: (b*t,) 0 for
-        frames that get nothing (a stream's reference frame)."""
+        """What to add: x: frames (b*t, c, h, w); token: (b*t, width), one per frame; keep:
+        (b*t,) 0 for frames that get nothing (a stream's reference frame)."""
         add = self.out(F.silu(self.fx(x) + self.fa(token)[:, :, None, None]))
-        return x + (add if keep is None else add * keep[:, None, None, None])
+        return add if keep is None else add * keep[:, None, None, None]
 
 
 class Decoder(nn.Module):
@@ -198,7 +199,7 @@ class Decoder(nn.Module):
 
     # parameter-name prefixes of the optional branches (`ref_decoder`, `audio_decoder`): what a
     # plain decoder lacks, and what the vae/decoder stages may grow on a plain decoder's weights
-    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_in.")
+    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_in.", "audio_out.")
 
     def __init__(self, cfg: VAEConfig, audio_width: int = 0):
         super().__init__()
@@ -222,6 +223,9 @@ class Decoder(nn.Module):
             raise ValueError("audio_decoder needs the audio tokens' width")
         # at /4 and /2: where the mouth is a few pixels (full size would cost as much again)
         self.audio_in = nn.ModuleList([AudioInject(audio_width, c) for c in (c1, c2)]) if cfg.audio_decoder else None
+        # and at full size, into the output pixels themselves (after the blend towards the
+        # reference, which would otherwise hold the picture's closed mouth in place)
+        self.audio_out = AudioInject(audio_width, c2, hidden=32, out_channels=3) if cfg.audio_decoder else None
 
     def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
         if self.ref is None:
@@ -285,14 +289,14 @@ class Decoder(nn.Module):
         if ref is not None:
             x = self._add(x, inj[1], bb, t)
         if tokens is not None:
-            x = self.audio_in[0](x, *tokens)
+            x = x + self.audio_in[0](x, *tokens)
         x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
         x, bb, t = _frames2d(x)
         x = self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[2], bb, t)
         if tokens is not None:
-            x = self.audio_in[1](x, *tokens)
+            x = x + self.audio_in[1](x, *tokens)
         x = self.res2(x)
         x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
@@ -302,6 +306,8 @@ class Decoder(nn.Module):
         if ref is not None:
             alpha = torch.sigmoid(self.alpha_out(h))
             x = x + alpha * self._add(-x, ref_px, bb, t)  # rgb + alpha * (reference - rgb)
+        if tokens is not None:
+            x = x + self.audio_out(h, *tokens)
         st.started = True
         return _frames3d(x, bb, t)
 
