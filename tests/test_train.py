@@ -236,6 +236,21 @@ def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_
     assert out["steps"] == 4 and np.isfinite(out["loss_last"])
 
 
+def test_speaking_windows_hold_speech_and_are_synth_only(tmp_path):
+    """--speaking 1: every sample is a window of speech (most windows anywhere in a clip are
+    not: the mouth rests); a folder of clips has no such windows to pick."""
+    from flowact_cli.errors import FlowactError
+    from flowact_cli.train.data import make_source
+
+    rms = lambda src: [float(np.sqrt(np.mean(src.sample(0, i, 16).audio ** 2))) for i in range(6)]
+    speech = rms(SynthSource(17, 64, 64, speaking=1.0))
+    anywhere = rms(SynthSource(17, 64, 64))
+    assert min(speech) > 0.03  # espeak speech; the world's noise floor is ~3e-4
+    assert sum(r > 0.03 for r in anywhere) < len(anywhere)
+    with pytest.raises(FlowactError, match="--data synth"):
+        make_source(str(tmp_path), 64, 64, 0, speaking=0.5)
+
+
 def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
     """The cache holds what the VAE's encode() gives on [reference | frames] (zero mean, unit
     variance per channel), the pretrain stage trains on it, and decode() inverts the normalisation."""

@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         motion_weight: float = typer.Option(0.0, "--motion-weight", help="vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, hands): sharper moving parts."),
         mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="vae/decoder: extra L1 weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth only): a mouth the decoder must draw, not copy."),
         only: Optional[str] = typer.Option(None, "--only", help="Train only the stage's parameters whose names start with one of these comma-separated prefixes (e.g. vae.decoder.audio_in: a newly grown branch on a frozen decoder)."),
+        speaking: float = typer.Option(0.0, "--speaking", help="--data synth: this fraction of the samples is a window of speech (default: windows anywhere, mostly with the mouth at rest)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ):
         """Train one stage of the FlowAct-R1 recipe.
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         run = TrainRun(stage=stage, preset=load_preset(preset), data=data, out=out, steps=steps, batch=batch, lr=lr,
                        warmup=warmup, decay=decay, seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
-                       only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
+                       speaking=speaking, only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
                        settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance, motion_weight=motion_weight,
                                              mouth_weight=mouth_weight))
         err = Console(stderr=True)

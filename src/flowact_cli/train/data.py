@@ -46,17 +46,28 @@ def _cut_audio(audio: np.ndarray, start_frame: int, frames: int) -> np.ndarray:
 class SynthSource:
     """Clips made on demand by the synthetic world (no disk)."""
 
-    def __init__(self, seed: int, width: int, height: int, seconds: float = 4.0, mouth: bool = False):
+    def __init__(self, seed: int, width: int, height: int, seconds: float = 4.0, mouth: bool = False,
+                 speaking: float = 0.0):
         self.seed, self.width, self.height, self.seconds = seed, width, height, seconds
         self.mouth = mouth  # also return mouth masks (renders every frame twice)
+        # this fraction of the samples is a window of speech (else: anywhere in the clip, where
+        # most windows are idle, listening or thinking and the mouth rests)
+        self.speaking = speaking
 
     def sample(self, step: int, index: int, frames: int) -> Sample:
         from ..world.clip import make_clip, split_seed
 
         rng = sample_rng(self.seed, step, index)
         seed = split_seed(int(rng.integers(0, 2**31 - 17)), "train")  # never a held-out character or voice
-        clip = make_clip(seed, max(self.seconds, frames / FPS + 0.2), self.width, self.height, split="train")
-        start = _window(clip.frames, frames, rng)
+        seconds = max(self.seconds, frames / FPS + 0.2)
+        if self.speaking and rng.random() < self.speaking:
+            clip = make_clip(seed, seconds, self.width, self.height, split="train", first_state="speaking", lead=0.0)
+            u = clip.utterances[0]  # the clip opens with it: a window inside it
+            last = min(clip.frames, int((u.start + u.speech.seconds) * FPS)) - frames
+            start = int(rng.integers(0, max(0, last) + 1))
+        else:
+            clip = make_clip(seed, seconds, self.width, self.height, split="train")
+            start = _window(clip.frames, frames, rng)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
         mouth = mouth_masks(clip, start, video) if self.mouth else None
@@ -147,11 +158,15 @@ def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack(out)
 
 
-def make_source(data: str, width: int, height: int, seed: int, mouth: bool = False):
+def make_source(data: str, width: int, height: int, seed: int, mouth: bool = False, speaking: float = 0.0):
     """`synth` or `synth:SEED` for the on-the-fly world, a latent cache folder (`flowact train
-    --stage cache`), else a folder of clips. `mouth`: the world also returns mouth masks."""
+    --stage cache`), else a folder of clips. `mouth`: the world also returns mouth masks;
+    `speaking`: the world's fraction of speech windows."""
     if data == "synth" or data.startswith("synth:"):
-        return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height, mouth=mouth)
+        return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height, mouth=mouth,
+                           speaking=speaking)
+    if speaking:
+        raise FlowactError("--speaking picks speech windows in the synthetic world: use --data synth")
     if (Path(data) / "cache.json").exists():
         from .cache import LatentSource
 

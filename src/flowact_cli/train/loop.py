@@ -45,6 +45,7 @@ class TrainRun:
     save_every: int = 200
     bf16: bool = True  # autocast to bfloat16 (CPU and CUDA)
     only: tuple[str, ...] = ()  # train only the stage's parameters whose names start with one of these
+    speaking: float = 0.0  # synth data: this fraction of the samples is a window of speech
     settings: StageSettings = StageSettings()
 
 
@@ -102,7 +103,7 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     if run.resume and (folder / "ckpt").exists():
         start = load_checkpoint(folder, model, opt)["step"]
     source = source or make_source(run.data, run.preset.video.width, run.preset.video.height, run.seed,
-                                   mouth=run.settings.mouth_weight > 0)
+                                   mouth=run.settings.mouth_weight > 0, speaking=run.speaking)
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "log.jsonl").open("a")
     dev = torch.device(run.device)
