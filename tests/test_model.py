@@ -104,7 +104,7 @@ def test_audio_decoder_streams_exactly_and_draws_from_the_audio():
         z = vae.encode(video)
         plain = vae.decode(z, reference=ref, audio=torch.zeros_like(tokens))
         assert torch.equal(vae.decode(z, reference=ref, audio=tokens), plain)  # zero-init: no effect
-        for prm in vae.decoder.audio_in.parameters():
+        for prm in vae.decoder.audio_head.parameters():
             torch.nn.init.normal_(prm, std=0.2)
         with pytest.raises(ValueError, match="audio"):
             vae.decode(z, reference=ref)

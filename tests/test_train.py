@@ -153,7 +153,7 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vae.encoder."))
     grown = [k for k in after if k.startswith("vae.decoder.ref.inject.")]
     assert grown and any(after[k].abs().max() > 0 for k in grown)  # started at zero, trained
-    film = [k for k in after if k.startswith("vae.decoder.audio_in.") and ".out." in k]
+    film = [k for k in after if k.startswith("vae.decoder.audio_head.out.")]
     assert bool(film) == audio_decoder and all(after[k].abs().max() > 0 for k in film)
     m = FlowActModel(p)
     W.load_into(m, W.resolve(p, weights=tmp_path / "decoder.safetensors"))  # the result loads strictly
@@ -171,10 +171,10 @@ def test_only_trains_the_named_branch(tmp_path, vae_weights):
     plain = load_preset(TINY)
     p = dataclasses.replace(plain, vae=dataclasses.replace(plain.vae, ref_decoder=True, audio_decoder=True))
     init = vae_weights[0] / "vae.safetensors"
-    _run(tmp_path, "decoder", 3, 3e-3, init=init, preset=p, only=("vae.decoder.audio_in.",))
+    _run(tmp_path, "decoder", 3, 3e-3, init=init, preset=p, only=("vae.decoder.audio_head.",))
     before, after = load_file(str(init)), load_file(str(tmp_path / "decoder.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)  # everything the init had stayed put
-    assert any(after[k].abs().max() > 0 for k in after if k.startswith("vae.decoder.audio_in.") and ".out." in k)
+    assert any(after[k].abs().max() > 0 for k in after if k.startswith("vae.decoder.audio_head.out."))
     with pytest.raises(FlowactError, match="no parameter of the decoder stage"):
         _run(tmp_path / "bad", "decoder", 1, 3e-3, init=init, preset=p, only=("dit.",))
 

@@ -19,12 +19,11 @@ a 1-channel output conv, and it reads nothing from the future, so streaming stay
 
 With `audio_decoder` the decoder also gets the audio tokens of the frames it draws (the
 audio encoder's one token per video frame, the same tokens the transformer sees) and
-adds them, pixel by pixel (`AudioInject`), into its activations at the /4 and /2 scales and
-into the output pixels after the blend (zero-initialised, so a decoder grown this branch
-starts out unchanged). Why: one latent
+draws from them and its /2 features what to add to the output pixels, after the blend
+(`AudioHead`; zero-initialised, so a decoder grown this branch starts out unchanged). Why: one latent
 frame stands for 4 video frames and the toon's mouth is smaller than one latent cell, so the
 latent can say "talking" but hardly when, within its 160 ms, the lips open. The tokens are what the stream has anyway for each chunk (with the same
-80 ms look-ahead), so this costs three small per-pixel MLPs and keeps streaming exact.
+80 ms look-ahead), so this costs three small convs at half size and keeps streaming exact.
 """
 
 from __future__ import annotations
@@ -171,25 +170,27 @@ class RefPyramid(nn.Module):
         return [inj(f) for inj, f in zip(self.inject, (f8, f4, f2, f1))]
 
 
-class AudioInject(nn.Module):
-    """Per-frame audio into a feature map, pixel by pixel: a small MLP of each pixel's features
-    and the frame's audio token adds to the features (`x + out(silu(fx(x) + fa(token)))`). The
-    pixel's own features say where the mouth is, the token how open it is; a per-channel
-    modulation alone would have to move every pixel that shares a channel. `out` starts at
-    zero: no change until trained."""
+class AudioHead(nn.Module):
+    """The frame's audio token -> what to add to its pixels, drawn at half size from the
+    decoder's /2 features: 3x3 convs over the features, the token added to the first
+    layer's output (the features say where the lips are, the token how open they are),
+    then upsampled x2. The last conv starts at zero: no change until trained."""
 
-    def __init__(self, width: int, channels: int, hidden: int = 64, out_channels: int | None = None):
+    def __init__(self, width: int, channels: int, hidden: int = 32):
         super().__init__()
         self.fa = nn.Linear(width, hidden)
-        self.fx = nn.Conv2d(channels, hidden, 1)
-        self.out = nn.Conv2d(hidden, out_channels or channels, 1)
+        self.norm = nn.GroupNorm(8, channels)  # the decoder's activations are not normalised
+        self.fx = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.mid = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.out = nn.Conv2d(hidden, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, token: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """What to add: x: frames (b*t, c, h, w); token: (b*t, width), one per frame; keep:
-        (b*t,) 0 for frames that get nothing (a stream's reference frame)."""
-        add = self.out(F.silu(self.fx(x) + self.fa(token)[:, :, None, None]))
+        """x: /2 features (b*t, c, h, w); token: (b*t, width), one per frame; keep: (b*t,) 0
+        for frames that get nothing (a stream's reference frame). -> (b*t, 3, 2h, 2w)."""
+        h = F.silu(self.fx(self.norm(x)) + self.fa(token)[:, :, None, None])
+        add = F.interpolate(self.out(F.silu(self.mid(h))), scale_factor=2.0, mode="bilinear", align_corners=False)
         return add if keep is None else add * keep[:, None, None, None]
 
 
@@ -199,7 +200,7 @@ class Decoder(nn.Module):
 
     # parameter-name prefixes of the optional branches (`ref_decoder`, `audio_decoder`): what a
     # plain decoder lacks, and what the vae/decoder stages may grow on a plain decoder's weights
-    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_in.", "audio_out.")
+    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_head.")
 
     def __init__(self, cfg: VAEConfig, audio_width: int = 0):
         super().__init__()
@@ -221,11 +222,9 @@ class Decoder(nn.Module):
             nn.init.constant_(self.alpha_out.bias, -3.0)
         if cfg.audio_decoder and audio_width <= 0:
             raise ValueError("audio_decoder needs the audio tokens' width")
-        # at /4 and /2: where the mouth is a few pixels (full size would cost as much again)
-        self.audio_in = nn.ModuleList([AudioInject(audio_width, c) for c in (c1, c2)]) if cfg.audio_decoder else None
-        # and at full size, into the output pixels themselves (after the blend towards the
-        # reference, which would otherwise hold the picture's closed mouth in place)
-        self.audio_out = AudioInject(audio_width, c2, hidden=32, out_channels=3) if cfg.audio_decoder else None
+        # drawn from the /2 features, added to the output pixels after the blend towards the
+        # reference (which would otherwise hold the picture's closed mouth in place)
+        self.audio_head = AudioHead(audio_width, c2) if cfg.audio_decoder else None
 
     def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
         if self.ref is None:
@@ -243,7 +242,7 @@ class Decoder(nn.Module):
         """One audio token per output frame of this call, (b*t, width), and which frames take
         it: on a stream's first call the first frame is the reference, which takes none (and
         no audio is needed when it is the only frame)."""
-        if self.audio_in is None:
+        if self.audio_head is None:
             return None
         drawn = frames - 1 if first else frames
         if audio is None:
@@ -288,16 +287,13 @@ class Decoder(nn.Module):
         x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[1], bb, t)
-        if tokens is not None:
-            x = x + self.audio_in[0](x, *tokens)
         x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
         x, bb, t = _frames2d(x)
         x = self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[2], bb, t)
-        if tokens is not None:
-            x = x + self.audio_in[1](x, *tokens)
         x = self.res2(x)
+        add = self.audio_head(x, *tokens) if tokens is not None else None
         x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[3], bb, t)
@@ -306,8 +302,8 @@ class Decoder(nn.Module):
         if ref is not None:
             alpha = torch.sigmoid(self.alpha_out(h))
             x = x + alpha * self._add(-x, ref_px, bb, t)  # rgb + alpha * (reference - rgb)
-        if tokens is not None:
-            x = x + self.audio_out(h, *tokens)
+        if add is not None:
+            x = x + add
         st.started = True
         return _frames3d(x, bb, t)
 

@@ -114,7 +114,7 @@ class Stage:
             mean, logvar = vae.encoder(x)
         z = mean + torch.randn(mean.shape, generator=g, device=mean.device) * (0.5 * logvar).exp()
         audio = None
-        if vae.decoder.audio_in is not None:  # the audio encoder is the transformer's: frozen here
+        if vae.decoder.audio_head is not None:  # the audio encoder is the transformer's: frozen here
             with torch.no_grad():
                 audio = self.audio_tokens(samples, (x.shape[2] - 1) // self.preset.vae.temporal)
         rec = vae.decoder(z, reference=x[:, :, 0], audio=audio)
