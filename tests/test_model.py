@@ -84,46 +84,6 @@ def test_reference_decoder_streams_exactly_and_reads_the_reference():
         assert torch.allclose(vae.decode(z, reference=ref)[:, :, 4], ref, atol=1e-5)
 
 
-def test_audio_decoder_streams_exactly_and_draws_from_the_audio():
-    """`audio_decoder`: one token per decoded frame feeds the decoder. Zero-initialised it
-    changes nothing; trained (here: random weights) the output follows the tokens, causally,
-    and streaming chunk by chunk still equals decoding at once."""
-    import dataclasses
-
-    import pytest
-
-    p = load_preset(TINY)
-    p = dataclasses.replace(p, vae=dataclasses.replace(p.vae, ref_decoder=True, audio_decoder=True))
-    m = FlowActModel(p).eval()
-    vae = m.vae
-    torch.manual_seed(0)
-    video = torch.randn(1, 3, 9, 64, 64)
-    ref = video[:, :, 0]
-    tokens = torch.randn(1, 8, p.audio.width)
-    with torch.no_grad():
-        z = vae.encode(video)
-        plain = vae.decode(z, reference=ref, audio=torch.zeros_like(tokens))
-        assert torch.equal(vae.decode(z, reference=ref, audio=tokens), plain)  # zero-init: no effect
-        for prm in vae.decoder.audio_head.parameters():
-            torch.nn.init.normal_(prm, std=0.2)
-        with pytest.raises(ValueError, match="audio"):
-            vae.decode(z, reference=ref)
-        with pytest.raises(ValueError, match="7 for 8"):
-            vae.decode(z, reference=ref, audio=tokens[:, :7])
-        whole = vae.decode(z, reference=ref, audio=tokens)
-        st = DecoderState()
-        parts = [vae.decode(z[:, :, :1], st, reference=ref),  # the reference frame needs no audio
-                 vae.decode(z[:, :, 1:2], st, audio=tokens[:, :4]), vae.decode(z[:, :, 2:], st, audio=tokens[:, 4:])]
-        assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-5)
-        other = tokens.clone()
-        other[:, 5] = torch.randn(p.audio.width)  # one frame's token changes: that frame changes,
-        diff = (vae.decode(z, reference=ref, audio=other) - whole).abs().amax(dim=(0, 1, 3, 4))
-        assert diff[6] > 1e-3 and torch.all(diff[:6] < 1e-6)  # the frames before it do not (causal)
-    bad = dataclasses.replace(p, audio=dataclasses.replace(p.audio, tokens_per_latent=2))
-    with pytest.raises(ValueError, match="one audio token per video frame"):
-        FlowActModel(bad)
-
-
 def test_audio_tokens_see_only_their_window():
     m = _tiny_model()
     rate = 16_000

@@ -34,8 +34,7 @@ def _stream(model, chunks, seed=0, reference=None, prompt="speaking"):
     frames = []
     with torch.no_grad():
         for k in range(chunks):
-            a = audio.tokens(2 * k, 2)
-            frames.append(gen.decode(gen.chunk(k, a, text.tokens(prompt)), a))
+            frames.append(gen.decode(gen.chunk(k, audio.tokens(2 * k, 2), text.tokens(prompt))))
     return frames, gen
 
 

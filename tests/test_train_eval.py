@@ -43,8 +43,7 @@ def test_stream_matches_inference_and_guidance_changes_it():
     at, tt = AudioTrack(m, clip.audio, gen.device), TextTrack(m)
     gen.start(clip.reference())
     with torch.no_grad():
-        ref = np.concatenate([gen.decode(gen.chunk(k, at.tokens(2 * k, 2), tt.tokens("waving")), at.tokens(2 * k, 2))
-                              for k in range(3)])
+        ref = np.concatenate([gen.decode(gen.chunk(k, at.tokens(2 * k, 2), tt.tokens("waving"))) for k in range(3)])
     assert np.array_equal(frames, ref[:20])
     guided = E.stream(m, clip.reference(), clip.audio, lambda t: "waving", 20, seed=3, steps=4, guidance=2.0)
     assert guided.shape == frames.shape and not np.array_equal(guided, frames)

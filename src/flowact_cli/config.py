@@ -33,10 +33,6 @@ class VAEConfig:
     # the decoder also sees the reference image (features injected at every scale, and a
     # per-pixel blend towards it): the latent then only has to carry what changes
     ref_decoder: bool = False
-    # the decoder also sees the audio tokens of the frames it draws (added pixel by pixel at the
-    # /4 and /2 scales and to the output): a latent frame covers 4 video frames and the mouth less than one
-    # latent cell, so the latent alone cannot say when, within its 160 ms, the lips move
-    audio_decoder: bool = False
 
 
 @dataclass(frozen=True)

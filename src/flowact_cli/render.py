@@ -206,9 +206,9 @@ class Engine:
         failure: list[BaseException] = []
         done_frames = [0]
 
-        def emit(k: int, z: torch.Tensor, a: torch.Tensor, keep: int) -> None:
+        def emit(k: int, z: torch.Tensor, keep: int) -> None:
             t = time.perf_counter()
-            frames = gen.decode(z, a)[:keep]
+            frames = gen.decode(z)[:keep]
             stages["decode"] += time.perf_counter() - t
             writer.write(frames)
             done_frames[0] += len(frames)
@@ -252,11 +252,11 @@ class Engine:
                 chunk_ms.append(dt * 1000)
                 keep = min(per_chunk, total - k * per_chunk)
                 if decoder is None:
-                    emit(k, z, a, keep)
+                    emit(k, z, keep)
                     continue
                 while not failure:
                     try:
-                        latents_q.put((k, z, a, keep), timeout=0.2)
+                        latents_q.put((k, z, keep), timeout=0.2)
                         break
                     except queue.Full:
                         continue

@@ -20,9 +20,7 @@ class FlowActModel(nn.Module):
         super().__init__()
         self.preset = preset
         self.dit = MMDiT(preset.model, preset.vae.latent_channels, preset.audio.width, preset.text.width)
-        if preset.vae.audio_decoder and preset.audio.tokens_per_latent != preset.vae.temporal:
-            raise ValueError("vae.audio_decoder needs one audio token per video frame (audio.tokens_per_latent = vae.temporal)")
-        self.vae = VideoVAE(preset.vae, preset.audio.width)
+        self.vae = VideoVAE(preset.vae)
         self.audio = AudioEncoder(preset.audio, preset.vae.temporal)
         self.text = TextEncoder(preset.text)
 

@@ -16,14 +16,6 @@ has to carry what changes (mouth, eyes, hands, head), not the character's whole 
 small decoder no longer spends its capacity redrawing each identity, and the static parts
 come out as sharp as the reference. It adds no per-frame cost beyond one add per scale and
 a 1-channel output conv, and it reads nothing from the future, so streaming stays exact.
-
-With `audio_decoder` the decoder also gets the audio tokens of the frames it draws (the
-audio encoder's one token per video frame, the same tokens the transformer sees) and
-draws from them and its /2 features what to add to the output pixels, after the blend
-(`AudioHead`; zero-initialised, so a decoder grown this branch starts out unchanged). Why: one latent
-frame stands for 4 video frames and the toon's mouth is smaller than one latent cell, so the
-latent can say "talking" but hardly when, within its 160 ms, the lips open. The tokens are what the stream has anyway for each chunk (with the same
-80 ms look-ahead), so this costs three small convs at half size and keeps streaming exact.
 """
 
 from __future__ import annotations
@@ -170,39 +162,14 @@ class RefPyramid(nn.Module):
         return [inj(f) for inj, f in zip(self.inject, (f8, f4, f2, f1))]
 
 
-class AudioHead(nn.Module):
-    """The frame's audio token -> what to add to its pixels, drawn at half size from the
-    decoder's /2 features: 3x3 convs over the features, the token added to the first
-    layer's output (the features say where the lips are, the token how open they are),
-    then upsampled x2. The last conv starts at zero: no change until trained."""
-
-    def __init__(self, width: int, channels: int, hidden: int = 32):
-        super().__init__()
-        self.fa = nn.Linear(width, hidden)
-        self.norm = nn.GroupNorm(8, channels)  # the decoder's activations are not normalised
-        self.fx = nn.Conv2d(channels, hidden, 3, padding=1)
-        self.mid = nn.Conv2d(hidden, hidden, 3, padding=1)
-        self.out = nn.Conv2d(hidden, 3, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor, token: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x: /2 features (b*t, c, h, w); token: (b*t, width), one per frame; keep: (b*t,) 0
-        for frames that get nothing (a stream's reference frame). -> (b*t, 3, 2h, 2w)."""
-        h = F.silu(self.fx(self.norm(x)) + self.fa(token)[:, :, None, None])
-        add = F.interpolate(self.out(F.silu(self.mid(h))), scale_factor=2.0, mode="bilinear", align_corners=False)
-        return add if keep is None else add * keep[:, None, None, None]
-
-
 class Decoder(nn.Module):
     """Latents (b, zc, n, h, w) -> video (b, 3, 4n, 8h, 8w) in [-1, 1] (the stream's
     first latent, when decoded with a fresh state, yields 1 frame: the first frame alone)."""
 
-    # parameter-name prefixes of the optional branches (`ref_decoder`, `audio_decoder`): what a
-    # plain decoder lacks, and what the vae/decoder stages may grow on a plain decoder's weights
-    OPTIONAL_BRANCHES = ("ref.", "alpha_out.", "audio_head.")
+    # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
+    REFERENCE_BRANCH = ("ref.", "alpha_out.")
 
-    def __init__(self, cfg: VAEConfig, audio_width: int = 0):
+    def __init__(self, cfg: VAEConfig):
         super().__init__()
         c0, c1, c2 = cfg.channels
         self.conv_in = CausalConv3d(cfg.latent_channels, c0)
@@ -220,11 +187,6 @@ class Decoder(nn.Module):
             self.alpha_out = nn.Conv2d(c2, 1, 3, padding=1)
             nn.init.zeros_(self.alpha_out.weight)
             nn.init.constant_(self.alpha_out.bias, -3.0)
-        if cfg.audio_decoder and audio_width <= 0:
-            raise ValueError("audio_decoder needs the audio tokens' width")
-        # drawn from the /2 features, added to the output pixels after the blend towards the
-        # reference (which would otherwise hold the picture's closed mouth in place)
-        self.audio_head = AudioHead(audio_width, c2) if cfg.audio_decoder else None
 
     def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
         if self.ref is None:
@@ -238,37 +200,15 @@ class Decoder(nn.Module):
             raise ValueError("this decoder is conditioned on the reference image: pass reference= on the stream's first call")
         return st.ref
 
-    def _audio(self, audio: torch.Tensor | None, frames: int, first: bool, z: torch.Tensor):
-        """One audio token per output frame of this call, (b*t, width), and which frames take
-        it: on a stream's first call the first frame is the reference, which takes none (and
-        no audio is needed when it is the only frame)."""
-        if self.audio_head is None:
-            return None
-        drawn = frames - 1 if first else frames
-        if audio is None:
-            if drawn == 0:
-                return None
-            raise ValueError("this decoder is conditioned on the audio: pass audio= (one token per decoded frame)")
-        if audio.shape[1] != drawn:
-            raise ValueError(f"audio tokens: {audio.shape[1]} for {drawn} decoded frames")
-        audio = audio.to(z.dtype)
-        if not first:
-            return audio.reshape(-1, audio.shape[-1]), None
-        keep = torch.ones(audio.shape[0], frames, dtype=z.dtype, device=z.device)
-        keep[:, 0] = 0
-        return F.pad(audio, (0, 0, 1, 0)).reshape(-1, audio.shape[-1]), keep.reshape(-1)
-
     @staticmethod
     def _add(x: torch.Tensor, inj: torch.Tensor, b: int, t: int) -> torch.Tensor:
         """x: frames (b*t, c, h, w) + one injection per clip (b, c, h, w)."""
         return (x.view(b, t, *x.shape[1:]) + inj[:, None]).view_as(x)
 
     def forward(self, z: torch.Tensor, state: DecoderState | None = None,
-                reference: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
+                reference: torch.Tensor | None = None) -> torch.Tensor:
         """`reference` (b, 3, H, W) or (b, 3, 1, H, W) in [-1, 1]: needed by a reference-
-        conditioned decoder on a stream's first call (the state keeps it afterwards).
-        `audio` (b, frames, width): an audio-conditioned decoder's tokens, one per decoded
-        frame (on a stream's first call: not counting the reference frame)."""
+        conditioned decoder on a stream's first call (the state keeps it afterwards)."""
         st = state if state is not None else DecoderState()
         first = not st.started
         ref = self._reference(st, reference, z)
@@ -283,7 +223,6 @@ class Decoder(nn.Module):
         if first:  # the stream's first latent frame stands for one video frame
             x = x[:, :, 3:]
         x, bb, t = _frames2d(x)
-        tokens = self._audio(audio, t, first, z)
         x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[1], bb, t)
@@ -293,7 +232,6 @@ class Decoder(nn.Module):
         if ref is not None:
             x = self._add(x, inj[2], bb, t)
         x = self.res2(x)
-        add = self.audio_head(x, *tokens) if tokens is not None else None
         x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if ref is not None:
             x = self._add(x, inj[3], bb, t)
@@ -302,18 +240,16 @@ class Decoder(nn.Module):
         if ref is not None:
             alpha = torch.sigmoid(self.alpha_out(h))
             x = x + alpha * self._add(-x, ref_px, bb, t)  # rgb + alpha * (reference - rgb)
-        if add is not None:
-            x = x + add
         st.started = True
         return _frames3d(x, bb, t)
 
 
 class VideoVAE(nn.Module):
-    def __init__(self, cfg: VAEConfig, audio_width: int = 0):
+    def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg, audio_width)
+        self.decoder = Decoder(cfg)
         # per-channel latent statistics, measured once the VAE is trained (`set_latent_stats`):
         # the transformer sees zero-mean, unit-variance latents
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
@@ -340,9 +276,8 @@ class VideoVAE(nn.Module):
         return (z - m) / s * self.cfg.latent_scale
 
     def decode(self, z: torch.Tensor, state: DecoderState | None = None,
-               reference: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
+               reference: torch.Tensor | None = None) -> torch.Tensor:
         """Latents -> video in [-1, 1]. `reference`: the stream's reference image in [-1, 1],
-        (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call.
-        `audio`: an audio-conditioned decoder's tokens, (b, decoded frames, width)."""
+        (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call."""
         m, s = self._stats(z)
-        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference, audio)
+        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference)

@@ -50,7 +50,7 @@ def chunk_cost(preset: Preset) -> ChunkCost:
         st = DecoderState()
         model.vae.decode(z[:, :, :1], st, reference=torch.empty(1, 3, p.video.height, p.video.width, device="meta"))
         with FlopCounterMode(display=False) as fc:
-            frames = model.vae.decode(z, st, audio=audio)
+            frames = model.vae.decode(z, st)
         decode = fc.get_total_flops()
         shapes["frames"] = tuple(frames.shape)
         win = model.audio.windows(torch.empty(400, p.audio.mel_bins, device="meta"), 0, c)

@@ -139,8 +139,6 @@ class StreamGenerator:
         self.bank.commit(index * self.C)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, audio: torch.Tensor) -> np.ndarray:
-        """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). `audio`: the
-        chunks' audio tokens as given to `chunk` (one per video frame; an audio-conditioned
-        decoder draws the mouth from them, any other ignores them)."""
-        return to_pixels(self.model.vae.decode(latents.to(self.dtype), self.decoder_state, audio=audio))
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3)."""
+        return to_pixels(self.model.vae.decode(latents.to(self.dtype), self.decoder_state))

@@ -81,21 +81,17 @@ def stream(model: FlowActModel, reference: np.ndarray, audio: np.ndarray, prompt
             noise = gen.noise(k)
             z = gen.sampler.sample(velocity, noise)
             gen.remember(k, z, a, tx, noise)
-        out.append(gen.decode(z, a))
+        out.append(gen.decode(z))
     return np.concatenate(out)[:frames]
 
 
 @torch.no_grad()
-def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray, audio: np.ndarray | None = None) -> np.ndarray:
-    """The VAE's reconstruction of [reference | frames] (frames: a multiple of 4), reference dropped.
-    `audio` (16 kHz, from the first frame on): needed by an audio-conditioned decoder."""
+def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The VAE's reconstruction of [reference | frames] (frames: a multiple of 4), reference dropped."""
     video = np.concatenate([reference[None], frames])
     prm = next(model.vae.parameters())
     x = torch.from_numpy(video).to(prm.device, prm.dtype).div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-    tokens = None
-    if audio is not None:
-        tokens = AudioTrack(model, audio, prm.device).tokens(0, len(frames) // model.preset.vae.temporal)
-    rec = model.vae.decode(model.vae.encode(x), reference=x[:, :, :1], audio=tokens)[0].float().clamp(-1, 1)
+    rec = model.vae.decode(model.vae.encode(x), reference=x[:, :, :1])[0].float().clamp(-1, 1)
     return ((rec.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()[1:]
 
 
@@ -120,7 +116,7 @@ def evaluate_models(models: dict[str, tuple[FlowActModel, dict]], clips: int, se
         gt = clip.render_all()
         n = len(gt) // 4 * 4
         rows["ground_truth"].append(score(gt[:n], clip))
-        rows["vae_reconstruction"].append(score(reconstruct(first, clip.reference(), gt[:n], clip.audio), clip))
+        rows["vae_reconstruction"].append(score(reconstruct(first, clip.reference(), gt[:n]), clip))
         for name, (model, kw) in models.items():
             t = time.perf_counter()
             frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), n, seed=i, **kw)

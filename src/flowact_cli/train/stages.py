@@ -113,11 +113,7 @@ class Stage:
         with torch.set_grad_enabled(not frozen_encoder and torch.is_grad_enabled()):
             mean, logvar = vae.encoder(x)
         z = mean + torch.randn(mean.shape, generator=g, device=mean.device) * (0.5 * logvar).exp()
-        audio = None
-        if vae.decoder.audio_head is not None:  # the audio encoder is the transformer's: frozen here
-            with torch.no_grad():
-                audio = self.audio_tokens(samples, (x.shape[2] - 1) // self.preset.vae.temporal)
-        rec = vae.decoder(z, reference=x[:, :, 0], audio=audio)
+        rec = vae.decoder(z, reference=x[:, :, 0])
         w = motion_weights(x, self.s.motion_weight)
         if self.s.mouth_weight > 0:
             w = w + self.s.mouth_weight * mouth_weights(samples, x)
