@@ -245,6 +245,8 @@ def test_speaking_windows_hold_speech_and_are_synth_only(tmp_path):
     assert sum(r > 0.03 for r in anywhere) < len(anywhere)
     with pytest.raises(FlowactError, match="--data synth"):
         make_source(str(tmp_path), 64, 64, 0, speaking=0.5)
+    with pytest.raises(FlowactError, match="0 to 1"):
+        make_source("synth", 64, 64, 0, speaking=1.5)
 
 
 def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):

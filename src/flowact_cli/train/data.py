@@ -162,6 +162,8 @@ def make_source(data: str, width: int, height: int, seed: int, mouth: bool = Fal
     """`synth` or `synth:SEED` for the on-the-fly world, a latent cache folder (`flowact train
     --stage cache`), else a folder of clips. `mouth`: the world also returns mouth masks;
     `speaking`: the world's fraction of speech windows."""
+    if not 0.0 <= speaking <= 1.0:
+        raise FlowactError(f"--speaking is a fraction of the samples, 0 to 1 (got {speaking:g})")
     if data == "synth" or data.startswith("synth:"):
         return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height, mouth=mouth,
                            speaking=speaking)
