@@ -84,7 +84,10 @@ def synth_dataset(req: SynthRequest, progress: Callable[[int], None] | None = No
     else:
         import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(workers) as pool:
+        # forkserver, not fork: workers forked from this process inherit its other threads'
+        # locks (torch's, a writer's) and can hang for good on one (seen in the test suite);
+        # the fork server is a fresh single-threaded process, and workers fork from it
+        with mp.get_context("forkserver").Pool(workers) as pool:
             for info in pool.imap(_one, jobs):
                 results.append(info)
                 if progress:
