@@ -232,6 +232,50 @@ def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_
     assert out["steps"] == 4 and np.isfinite(out["loss_last"])
 
 
+def test_latent_mouth_maps_masks_onto_the_latent_grid():
+    from flowact_cli.errors import FlowactError
+    from flowact_cli.train.stages import latent_mouth
+
+    mouth = np.zeros((8, 64, 64), np.float32)  # 8 frames = 2 latent frames of 4
+    mouth[5, 40:42, 20:22] = 1  # frame 5 (latent frame 1), pixel (40, 20): latent cell (5, 2) of 8x8
+    s = Sample(np.zeros((64, 64, 3), np.uint8), np.zeros((8, 64, 64, 3), np.uint8), np.zeros(100, np.float32), [""] * 8,
+               mouth=mouth)
+    m = latent_mouth([s], torch.zeros(1, 4, 2, 8, 8))
+    assert m.shape == (1, 1, 2, 8, 8)
+    assert float(m[0, 0, 0].sum()) == 0  # latent frame 0 (frames 0-3) shows no open mouth
+    assert float(m[0, 0, 1, 5, 2]) == 1 and float(m[0, 0, 1].sum()) == 9  # the cell, dilated by one cell
+    assert float(m[0, 0, 1, 3, 2]) == 0 and float(m[0, 0, 1, 5, 0]) == 0
+    with pytest.raises(FlowactError, match="synthetic world"):
+        latent_mouth([Sample(s.reference, s.frames, s.audio, s.prompts)], torch.zeros(1, 4, 2, 8, 8))
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "selfforce", "distill"])
+def test_mouth_weight_on_the_transformer_stages(tmp_path, vae_weights, stage):
+    """--mouth-weight on a transformer stage weighs the open mouth's latent cells: pretrain
+    logs the mouth's own error; every stage trains on it with a finite loss, and the weighted
+    loss differs from the plain one on the same batch."""
+    from flowact_cli.train.stages import Stage, StageSettings
+
+    src = FixedSource(seed=5, mouth=True)
+    p = load_preset(TINY)
+    m = FlowActModel(p)
+    m.init_random(0)
+    stage = Stage(stage, m, p, StageSettings(mouth_weight=20.0))
+    frames = stage.frames_needed(np.random.default_rng(1))
+    batch = [src.sample(0, 0, frames)]
+    assert batch[0].mouth.sum() > 0
+    with torch.no_grad():
+        loss_w, logs = stage.loss(batch, torch.Generator().manual_seed(0))
+        plain = Stage(stage.name, m, p, StageSettings(), stage.teacher)
+        loss_p, _ = plain.loss(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss_w) and abs(float(loss_w) - float(loss_p)) > 1e-6
+    if stage.name == "pretrain":
+        assert np.isfinite(logs["mse_mouth"]) and logs["mse_mouth"] > 0
+    init = vae_weights[0] / "vae.safetensors"
+    out = _run(tmp_path, stage.name, 2, 1e-3, init=init, source=src, settings=StageSettings(mouth_weight=20.0))
+    assert out["steps"] == 2 and np.isfinite(out["loss_last"])
+
+
 def test_speaking_windows_hold_speech_and_are_synth_only(tmp_path):
     """--speaking 1: every sample is a window of speech (most windows anywhere in a clip are
     not: the mouth rests); a folder of clips has no such windows to pick."""

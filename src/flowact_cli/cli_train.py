@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk."),
         guidance: float = typer.Option(2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."),
         motion_weight: float = typer.Option(0.0, "--motion-weight", help="vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, hands): sharper moving parts."),
-        mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="vae/decoder: extra L1 weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth only): a mouth the decoder must draw, not copy."),
+        mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="extra loss weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth only). vae/decoder: on its pixels, a mouth the decoder must draw, not copy; pretrain/selfforce/distill: on its latent cells, about 2%% of the frame otherwise."),
         only: Optional[str] = typer.Option(None, "--only", help="Train only the stage's parameters whose names start with one of these comma-separated prefixes (e.g. vae.decoder.ref.,vae.decoder.alpha_out.: a newly grown branch on a frozen decoder)."),
         speaking: float = typer.Option(0.0, "--speaking", help="--data synth: this fraction of the samples is a window of speech (default: windows anywhere, mostly with the mouth at rest)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

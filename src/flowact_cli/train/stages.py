@@ -40,7 +40,8 @@ class StageSettings:
     p_drop_text: float = 0.1
     kl_weight: float = 1e-4
     motion_weight: float = 0.0  # vae/decoder: extra reconstruction weight on pixels that differ from the reference
-    mouth_weight: float = 0.0  # vae/decoder: extra weight on the open mouth (synthetic world's masks)
+    mouth_weight: float = 0.0  # extra loss weight on the open mouth (synthetic world's masks): pixels for
+    # vae/decoder, latent cells for pretrain/selfforce/distill
     teacher_steps: int = 16  # distill: teacher Euler steps per chunk
     guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
 
@@ -158,10 +159,28 @@ class Stage:
         text = self.text_tokens(kept, chunks)
         first_time = float(L + 2 * C - n + 1)
         v = dit.forward_train(ref, xt, t, audio, text, C, first_time, p.model.rope_axes, p.model.rope_theta)
-        err = (v - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (b, n)
+        sq = (v - velocity_target(x0, noise)).pow(2)  # (b, c, n, h, w)
+        logs = {}
+        if self.s.mouth_weight > 0:
+            m = latent_mouth(samples, x0)
+            wm = 1 + self.s.mouth_weight * m
+            err = (sq * wm).mean(dim=(1, 3, 4)) / wm.mean(dim=(1, 3, 4))  # (b, n), weighted per latent frame
+            logs["mse_mouth"] = float((sq.detach() * m).sum() / (m.sum() * sq.shape[1]).clamp_min(1))
+        else:
+            err = sq.mean(dim=(1, 3, 4))  # (b, n)
         w = (t_frames > 0).float()
         loss = (err * w).sum() / w.sum()
-        return loss, {"chunks": chunks, "mse_last": float(err[:, -C:].detach().mean())}
+        return loss, {"chunks": chunks, "mse_last": float(sq[:, :, -C:].detach().mean()), **logs}
+
+    def _mse(self, v: torch.Tensor, target: torch.Tensor, sample: Sample, z: torch.Tensor, chunk: int) -> torch.Tensor:
+        """MSE of one chunk's velocity (1, c, C, h, w); with --mouth-weight, its open-mouth
+        latent cells weigh 1 + W (the clip's latents z give the grid, reference frame first)."""
+        if self.s.mouth_weight <= 0:
+            return F.mse_loss(v, target)
+        C = self.preset.stream.chunk_latents
+        m = latent_mouth([sample], z[:1, :, 1:])[:, :, chunk * C:(chunk + 1) * C]
+        w = 1 + self.s.mouth_weight * m
+        return ((v - target).pow(2) * w).mean() / w.mean()
 
     def _rollout_bank(self, model: FlowActModel, sample: Sample, context: int,
                       gt: torch.Tensor | None, seed: int):
@@ -201,7 +220,7 @@ class Stage:
             a = atrack.tokens(j * C, C)
             tx = ttrack.tokens(s.prompts[j * p.frames_per_chunk])
             v = self.model.dit(interpolate(x0, noise, t), t, a, tx, gen.bank.view(), gen.cos, gen.sin)
-            losses.append(F.mse_loss(v, velocity_target(x0, noise)))
+            losses.append(self._mse(v, velocity_target(x0, noise), s, z, j))
         return torch.stack(losses).mean(), {"context_chunks": n_chunks - 1}
 
     def _distill(self, samples, g):
@@ -243,7 +262,7 @@ class Stage:
             for k, (a_t, b_t) in enumerate(zip(ts, ts[1:])):
                 v = self.model.dit(states[k], torch.full((1,), a_t, device=x.device), sa, stx, sbank, student.cos, student.sin)
                 target_v = (states[k + 1] - states[k]) / (b_t - a_t)  # the velocity that lands on the teacher
-                losses.append(F.mse_loss(v, target_v))
+                losses.append(self._mse(v, target_v, s, z, j))
         return torch.stack(losses).mean(), {"student_steps": len(ts) - 1}
 
 
@@ -273,6 +292,23 @@ def mouth_weights(samples: list[Sample], x: torch.Tensor) -> torch.Tensor:
     m = torch.from_numpy(np.stack([s.mouth for s in samples])).to(x.device, x.dtype)[:, None]  # (b, 1, T-1, H, W)
     m = F.max_pool3d(m, kernel_size=(1, 5, 5), stride=1, padding=(0, 2, 2))
     return torch.cat([torch.zeros_like(m[:, :, :1]), m], dim=2)
+
+
+def latent_mouth(samples: list[Sample], x0: torch.Tensor) -> torch.Tensor:
+    """(b, 1, n, h, w) in [0, 1]: the samples' mouth masks on the latent grid of x0 (b, c, n, h,
+    w), the clip's latents without the reference frame: latent frame k covers video frames
+    [k*T, (k+1)*T). A cell counts when any of its pixels shows the open mouth in any of its
+    frames; dilated by one cell, since the head moves and the VAE's receptive field is wider
+    than a cell. Without its own weight the mouth is about 2% of the flow-matching loss."""
+    if any(s.mouth is None for s in samples):
+        raise FlowactError("--mouth-weight needs mouth masks, which only the synthetic world has: use --data synth")
+    b, _, n, h, w = x0.shape
+    m = torch.from_numpy(np.stack([s.mouth for s in samples])).to(x0.device, torch.float32)  # (b, F, H, W)
+    T = m.shape[1] // n
+    m = m[:, :n * T].reshape(b, n, T, *m.shape[2:]).amax(dim=2)  # (b, n, H, W)
+    m = F.adaptive_max_pool2d(m, (h, w))
+    m = F.max_pool2d(m, 3, stride=1, padding=1)
+    return m[:, None].to(x0.dtype)
 
 
 def _wmean(err: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
