@@ -28,8 +28,12 @@ class FixedSource:
         return self.cache[frames]
 
 
-def test_training_pass_equals_the_streaming_pass_on_a_first_chunk():
+@pytest.mark.parametrize("inject", [False, True])
+def test_training_pass_equals_the_streaming_pass_on_a_first_chunk(inject):
+    import dataclasses
+
     p = load_preset(TINY)
+    p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=inject))
     m = FlowActModel(p)
     m.init_random(0)
     C, L = p.stream.chunk_latents, p.stream.long_term
@@ -43,6 +47,11 @@ def test_training_pass_equals_the_streaming_pass_on_a_first_chunk():
         g.bank.mark_reference()
         v_stream = m.dit(x, torch.tensor([0.7]), audio, text[:, 0], g.bank.view(), g.cos, g.sin)
     assert torch.allclose(v_train, v_stream, atol=1e-5)
+    if inject:  # the injection is live in both passes: other audio, another velocity
+        with torch.no_grad():
+            v_other = m.dit.forward_train(ref, x, t, audio.flip(1), text, C, float(1 + L + C), p.model.rope_axes,
+                                          p.model.rope_theta)
+        assert (v_other - v_train).abs().max() > 1e-3
 
 
 def _run(tmp_path, stage, steps, lr, init=None, preset=None, source=None, **kw):
@@ -230,6 +239,31 @@ def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_
     out = _run(tmp_path, "decoder", 4, 3e-3, init=vae_weights[0] / "vae.safetensors", source=FixedSource(mouth=True),
                settings=StageSettings(mouth_weight=10.0))
     assert out["steps"] == 4 and np.isfinite(out["loss_last"])
+
+
+def test_audio_injection_grows_at_zero_on_weights_without_it(tmp_path, vae_weights):
+    """A transformer stage may start from weights that predate model.audio_inject: the new
+    projection starts at zero (the old model's output, exactly) and learns; a render-time load
+    of such a file into an injecting preset stays an error."""
+    import dataclasses
+
+    from flowact_cli import weights as W
+    from flowact_cli.errors import FlowactError
+
+    p = load_preset(TINY)
+    pi = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=True))
+    init = vae_weights[0] / "vae.safetensors"
+    out = _run(tmp_path, "pretrain", 3, 2e-3, init=init, preset=pi)
+    assert out["steps"] == 3
+    from safetensors.torch import load_file
+
+    grown = load_file(str(tmp_path / "pretrain.safetensors"))
+    assert float(grown["dit.audio_inject.1.weight"].abs().max()) > 0  # it trained away from zero
+    m = FlowActModel(pi)
+    W.load_into(m, W.resolve(pi, weights=init), new_ok=("dit.audio_inject.",))
+    assert float(m.dit.audio_inject[1].weight.abs().max()) == 0
+    with pytest.raises(FlowactError, match="missing"):
+        W.load_into(FlowActModel(pi), W.resolve(pi, weights=init))
 
 
 def test_latent_mouth_maps_masks_onto_the_latent_grid():

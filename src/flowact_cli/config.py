@@ -48,6 +48,9 @@ class ModelConfig:
     # token stream -> weight set: streams that share a set share projection/norm/MLP weights
     weight_sets: dict = field(default_factory=lambda: {"video": "video", "reference": "video",
                                                        "audio": "cond", "text": "cond"})
+    # add each latent frame's audio tokens, normed and projected, to the embeddings of that
+    # frame's video tokens: a direct path from the speech to the frame beside joint attention
+    audio_inject: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ class FlowActModel(nn.Module):
     def __init__(self, preset: Preset):
         super().__init__()
         self.preset = preset
-        self.dit = MMDiT(preset.model, preset.vae.latent_channels, preset.audio.width, preset.text.width)
+        self.dit = MMDiT(preset.model, preset.vae.latent_channels, preset.audio.width, preset.text.width,
+                         preset.audio.tokens_per_latent)
         self.vae = VideoVAE(preset.vae)
         self.audio = AudioEncoder(preset.audio, preset.vae.temporal)
         self.text = TextEncoder(preset.text)

@@ -184,9 +184,11 @@ class MMDiT(nn.Module):
 
     STREAMS = ("video", "reference", "audio", "text")
 
-    def __init__(self, cfg: ModelConfig, latent_channels: int, audio_width: int, text_width: int):
+    def __init__(self, cfg: ModelConfig, latent_channels: int, audio_width: int, text_width: int,
+                 audio_per_latent: int = 4):
         super().__init__()
         self.cfg = cfg
+        self.audio_per_latent = audio_per_latent
         self.patch = cfg.patch
         self.set_of = dict(cfg.weight_sets)
         self.set_names = tuple(dict.fromkeys(self.set_of[s] for s in self.STREAMS))
@@ -204,6 +206,22 @@ class MMDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, self.set_names) for _ in range(cfg.depth))
         self.final_mod = nn.Linear(w, 2 * w)
         self.final = nn.Linear(w, patch_dim)
+        if cfg.audio_inject:
+            # starts at zero: a model grown from weights without it is unchanged until it trains
+            self.audio_inject = nn.Sequential(nn.LayerNorm(audio_per_latent * audio_width),
+                                              nn.Linear(audio_per_latent * audio_width, w))
+            nn.init.zeros_(self.audio_inject[1].weight)
+            nn.init.zeros_(self.audio_inject[1].bias)
+
+    def inject_audio(self, video: torch.Tensor, audio: torch.Tensor | None, frames: int) -> torch.Tensor:
+        """video (b, frames * per, width) embedded tokens, frame-major; audio (b, frames *
+        audio_per_latent, audio_width). With model.audio_inject, every token of latent frame f
+        gets the projection of frame f's audio tokens."""
+        if not self.cfg.audio_inject or audio is None:
+            return video
+        b = video.shape[0]
+        a = self.audio_inject(audio.reshape(b, frames, -1).to(video.dtype))  # (b, frames, width)
+        return (video.view(b, frames, -1, video.shape[-1]) + a[:, :, None]).view_as(video)
 
     # -- patching -----------------------------------------------------------------------
     def patchify(self, z: torch.Tensor) -> torch.Tensor:
@@ -235,6 +253,8 @@ class MMDiT(nn.Module):
         dt = self.stream_type.dtype
         idx = {s: i for i, s in enumerate(self.STREAMS)}
         x = self.embed[video_stream](self.patchify(latents.to(dt))) + self.stream_type[idx[video_stream]]
+        if video_stream == "video":
+            x = self.inject_audio(x, audio, f)
         segments = [(self.set_of[video_stream], x)]
         if audio is not None:
             segments.append((self.set_of["audio"], self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]))
@@ -272,6 +292,7 @@ class MMDiT(nn.Module):
         idx = {s: i for i, s in enumerate(self.STREAMS)}
         per = (h // self.patch) * (w // self.patch)
         video = self.embed["video"](self.patchify(latents.to(dt))) + self.stream_type[idx["video"]]
+        video = self.inject_audio(video, audio, n_frames)
         ref = self.embed["reference"](self.patchify(reference.to(dt))) + self.stream_type[idx["reference"]]
         aud = self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]
         txt = self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]
@@ -341,7 +362,7 @@ class MMDiT(nn.Module):
         """Seeded random init; gates and output are small but non-zero so an untrained
         model still depends on its context (the pipeline is testable without weights)."""
         for name, prm in self.named_parameters():
-            if name.endswith(("q_norm", "k_norm")):
+            if name.endswith(("q_norm", "k_norm")) or name == "audio_inject.0.weight":
                 nn.init.ones_(prm)
             elif name.endswith("bias") or name.endswith("mod_table"):
                 nn.init.zeros_(prm)

@@ -58,7 +58,9 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
     if run.init is not None:
         # the vae/decoder stages may grow the decoder a reference branch that the init predates:
         # it starts at zero (the plain decoder's output) and trains from there
-        new_ok = tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH) if run.stage in ("vae", "decoder") else ()
+        # (and the transformer stages may grow the audio injection, which starts at zero)
+        new_ok = tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH) if run.stage in ("vae", "decoder") \
+            else ("dit.audio_inject.",)
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:
         model.init_random(run.seed)
