@@ -413,3 +413,45 @@ def test_motion_weights_mark_what_differs_from_the_reference():
     err2 = torch.zeros_like(err[:1])
     err2[:, :, 2, 10:12, 20:22] = 1.0  # error only where the frame moved counts more with weights
     assert _wmean(err2, w) > 3 * err2.mean()
+
+
+def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp_path):
+    """scripts/audio_probe.py: with the audio's embedding and injection zeroed the model cannot
+    hear, and the probe must say so exactly (own = zero = other audio); a model with the
+    injection live gives the three different errors. The script runs end to end."""
+    import dataclasses
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from flowact_cli import weights as W
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("audio_probe", root / "scripts" / "audio_probe.py")
+    ap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ap)
+    p = load_preset(TINY)
+    p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=True))
+    samples = ap.speech_windows(3, 2, p, seed=5)
+    assert all(s.mouth[-p.frames_per_chunk:].sum() > 0 for s in samples)  # the scored chunk has an open mouth
+    m = FlowActModel(p)
+    m.init_random(0)
+    live = ap.probe(m.eval(), samples, noise_levels=(1.0,))
+    r = live["noise"]["1.0"]
+    assert r["audio_moves_v"] > 1e-4 and len({r["own"], r["zero"], r["other"]}) == 3 and live["copy"] > 0
+    with torch.no_grad():
+        m.dit.embed["audio"].weight.zero_()
+        m.dit.embed["audio"].bias.zero_()
+        m.dit.audio_inject[1].weight.zero_()
+    deaf = ap.probe(m, samples, noise_levels=(1.0,))["noise"]["1.0"]
+    assert deaf["audio_moves_v"] == 0 and deaf["own"] == deaf["zero"] == deaf["other"]
+    plain = FlowActModel(load_preset(TINY))
+    plain.init_random(1)
+    W.save(plain, tmp_path / "m.safetensors")
+    out = subprocess.run([sys.executable, str(root / "scripts" / "audio_probe.py"), str(tmp_path / "m.safetensors"),
+                          "--preset", TINY, "--clips", "2", "--chunks", "2", "--json", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.splitlines()[-1])
+    assert res["clips"] == 2 and set(res["noise"]) == {"0.6", "0.9", "1.0"}
