@@ -18,8 +18,8 @@ from helpers import TINY
 class FixedSource:
     """One clip, always: a stage that learns must drive its loss down on it."""
 
-    def __init__(self, seed=3, mouth=False):
-        self.inner = SynthSource(seed, 64, 64, seconds=2.0, mouth=mouth)
+    def __init__(self, seed=3, mouth=False, speaking=0.0):
+        self.inner = SynthSource(seed, 64, 64, seconds=2.0, mouth=mouth, speaking=speaking)
         self.cache = {}
 
     def sample(self, step, index, frames):
@@ -455,3 +455,70 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.splitlines()[-1])
     assert res["clips"] == 2 and set(res["noise"]) == {"0.6", "0.9", "1.0"}
+
+
+def _lips_preset():
+    import dataclasses
+
+    from flowact_cli.config import LipsConfig
+
+    return dataclasses.replace(load_preset(TINY), lips=LipsConfig(width=8))
+
+
+def test_lip_refiner_trains_on_closed_mouths_and_runs_in_the_stream(tmp_path, vae_weights):
+    """The lips stage grows a refiner on a finished model (nothing else changes) and lowers
+    its loss on a speaking clip whose mouth its input never shows; the stream then needs the
+    chunk's audio to decode, and the refiner changes the frames."""
+    from safetensors.torch import load_file
+
+    from flowact_cli import weights as W
+    from flowact_cli.errors import FlowactError
+    from flowact_cli.stream.generator import AudioTrack, TextTrack
+
+    src = FixedSource(seed=4, mouth=True, speaking=1.0)
+    s0 = src.sample(0, 0, 8)
+    assert s0.closed.shape == s0.frames.shape and s0.mouth.sum() > 0
+    assert np.abs(s0.closed.astype(int) - s0.frames.astype(int)).max() > 12  # the input really lacks the open mouth
+    init = vae_weights[0] / "vae.safetensors"
+    out = _run(tmp_path, "lips", 30, 3e-3, init=init, preset=_lips_preset(), source=src)
+    assert out["loss_last"] < 0.8 * out["loss_first"], out
+    trained, before = load_file(str(tmp_path / "lips.safetensors")), load_file(str(init))
+    assert any(k.startswith("lips.") for k in trained)
+    assert all(torch.equal(trained[k], v) for k, v in before.items())  # the refiner alone trained
+    with pytest.raises(FlowactError, match="lip refiner"):
+        _run(tmp_path / "none", "lips", 1, 1e-3, init=init, source=src)
+
+    p = _lips_preset()
+    m = FlowActModel(p)
+    W.load_into(m, W.resolve(p, weights=tmp_path / "lips.safetensors"))
+    m.eval()
+    frames = {}
+    for lips in (True, False):
+        if not lips:
+            m.lips = None
+        gen = StreamGenerator(m, 0)
+        gen.start(s0.reference)
+        a = AudioTrack(m, s0.audio, "cpu").tokens(0, 2)
+        z = gen.chunk(0, a, TextTrack(m).tokens("speaking"))
+        if lips:
+            with pytest.raises(ValueError, match="audio tokens"):
+                StreamGenerator(m, 0).decode(z)
+        frames[lips] = gen.decode(z, a)
+    assert frames[True].shape == frames[False].shape == (8, 64, 64, 3)
+    assert np.abs(frames[True].astype(int) - frames[False].astype(int)).max() > 0
+
+
+def test_engine_can_leave_the_lip_refiner_out(tmp_path):
+    import yaml
+
+    from flowact_cli.render import Engine
+
+    doc = yaml.safe_load(open(TINY))
+    doc["lips"] = {"width": 8}
+    yml = tmp_path / "tiny-lips.yaml"
+    yml.write_text(yaml.safe_dump(doc))
+    on = Engine.load(str(yml), device="cpu", random_weights=True)
+    off = Engine.load(str(yml), device="cpu", random_weights=True, lips=False)
+    assert on.model.lips is not None and off.model.lips is None
+    assert "lip refiner on" in on.conditions() and "lip refiner off" in off.conditions()
+    assert "lip refiner" not in Engine.load(TINY, device="cpu", random_weights=True).conditions()

@@ -61,6 +61,7 @@ def render(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's for the device)"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Load weights from this .safetensors file."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
+    no_lips: bool = typer.Option(False, "--no-lips", help="Leave out the preset's lip refiner: the mouth as the transformer and VAE draw it."),
     fit: str = typer.Option("cover", "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
     max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
@@ -108,7 +109,7 @@ def render(
     check_output(out)
     find_ffmpeg(ffmpeg)
     engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads)
+                         seed=seed, threads=threads, lips=not no_lips)
     _warn_random(engine.source)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
         task = bar.add_task("render", total=None, speed="")
@@ -140,6 +141,7 @@ def bench(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (speed does not depend on values)."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights."),
+    no_lips: bool = typer.Option(False, "--no-lips", help="Leave out the preset's lip refiner (to measure what it costs)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON report."),
@@ -161,7 +163,7 @@ def bench(
     from .render import Engine
 
     engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads)
+                         seed=seed, threads=threads, lips=not no_lips)
     _warn_random(engine.source)
     with _progress(f"bench {engine.preset.name}") as bar:
         task = bar.add_task("bench", total=None, speed="")

@@ -12,7 +12,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        stage: str = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill"),
+        stage: str = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | lips (the lip refiner, on a finished model)"),
         preset: str = typer.Option("toon-128", "--preset", help="Preset name or YAML file."),
         data: str = typer.Option("synth", "--data", help="'synth[:SEED]' (the synthetic world, on the fly), a `flowact synth` folder, or a folder of mp4 files with audio."),
         out: Path = typer.Option(Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."),
@@ -47,6 +47,10 @@ def register(app: typer.Typer) -> None:
             flowact train --stage selfforce --init runs/t128/pretrain.safetensors --out runs/t128
 
             flowact train --stage distill --init runs/t128/selfforce.safetensors --out runs/t128
+
+        and, on the finished model, the lip refiner (a preset with a `lips:` section):
+
+            flowact train --stage lips --preset P --init runs/t128/distill.safetensors --data synth --speaking 0.7
 
         Every stage is seeded and resumable (--resume), logs one JSON line per step, and
         writes safetensors. The transformer stages train fastest from a latent cache

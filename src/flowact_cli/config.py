@@ -64,6 +64,12 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class LipsConfig:
+    """The lip refiner (model/lips.py): decoded frames + audio tokens -> the mouth redrawn."""
+    width: int = 16  # channels at full/2 resolution; x2 per halving
+
+
+@dataclass(frozen=True)
 class TextConfig:
     tokens: int = 8
     vocab: int = 4096  # hashed word buckets
@@ -115,6 +121,7 @@ class Preset:
     stream: StreamConfig = StreamConfig()
     sampler: SamplerConfig = SamplerConfig()
     weights: WeightsConfig = WeightsConfig()
+    lips: LipsConfig | None = None  # a lip refiner after the decoder (None: frames as decoded)
     dtype: dict = field(default_factory=lambda: {"cpu": "bfloat16", "cuda": "bfloat16"})
     where: str = ""  # where it is meant to run, for `flowact presets`
 

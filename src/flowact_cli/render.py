@@ -137,7 +137,8 @@ class Engine:
     @classmethod
     def load(cls, preset: str | Preset = DEFAULT_PRESET, *, device: str = "auto", dtype: str | None = None,
              weights: str | Path | None = None, random_weights: bool = False, seed: int = 0,
-             threads: int | None = None) -> "Engine":
+             threads: int | None = None, lips: bool = True) -> "Engine":
+        """`lips=False` leaves a preset's lip refiner out: frames as the VAE decodes them."""
         p = preset if isinstance(preset, Preset) else load_preset(preset)
         dev = pick_device(device)
         dname = dtype or p.dtype.get(dev.type, "float32")
@@ -151,13 +152,16 @@ class Engine:
         with torch.device(dev):
             model = FlowActModel(p)
         W.load_into(model, source)
+        if not lips:
+            model.lips = None
         model.eval().to(device=dev, dtype=DTYPES[dname])
         return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads())
 
     def conditions(self, compiled: bool = False) -> str:
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU x{self.threads} threads"
         return (f"{where}, {str(self.dtype).replace('torch.', '')}, compile {'on' if compiled else 'off'}, "
-                f"kernels {flowact_kernels.backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}")
+                f"kernels {flowact_kernels.backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}"
+                + (f", lip refiner {'on' if self.model.lips is not None else 'off'}" if self.preset.lips else ""))
 
     def render(self, image: str | Path | None, audio: str | Path | None, out: str | Path = "-", *, prompt: str = "",
                seed: int = 0, fit: str = "cover", ffmpeg: str | None = None, max_seconds: float | None = None,
@@ -206,9 +210,9 @@ class Engine:
         failure: list[BaseException] = []
         done_frames = [0]
 
-        def emit(k: int, z: torch.Tensor, keep: int) -> None:
+        def emit(k: int, z: torch.Tensor, keep: int, a: torch.Tensor) -> None:
             t = time.perf_counter()
-            frames = gen.decode(z)[:keep]
+            frames = gen.decode(z, a)[:keep]
             stages["decode"] += time.perf_counter() - t
             writer.write(frames)
             done_frames[0] += len(frames)
@@ -252,11 +256,11 @@ class Engine:
                 chunk_ms.append(dt * 1000)
                 keep = min(per_chunk, total - k * per_chunk)
                 if decoder is None:
-                    emit(k, z, keep)
+                    emit(k, z, keep, a)
                     continue
                 while not failure:
                     try:
-                        latents_q.put((k, z, keep), timeout=0.2)
+                        latents_q.put((k, z, keep, a), timeout=0.2)
                         break
                     except queue.Full:
                         continue

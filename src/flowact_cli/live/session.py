@@ -222,7 +222,8 @@ class LiveSession:
         silence = np.zeros(audio.chunk_samples, np.float32)
         for i in range(2):  # the second chunk's time (first-call costs paid) sets the initial `ahead`
             t = time.perf_counter()
-            warm.decode(warm.chunk(i, audio.tokens(silence, silence), text.tokens(default_prompt("idle"))))
+            a = audio.tokens(silence, silence)
+            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), a)
             warm_s = time.perf_counter() - t
         del warm
         if self.opt.ahead is None:
@@ -332,7 +333,7 @@ class LiveSession:
                 with torch.no_grad():
                     a = audio.tokens(pcm, speech.peek(audio.lookahead_samples))
                     z = gen.chunk(k, a, text.tokens(plan.prompt))
-                    frames = gen.decode(z)
+                    frames = gen.decode(z, a)
                 gen_s = time.perf_counter() - t_gen
                 self._gen_ms.append(gen_s * 1000)
                 if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk

@@ -8,13 +8,15 @@ import torch.nn as nn
 from ..config import Preset
 from .audio import AudioEncoder
 from .mmdit import MMDiT
+from .lips import LipRefiner
 from .text import TextEncoder
 from .vae import VideoVAE
 
 
 class FlowActModel(nn.Module):
-    """Everything one preset needs: the MMDiT, the causal VAE, the audio and text encoders.
-    Its state dict (prefixes dit., vae., audio., text.) is one safetensors file."""
+    """Everything one preset needs: the MMDiT, the causal VAE, the audio and text encoders, and
+    (preset `lips`) the lip refiner. Its state dict (prefixes dit., vae., audio., text., lips.)
+    is one safetensors file."""
 
     def __init__(self, preset: Preset):
         super().__init__()
@@ -24,12 +26,14 @@ class FlowActModel(nn.Module):
         self.vae = VideoVAE(preset.vae)
         self.audio = AudioEncoder(preset.audio, preset.vae.temporal)
         self.text = TextEncoder(preset.text)
+        self.lips = LipRefiner(preset.lips, preset.audio.width, preset.audio.tokens_per_latent,
+                               preset.vae.temporal) if preset.lips is not None else None
 
     def init_random(self, seed: int) -> None:
         """Seeded random weights, drawn on the parameters' own device."""
         g = torch.Generator(device=next(self.parameters()).device).manual_seed(seed)
         with torch.no_grad():
-            for module in (self.vae, self.audio, self.text):
+            for module in (self.vae, self.audio, self.text) + ((self.lips,) if self.lips is not None else ()):
                 for name, prm in module.named_parameters():
                     if prm.dim() > 1:  # matrices and conv kernels: fan-in scaled normal
                         prm.normal_(0.0, prm[0].numel() ** -0.5, generator=g)
@@ -38,6 +42,10 @@ class FlowActModel(nn.Module):
                     else:
                         prm.zero_()
         self.dit.init_random(g)
+        if self.lips is not None:
+            with torch.no_grad():
+                self.lips.head.weight.mul_(0.1)
+                self.lips.head.bias[3].fill_(-2.0)
 
     def param_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("dit", "vae", "audio", "text")}

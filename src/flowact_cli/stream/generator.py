@@ -139,6 +139,13 @@ class StreamGenerator:
         self.bank.commit(index * self.C)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3)."""
-        return to_pixels(self.model.vae.decode(latents.to(self.dtype), self.decoder_state))
+    def decode(self, latents: torch.Tensor, audio: torch.Tensor | None = None) -> np.ndarray:
+        """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). A model with a
+        lip refiner (preset `lips`) then redraws the mouth from the chunk's audio tokens (the
+        ones `chunk` was given), so it needs them."""
+        video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state)
+        if self.model.lips is not None:
+            if audio is None:
+                raise ValueError("this model has a lip refiner: decode(latents, audio) needs the chunk's audio tokens")
+            video = self.model.lips(video, audio.to(self.dtype))
+        return to_pixels(video)

@@ -25,6 +25,7 @@ class Sample:
     prompts: list[str]  # one per frame
     latents: np.ndarray | None = None  # (C, 1 + latents, h, w), reference first: a latent cache's window
     mouth: np.ndarray | None = None  # float32 (frames, H, W) in [0, 1]: where the mouth differs from a closed one (synthetic world only)
+    closed: np.ndarray | None = None  # uint8 (frames, H, W, 3): the same frames drawn with the mouth at rest (synthetic world only)
 
 
 def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
@@ -70,17 +71,25 @@ class SynthSource:
             start = _window(clip.frames, frames, rng)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
-        mouth = mouth_masks(clip, start, video) if self.mouth else None
-        return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts, mouth=mouth)
+        closed = closed_frames(clip, start, frames) if self.mouth else None
+        mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
+        return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts, mouth=mouth,
+                      closed=closed)
 
 
-def mouth_masks(clip, start: int, video: np.ndarray) -> np.ndarray:
+def closed_frames(clip, start: int, count: int) -> np.ndarray:
+    """uint8 (count, H, W, 3): frames start.. of the clip drawn with the mouth at rest (same head,
+    body, eyes)."""
+    from ..world.clip import REST_MOUTH
+
+    return np.stack([clip.renderer.frame(clip.motion, REST_MOUTH, start + i) for i in range(count)])
+
+
+def mouth_masks(clip, start: int, video: np.ndarray, closed: np.ndarray | None = None) -> np.ndarray:
     """(frames, H, W) float32: 1 where frame start+i differs from the same frame drawn with the
     mouth at rest (same head, body, eyes): exactly the open mouth, teeth and lips that moved.
     The world knows this; real video does not (there, `--motion-weight` is the label-free cousin)."""
-    from ..world.clip import REST_MOUTH
-
-    closed = np.stack([clip.renderer.frame(clip.motion, REST_MOUTH, start + i) for i in range(len(video))])
+    closed = closed_frames(clip, start, len(video)) if closed is None else closed
     diff = np.abs(video.astype(np.int16) - closed.astype(np.int16)).max(axis=-1)
     return (diff > 12).astype(np.float32)
 

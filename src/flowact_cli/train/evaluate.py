@@ -81,7 +81,7 @@ def stream(model: FlowActModel, reference: np.ndarray, audio: np.ndarray, prompt
             noise = gen.noise(k)
             z = gen.sampler.sample(velocity, noise)
             gen.remember(k, z, a, tx, noise)
-        out.append(gen.decode(z))
+        out.append(gen.decode(z, a))
     return np.concatenate(out)[:frames]
 
 

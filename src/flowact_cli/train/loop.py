@@ -59,8 +59,9 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
         # the vae/decoder stages may grow the decoder a reference branch that the init predates:
         # it starts at zero (the plain decoder's output) and trains from there
         # (and the transformer stages may grow the audio injection, which starts at zero)
+        # (the lips stage grows the lip refiner on a finished model)
         new_ok = tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH) if run.stage in ("vae", "decoder") \
-            else ("dit.audio_inject.",)
+            else ("lips.",) if run.stage == "lips" else ("dit.audio_inject.",)
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:
         model.init_random(run.seed)
@@ -105,7 +106,7 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     if run.resume and (folder / "ckpt").exists():
         start = load_checkpoint(folder, model, opt)["step"]
     source = source or make_source(run.data, run.preset.video.width, run.preset.video.height, run.seed,
-                                   mouth=run.settings.mouth_weight > 0, speaking=run.speaking)
+                                   mouth=run.settings.mouth_weight > 0 or run.stage == "lips", speaking=run.speaking)
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "log.jsonl").open("a")
     dev = torch.device(run.device)

@@ -30,7 +30,7 @@ from ..stream.generator import StreamGenerator
 from ..stream.sampler import interpolate, velocity_target
 from .data import Sample
 
-STAGES = ("vae", "decoder", "pretrain", "selfforce", "distill")
+STAGES = ("vae", "decoder", "pretrain", "selfforce", "distill", "lips")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class StageSettings:
     # vae/decoder, latent cells for pretrain/selfforce/distill
     teacher_steps: int = 16  # distill: teacher Euler steps per chunk
     guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
+    lips_leak: float = 0.3  # lips: the input's mouth is the closed one plus up to this share of the real one
 
 
 def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
@@ -51,6 +52,11 @@ def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
         return list(model.vae.parameters())
     if stage == "decoder":  # the encoder (so the latent space) stays frozen: sharpen the decoder only
         return list(model.vae.decoder.parameters())
+    if stage == "lips":  # everything else stays as it is: the refiner learns on top of it
+        if model.lips is None:
+            raise FlowactError(f"the lips stage trains the lip refiner, and preset '{model.preset.name}' has none "
+                               "(add a `lips:` section, e.g. `lips: {width: 16}`)")
+        return list(model.lips.parameters())
     return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
 
 
@@ -77,6 +83,8 @@ class Stage:
         p = self.preset
         if self.name in ("vae", "decoder"):
             return 2 * p.vae.temporal * p.stream.chunk_latents
+        if self.name == "lips":
+            return p.vae.temporal * p.stream.chunk_latents
         return self.chunks(step_rng) * p.stream.chunk_latents * p.vae.temporal
 
     def chunks(self, rng: np.random.Generator) -> int:
@@ -126,6 +134,38 @@ class Stage:
         mse = F.mse_loss(rec.detach().clamp(-1, 1), x)
         psnr = float(10 * torch.log10(4.0 / mse.clamp_min(1e-10)))
         return loss, {"l1": float(l1.detach()), "kl": float(kl.detach()), "psnr": psnr}
+
+    def _lips(self, samples, g):
+        """The lip refiner learns to redraw the mouth from the audio alone: its input is the
+        clip decoded through the (frozen) VAE with the mouth at rest, plus a random share (up to
+        lips_leak) of the real mouth's decoding, as a transformer's weak mouth would give; the
+        target is the frame as the world drew it. L1, the mouth weighted 1 + mouth_weight
+        (default 20)."""
+        if any(s.closed is None or s.mouth is None for s in samples):
+            raise FlowactError("the lips stage needs the world's closed-mouth frames: use --data synth")
+        m = self.model
+        dev = next(m.lips.parameters()).device
+        x = to_video(samples, dev)
+        closed = to_video([Sample(s.reference, s.closed, s.audio, s.prompts) for s in samples], dev)
+        b, T = x.shape[0], x.shape[2] - 1
+        with torch.no_grad():
+            vae, ref = m.vae, x[:, :, 0]
+            dec_closed = vae.decoder(vae.encoder(closed)[0], reference=ref)[:, :, 1:].float()
+            dec_real = vae.decoder(vae.encoder(x)[0], reference=ref)[:, :, 1:].float()
+            leak = torch.rand(b, generator=g, device=dev) * self.s.lips_leak
+            inp = dec_closed + leak.view(b, 1, 1, 1, 1) * (dec_real - dec_closed)
+            tokens = self.audio_tokens(samples, T // self.preset.vae.temporal)
+        out = m.lips(inp, tokens).float()
+        target = x[:, :, 1:]
+        mouth = mouth_weights(samples, x)[:, :, 1:]
+        w = 1 + (self.s.mouth_weight or 20.0) * mouth
+        loss = _wmean((out - target).abs(), w)
+        with torch.no_grad():
+            on_mouth = mouth.sum().clamp_min(1) * 3
+            logs = {"mouth_l1": float(((out - target).abs() * mouth).sum() / on_mouth),
+                    "mouth_l1_input": float(((inp - target).abs() * mouth).sum() / on_mouth),
+                    "l1": float((out - target).abs().mean())}
+        return loss, logs
 
     @torch.no_grad()
     def latents(self, samples) -> torch.Tensor:
