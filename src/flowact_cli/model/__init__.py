@@ -45,7 +45,6 @@ class FlowActModel(nn.Module):
         if self.lips is not None:
             with torch.no_grad():
                 self.lips.head.weight.mul_(0.1)
-                self.lips.head.bias[3].fill_(-2.0)
 
     def param_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("dit", "vae", "audio", "text")}

@@ -26,6 +26,7 @@ class Sample:
     latents: np.ndarray | None = None  # (C, 1 + latents, h, w), reference first: a latent cache's window
     mouth: np.ndarray | None = None  # float32 (frames, H, W) in [0, 1]: where the mouth differs from a closed one (synthetic world only)
     closed: np.ndarray | None = None  # uint8 (frames, H, W, 3): the same frames drawn with the mouth at rest (synthetic world only)
+    visemes: np.ndarray | None = None  # float32 (frames, 5) in [0, 1]: the world's mouth parameters (MOUTH_KEYS; synthetic world only)
 
 
 def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
@@ -73,8 +74,9 @@ class SynthSource:
         prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
         closed = closed_frames(clip, start, frames) if self.mouth else None
         mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
+        visemes = clip.mouth.stack()[start:start + frames].astype(np.float32) if self.mouth else None
         return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts, mouth=mouth,
-                      closed=closed)
+                      closed=closed, visemes=visemes)
 
 
 def closed_frames(clip, start: int, count: int) -> np.ndarray:
