@@ -12,7 +12,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        stage: str = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | lips (the lip refiner, on a finished model)"),
+        stage: str = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | visemes (the lip refiner's ear: audio -> mouth parameters, no frames drawn) | lips (the lip refiner, on a finished model)"),
         preset: str = typer.Option("toon-128", "--preset", help="Preset name or YAML file."),
         data: str = typer.Option("synth", "--data", help="'synth[:SEED]' (the synthetic world, on the fly), a `flowact synth` folder, or a folder of mp4 files with audio."),
         out: Path = typer.Option(Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."),

@@ -49,9 +49,10 @@ class SynthSource:
     """Clips made on demand by the synthetic world (no disk)."""
 
     def __init__(self, seed: int, width: int, height: int, seconds: float = 4.0, mouth: bool = False,
-                 speaking: float = 0.0):
+                 speaking: float = 0.0, video: bool = True):
         self.seed, self.width, self.height, self.seconds = seed, width, height, seconds
         self.mouth = mouth  # also return mouth masks (renders every frame twice)
+        self.video = video  # False: audio, prompts and visemes only, no frames drawn (about 40x faster)
         # this fraction of the samples is a window of speech (else: anywhere in the clip, where
         # most windows are idle, listening or thinking and the mouth rests)
         self.speaking = speaking
@@ -70,11 +71,13 @@ class SynthSource:
         else:
             clip = make_clip(seed, seconds, self.width, self.height, split="train")
             start = _window(clip.frames, frames, rng)
-        video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
+        visemes = clip.mouth.stack()[start:start + frames].astype(np.float32) if self.mouth or not self.video else None
+        if not self.video:
+            return Sample(clip.reference(), None, _cut_audio(clip.audio, start, frames), prompts, visemes=visemes)
+        video = np.stack([clip.render(i) for i in range(start, start + frames)])
         closed = closed_frames(clip, start, frames) if self.mouth else None
         mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
-        visemes = clip.mouth.stack()[start:start + frames].astype(np.float32) if self.mouth else None
         return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts, mouth=mouth,
                       closed=closed, visemes=visemes)
 
@@ -169,15 +172,17 @@ def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack(out)
 
 
-def make_source(data: str, width: int, height: int, seed: int, mouth: bool = False, speaking: float = 0.0):
+def make_source(data: str, width: int, height: int, seed: int, mouth: bool = False, speaking: float = 0.0,
+                video: bool = True):
     """`synth` or `synth:SEED` for the on-the-fly world, a latent cache folder (`flowact train
     --stage cache`), else a folder of clips. `mouth`: the world also returns mouth masks;
-    `speaking`: the world's fraction of speech windows."""
+    `speaking`: the world's fraction of speech windows; `video` False: the world draws no frames
+    (a stage that needs only audio and the world's labels)."""
     if not 0.0 <= speaking <= 1.0:
         raise FlowactError(f"--speaking is a fraction of the samples, 0 to 1 (got {speaking:g})")
     if data == "synth" or data.startswith("synth:"):
         return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height, mouth=mouth,
-                           speaking=speaking)
+                           speaking=speaking, video=video)
     if speaking:
         raise FlowactError("--speaking picks speech windows in the synthetic world: use --data synth")
     if (Path(data) / "cache.json").exists():

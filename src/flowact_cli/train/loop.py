@@ -61,7 +61,7 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
         # (and the transformer stages may grow the audio injection, which starts at zero)
         # (the lips stage grows the lip refiner on a finished model)
         new_ok = tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH) if run.stage in ("vae", "decoder") \
-            else ("lips.",) if run.stage == "lips" else ("dit.audio_inject.",)
+            else ("lips.",) if run.stage in ("lips", "visemes") else ("dit.audio_inject.",)
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:
         model.init_random(run.seed)
@@ -106,7 +106,8 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     if run.resume and (folder / "ckpt").exists():
         start = load_checkpoint(folder, model, opt)["step"]
     source = source or make_source(run.data, run.preset.video.width, run.preset.video.height, run.seed,
-                                   mouth=run.settings.mouth_weight > 0 or run.stage == "lips", speaking=run.speaking)
+                                   mouth=run.settings.mouth_weight > 0 or run.stage == "lips", speaking=run.speaking,
+                                   video=run.stage != "visemes")
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "log.jsonl").open("a")
     dev = torch.device(run.device)

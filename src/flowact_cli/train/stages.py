@@ -30,7 +30,7 @@ from ..stream.generator import StreamGenerator
 from ..stream.sampler import interpolate, velocity_target
 from .data import Sample
 
-STAGES = ("vae", "decoder", "pretrain", "selfforce", "distill", "lips")
+STAGES = ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips")
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
         return list(model.vae.parameters())
     if stage == "decoder":  # the encoder (so the latent space) stays frozen: sharpen the decoder only
         return list(model.vae.decoder.parameters())
-    if stage == "lips":  # everything else stays as it is: the refiner learns on top of it
+    if stage in ("lips", "visemes"):  # everything else stays as it is: the refiner learns on top of it
         if model.lips is None:
-            raise FlowactError(f"the lips stage trains the lip refiner, and preset '{model.preset.name}' has none "
+            raise FlowactError(f"the {stage} stage trains the lip refiner, and preset '{model.preset.name}' has none "
                                "(add a `lips:` section, e.g. `lips: {width: 16}`)")
-        return list(model.lips.parameters())
+        return list(model.lips.audio_mlp.parameters() if stage == "visemes" else model.lips.parameters())
     return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
 
 
@@ -85,6 +85,8 @@ class Stage:
             return 2 * p.vae.temporal * p.stream.chunk_latents
         if self.name == "lips":
             return p.vae.temporal * p.stream.chunk_latents
+        if self.name == "visemes":
+            return 4 * p.vae.temporal * p.stream.chunk_latents
         return self.chunks(step_rng) * p.stream.chunk_latents * p.vae.temporal
 
     def chunks(self, rng: np.random.Generator) -> int:
@@ -134,6 +136,23 @@ class Stage:
         mse = F.mse_loss(rec.detach().clamp(-1, 1), x)
         psnr = float(10 * torch.log10(4.0 / mse.clamp_min(1e-10)))
         return loss, {"l1": float(l1.detach()), "kl": float(kl.detach()), "psnr": psnr}
+
+    def _visemes(self, samples, g):
+        """The lip refiner's ear alone: the chunk's audio tokens -> each frame's mouth parameters,
+        against the world's (squared error). No frames are drawn, so a step costs ~1/40 of a lips
+        step and the ear can hear many more voices before the lips stage. "r2": 1 - error / the
+        batch's variance (0: no better than the mean mouth)."""
+        if any(s.visemes is None for s in samples):
+            raise FlowactError("the visemes stage needs the world's mouth parameters: use --data synth")
+        m = self.model
+        dev = next(m.lips.parameters()).device
+        T = len(samples[0].visemes)
+        with torch.no_grad():
+            tokens = self.audio_tokens(samples, T // self.preset.vae.temporal)
+        gt = torch.from_numpy(np.stack([s.visemes for s in samples])).to(dev).reshape(len(samples) * T, -1)
+        pred = m.lips.visemes(tokens, T).float()
+        loss = F.mse_loss(pred, gt)
+        return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
 
     def _lips(self, samples, g):
         """The lip refiner learns to redraw the mouth from the audio alone: its input is the
