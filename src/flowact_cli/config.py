@@ -67,6 +67,7 @@ class AudioConfig:
 class LipsConfig:
     """The lip refiner (model/lips.py): decoded frames + audio tokens -> the mouth redrawn."""
     width: int = 16  # channels at full/2 resolution; x2 per halving
+    ear_width: int = 96  # the ear's channels (1-D convs over the mel)
 
 
 @dataclass(frozen=True)

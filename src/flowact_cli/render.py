@@ -210,9 +210,9 @@ class Engine:
         failure: list[BaseException] = []
         done_frames = [0]
 
-        def emit(k: int, z: torch.Tensor, keep: int, a: torch.Tensor) -> None:
+        def emit(k: int, z: torch.Tensor, keep: int, mel: torch.Tensor) -> None:
             t = time.perf_counter()
-            frames = gen.decode(z, a)[:keep]
+            frames = gen.decode(z, mel)[:keep]
             stages["decode"] += time.perf_counter() - t
             writer.write(frames)
             done_frames[0] += len(frames)
@@ -246,6 +246,7 @@ class Engine:
                 t = time.perf_counter()
                 with torch.no_grad():
                     a = atrack.tokens(k * p.stream.chunk_latents, p.stream.chunk_latents)
+                    mel = atrack.last_windows
                 sync()
                 t1 = time.perf_counter()
                 stages["audio"] += t1 - t
@@ -256,11 +257,11 @@ class Engine:
                 chunk_ms.append(dt * 1000)
                 keep = min(per_chunk, total - k * per_chunk)
                 if decoder is None:
-                    emit(k, z, keep, a)
+                    emit(k, z, keep, mel)
                     continue
                 while not failure:
                     try:
-                        latents_q.put((k, z, keep, a), timeout=0.2)
+                        latents_q.put((k, z, keep, mel), timeout=0.2)
                         break
                     except queue.Full:
                         continue

@@ -223,7 +223,7 @@ class LiveSession:
         for i in range(2):  # the second chunk's time (first-call costs paid) sets the initial `ahead`
             t = time.perf_counter()
             a = audio.tokens(silence, silence)
-            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), a)
+            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), audio.last_windows)
             warm_s = time.perf_counter() - t
         del warm
         if self.opt.ahead is None:
@@ -333,7 +333,7 @@ class LiveSession:
                 with torch.no_grad():
                     a = audio.tokens(pcm, speech.peek(audio.lookahead_samples))
                     z = gen.chunk(k, a, text.tokens(plan.prompt))
-                    frames = gen.decode(z, a)
+                    frames = gen.decode(z, audio.last_windows)
                 gen_s = time.perf_counter() - t_gen
                 self._gen_ms.append(gen_s * 1000)
                 if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk

@@ -132,5 +132,6 @@ class IncrementalAudio:
         keep = self.prefix_latents * self.per_latent + self.C * self.per_latent + self.encoder.lookahead
         mel = mel[self.MARGIN: self.MARGIN + keep]
         win = self.encoder.windows(mel, self.prefix_latents, self.C)[None]
+        self.last_windows = win  # (1, C, window, bins): what a lip refiner reads
         self._history = np.concatenate([self._history, chunk_samples])[-self.history_samples:]
         return self.encoder(win)

@@ -26,7 +26,7 @@ class FlowActModel(nn.Module):
         self.vae = VideoVAE(preset.vae)
         self.audio = AudioEncoder(preset.audio, preset.vae.temporal)
         self.text = TextEncoder(preset.text)
-        self.lips = LipRefiner(preset.lips, preset.audio.width, preset.audio.tokens_per_latent,
+        self.lips = LipRefiner(preset.lips, preset.audio.mel_bins, self.audio.context, self.audio.per_latent,
                                preset.vae.temporal) if preset.lips is not None else None
 
     def init_random(self, seed: int) -> None:

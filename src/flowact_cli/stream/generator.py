@@ -38,7 +38,10 @@ class AudioTrack:
             self.mel = self.encoder.mel(torch.from_numpy(samples).to(device))
 
     def tokens(self, first_latent: int, count: int) -> torch.Tensor:
+        """(1, count * tokens_per_latent, width); the mel windows they came from stay in
+        `last_windows` (1, count, window, bins): a lip refiner reads those."""
         win = self.encoder.windows(self.mel, first_latent, count)[None]
+        self.last_windows = win
         return self.encoder(win)
 
 
@@ -139,13 +142,13 @@ class StreamGenerator:
         self.bank.commit(index * self.C)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, audio: torch.Tensor | None = None) -> np.ndarray:
+    def decode(self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None) -> np.ndarray:
         """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). A model with a
-        lip refiner (preset `lips`) then redraws the mouth from the chunk's audio tokens (the
-        ones `chunk` was given), so it needs them."""
+        lip refiner (preset `lips`) then redraws the mouth from the chunk's mel windows (1, C,
+        window, bins): the `last_windows` of the audio track that gave `chunk` its tokens."""
         video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state)
         if self.model.lips is not None:
-            if audio is None:
-                raise ValueError("this model has a lip refiner: decode(latents, audio) needs the chunk's audio tokens")
-            video = self.model.lips(video, audio.to(self.dtype))
+            if mel_windows is None:
+                raise ValueError("this model has a lip refiner: decode(latents, mel_windows) needs the chunk's mel windows")
+            video = self.model.lips(video, mel_windows)
         return to_pixels(video)

@@ -81,7 +81,7 @@ def stream(model: FlowActModel, reference: np.ndarray, audio: np.ndarray, prompt
             noise = gen.noise(k)
             z = gen.sampler.sample(velocity, noise)
             gen.remember(k, z, a, tx, noise)
-        out.append(gen.decode(z, a))
+        out.append(gen.decode(z, atrack.last_windows))
     return np.concatenate(out)[:frames]
 
 

@@ -56,7 +56,8 @@ def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
         if model.lips is None:
             raise FlowactError(f"the {stage} stage trains the lip refiner, and preset '{model.preset.name}' has none "
                                "(add a `lips:` section, e.g. `lips: {width: 16}`)")
-        return list(model.lips.audio_mlp.parameters() if stage == "visemes" else model.lips.parameters())
+        ear = ("ear_",)
+        return [prm for n, prm in model.lips.named_parameters() if (stage != "visemes" or n.startswith(ear))]
     return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
 
 
@@ -86,7 +87,7 @@ class Stage:
         if self.name == "lips":
             return p.vae.temporal * p.stream.chunk_latents
         if self.name == "visemes":
-            return 4 * p.vae.temporal * p.stream.chunk_latents
+            return 8 * p.vae.temporal * p.stream.chunk_latents
         return self.chunks(step_rng) * p.stream.chunk_latents * p.vae.temporal
 
     def chunks(self, rng: np.random.Generator) -> int:
@@ -97,11 +98,14 @@ class Stage:
         return int(rng.integers(2, most + 2))  # selfforce / distill: at least one context chunk
 
     # -- shared conditioning ---------------------------------------------------------------
-    def audio_tokens(self, samples: list[Sample], latents: int) -> torch.Tensor:
+    def audio_windows(self, samples: list[Sample], latents: int) -> torch.Tensor:
+        """(b, latents, window, bins): each latent frame's log-mel window, as the audio encoder reads it."""
         enc = self.model.audio
         dev = next(enc.parameters()).device
-        wins = torch.stack([enc.windows(enc.mel(torch.from_numpy(s.audio).to(dev)), 0, latents) for s in samples])
-        return enc(wins)
+        return torch.stack([enc.windows(enc.mel(torch.from_numpy(s.audio).to(dev)), 0, latents) for s in samples])
+
+    def audio_tokens(self, samples: list[Sample], latents: int) -> torch.Tensor:
+        return self.model.audio(self.audio_windows(samples, latents))
 
     def text_tokens(self, samples: list[Sample], chunks: int) -> torch.Tensor:
         per = self.preset.frames_per_chunk
@@ -138,7 +142,7 @@ class Stage:
         return loss, {"l1": float(l1.detach()), "kl": float(kl.detach()), "psnr": psnr}
 
     def _visemes(self, samples, g):
-        """The lip refiner's ear alone: the chunk's audio tokens -> each frame's mouth parameters,
+        """The lip refiner's ear alone: the chunk's mel windows -> each frame's mouth parameters,
         against the world's (squared error). No frames are drawn, so a step costs ~1/40 of a lips
         step and the ear can hear many more voices before the lips stage. "r2": 1 - error / the
         batch's variance (0: no better than the mean mouth)."""
@@ -147,10 +151,9 @@ class Stage:
         m = self.model
         dev = next(m.lips.parameters()).device
         T = len(samples[0].visemes)
-        with torch.no_grad():
-            tokens = self.audio_tokens(samples, T // self.preset.vae.temporal)
+        wins = self.audio_windows(samples, T // self.preset.vae.temporal)
         gt = torch.from_numpy(np.stack([s.visemes for s in samples])).to(dev).reshape(len(samples) * T, -1)
-        pred = m.lips.visemes(tokens, T).float()
+        pred = m.lips.visemes(wins, T).float()
         loss = F.mse_loss(pred, gt)
         return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
 
@@ -181,11 +184,11 @@ class Stage:
             dec_real = vae.decoder(vae.encoder(x)[0], reference=ref)[:, :, 1:].float()
             leak = torch.rand(b, generator=g, device=dev) * self.s.lips_leak
             inp = dec_closed + leak.view(b, 1, 1, 1, 1) * (dec_real - dec_closed)
-            tokens = self.audio_tokens(samples, T // self.preset.vae.temporal)
+            wins = self.audio_windows(samples, T // self.preset.vae.temporal)
         gt = torch.from_numpy(np.stack([s.visemes for s in samples])).to(dev).reshape(b * T, -1)
-        pred = m.lips.visemes(tokens, T).float()
+        pred = m.lips.visemes(wins, T).float()
         forced = (torch.rand(b, generator=g, device=dev) < 0.5).repeat_interleave(T)[:, None]
-        out = m.lips(inp, tokens, visemes=torch.where(forced, gt, pred)).float()
+        out = m.lips(inp, wins, visemes=torch.where(forced, gt, pred)).float()
         mouth = mouth_weights(samples, x)[:, :, 1:]
         target = inp + mouth * (x[:, :, 1:] - inp)
         w = 1 + (self.s.mouth_weight or 20.0) * mouth
