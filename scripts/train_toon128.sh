@@ -6,6 +6,7 @@
 #       -> selfforce -> distill (3 steps)
 #   decoder -> refdecoder (the same decoder grown a reference branch: vae.ref_decoder)
 #           -> refdecoder with --mouth-weight (the world's mouth masks)
+#       -> lips (the lip refiner) -> visemes (its ear alone) -> calibrate_lips
 #       -> ship (bf16 into the package, sha256 into the preset)
 #   ablation: distill straight from pretrain (no self-forcing), for the drift comparison
 #
@@ -24,7 +25,7 @@ T=${THREADS:-1}  # per process: two stages run side by side where they can
 mkdir -p "$OUT"
 # every stage before the last trains the plain decoder (no reference branch): the preset minus ref_decoder
 PLAIN="$OUT/toon-128-plain.yaml"
-sed 's/, ref_decoder: true//' presets/toon-128.yaml > "$PLAIN"
+sed 's/, ref_decoder: true//' presets/toon-128.yaml | grep -v '^lips:' > "$PLAIN"
 common=(--preset "$PLAIN" --out "$OUT" --device "$DEVICE" --save-every 50 --resume --threads "$T")
 
 flowact train --stage vae --data synth:7 --batch 4 --lr 3e-4 --steps "${STEPS_VAE:-800}" "${common[@]}"
@@ -54,4 +55,26 @@ flowact train --stage decoder --preset presets/toon-128.yaml --data synth:11 --i
 flowact train --stage decoder --preset presets/toon-128.yaml --data synth:13 --init "$OUT/ref/decoder.safetensors" \
   --batch 4 --lr 3e-4 --warmup 20 --decay 0.4 --motion-weight 4 --mouth-weight 20 --steps "${STEPS_MOUTH:-1100}" \
   --out "$OUT/ref-mouth" --device "$DEVICE" --save-every 100 --resume --threads "${THREADS_REF:-2}"
-python scripts/ship_weights.py --weights "$OUT/distill.safetensors" --decoder "$OUT/ref-mouth/decoder.safetensors"
+NOLIPS="$OUT/toon-128-nolips.yaml"  # the preset before the lip refiner
+grep -v '^lips:' presets/toon-128.yaml > "$NOLIPS"
+python scripts/ship_weights.py --preset "$NOLIPS" --weights "$OUT/distill.safetensors" \
+  --decoder "$OUT/ref-mouth/decoder.safetensors" --out "$OUT/base.safetensors"
+# the lip refiner (preset `lips:`), grown on the finished model: drawing and ear together on the
+# world's frames with the mouth closed in its input, then the ear alone on audio the world
+# makes without drawing (many more voices per second), then the ear's calibration
+flowact train --stage lips --preset presets/toon-128.yaml --data synth:31 --init "$OUT/base.safetensors" \
+  --batch 8 --lr 1e-3 --warmup 30 --decay 0.3 --speaking 0.7 --steps "${STEPS_LIPS:-500}" --out "$OUT/lips" \
+  --device "$DEVICE" --save-every 50 --resume --threads "${THREADS_REF:-2}"
+flowact train --stage visemes --preset presets/toon-128.yaml --data synth:41 --init "$OUT/lips/lips.safetensors" \
+  --batch 32 --lr 1e-3 --warmup 30 --decay 0.3 --speaking 0.7 --steps "${STEPS_EAR:-300}" --out "$OUT/lips" \
+  --device "$DEVICE" --save-every 100 --resume --threads "${THREADS_REF:-2}"
+# round 2: both again, at half the learning rate
+flowact train --stage lips --preset presets/toon-128.yaml --data synth:33 --init "$OUT/lips/visemes.safetensors" \
+  --batch 8 --lr 5e-4 --warmup 10 --decay 0.5 --speaking 0.7 --steps "${STEPS_LIPS2:-300}" --out "$OUT/lips2" \
+  --device "$DEVICE" --save-every 50 --resume --threads "${THREADS_REF:-2}"
+flowact train --stage visemes --preset presets/toon-128.yaml --data synth:43 --init "$OUT/lips2/lips.safetensors" \
+  --batch 32 --lr 5e-4 --warmup 10 --decay 0.5 --speaking 0.7 --steps "${STEPS_EAR2:-300}" --out "$OUT/lips2" \
+  --device "$DEVICE" --save-every 100 --resume --threads "${THREADS_REF:-2}"
+python scripts/calibrate_lips.py --preset presets/toon-128.yaml --weights "$OUT/lips2/visemes.safetensors" \
+  --out "$OUT/lips/calibrated.safetensors"
+python scripts/ship_weights.py --weights "$OUT/lips/calibrated.safetensors"

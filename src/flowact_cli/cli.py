@@ -215,7 +215,7 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     if as_json:
         _emit_json({"presets": rows})
         return
-    t = Table(title="flowact presets (FLOPs: NFE passes + memory pass + VAE decode, per chunk)")
+    t = Table(title="flowact presets (FLOPs: NFE passes + memory pass + VAE decode and lip refiner, per chunk)")
     for col in ("preset", "size", "fps", "chunk", "steps", "params", "GFLOP/chunk", "real time needs", "weights", "runs on"):
         t.add_column(col)
     for r in rows:

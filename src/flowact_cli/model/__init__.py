@@ -47,7 +47,8 @@ class FlowActModel(nn.Module):
                 self.lips.head.weight.mul_(0.1)
 
     def param_counts(self) -> dict[str, int]:
-        return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("dit", "vae", "audio", "text")}
+        names = ("dit", "vae", "audio", "text") + (("lips",) if self.lips is not None else ())
+        return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in names}
 
 
 __all__ = ["FlowActModel", "AudioEncoder", "MMDiT", "TextEncoder", "VideoVAE"]

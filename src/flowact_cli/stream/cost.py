@@ -20,7 +20,7 @@ class ChunkCost:
     chunk_tokens: int  # query tokens of one pass (video + audio + text)
     bank_tokens: int  # bank capacity, all regions
     flops_per_pass: int  # one MMDiT pass over a chunk
-    flops_per_chunk: int  # NFE passes + the memory pass + VAE decode
+    flops_per_chunk: int  # NFE passes + the memory pass + VAE decode (+ the lip refiner)
     decode_flops: int
     shapes: dict  # name -> shape of one chunk step's tensors
 
@@ -49,11 +49,13 @@ def chunk_cost(preset: Preset) -> ChunkCost:
         bank.commit(0)
         st = DecoderState()
         model.vae.decode(z[:, :, :1], st, reference=torch.empty(1, 3, p.video.height, p.video.width, device="meta"))
+        win = model.audio.windows(torch.empty(400, p.audio.mel_bins, device="meta"), 0, c)
         with FlopCounterMode(display=False) as fc:
             frames = model.vae.decode(z, st)
+            if model.lips is not None:  # the lip refiner runs in the decode stage
+                frames = model.lips(frames, win[None])
         decode = fc.get_total_flops()
         shapes["frames"] = tuple(frames.shape)
-        win = model.audio.windows(torch.empty(400, p.audio.mel_bins, device="meta"), 0, c)
         shapes["audio_windows"] = tuple(win.shape)
         shapes["audio_encoder_out"] = tuple(model.audio(win[None]).shape)
     nfe = len(p.sampler_timesteps()) - 1
