@@ -31,21 +31,14 @@ import torch
 
 def speech_windows(count: int, chunks: int, preset, seed: int):
     """`count` held-out speech windows of `chunks` chunks each, with mouth masks."""
-    from flowact_cli.train.data import Sample, _cut_audio, _prompt_at, mouth_masks
-    from flowact_cli.world.clip import FPS, make_clip, split_seed
+    from flowact_cli.train.data import Sample, _cut_audio, _prompt_at, heldout_speech, mouth_masks
+    from flowact_cli.world.clip import FPS
 
-    w, h = preset.video.width, preset.video.height
     frames = chunks * preset.frames_per_chunk
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
-        clip = make_clip(split_seed(int(rng.integers(0, 2**31 - 17)), "heldout"), max(4.0, frames / FPS + 1.0), w, h,
-                         split="heldout", first_state="speaking", lead=0.0)
-        u = clip.utterances[0]
-        last = min(clip.frames, int((u.start + u.speech.seconds) * FPS)) - frames
-        if last < 0:  # an utterance shorter than the window: draw another clip
-            continue
-        start = int(rng.integers(0, last + 1))
+        clip, start = heldout_speech(rng, frames, preset.video.width, preset.video.height, max(4.0, frames / FPS + 1.0))
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
         out.append(Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts,

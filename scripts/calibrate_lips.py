@@ -49,18 +49,12 @@ class _HeldOut:
         self.p, self.rng = p, np.random.default_rng(seed)
 
     def sample(self, step, index, frames):
-        from flowact_cli.train.data import Sample, _cut_audio
-        from flowact_cli.world.clip import FPS, make_clip, split_seed
+        from flowact_cli.train.data import Sample, _cut_audio, heldout_speech
+        from flowact_cli.world.clip import FPS
 
-        while True:
-            clip = make_clip(split_seed(int(self.rng.integers(0, 2**31 - 17)), "heldout"), frames / FPS + 1.0,
-                             self.p.video.width, self.p.video.height, split="heldout", first_state="speaking", lead=0.0)
-            u = clip.utterances[0]
-            last = min(clip.frames, int((u.start + u.speech.seconds) * FPS)) - frames
-            if last >= 0:
-                start = int(self.rng.integers(0, last + 1))
-                return Sample(clip.reference(), None, _cut_audio(clip.audio, start, frames), [""] * frames,
-                              visemes=clip.mouth.stack()[start:start + frames].astype(np.float32))
+        clip, start = heldout_speech(self.rng, frames, self.p.video.width, self.p.video.height, frames / FPS + 1.0)
+        return Sample(clip.reference(), None, _cut_audio(clip.audio, start, frames), [""] * frames,
+                      visemes=clip.mouth.stack()[start:start + frames].astype(np.float32))
 
 
 def stats(pred, true, scale=None, shift=None):

@@ -62,19 +62,17 @@ python scripts/ship_weights.py --preset "$NOLIPS" --weights "$OUT/distill.safete
 # the lip refiner (preset `lips:`), grown on the finished model: drawing and ear together on the
 # world's frames with the mouth closed in its input, then the ear alone on audio the world
 # makes without drawing (many more voices per second), then the ear's calibration
-flowact train --stage lips --preset presets/toon-128.yaml --data synth:31 --init "$OUT/base.safetensors" \
-  --batch 8 --lr 1e-3 --warmup 30 --decay 0.3 --speaking 0.7 --steps "${STEPS_LIPS:-500}" --out "$OUT/lips" \
-  --device "$DEVICE" --save-every 50 --resume --threads "${THREADS_REF:-2}"
-flowact train --stage visemes --preset presets/toon-128.yaml --data synth:41 --init "$OUT/lips/lips.safetensors" \
-  --batch 32 --lr 1e-3 --warmup 30 --decay 0.3 --speaking 0.7 --steps "${STEPS_EAR:-300}" --out "$OUT/lips" \
-  --device "$DEVICE" --save-every 100 --resume --threads "${THREADS_REF:-2}"
+# one round: lips then visemes. lips_round DIR INIT LIPS_SEED EAR_SEED LR WARMUP DECAY LIPS_STEPS EAR_STEPS
+lips_round() {
+  local lips=(--preset presets/toon-128.yaml --speaking 0.7 --lr "$5" --warmup "$6" --decay "$7" --out "$1"
+              --device "$DEVICE" --resume --threads "${THREADS_REF:-2}")
+  flowact train --stage lips --data "synth:$3" --init "$2" --batch 8 --steps "$8" --save-every 50 "${lips[@]}"
+  flowact train --stage visemes --data "synth:$4" --init "$1/lips.safetensors" --batch 32 --steps "$9" \
+    --save-every 100 "${lips[@]}"
+}
+lips_round "$OUT/lips" "$OUT/base.safetensors" 31 41 1e-3 30 0.3 "${STEPS_LIPS:-500}" "${STEPS_EAR:-300}"
 # round 2: both again, at half the learning rate
-flowact train --stage lips --preset presets/toon-128.yaml --data synth:33 --init "$OUT/lips/visemes.safetensors" \
-  --batch 8 --lr 5e-4 --warmup 10 --decay 0.5 --speaking 0.7 --steps "${STEPS_LIPS2:-300}" --out "$OUT/lips2" \
-  --device "$DEVICE" --save-every 50 --resume --threads "${THREADS_REF:-2}"
-flowact train --stage visemes --preset presets/toon-128.yaml --data synth:43 --init "$OUT/lips2/lips.safetensors" \
-  --batch 32 --lr 5e-4 --warmup 10 --decay 0.5 --speaking 0.7 --steps "${STEPS_EAR2:-300}" --out "$OUT/lips2" \
-  --device "$DEVICE" --save-every 100 --resume --threads "${THREADS_REF:-2}"
+lips_round "$OUT/lips2" "$OUT/lips/visemes.safetensors" 33 43 5e-4 10 0.5 "${STEPS_LIPS2:-300}" "${STEPS_EAR2:-300}"
 python scripts/calibrate_lips.py --preset presets/toon-128.yaml --weights "$OUT/lips2/visemes.safetensors" \
   --out "$OUT/lips/calibrated.safetensors"
 python scripts/ship_weights.py --weights "$OUT/lips/calibrated.safetensors"

@@ -121,6 +121,7 @@ class IncrementalAudio:
         self.lookahead_samples = (encoder.lookahead + self.MARGIN) * HOP
         self.chunk_samples = chunk_latents * self.per_latent * HOP
         self._history = np.zeros(self.history_samples, np.float32)  # silence before the stream
+        self.last_windows: torch.Tensor | None = None  # set by tokens(): what a lip refiner reads
 
     @torch.no_grad()
     def tokens(self, chunk_samples: np.ndarray, lookahead: np.ndarray) -> torch.Tensor:
@@ -132,6 +133,6 @@ class IncrementalAudio:
         keep = self.prefix_latents * self.per_latent + self.C * self.per_latent + self.encoder.lookahead
         mel = mel[self.MARGIN: self.MARGIN + keep]
         win = self.encoder.windows(mel, self.prefix_latents, self.C)[None]
-        self.last_windows = win  # (1, C, window, bins): what a lip refiner reads
+        self.last_windows = win  # (1, C, window, bins)
         self._history = np.concatenate([self._history, chunk_samples])[-self.history_samples:]
         return self.encoder(win)

@@ -76,6 +76,8 @@ class LipRefiner(nn.Module):
         frames = latents * temporal. A video frame pools the ear's features over its own 40 ms
         and the 40 ms after (lips move ahead of the sound)."""
         b, n, win, bins = windows.shape
+        if frames != n * self.temporal:
+            raise ValueError(f"{frames} frames for {n} latent frames' mel windows (want {n * self.temporal})")
         x = windows.reshape(b * n, win, bins).transpose(1, 2).to(self.head.weight.dtype)
         x = F.gelu(self.ear_in(x))
         x = F.gelu(self.ear_mid(x)) + x
@@ -87,7 +89,6 @@ class LipRefiner(nn.Module):
         f = torch.stack(feats, dim=1)  # (b*n, temporal, e)
         pos = torch.eye(self.temporal, device=f.device, dtype=f.dtype).expand(f.shape[0], -1, -1)
         out = self.ear_head(torch.cat([f, pos], dim=-1))
-        assert frames == n * self.temporal
         return torch.sigmoid(out.reshape(b * frames, VISEMES))
 
     def forward(self, frames: torch.Tensor, windows: torch.Tensor, visemes: torch.Tensor | None = None) -> torch.Tensor:

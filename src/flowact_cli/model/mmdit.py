@@ -188,7 +188,6 @@ class MMDiT(nn.Module):
                  audio_per_latent: int = 4):
         super().__init__()
         self.cfg = cfg
-        self.audio_per_latent = audio_per_latent
         self.patch = cfg.patch
         self.set_of = dict(cfg.weight_sets)
         self.set_names = tuple(dict.fromkeys(self.set_of[s] for s in self.STREAMS))

@@ -36,6 +36,7 @@ class AudioTrack:
         self.encoder = model.audio
         with torch.no_grad():
             self.mel = self.encoder.mel(torch.from_numpy(samples).to(device))
+        self.last_windows: torch.Tensor | None = None
 
     def tokens(self, first_latent: int, count: int) -> torch.Tensor:
         """(1, count * tokens_per_latent, width); the mel windows they came from stay in

@@ -82,6 +82,20 @@ class SynthSource:
                       closed=closed, visemes=visemes)
 
 
+def heldout_speech(rng: np.random.Generator, frames: int, width: int, height: int, seconds: float):
+    """(clip, start): a held-out character and voice that open the clip speaking, and a window
+    of `frames` inside that first utterance. Draws clips from `rng` until one speaks long enough."""
+    from ..world.clip import make_clip, split_seed
+
+    while True:
+        clip = make_clip(split_seed(int(rng.integers(0, 2**31 - 17)), "heldout"), seconds, width, height,
+                         split="heldout", first_state="speaking", lead=0.0)
+        u = clip.utterances[0]
+        last = min(clip.frames, int((u.start + u.speech.seconds) * FPS)) - frames
+        if last >= 0:
+            return clip, int(rng.integers(0, last + 1))
+
+
 def closed_frames(clip, start: int, count: int) -> np.ndarray:
     """uint8 (count, H, W, 3): frames start.. of the clip drawn with the mouth at rest (same head,
     body, eyes)."""

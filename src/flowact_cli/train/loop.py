@@ -56,10 +56,9 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
     with torch.device(dev):
         model = FlowActModel(run.preset)
     if run.init is not None:
-        # the vae/decoder stages may grow the decoder a reference branch that the init predates:
-        # it starts at zero (the plain decoder's output) and trains from there
-        # (and the transformer stages may grow the audio injection, which starts at zero)
-        # (the lips stage grows the lip refiner on a finished model)
+        # what a stage may grow that the init predates: the vae/decoder stages the decoder's
+        # reference branch, the lips/visemes stages the lip refiner, the transformer stages the
+        # audio injection (the branch and the injection start at zero: the init's output)
         new_ok = tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH) if run.stage in ("vae", "decoder") \
             else ("lips.",) if run.stage in ("lips", "visemes") else ("dit.audio_inject.",)
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)

@@ -56,8 +56,7 @@ def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
         if model.lips is None:
             raise FlowactError(f"the {stage} stage trains the lip refiner, and preset '{model.preset.name}' has none "
                                "(add a `lips:` section, e.g. `lips: {width: 16}`)")
-        ear = ("ear_",)
-        return [prm for n, prm in model.lips.named_parameters() if (stage != "visemes" or n.startswith(ear))]
+        return [prm for n, prm in model.lips.named_parameters() if stage == "lips" or n.startswith("ear_")]
     return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
 
 
@@ -148,12 +147,10 @@ class Stage:
         batch's variance (0: no better than the mean mouth)."""
         if any(s.visemes is None for s in samples):
             raise FlowactError("the visemes stage needs the world's mouth parameters: use --data synth")
-        m = self.model
-        dev = next(m.lips.parameters()).device
         T = len(samples[0].visemes)
         wins = self.audio_windows(samples, T // self.preset.vae.temporal)
-        gt = torch.from_numpy(np.stack([s.visemes for s in samples])).to(dev).reshape(len(samples) * T, -1)
-        pred = m.lips.visemes(wins, T).float()
+        gt = _world_visemes(samples, wins.device)
+        pred = self.model.lips.visemes(wins, T).float()
         loss = F.mse_loss(pred, gt)
         return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
 
@@ -164,10 +161,10 @@ class Stage:
         target is the frame as the world drew it inside the open mouth (dilated by 2 px) and the
         input itself everywhere else: the refiner redraws the mouth and leaves the rest alone.
         (With the whole drawn frame as the target, sharpening the VAE's blur everywhere was most
-        of the loss, and the mouth did not learn in 100 steps.) The refiner's viseme head learns
-        the world's mouth parameters (squared error, added to the loss), and the drawing half is
-        given the world's own parameters for a random half of the samples. Squared error, the mouth weighted 1 +
-        mouth_weight (default 20). (Not L1: without the audio, L1's best answer is the median
+        of the loss, and the mouth did not learn in 100 steps.) The refiner's ear learns the
+        world's mouth parameters (squared error, added to the loss), and the drawing half is given
+        the world's own parameters for a random half of the samples. The drawing's loss is squared
+        error, the mouth weighted 1 + mouth_weight (default 20). (Not L1: without the audio, L1's best answer is the median
         mouth, which is the closed one the input already shows, and 100 steps of L1 stayed at
         exactly the identity; the mean, which squared error seeks, opens the mouth by how likely
         it is open, so the audio's gradient is there from the first step.)"""
@@ -185,7 +182,7 @@ class Stage:
             leak = torch.rand(b, generator=g, device=dev) * self.s.lips_leak
             inp = dec_closed + leak.view(b, 1, 1, 1, 1) * (dec_real - dec_closed)
             wins = self.audio_windows(samples, T // self.preset.vae.temporal)
-        gt = torch.from_numpy(np.stack([s.visemes for s in samples])).to(dev).reshape(b * T, -1)
+        gt = _world_visemes(samples, dev)
         pred = m.lips.visemes(wins, T).float()
         forced = (torch.rand(b, generator=g, device=dev) < 0.5).repeat_interleave(T)[:, None]
         out = m.lips(inp, wins, visemes=torch.where(forced, gt, pred)).float()
@@ -384,6 +381,12 @@ def latent_mouth(samples: list[Sample], x0: torch.Tensor) -> torch.Tensor:
     m = F.adaptive_max_pool2d(m, (h, w))
     m = F.max_pool2d(m, 3, stride=1, padding=1)
     return m[:, None].to(x0.dtype)
+
+
+def _world_visemes(samples: list[Sample], device) -> torch.Tensor:
+    """(b * frames, 5): the samples' mouth parameters as the world drew them, frame-major per sample."""
+    v = torch.from_numpy(np.stack([s.visemes for s in samples])).to(device)
+    return v.reshape(-1, v.shape[-1])
 
 
 def _wmean(err: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
