@@ -18,7 +18,8 @@ from .errors import FlowactError, sigterm_as_interrupt
 app = typer.Typer(
     name="flowact",
     help="Real-time talking-humanoid video from one picture and a speech track (FlowAct-R1).\n\n"
-         "Start with:  flowact render --image examples/ref.png --audio examples/speech.wav",
+         "Start with:  flowact render --image examples/character_1.png --audio examples/speech_en.wav\n\n"
+         "Every command has --help with examples. Docs: README.md and docs/ in the repository.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,7 +54,7 @@ def _warn_random(source) -> None:
 def render(
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="Reference picture (png/jpg/webp, any size; alpha and grayscale are fine)."),
     audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Speech track (wav/flac/ogg/mp3, any rate, mono or stereo)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout. Default: <audio name>.flowact.mp4"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout. Default: the audio file's name with .flowact.mp4 (talk.wav -> talk.flowact.mp4)."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Behaviour prompt, e.g. 'speaking calmly', 'wave hello'."),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name (see `flowact presets`) or a YAML file."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed and inputs give the same video."),
@@ -79,7 +80,7 @@ def render(
 
     Examples:
 
-        flowact render --image examples/ref.png --audio examples/speech.wav
+        flowact render --image examples/character_1.png --audio examples/speech_en.wav
 
         flowact render -i face.jpg -a talk.mp3 -o talk.mp4 --prompt "speaking calmly" --json
 
