@@ -3,6 +3,10 @@
 `FLOWACT_KERNELS=reference` (or `set_backend("reference")`) forces the reference for
 debugging; `triton` forces the kernels (on CPU that needs TRITON_INTERPRET=1, set before
 import); `auto` (default) uses the kernels for CUDA tensors when Triton imports.
+
+The kernels have no backward: wherever autograd is recording (grad mode on and an input that
+requires grad) the reference runs whatever the backend, so training through the inference
+forward (selfforce, distill) gets its gradients on CUDA too.
 """
 
 from __future__ import annotations
@@ -37,43 +41,46 @@ def backend() -> str:
     return _backend
 
 
-def _use_triton(x: torch.Tensor) -> bool:
+def _use_triton(*tensors: torch.Tensor) -> bool:
+    """The kernel for these inputs (the first decides the device), unless autograd needs a graph."""
     if _triton is None or _backend == "reference":
         return False
-    return _backend == "triton" or x.is_cuda
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    return _backend == "triton" or tensors[0].is_cuda
 
 
 def rms_norm_rope(x, weight, cos, sin, eps: float = 1e-6):
-    if _use_triton(x):
+    if _use_triton(x, weight, cos, sin):
         return _triton.rms_norm_rope(x, weight, cos, sin, eps)
     return reference.rms_norm_rope(x, weight, cos, sin, eps)
 
 
 def bank_write(k, v, weight, cos, sin, k_bank, v_bank, start: int, eps: float = 1e-6) -> None:
-    if _use_triton(k):
+    if _use_triton(k, v, weight, cos, sin, k_bank, v_bank):
         return _triton.bank_write(k, v, weight, cos, sin, k_bank, v_bank, start, eps)
     return reference.bank_write(k, v, weight, cos, sin, k_bank, v_bank, start, eps)
 
 
 def bank_gather_rope(k_bank, v_bank, src, dst, cos, sin) -> None:
-    if _use_triton(k_bank):
+    if _use_triton(k_bank, v_bank, cos, sin):
         return _triton.bank_gather_rope(k_bank, v_bank, src, dst, cos, sin)
     return reference.bank_gather_rope(k_bank, v_bank, src, dst, cos, sin)
 
 
 def bank_attention(q, k, v, k_bank, v_bank, bank_valid):
-    if _use_triton(q):
+    if _use_triton(q, k, v, k_bank, v_bank):
         return _triton.bank_attention(q, k, v, k_bank, v_bank, bank_valid)
     return reference.bank_attention(q, k, v, k_bank, v_bank, bank_valid)
 
 
 def adaln_modulate(x, shift, scale, eps: float = 1e-6):
-    if _use_triton(x):
+    if _use_triton(x, shift, scale):
         return _triton.adaln_modulate(x, shift, scale, eps)
     return reference.adaln_modulate(x, shift, scale, eps)
 
 
 def gated_residual(x, y, gate):
-    if _use_triton(x):
+    if _use_triton(x, y, gate):
         return _triton.gated_residual(x, y, gate)
     return reference.gated_residual(x, y, gate)
