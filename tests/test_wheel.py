@@ -1,0 +1,174 @@
+"""The wheel works on its own: built from the project's files, installed (not editable) into a
+fresh virtual environment, and run from outside the repository, every module of the source
+tree imports from the installed copy, every command's --help works, and a one-second render
+of the embedded default (bundled toon-128 weights) writes a playable mp4.
+
+The environment borrows torch and the other dependencies from this interpreter's
+site-packages through a plain path line in a .pth file, not `--system-site-packages`: that
+would also run the editable install's .pth, whose finder serves any subpackage missing from
+the wheel straight out of src/ and hides exactly the bug this test is for."""
+
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowact_cli.media.audio import write_wav
+from flowact_cli.media.probe import probe
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"flowact_cli": ROOT / "src" / "flowact_cli", "flowact_kernels": ROOT / "kernels",
+            "flowact_presets": ROOT / "presets"}
+
+# In the installed environment: import every module the source tree has (those that import
+# here), check each came from the environment, then run every command's --help in-process.
+CHILD = r"""
+import importlib, io, json, sys
+from contextlib import redirect_stdout
+prefix, modules = sys.argv[1], json.loads(sys.argv[2])
+failed = {}
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed[name] = repr(exc)
+outside = sorted(n for n, m in list(sys.modules.items())
+                 if n.split(".")[0] in ("flowact_cli", "flowact_kernels", "flowact_presets")
+                 and not (getattr(m, "__file__", None) or "").startswith(prefix))
+finders = [repr(f) for f in sys.meta_path if "editable" in repr(f).lower()]
+
+import typer.main
+from flowact_cli.cli import app, main
+
+def commands(group, path=()):
+    for name, cmd in sorted(group.commands.items()):
+        yield path + (name,)
+        if hasattr(cmd, "commands"):
+            yield from commands(cmd, path + (name,))
+
+helps = {}
+for path in commands(typer.main.get_command(app)):
+    sys.argv = ["flowact", *path, "--help"]
+    out = io.StringIO()
+    code = 0
+    try:
+        with redirect_stdout(out):
+            main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    helps[" ".join(path)] = [code, "Usage" in out.getvalue()]
+import flowact_cli
+print("RESULT " + json.dumps({"failed": failed, "outside": outside, "finders": finders, "helps": helps,
+                              "file": flowact_cli.__file__}))
+"""
+
+
+def _modules() -> list[str]:
+    """Every module of the source tree that imports in this (editable) environment."""
+    import importlib
+
+    names = []
+    for pkg, folder in PACKAGES.items():
+        for f in sorted(folder.rglob("*.py")):
+            rel = f.relative_to(folder).with_suffix("")
+            parts = [pkg, *rel.parts]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            name = ".".join(parts)
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - optional dependencies (e.g. triton) may be missing here
+                continue
+            names.append(name)
+    return names
+
+
+def _copy_sources(dest: Path) -> None:
+    """The files a build reads, copied: an in-tree build would leave build/ in the repository
+    (and a stale build/lib can put deleted modules into the wheel)."""
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    for folder in ("src", "kernels", "presets"):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=skip)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wheel")
+    (tmp / "project").mkdir()
+    _copy_sources(tmp / "project")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "dist"),
+                          str(tmp / "project")], check=True, capture_output=True, timeout=300)
+    wheel = next((tmp / "dist").glob("flowact-*.whl"))
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    purelib = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  capture_output=True, text=True, check=True).stdout.strip())
+    # this interpreter's site-packages as plain sys.path entries: no .pth file there is run
+    borrowed = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (purelib / "zz_borrowed_site.pth").write_text("".join(f"{p}\n" for p in borrowed if Path(p).is_dir()))
+    subprocess.run(pip + ["--python", str(py), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(PYTHONNOUSERSITE="1", HF_HUB_OFFLINE="1", FLOWACT_KERNELS="auto")
+    env.pop("TRITON_INTERPRET", None)
+    run_dir = tmp / "elsewhere"
+    run_dir.mkdir()
+    return {"venv": venv, "py": py, "env": env, "cwd": run_dir, "wheel": wheel}
+
+
+def test_wheel_holds_every_package_and_the_shipped_data(installed):
+    import zipfile
+
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    for pkg, folder in PACKAGES.items():
+        for f in folder.rglob("*"):
+            if f.is_file() and "__pycache__" not in f.parts and f.suffix in (".py", ".yaml", ".json", ".safetensors"):
+                assert f"{pkg}/{f.relative_to(folder).as_posix()}" in names, f"{f} is missing from the wheel"
+
+
+def test_installed_wheel_imports_everything_and_every_command_helps(installed):
+    modules = _modules()
+    assert {"flowact_cli.train.loop", "flowact_cli.live.session", "flowact_cli.batch.job"} <= set(modules)
+    proc = subprocess.run([installed["py"], "-c", CHILD, str(installed["venv"]), json.dumps(modules)],
+                          cwd=installed["cwd"], env=installed["env"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[len("RESULT "):])
+    assert r["file"].startswith(str(installed["venv"])), r["file"]
+    assert not r["finders"], r["finders"]
+    assert not r["failed"], r["failed"]
+    assert not r["outside"], f"imported from outside the environment: {r['outside']}"
+    expected = {"render", "live", "bench", "synth", "train", "eval", "presets", "download"}
+    assert expected <= set(r["helps"]), sorted(r["helps"])
+    bad = {cmd: v for cmd, v in r["helps"].items() if v != [0, True]}
+    assert not bad, bad
+    # the console script itself
+    proc = subprocess.run([installed["venv"] / "bin" / "flowact", "--help"], cwd=installed["cwd"], env=installed["env"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "render" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_installed_wheel_renders_the_embedded_default(installed):
+    cwd = installed["cwd"]
+    t = np.arange(16000) / 16000
+    write_wav(cwd / "one.wav", 0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0), 16000)
+    shutil.copy2(ROOT / "examples" / "character_1.png", cwd / "face.png")
+    proc = subprocess.run([installed["venv"] / "bin" / "flowact", "render", "-i", "face.png", "-a", "one.wav",
+                           "--out", "out.mp4", "--json"], cwd=cwd, env=installed["env"], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["preset"] == "toon-128"
+    assert report["weights"].startswith("bundled") and str(installed["venv"]) in report["weights"], report["weights"]
+    info = probe(cwd / "out.mp4")
+    assert info.frames == report["frames"] == 25 and (info.width, info.height) == (128, 128)
