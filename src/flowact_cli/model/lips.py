@@ -1,4 +1,4 @@
-"""The lip refiner: decoded frames + the chunk's audio tokens -> frames whose mouth follows the speech.
+"""The lip refiner: decoded frames + the chunk's log-mel windows -> frames whose mouth follows the speech.
 
 A small per-frame image network (an encoder-decoder with skips) that reads each frame and the
 audio around it and adds a residual where the mouth should differ: out = frame + residual.
@@ -8,7 +8,7 @@ and with alpha at zero the paint gets no gradient.) It is trained (`flowact trai
 synthetic world with the mouth *closed* in its input: the world redraws every training frame
 with the mouth at rest, and the target is the frame as drawn. So nothing in the input says how
 open the mouth is; the audio must. (A network that also sees the mouth as drawn learns to copy
-it and leaves the audio unused: the audio-conditioned decoders measured in the README.)
+it and leaves the audio unused: the audio-conditioned decoders measured in docs/experiments.md.)
 
 The audio is the chunk's log-mel windows, the same ones the transformer's audio encoder reads
 (each latent frame's own 160 ms with 80 ms of context and 80 ms of look-ahead). The refiner's
@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import LipsConfig
+from .upconv import up2_conv
 
 VISEMES = 5  # the world's mouth parameters (world/visemes.py MOUTH_KEYS), each in [0, 1]
 
@@ -70,6 +71,11 @@ class LipRefiner(nn.Module):
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
 
+    @staticmethod
+    def _up(step: _Conv, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        conv, norm, act = step
+        return act(norm(up2_conv(h, conv, skip)))
+
     def visemes(self, windows: torch.Tensor, frames: int) -> torch.Tensor:
         """windows (b, latents, window, mel_bins): each latent frame's mel window (as the audio
         encoder takes it) -> (b * frames, 5): each video frame's mouth parameters, uncalibrated;
@@ -97,6 +103,7 @@ class LipRefiner(nn.Module):
         predicted mouth parameters (training)."""
         b, _, T, H, W = frames.shape
         x = frames.permute(0, 2, 1, 3, 4).reshape(b * T, 3, H, W).to(self.head.weight.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)  # the CPU's 2-D convs run faster in it
         if visemes is None:
             v = (self.visemes(windows, T) * self.cal_scale.to(x.dtype) + self.cal_shift.to(x.dtype)).clamp(0, 1)
         else:
@@ -108,8 +115,9 @@ class LipRefiner(nn.Module):
         h = self.mid1(torch.cat([e3, a[:, :, None, None].expand(-1, -1, *e3.shape[2:])], 1))
         scale, shift = self.film(a).chunk(2, dim=-1)
         h = self.mid2(h * (1 + scale[:, :, None, None]) + shift[:, :, None, None])
-        h = self.dec3(torch.cat([F.interpolate(h, scale_factor=2.0), e2], 1))
-        h = self.dec2(torch.cat([F.interpolate(h, scale_factor=2.0), e1], 1))
-        h = self.dec1(torch.cat([F.interpolate(h, scale_factor=2.0), x], 1))
+        # each decoder step: nearest x2 of h beside the skip, then conv, norm, SiLU (upconv.py)
+        h = self._up(self.dec3, h, e2)
+        h = self._up(self.dec2, h, e1)
+        h = self._up(self.dec1, h, x)
         y = x + self.head(h)
         return y.reshape(b, T, 3, H, W).permute(0, 2, 1, 3, 4).to(frames.dtype)

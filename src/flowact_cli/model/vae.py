@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import VAEConfig
+from .upconv import up2_conv
 
 
 def _frames2d(x: torch.Tensor):
@@ -39,18 +40,49 @@ def _frames3d(x: torch.Tensor, b: int, t: int):
 
 
 class CausalConv3d(nn.Module):
-    """3x3x3 conv, causal in time. forward(x, past) -> (y, new_past); past: the last 2 input frames."""
+    """3x3x3 conv, causal in time. forward(x, past) -> (y, new_past); past: the last 2 input frames.
+
+    It runs as one 2-D conv over each frame with its two past frames stacked on the channels
+    (the 3x3x3 kernel refolded to (cout, 3 * cin, 3, 3)): the same sums, but through the
+    CPU's fast 2-D conv path. PyTorch's CPU Conv3d with this padding falls to a slow im2col
+    kernel (measured: ~2.6x slower than the folded 2-D conv at 64 channels, 32x32, 8 frames).
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int = 3):
         super().__init__()
         self.kt = kernel
         self.conv = nn.Conv3d(cin, cout, kernel, padding=(0, kernel // 2, kernel // 2))
+        self._folded: tuple | None = None  # (key, weight) of the refolded kernel, inference only
+
+    def folded_weight(self) -> torch.Tensor:
+        """(cout, cin, kt, kh, kw) -> (cout, kt * cin, kh, kw), tap-major like `frames`' stack."""
+        w = self.conv.weight
+        if torch.is_grad_enabled() and w.requires_grad:
+            return w.transpose(1, 2).flatten(1, 2)
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._folded is None or self._folded[0] != key:
+            self._folded = (key, w.detach().transpose(1, 2).flatten(1, 2).contiguous())
+        return self._folded[1]
+
+    def frames(self, x: torch.Tensor, b: int, past: torch.Tensor | None = None):
+        """Time-major frames: x (b*t, cin, h, w); past (b, kt-1, cin, h, w) or None (stream
+        start: the first frame replicated into the past) -> (y (b*t, cout, h, w), new past)."""
+        bt, c, h, w = x.shape
+        t = bt // b
+        x5 = x.view(b, t, c, h, w)
+        if past is None:
+            past = x5[:, :1].expand(-1, self.kt - 1, -1, -1, -1)
+        xx = torch.cat([past, x5], dim=1)  # (b, t + kt - 1, c, h, w)
+        taps = torch.cat([xx[:, i:i + t] for i in range(self.kt)], dim=2)  # (b, t, kt * c, h, w)
+        y = F.conv2d(taps.view(bt, self.kt * c, h, w), self.folded_weight(), self.conv.bias,
+                     padding=self.conv.padding[1:])
+        return y, xx[:, t:]
 
     def forward(self, x: torch.Tensor, past: torch.Tensor | None = None):
-        if past is None:  # stream start: replicate the first frame into the past
-            past = x[:, :, :1].expand(-1, -1, self.kt - 1, -1, -1)
-        xx = torch.cat([past, x], dim=2)
-        return self.conv(xx), xx[:, :, -(self.kt - 1):]
+        """x (b, c, t, h, w); past (b, c, kt-1, h, w) or None -> (y (b, cout, t, h, w), new past)."""
+        xf, b, t = _frames2d(x)
+        y, new = self.frames(xf, b, None if past is None else past.transpose(1, 2))
+        return _frames3d(y, b, t), new.transpose(1, 2)
 
 
 def frame_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
@@ -67,11 +99,19 @@ class CausalRes3d(nn.Module):
         self.norm2 = nn.GroupNorm(8, ch)
         self.conv2 = CausalConv3d(ch, ch)
 
-    def forward(self, x, past: list | None):
+    def frames(self, x: torch.Tensor, b: int, past: list | None):
+        """Time-major frames (b*t, c, h, w) (GroupNorm over a frame is per frame already)."""
         p1, p2 = past if past is not None else (None, None)
-        h, n1 = self.conv1(F.silu(frame_norm(self.norm1, x)), p1)
-        h, n2 = self.conv2(F.silu(frame_norm(self.norm2, h)), p2)
+        h, n1 = self.conv1.frames(F.silu(self.norm1(x)), b, p1)
+        h, n2 = self.conv2.frames(F.silu(self.norm2(h)), b, p2)
         return x + h, [n1, n2]
+
+    def forward(self, x, past: list | None):
+        xf, b, t = _frames2d(x)
+        if past is not None:
+            past = [p.transpose(1, 2) for p in past]
+        y, new = self.frames(xf, b, past)
+        return _frames3d(y, b, t), [p.transpose(1, 2) for p in new]
 
 
 class Res2d(nn.Module):
@@ -188,6 +228,16 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.alpha_out.weight)
             nn.init.constant_(self.alpha_out.bias, -3.0)
 
+    def _rgb_alpha(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """conv_out's and alpha_out's kernels stacked (4 output channels), cached for inference."""
+        ws, bs = (self.conv_out.weight, self.alpha_out.weight), (self.conv_out.bias, self.alpha_out.bias)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in ws + bs):
+            return torch.cat(ws), torch.cat(bs)
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in ws + bs)
+        if getattr(self, "_rgb_alpha_cache", None) is None or self._rgb_alpha_cache[0] != key:
+            self._rgb_alpha_cache = (key, (torch.cat(ws).detach(), torch.cat(bs).detach()))
+        return self._rgb_alpha_cache[1]
+
     def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
         if self.ref is None:
             return None
@@ -195,7 +245,10 @@ class Decoder(nn.Module):
             if reference.dim() == 5:  # (b, 3, 1, H, W)
                 reference = reference[:, :, 0]
             reference = reference.to(z.dtype)
-            st.ref = (self.ref(reference), reference)
+            inj = self.ref(reference)
+            # the full-size injections meet channels-last activations (see forward)
+            st.ref = ([inj[0]] + [i.contiguous(memory_format=torch.channels_last) for i in inj[1:]],
+                      reference.contiguous(memory_format=torch.channels_last))
         if st.ref is None:
             raise ValueError("this decoder is conditioned on the reference image: pass reference= on the stream's first call")
         return st.ref
@@ -208,40 +261,50 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor, state: DecoderState | None = None,
                 reference: torch.Tensor | None = None) -> torch.Tensor:
         """`reference` (b, 3, H, W) or (b, 3, 1, H, W) in [-1, 1]: needed by a reference-
-        conditioned decoder on a stream's first call (the state keeps it afterwards)."""
+        conditioned decoder on a stream's first call (the state keeps it afterwards).
+
+        Runs on time-major frames (b*t, c, h, w) from the first layer to the last: the causal
+        convs stack each frame's past on the channels, so no layer transposes time."""
         st = state if state is not None else DecoderState()
         first = not st.started
         ref = self._reference(st, reference, z)
         inj, ref_px = ref if ref is not None else (None, None)
-        x, st.conv_in = self.conv_in(z, st.conv_in)
+        b, _, n, h, w = z.shape
+        x = z.transpose(1, 2).reshape(b * n, -1, h, w)
+        x, st.conv_in = self.conv_in.frames(x, b, st.conv_in)
         if ref is not None:
-            x = x + inj[0][:, :, None]
-        x, st.res0 = self.res0(x, st.res0)
-        x = self.time_up(x)
-        b, c4, n, h, w = x.shape
-        x = x.view(b, 4, c4 // 4, n, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c4 // 4, 4 * n, h, w)
+            x = self._add(x, inj[0], b, n)
+        x, st.res0 = self.res0.frames(x, b, st.res0)
+        # 1x1 temporal upsampling: channel j * c0 + c of latent frame i is channel c of video frame 4i + j
+        tw = self.time_up.weight
+        x = F.conv2d(x, tw.view(tw.shape[0], tw.shape[1], 1, 1), self.time_up.bias)
+        t = 4 * n
+        x = x.view(b * t, -1, h, w)
         if first:  # the stream's first latent frame stands for one video frame
-            x = x[:, :, 3:]
-        x, bb, t = _frames2d(x)
-        x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+            t -= 3
+            x = x.view(b, 4 * n, -1, h, w)[:, 3:].reshape(b * t, -1, h, w)
+        # channels-last from here on: the 2-D convs at 32-128 px run ~2x faster on a CPU in it
+        x = x.contiguous(memory_format=torch.channels_last)
+        x = up2_conv(x, self.up1)  # nearest x2, then the 3x3 conv
         if ref is not None:
-            x = self._add(x, inj[1], bb, t)
-        x, st.res1 = self.res1(_frames3d(x, bb, t), st.res1)
-        x, bb, t = _frames2d(x)
-        x = self.up2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+            x = self._add(x, inj[1], b, t)
+        x, st.res1 = self.res1.frames(x, b, st.res1)
+        x = up2_conv(x, self.up2)  # nearest x2, then the 3x3 conv
         if ref is not None:
-            x = self._add(x, inj[2], bb, t)
+            x = self._add(x, inj[2], b, t)
         x = self.res2(x)
-        x = self.up3(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        x = up2_conv(x, self.up3)  # nearest x2, then the 3x3 conv
         if ref is not None:
-            x = self._add(x, inj[3], bb, t)
-        h = F.silu(self.norm_out(x))
-        x = self.conv_out(h)
-        if ref is not None:
-            alpha = torch.sigmoid(self.alpha_out(h))
-            x = x + alpha * self._add(-x, ref_px, bb, t)  # rgb + alpha * (reference - rgb)
+            x = self._add(x, inj[3], b, t)
+        hid = F.silu(self.norm_out(x))
+        if ref is not None:  # rgb and the blend logit from one 4-channel conv (one pass over hid)
+            out = F.conv2d(hid, *self._rgb_alpha(), padding=1)
+            x, alpha = out[:, :3], torch.sigmoid(out[:, 3:])
+            x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
+        else:
+            x = self.conv_out(hid)
         st.started = True
-        return _frames3d(x, bb, t)
+        return _frames3d(x, b, t)
 
 
 class VideoVAE(nn.Module):
