@@ -30,6 +30,7 @@ from .media.audio import Audio, load_audio
 from .media.ffmpeg import VideoWriter, check_output, find_ffmpeg
 from .media.image import load_image
 from .model import FlowActModel
+from .precision import choose_dtype
 from .stream.generator import AudioTrack, StreamGenerator, TextTrack
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -130,18 +131,22 @@ class Engine:
     """One loaded model for one preset on one device; renders many jobs."""
 
     def __init__(self, preset: Preset, model: FlowActModel, source: W.WeightsSource, device: torch.device,
-                 dtype: torch.dtype, threads: int):
+                 dtype: torch.dtype, threads: int, dtype_why: str = "preset"):
         self.preset, self.model, self.source = preset, model, source
         self.device, self.dtype, self.threads = device, dtype, threads
+        self.dtype_why = dtype_why  # how the dtype was chosen: --dtype, preset, or auto (CPU bf16 check)
 
     @classmethod
     def load(cls, preset: str | Preset = DEFAULT_PRESET, *, device: str = "auto", dtype: str | None = None,
              weights: str | Path | None = None, random_weights: bool = False, seed: int = 0,
              threads: int | None = None, lips: bool = True) -> "Engine":
-        """`lips=False` leaves a preset's lip refiner out: frames as the VAE decodes them."""
+        """`lips=False` leaves a preset's lip refiner out: frames as the VAE decodes them.
+        `dtype` None: the preset's for the device, except a CPU's bfloat16 becomes float32
+        where the CPU only emulates bf16 (`precision.choose_dtype`)."""
         p = preset if isinstance(preset, Preset) else load_preset(preset)
         dev = pick_device(device)
-        dname = dtype or p.dtype.get(dev.type, "float32")
+        choice = choose_dtype(dtype, p.dtype, dev.type)
+        dname = choice.name
         if dname not in DTYPES:
             raise FlowactError(f"unknown dtype '{dname}' (use {', '.join(DTYPES)})")
         if dev.type == "cpu":
@@ -155,11 +160,11 @@ class Engine:
         if not lips:
             model.lips = None
         model.eval().to(device=dev, dtype=DTYPES[dname])
-        return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads())
+        return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why)
 
     def conditions(self, compiled: bool = False) -> str:
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU x{self.threads} threads"
-        return (f"{where}, {str(self.dtype).replace('torch.', '')}, compile {'on' if compiled else 'off'}, "
+        return (f"{where}, {str(self.dtype).replace('torch.', '')} ({self.dtype_why}), compile {'on' if compiled else 'off'}, "
                 f"kernels {flowact_kernels.backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}"
                 + (f", lip refiner {'on' if self.model.lips is not None else 'off'}" if self.preset.lips else ""))
 
