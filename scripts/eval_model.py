@@ -4,8 +4,8 @@
         --model teacher=runs/t128/selfforce.safetensors:steps=16,guidance=2 \
         --clips 6 --seconds 8 --drift 10,60,300 --out runs/t128/eval.json
 
-Each --model is NAME=WEIGHTS[:steps=N,guidance=G] (default: the preset's 3 steps, no
-guidance). Prints one line per clip and model, then a JSON summary (also written to --out).
+Each --model is NAME=WEIGHTS[:steps=N,guidance=G,dtype=D,int8=1] (default: the preset's 3 steps, no
+guidance, --dtype; int8=1 quantises the transformer's block linears as a CPU without native bf16 runs them). Prints one line per clip and model, then a JSON summary (also written to --out).
 Drift streams one held-out character for the longest mark, once per model given to --drift-models.
 """
 
@@ -26,7 +26,7 @@ def parse_model(text: str):
     kw = {}
     for item in filter(None, opts.split(",")):
         k, _, v = item.partition("=")
-        kw[k] = int(v) if k == "steps" else float(v)
+        kw[k] = int(v) if k in ("steps", "int8") else v if k == "dtype" else float(v)
     return name, Path(path), kw
 
 
@@ -56,7 +56,13 @@ def main() -> int:
         name, path, kw = parse_model(spec)
         m = FlowActModel(preset)
         W.load_into(m, W.resolve(preset, weights=path))
-        m.eval().to(getattr(torch, args.dtype))
+        m.eval().to(getattr(torch, kw.pop("dtype", args.dtype)))
+        if kw.pop("int8", 0):
+            from flowact_cli.model.quant import quantize_blocks
+
+            m.dit, why = quantize_blocks(m.dit)
+            if why:
+                raise SystemExit(f"--model {spec}: {why}")
         models[name] = (m, kw)
     t0 = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
