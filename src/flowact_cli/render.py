@@ -2,15 +2,15 @@
 one picture + speech track into a video file (or stdout), chunk by chunk.
 
 Stages (DESIGN.md section 2): generation (this thread) -> bounded queue -> decode thread ->
-`VideoWriter` (its own thread) -> ffmpeg. Ctrl-C or an error finalises the file so what was
-made stays playable.
+`VideoWriter` (its own thread) -> ffmpeg, each hand-off a `handoff.Stage`: end-of-stream and
+failure get through however slow a stage is. Ctrl-C or a stage's error finalises the file so
+what was made stays playable; the error (`StageFailed`, naming the stage) is raised after.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import queue
 import resource
 import threading
 import time
@@ -26,6 +26,7 @@ import flowact_kernels
 from . import weights as W
 from .config import DEFAULT_PRESET, Preset, load_preset
 from .errors import FlowactError
+from .handoff import Stage, StageFailed
 from .media.audio import Audio, load_audio
 from .media.ffmpeg import VideoWriter, check_output, find_ffmpeg
 from .media.image import load_image
@@ -211,11 +212,10 @@ class Engine:
 
         writer = VideoWriter(out, p.video.width, p.video.height, p.video.fps, audio=audio, ffmpeg=ffmpeg,
                              shortest=True, queue_frames=2 * per_chunk)
-        latents_q: queue.Queue = queue.Queue(maxsize=p.stream.queue_chunks)
-        failure: list[BaseException] = []
         done_frames = [0]
 
-        def emit(k: int, z: torch.Tensor, keep: int, mel: torch.Tensor) -> None:
+        def emit(item: tuple[int, torch.Tensor, int, torch.Tensor]) -> None:
+            k, z, keep, mel = item
             t = time.perf_counter()
             frames = gen.decode(z, mel)[:keep]
             stages["decode"] += time.perf_counter() - t
@@ -224,52 +224,39 @@ class Engine:
             if on_chunk:
                 on_chunk(ChunkEvent(k, chunks, done_frames[0], total, time.perf_counter() - t_request))
 
-        def decode_loop():
-            try:
-                while True:
-                    item = latents_q.get()
-                    if item is None:
-                        return
-                    emit(*item)
-            except BaseException as exc:  # noqa: BLE001 - handed to the generation thread
-                failure.append(exc)
-                while True:  # unblock the producer
-                    try:
-                        latents_q.get_nowait()
-                    except queue.Empty:
-                        break
-
-        decoder = threading.Thread(target=decode_loop, name="flowact-decode", daemon=True) if overlap else None
-        if decoder is not None:
-            decoder.start()
+        decoder = Stage("decode", emit, p.stream.queue_chunks) if overlap else None
+        failure: tuple[str, BaseException] | None = None  # (stage, error): the first stage that died
         chunk_ms: list[float] = []
         interrupted = False
         try:
             for k in range(chunks):
-                if failure or (stop is not None and stop.is_set()):
+                if (decoder is not None and decoder.error is not None) or (stop is not None and stop.is_set()):
                     break
                 t = time.perf_counter()
-                with torch.no_grad():
-                    a = atrack.tokens(k * p.stream.chunk_latents, p.stream.chunk_latents)
-                    mel = atrack.last_windows
-                sync()
-                t1 = time.perf_counter()
-                stages["audio"] += t1 - t
-                z = gen.chunk(k, a, text)
-                sync()
+                try:
+                    with torch.no_grad():
+                        a = atrack.tokens(k * p.stream.chunk_latents, p.stream.chunk_latents)
+                        mel = atrack.last_windows
+                    sync()
+                    t1 = time.perf_counter()
+                    stages["audio"] += t1 - t
+                    z = gen.chunk(k, a, text)
+                    sync()
+                except Exception as exc:  # noqa: BLE001 - raised once the file is finalised
+                    failure = ("generation", exc)
+                    break
                 dt = time.perf_counter() - t1
                 stages["transformer"] += dt
                 chunk_ms.append(dt * 1000)
-                keep = min(per_chunk, total - k * per_chunk)
+                item = (k, z, min(per_chunk, total - k * per_chunk), mel)
                 if decoder is None:
-                    emit(k, z, keep, mel)
-                    continue
-                while not failure:
                     try:
-                        latents_q.put((k, z, keep, mel), timeout=0.2)
+                        emit(item)
+                    except Exception as exc:  # noqa: BLE001 - raised once the file is finalised
+                        failure = ("decode", exc)
                         break
-                    except queue.Full:
-                        continue
+                elif not decoder.send(item):
+                    break  # the decode stage died; its error is raised below
             interrupted = stop is not None and stop.is_set()
         except KeyboardInterrupt:
             interrupted = True
@@ -277,24 +264,24 @@ class Engine:
             # flush what was generated, then finalise the container (playable even if cut short)
             if decoder is not None:
                 try:
-                    latents_q.put(None, timeout=5)
-                except queue.Full:
-                    pass
-                try:
-                    decoder.join()
+                    decoder.finish()
                 except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop decoding, still finalise
                     interrupted = True
+                if decoder.error is not None:
+                    failure = ("decode", decoder.error)
             t = time.perf_counter()
             try:
                 wstats = writer.close()
             except FlowactError:
-                if not failure:
+                if failure is None:
                     raise
                 wstats = None
             stages["encode"] = (time.perf_counter() - t) + (wstats.write_seconds if wstats else 0.0)
-        if failure:
-            exc = failure[0]
-            raise exc if isinstance(exc, FlowactError) else RuntimeError(f"decode/encode stage failed: {exc!r}") from exc
+        if failure is not None:
+            stage, exc = failure
+            if isinstance(exc, FlowactError):
+                raise exc
+            raise StageFailed(stage, exc, out_str, writer.frames_written) from exc
 
         wall = time.perf_counter() - t_request
         frames = wstats.frames

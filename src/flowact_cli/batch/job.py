@@ -19,6 +19,7 @@ from typing import Callable
 
 from ..config import Preset, load_preset
 from ..errors import FlowactError
+from ..handoff import StageFailed
 from .manifest import Job
 
 
@@ -178,6 +179,10 @@ def run_job(job: Job, engines: Engines, *, stop=None, on_chunk: Callable | None 
         os.replace(tmp, out)
         res.status, res.frames, res.fps, res.seconds = "ok", report.frames, report.fps, report.video_seconds
         res.realtime_factor = report.realtime_factor
+        return res
+    except StageFailed as exc:  # a pipeline stage died on an unexpected error: a bug, with its traceback
+        res.error, res.bug = str(exc), True
+        res.traceback = "".join(traceback.format_exception(exc.error))
         return res
     except FlowactError as exc:
         res.error = str(exc)

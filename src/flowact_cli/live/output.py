@@ -10,18 +10,15 @@ independently and one full pipe must never block the other.
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import tempfile
-import threading
 import time
 
 import numpy as np
 
 from ..errors import FlowactError
+from ..handoff import Stage
 from ..media.ffmpeg import EncodeSettings, check_output, container_args, encode_args, find_ffmpeg, finish, stderr_tail
-
-_STOP = object()
 
 
 class LiveWriter:
@@ -50,38 +47,19 @@ class LiveWriter:
         finally:
             os.close(audio_r)
         self._audio = os.fdopen(audio_w, "wb", buffering=0)
-        self._audio_q: queue.Queue = queue.Queue(maxsize=4 * fps)
-        self._error: BaseException | None = None
         self.frames = 0
         self.first_frame_at: float | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._audio_loop, name="flowact-live-audio", daemon=True)
-        self._thread.start()
-
-    def _audio_loop(self) -> None:
-        try:
-            while True:
-                item = self._audio_q.get()
-                if item is _STOP:
-                    return
-                self._audio.write(item)
-        except BaseException as exc:  # noqa: BLE001 - reported on the next write()
-            self._error = exc
-            while True:
-                try:
-                    if self._audio_q.get_nowait() is _STOP:
-                        return
-                except queue.Empty:
-                    return
+        self._audio_out = Stage("live-audio", self._audio.write, 4 * fps)
 
     def write(self, frame: np.ndarray, pcm: np.ndarray) -> float:
         """Write one frame and its audio; returns time.perf_counter() once the frame is in ffmpeg."""
-        if self._error is not None:
-            raise FlowactError(f"ffmpeg stopped accepting audio: {self._stderr_tail() or self._error}", path=self.path)
         if len(pcm) != self.samples_per_frame:
             raise ValueError(f"need {self.samples_per_frame} samples per frame, got {len(pcm)}")
         pcm16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
-        self._audio_q.put(pcm16)
+        if not self._audio_out.send(pcm16):
+            raise FlowactError(f"ffmpeg stopped accepting audio: {self._stderr_tail() or self._audio_out.error}",
+                               path=self.path)
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
             self._proc.stdin.flush()
@@ -101,8 +79,7 @@ class LiveWriter:
         if self._closed:
             return self.frames
         self._closed = True
-        self._audio_q.put(_STOP)
-        self._thread.join(timeout=30)
+        self._audio_out.finish(timeout=30)  # then the pipes close whatever it is doing
         for f in (self._audio, self._proc.stdin):
             try:
                 f.close()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import FlowactError
+from ..handoff import POLL_SECONDS, StageFailed, put
 from ..media.audio import load_audio
 from ..render import peak_memory_mb, percentiles
 from ..stream.generator import StreamGenerator, TextTrack
@@ -137,7 +138,7 @@ class LiveSession:
         self._seq_lock = threading.Lock()
         self.t0: float | None = None
         self.held = 0  # filler frames written so far (pacing thread)
-        self._failure: list[BaseException] = []
+        self._failure: list[tuple[str, BaseException]] = []  # (stage, error), first first
         self._latency: list[tuple[str, float]] = []
         self._pending: dict[int, Command] = {}  # speak commands whose audio has not started yet
         self._stop_cmds: list[Command] = []
@@ -330,10 +331,16 @@ class LiveSession:
                     commanded_prompt=override["prompt"] if override else None)
                 plan = self.planner.update(obs)
                 # --- generate and decode
-                with torch.no_grad():
-                    a = audio.tokens(pcm, speech.peek(audio.lookahead_samples))
-                    z = gen.chunk(k, a, text.tokens(plan.prompt))
-                    frames = gen.decode(z, audio.last_windows)
+                stage = "generation"
+                try:
+                    with torch.no_grad():
+                        a = audio.tokens(pcm, speech.peek(audio.lookahead_samples))
+                        z = gen.chunk(k, a, text.tokens(plan.prompt))
+                        stage = "decode"
+                        frames = gen.decode(z, audio.last_windows)
+                except Exception as exc:  # noqa: BLE001 - raised once what was queued is written and the file finalised
+                    self._failure.append((stage, exc))
+                    break
                 gen_s = time.perf_counter() - t_gen
                 self._gen_ms.append(gen_s * 1000)
                 if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk
@@ -341,25 +348,18 @@ class LiveSession:
                     self.ahead = min(self.opt.max_ahead, max(0.1, 1.25 * recent + 0.04))
                 item = _Chunk(k, frames, pcm, plan, reflects, gen_s * 1000, time.perf_counter(), due,
                               obs.speech_voiced, obs.user_voiced)
-                while not self._abort.is_set() and pacer.is_alive():
-                    try:
-                        self._out.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                if not put(self._out, item, lambda: pacer.is_alive() and not self._abort.is_set()):
+                    break  # the pacing thread ended (duration reached, or it failed)
                 k += 1
         except KeyboardInterrupt:
             interrupted = True
             self._abort.set()
         finally:
-            while pacer.is_alive():
-                try:
-                    self._out.put(_END, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            # what is queued still plays out (paced), then the file is finalised
+            put(self._out, _END, pacer.is_alive)
             try:
-                pacer.join()
+                while pacer.is_alive():
+                    pacer.join(POLL_SECONDS)
             except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop writing, still finalise
                 interrupted = True
                 self._abort.set()
@@ -373,8 +373,10 @@ class LiveSession:
                 if not self._failure:
                     raise
         if self._failure:
-            exc = self._failure[0]
-            raise exc if isinstance(exc, FlowactError) else RuntimeError(f"live output failed: {exc!r}") from exc
+            stage, exc = self._failure[0]
+            if isinstance(exc, FlowactError):
+                raise exc
+            raise StageFailed(stage, exc, self.opt.out, frames_written) from exc
         for cmd in self._stop_cmds:
             self._report_latency(cmd, t_end, frames_written)
         for cmd in self._pending.values():  # speech still queued when the stream ended
@@ -399,7 +401,7 @@ class LiveSession:
         try:
             self._pace_loop(writer, total_slots)
         except BaseException as exc:  # noqa: BLE001 - handed to the generation thread
-            self._failure.append(exc)
+            self._failure.append(("output", exc))
             self._abort.set()
 
     def _pace_loop(self, writer: LiveWriter, total_slots: int | None) -> None:

@@ -1,20 +1,18 @@
 """Frames go live into ffmpeg from a writer thread fed by a bounded queue.
 
 `VideoWriter` owns one ffmpeg process. `write()` hands frames to a bounded queue (back-
-pressure: a slow encoder slows the producer instead of filling memory); a thread feeds
-them to ffmpeg's stdin as raw RGB. `close()` always finalises the container, so an
-interrupted render leaves a playable file of what was made.
+pressure: a slow encoder slows the producer instead of filling memory); a thread (a
+`handoff.Stage`) feeds them to ffmpeg's stdin as raw RGB. `close()` always finalises the
+container, so an interrupted render leaves a playable file of what was made.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowactError
-
-_STOP = object()
+from ..handoff import Stage
 
 
 def find_ffmpeg(explicit: str | None = None) -> str:
@@ -140,38 +137,20 @@ class VideoWriter:
         # ffmpeg finalises the file instead of dying mid-write.
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=None if self.to_stdout else subprocess.DEVNULL,
                                       stderr=self._stderr, start_new_session=True)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
-        self._error: BaseException | None = None
         self.frames_written = 0
         self.first_frame_at: float | None = None
         self._write_seconds = 0.0
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="flowact-ffmpeg-writer", daemon=True)
-        self._thread.start()
+        self._feeder = Stage("ffmpeg-writer", self._feed, queue_frames)
 
-    def _run(self) -> None:
-        stdin = self._proc.stdin
-        try:
-            while True:
-                item = self._queue.get()
-                if item is _STOP:
-                    break
-                t0 = time.perf_counter()
-                stdin.write(item.tobytes())
-                stdin.flush()
-                if self.first_frame_at is None:
-                    self.first_frame_at = time.perf_counter()
-                self._write_seconds += time.perf_counter() - t0
-                self.frames_written += 1
-        except BaseException as exc:  # noqa: BLE001 - handed to the producer on its next call
-            self._error = exc
-            # drain so a blocked producer wakes up and sees the error
-            while True:
-                try:
-                    if self._queue.get_nowait() is _STOP:
-                        break
-                except queue.Empty:
-                    break
+    def _feed(self, frame: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        self._proc.stdin.write(frame.tobytes())
+        self._proc.stdin.flush()
+        if self.first_frame_at is None:
+            self.first_frame_at = time.perf_counter()
+        self._write_seconds += time.perf_counter() - t0
+        self.frames_written += 1
 
     def write(self, frames: np.ndarray) -> None:
         """Queue frames (frames, height, width, 3) uint8 or one frame (height, width, 3)."""
@@ -183,18 +162,9 @@ class VideoWriter:
         if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (n, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}")
         for frame in frames:
-            while True:
-                self._raise_if_failed()
-                try:
-                    self._queue.put(np.ascontiguousarray(frame), timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise FlowactError(f"ffmpeg stopped accepting frames: {self._stderr_tail() or self._error}",
-                               path=self.path)
+            if not self._feeder.send(np.ascontiguousarray(frame)):
+                raise FlowactError(f"ffmpeg stopped accepting frames: {self._stderr_tail() or self._feeder.error}",
+                                   path=self.path)
 
     def _stderr_tail(self) -> str:
         return stderr_tail(self._stderr)
@@ -203,15 +173,15 @@ class VideoWriter:
         """Flush the queue, finalise the container, and check ffmpeg's exit status."""
         if not self._closed:
             self._closed = True
-            self._queue.put(_STOP)
-            self._thread.join()
+            self._feeder.finish()
             try:
                 self._proc.stdin.close()
             except (BrokenPipeError, OSError):
                 pass
             rc = finish(self._proc)
-            if rc != 0 or self._error is not None:
-                raise FlowactError(f"ffmpeg failed (exit {rc}): {self._stderr_tail() or self._error}", path=self.path)
+            if rc != 0 or self._feeder.error is not None:
+                raise FlowactError(f"ffmpeg failed (exit {rc}): {self._stderr_tail() or self._feeder.error}",
+                                   path=self.path)
         return WriterStats(self.frames_written, self.first_frame_at, self._write_seconds, self.path)
 
     def __enter__(self) -> "VideoWriter":
