@@ -2,7 +2,7 @@
 # Install flowact and everything it needs on a fresh Debian/Ubuntu machine (or venv).
 # - espeak-ng (system package): speech with phoneme timings for the synthetic world
 # - torch==2.13.0 pinned first: a looser spec would pull a multi-GB CUDA build
-# - the package itself, editable, with test extras
+# - the package itself, editable, with test extras (pytest; setuptools + wheel: the wheel test builds offline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -115,7 +115,10 @@ def installed(tmp_path_factory):
     purelib = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   capture_output=True, text=True, check=True).stdout.strip())
     # this interpreter's site-packages as plain sys.path entries: no .pth file there is run
-    borrowed = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    borrowed = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if site.ENABLE_USER_SITE:  # dependencies installed with pip --user
+        borrowed.append(site.getusersitepackages())
+    borrowed = dict.fromkeys(borrowed)
     (purelib / "zz_borrowed_site.pth").write_text("".join(f"{p}\n" for p in borrowed if Path(p).is_dir()))
     subprocess.run(pip + ["--python", str(py), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
                    check=True, capture_output=True, timeout=300)
