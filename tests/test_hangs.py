@@ -122,7 +122,8 @@ def test_render_survives_decode_slower_than_every_wait(tmp_path, engine, monkeyp
     calls = patch_decode(monkeypatch, seconds=0.15)
     out = tmp_path / "slow.mp4"
     report = bounded(lambda: engine.render(img, wav, out, overlap=True))
-    assert calls[0] == report.chunks == 4
+    # the first chunk decodes one latent frame at a time (time to first frame), the rest whole
+    assert report.chunks == 4 and calls[0] == report.chunks - 1 + engine.preset.stream.chunk_latents
     assert report.frames == 25 and probe(out).frames == 25
 
 
@@ -130,7 +131,7 @@ def test_render_survives_decode_slower_than_every_wait(tmp_path, engine, monkeyp
 def test_render_decode_failure_is_named_and_the_file_keeps_what_was_made(tmp_path, engine, monkeypatch, short_waits,
                                                                          overlap):
     img, wav = make_inputs(tmp_path, seconds=1.0)
-    patch_decode(monkeypatch, seconds=0.05, fail_at=2)
+    patch_decode(monkeypatch, seconds=0.05, fail_at=3)  # chunk 0 decodes in two calls (one per latent frame)
     out = tmp_path / "fail.mp4"
     with pytest.raises(StageFailed, match=r"the decode stage failed: ValueError: decode boom") as err:
         bounded(lambda: engine.render(img, wav, out, overlap=overlap))
@@ -179,7 +180,7 @@ def test_writer_whose_ffmpeg_dies_raises_and_closes(tmp_path, short_waits):
 
 def test_cli_decode_failure_exits_non_zero_with_one_line(tmp_path, monkeypatch, short_waits):
     img, wav = make_inputs(tmp_path, seconds=1.0)
-    patch_decode(monkeypatch, fail_at=3)
+    patch_decode(monkeypatch, fail_at=4)  # chunk 0 in two calls, chunk 1 in one, chunk 2 fails
     out = tmp_path / "cli.mp4"
     code, _, stderr = bounded(lambda: run_cli(["render", "-i", str(img), "-a", str(wav), "--out", str(out),
                                                "--preset", TINY, "--random-weights"]))

@@ -14,6 +14,7 @@ from rich.table import Table
 from . import cli_live, cli_train, cli_world
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
+from .options import Int8Mode
 
 app = typer.Typer(
     name="flowact",
@@ -59,10 +60,11 @@ def render(
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name (see `flowact presets`) or a YAML file."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed and inputs give the same video."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's for the device)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's for the device; on CPU, bfloat16 only where the CPU has native bf16, else float32)"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Load weights from this .safetensors file."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
     no_lips: bool = typer.Option(False, "--no-lips", help="Leave out the preset's lip refiner: the mouth as the transformer and VAE draw it."),
+    int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32, i.e. one without native bf16) | on | off (plain float)."),
     fit: str = typer.Option("cover", "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
     max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
@@ -94,7 +96,7 @@ def render(
         code = cli_manifest(manifest=manifest, out_dir=out_dir, force=force, jobs=jobs, as_json=as_json,
                             preset=preset, seed=seed, prompt=prompt, device=device, dtype=dtype, weights=weights,
                             random_weights=random_weights, fit=fit, ffmpeg=ffmpeg, threads=threads,
-                            max_seconds=max_seconds, console=err)
+                            max_seconds=max_seconds, console=err, int8=int8.value)
         raise typer.Exit(code)
     if image is None or audio is None:
         raise FlowactError("render needs --image and --audio (or --manifest for a batch)")
@@ -110,7 +112,7 @@ def render(
     check_output(out)
     find_ffmpeg(ffmpeg)
     engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads, lips=not no_lips)
+                         seed=seed, threads=threads, lips=not no_lips, int8=int8.value)
     _warn_random(engine.source)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
         task = bar.add_task("render", total=None, speed="")
@@ -143,6 +145,7 @@ def bench(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (speed does not depend on values)."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights."),
     no_lips: bool = typer.Option(False, "--no-lips", help="Leave out the preset's lip refiner (to measure what it costs)."),
+    int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32) | on | off."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON report."),
@@ -164,7 +167,7 @@ def bench(
     from .render import Engine
 
     engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads, lips=not no_lips)
+                         seed=seed, threads=threads, lips=not no_lips, int8=int8.value)
     _warn_random(engine.source)
     with _progress(f"bench {engine.preset.name}") as bar:
         task = bar.add_task("bench", total=None, speed="")

@@ -11,6 +11,7 @@ import typer
 
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
+from .options import Int8Mode
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +34,8 @@ def live(
     ahead: Optional[float] = typer.Option(None, "--ahead", help="Generate each chunk this many seconds before it is due (default: adapt to measured chunk cost). Lower = faster reactions, higher = fewer late chunks."),
     seed: int = typer.Option(0, "--seed", help="Noise seed."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's; on CPU, bfloat16 only where the CPU has native bf16, else float32)"),
+    int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32) | on | off."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Load weights from this .safetensors file."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
     fit: str = typer.Option("cover", "--fit", help="cover | contain (see render --help)."),
@@ -94,7 +96,7 @@ def live(
     if read_stdin is None:
         read_stdin = script is None
     engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads)
+                         seed=seed, threads=threads, int8=int8.value)
     from rich.console import Console
 
     err = Console(stderr=True, soft_wrap=True)

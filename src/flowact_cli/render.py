@@ -1,7 +1,7 @@
 """`render` as a library call: an `Engine` holds one loaded model; `Engine.render()` streams
 one picture + speech track into a video file (or stdout), chunk by chunk.
 
-Stages (DESIGN.md section 2): generation (this thread) -> bounded queue -> decode thread ->
+Stages (docs/architecture.md): generation (this thread) -> bounded queue -> decode thread ->
 `VideoWriter` (its own thread) -> ffmpeg, each hand-off a `handoff.Stage`: end-of-stream and
 failure get through however slow a stage is. Ctrl-C or a stage's error finalises the file so
 what was made stays playable; the error (`StageFailed`, naming the stage) is raised after.
@@ -31,9 +31,12 @@ from .media.audio import Audio, load_audio
 from .media.ffmpeg import VideoWriter, check_output, find_ffmpeg
 from .media.image import load_image
 from .model import FlowActModel
+from .model.quant import quantize_blocks
+from .options import Int8Mode
 from .precision import choose_dtype
 from .stream.generator import AudioTrack, StreamGenerator, TextTrack
 
+INT8_MODES = tuple(m.value for m in Int8Mode)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -132,18 +135,23 @@ class Engine:
     """One loaded model for one preset on one device; renders many jobs."""
 
     def __init__(self, preset: Preset, model: FlowActModel, source: W.WeightsSource, device: torch.device,
-                 dtype: torch.dtype, threads: int, dtype_why: str = "preset"):
+                 dtype: torch.dtype, threads: int, dtype_why: str = "preset", int8: str = "off"):
         self.preset, self.model, self.source = preset, model, source
         self.device, self.dtype, self.threads = device, dtype, threads
         self.dtype_why = dtype_why  # how the dtype was chosen: --dtype, preset, or auto (CPU bf16 check)
+        self.int8 = int8  # "on", "off", or "off (why)": the transformer's block linears (model/quant.py)
 
     @classmethod
     def load(cls, preset: str | Preset = DEFAULT_PRESET, *, device: str = "auto", dtype: str | None = None,
              weights: str | Path | None = None, random_weights: bool = False, seed: int = 0,
-             threads: int | None = None, lips: bool = True) -> "Engine":
+             threads: int | None = None, lips: bool = True, int8: str = "auto") -> "Engine":
         """`lips=False` leaves a preset's lip refiner out: frames as the VAE decodes them.
         `dtype` None: the preset's for the device, except a CPU's bfloat16 becomes float32
-        where the CPU only emulates bf16 (`precision.choose_dtype`)."""
+        where the CPU only emulates bf16 (`precision.choose_dtype`). `int8`: "auto" quantises
+        the transformer's block linears to int8 when it runs in float32 on a CPU (the fast
+        path of a CPU without native bf16, model/quant.py), "on" asks for it, "off" never."""
+        if int8 not in INT8_MODES:
+            raise FlowactError(f"unknown int8 mode '{int8}' (use {', '.join(INT8_MODES)})")
         p = preset if isinstance(preset, Preset) else load_preset(preset)
         dev = pick_device(device)
         choice = choose_dtype(dtype, p.dtype, dev.type)
@@ -161,12 +169,19 @@ class Engine:
         if not lips:
             model.lips = None
         model.eval().to(device=dev, dtype=DTYPES[dname])
-        return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why)
+        int8_state = "off"
+        if int8 == "on" or (int8 == "auto" and dev.type == "cpu" and dname == "float32"):
+            model.dit, why = quantize_blocks(model.dit)
+            if why and int8 == "on":
+                raise FlowactError(f"--int8 on: {why}")
+            int8_state = f"off ({why})" if why else "on"
+        return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why, int8_state)
 
     def conditions(self, compiled: bool = False) -> str:
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU x{self.threads} threads"
         return (f"{where}, {str(self.dtype).replace('torch.', '')} ({self.dtype_why}), compile {'on' if compiled else 'off'}, "
                 f"kernels {flowact_kernels.backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}"
+                + (", int8 transformer linears" if self.int8 == "on" else f", int8 {self.int8}" if self.int8 != "off" else "")
                 + (f", lip refiner {'on' if self.model.lips is not None else 'off'}" if self.preset.lips else ""))
 
     def render(self, image: str | Path | None, audio: str | Path | None, out: str | Path = "-", *, prompt: str = "",
@@ -216,11 +231,15 @@ class Engine:
 
         def emit(item: tuple[int, torch.Tensor, int, torch.Tensor]) -> None:
             k, z, keep, mel = item
-            t = time.perf_counter()
-            frames = gen.decode(z, mel)[:keep]
-            stages["decode"] += time.perf_counter() - t
-            writer.write(frames)
-            done_frames[0] += len(frames)
+            # the first chunk decodes one latent frame at a time (streaming decode is exact per
+            # latent frame): its first frames reach ffmpeg after part of the decode, not all of it
+            for zp, mp in (gen.split_latents(z, mel) if k == 0 else [(z, mel)]):
+                t = time.perf_counter()
+                frames = gen.decode(zp, mp)[:keep]
+                stages["decode"] += time.perf_counter() - t
+                keep -= len(frames)
+                writer.write(frames)
+                done_frames[0] += len(frames)
             if on_chunk:
                 on_chunk(ChunkEvent(k, chunks, done_frames[0], total, time.perf_counter() - t_request))
 

@@ -66,7 +66,8 @@ def run_batch(jobs: list[Job], options: BatchOptions, *, workers: int = 1, overl
 
 def cli_manifest(*, manifest: str, out_dir: Path | None, force: bool, jobs: int, as_json: bool, preset: str,
                  seed: int, prompt: str, device: str, dtype: str | None, weights: Path | None, random_weights: bool,
-                 fit: str, ffmpeg: str | None, threads: int | None, max_seconds: float | None, console) -> int:
+                 fit: str, ffmpeg: str | None, threads: int | None, max_seconds: float | None, console,
+                 int8: str = "auto") -> int:
     """`flowact render --manifest`: returns the exit code."""
     from ..media.ffmpeg import find_ffmpeg
     from ..render import pick_device
@@ -88,7 +89,7 @@ def cli_manifest(*, manifest: str, out_dir: Path | None, force: bool, jobs: int,
         return 0
     options = BatchOptions(device=device, dtype=dtype, weights=weights, random_weights=random_weights,
                            weights_seed=seed, fit=fit, ffmpeg=ffmpeg, threads=threads, max_seconds=max_seconds,
-                           force=force)
+                           force=force, int8=int8)
     workers = max(1, min(jobs, len(job_list)))
     warned: set[str] = set()
 

@@ -37,6 +37,7 @@ class BatchOptions:
     threads: int | None = None
     max_seconds: float | None = None
     force: bool = False
+    int8: str = "auto"  # the transformer's int8 linears (render.Engine.load)
 
 
 @dataclass
@@ -103,7 +104,8 @@ class Engines:
                 o = self.options
                 try:
                     e = Engine.load(self.preset(name), device=self.device, dtype=o.dtype, weights=o.weights,
-                                    random_weights=o.random_weights, seed=o.weights_seed, threads=self.threads)
+                                    random_weights=o.random_weights, seed=o.weights_seed, threads=self.threads,
+                                    int8=o.int8)
                     self._engines[name] = e
                     if self.on_load:
                         self.on_load(name, e.source, str(e.device))

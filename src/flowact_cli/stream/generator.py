@@ -142,6 +142,14 @@ class StreamGenerator:
                        write=self.bank.chunk_write())
         self.bank.commit(index * self.C)
 
+    @staticmethod
+    def split_latents(latents: torch.Tensor, mel_windows: torch.Tensor | None = None):
+        """A chunk's latents (1, zc, C, h, w) and mel windows (1, C, window, bins) as C
+        one-latent-frame pieces: `decode` streams exactly, so decoding them in turn gives the
+        same frames as decoding the chunk at once, and the first ones sooner."""
+        n = latents.shape[2]
+        return [(latents[:, :, i:i + 1], None if mel_windows is None else mel_windows[:, i:i + 1]) for i in range(n)]
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None) -> np.ndarray:
         """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). A model with a
