@@ -466,7 +466,12 @@ def run_stage(stage):
             "wall_s": round(wall, 2), "loss_first": recs[0]["loss"], "loss_last": recs[-1]["loss"], "note": note}
 
 
-report = {"preset": preset.name, "device": device, "steps": steps, "bf16_autocast": True, "warm_steps_excluded": WARM,
+try:  # what TrainRun's default (bf16=None) does: autocast where the device computes bf16 natively
+    from flowact_cli.precision import native_bf16
+    bf16 = device.startswith("cuda") or bool(native_bf16()[0])
+except ImportError:
+    bf16 = None
+report = {"preset": preset.name, "device": device, "steps": steps, "bf16_autocast": bf16, "warm_steps_excluded": WARM,
           "stage_budget_s": budget, "stages": []}
 for stage in E["TRAIN_STAGES"].split():
     cuda_peak_reset()
