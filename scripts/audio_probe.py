@@ -31,7 +31,8 @@ import torch
 
 def speech_windows(count: int, chunks: int, preset, seed: int):
     """`count` held-out speech windows of `chunks` chunks each, with mouth masks."""
-    from flowact_cli.train.data import Sample, _cut_audio, _prompt_at, heldout_speech, mouth_masks
+    from flowact_cli.train.data import heldout_speech, mouth_masks
+    from flowact_cli.train.sample import Sample, cut_audio, prompt_at
     from flowact_cli.world.clip import FPS
 
     frames = chunks * preset.frames_per_chunk
@@ -40,8 +41,8 @@ def speech_windows(count: int, chunks: int, preset, seed: int):
     while len(out) < count:
         clip, start = heldout_speech(rng, frames, preset.video.width, preset.video.height, max(4.0, frames / FPS + 1.0))
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
-        prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
-        out.append(Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts,
+        prompts = [prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
+        out.append(Sample(clip.reference(), video, cut_audio(clip.audio, start, frames), prompts,
                           mouth=mouth_masks(clip, start, video)))
     return out
 

@@ -49,11 +49,12 @@ class _HeldOut:
         self.p, self.rng = p, np.random.default_rng(seed)
 
     def sample(self, step, index, frames):
-        from flowact_cli.train.data import Sample, _cut_audio, heldout_speech
+        from flowact_cli.train.data import heldout_speech
+        from flowact_cli.train.sample import Sample, cut_audio
         from flowact_cli.world.clip import FPS
 
         clip, start = heldout_speech(self.rng, frames, self.p.video.width, self.p.video.height, frames / FPS + 1.0)
-        return Sample(clip.reference(), None, _cut_audio(clip.audio, start, frames), [""] * frames,
+        return Sample(clip.reference(), None, cut_audio(clip.audio, start, frames), [""] * frames,
                       visemes=clip.mouth.stack()[start:start + frames].astype(np.float32))
 
 

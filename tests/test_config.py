@@ -57,3 +57,12 @@ def test_wrong_type_and_bad_values_are_named(tmp_path):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(FlowactError, match="unknown preset 'nope'.*toon-128"):
         load_preset("nope")
+
+
+def test_a_frame_rate_other_than_25_is_refused_naming_the_key(tmp_path):
+    from pathlib import Path
+
+    bad = tmp_path / "fps30.yaml"
+    bad.write_text(Path(TINY).read_text().replace("fps: 25", "fps: 30"))
+    with pytest.raises(FlowactError, match=r"video.fps.*must be 25 \(got 30\)"):
+        load_preset(str(bad))

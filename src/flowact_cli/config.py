@@ -224,8 +224,10 @@ def _check(p: Preset, src: str) -> Preset:
     v, m, vae, st, smp, a = p.video, p.model, p.vae, p.stream, p.sampler, p.audio
     if v.width <= 0 or v.height <= 0 or v.width % (vae.spatial * m.patch) or v.height % (vae.spatial * m.patch):
         bad("video", f"size {v.width}x{v.height} must be a positive multiple of vae.spatial*model.patch = {vae.spatial * m.patch}")
-    if v.fps <= 0:
-        bad("video.fps", "must be positive")
+    if v.fps != 25:
+        # the audio front end (10 ms mel hop, 4 video frames = 160 ms per latent frame), the world's
+        # visemes and the training data are all laid out at 25 fps
+        bad("video.fps", f"must be 25 (got {v.fps}): the audio features and the synthetic world are aligned to 25 fps")
     if m.width % m.heads:
         bad("model.heads", f"must divide model.width ({m.width})")
     if (m.width // m.heads) % 2 or sum(m.rope_axes) * 2 != m.width // m.heads:

@@ -11,13 +11,14 @@ import numpy as np
 import torch
 
 from ..errors import FlowactError
+from ..world import FPS as WORLD_FPS
 from ..world.behaviour import STATES, state_from_prompt
 from . import metrics
 from .frames import prepare
 from .net import MEL_HOP, AudioMouth, FrameJudge, log_mel
 from .weights import load_judge
 
-FPS = 25.0
+FPS = float(WORLD_FPS)
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ import torch
 
 from .. import weights as W
 from ..errors import FlowactError
-from .data import FPS, Sample, _cut_audio, _prompt_at, sample_rng
+from .sample import FPS, Sample, cut_audio, prompt_at, sample_rng
 
 SHARD = 128  # clips per shard file
 STATS = 8  # clips that set the per-channel latent mean and std
@@ -63,8 +63,8 @@ def build_cache(model, out: str | Path, clips: int, seconds: float, seed: int, *
             with torch.no_grad():
                 zs.append(model.vae.encode(x)[0].float().cpu().numpy().astype(np.float16))
             refs.append(ref)
-            auds.append(_cut_audio(clip.audio, 0, frames).astype(np.float16))
-            prompts.append([_prompt_at(clip.segments, k / FPS) for k in range(frames)])
+            auds.append(cut_audio(clip.audio, 0, frames).astype(np.float16))
+            prompts.append([prompt_at(clip.segments, k / FPS) for k in range(frames)])
             if on_clip:
                 on_clip(i)
         tmp = path.with_name(path.stem + ".tmp.npz")
@@ -110,5 +110,5 @@ class LatentSource:
         j = int(rng.integers(0, have - lat + 1))
         z = np.concatenate([self.z[c, :, :1], self.z[c, :, 1 + j:1 + j + lat]], axis=1).astype(np.float32)
         f0 = j * self.temporal
-        audio = _cut_audio(self.audio[c].astype(np.float32), f0, frames)
+        audio = cut_audio(self.audio[c].astype(np.float32), f0, frames)
         return Sample(self.ref[c], None, audio, self.prompts[c][f0:f0 + frames], latents=z)

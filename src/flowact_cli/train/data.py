@@ -7,42 +7,18 @@ sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FlowactError
-
-FPS = 25
-
-
-@dataclass
-class Sample:
-    reference: np.ndarray  # uint8 (H, W, 3)
-    frames: np.ndarray | None  # uint8 (4 * latents, H, W, 3); None when served from a latent cache
-    audio: np.ndarray  # float32 16 kHz covering exactly the frames
-    prompts: list[str]  # one per frame
-    latents: np.ndarray | None = None  # (C, 1 + latents, h, w), reference first: a latent cache's window
-    mouth: np.ndarray | None = None  # float32 (frames, H, W) in [0, 1]: where the mouth differs from a closed one (synthetic world only)
-    closed: np.ndarray | None = None  # uint8 (frames, H, W, 3): the same frames drawn with the mouth at rest (synthetic world only)
-    visemes: np.ndarray | None = None  # float32 (frames, 5) in [0, 1]: the world's mouth parameters (MOUTH_KEYS; synthetic world only)
-
-
-def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(step), int(index), 0x7A1])
+from .sample import FPS, Sample, cut_audio, prompt_at, sample_rng
 
 
 def _window(total_frames: int, frames: int, rng: np.random.Generator) -> int:
     if total_frames < frames:
         raise FlowactError(f"clip has {total_frames} frames, training needs {frames}")
     return int(rng.integers(0, total_frames - frames + 1))
-
-
-def _cut_audio(audio: np.ndarray, start_frame: int, frames: int) -> np.ndarray:
-    per = 16_000 // FPS
-    seg = audio[start_frame * per:(start_frame + frames) * per]
-    return np.pad(seg, (0, frames * per - len(seg))).astype(np.float32)
 
 
 class SynthSource:
@@ -71,14 +47,14 @@ class SynthSource:
         else:
             clip = make_clip(seed, seconds, self.width, self.height, split="train")
             start = _window(clip.frames, frames, rng)
-        prompts = [_prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
+        prompts = [prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
         visemes = clip.mouth.stack()[start:start + frames].astype(np.float32) if self.mouth or not self.video else None
         if not self.video:
-            return Sample(clip.reference(), None, _cut_audio(clip.audio, start, frames), prompts, visemes=visemes)
+            return Sample(clip.reference(), None, cut_audio(clip.audio, start, frames), prompts, visemes=visemes)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         closed = closed_frames(clip, start, frames) if self.mouth else None
         mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
-        return Sample(clip.reference(), video, _cut_audio(clip.audio, start, frames), prompts, mouth=mouth,
+        return Sample(clip.reference(), video, cut_audio(clip.audio, start, frames), prompts, mouth=mouth,
                       closed=closed, visemes=visemes)
 
 
@@ -111,14 +87,6 @@ def mouth_masks(clip, start: int, video: np.ndarray, closed: np.ndarray | None =
     closed = closed_frames(clip, start, len(video)) if closed is None else closed
     diff = np.abs(video.astype(np.int16) - closed.astype(np.int16)).max(axis=-1)
     return (diff > 12).astype(np.float32)
-
-
-def _prompt_at(segments, t: float) -> str:
-    for s in segments:
-        s = s if isinstance(s, dict) else s.as_dict()
-        if s["start"] <= t < s["end"]:
-            return s["prompt"]
-    return ""
 
 
 class FolderSource:
@@ -163,12 +131,12 @@ class FolderSource:
 
             ref = _fit(np.asarray(Image.open(video.with_name(video.stem + ".ref.png")).convert("RGB"))[None],
                        self.width, self.height)[0]
-            prompts = [_prompt_at(timeline, (start + i) / FPS) for i in range(frames)]
+            prompts = [prompt_at(timeline, (start + i) / FPS) for i in range(frames)]
         else:
             outside = [i for i in (0, len(all_frames) - 1) if not start <= i < start + frames]
             ref = all_frames[outside[0] if outside else 0]
             prompts = [""] * frames
-        return Sample(ref, all_frames[start:start + frames], _cut_audio(audio, start, frames), prompts)
+        return Sample(ref, all_frames[start:start + frames], cut_audio(audio, start, frames), prompts)
 
 
 def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -200,7 +168,7 @@ def make_source(data: str, width: int, height: int, seed: int, mouth: bool = Fal
     if speaking:
         raise FlowactError("--speaking picks speech windows in the synthetic world: use --data synth")
     if (Path(data) / "cache.json").exists():
-        from .cache import LatentSource
+        from .cache import LatentSource  # lazy: it needs torch and the weights module
 
         return LatentSource(data, seed)
     return FolderSource(data, width, height, seed)

@@ -20,9 +20,8 @@ from ..config import Preset
 from ..model import FlowActModel
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
 from ..stream.sampler import EulerSampler, shifted_timesteps
-from .data import _prompt_at
-
-FPS = 25
+from ..world import FPS
+from .sample import prompt_at as segment_prompt_at
 
 
 def heldout_clips(count: int, seconds: float, width: int, height: int, first_seed: int = 1_000_000):
@@ -47,7 +46,7 @@ def clip_states(clip) -> np.ndarray:
 
 
 def prompt_at(clip, t: float) -> str:
-    return _prompt_at(clip.segments, t)
+    return segment_prompt_at(clip.segments, t)
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from ..errors import FlowactError
 from ..model import FlowActModel
 from ..stream.generator import StreamGenerator
 from ..stream.sampler import interpolate, velocity_target
-from .data import Sample
+from .sample import Sample
 
 STAGES = ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips")
 

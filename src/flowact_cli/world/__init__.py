@@ -6,3 +6,5 @@ Data flow: seed -> character.py (style) + speech.py (voice, wav, phoneme timings
 -> draw.py / canvas.py (frames) -> clip.py (one clip, its files) -> synth.py (a dataset);
 dataset.py reads a dataset back. Never imports the model or the stream.
 """
+
+FPS = 25  # video frames per second of the world (visemes, timelines, labels)

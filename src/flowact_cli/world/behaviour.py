@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .character import Character
+from . import FPS
 
 STATES = ("idle", "speaking", "listening", "thinking", "waving", "nodding", "pointing", "shrugging", "head_tilt")
 PROMPTS = {
@@ -46,7 +47,6 @@ STATE_KEYWORDS = {
 _NEXT_WEIGHTS = {"speaking": 0.34, "listening": 0.1, "idle": 0.08, "thinking": 0.08, "waving": 0.08,
                  "nodding": 0.08, "pointing": 0.08, "shrugging": 0.08, "head_tilt": 0.08}
 TRANSITION = 0.6  # seconds of cross-fade between segments
-FPS = 25
 
 # body layout in character units (frame height = 1, x from the centre line)
 HEAD_Y = 0.33

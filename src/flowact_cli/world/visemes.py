@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .speech import Phoneme
+from . import FPS
 
-FPS = 25
 MOUTH_KEYS = ("open", "width", "round", "closed", "teeth")
 
 # (open, width, round, closed, teeth, dominance)
