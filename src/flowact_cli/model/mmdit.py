@@ -151,6 +151,16 @@ class Block(nn.Module):
             start += n
         return out
 
+    def write_only(self, segments: list[tuple[str, torch.Tensor]], mods: dict[str, torch.Tensor],
+                   k_bank: torch.Tensor, v_bank: torch.Tensor, write: BankWrite, write_tokens: int) -> None:
+        """The last block of a pass that only fills the bank: its video tokens' keys/values
+        are all that is kept, so no attention, output projection or MLP runs."""
+        name, x = segments[0]
+        ws = self.sets[name]
+        m = mods[name] + ws.mod_table
+        _, k, v = ws.qkv_heads(x[:, :write_tokens], m[:, 0], m[:, 1])
+        K.bank_write(k, v, ws.k_norm, write.cos, write.sin, k_bank, v_bank, write.start)
+
     def forward_train(self, x: torch.Tensor, sets: dict[str, int], mods: dict[str, torch.Tensor],
                       cos: dict[str, torch.Tensor], sin: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """Training pass over a whole clip: x (batch, tokens, width) with the tokens grouped
@@ -244,10 +254,12 @@ class MMDiT(nn.Module):
 
     def forward(self, latents: torch.Tensor, t: torch.Tensor, audio: torch.Tensor | None, text: torch.Tensor | None,
                 bank: BankView, cos: torch.Tensor, sin: torch.Tensor, write: BankWrite | None = None,
-                video_stream: str = "video") -> torch.Tensor:
+                video_stream: str = "video") -> torch.Tensor | None:
         """One pass. `video_stream="reference"` embeds the latents as the reference stream
         (the once-per-render pass that fills the bank's reference region). cos/sin cover
-        the chunk's tokens in order [video | audio | text]."""
+        the chunk's tokens in order [video | audio | text]. A pass with `write` only fills the
+        bank (the memory pass, the reference pass) and returns None: its last block writes its
+        keys/values and stops there."""
         b, _, f, h, w = latents.shape
         dt = self.stream_type.dtype
         idx = {s: i for i, s in enumerate(self.STREAMS)}
@@ -262,7 +274,11 @@ class MMDiT(nn.Module):
         segments = self._merge(segments)
         emb, mods = self.modulations(t)
         n_video = x.shape[1]
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
+            if write is not None and i == last:
+                block.write_only(segments, mods, bank.k[i], bank.v[i], write, n_video)
+                return None
             segments = block(segments, mods, cos, sin, bank.k[i], bank.v[i], bank.valid, bank.attend, write, n_video)
         video = segments[0][1][:, :n_video]
         shift, scale = self.final_mod(F.silu(emb)).chunk(2, dim=-1)
