@@ -24,8 +24,11 @@ if _backend not in _BACKENDS:
 
 try:  # Triton is optional at run time: a CPU-only machine without it still renders.
     from . import triton_ops as _triton
-except Exception:  # noqa: BLE001 - any import failure means "no kernels here"
-    _triton = None
+    _triton_error = None
+except Exception as exc:  # noqa: BLE001 - any import failure means "no kernels here"
+    _triton, _triton_error = None, exc
+if _backend == "triton" and _triton is None:  # asked for by name: never fall back in silence
+    raise RuntimeError(f"FLOWACT_KERNELS=triton but the Triton kernels failed to import: {_triton_error!r}")
 
 
 def set_backend(name: str) -> None:

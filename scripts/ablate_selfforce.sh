@@ -8,7 +8,7 @@
 #
 # The VAE (so the latent space and the latent cache) is the bundled one. This is what the
 # 2026-11-30 session ran on the 2-core CPU (one thread per process: the cache about 14 min,
-# pretrain 48 min, then about 15 min for the rest); the figures are in the README ("Training").
+# pretrain 48 min, then about 15 min for the rest); the figures are in docs/experiments.md (the self-forcing ablation) and docs/training-toon128.md.
 #   OUT=runs/r2 bash scripts/ablate_selfforce.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

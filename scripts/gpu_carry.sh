@@ -4,6 +4,8 @@
 #   .carry/debs   espeak-ng and its libraries (speech for the synthetic world), unpacked there
 #   .carry/wheels the pure/py3.12 wheels the machine lacks (soundfile, soxr, imageio-ffmpeg 0.6.0
 #                 whose wheel fits the 64 MiB carry limit, silero-vad)
+# For the benchmark run use `bash scripts/gpu_bench.sh prepare` (.carry/bench, 22 MiB) instead: all of .carry/
+# beside the 36 MB bundled weights is over the 64 MiB carry limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .carry/debs .carry/wheels

@@ -15,7 +15,7 @@
 # steps, then 6e-4); on a GPU use DEVICE=cuda and raise the STEPS_* for a better model.
 #   OUT=runs/t128 bash scripts/train_toon128.sh
 # On the GPU machine first: for f in .carry/debs/*.deb; do dpkg -x $f /; done; ldconfig;
-#   pip install --no-deps .carry/wheels/*.whl; pip install --no-deps -e .
+#   pip install --no-deps .carry/wheels/*.whl; pip install --no-deps --no-build-isolation -e .
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/t128}

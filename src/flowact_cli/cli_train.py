@@ -1,4 +1,4 @@
-"""`flowact train` (the four training stages). Registered by cli.py."""
+"""`flowact train` (the training stages) and `flowact cache`. Registered by cli.py."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue from <out>/<stage>/ckpt."),
         save_every: int = typer.Option(200, "--save-every"),
         threads: Optional[int] = typer.Option(None, "--threads"),
-        teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk."),
+        teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk, split evenly over the student's steps, rounded down (16 gives 15 on a 3-step preset, 8 gives 6)."),
         guidance: float = typer.Option(2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."),
         motion_weight: float = typer.Option(0.0, "--motion-weight", help="vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, hands): sharper moving parts."),
         mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="extra loss weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth only). vae/decoder: on its pixels, a mouth the decoder must draw, not copy; pretrain/selfforce/distill: on its latent cells, about 2%% of the frame otherwise."),

@@ -65,7 +65,7 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class LipsConfig:
-    """The lip refiner (model/lips.py): decoded frames + audio tokens -> the mouth redrawn."""
+    """The lip refiner (model/lips.py): decoded frames + the chunk's mel windows -> the mouth redrawn."""
     width: int = 16  # channels at full/2 resolution; x2 per halving
     ear_width: int = 96  # the ear's channels (1-D convs over the mel)
 

@@ -1,4 +1,4 @@
-"""The four training stages, each a loss over one batch of training clips.
+"""The seven training stages (`STAGES`), each a loss over one batch of training clips.
 
 - vae: reconstruction (L1 + image-gradient L1) + a small KL, on [reference | 4n frames];
 - decoder: the same loss with the encoder frozen: sharpens decoding while keeping the latent
@@ -11,7 +11,11 @@
   of its own context, through the same inference pass (grad through that pass only);
 - distill: the student (initialised from the teacher) learns to jump between the preset's
   few timesteps where the guided many-step teacher's trajectory goes (trajectory
-  regression), on teacher-forced memory.
+  regression), on teacher-forced memory;
+- visemes: the lip refiner's ear alone: the chunk's mel windows -> the world's five mouth
+  parameters per frame (audio only, no frames drawn);
+- lips: the lip refiner's drawing net: the decoded frame with the mouth at rest + the mouth
+  parameters -> the frame as the world drew it (model/lips.py).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class StageSettings:
     motion_weight: float = 0.0  # vae/decoder: extra reconstruction weight on pixels that differ from the reference
     mouth_weight: float = 0.0  # extra loss weight on the open mouth (synthetic world's masks): pixels for
     # vae/decoder, latent cells for pretrain/selfforce/distill
-    teacher_steps: int = 16  # distill: teacher Euler steps per chunk
+    teacher_steps: int = 16  # distill: teacher Euler steps per chunk, split evenly over the student's steps (16 -> 15 on 3 steps, 8 -> 6)
     guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
     lips_leak: float = 0.3  # lips: the input's mouth is the closed one plus up to this share of the real one
 
