@@ -62,7 +62,6 @@ def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0) -> dict:
     audio = st.audio_tokens(samples, n)
     text = st.text_tokens(samples, chunks)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    first_time = float(p.stream.long_term + 2 * C - n + 1)
     target = x0[:, :, -C:]
 
     def mouth_err(pred):
@@ -76,7 +75,7 @@ def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0) -> dict:
         xt = (1 - tf) * x0 + tf * noise
         row, vs = {}, {}
         for name, a in (("own", audio), ("zero", torch.zeros_like(audio)), ("other", audio.roll(1, 0))):
-            v = model.dit.forward_train(ref, xt, t, a, text, C, first_time, p.model.rope_axes, p.model.rope_theta)
+            v = model.dit.forward_train(ref, xt, t, a, text, st.layout)
             vs[name] = v[:, :, -C:]
             row[name] = mouth_err(xt[:, :, -C:] - tv * vs[name])
         row["audio_moves_v"] = float((vs["own"] - vs["zero"]).abs().mean())

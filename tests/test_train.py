@@ -9,6 +9,7 @@ import torch
 
 from flowact_cli.config import load_preset
 from flowact_cli.model import FlowActModel
+from flowact_cli.model.layout import TokenLayout
 from flowact_cli.stream.generator import StreamGenerator
 from flowact_cli.train.data import FolderSource, Sample, SynthSource
 from flowact_cli.train.loop import TrainRun, train
@@ -40,7 +41,7 @@ def test_training_pass_equals_the_streaming_pass_on_a_first_chunk(inject):
     ref, x = torch.randn(1, 4, 1, 8, 8), torch.randn(1, 4, C, 8, 8)
     audio, text, t = torch.randn(1, C * 4, 32), torch.randn(1, 1, 4, 32), torch.tensor([[0.7]])
     with torch.no_grad():
-        v_train = m.dit.forward_train(ref, x, t, audio, text, C, float(1 + L + C), p.model.rope_axes, p.model.rope_theta)
+        v_train = m.dit.forward_train(ref, x, t, audio, text, TokenLayout.of(p))
         g = StreamGenerator(m, 0)
         m.dit(ref, g.t_zero, None, None, g.bank.view(), g.ref_cos, g.ref_sin, write=g.bank.reference_write(),
               video_stream="reference")
@@ -49,8 +50,7 @@ def test_training_pass_equals_the_streaming_pass_on_a_first_chunk(inject):
     assert torch.allclose(v_train, v_stream, atol=1e-5)
     if inject:  # the injection is live in both passes: other audio, another velocity
         with torch.no_grad():
-            v_other = m.dit.forward_train(ref, x, t, audio.flip(1), text, C, float(1 + L + C), p.model.rope_axes,
-                                          p.model.rope_theta)
+            v_other = m.dit.forward_train(ref, x, t, audio.flip(1), text, TokenLayout.of(p))
         assert (v_other - v_train).abs().max() > 1e-3
 
 
@@ -499,11 +499,12 @@ def test_lip_refiner_trains_on_closed_mouths_and_runs_in_the_stream(tmp_path, va
         gen = StreamGenerator(m, 0)
         gen.start(s0.reference)
         track = AudioTrack(m, s0.audio, "cpu")
-        z = gen.chunk(0, track.tokens(0, 2), TextTrack(m).tokens("speaking"))
+        a, mel = track.chunk(0, 2)
+        z = gen.chunk(0, a, TextTrack(m).tokens("speaking"))
         if lips:
             with pytest.raises(ValueError, match="mel windows"):
                 StreamGenerator(m, 0).decode(z)
-        frames[lips] = gen.decode(z, track.last_windows)
+        frames[lips] = gen.decode(z, mel)
     assert frames[True].shape == frames[False].shape == (8, 64, 64, 3)
     assert np.abs(frames[True].astype(int) - frames[False].astype(int)).max() > 0
 

@@ -254,8 +254,7 @@ class Engine:
                 t = time.perf_counter()
                 try:
                     with torch.no_grad():
-                        a = atrack.tokens(k * p.stream.chunk_latents, p.stream.chunk_latents)
-                        mel = atrack.last_windows
+                        a, mel = atrack.chunk(k * p.stream.chunk_latents, p.stream.chunk_latents)
                     sync()
                     t1 = time.perf_counter()
                     stages["audio"] += t1 - t

@@ -223,8 +223,8 @@ class LiveSession:
         silence = np.zeros(audio.chunk_samples, np.float32)
         for i in range(2):  # the second chunk's time (first-call costs paid) sets the initial `ahead`
             t = time.perf_counter()
-            a = audio.tokens(silence, silence)
-            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), audio.last_windows)
+            a, mel = audio.chunk(silence, silence)
+            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), mel)
             warm_s = time.perf_counter() - t
         del warm
         if self.opt.ahead is None:
@@ -334,10 +334,10 @@ class LiveSession:
                 stage = "generation"
                 try:
                     with torch.no_grad():
-                        a = audio.tokens(pcm, speech.peek(audio.lookahead_samples))
+                        a, mel = audio.chunk(pcm, speech.peek(audio.lookahead_samples))
                         z = gen.chunk(k, a, text.tokens(plan.prompt))
                         stage = "decode"
-                        frames = gen.decode(z, audio.last_windows)
+                        frames = gen.decode(z, mel)
                 except Exception as exc:  # noqa: BLE001 - raised once what was queued is written and the file finalised
                     self._failure.append((stage, exc))
                     break

@@ -121,18 +121,21 @@ class IncrementalAudio:
         self.lookahead_samples = (encoder.lookahead + self.MARGIN) * HOP
         self.chunk_samples = chunk_latents * self.per_latent * HOP
         self._history = np.zeros(self.history_samples, np.float32)  # silence before the stream
-        self.last_windows: torch.Tensor | None = None  # set by tokens(): what a lip refiner reads
 
     @torch.no_grad()
-    def tokens(self, chunk_samples: np.ndarray, lookahead: np.ndarray) -> torch.Tensor:
+    def chunk(self, chunk_samples: np.ndarray, lookahead: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """chunk_samples: (C * per_latent * hop,) float32; lookahead: at least `lookahead_samples`
-        (zeros where the future is unknown). Returns (1, C * tokens_per_latent, width); advances."""
+        (zeros where the future is unknown). Returns (tokens (1, C * tokens_per_latent, width),
+        mel windows (1, C, window, bins): what a lip refiner reads); advances."""
         assert len(chunk_samples) == self.chunk_samples
         seg = np.concatenate([self._history, chunk_samples, lookahead[: self.lookahead_samples]])
         mel = self.encoder.mel(torch.from_numpy(seg).to(self.device))
         keep = self.prefix_latents * self.per_latent + self.C * self.per_latent + self.encoder.lookahead
         mel = mel[self.MARGIN: self.MARGIN + keep]
         win = self.encoder.windows(mel, self.prefix_latents, self.C)[None]
-        self.last_windows = win  # (1, C, window, bins)
         self._history = np.concatenate([self._history, chunk_samples])[-self.history_samples:]
-        return self.encoder(win)
+        return self.encoder(win), win
+
+    def tokens(self, chunk_samples: np.ndarray, lookahead: np.ndarray) -> torch.Tensor:
+        """The tokens of `chunk` alone (advances as it does)."""
+        return self.chunk(chunk_samples, lookahead)[0]

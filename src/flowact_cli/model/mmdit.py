@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import flowact_kernels as K
 
 from ..config import ModelConfig
+from .layout import TokenLayout
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -46,6 +47,10 @@ class BankView:
     v: torch.Tensor
     valid: torch.Tensor
     attend: int
+
+    def layer(self, i: int) -> "BankView":
+        """Block i's share: k, v (batch, heads, capacity, head_dim), the same slots valid."""
+        return BankView(self.k[i], self.v[i], self.valid, self.attend)
 
 
 @dataclass
@@ -112,10 +117,10 @@ class Block(nn.Module):
         self.sets = nn.ModuleDict({s: WeightSet(cfg.width, cfg.heads, cfg.mlp_ratio) for s in set_names})
 
     def forward(self, segments: list[tuple[str, torch.Tensor]], mods: dict[str, torch.Tensor],
-                cos: torch.Tensor, sin: torch.Tensor, k_bank: torch.Tensor, v_bank: torch.Tensor,
-                valid: torch.Tensor, attend: int, write: BankWrite | None, write_tokens: int):
+                cos: torch.Tensor, sin: torch.Tensor, bank: BankView, write: BankWrite | None, write_tokens: int):
         """segments: [(weight set, tokens (batch, n, width))] in sequence order; mods: set ->
-        (batch, 6, width) modulation. Returns the updated segments."""
+        (batch, 6, width) modulation; bank: this block's layer of the memory bank
+        (`BankView.layer`). Returns the updated segments."""
         qs, ks, vs = [], [], []
         for name, x in segments:
             ws = self.sets[name]
@@ -134,13 +139,14 @@ class Block(nn.Module):
         q_cat = torch.cat(q_all, 2) if len(q_all) > 1 else q_all[0]
         k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
         v_cat = torch.cat(vs, 2) if len(vs) > 1 else vs[0]
-        attn = K.bank_attention(q_cat, k_cat, v_cat, k_bank[:, :, :attend], v_bank[:, :, :attend], valid[:, :attend])
+        a = bank.attend
+        attn = K.bank_attention(q_cat, k_cat, v_cat, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a])
         if write is not None:
             # After this layer's attention (which read the old bank): the video tokens'
             # keys/values become memory, rotated at their bank positions.
             ks0, kw0 = ks[0]
             K.bank_write(ks0[:, :, :write_tokens], vs[0][:, :, :write_tokens], kw0, write.cos, write.sin,
-                         k_bank, v_bank, write.start)
+                         bank.k, bank.v, write.start)
         b, h, n, d = attn.shape
         attn = attn.transpose(1, 2).reshape(b, n, h * d)
         out, start = [], 0
@@ -152,14 +158,14 @@ class Block(nn.Module):
         return out
 
     def write_only(self, segments: list[tuple[str, torch.Tensor]], mods: dict[str, torch.Tensor],
-                   k_bank: torch.Tensor, v_bank: torch.Tensor, write: BankWrite, write_tokens: int) -> None:
+                   bank: BankView, write: BankWrite, write_tokens: int) -> None:
         """The last block of a pass that only fills the bank: its video tokens' keys/values
         are all that is kept, so no attention, output projection or MLP runs."""
         name, x = segments[0]
         ws = self.sets[name]
         m = mods[name] + ws.mod_table
         _, k, v = ws.qkv_heads(x[:, :write_tokens], m[:, 0], m[:, 1])
-        K.bank_write(k, v, ws.k_norm, write.cos, write.sin, k_bank, v_bank, write.start)
+        K.bank_write(k, v, ws.k_norm, write.cos, write.sin, bank.k, bank.v, write.start)
 
     def forward_train(self, x: torch.Tensor, sets: dict[str, int], mods: dict[str, torch.Tensor],
                       cos: dict[str, torch.Tensor], sin: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -277,31 +283,29 @@ class MMDiT(nn.Module):
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             if write is not None and i == last:
-                block.write_only(segments, mods, bank.k[i], bank.v[i], write, n_video)
+                block.write_only(segments, mods, bank.layer(i), write, n_video)
                 return None
-            segments = block(segments, mods, cos, sin, bank.k[i], bank.v[i], bank.valid, bank.attend, write, n_video)
+            segments = block(segments, mods, cos, sin, bank.layer(i), write, n_video)
         video = segments[0][1][:, :n_video]
         shift, scale = self.final_mod(F.silu(emb)).chunk(2, dim=-1)
         out = self.final(modulate(video, shift, scale))
         return self.unpatchify(out.float(), f, h, w)
 
     def forward_train(self, reference: torch.Tensor, latents: torch.Tensor, t_chunks: torch.Tensor,
-                      audio: torch.Tensor, text: torch.Tensor, chunk_latents: int, first_time: float,
-                      rope_axes, rope_theta: float) -> torch.Tensor:
+                      audio: torch.Tensor, text: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """Chunkwise diffusion forcing over a whole clip in one pass.
 
         reference (b, zc, 1, h, w) clean; latents (b, zc, N, h, w), chunk j = frames
         [j*C, (j+1)*C) noised at its own level t_chunks[:, j]; audio (b, N * tokens_per_latent,
         audio_width); text (b, N / C, text_tokens, text_width). Chunk j's tokens see the
         reference, the *video* tokens of earlier chunks and all of its own tokens: what the
-        memory bank shows at inference. Frame i sits at time position first_time + i (the
-        inference layout puts the chunk being made at 1 + L + C .. L + 2C). Returns the
-        velocity for every clip frame (b, zc, N, h, w).
+        memory bank shows at inference. Positions come from `layout` (layout.py): the clip's
+        last chunk sits where inference puts the chunk being made. Returns the velocity for
+        every clip frame (b, zc, N, h, w).
         """
-        from .rope import grid_positions, rope_tables
-
         b, _, n_frames, h, w = latents.shape
-        C = chunk_latents
+        C = layout.chunk_latents
+        first_time = layout.train_first_time(n_frames)
         chunks = n_frames // C
         dt = self.stream_type.dtype
         idx = {s: i for i, s in enumerate(self.STREAMS)}
@@ -313,8 +317,10 @@ class MMDiT(nn.Module):
         txt = self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]
         a_per = aud.shape[1] // n_frames
         t_tok = text.shape[2]
+        if (a_per, t_tok, per) != (layout.audio_per_latent, layout.text_tokens, layout.grid[0] * layout.grid[1]):
+            raise ValueError(f"tokens per latent frame / text tokens / patches ({a_per}, {t_tok}, {per}) do not match the layout")
         pieces, kinds, groups, t_of = [ref], ["reference"] * per, [0] * per, []
-        pos = [grid_positions(0.0, h // self.patch, w // self.patch)]
+        pos = [layout.frame(layout.reference_time)]
         t_of.append(torch.zeros(b, per, device=latents.device))
         for j in range(chunks):
             v_j = video[:, j * C * per:(j + 1) * C * per]
@@ -322,17 +328,10 @@ class MMDiT(nn.Module):
             pieces += [v_j, a_j, txt[:, j]]
             kinds += ["video"] * v_j.shape[1] + ["audio"] * a_j.shape[1] + ["text"] * t_tok
             groups += [j + 1] * (v_j.shape[1] + a_j.shape[1] + t_tok)
-            base = first_time + j * C
-            pos += [grid_positions(base + f, h // self.patch, w // self.patch) for f in range(C)]
-            ap = torch.zeros(C * a_per, 3)
-            ap[:, 0] = base + torch.arange(C).repeat_interleave(a_per).float()
-            tp = torch.zeros(t_tok, 3)
-            tp[:, 0] = base
-            pos += [ap, tp]
+            pos.append(layout.chunk(first_time + j * C))  # [video | audio | text], as the pieces
             t_of.append(t_chunks[:, j:j + 1].expand(b, v_j.shape[1] + a_j.shape[1] + t_tok))
         x = torch.cat(pieces, dim=1)
-        cos, sin = rope_tables(torch.cat(pos), rope_axes, rope_theta)
-        cos, sin = cos.to(x.device), sin.to(x.device)
+        cos, sin = layout.tables(torch.cat(pos), x.device)
         g = torch.tensor(groups, device=x.device)
         is_video = torch.tensor([k in ("video", "reference") for k in kinds], device=x.device)
         mask = (g[:, None] == g[None, :]) | (g[None, :] == 0) | ((g[None, :] < g[:, None]) & is_video[None, :])

@@ -27,7 +27,7 @@ import flowact_kernels as K
 
 from ..config import Preset
 from ..model.mmdit import BankView, BankWrite
-from ..model.rope import grid_positions, rope_tables
+from ..model.layout import TokenLayout
 
 
 class MemoryBank:
@@ -52,30 +52,13 @@ class MemoryBank:
         self.short_term: list[int] | None = None
         self.admitted = 0  # latent frames that have left short-term memory
 
-        gh, gw = (s // m.patch for s in preset.latent_hw)
-        axes, theta = m.rope_axes, m.rope_theta
-
-        def frame_table(time: float):
-            return rope_tables(grid_positions(time, gh, gw), axes, theta)
-
-        def cat_tables(times):
-            cs = [frame_table(t) for t in times]
-            return (torch.cat([c for c, _ in cs]).to(device), torch.cat([s for _, s in cs]).to(device))
-
-        self._ref_write = BankWrite(0, *cat_tables([0.0]))
-        st_times = [float(self.L + 1 + i) for i in range(self.C)]
-        self._chunk_write = BankWrite(self.cur_slot * self.T, *cat_tables(st_times))
+        lay = TokenLayout.of(preset)
+        self._ref_write = BankWrite(0, *lay.tables(lay.frame(lay.reference_time), device))
+        st_times = [lay.short_term_time(i) for i in range(self.C)]
+        self._chunk_write = BankWrite(self.cur_slot * self.T, *lay.tables(lay.frames(st_times), device))
         # rotation deltas: long-term shift (-1 frame) and short-term frame i -> newest long-term slot
-        zero = torch.zeros(self.T, 3)
-
-        def delta_table(dt: float):
-            pos = zero.clone()
-            pos[:, 0] = dt
-            c, s = rope_tables(pos, axes, theta)
-            return c.to(device), s.to(device)
-
-        self._shift = delta_table(-1.0)
-        self._st_to_lt = [delta_table(float(self.L) - (self.L + 1 + i)) for i in range(self.C)]
+        self._shift = lay.tables(lay.time_shift(-1.0), device)
+        self._st_to_lt = [lay.tables(lay.time_shift(lay.newest_long_term_time - t), device) for t in st_times]
         self._slot_index = torch.arange(self.capacity, device=device).view(self.slots, self.T)
 
     # -- what passes see ---------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..model import FlowActModel
-from ..model.rope import grid_positions, rope_tables
+from ..model.layout import TokenLayout
 from ..model.vae import DecoderState
 from .bank import MemoryBank
 from .sampler import EulerSampler, interpolate
@@ -36,14 +36,16 @@ class AudioTrack:
         self.encoder = model.audio
         with torch.no_grad():
             self.mel = self.encoder.mel(torch.from_numpy(samples).to(device))
-        self.last_windows: torch.Tensor | None = None
+
+    def chunk(self, first_latent: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens (1, count * tokens_per_latent, width), the mel windows they came from
+        (1, count, window, bins)): the transformer reads the tokens, a lip refiner the windows."""
+        win = self.encoder.windows(self.mel, first_latent, count)[None]
+        return self.encoder(win), win
 
     def tokens(self, first_latent: int, count: int) -> torch.Tensor:
-        """(1, count * tokens_per_latent, width); the mel windows they came from stay in
-        `last_windows` (1, count, window, bins): a lip refiner reads those."""
-        win = self.encoder.windows(self.mel, first_latent, count)[None]
-        self.last_windows = win
-        return self.encoder(win)
+        """The tokens of `chunk` alone."""
+        return self.chunk(first_latent, count)[0]
 
 
 class TextTrack:
@@ -80,17 +82,9 @@ class StreamGenerator:
         self.t_memory = torch.full((1,), p.stream.memory_noise, device=self.device)
         self.t_zero = torch.zeros(1, device=self.device)
         # RoPE of the chunk's tokens [video | audio | text] at the chunk's fixed slot times
-        gh, gw = (s // p.model.patch for s in p.latent_hw)
-        base = float(1 + p.stream.long_term + self.C)
-        video = torch.cat([grid_positions(base + f, gh, gw) for f in range(self.C)])
-        audio = torch.zeros(self.C * p.audio.tokens_per_latent, 3)
-        audio[:, 0] = base + torch.arange(self.C).repeat_interleave(p.audio.tokens_per_latent).float()
-        text = torch.zeros(p.text.tokens, 3)
-        text[:, 0] = base
-        cos, sin = rope_tables(torch.cat([video, audio, text]), p.model.rope_axes, p.model.rope_theta)
-        self.cos, self.sin = cos.to(self.device), sin.to(self.device)
-        ref_cos, ref_sin = rope_tables(grid_positions(0.0, gh, gw), p.model.rope_axes, p.model.rope_theta)
-        self.ref_cos, self.ref_sin = ref_cos.to(self.device), ref_sin.to(self.device)
+        layout = TokenLayout.of(p)
+        self.cos, self.sin = layout.tables(layout.chunk(layout.chunk_time), self.device)
+        self.ref_cos, self.ref_sin = layout.tables(layout.frame(layout.reference_time), self.device)
         self.decoder_state = DecoderState()
         self.reference_latent: torch.Tensor | None = None
 
@@ -154,7 +148,7 @@ class StreamGenerator:
     def decode(self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None) -> np.ndarray:
         """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). A model with a
         lip refiner (preset `lips`) then redraws the mouth from the chunk's mel windows (1, C,
-        window, bins): the `last_windows` of the audio track that gave `chunk` its tokens."""
+        window, bins): what the audio track's `chunk()` gave beside the chunk's tokens."""
         video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state)
         if self.model.lips is not None:
             if mel_windows is None:

@@ -64,7 +64,7 @@ def stream(model: FlowActModel, reference: np.ndarray, audio: np.ndarray, prompt
     C, per = p.stream.chunk_latents, p.frames_per_chunk
     out = []
     for k in range(-(-frames // per)):
-        a = atrack.tokens(k * C, C)
+        a, mel = atrack.chunk(k * C, C)
         tx = ttrack.tokens(prompt_of(k * per / FPS))
         if guidance == 1.0:
             z = gen.chunk(k, a, tx)
@@ -80,7 +80,7 @@ def stream(model: FlowActModel, reference: np.ndarray, audio: np.ndarray, prompt
             noise = gen.noise(k)
             z = gen.sampler.sample(velocity, noise)
             gen.remember(k, z, a, tx, noise)
-        out.append(gen.decode(z, atrack.last_windows))
+        out.append(gen.decode(z, mel))
     return np.concatenate(out)[:frames]
 
 

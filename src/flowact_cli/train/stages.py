@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..config import Preset
 from ..errors import FlowactError
 from ..model import FlowActModel
+from ..model.layout import TokenLayout
 from ..stream.generator import StreamGenerator
 from ..stream.sampler import interpolate, velocity_target
 from .sample import Sample
@@ -80,6 +81,7 @@ class Stage:
                  teacher: FlowActModel | None = None):
         self.name, self.model, self.preset, self.s = name, model, preset, settings
         self.teacher = teacher
+        self.layout = TokenLayout.of(preset)
         if name == "distill" and teacher is None:
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
 
@@ -213,7 +215,7 @@ class Stage:
 
     def _pretrain(self, samples, g):
         p, dit = self.preset, self.model.dit
-        C, L = p.stream.chunk_latents, p.stream.long_term
+        C = p.stream.chunk_latents
         z = self.latents(samples)
         ref, x0 = z[:, :, :1], z[:, :, 1:]
         b, n = x0.shape[0], x0.shape[2]
@@ -233,8 +235,7 @@ class Stage:
         audio = torch.where(drop_a[:, None, None], torch.zeros_like(audio), audio)
         kept = [s if not bool(d) else _no_prompts(s) for s, d in zip(samples, torch.rand(b, generator=g, device=dev) < self.s.p_drop_text)]
         text = self.text_tokens(kept, chunks)
-        first_time = float(L + 2 * C - n + 1)
-        v = dit.forward_train(ref, xt, t, audio, text, C, first_time, p.model.rope_axes, p.model.rope_theta)
+        v = dit.forward_train(ref, xt, t, audio, text, self.layout)
         sq = (v - velocity_target(x0, noise)).pow(2)  # (b, c, n, h, w)
         logs = {}
         if self.s.mouth_weight > 0:

@@ -1,0 +1,96 @@
+"""Where every token sits in time and space: the one place the RoPE positions are laid out,
+for the stream (generator.py), the memory bank (bank.py) and training (`MMDiT.forward_train`).
+
+Time positions are slots of latent frames, fixed per preset so that every shape and table is
+static however long a stream runs:
+
+    reference 0 | long-term 1..L | short-term L+1..L+C | the chunk being denoised L+C+1..L+2C
+
+A latent frame's patch tokens sit at (time, row, column); its audio tokens and the chunk's
+text tokens at (time, 0, 0). Within a chunk the tokens run [video | audio | text]. Training
+places a clip so that its last chunk sits where inference puts the chunk being made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .rope import grid_positions, rope_tables
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    grid: tuple[int, int]  # patch tokens per latent frame: (rows, columns)
+    chunk_latents: int  # C
+    long_term: int  # L
+    audio_per_latent: int
+    text_tokens: int
+    rope_axes: tuple[int, int, int]
+    rope_theta: float
+
+    @classmethod
+    def of(cls, preset) -> "TokenLayout":
+        """The layout of a `config.Preset`."""
+        m = preset.model
+        return cls(tuple(s // m.patch for s in preset.latent_hw), preset.stream.chunk_latents, preset.stream.long_term,
+                   preset.audio.tokens_per_latent, preset.text.tokens, tuple(m.rope_axes), m.rope_theta)
+
+    # -- slot times --------------------------------------------------------------------------
+    reference_time = 0.0
+
+    @property
+    def chunk_time(self) -> float:
+        """Time of the first latent frame of the chunk being denoised."""
+        return float(1 + self.long_term + self.chunk_latents)
+
+    def short_term_time(self, i: int) -> float:
+        return float(self.long_term + 1 + i)
+
+    @property
+    def newest_long_term_time(self) -> float:
+        return float(self.long_term)
+
+    def train_first_time(self, clip_latents: int) -> float:
+        """Time of a training clip's first latent frame: its last chunk sits where inference
+        puts the chunk being made."""
+        return self.chunk_time + self.chunk_latents - clip_latents
+
+    # -- positions (tokens, 3) ---------------------------------------------------------------
+    def frame(self, time: float) -> torch.Tensor:
+        """One latent frame's patch tokens, row-major."""
+        return grid_positions(time, *self.grid)
+
+    def frames(self, times) -> torch.Tensor:
+        return torch.cat([self.frame(t) for t in times])
+
+    def audio(self, first_time: float, latents: int) -> torch.Tensor:
+        """`audio_per_latent` tokens per latent frame, at that frame's time."""
+        pos = torch.zeros(latents * self.audio_per_latent, 3)
+        pos[:, 0] = first_time + torch.arange(latents).repeat_interleave(self.audio_per_latent).float()
+        return pos
+
+    def text(self, time: float) -> torch.Tensor:
+        pos = torch.zeros(self.text_tokens, 3)
+        pos[:, 0] = time
+        return pos
+
+    def chunk(self, first_time: float) -> torch.Tensor:
+        """A chunk's tokens in sequence order [video | audio | text], its first latent frame at
+        `first_time`."""
+        C = self.chunk_latents
+        return torch.cat([self.frames([first_time + f for f in range(C)]), self.audio(first_time, C),
+                          self.text(first_time)])
+
+    def time_shift(self, dt: float) -> torch.Tensor:
+        """A pure time offset for one latent frame's tokens (re-rotating a key that moves slot)."""
+        pos = torch.zeros(self.grid[0] * self.grid[1], 3)
+        pos[:, 0] = dt
+        return pos
+
+    # -- RoPE --------------------------------------------------------------------------------
+    def tables(self, positions: torch.Tensor, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin), each (tokens, head_dim / 2) float32, on `device`."""
+        cos, sin = rope_tables(positions, self.rope_axes, self.rope_theta)
+        return (cos, sin) if device is None else (cos.to(device), sin.to(device))
