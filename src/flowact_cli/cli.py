@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,7 +13,7 @@ from rich.table import Table
 from . import cli_live, cli_train, cli_world
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
-from .options import Int8Mode
+from .cli_common import Fit, Int8Mode, emit_json, stderr_console, warn_random
 
 app = typer.Typer(
     name="flowact",
@@ -26,16 +25,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-err = Console(stderr=True, soft_wrap=True)
+err = stderr_console()
 out_console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in pipes and logs
 cli_world.register(app)
 cli_live.register(app)
 cli_train.register(app)
-
-
-def _emit_json(data: dict, to_stderr: bool = False) -> None:
-    text = json.dumps(data, indent=2, default=str)
-    print(text, file=sys.stderr if to_stderr else sys.stdout)
 
 
 def _progress(total_label: str):
@@ -43,12 +37,6 @@ def _progress(total_label: str):
 
     return Progress(TextColumn(total_label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
                     TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
-
-
-def _warn_random(source) -> None:
-    if source.kind == "random":
-        err.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] ({source.reason}, seed {source.seed}): "
-                  "the pipeline is real, the picture will not be a talking character.")
 
 
 @app.command()
@@ -65,7 +53,7 @@ def render(
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
     no_lips: bool = typer.Option(False, "--no-lips", help="Leave out the preset's lip refiner: the mouth as the transformer and VAE draw it."),
     int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32, i.e. one without native bf16) | on | off (plain float)."),
-    fit: str = typer.Option("cover", "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
+    fit: Fit = typer.Option(Fit.cover, "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
     max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."),
@@ -95,7 +83,7 @@ def render(
 
         code = cli_manifest(manifest=manifest, out_dir=out_dir, force=force, jobs=jobs, as_json=as_json,
                             preset=preset, seed=seed, prompt=prompt, device=device, dtype=dtype, weights=weights,
-                            random_weights=random_weights, fit=fit, ffmpeg=ffmpeg, threads=threads,
+                            random_weights=random_weights, fit=fit.value, ffmpeg=ffmpeg, threads=threads,
                             max_seconds=max_seconds, console=err, int8=int8.value)
         raise typer.Exit(code)
     if image is None or audio is None:
@@ -108,12 +96,12 @@ def render(
     out = out if out is not None else f"{audio.stem}.flowact.mp4"
     # every input is checked before the model loads: bad input fails in milliseconds
     p = load_preset(preset)
-    inputs = prepare_inputs(p, image, audio, fit)
+    inputs = prepare_inputs(p, image, audio, fit.value)
     check_output(out)
     find_ffmpeg(ffmpeg)
     engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
                          seed=seed, threads=threads, lips=not no_lips, int8=int8.value)
-    _warn_random(engine.source)
+    warn_random(err, engine.source)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
         task = bar.add_task("render", total=None, speed="")
 
@@ -122,11 +110,11 @@ def render(
             bar.update(task, total=ev.chunks, completed=ev.index + 1,
                        speed=f"{ev.frames_done / ev.elapsed:.1f} fps  RTF {rtf:.2f}")
 
-        report = engine.render(None, None, out, prompt=prompt, seed=seed, fit=fit, ffmpeg=ffmpeg,
+        report = engine.render(None, None, out, prompt=prompt, seed=seed, fit=fit.value, ffmpeg=ffmpeg,
                                max_seconds=max_seconds, on_chunk=on_chunk, inputs=inputs)
     summary = report.to_dict()
     if as_json:
-        _emit_json(summary, to_stderr=(out == "-"))
+        emit_json(summary, to_stderr=(out == "-"))
     else:
         ttff = f"{report.ttff_seconds:.2f} s" if report.ttff_seconds is not None else "n/a"
         err.print(f"{'[yellow]interrupted[/]: ' if report.interrupted else ''}wrote {report.frames} frames "
@@ -168,13 +156,13 @@ def bench(
 
     engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
                          seed=seed, threads=threads, lips=not no_lips, int8=int8.value)
-    _warn_random(engine.source)
+    warn_random(err, engine.source)
     with _progress(f"bench {engine.preset.name}") as bar:
         task = bar.add_task("bench", total=None, speed="")
         r = run_bench(engine, seconds=seconds, seed=seed,
                       on_chunk=lambda ev: bar.update(task, total=ev.chunks, completed=ev.index + 1, speed=""))
     if as_json:
-        _emit_json(r)
+        emit_json(r)
         return
     t = Table(title=f"flowact bench: {r['preset']} ({r['conditions']})")
     t.add_column("metric")
@@ -217,7 +205,7 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable
             "weights": source, "where": p.where, "default": name == DEFAULT_PRESET, "description": p.description,
         })
     if as_json:
-        _emit_json({"presets": rows})
+        emit_json({"presets": rows})
         return
     t = Table(title="flowact presets (FLOPs: NFE passes + memory pass + VAE decode and lip refiner, per chunk)")
     for col in ("preset", "size", "fps", "chunk", "steps", "params", "GFLOP/chunk", "real time needs", "weights", "runs on"):
@@ -247,13 +235,13 @@ def download(
     if p.weights.hub is None:
         msg = f"preset '{p.name}' publishes no hub weights" + (" (its weights ship in the package)" if p.weights.bundled else "")
         if as_json:
-            _emit_json({"preset": p.name, "path": None, "message": msg})
+            emit_json({"preset": p.name, "path": None, "message": msg})
         else:
             err.print(msg)
         return
     path = W.hub_fetch(p.weights.hub, p.name, cache_dir)
     if as_json:
-        _emit_json({"preset": p.name, "path": str(path)})
+        emit_json({"preset": p.name, "path": str(path)})
     else:
         print(path)
 

@@ -11,7 +11,7 @@ import typer
 
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
-from .options import Int8Mode
+from .cli_common import Fit, Int8Mode, Planner, stderr_console, warn_random
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +30,7 @@ def live(
     json_events: bool = typer.Option(False, "--json-events", help="Status events as JSON lines on stderr (chunk, state, command latency, late, error, memory, summary)."),
     events_file: Optional[Path] = typer.Option(None, "--events", help="Write the JSON-lines events to this file instead of stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (to stderr when --out -)."),
-    planner: str = typer.Option("rules", "--planner", help="rules: automatic states from voice activity | none: only commanded states (an external planner drives)."),
+    planner: Planner = typer.Option(Planner.rules, "--planner", help="rules: automatic states from voice activity | none: only commanded states (an external planner drives)."),
     ahead: Optional[float] = typer.Option(None, "--ahead", help="Generate each chunk this many seconds before it is due (default: adapt to measured chunk cost). Lower = faster reactions, higher = fewer late chunks."),
     seed: int = typer.Option(0, "--seed", help="Noise seed."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
@@ -38,7 +38,7 @@ def live(
     int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32) | on | off."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Load weights from this .safetensors file."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
-    fit: str = typer.Option("cover", "--fit", help="cover | contain (see render --help)."),
+    fit: Fit = typer.Option(Fit.cover, "--fit", help="cover | contain (see render --help)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use."),
 ):
@@ -80,15 +80,13 @@ def live(
     from .render import Engine
 
     sigterm_as_interrupt()
-    if planner not in ("rules", "none"):
-        raise FlowactError(f"unknown planner '{planner}' (use rules or none)")
     if duration is not None and duration <= 0:
         raise FlowactError("--duration must be positive")
     if ahead is not None and not 0 < ahead <= 10:
         raise FlowactError("--ahead must be in (0, 10] seconds")
     # every input is checked before the model loads
     p = load_preset(preset)
-    reference = load_image(image, p.video.width, p.video.height, fit)
+    reference = load_image(image, p.video.width, p.video.height, fit.value)
     lines = load_script(script) if script is not None else None
     heard = load_audio(listen_audio, p.audio.sample_rate).samples if listen_audio is not None else None
     check_output(out)
@@ -97,12 +95,8 @@ def live(
         read_stdin = script is None
     engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
                          seed=seed, threads=threads, int8=int8.value)
-    from rich.console import Console
-
-    err = Console(stderr=True, soft_wrap=True)
-    if engine.source.kind == "random":
-        err.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] ({engine.source.reason}, seed {engine.source.seed}): "
-                  "the pipeline is real, the picture will not be a talking character.")
+    err = stderr_console()
+    warn_random(err, engine.source)
     sink = None
     if events_file is not None:
         check_output(events_file)
@@ -125,7 +119,7 @@ def live(
             err.print(f"{ev['t']:7.2f} s  {ev['cmd']} -> first frame in {ev['latency_ms']:.0f} ms")
 
     events = EventLog(sink, on_event=None if sink is not None else human)
-    options = LiveOptions(out=out, duration=duration, ahead=ahead, seed=seed, ffmpeg=ffmpeg, planner=planner)
+    options = LiveOptions(out=out, duration=duration, ahead=ahead, seed=seed, ffmpeg=ffmpeg, planner=planner.value)
     try:
         report = run_live(engine, reference, options, events=events, stdin=sys.stdin if read_stdin else None,
                           script=lines, script_base=script.parent if script is not None else None, listen_audio=heard)

@@ -3,145 +3,155 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from .cli_common import stderr_console
+from .config import DEFAULT_PRESET
+from .errors import FlowactError
+
+# the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
+StageName = Enum("StageName", {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips")},
+                 type=str)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def train(
-        stage: str = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | visemes (the lip refiner's ear: audio -> mouth parameters, no frames drawn) | lips (the lip refiner, on a finished model)"),
-        preset: str = typer.Option("toon-128", "--preset", help="Preset name or YAML file."),
-        data: str = typer.Option("synth", "--data", help="'synth[:SEED]' (the synthetic world, on the fly), a `flowact synth` folder, or a folder of mp4 files with audio."),
-        out: Path = typer.Option(Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."),
-        steps: int = typer.Option(1000, "--steps"),
-        batch: int = typer.Option(4, "--batch"),
-        lr: float = typer.Option(2e-4, "--lr"),
-        warmup: int = typer.Option(100, "--warmup", help="Steps of linear learning-rate warm-up."),
-        decay: float = typer.Option(0.0, "--decay", help="Fraction of the steps, at the end, that ramp the learning rate down to 10%."),
-        seed: int = typer.Option(0, "--seed"),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-        init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (the previous stage's output)."),
-        teacher: Optional[Path] = typer.Option(None, "--teacher", help="distill: teacher weights (default: --init)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue from <out>/<stage>/ckpt."),
-        save_every: int = typer.Option(200, "--save-every"),
-        threads: Optional[int] = typer.Option(None, "--threads"),
-        teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk, split evenly over the student's steps, rounded down (16 gives 15 on a 3-step preset, 8 gives 6)."),
-        guidance: float = typer.Option(2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."),
-        motion_weight: float = typer.Option(0.0, "--motion-weight", help="vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, hands): sharper moving parts."),
-        mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="extra loss weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth only). vae/decoder: on its pixels, a mouth the decoder must draw, not copy; pretrain/selfforce/distill: on its latent cells, about 2%% of the frame otherwise."),
-        only: Optional[str] = typer.Option(None, "--only", help="Train only the stage's parameters whose names start with one of these comma-separated prefixes (e.g. vae.decoder.ref.,vae.decoder.alpha_out.: a newly grown branch on a frozen decoder)."),
-        speaking: float = typer.Option(0.0, "--speaking", help="--data synth: this fraction of the samples is a window of speech (default: windows anywhere, mostly with the mouth at rest)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    ):
-        """Train one stage of the FlowAct-R1 recipe.
-
-        Stages chain through --init:
-
-            flowact train --stage vae --steps 3000 --out runs/t128
-
-            flowact train --stage pretrain --init runs/t128/vae.safetensors --out runs/t128
-
-            flowact train --stage selfforce --init runs/t128/pretrain.safetensors --out runs/t128
-
-            flowact train --stage distill --init runs/t128/selfforce.safetensors --out runs/t128
-
-        and, on the finished model, the lip refiner (a preset with a `lips:` section):
-
-            flowact train --stage lips --preset P --init runs/t128/distill.safetensors --data synth --speaking 0.7
-
-        Every stage is seeded and resumable (--resume), logs one JSON line per step, and
-        writes safetensors. The transformer stages train fastest from a latent cache
-        (`flowact cache`, then --data that folder): the VAE then runs once per clip, not per step.
-        """
-        import torch
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from .config import load_preset
-        from .render import pick_device
-        from .train.loop import TrainRun, train as run_train
-        from .train.stages import StageSettings
-
-        dev = pick_device(device)
-        if dev.type == "cpu" and threads:
-            torch.set_num_threads(threads)
-        run = TrainRun(stage=stage, preset=load_preset(preset), data=data, out=out, steps=steps, batch=batch, lr=lr,
-                       warmup=warmup, decay=decay, seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
-                       speaking=speaking, only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
-                       settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance, motion_weight=motion_weight,
-                                             mouth_weight=mouth_weight))
-        err = Console(stderr=True)
-        with Progress(TextColumn(f"train {stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                      TimeRemainingColumn(), console=err, disable=not err.is_terminal) as bar:
-            task = bar.add_task(stage, total=steps, info="")
-            summary = run_train(run, lambda s, rec: bar.update(task, completed=s, info=f"loss {rec['loss']:.4f}"))
-        if as_json:
-            print(json.dumps(summary, indent=2))
-        else:
-            err.print(f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} "
-                      f"over steps {summary['resumed_from']}..{steps}; weights: {summary['weights']}")
+    """Add `train` and `cache` to the main app."""
+    app.command(name="train")(train)
+    app.command(name="cache")(cache)
 
 
-    @app.command()
-    def cache(
-        init: Path = typer.Option(..., "--init", help="Trained weights whose VAE encodes the clips (the vae stage's output)."),
-        out: Path = typer.Option(..., "--out", help="Cache folder: shard_NNNN.npz (+ .prompts.json) and cache.json."),
-        clips: int = typer.Option(1000, "--clips", help="Training clips to render and encode."),
-        seconds: float = typer.Option(4.0, "--seconds", help="Length of each clip."),
-        preset: str = typer.Option("toon-128", "--preset", help="Preset name or YAML file."),
-        seed: int = typer.Option(0, "--seed", help="World seed of the clips."),
-        part: str = typer.Option("0/1", "--part", help="K/N: do every N-th shard from K (run N processes to share the work)."),
-        threads: Optional[int] = typer.Option(None, "--threads"),
-    ):
-        """Render training clips from the synthetic world and encode them once with a trained VAE.
 
-        The transformer stages (pretrain, selfforce, distill) then read latents from the
-        folder instead of running the world and the VAE every step:
+def train(
+    stage: StageName = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | visemes (the lip refiner's ear: audio -> mouth parameters, no frames drawn) | lips (the lip refiner, on a finished model)"),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
+    data: str = typer.Option("synth", "--data", help="'synth[:SEED]' (the synthetic world, on the fly), a `flowact synth` folder, or a folder of mp4 files with audio."),
+    out: Path = typer.Option(Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."),
+    steps: int = typer.Option(1000, "--steps"),
+    batch: int = typer.Option(4, "--batch"),
+    lr: float = typer.Option(2e-4, "--lr"),
+    warmup: int = typer.Option(100, "--warmup", help="Steps of linear learning-rate warm-up."),
+    decay: float = typer.Option(0.0, "--decay", help="Fraction of the steps, at the end, that ramp the learning rate down to 10%."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (the previous stage's output)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="distill: teacher weights (default: --init)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/<stage>/ckpt."),
+    save_every: int = typer.Option(200, "--save-every"),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+    teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk, split evenly over the student's steps, rounded down (16 gives 15 on a 3-step preset, 8 gives 6)."),
+    guidance: float = typer.Option(2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."),
+    motion_weight: float = typer.Option(0.0, "--motion-weight", help="vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, hands): sharper moving parts."),
+    mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="extra loss weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth only). vae/decoder: on its pixels, a mouth the decoder must draw, not copy; pretrain/selfforce/distill: on its latent cells, about 2%% of the frame otherwise."),
+    only: Optional[str] = typer.Option(None, "--only", help="Train only the stage's parameters whose names start with one of these comma-separated prefixes (e.g. vae.decoder.ref.,vae.decoder.alpha_out.: a newly grown branch on a frozen decoder)."),
+    speaking: float = typer.Option(0.0, "--speaking", help="--data synth: this fraction of the samples is a window of speech (default: windows anywhere, mostly with the mouth at rest)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Train one stage of the FlowAct-R1 recipe.
 
-            flowact cache --init runs/t128/vae.safetensors --out data/t128-latents --clips 1000
+    Stages chain through --init:
 
-            flowact train --stage pretrain --data data/t128-latents --init runs/t128/vae.safetensors
+        flowact train --stage vae --steps 3000 --out runs/t128
 
-        Only training characters and voices are used (held-out ones stay for evaluation).
-        Resumable: finished shards (128 clips each) are kept.
-        """
-        import torch
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        flowact train --stage pretrain --init runs/t128/vae.safetensors --out runs/t128
 
-        from . import weights as W
-        from .config import load_preset
-        from .model import FlowActModel
-        from .train.cache import SHARD, build_cache
+        flowact train --stage selfforce --init runs/t128/pretrain.safetensors --out runs/t128
 
-        from .errors import FlowactError
+        flowact train --stage distill --init runs/t128/selfforce.safetensors --out runs/t128
 
-        try:
-            k, n = (int(v) for v in part.split("/"))
-            assert 0 <= k < n
-        except (ValueError, AssertionError):
-            raise FlowactError(f"--part must be K/N with 0 <= K < N, got '{part}'") from None
-        if threads:
-            torch.set_num_threads(threads)
-        p = load_preset(preset)
-        model = FlowActModel(p)
-        W.load_into(model, W.resolve(p, weights=init))
-        model.eval()
-        err = Console(stderr=True)
-        with Progress(TextColumn("cache"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                      disable=not err.is_terminal) as bar:
-            mine = sum(min(clips, s0 + SHARD) - s0 for s0 in range(k * SHARD, clips, n * SHARD))
-            task = bar.add_task("cache", total=mine)
-            done = [0]
+    and, on the finished model, the lip refiner (a preset with a `lips:` section):
 
-            def on_clip(i: int) -> None:
-                bar.advance(task)
-                done[0] += 1
-                if not err.is_terminal and done[0] % 32 == 0:  # logs and pipes still see progress
-                    err.print(f"cache: {done[0]}/{mine} clips", highlight=False)
+        flowact train --stage lips --preset P --init runs/t128/distill.safetensors --data synth --speaking 0.7
 
-            build_cache(model, out, clips, seconds, seed, part=(k, n), on_clip=on_clip)
-        err.print(f"cache: {clips} clips of {seconds:g} s in {out}")
+    Every stage is seeded and resumable (--resume), logs one JSON line per step, and
+    writes safetensors. The transformer stages train fastest from a latent cache
+    (`flowact cache`, then --data that folder): the VAE then runs once per clip, not per step.
+    """
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .config import load_preset
+    from .render import pick_device
+    from .train.loop import TrainRun, train as run_train
+    from .train.stages import StageSettings
+
+    dev = pick_device(device)
+    if dev.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    stage = stage.value
+    run = TrainRun(stage=stage, preset=load_preset(preset), data=data, out=out, steps=steps, batch=batch, lr=lr,
+                   warmup=warmup, decay=decay, seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
+                   speaking=speaking, only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
+                   settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance, motion_weight=motion_weight,
+                                         mouth_weight=mouth_weight))
+    err = stderr_console(soft_wrap=False)
+    with Progress(TextColumn(f"train {stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeRemainingColumn(), console=err, disable=not err.is_terminal) as bar:
+        task = bar.add_task(stage, total=steps, info="")
+        summary = run_train(run, lambda s, rec: bar.update(task, completed=s, info=f"loss {rec['loss']:.4f}"))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        err.print(f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} "
+                  f"over steps {summary['resumed_from']}..{steps}; weights: {summary['weights']}")
+
+
+def cache(
+    init: Path = typer.Option(..., "--init", help="Trained weights whose VAE encodes the clips (the vae stage's output)."),
+    out: Path = typer.Option(..., "--out", help="Cache folder: shard_NNNN.npz (+ .prompts.json) and cache.json."),
+    clips: int = typer.Option(1000, "--clips", help="Training clips to render and encode."),
+    seconds: float = typer.Option(4.0, "--seconds", help="Length of each clip."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
+    seed: int = typer.Option(0, "--seed", help="World seed of the clips."),
+    part: str = typer.Option("0/1", "--part", help="K/N: do every N-th shard from K (run N processes to share the work)."),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+):
+    """Render training clips from the synthetic world and encode them once with a trained VAE.
+
+    The transformer stages (pretrain, selfforce, distill) then read latents from the
+    folder instead of running the world and the VAE every step:
+
+        flowact cache --init runs/t128/vae.safetensors --out data/t128-latents --clips 1000
+
+        flowact train --stage pretrain --data data/t128-latents --init runs/t128/vae.safetensors
+
+    Only training characters and voices are used (held-out ones stay for evaluation).
+    Resumable: finished shards (128 clips each) are kept.
+    """
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import weights as W
+    from .config import load_preset
+    from .model import FlowActModel
+    from .train.cache import SHARD, build_cache
+
+    try:
+        k, n = (int(v) for v in part.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        raise FlowactError(f"--part must be K/N with 0 <= K < N, got '{part}'") from None
+    if threads:
+        torch.set_num_threads(threads)
+    p = load_preset(preset)
+    model = FlowActModel(p)
+    W.load_into(model, W.resolve(p, weights=init))
+    model.eval()
+    err = stderr_console(soft_wrap=False)
+    with Progress(TextColumn("cache"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                  disable=not err.is_terminal) as bar:
+        mine = sum(min(clips, s0 + SHARD) - s0 for s0 in range(k * SHARD, clips, n * SHARD))
+        task = bar.add_task("cache", total=mine)
+        done = [0]
+
+        def on_clip(i: int) -> None:
+            bar.advance(task)
+            done[0] += 1
+            if not err.is_terminal and done[0] % 32 == 0:  # logs and pipes still see progress
+                err.print(f"cache: {done[0]}/{mine} clips", highlight=False)
+
+        build_cache(model, out, clips, seconds, seed, part=(k, n), on_clip=on_clip)
+    err.print(f"cache: {clips} clips of {seconds:g} s in {out}")

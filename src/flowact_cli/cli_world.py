@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from .cli_common import stderr_console
 
 SYNTH_HELP = """Make a dataset of synthetic talking characters with exact ground truth.
 
@@ -58,7 +58,7 @@ def synth(
     width, height = parse_size(size)
     req = SynthRequest(out, clips, seconds, width, height, seed, max(1, workers))
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=_stderr_console(), transient=True, disable=as_json) as bar:
+                  console=stderr_console(soft_wrap=False), transient=True, disable=as_json) as bar:
         task = bar.add_task("clips", total=clips)
         manifest = synth_dataset(req, progress=lambda n: bar.advance(task, n))
     summary = {k: v for k, v in manifest.items() if k not in ("clips", "seeds")}
@@ -82,7 +82,7 @@ def evaluate(
 ) -> None:
     from .judge.evaluate import evaluate_video
 
-    with _stderr_console().status("evaluating", spinner="dots") if not as_json else _null():
+    with stderr_console(soft_wrap=False).status("evaluating", spinner="dots") if not as_json else _null():
         report = evaluate_video(video, audio, reference, timeline)
     if as_json:
         print(json.dumps(report))
@@ -114,13 +114,6 @@ class _null:
 
     def __exit__(self, *exc):
         return False
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True, force_terminal=None if sys.stderr.isatty() else False,
-                   quiet=bool(os.environ.get("FLOWACT_QUIET")))
 
 
 def register(app: typer.Typer) -> None:

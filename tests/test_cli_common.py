@@ -1,0 +1,21 @@
+"""The CLI's shared choices match the library's, and bad choices are usage errors (exit 2)."""
+
+from flowact_cli.cli_common import Fit, Planner
+from flowact_cli.cli_train import StageName
+from flowact_cli.media.image import FIT_MODES
+from flowact_cli.train.stages import STAGES
+
+from helpers import TINY, run_cli
+
+
+def test_choices_match_the_library():
+    assert tuple(s.value for s in StageName) == STAGES
+    assert {f.value for f in Fit} == set(FIT_MODES)
+    assert {p.value for p in Planner} == {"rules", "none"}
+
+
+def test_a_bad_choice_is_a_usage_error_naming_the_option(tmp_path):
+    for args, option in ((["train", "--stage", "nope"], "--stage"), (["render", "--fit", "stretch"], "--fit"),
+                         (["live", "-i", "x.png", "--preset", TINY, "--planner", "gpt"], "--planner")):
+        code, _, err = run_cli(args)
+        assert code == 2 and option in err, (args, err)
