@@ -13,7 +13,8 @@ from rich.table import Table
 from . import cli_live, cli_train, cli_world
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
-from .cli_common import Fit, Int8Mode, emit_json, stderr_console, warn_random
+from .cli_common import (DeviceOpt, DtypeOpt, Fit, Int8Mode, Int8Opt, NoLipsOpt, PresetOpt, RandomWeightsOpt, ThreadsOpt,
+                         WeightsOpt, emit_json, stderr_console, warn_random)
 
 app = typer.Typer(
     name="flowact",
@@ -45,17 +46,17 @@ def render(
     audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Speech track (wav/flac/ogg/mp3, any rate, mono or stereo)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout. Default: the audio file's name with .flowact.mp4 (talk.wav -> talk.flowact.mp4)."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Behaviour prompt, e.g. 'speaking calmly', 'wave hello'."),
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name (see `flowact presets`) or a YAML file."),
+    preset: PresetOpt = DEFAULT_PRESET,
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed and inputs give the same video."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's for the device; on CPU, bfloat16 only where the CPU has native bf16, else float32)"),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Load weights from this .safetensors file."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
-    no_lips: bool = typer.Option(False, "--no-lips", help="Leave out the preset's lip refiner: the mouth as the transformer and VAE draw it."),
-    int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32, i.e. one without native bf16) | on | off (plain float)."),
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    weights: WeightsOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    no_lips: NoLipsOpt = False,
+    int8: Int8Opt = Int8Mode.auto,
     fit: Fit = typer.Option(Fit.cover, "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
     max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
+    threads: ThreadsOpt = None,
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (to stderr when --out -); with --manifest one line per job."),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="Batch: JSON lines, or CSV with a header (image, audio[, out, prompt, seed, preset]) or without one (that column order); '-' reads stdin."),
@@ -126,15 +127,15 @@ def render(
 
 @app.command()
 def bench(
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
+    preset: PresetOpt = DEFAULT_PRESET,
     seconds: float = typer.Option(10.0, "--seconds", help="Seconds of video in the measured run."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16"),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (speed does not depend on values)."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights."),
-    no_lips: bool = typer.Option(False, "--no-lips", help="Leave out the preset's lip refiner (to measure what it costs)."),
-    int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32) | on | off."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."),
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    weights: WeightsOpt = None,  # speed does not depend on the values
+    random_weights: RandomWeightsOpt = False,
+    no_lips: NoLipsOpt = False,
+    int8: Int8Opt = Int8Mode.auto,
+    threads: ThreadsOpt = None,
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON report."),
 ):

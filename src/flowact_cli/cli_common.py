@@ -11,10 +11,15 @@ import json
 import os
 import sys
 from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 from .options import Int8Mode
 
-__all__ = ["Fit", "Int8Mode", "Planner", "emit_json", "stderr_console", "warn_random"]
+__all__ = ["DeviceOpt", "DtypeOpt", "Fit", "Int8Mode", "Int8Opt", "NoLipsOpt", "Planner", "PresetOpt",
+           "RandomWeightsOpt", "ThreadsOpt", "WeightsOpt", "emit_json", "stderr_console", "warn_random"]
 
 
 class Fit(str, Enum):
@@ -29,6 +34,23 @@ class Planner(str, Enum):
 
     rules = "rules"
     none = "none"
+
+
+# the model options render, bench and live share (Typer's Annotated style: one definition each)
+PresetOpt = Annotated[str, typer.Option("--preset", help="Preset name (see `flowact presets`) or a YAML file.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda (or cuda:N)")]
+DtypeOpt = Annotated[Optional[str], typer.Option(
+    "--dtype", help="float32 | bfloat16 | float16 (default: the preset's for the device; on CPU, bfloat16 only where "
+                    "the CPU has native bf16, else float32)")]
+WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Load weights from this .safetensors file.")]
+RandomWeightsOpt = Annotated[bool, typer.Option("--random-weights", help="Seeded random weights (pipeline testing).")]
+NoLipsOpt = Annotated[bool, typer.Option(
+    "--no-lips", help="Leave out the preset's lip refiner: the mouth as the transformer and VAE draw it.")]
+Int8Opt = Annotated[Int8Mode, typer.Option(
+    "--int8", help="int8 transformer linears: auto (on where the transformer runs float32 on a CPU, i.e. one "
+                   "without native bf16) | on | off (plain float).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode).")]
 
 
 def stderr_console(soft_wrap: bool = True):

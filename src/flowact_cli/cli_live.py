@@ -11,7 +11,8 @@ import typer
 
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
-from .cli_common import Fit, Int8Mode, Planner, stderr_console, warn_random
+from .cli_common import (DeviceOpt, DtypeOpt, Fit, Int8Mode, Int8Opt, Planner, PresetOpt, RandomWeightsOpt, WeightsOpt,
+                         stderr_console, warn_random)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
 def live(
     image: Path = typer.Option(..., "--image", "-i", help="Reference picture (png/jpg/webp, any size)."),
     out: str = typer.Option("live.mp4", "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout (pipe into a player)."),
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name (see `flowact presets`) or a YAML file."),
+    preset: PresetOpt = DEFAULT_PRESET,
     script: Optional[Path] = typer.Option(None, "--script", help="Replay timed commands: JSON lines with \"at\" (seconds after the stream starts). stdin is then not read unless --stdin."),
     read_stdin: Optional[bool] = typer.Option(None, "--stdin/--no-stdin", help="Read JSON-lines commands from stdin (default: yes, unless --script)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="End after this many seconds of stream (default: at a stop command or Ctrl-C)."),
@@ -33,11 +34,11 @@ def live(
     planner: Planner = typer.Option(Planner.rules, "--planner", help="rules: automatic states from voice activity | none: only commanded states (an external planner drives)."),
     ahead: Optional[float] = typer.Option(None, "--ahead", help="Generate each chunk this many seconds before it is due (default: adapt to measured chunk cost). Lower = faster reactions, higher = fewer late chunks."),
     seed: int = typer.Option(0, "--seed", help="Noise seed."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's; on CPU, bfloat16 only where the CPU has native bf16, else float32)"),
-    int8: Int8Mode = typer.Option(Int8Mode.auto, "--int8", help="int8 transformer linears: auto (on a CPU running float32) | on | off."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Load weights from this .safetensors file."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random weights (pipeline testing)."),
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    int8: Int8Opt = Int8Mode.auto,
+    weights: WeightsOpt = None,
+    random_weights: RandomWeightsOpt = False,
     fit: Fit = typer.Option(Fit.cover, "--fit", help="cover | contain (see render --help)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use."),

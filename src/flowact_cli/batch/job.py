@@ -86,35 +86,34 @@ class Engines:
         self._lock = threading.Lock()  # overlapped jobs run in two threads
 
     def preset(self, name: str) -> Preset:
-        if name not in self._presets:
-            try:
-                self._presets[name] = load_preset(name)
-            except FlowactError as exc:
-                self._presets[name] = exc
-        p = self._presets[name]
-        if isinstance(p, FlowactError):
-            raise p
-        return p
+        return _remembered(self._presets, name, lambda: load_preset(name))
 
     def engine(self, name: str):
         from ..render import Engine
 
+        def load():
+            o = self.options
+            e = Engine.load(self.preset(name), device=self.device, dtype=o.dtype, weights=o.weights,
+                            random_weights=o.random_weights, seed=o.weights_seed, threads=self.threads, int8=o.int8)
+            if self.on_load:
+                self.on_load(name, e.source, str(e.device))
+            return e
+
         with self._lock:
-            if name not in self._engines:
-                o = self.options
-                try:
-                    e = Engine.load(self.preset(name), device=self.device, dtype=o.dtype, weights=o.weights,
-                                    random_weights=o.random_weights, seed=o.weights_seed, threads=self.threads,
-                                    int8=o.int8)
-                    self._engines[name] = e
-                    if self.on_load:
-                        self.on_load(name, e.source, str(e.device))
-                except FlowactError as exc:
-                    self._engines[name] = exc
-            e = self._engines[name]
-        if isinstance(e, FlowactError):
-            raise e
-        return e
+            return _remembered(self._engines, name, load)
+
+
+def _remembered(cache: dict, key: str, make: Callable):
+    """`make()` once per key; a FlowactError is remembered too and raised again for every
+    later job that asks (a bad preset fails each of its jobs, not the batch, and once)."""
+    if key not in cache:
+        try:
+            cache[key] = make()
+        except FlowactError as exc:
+            cache[key] = exc
+    if isinstance(cache[key], FlowactError):
+        raise cache[key]
+    return cache[key]
 
 
 def expected_frames(preset: Preset, seconds: float, max_seconds: float | None) -> int:
