@@ -59,10 +59,10 @@ def render(
     threads: ThreadsOpt = None,
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (to stderr when --out -); with --manifest one line per job."),
-    manifest: Optional[str] = typer.Option(None, "--manifest", help="Batch: JSON lines, or CSV with a header (image, audio[, out, prompt, seed, preset]) or without one (that column order); '-' reads stdin."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch: folder for outputs of jobs without an 'out' column."),
-    force: bool = typer.Option(False, "--force", help="Batch: redo jobs whose complete output already exists."),
-    jobs: int = typer.Option(1, "--jobs", help="Batch: worker processes (one model each)."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", rich_help_panel="Batch (--manifest)", help="Batch: JSON lines, or CSV with a header (image, audio[, out, prompt, seed, preset]) or without one (that column order); '-' reads stdin."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", rich_help_panel="Batch (--manifest)", help="Batch: folder for outputs of jobs without an 'out' column."),
+    force: bool = typer.Option(False, "--force", rich_help_panel="Batch (--manifest)", help="Batch: redo jobs whose complete output already exists."),
+    jobs: int = typer.Option(1, "--jobs", rich_help_panel="Batch (--manifest)", help="Batch: worker processes (one model each)."),
 ):
     """Stream a talking video of the character in IMAGE speaking AUDIO.
 
