@@ -1,0 +1,190 @@
+"""The transformer's objectives, over a shared base that rolls the stream out and weighs the mouth:
+
+- pretrain: chunkwise diffusion forcing: every chunk of a clip gets its own noise level
+  (context chunks clean with some probability), one pass over the whole clip with the
+  group-causal mask of `MMDiT.forward_train`; audio and text dropped out for guidance;
+- selfforce: the model rolls itself out chunk by chunk through the real inference path
+  (memory bank and all, no grad), then learns to denoise the clip's true next chunk on top
+  of its own context, through the same inference pass (grad through that pass only);
+- distill: the student (initialised from the teacher) learns to jump between the preset's
+  few timesteps where the guided many-step teacher's trajectory goes (trajectory
+  regression), on teacher-forced memory.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import Preset
+from ..model import FlowActModel
+from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
+from ..stream.sampler import interpolate, velocity_target
+from .objective import Objective, StageSettings, latent_mouth, no_prompts, shifted
+from .sample import Sample
+
+
+class TransformerObjective(Objective):
+    """Shared by the stages that train the MMDiT through the stream: chunk counts, the
+    mouth-weighted chunk loss, and a generator whose bank holds the clip's first chunks."""
+
+    def chunks(self, rng: np.random.Generator) -> int:
+        st = self.preset.stream
+        most = (st.long_term + 2 * st.chunk_latents) // st.chunk_latents
+        return int(rng.integers(2, most + 2))  # selfforce / distill: at least one context chunk
+
+    def frames_needed(self, step_rng: np.random.Generator) -> int:
+        return self.chunks(step_rng) * self.preset.stream.chunk_latents * self.preset.vae.temporal
+
+    def chunk_mse(self, v: torch.Tensor, target: torch.Tensor, sample: Sample, z: torch.Tensor, chunk: int) -> torch.Tensor:
+        """MSE of one chunk's velocity (1, c, C, h, w); with --mouth-weight, its open-mouth
+        latent cells weigh 1 + W (the clip's latents z give the grid, reference frame first)."""
+        if self.s.mouth_weight <= 0:
+            return F.mse_loss(v, target)
+        C = self.preset.stream.chunk_latents
+        m = latent_mouth([sample], z[:1, :, 1:])[:, :, chunk * C:(chunk + 1) * C]
+        w = 1 + self.s.mouth_weight * m
+        return ((v - target).pow(2) * w).mean() / w.mean()
+
+    def rollout_bank(self, model: FlowActModel, sample: Sample, context: int,
+                     gt: torch.Tensor | None, seed: int):
+        """A generator whose bank holds `context` chunks: self-generated (gt None) or the given
+        clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
+        gen = StreamGenerator(model, seed)
+        dev = gen.device
+        atrack, ttrack = AudioTrack(model, sample.audio, dev), TextTrack(model)
+        per = self.preset.frames_per_chunk
+        gen.start(sample.reference)
+        C = self.preset.stream.chunk_latents
+        with torch.no_grad():
+            for j in range(context):
+                a, tx = atrack.tokens(j * C, C), ttrack.tokens(sample.prompts[j * per])
+                if gt is None:
+                    gen.chunk(j, a, tx)
+                else:
+                    gen.remember(j, gt[:, :, j * C:(j + 1) * C], a, tx)
+        return gen, atrack, ttrack
+
+
+class PretrainObjective(TransformerObjective):
+    name = "pretrain"
+
+    def chunks(self, rng: np.random.Generator) -> int:
+        st = self.preset.stream
+        most = (st.long_term + 2 * st.chunk_latents) // st.chunk_latents
+        return int(rng.integers(1, most + 1))  # 1 chunk = stream start (no history) ... a full bank's worth
+
+    def loss(self, samples, g):
+        p, dit = self.preset, self.model.dit
+        C = p.stream.chunk_latents
+        z = self.latents(samples)
+        ref, x0 = z[:, :, :1], z[:, :, 1:]
+        b, n = x0.shape[0], x0.shape[2]
+        chunks = n // C
+        dev = x0.device
+        u = torch.sigmoid(torch.randn(b, chunks, generator=g, device=dev))  # logit-normal
+        t = shifted(u, p.sampler.shift)
+        clean = torch.rand(b, chunks, generator=g, device=dev) < self.s.p_clean_context
+        clean[:, -1] = False  # the last chunk always carries a loss
+        t = torch.where(clean, torch.zeros_like(t), t)
+        noise = torch.randn(x0.shape, generator=g, device=dev)
+        t_frames = t.repeat_interleave(C, dim=1)  # (b, n)
+        tf = t_frames[:, None, :, None, None]
+        xt = (1 - tf) * x0 + tf * noise  # each chunk at its own noise level
+        audio = self.audio_tokens(samples, n)
+        drop_a = torch.rand(b, generator=g, device=dev) < self.s.p_drop_audio
+        audio = torch.where(drop_a[:, None, None], torch.zeros_like(audio), audio)
+        kept = [s if not bool(d) else no_prompts(s) for s, d in zip(samples, torch.rand(b, generator=g, device=dev) < self.s.p_drop_text)]
+        text = self.text_tokens(kept, chunks)
+        v = dit.forward_train(ref, xt, t, audio, text, self.layout)
+        sq = (v - velocity_target(x0, noise)).pow(2)  # (b, c, n, h, w)
+        logs = {}
+        if self.s.mouth_weight > 0:
+            m = latent_mouth(samples, x0)
+            wm = 1 + self.s.mouth_weight * m
+            err = (sq * wm).mean(dim=(1, 3, 4)) / wm.mean(dim=(1, 3, 4))  # (b, n), weighted per latent frame
+            logs["mse_mouth"] = float((sq.detach() * m).sum() / (m.sum() * sq.shape[1]).clamp_min(1))
+        else:
+            err = sq.mean(dim=(1, 3, 4))  # (b, n)
+        w = (t_frames > 0).float()
+        loss = (err * w).sum() / w.sum()
+        return loss, {"chunks": chunks, "mse_last": float(sq[:, :, -C:].detach().mean()), **logs}
+
+
+class SelfForceObjective(TransformerObjective):
+    name = "selfforce"
+
+    def loss(self, samples, g):
+        p, C = self.preset, self.preset.stream.chunk_latents
+        z = self.latents(samples)
+        losses = []
+        for i, s in enumerate(samples):
+            n_chunks = (z.shape[2] - 1) // C  # z holds the reference frame, then the clip
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+            self.model.eval()
+            gen, atrack, ttrack = self.rollout_bank(self.model, s, n_chunks - 1, None, seed)
+            self.model.train()
+            j = n_chunks - 1
+            x0 = z[i:i + 1, :, 1 + j * C:1 + (j + 1) * C]
+            t = shifted(torch.sigmoid(torch.randn(1, generator=g, device=x0.device)), p.sampler.shift)
+            noise = torch.randn(x0.shape, generator=g, device=x0.device)
+            a = atrack.tokens(j * C, C)
+            tx = ttrack.tokens(s.prompts[j * p.frames_per_chunk])
+            v = self.model.dit(interpolate(x0, noise, t), t, a, tx, gen.bank.view(), gen.cos, gen.sin)
+            losses.append(self.chunk_mse(v, velocity_target(x0, noise), s, z, j))
+        return torch.stack(losses).mean(), {"context_chunks": n_chunks - 1}
+
+
+class DistillObjective(TransformerObjective):
+    name = "distill"
+
+    def __init__(self, model: FlowActModel, preset: Preset, settings: StageSettings = StageSettings(),
+                 teacher: FlowActModel | None = None):
+        super().__init__(model, preset, settings, teacher)
+        if self.teacher is None:  # the student starts as the teacher
+            self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def loss(self, samples, g):
+        p, C = self.preset, self.preset.stream.chunk_latents
+        ts = p.sampler_timesteps()
+        z = self.latents(samples)
+        losses = []
+        for i, s in enumerate(samples):
+            n_chunks = (z.shape[2] - 1) // C
+            gt = z[i:i + 1, :, 1:]
+            j = n_chunks - 1
+            student, satrack, sttrack = self.rollout_bank(self.model, s, j, gt, 0)
+            teacher, tatrack, tttrack = self.rollout_bank(self.teacher, s, j, gt, 0)
+            prompt = s.prompts[j * p.frames_per_chunk]
+            ta, tt = tatrack.tokens(j * C, C), tttrack.tokens(prompt)
+            null_a, null_t = torch.zeros_like(ta), tttrack.tokens("")
+            bank = teacher.bank.view()
+
+            def teacher_v(x, t):
+                tvec = torch.full((1,), t, device=x.device)
+                vc = self.teacher.dit(x, tvec, ta, tt, bank, teacher.cos, teacher.sin)
+                if self.s.guidance == 1.0:
+                    return vc
+                vu = self.teacher.dit(x, tvec, null_a, null_t, bank, teacher.cos, teacher.sin)
+                return vu + self.s.guidance * (vc - vu)
+
+            x = torch.randn(1, z.shape[1], C, *z.shape[3:], generator=g, device=z.device)
+            states = [x]
+            with torch.no_grad():  # the teacher's trajectory, finely stepped between student times
+                sub = max(1, self.s.teacher_steps // (len(ts) - 1))
+                for a_t, b_t in zip(ts, ts[1:]):
+                    for k in range(sub):
+                        t0 = a_t + (b_t - a_t) * k / sub
+                        t1 = a_t + (b_t - a_t) * (k + 1) / sub
+                        x = x + (t1 - t0) * teacher_v(x, t0)
+                    states.append(x)
+            sa, stx = satrack.tokens(j * C, C), sttrack.tokens(prompt)
+            sbank = student.bank.view()
+            for k, (a_t, b_t) in enumerate(zip(ts, ts[1:])):
+                v = self.model.dit(states[k], torch.full((1,), a_t, device=x.device), sa, stx, sbank, student.cos, student.sin)
+                target_v = (states[k + 1] - states[k]) / (b_t - a_t)  # the velocity that lands on the teacher
+                losses.append(self.chunk_mse(v, target_v, s, z, j))
+        return torch.stack(losses).mean(), {"student_steps": len(ts) - 1}

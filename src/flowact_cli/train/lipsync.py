@@ -1,0 +1,97 @@
+"""The lip refiner's objectives (model/lips.py): `visemes` trains its ear alone (mel windows ->
+the world's five mouth parameters per frame, no frames drawn); `lips` its drawing net (the
+decoded frame with the mouth at rest + the mouth parameters -> the frame as the world drew it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import FlowactError
+from ..model import FlowActModel
+from .objective import Objective, mouth_weights, to_video, wmean, world_visemes
+from .sample import Sample
+
+
+class _LipRefinerObjective(Objective):
+    @classmethod
+    def trainable(cls, model: FlowActModel) -> list[torch.nn.Parameter]:
+        """The refiner alone (the ear alone for visemes): it learns on top of a finished model."""
+        if model.lips is None:
+            raise FlowactError(f"the {cls.name} stage trains the lip refiner, and preset '{model.preset.name}' has none "
+                               "(add a `lips:` section, e.g. `lips: {width: 16}`)")
+        return [prm for n, prm in model.lips.named_parameters() if cls.name == "lips" or n.startswith("ear_")]
+
+
+class VisemesObjective(_LipRefinerObjective):
+    name = "visemes"
+
+    def frames_needed(self, step_rng: np.random.Generator) -> int:
+        return 8 * self.preset.vae.temporal * self.preset.stream.chunk_latents
+
+    def loss(self, samples, g):
+        """The lip refiner's ear alone: the chunk's mel windows -> each frame's mouth parameters,
+        against the world's (squared error). No frames are drawn, so a step costs ~1/40 of a lips
+        step and the ear can hear many more voices before the lips stage. "r2": 1 - error / the
+        batch's variance (0: no better than the mean mouth)."""
+        if any(s.visemes is None for s in samples):
+            raise FlowactError("the visemes stage needs the world's mouth parameters: use --data synth")
+        T = len(samples[0].visemes)
+        wins = self.audio_windows(samples, T // self.preset.vae.temporal)
+        gt = world_visemes(samples, wins.device)
+        pred = self.model.lips.visemes(wins, T).float()
+        loss = F.mse_loss(pred, gt)
+        return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
+
+
+class LipsObjective(_LipRefinerObjective):
+    name = "lips"
+
+    def frames_needed(self, step_rng: np.random.Generator) -> int:
+        return self.preset.vae.temporal * self.preset.stream.chunk_latents
+
+    def loss(self, samples, g):
+        """The lip refiner learns to redraw the mouth from the audio alone: its input is the
+        clip decoded through the (frozen) VAE with the mouth at rest, plus a random share (up to
+        lips_leak) of the real mouth's decoding, as a transformer's weak mouth would give; the
+        target is the frame as the world drew it inside the open mouth (dilated by 2 px) and the
+        input itself everywhere else: the refiner redraws the mouth and leaves the rest alone.
+        (With the whole drawn frame as the target, sharpening the VAE's blur everywhere was most
+        of the loss, and the mouth did not learn in 100 steps.) The refiner's ear learns the
+        world's mouth parameters (squared error, added to the loss), and the drawing half is given
+        the world's own parameters for a random half of the samples. The drawing's loss is squared
+        error, the mouth weighted 1 + mouth_weight (default 20). (Not L1: without the audio, L1's best answer is the median
+        mouth, which is the closed one the input already shows, and 100 steps of L1 stayed at
+        exactly the identity; the mean, which squared error seeks, opens the mouth by how likely
+        it is open, so the audio's gradient is there from the first step.)"""
+        if any(s.closed is None or s.mouth is None or s.visemes is None for s in samples):
+            raise FlowactError("the lips stage needs the world's closed-mouth frames: use --data synth")
+        m = self.model
+        dev = next(m.lips.parameters()).device
+        x = to_video(samples, dev)
+        closed = to_video([Sample(s.reference, s.closed, s.audio, s.prompts) for s in samples], dev)
+        b, T = x.shape[0], x.shape[2] - 1
+        with torch.no_grad():
+            vae, ref = m.vae, x[:, :, 0]
+            dec_closed = vae.decoder(vae.encoder(closed)[0], reference=ref)[:, :, 1:].float()
+            dec_real = vae.decoder(vae.encoder(x)[0], reference=ref)[:, :, 1:].float()
+            leak = torch.rand(b, generator=g, device=dev) * self.s.lips_leak
+            inp = dec_closed + leak.view(b, 1, 1, 1, 1) * (dec_real - dec_closed)
+            wins = self.audio_windows(samples, T // self.preset.vae.temporal)
+        gt = world_visemes(samples, dev)
+        pred = m.lips.visemes(wins, T).float()
+        forced = (torch.rand(b, generator=g, device=dev) < 0.5).repeat_interleave(T)[:, None]
+        out = m.lips(inp, wins, visemes=torch.where(forced, gt, pred)).float()
+        mouth = mouth_weights(samples, x)[:, :, 1:]
+        target = inp + mouth * (x[:, :, 1:] - inp)
+        w = 1 + (self.s.mouth_weight or 20.0) * mouth
+        vis = F.mse_loss(pred, gt)
+        loss = wmean((out - target).pow(2), w) + vis
+        with torch.no_grad():
+            on_mouth = mouth.sum().clamp_min(1) * 3
+            logs = {"mouth_l1": float(((out - target).abs() * mouth).sum() / on_mouth),
+                    "mouth_l1_input": float(((inp - target).abs() * mouth).sum() / on_mouth),
+                    "l1": float((out - target).abs().mean()), "viseme_mse": float(vis),
+                    "viseme_var": float(gt.var(dim=0).mean())}
+        return loss, logs

@@ -1,0 +1,152 @@
+"""What every training objective shares: the settings, the conditioning built from a batch
+(mel windows, audio and text tokens, VAE latents), and the loss weights. Each objective is a
+small class over `Objective` in its own module (autoencoder.py, diffusion.py, lipsync.py);
+stages.py names them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import Preset
+from ..errors import FlowactError
+from ..model import FlowActModel
+from ..model.layout import TokenLayout
+from .sample import Sample
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    p_clean_context: float = 0.3  # pretrain: a context chunk is clean with this probability
+    p_drop_audio: float = 0.1
+    p_drop_text: float = 0.1
+    kl_weight: float = 1e-4
+    motion_weight: float = 0.0  # vae/decoder: extra reconstruction weight on pixels that differ from the reference
+    mouth_weight: float = 0.0  # extra loss weight on the open mouth (synthetic world's masks): pixels for
+    # vae/decoder, latent cells for pretrain/selfforce/distill
+    teacher_steps: int = 16  # distill: teacher Euler steps per chunk, split evenly over the student's steps (16 -> 15 on 3 steps, 8 -> 6)
+    guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
+    lips_leak: float = 0.3  # lips: the input's mouth is the closed one plus up to this share of the real one
+
+
+class Objective:
+    """One training stage's loss over a batch of clips. Subclasses set `name`, say which
+    parameters train (`trainable`) and how many frames a sample needs, and define `loss`."""
+
+    name = ""
+
+    def __init__(self, model: FlowActModel, preset: Preset, settings: StageSettings = StageSettings(),
+                 teacher: FlowActModel | None = None):
+        self.model, self.preset, self.s = model, preset, settings
+        self.teacher = teacher
+        self.layout = TokenLayout.of(preset)
+
+    @staticmethod
+    def trainable(model: FlowActModel) -> list[torch.nn.Parameter]:
+        """The transformer's stages train the MMDiT and its audio and text encoders."""
+        return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
+
+    def frames_needed(self, step_rng: np.random.Generator) -> int:
+        raise NotImplementedError
+
+    def loss(self, samples: list[Sample], g: torch.Generator) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    # -- shared conditioning ---------------------------------------------------------------
+    def audio_windows(self, samples: list[Sample], latents: int) -> torch.Tensor:
+        """(b, latents, window, bins): each latent frame's log-mel window, as the audio encoder reads it."""
+        enc = self.model.audio
+        dev = next(enc.parameters()).device
+        return torch.stack([enc.windows(enc.mel(torch.from_numpy(s.audio).to(dev)), 0, latents) for s in samples])
+
+    def audio_tokens(self, samples: list[Sample], latents: int) -> torch.Tensor:
+        return self.model.audio(self.audio_windows(samples, latents))
+
+    def text_tokens(self, samples: list[Sample], chunks: int) -> torch.Tensor:
+        per = self.preset.frames_per_chunk
+        prompts = [s.prompts[j * per] for s in samples for j in range(chunks)]
+        tok = self.model.text(prompts)
+        return tok.view(len(samples), chunks, *tok.shape[1:])
+
+    @torch.no_grad()
+    def latents(self, samples) -> torch.Tensor:
+        dev = next(self.model.vae.parameters()).device
+        if all(s.latents is not None for s in samples):  # a latent cache: the VAE already ran
+            return torch.from_numpy(np.stack([s.latents for s in samples])).to(dev)
+        x = to_video(samples, dev)
+        return self.model.vae.encode(x)
+
+
+def to_video(samples: list[Sample], device) -> torch.Tensor:
+    """(batch, 3, 1 + frames, H, W) in [-1, 1]: the reference first (the VAE's first frame alone)."""
+    vids = [np.concatenate([s.reference[None], s.frames]) for s in samples]
+    x = torch.from_numpy(np.stack(vids)).to(device).float() / 127.5 - 1
+    return x.permute(0, 4, 1, 2, 3)
+
+
+def shifted(u: torch.Tensor, shift: float) -> torch.Tensor:
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def motion_weights(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-pixel reconstruction weights (b, 1, T, H, W) for a video (b, 3, T, H, W) whose
+    frame 0 is the reference: 1 + strength * m, where m in [0, 1] marks pixels (dilated by
+    3 px) that differ from the reference: the mouth, eyes, hands, a turned head. A plain L1
+    spends the small VAE's capacity on the large static areas, and the parts that move
+    (the ones lip-sync and behaviour are read from) come out as blur. Needs no labels, so it
+    works on real video as well."""
+    b, _, T, H, W = x.shape
+    if strength <= 0:
+        return torch.ones(b, 1, T, H, W, device=x.device, dtype=x.dtype)
+    with torch.no_grad():
+        diff = (x - x[:, :, :1]).abs().mean(dim=1, keepdim=True)  # 0 on the reference frame itself
+        m = (diff * 8).clamp(max=1.0)  # a change of 1/8 of the range (in [-1, 1] units) counts fully
+        m = F.max_pool3d(m, kernel_size=(1, 7, 7), stride=1, padding=(0, 3, 3))
+        return 1 + strength * m
+
+
+def mouth_weights(samples: list[Sample], x: torch.Tensor) -> torch.Tensor:
+    """(b, 1, T, H, W) in [0, 1]: the samples' mouth masks dilated by 2 px, 0 on the reference
+    frame (x's frame 0). The open mouth is a few dozen pixels of a 128x128 frame: without its
+    own weight a plain L1 barely notices whether the mouth opens at all."""
+    if any(s.mouth is None for s in samples):
+        raise FlowactError("--mouth-weight needs mouth masks, which only the synthetic world has: use --data synth")
+    m = torch.from_numpy(np.stack([s.mouth for s in samples])).to(x.device, x.dtype)[:, None]  # (b, 1, T-1, H, W)
+    m = F.max_pool3d(m, kernel_size=(1, 5, 5), stride=1, padding=(0, 2, 2))
+    return torch.cat([torch.zeros_like(m[:, :, :1]), m], dim=2)
+
+
+def latent_mouth(samples: list[Sample], x0: torch.Tensor) -> torch.Tensor:
+    """(b, 1, n, h, w) in [0, 1]: the samples' mouth masks on the latent grid of x0 (b, c, n, h,
+    w), the clip's latents without the reference frame: latent frame k covers video frames
+    [k*T, (k+1)*T). A cell counts when any of its pixels shows the open mouth in any of its
+    frames; dilated by one cell, since the head moves and the VAE's receptive field is wider
+    than a cell. Without its own weight the mouth is about 2% of the flow-matching loss."""
+    if any(s.mouth is None for s in samples):
+        raise FlowactError("--mouth-weight needs mouth masks, which only the synthetic world has: use --data synth")
+    b, _, n, h, w = x0.shape
+    m = torch.from_numpy(np.stack([s.mouth for s in samples])).to(x0.device, torch.float32)  # (b, F, H, W)
+    T = m.shape[1] // n
+    m = m[:, :n * T].reshape(b, n, T, *m.shape[2:]).amax(dim=2)  # (b, n, H, W)
+    m = F.adaptive_max_pool2d(m, (h, w))
+    m = F.max_pool2d(m, 3, stride=1, padding=1)
+    return m[:, None].to(x0.dtype)
+
+
+def world_visemes(samples: list[Sample], device) -> torch.Tensor:
+    """(b * frames, 5): the samples' mouth parameters as the world drew them, frame-major per sample."""
+    v = torch.from_numpy(np.stack([s.visemes for s in samples])).to(device)
+    return v.reshape(-1, v.shape[-1])
+
+
+def wmean(err: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of err (b, c, ...) with weights w (b, 1, ...), normalised so that uniform weights give .mean()."""
+    return (err * w).sum() / (w.sum() * err.shape[1])
+
+
+def no_prompts(s: Sample) -> Sample:
+    return Sample(s.reference, s.frames, s.audio, [""] * len(s.prompts))
