@@ -70,8 +70,21 @@ def main() -> None:
         sep_dir.mkdir()
         t_separate = 0.0
         for i, j in enumerate(jobs):
-            t_separate += timed(CLI + ["render", "-i", j["image"], "-a", j["audio"], "-o", str(sep_dir / f"{i}.mp4"),
-                                       "--seed", str(j["seed"])] + common)
+            t_separate += timed(
+                CLI
+                + [
+                    "render",
+                    "-i",
+                    j["image"],
+                    "-a",
+                    j["audio"],
+                    "-o",
+                    str(sep_dir / f"{i}.mp4"),
+                    "--seed",
+                    str(j["seed"]),
+                ]
+                + common
+            )
 
         manifest = folder / "jobs.jsonl"
         manifest.write_text("".join(json.dumps({**j, "out": f"{i}.mp4"}) + "\n" for i, j in enumerate(jobs)))
@@ -79,14 +92,21 @@ def main() -> None:
         assert len(list((folder / "batch").glob("*.mp4"))) == args.jobs
 
         video = args.jobs * args.seconds
-        cond = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                f"threads {default_threads(load_preset(args.preset))} per process (flowact's default: half the cores each for generation and decode), preset {args.preset}, random weights, "
-                f"{args.jobs} jobs x {args.seconds:g} s audio")
+        cond = (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"threads {default_threads(load_preset(args.preset))} per process (flowact's default: half the "
+            f"cores each for generation and decode), preset {args.preset}, random weights, "
+            f"{args.jobs} jobs x {args.seconds:g} s audio"
+        )
         print(f"conditions: {cond}")
-        print(f"{args.jobs} separate `flowact render` processes: {t_separate:7.1f} s  "
-              f"({t_separate / args.jobs:.2f} s/job, aggregate RTF {video / t_separate:.2f})")
-        print(f"one `flowact render --manifest` ({args.jobs} jobs): {t_batch:7.1f} s  "
-              f"({t_batch / args.jobs:.2f} s/job, aggregate RTF {video / t_batch:.2f})")
+        print(
+            f"{args.jobs} separate `flowact render` processes: {t_separate:7.1f} s  "
+            f"({t_separate / args.jobs:.2f} s/job, aggregate RTF {video / t_separate:.2f})"
+        )
+        print(
+            f"one `flowact render --manifest` ({args.jobs} jobs): {t_batch:7.1f} s  "
+            f"({t_batch / args.jobs:.2f} s/job, aggregate RTF {video / t_batch:.2f})"
+        )
         print(f"ratio separate / batch: {t_separate / t_batch:.2f}x")
 
         if args.overlap:
@@ -104,8 +124,11 @@ def main() -> None:
                 times.setdefault(overlap, []).append(time.perf_counter() - t)
                 assert outcome.exit_code == 0
             for overlap, ts in times.items():
-                print(f"in-process batch of {args.jobs - 1} jobs, overlap {'on ' if overlap else 'off'}: "
-                      + ", ".join(f"{t:.2f} s" for t in ts) + " (includes one model load per run)")
+                print(
+                    f"in-process batch of {args.jobs - 1} jobs, overlap {'on ' if overlap else 'off'}: "
+                    + ", ".join(f"{t:.2f} s" for t in ts)
+                    + " (includes one model load per run)"
+                )
 
 
 if __name__ == "__main__":

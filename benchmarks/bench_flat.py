@@ -39,9 +39,14 @@ def quantile(values: list[float], p: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict:
-    return {"chunks": len(values), "p50": quantile(values, 0.5), "p95": quantile(values, 0.95),
-            "p99": quantile(values, 0.99), "max": quantile(values, 1.0),
-            "mean": round(statistics.fmean(values), 2) if values else None}
+    return {
+        "chunks": len(values),
+        "p50": quantile(values, 0.5),
+        "p95": quantile(values, 0.95),
+        "p99": quantile(values, 0.99),
+        "max": quantile(values, 1.0),
+        "mean": round(statistics.fmean(values), 2) if values else None,
+    }
 
 
 def memory_mb(device: torch.device) -> float:
@@ -62,8 +67,13 @@ def flat_report(chunk_ms: list[float], chunk_s: float, window_s: float) -> dict:
     def ratio(key):
         return round(b[key] / a[key], 3) if a[key] and b[key] else None
 
-    return {"chunk_latency_ms": summary(chunk_ms), "first_window": a, "last_window": b,
-            "last_over_first_p50": ratio("p50"), "last_over_first_p99": ratio("p99")}
+    return {
+        "chunk_latency_ms": summary(chunk_ms),
+        "first_window": a,
+        "last_window": b,
+        "last_over_first_p50": ratio("p50"),
+        "last_over_first_p99": ratio("p99"),
+    }
 
 
 def run_flat(engine, seconds: float, window_s: float, budget_s: float | None = None, seed: int = 0) -> dict:
@@ -80,31 +90,56 @@ def run_flat(engine, seconds: float, window_s: float, budget_s: float | None = N
     with tempfile.TemporaryDirectory(prefix="flowact-flat-") as tmp:
         folder = Path(tmp)
         image, audio = bench_inputs(folder, p.video.width, p.video.height, max(seconds, 1.0), seed)
-        engine.render(image, audio, folder / "warmup.mp4", seed=seed, max_seconds=1.0, prompt="speaking",
-                      sync_timing=True)
+        engine.render(
+            image, audio, folder / "warmup.mp4", seed=seed, max_seconds=1.0, prompt="speaking", sync_timing=True
+        )
         if engine.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(engine.device)
         timer = threading.Timer(budget_s, stop.set) if budget_s else None
         if timer:
             timer.start()
         try:
-            report = engine.render(image, audio, folder / "flat.mp4", seed=seed, max_seconds=seconds,
-                                   prompt="speaking", sync_timing=True, on_chunk=on_chunk, stop=stop)
+            report = engine.render(
+                image,
+                audio,
+                folder / "flat.mp4",
+                seed=seed,
+                max_seconds=seconds,
+                prompt="speaking",
+                sync_timing=True,
+                on_chunk=on_chunk,
+                stop=stop,
+            )
         finally:
             if timer:
                 timer.cancel()
     first_end = next((mb for s, mb in marks if s >= min(window_s, report.video_seconds) - 1e-9), None)
-    out = {"preset": p.name, "device": report.device, "dtype": report.dtype, "conditions": report.conditions,
-           "seconds_requested": seconds, "video_seconds": report.video_seconds, "window_s": window_s,
-           "chunk_video_ms": round(1000 * chunk_s, 2), "budget_s": budget_s, "stopped_by_budget": stop.is_set(),
-           **flat_report(report.chunk_ms, chunk_s, window_s),
-           "realtime_factor": report.realtime_factor, "e2e_fps": report.e2e_fps, "generator_fps": report.generator_fps,
-           "ttff_seconds": report.ttff_seconds, "wall_seconds": report.wall_seconds, "stages": report.stages,
-           "memory_mb": {"first_window_end": round(first_end, 1) if first_end is not None else None,
-                         "end": round(marks[-1][1], 1) if marks else None,
-                         "peak": round(report.peak_memory_mb, 1)},
-           "chunk_ms": [round(ms, 2) for ms in report.chunk_ms],
-           "warmup": "one 1 s render before measuring (excluded)"}
+    out = {
+        "preset": p.name,
+        "device": report.device,
+        "dtype": report.dtype,
+        "conditions": report.conditions,
+        "seconds_requested": seconds,
+        "video_seconds": report.video_seconds,
+        "window_s": window_s,
+        "chunk_video_ms": round(1000 * chunk_s, 2),
+        "budget_s": budget_s,
+        "stopped_by_budget": stop.is_set(),
+        **flat_report(report.chunk_ms, chunk_s, window_s),
+        "realtime_factor": report.realtime_factor,
+        "e2e_fps": report.e2e_fps,
+        "generator_fps": report.generator_fps,
+        "ttff_seconds": report.ttff_seconds,
+        "wall_seconds": report.wall_seconds,
+        "stages": report.stages,
+        "memory_mb": {
+            "first_window_end": round(first_end, 1) if first_end is not None else None,
+            "end": round(marks[-1][1], 1) if marks else None,
+            "peak": round(report.peak_memory_mb, 1),
+        },
+        "chunk_ms": [round(ms, 2) for ms in report.chunk_ms],
+        "warmup": "one 1 s render before measuring (excluded)",
+    }
     return out
 
 
@@ -126,17 +161,27 @@ def main(argv=None) -> int:
     from flowact_cli.render import Engine
 
     t = time.perf_counter()
-    engine = Engine.load(args.preset, device=args.device, dtype=args.dtype, weights=args.weights,
-                         random_weights=args.random_weights, seed=args.seed, threads=args.threads)
+    engine = Engine.load(
+        args.preset,
+        device=args.device,
+        dtype=args.dtype,
+        weights=args.weights,
+        random_weights=args.random_weights,
+        seed=args.seed,
+        threads=args.threads,
+    )
     load_s = time.perf_counter() - t
     out = run_flat(engine, args.seconds, args.window, args.budget, args.seed)
     out["load_seconds"] = round(load_s, 2)
     lat, a, b = out["chunk_latency_ms"], out["first_window"], out["last_window"]
-    print(f"{out['conditions']}\n{out['video_seconds']:.1f} s of video in {out['wall_seconds']:.1f} s "
-          f"(RTF {out['realtime_factor']:.2f}{', stopped by --budget' if out['stopped_by_budget'] else ''}); "
-          f"chunk ms p50 {lat['p50']} p99 {lat['p99']} max {lat['max']}; first {args.window:g} s p50 {a['p50']} "
-          f"p99 {a['p99']}, last {args.window:g} s p50 {b['p50']} p99 {b['p99']} (x{out['last_over_first_p50']}); "
-          f"memory MB {out['memory_mb']}", file=sys.stderr)
+    print(
+        f"{out['conditions']}\n{out['video_seconds']:.1f} s of video in {out['wall_seconds']:.1f} s "
+        f"(RTF {out['realtime_factor']:.2f}{', stopped by --budget' if out['stopped_by_budget'] else ''}); "
+        f"chunk ms p50 {lat['p50']} p99 {lat['p99']} max {lat['max']}; first {args.window:g} s p50 {a['p50']} "
+        f"p99 {a['p99']}, last {args.window:g} s p50 {b['p50']} p99 {b['p99']} (x{out['last_over_first_p50']}); "
+        f"memory MB {out['memory_mb']}",
+        file=sys.stderr,
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     else:

@@ -75,9 +75,16 @@ def preset_shapes(name: str) -> Shapes:
         from flowact_cli.config import load_preset
 
         p = load_preset(name)
-        return Shapes(p.name, p.model.width, p.model.heads, p.model.depth, p.tokens_per_latent,
-                      p.stream.chunk_latents, p.stream.long_term,
-                      p.stream.chunk_latents * p.audio.tokens_per_latent + p.text.tokens)
+        return Shapes(
+            p.name,
+            p.model.width,
+            p.model.heads,
+            p.model.depth,
+            p.tokens_per_latent,
+            p.stream.chunk_latents,
+            p.stream.long_term,
+            p.stream.chunk_latents * p.audio.tokens_per_latent + p.text.tokens,
+        )
     except Exception as exc:  # noqa: BLE001 - the benchmark must run from a bare kernels checkout
         if name != "r1-480p":
             raise
@@ -122,9 +129,15 @@ def ceilings(device: str, iters: int) -> dict:
     a, b = (torch.randn(n, n, device=device, dtype=torch.float32).to(dtype) for _ in range(2))
     t_copy = bench(lambda: dst.copy_(src), iters)
     t_mm = bench(lambda: a @ b, iters)
-    del src, dst
-    return dict(copy_bytes=2 * nbytes, copy_ms=t_copy, copy_GB_s=2 * nbytes / (t_copy * 1e-3) / 1e9,
-                matmul_n=n, matmul_dtype=str(dtype), matmul_ms=t_mm, matmul_TFLOP_s=2 * n**3 / (t_mm * 1e-3) / 1e12)
+    return dict(
+        copy_bytes=2 * nbytes,
+        copy_ms=t_copy,
+        copy_GB_s=2 * nbytes / (t_copy * 1e-3) / 1e9,
+        matmul_n=n,
+        matmul_dtype=str(dtype),
+        matmul_ms=t_mm,
+        matmul_TFLOP_s=2 * n**3 / (t_mm * 1e-3) / 1e12,
+    )
 
 
 def run(s: Shapes, dtype: torch.dtype, device: str, iters: int) -> list[dict]:
@@ -139,13 +152,26 @@ def run(s: Shapes, dtype: torch.dtype, device: str, iters: int) -> list[dict]:
     def row(op, shape, t_kernel, t_ref, unit, amount, got, want, **extra):
         err = max_err(got, want)
         rate = amount / (t_kernel * 1e-3) / (1e12 if unit == "TFLOP/s" else 1e9)
-        r = dict(op=op, shape=shape, kernel_ms=t_kernel, reference_ms=t_ref, speedup=t_ref / t_kernel,
-                 unit=unit, kernel_rate=rate, reference_rate=rate * t_kernel / t_ref, max_abs_err=err,
-                 rel_err=rel_err(got, want), **extra)
+        r = dict(
+            op=op,
+            shape=shape,
+            kernel_ms=t_kernel,
+            reference_ms=t_ref,
+            speedup=t_ref / t_kernel,
+            unit=unit,
+            kernel_rate=rate,
+            reference_rate=rate * t_kernel / t_ref,
+            max_abs_err=err,
+            rel_err=rel_err(got, want),
+            **extra,
+        )
         rows.append(r)
         more = "".join(f"  {k}={v:.3f}ms (x{v / t_kernel:.2f})" for k, v in extra.items())
-        print(f"{op:18s} {shape:34s} kernel {t_kernel:8.3f} ms  ref {t_ref:8.3f} ms  "
-              f"x{t_ref / t_kernel:5.2f}  {rate:8.1f} {unit}  err {err:.1e}{more}", flush=True)
+        print(
+            f"{op:18s} {shape:34s} kernel {t_kernel:8.3f} ms  ref {t_ref:8.3f} ms  "
+            f"x{t_ref / t_kernel:5.2f}  {rate:8.1f} {unit}  err {err:.1e}{more}",
+            flush=True,
+        )
 
     # -- memory-bank attention: steady state (current region masked) ----------------------
     q, k, v = randn(b, h, n, d), randn(b, h, n, d), randn(b, h, n, d)
@@ -157,11 +183,17 @@ def run(s: Shapes, dtype: torch.dtype, device: str, iters: int) -> list[dict]:
     keys = torch.cat((k_bank[:, :, : s.valid_tokens], k), 2)  # SDPA's best case: valid keys,
     vals = torch.cat((v_bank[:, :, : s.valid_tokens], v), 2)  # concatenated beforehand, no mask
     flops = 4.0 * b * h * n * (s.valid_tokens + n) * d
-    row("bank_attention", f"q{n} bank{cap}({s.valid_tokens} valid) h{h} d{d}",
+    row(
+        "bank_attention",
+        f"q{n} bank{cap}({s.valid_tokens} valid) h{h} d{d}",
         bench(lambda: tri.bank_attention(q, k, v, k_bank, v_bank, valid), iters),
         bench(lambda: reference.bank_attention(q, k, v, k_bank, v_bank, valid), iters),
-        "TFLOP/s", flops, out, ref,
-        sdpa_valid_precat=bench(lambda: F.scaled_dot_product_attention(q, keys, vals), iters))
+        "TFLOP/s",
+        flops,
+        out,
+        ref,
+        sdpa_valid_precat=bench(lambda: F.scaled_dot_product_attention(q, keys, vals), iters),
+    )
 
     # -- QK-RMSNorm + RoPE on the chunk's queries ---------------------------------------
     weight = torch.rand(d, generator=g, device=device) + 0.5
@@ -169,10 +201,16 @@ def run(s: Shapes, dtype: torch.dtype, device: str, iters: int) -> list[dict]:
     cos, sin = angle.cos(), angle.sin()
     x = randn(b, n, 3, h, d)[:, :, 0].transpose(1, 2)  # q as the model sees it: a view of fused qkv
     nbytes = 2 * x.numel() * x.element_size() + 2 * cos.numel() * 4
-    row("rms_norm_rope", f"(1,{h},{n},{d}) strided",
+    row(
+        "rms_norm_rope",
+        f"(1,{h},{n},{d}) strided",
         bench(lambda: tri.rms_norm_rope(x, weight, cos, sin), iters),
         bench(lambda: reference.rms_norm_rope(x, weight, cos, sin), iters),
-        "GB/s", nbytes, tri.rms_norm_rope(x, weight, cos, sin), reference.rms_norm_rope(x, weight, cos, sin))
+        "GB/s",
+        nbytes,
+        tri.rms_norm_rope(x, weight, cos, sin),
+        reference.rms_norm_rope(x, weight, cos, sin),
+    )
 
     # -- bank write: a chunk's video keys/values into the `current` region -----------------
     nv = s.chunk_latents * s.tokens_per_latent
@@ -185,10 +223,16 @@ def run(s: Shapes, dtype: torch.dtype, device: str, iters: int) -> list[dict]:
     got, want = torch.cat((k_bank, v_bank)), torch.cat((kb2, vb2))  # before the timed calls write again
     del kb2, vb2
     nbytes = 4 * kw.numel() * kw.element_size() + 2 * cw.numel() * 4
-    row("bank_write", f"(1,{h},{nv},{d}) -> slot {start}",
+    row(
+        "bank_write",
+        f"(1,{h},{nv},{d}) -> slot {start}",
         bench(lambda: tri.bank_write(kw, vw, weight, cw, sw, k_bank, v_bank, start), iters),
         bench(lambda: reference.bank_write(kw, vw, weight, cw, sw, k_bank, v_bank, start), iters),
-        "GB/s", nbytes, got, want)
+        "GB/s",
+        nbytes,
+        got,
+        want,
+    )
 
     # -- bank gather: long-term shift by one frame, all layers at once (stream/bank.py) ---
     depth = s.depth if device == "cuda" else 1
@@ -205,33 +249,60 @@ def run(s: Shapes, dtype: torch.dtype, device: str, iters: int) -> list[dict]:
     got, want = torch.cat((kd, vd)), torch.cat((kd2, vd2))
     del kd2, vd2
     nbytes = 4 * depth * b * h * nm * d * kd.element_size()
-    row("bank_gather_rope", f"({depth * b},{h},{cap},{d}) move {nm} slots",
+    row(
+        "bank_gather_rope",
+        f"({depth * b},{h},{cap},{d}) move {nm} slots",
         bench(lambda: tri.bank_gather_rope(kd, vd, src, dst, cg, sg), iters),
         bench(lambda: reference.bank_gather_rope(kd, vd, src, dst, cg, sg), iters),
-        "GB/s", nbytes, got, want)
+        "GB/s",
+        nbytes,
+        got,
+        want,
+    )
 
     # -- AdaLN modulate and gated residual on the chunk's tokens --------------------------
     xa, ya = randn(b, n, w), randn(b, n, w)
     shift, scale, gate = randn(b, w), randn(b, w), randn(b, w)
     nbytes = 2 * xa.numel() * xa.element_size()
-    row("adaln_modulate", f"({b},{n},{w})",
+    row(
+        "adaln_modulate",
+        f"({b},{n},{w})",
         bench(lambda: tri.adaln_modulate(xa, shift, scale), iters),
         bench(lambda: reference.adaln_modulate(xa, shift, scale), iters),
-        "GB/s", nbytes, tri.adaln_modulate(xa, shift, scale), reference.adaln_modulate(xa, shift, scale))
+        "GB/s",
+        nbytes,
+        tri.adaln_modulate(xa, shift, scale),
+        reference.adaln_modulate(xa, shift, scale),
+    )
     nbytes = 3 * xa.numel() * xa.element_size()
-    row("gated_residual", f"({b},{n},{w})",
+    row(
+        "gated_residual",
+        f"({b},{n},{w})",
         bench(lambda: tri.gated_residual(xa, ya, gate), iters),
         bench(lambda: reference.gated_residual(xa, ya, gate), iters),
-        "GB/s", nbytes, tri.gated_residual(xa, ya, gate), reference.gated_residual(xa, ya, gate))
+        "GB/s",
+        nbytes,
+        tri.gated_residual(xa, ya, gate),
+        reference.gated_residual(xa, ya, gate),
+    )
     return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shapes", "--preset", dest="shapes", default="r1-480p",
-                    help="'tiny' (runs under the CPU interpreter), or the preset whose shapes to use (default r1-480p)")
-    ap.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"],
-                    help="default: bfloat16 on CUDA, float32 under the interpreter")
+    ap.add_argument(
+        "--shapes",
+        "--preset",
+        dest="shapes",
+        default="r1-480p",
+        help="'tiny' (runs under the CPU interpreter), or the preset whose shapes to use (default r1-480p)",
+    )
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        choices=["bfloat16", "float16", "float32"],
+        help="default: bfloat16 on CUDA, float32 under the interpreter",
+    )
     ap.add_argument("--smoke", action="store_true", help="the same as --shapes tiny")
     ap.add_argument("--iters", type=int, default=None, help="timed calls per op (CUDA: do_bench rep ~ 10x this ms)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
@@ -249,21 +320,38 @@ def main(argv=None) -> int:
     import triton
 
     where = torch.cuda.get_device_name() if cuda else "CPU, Triton interpreter (timings meaningless)"
-    print(f"device: {where} | torch {torch.__version__} | triton {triton.__version__} | dtype {dtype} | "
-          f"shapes {shapes.name} (width {shapes.width}, heads {shapes.heads}, head_dim {shapes.head_dim}) | "
-          + ("do_bench: 25 ms warm-up, median" if cuda else f"1 warm-up call, mean of {iters}"))
-    print("speedup x = reference ms / kernel ms; attention also against SDPA on the valid keys, "
-          "pre-concatenated and unmasked (x = sdpa ms / kernel ms)")
+    print(
+        f"device: {where} | torch {torch.__version__} | triton {triton.__version__} | dtype {dtype} | "
+        f"shapes {shapes.name} (width {shapes.width}, heads {shapes.heads}, head_dim {shapes.head_dim}) | "
+        + ("do_bench: 25 ms warm-up, median" if cuda else f"1 warm-up call, mean of {iters}")
+    )
+    print(
+        "speedup x = reference ms / kernel ms; attention also against SDPA on the valid keys, "
+        "pre-concatenated and unmasked (x = sdpa ms / kernel ms)"
+    )
     rows = run(shapes, dtype, device, iters)
     roof = ceilings(device, iters)
-    print(f"ceilings: copy {roof['copy_GB_s']:.4g} GB/s (read + write), {roof['matmul_dtype']} matmul "
-          f"{roof['matmul_n']}^3 {roof['matmul_TFLOP_s']:.4g} TFLOP/s")
+    print(
+        f"ceilings: copy {roof['copy_GB_s']:.4g} GB/s (read + write), {roof['matmul_dtype']} matmul "
+        f"{roof['matmul_n']}^3 {roof['matmul_TFLOP_s']:.4g} TFLOP/s"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(device=where, dtype=str(dtype), shapes=shapes.name, shape_info=dataclasses.asdict(shapes),
-                           torch=torch.__version__, triton=triton.__version__,
-                           timing="do_bench median" if cuda else f"wall-clock mean of {iters} (interpreter)",
-                           rows=rows, ceilings=roof), f, indent=1)
+            json.dump(
+                dict(
+                    device=where,
+                    dtype=str(dtype),
+                    shapes=shapes.name,
+                    shape_info=dataclasses.asdict(shapes),
+                    torch=torch.__version__,
+                    triton=triton.__version__,
+                    timing="do_bench median" if cuda else f"wall-clock mean of {iters} (interpreter)",
+                    rows=rows,
+                    ceilings=roof,
+                ),
+                f,
+                indent=1,
+            )
     return 0
 
 

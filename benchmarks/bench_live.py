@@ -25,10 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_script(seconds: float, every: float, clip: str) -> list:
     from flowact_cli.live.protocol import ScriptLine
 
-    cycle = [{"cmd": "speak", "audio": clip}, {"cmd": "state", "state": "thinking"},
-             {"cmd": "state", "state": "auto"}, {"cmd": "prompt", "text": "waving hello"},
-             {"cmd": "speak", "audio": clip}, {"cmd": "listen", "active": True}, {"cmd": "listen", "active": False},
-             {"cmd": "state", "state": "nodding", "seconds": 1.0}]
+    cycle = [
+        {"cmd": "speak", "audio": clip},
+        {"cmd": "state", "state": "thinking"},
+        {"cmd": "state", "state": "auto"},
+        {"cmd": "prompt", "text": "waving hello"},
+        {"cmd": "speak", "audio": clip},
+        {"cmd": "listen", "active": True},
+        {"cmd": "listen", "active": False},
+        {"cmd": "state", "state": "nodding", "seconds": 1.0},
+    ]
     lines, t, i = [], 1.0, 0
     while t < seconds - 1.0:
         lines.append(ScriptLine(t, json.dumps(cycle[i % len(cycle)]), i + 1))
@@ -55,21 +61,27 @@ def main() -> None:
     from flowact_cli.media.image import load_image
     from flowact_cli.render import Engine
 
-    engine = Engine.load(a.preset, device=a.device, weights=a.weights, random_weights=a.weights is None,
-                         threads=a.threads)
+    engine = Engine.load(
+        a.preset, device=a.device, weights=a.weights, random_weights=a.weights is None, threads=a.threads
+    )
     p = engine.preset
     tmp = Path(tempfile.mkdtemp(prefix="flowact-bench-live-"))
     clip = tmp / "clip.wav"
     speech = load_audio(ROOT / "examples" / "speech_en.wav").samples
-    write_wav(clip, speech[int(0.3 * 16000): int(2.3 * 16000)], 16000)
+    write_wav(clip, speech[int(0.3 * 16000) : int(2.3 * 16000)], 16000)
     reference = load_image(ROOT / "examples" / "character_1.png", p.video.width, p.video.height, "cover")
     seconds = a.minutes * 60
     events: list[dict] = []
     sink = open(a.events, "w") if a.events else None
     log = EventLog(sink, on_event=lambda ev: events.append(ev) if ev["event"] != "received" else None)
     out = a.out or str(tmp / "live.mp4")
-    report = run_live(engine, reference, LiveOptions(out=out, duration=seconds, ahead=a.ahead, memory_every=30.0),
-                      events=log, script=make_script(seconds, a.every, str(clip)))
+    report = run_live(
+        engine,
+        reference,
+        LiveOptions(out=out, duration=seconds, ahead=a.ahead, memory_every=30.0),
+        events=log,
+        script=make_script(seconds, a.every, str(clip)),
+    )
     if sink:
         sink.close()
     mem = report.memory_mb
@@ -78,17 +90,29 @@ def main() -> None:
     gen = [e["gen_ms"] for e in events if e["event"] == "chunk"]
     half = len(gen) // 2
     result = {
-        "preset": p.name, "conditions": report.conditions, "weights": report.weights,
-        "stream_seconds": report.video_seconds, "wall_seconds": report.wall_seconds, "frames": report.frames,
-        "latency_ms": report.latency_ms, "late_chunks": report.late_chunks, "chunks": report.chunks,
-        "held_frames": report.held_frames, "held_seconds": report.held_frames / p.video.fps,
+        "preset": p.name,
+        "conditions": report.conditions,
+        "weights": report.weights,
+        "stream_seconds": report.video_seconds,
+        "wall_seconds": report.wall_seconds,
+        "frames": report.frames,
+        "latency_ms": report.latency_ms,
+        "late_chunks": report.late_chunks,
+        "chunks": report.chunks,
+        "held_frames": report.held_frames,
+        "held_seconds": report.held_frames / p.video.fps,
         "late_first_half": sum(1 for e in lates if e["t"] < seconds / 2),
         "late_second_half": sum(1 for e in lates if e["t"] >= seconds / 2),
-        "rss_mb_at_minute_1": at_1, "rss_mb_at_end": mem[-1] if mem else None, "rss_mb_series": mem,
+        "rss_mb_at_minute_1": at_1,
+        "rss_mb_at_end": mem[-1] if mem else None,
+        "rss_mb_series": mem,
         "chunk_gen_ms": report.chunk_gen_ms,
-        "chunk_gen_ms_median_halves": [float(np.median(gen[:half])) if half else None,
-                                       float(np.median(gen[half:])) if gen else None],
-        "ahead_ms_final": report.ahead_ms, "output": out,
+        "chunk_gen_ms_median_halves": [
+            float(np.median(gen[:half])) if half else None,
+            float(np.median(gen[half:])) if gen else None,
+        ],
+        "ahead_ms_final": report.ahead_ms,
+        "output": out,
     }
     if a.json:
         print(json.dumps(result, indent=2))
@@ -96,9 +120,14 @@ def main() -> None:
     print(f"live bench: {p.name}, {report.conditions}, {result['stream_seconds']:.1f} s of stream")
     for kind, lat in report.latency_ms.items():
         print(f"  latency {kind:10s} p50 {lat['p50']} ms  p95 {lat['p95']} ms  max {lat['max']} ms  (n={lat['n']})")
-    print(f"  late chunks {report.late_chunks}/{report.chunks} ({report.held_frames} held frames; "
-          f"1st half {result['late_first_half']}, 2nd half {result['late_second_half']})")
-    print(f"  chunk cost (generate + decode) {report.chunk_gen_ms} ms; medians by half {result['chunk_gen_ms_median_halves']}")
+    print(
+        f"  late chunks {report.late_chunks}/{report.chunks} ({report.held_frames} held frames; "
+        f"1st half {result['late_first_half']}, 2nd half {result['late_second_half']})"
+    )
+    print(
+        f"  chunk cost (generate + decode) {report.chunk_gen_ms} ms; medians by half "
+        f"{result['chunk_gen_ms_median_halves']}"
+    )
     print(f"  RSS at ~minute 1: {at_1}  at end: {result['rss_mb_at_end']}  (MB; peak {report.peak_memory_mb} MB)")
 
 

@@ -17,10 +17,25 @@ from .triton_env import check_device, pow2
 
 @triton.jit
 def _adaln_modulate_rows(
-    X, SHIFT, SCALE, OUT,
-    sx_b, sx_t, sx_w, ssh_b, ssh_w, ssc_b, ssc_w, so_b, so_t, so_w,
-    N, W, eps,
-    BLOCK_T: tl.constexpr, BLOCK_W: tl.constexpr,
+    X,
+    SHIFT,
+    SCALE,
+    OUT,
+    sx_b,
+    sx_t,
+    sx_w,
+    ssh_b,
+    ssh_w,
+    ssc_b,
+    ssc_w,
+    so_b,
+    so_t,
+    so_w,
+    N,
+    W,
+    eps,
+    BLOCK_T: tl.constexpr,
+    BLOCK_W: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -40,10 +55,25 @@ def _adaln_modulate_rows(
 
 @triton.jit
 def _gated_residual_rows(
-    X, Y, GATE, OUT,
-    sx_b, sx_t, sx_w, sy_b, sy_t, sy_w, sg_b, sg_w, so_b, so_t, so_w,
-    N, W,
-    BLOCK_T: tl.constexpr, BLOCK_W: tl.constexpr,
+    X,
+    Y,
+    GATE,
+    OUT,
+    sx_b,
+    sx_t,
+    sx_w,
+    sy_b,
+    sy_t,
+    sy_w,
+    sg_b,
+    sg_w,
+    so_b,
+    so_t,
+    so_w,
+    N,
+    W,
+    BLOCK_T: tl.constexpr,
+    BLOCK_W: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
     pid_w = tl.program_id(1)
@@ -55,8 +85,11 @@ def _gated_residual_rows(
     x = tl.load(X + b * sx_b + rows[:, None] * sx_t + cols[None, :] * sx_w, mask=mask, other=0.0).to(tl.float32)
     y = tl.load(Y + b * sy_b + rows[:, None] * sy_t + cols[None, :] * sy_w, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(GATE + b * sg_b + cols * sg_w, mask=col_ok, other=0.0).to(tl.float32)
-    tl.store(OUT + b * so_b + rows[:, None] * so_t + cols[None, :] * so_w,
-             (x + g[None, :] * y).to(OUT.dtype.element_ty), mask=mask)
+    tl.store(
+        OUT + b * so_b + rows[:, None] * so_t + cols[None, :] * so_w,
+        (x + g[None, :] * y).to(OUT.dtype.element_ty),
+        mask=mask,
+    )
 
 
 def _row_block(block_w: int) -> int:
@@ -80,8 +113,21 @@ def adaln_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, ep
     block_w = pow2(w)
     block_t = _row_block(block_w)
     _adaln_modulate_rows[(triton.cdiv(n, block_t), b)](
-        x, shift, scale, out, *x.stride(), *shift.stride(), *scale.stride(), *out.stride(),
-        n, w, eps, BLOCK_T=block_t, BLOCK_W=block_w, num_warps=4 if block_w * block_t <= 2048 else 8)
+        x,
+        shift,
+        scale,
+        out,
+        *x.stride(),
+        *shift.stride(),
+        *scale.stride(),
+        *out.stride(),
+        n,
+        w,
+        eps,
+        BLOCK_T=block_t,
+        BLOCK_W=block_w,
+        num_warps=4 if block_w * block_t <= 2048 else 8,
+    )
     return out
 
 
@@ -99,6 +145,18 @@ def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torc
     block_t = _row_block(block_w)
     grid = (triton.cdiv(n, block_t), triton.cdiv(w, block_w), b)
     _gated_residual_rows[grid](
-        x, y, gate, out, *x.stride(), *y.stride(), *gate.stride(), *out.stride(),
-        n, w, BLOCK_T=block_t, BLOCK_W=block_w, num_warps=4)
+        x,
+        y,
+        gate,
+        out,
+        *x.stride(),
+        *y.stride(),
+        *gate.stride(),
+        *out.stride(),
+        n,
+        w,
+        BLOCK_T=block_t,
+        BLOCK_W=block_w,
+        num_warps=4,
+    )
     return out

@@ -25,8 +25,7 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _attend_tile(acc, l_i, m_i, q, kt_ptrs, v_ptrs, key_ok, k_load_ok, v_load_ok, qk_scale,
-                 PRECISION: tl.constexpr):
+def _attend_tile(acc, l_i, m_i, q, kt_ptrs, v_ptrs, key_ok, k_load_ok, v_load_ok, qk_scale, PRECISION: tl.constexpr):
     """One online-softmax step over a tile of keys: scores, running max/sum, rescale, P @ V.
     Masked keys score -inf; masked V rows load as 0 so stale bank slots (even NaN) never leak."""
     kt = tl.load(kt_ptrs, mask=k_load_ok, other=0.0).to(q.dtype)
@@ -43,17 +42,50 @@ def _attend_tile(acc, l_i, m_i, q, kt_ptrs, v_ptrs, key_ok, k_load_ok, v_load_ok
 
 @triton.jit
 def _bank_attention_fwd(
-    Q, K, V, KB, VB, VALID, O,
-    sq_b, sq_h, sq_t, sq_d,
-    sk_b, sk_h, sk_t, sk_d,
-    sv_b, sv_h, sv_t, sv_d,
-    skb_b, skb_h, skb_t, skb_d,
-    svb_b, svb_h, svb_t, svb_d,
-    sm_b, sm_t,
-    so_b, so_h, so_t, so_d,
-    H, N_Q, N_K, CAP, qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    Q,
+    K,
+    V,
+    KB,
+    VB,
+    VALID,
+    OUT,
+    sq_b,
+    sq_h,
+    sq_t,
+    sq_d,
+    sk_b,
+    sk_h,
+    sk_t,
+    sk_d,
+    sv_b,
+    sv_h,
+    sv_t,
+    sv_d,
+    skb_b,
+    skb_h,
+    skb_t,
+    skb_d,
+    svb_b,
+    svb_h,
+    svb_t,
+    svb_d,
+    sm_b,
+    sm_t,
+    so_b,
+    so_h,
+    so_t,
+    so_d,
+    H,
+    N_Q,
+    N_K,
+    CAP,
+    qk_scale,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -67,8 +99,11 @@ def _bank_attention_fwd(
     b64 = b.to(tl.int64)
     h64 = h.to(tl.int64)
 
-    q = tl.load(Q + b64 * sq_b + h64 * sq_h + offs_m[:, None] * sq_t + offs_d[None, :] * sq_d,
-                mask=(offs_m[:, None] < N_Q) & d_ok[None, :], other=0.0)
+    q = tl.load(
+        Q + b64 * sq_b + h64 * sq_h + offs_m[:, None] * sq_t + offs_d[None, :] * sq_d,
+        mask=(offs_m[:, None] < N_Q) & d_ok[None, :],
+        other=0.0,
+    )
     if UPCAST:  # the interpreter's bf16 tl.dot is wrong; fp32 operands are exact there
         q = q.to(tl.float32)
 
@@ -84,11 +119,18 @@ def _bank_attention_fwd(
         in_cap = cols < CAP
         valid = tl.load(VALID + b64 * sm_b + cols * sm_t, mask=in_cap, other=0) != 0
         acc, l_i, m_i = _attend_tile(
-            acc, l_i, m_i, q,
+            acc,
+            l_i,
+            m_i,
+            q,
             kb_base + cols[None, :] * skb_t + offs_d[:, None] * skb_d,
             vb_base + cols[:, None] * svb_t + offs_d[None, :] * svb_d,
-            valid, in_cap[None, :] & d_ok[:, None], valid[:, None] & d_ok[None, :],
-            qk_scale, PRECISION)
+            valid,
+            in_cap[None, :] & d_ok[:, None],
+            valid[:, None] & d_ok[None, :],
+            qk_scale,
+            PRECISION,
+        )
 
     # 2) the chunk's own keys: always valid, only the tail is masked.
     k_base = K + b64 * sk_b + h64 * sk_h
@@ -97,32 +139,52 @@ def _bank_attention_fwd(
         cols = start_n + offs_n
         in_k = cols < N_K
         acc, l_i, m_i = _attend_tile(
-            acc, l_i, m_i, q,
+            acc,
+            l_i,
+            m_i,
+            q,
             k_base + cols[None, :] * sk_t + offs_d[:, None] * sk_d,
             v_base + cols[:, None] * sv_t + offs_d[None, :] * sv_d,
-            in_k, in_k[None, :] & d_ok[:, None], in_k[:, None] & d_ok[None, :],
-            qk_scale, PRECISION)
+            in_k,
+            in_k[None, :] & d_ok[:, None],
+            in_k[:, None] & d_ok[None, :],
+            qk_scale,
+            PRECISION,
+        )
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)  # only with no keys at all: output 0, not NaN
     out = acc / l_i[:, None]
-    tl.store(O + b64 * so_b + h64 * so_h + offs_m[:, None] * so_t + offs_d[None, :] * so_d,
-             out.to(O.dtype.element_ty), mask=(offs_m[:, None] < N_Q) & d_ok[None, :])
+    tl.store(
+        OUT + b64 * so_b + h64 * so_h + offs_m[:, None] * so_t + offs_d[None, :] * so_d,
+        out.to(OUT.dtype.element_ty),
+        mask=(offs_m[:, None] < N_Q) & d_ok[None, :],
+    )
 
 
 def _configs() -> list[triton.Config]:
     # (BLOCK_M, BLOCK_N, warps, stages): the usual flash-forward sweet spots for d = 64/128.
-    shapes = [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4),
-              (64, 128, 4, 3)]
+    shapes = [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4), (64, 128, 4, 3)]
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
 
 
 # Autotuning only on a real GPU: the interpreter rejects several configs and gains nothing.
-_bank_attention_tuned = None if INTERPRET else triton.autotune(
-    configs=_configs(), key=["N_Q", "N_K", "CAP", "HEAD_DIM", "UPCAST", "PRECISION"])(_bank_attention_fwd)
+_bank_attention_tuned = (
+    None
+    if INTERPRET
+    else triton.autotune(configs=_configs(), key=["N_Q", "N_K", "CAP", "HEAD_DIM", "UPCAST", "PRECISION"])(
+        _bank_attention_fwd
+    )
+)
 
 
-def bank_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_bank: torch.Tensor,
-                   v_bank: torch.Tensor, bank_valid: torch.Tensor) -> torch.Tensor:
+def bank_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_bank: torch.Tensor,
+    v_bank: torch.Tensor,
+    bank_valid: torch.Tensor,
+) -> torch.Tensor:
     """Triton `reference.bank_attention` (same arguments, same result within dtype tolerance)."""
     check_device(q, k, v, k_bank, v_bank, bank_valid)
     b, h, n_q, d = q.shape
@@ -133,8 +195,10 @@ def bank_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_bank: to
     if k_bank.shape != (b, h, cap, d) or v_bank.shape != k_bank.shape:
         raise ValueError(f"bank_attention: bank {tuple(k_bank.shape)}/{tuple(v_bank.shape)} vs q {tuple(q.shape)}")
     if bank_valid.shape != (b, cap) or bank_valid.dtype != torch.bool:
-        raise ValueError(f"bank_attention: bank_valid must be bool (batch, capacity), got "
-                         f"{bank_valid.dtype} {tuple(bank_valid.shape)}")
+        raise ValueError(
+            f"bank_attention: bank_valid must be bool (batch, capacity), got "
+            f"{bank_valid.dtype} {tuple(bank_valid.shape)}"
+        )
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"bank_attention: q/k/v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
 
@@ -143,10 +207,27 @@ def bank_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_bank: to
         return out
     valid = bank_valid.view(torch.uint8)  # same bytes; Triton loads u8 more portably than i1
     upcast = INTERPRET and q.dtype == torch.bfloat16
-    args = (q, k, v, k_bank, v_bank, valid, out,
-            *q.stride(), *k.stride(), *v.stride(), *k_bank.stride(), *v_bank.stride(),
-            *valid.stride(), *out.stride(),
-            h, n_q, n_k, cap, _LOG2E / math.sqrt(d))
+    args = (
+        q,
+        k,
+        v,
+        k_bank,
+        v_bank,
+        valid,
+        out,
+        *q.stride(),
+        *k.stride(),
+        *v.stride(),
+        *k_bank.stride(),
+        *v_bank.stride(),
+        *valid.stride(),
+        *out.stride(),
+        h,
+        n_q,
+        n_k,
+        cap,
+        _LOG2E / math.sqrt(d),
+    )
     meta = dict(HEAD_DIM=d, BLOCK_D=pow2(d, 16), UPCAST=upcast, PRECISION=dot_precision(q.dtype))
     if _bank_attention_tuned is None:
         block = 32 if max(n_q, n_k, cap) <= 64 else 64

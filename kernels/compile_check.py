@@ -40,35 +40,56 @@ def _compile(src, arch: int, num_warps: int, num_stages: int):
     import triton
     from triton.backends.compiler import GPUTarget
 
-    k = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps, num_stages=num_stages))
+    k = triton.compile(
+        src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps, num_stages=num_stages)
+    )
     ptx = k.asm["ptx"]
-    return dict(shared=k.metadata.shared, cp_async=len(re.findall(r"cp\.async\.(?:cg|ca)", ptx)),
-                mma=len(re.findall(r"\b(?:wgmma\.mma_async|mma\.sync)", ptx)))
+    return dict(
+        shared=k.metadata.shared,
+        cp_async=len(re.findall(r"cp\.async\.(?:cg|ca)", ptx)),
+        mma=len(re.findall(r"\b(?:wgmma\.mma_async|mma\.sync)", ptx)),
+    )
 
 
 def attention(arch: int, dtype: str, head_dim: int, block_m: int, block_n: int, warps: int, stages: int) -> dict:
     from .attention_triton import _bank_attention_fwd as fn
 
-    ptrs = {n: f"*{dtype}" for n in ("Q", "K", "V", "KB", "VB", "O")} | {"VALID": "*u8"}
+    ptrs = {n: f"*{dtype}" for n in ("Q", "K", "V", "KB", "VB", "OUT")} | {"VALID": "*u8"}
     ones = ["sq_d", "sk_d", "sv_d", "skb_d", "svb_d", "sm_t", "so_d"]
     aligned = [*ptrs, *(n for n in fn.arg_names if n.startswith("s") and n not in ones), "CAP", "N_Q", "N_K"]
-    consts = dict(HEAD_DIM=head_dim, BLOCK_D=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, UPCAST=False,
-                  PRECISION="ieee" if dtype == "fp32" else "tf32")
+    consts = dict(
+        HEAD_DIM=head_dim,
+        BLOCK_D=head_dim,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        UPCAST=False,
+        PRECISION="ieee" if dtype == "fp32" else "tf32",
+    )
     return _compile(_source(fn, ptrs, consts, ones, aligned), arch, warps, stages)
 
 
 def rope_family(arch: int, dtype: str, head_dim: int) -> dict:
     from .rope_triton import _norm_rope_rows as fn
 
-    ptrs = {n: f"*{dtype}" for n in ("X", "V", "OUT", "VOUT")} | dict(W="*fp32", COS="*fp32", SIN="*fp32",
-                                                                      SRC="*i64", DST="*i64")
+    ptrs = {n: f"*{dtype}" for n in ("X", "V", "OUT", "VOUT")} | dict(
+        W="*fp32", COS="*fp32", SIN="*fp32", SRC="*i64", DST="*i64"
+    )
     ones = ["sx_d", "sv_d", "so_d", "svo_d", "sc_d", "ss_d"]
     aligned = [*ptrs, *(n for n in fn.arg_names if n.startswith("s") and n not in ones)]
     half = head_dim // 2
     out = {}
-    for flags in ((1, 1, 0, 0, 0), (1, 1, 1, 0, 0), (0, 1, 1, 1, 0), (0, 0, 1, 0, 1)):  # norm_rope, write, gather, scatter
-        consts = dict(HALF=half, BLOCK_HALF=half, BLOCK_T=4096 // half,
-                      **dict(zip(("NORM", "ROTATE", "HAS_V", "GATHER", "SCATTER"), map(bool, flags))))
+    for flags in (
+        (1, 1, 0, 0, 0),
+        (1, 1, 1, 0, 0),
+        (0, 1, 1, 1, 0),
+        (0, 0, 1, 0, 1),
+    ):  # norm_rope, write, gather, scatter
+        consts = dict(
+            HALF=half,
+            BLOCK_HALF=half,
+            BLOCK_T=4096 // half,
+            **dict(zip(("NORM", "ROTATE", "HAS_V", "GATHER", "SCATTER"), map(bool, flags))),
+        )
         out = _compile(_source(fn, ptrs, consts, ones, aligned), arch, 8, 1)
     return out
 
@@ -78,8 +99,10 @@ def adaln(arch: int, dtype: str, width: int) -> dict:
 
     ptrs = {n: f"*{dtype}" for n in ("X", "Y", "SHIFT", "SCALE", "GATE", "OUT")}
     block_w = 1 << (width - 1).bit_length()
-    for fn, consts, warps in ((_adaln_modulate_rows, dict(BLOCK_T=max(1, 4096 // block_w), BLOCK_W=block_w), 8),
-                              (_gated_residual_rows, dict(BLOCK_T=4, BLOCK_W=1024), 4)):
+    for fn, consts, warps in (
+        (_adaln_modulate_rows, dict(BLOCK_T=max(1, 4096 // block_w), BLOCK_W=block_w), 8),
+        (_gated_residual_rows, dict(BLOCK_T=4, BLOCK_W=1024), 4),
+    ):
         ones = [n for n in fn.arg_names if n.endswith("_w")]
         aligned = [*ptrs, *(n for n in fn.arg_names if n.startswith("s") and n not in ones), "W"]
         out = _compile(_source(fn, ptrs, consts, ones, aligned), arch, warps, 1)
@@ -109,9 +132,14 @@ def main(argv=None) -> int:
                     # half-precision tiles must stream through async copies into tensor-core MMAs
                     ok = dt == "fp32" or (r["cp_async"] > 0 and r["mma"] > 0)
                     problems += not ok
-                    print(f"sm_{arch} bank_attention {dt} d{d} {cfg}: shared {r['shared']} B, "
-                          f"cp.async {r['cp_async']}, mma {r['mma']}{'' if ok else '  <-- not pipelined'}")
-                print(f"sm_{arch} norm/rope/bank-write/gather {dt} d{d}: ok (shared {rope_family(arch, dt, d)['shared']} B)")
+                    print(
+                        f"sm_{arch} bank_attention {dt} d{d} {cfg}: shared {r['shared']} B, "
+                        f"cp.async {r['cp_async']}, mma {r['mma']}{'' if ok else '  <-- not pipelined'}"
+                    )
+                print(
+                    f"sm_{arch} norm/rope/bank-write/gather {dt} d{d}: "
+                    f"ok (shared {rope_family(arch, dt, d)['shared']} B)"
+                )
             print(f"sm_{arch} adaln/gated_residual {dt} width 1536: ok (shared {adaln(arch, dt, 1536)['shared']} B)")
     return 1 if problems else 0
 

@@ -24,6 +24,7 @@ if _backend not in _BACKENDS:
 
 try:  # Triton is optional at run time: a CPU-only machine without it still renders.
     from . import triton_ops as _triton
+
     _triton_error = None
 except Exception as exc:  # noqa: BLE001 - any import failure means "no kernels here"
     _triton, _triton_error = None, exc

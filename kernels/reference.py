@@ -24,26 +24,41 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1)
 
 
-def rms_norm_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  eps: float = 1e-6) -> torch.Tensor:
+def rms_norm_rope(
+    x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """QK-norm then RoPE: rope(rmsnorm(x) * weight). x: (batch, heads, tokens, head_dim)."""
     xf = x.float()
     y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
     return rope(y, cos.float(), sin.float()).to(x.dtype)
 
 
-def bank_write(k: torch.Tensor, v: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor,
-               sin: torch.Tensor, k_bank: torch.Tensor, v_bank: torch.Tensor, start: int,
-               eps: float = 1e-6) -> None:
+def bank_write(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_bank: torch.Tensor,
+    v_bank: torch.Tensor,
+    start: int,
+    eps: float = 1e-6,
+) -> None:
     """Write a chunk's keys (normed and rotated at their bank positions) and values into
     bank slots [start, start + tokens). k, v: raw projections (batch, heads, tokens, head_dim)."""
     n = k.shape[2]
-    k_bank[:, :, start:start + n] = rms_norm_rope(k, weight, cos, sin, eps).to(k_bank.dtype)
-    v_bank[:, :, start:start + n] = v.to(v_bank.dtype)
+    k_bank[:, :, start : start + n] = rms_norm_rope(k, weight, cos, sin, eps).to(k_bank.dtype)
+    v_bank[:, :, start : start + n] = v.to(v_bank.dtype)
 
 
-def bank_gather_rope(k_bank: torch.Tensor, v_bank: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                     cos: torch.Tensor, sin: torch.Tensor) -> None:
+def bank_gather_rope(
+    k_bank: torch.Tensor,
+    v_bank: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+) -> None:
     """Move bank slots src -> dst (index tensors of equal length), rotating the keys by a
     position delta (cos/sin: (len(src), head_dim/2)); rotations compose, so a key written
     at position p and rotated by d is exactly the key at position p + d. Values are copied.
@@ -54,8 +69,14 @@ def bank_gather_rope(k_bank: torch.Tensor, v_bank: torch.Tensor, src: torch.Tens
     v_bank[:, :, dst] = v_src
 
 
-def bank_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_bank: torch.Tensor,
-                   v_bank: torch.Tensor, bank_valid: torch.Tensor) -> torch.Tensor:
+def bank_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_bank: torch.Tensor,
+    v_bank: torch.Tensor,
+    bank_valid: torch.Tensor,
+) -> torch.Tensor:
     """Attention of the chunk's queries over [valid bank slots | the chunk's own keys].
 
     q, k, v: (batch, heads, chunk_tokens, head_dim); k_bank, v_bank: (batch, heads,

@@ -19,16 +19,47 @@ from .triton_env import check_device, pow2
 
 @triton.jit
 def _norm_rope_rows(
-    X, V, W, COS, SIN, OUT, VOUT, SRC, DST,
-    sx_b, sx_h, sx_t, sx_d,
-    sv_b, sv_h, sv_t, sv_d,
-    so_b, so_h, so_t, so_d,
-    svo_b, svo_h, svo_t, svo_d,
-    sc_t, sc_d, ss_t, ss_d,
-    H, N, out_start, eps,
-    HALF: tl.constexpr, BLOCK_HALF: tl.constexpr, BLOCK_T: tl.constexpr,
-    NORM: tl.constexpr, ROTATE: tl.constexpr, HAS_V: tl.constexpr,
-    GATHER: tl.constexpr, SCATTER: tl.constexpr,
+    X,
+    V,
+    W,
+    COS,
+    SIN,
+    OUT,
+    VOUT,
+    SRC,
+    DST,
+    sx_b,
+    sx_h,
+    sx_t,
+    sx_d,
+    sv_b,
+    sv_h,
+    sv_t,
+    sv_d,
+    so_b,
+    so_h,
+    so_t,
+    so_d,
+    svo_b,
+    svo_h,
+    svo_t,
+    svo_d,
+    sc_t,
+    sc_d,
+    ss_t,
+    ss_d,
+    H,
+    N,
+    out_start,
+    eps,
+    HALF: tl.constexpr,
+    BLOCK_HALF: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    NORM: tl.constexpr,
+    ROTATE: tl.constexpr,
+    HAS_V: tl.constexpr,
+    GATHER: tl.constexpr,
+    SCATTER: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -78,8 +109,23 @@ def _norm_rope_rows(
         tl.store(vo_row + (j[None, :] + HALF) * svo_d, v2.to(VOUT.dtype.element_ty), mask=mask)
 
 
-def _launch(x, out, n, *, v=None, vout=None, weight=None, cos=None, sin=None, src=None, dst=None,
-            out_start=0, eps=1e-6, norm=False, rotate=True):
+def _launch(
+    x,
+    out,
+    n,
+    *,
+    v=None,
+    vout=None,
+    weight=None,
+    cos=None,
+    sin=None,
+    src=None,
+    dst=None,
+    out_start=0,
+    eps=1e-6,
+    norm=False,
+    rotate=True,
+):
     b, h, _, d = x.shape
     if d % 2:
         raise ValueError(f"RoPE needs an even head_dim, got {d}")
@@ -93,17 +139,33 @@ def _launch(x, out, n, *, v=None, vout=None, weight=None, cos=None, sin=None, sr
     sin_s = sin.stride() if sin is not None else (0, 0)
     grid = (triton.cdiv(n, block_t), b * h)
     _norm_rope_rows[grid](
-        x, v if v is not None else dummy, weight if weight is not None else dummy,
-        cos if cos is not None else dummy, sin if sin is not None else dummy,
-        out, vout if vout is not None else out,
-        src if src is not None else dummy, dst if dst is not None else dummy,
-        *x.stride(), *(v.stride() if v is not None else (0, 0, 0, 0)),
-        *out.stride(), *(vout.stride() if vout is not None else (0, 0, 0, 0)),
-        *cos_s, *sin_s,
-        h, n, out_start, eps,
-        HALF=half, BLOCK_HALF=block_half, BLOCK_T=block_t,
-        NORM=norm, ROTATE=rotate, HAS_V=v is not None,
-        GATHER=src is not None, SCATTER=dst is not None,
+        x,
+        v if v is not None else dummy,
+        weight if weight is not None else dummy,
+        cos if cos is not None else dummy,
+        sin if sin is not None else dummy,
+        out,
+        vout if vout is not None else out,
+        src if src is not None else dummy,
+        dst if dst is not None else dummy,
+        *x.stride(),
+        *(v.stride() if v is not None else (0, 0, 0, 0)),
+        *out.stride(),
+        *(vout.stride() if vout is not None else (0, 0, 0, 0)),
+        *cos_s,
+        *sin_s,
+        h,
+        n,
+        out_start,
+        eps,
+        HALF=half,
+        BLOCK_HALF=block_half,
+        BLOCK_T=block_t,
+        NORM=norm,
+        ROTATE=rotate,
+        HAS_V=v is not None,
+        GATHER=src is not None,
+        SCATTER=dst is not None,
         num_warps=4 if block_half * block_t <= 2048 else 8,
     )
 
@@ -113,8 +175,9 @@ def _check_rope_tables(cos: torch.Tensor, sin: torch.Tensor, n: int, d: int, op:
         raise ValueError(f"{op}: cos/sin must be ({n}, {d // 2}), got {tuple(cos.shape)} and {tuple(sin.shape)}")
 
 
-def rms_norm_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  eps: float = 1e-6) -> torch.Tensor:
+def rms_norm_rope(
+    x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """Triton `reference.rms_norm_rope`: rope(rmsnorm(x) * weight), x (batch, heads, tokens, head_dim)."""
     check_device(x, weight, cos, sin)
     n, d = x.shape[2], x.shape[3]
@@ -126,9 +189,17 @@ def rms_norm_rope(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin:
     return out
 
 
-def bank_write(k: torch.Tensor, v: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor,
-               sin: torch.Tensor, k_bank: torch.Tensor, v_bank: torch.Tensor, start: int,
-               eps: float = 1e-6) -> None:
+def bank_write(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_bank: torch.Tensor,
+    v_bank: torch.Tensor,
+    start: int,
+    eps: float = 1e-6,
+) -> None:
     """Triton `reference.bank_write`: normed, rotated keys and raw values into slots
     [start, start + tokens) of the bank, in one pass over k and v."""
     check_device(k, v, weight, cos, sin, k_bank, v_bank)
@@ -142,12 +213,29 @@ def bank_write(k: torch.Tensor, v: torch.Tensor, weight: torch.Tensor, cos: torc
     start = int(start)
     if start < 0 or start + n > cap:
         raise ValueError(f"bank_write: slots [{start}, {start + n}) outside the bank's capacity {cap}")
-    _launch(k, k_bank, n, v=v, vout=v_bank, weight=weight.contiguous(), cos=cos, sin=sin,
-            out_start=start, eps=eps, norm=True)
+    _launch(
+        k,
+        k_bank,
+        n,
+        v=v,
+        vout=v_bank,
+        weight=weight.contiguous(),
+        cos=cos,
+        sin=sin,
+        out_start=start,
+        eps=eps,
+        norm=True,
+    )
 
 
-def bank_gather_rope(k_bank: torch.Tensor, v_bank: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                     cos: torch.Tensor, sin: torch.Tensor) -> None:
+def bank_gather_rope(
+    k_bank: torch.Tensor,
+    v_bank: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+) -> None:
     """Triton `reference.bank_gather_rope`: move slots src -> dst, keys rotated by a delta.
 
     Two launches: gather + rotate into a scratch buffer, then scatter. Reading every source

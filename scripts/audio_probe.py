@@ -42,14 +42,22 @@ def speech_windows(count: int, chunks: int, preset, seed: int):
         clip, start = heldout_speech(rng, frames, preset.video.width, preset.video.height, max(4.0, frames / FPS + 1.0))
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
-        out.append(Sample(clip.reference(), video, cut_audio(clip.audio, start, frames), prompts,
-                          mouth=mouth_masks(clip, start, video)))
+        out.append(
+            Sample(
+                clip.reference(),
+                video,
+                cut_audio(clip.audio, start, frames),
+                prompts,
+                mouth=mouth_masks(clip, start, video),
+            )
+        )
     return out
 
 
 @torch.no_grad()
 def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0) -> dict:
-    from flowact_cli.train.stages import Stage, latent_mouth
+    from flowact_cli.train.objective import latent_mouth
+    from flowact_cli.train.stages import Stage
 
     p = model.preset
     C = p.stream.chunk_latents
@@ -81,7 +89,7 @@ def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0) -> dict:
         row["audio_moves_v"] = float((vs["own"] - vs["zero"]).abs().mean())
         row["v_size"] = float(vs["own"].abs().mean())
         res["noise"][str(tv)] = row
-    res["copy"] = mouth_err(x0[:, :, -C - 1:-C].expand_as(target))
+    res["copy"] = mouth_err(x0[:, :, -C - 1 : -C].expand_as(target))
     return res
 
 
@@ -113,10 +121,16 @@ def main() -> int:
             if args.json:
                 print(json.dumps(res), flush=True)
                 continue
-            print(f"{path}: mouth-cell x0 error over {res['clips']} held-out speech windows (copy-last-frame {res['copy']:.4f})")
+            print(
+                f"{path}: mouth-cell x0 error over {res['clips']} held-out speech windows (copy-last-frame "
+                f"{res['copy']:.4f})"
+            )
             for tv, r in res["noise"].items():
-                print(f"  t={tv}: own audio {r['own']:.4f}  zero {r['zero']:.4f}  other clip's {r['other']:.4f}  "
-                      f"|v_own - v_zero| {r['audio_moves_v']:.4f} of |v| {r['v_size']:.3f}", flush=True)
+                print(
+                    f"  t={tv}: own audio {r['own']:.4f}  zero {r['zero']:.4f}  other clip's {r['other']:.4f}  "
+                    f"|v_own - v_zero| {r['audio_moves_v']:.4f} of |v| {r['v_size']:.3f}",
+                    flush=True,
+                )
     except FlowactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

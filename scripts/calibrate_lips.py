@@ -54,8 +54,13 @@ class _HeldOut:
         from flowact_cli.world.clip import FPS
 
         clip, start = heldout_speech(self.rng, frames, self.p.video.width, self.p.video.height, frames / FPS + 1.0)
-        return Sample(clip.reference(), None, cut_audio(clip.audio, start, frames), [""] * frames,
-                      visemes=clip.mouth.stack()[start:start + frames].astype(np.float32))
+        return Sample(
+            clip.reference(),
+            None,
+            cut_audio(clip.audio, start, frames),
+            [""] * frames,
+            visemes=clip.mouth.stack()[start : start + frames].astype(np.float32),
+        )
 
 
 def stats(pred, true, scale=None, shift=None):
@@ -64,8 +69,11 @@ def stats(pred, true, scale=None, shift=None):
     out = {}
     for k, name in enumerate(("open", "width", "round", "closed", "teeth")):
         ok = true[:, k].std() > 1e-6 and pred[:, k].std() > 1e-6
-        out[name] = {"corr": round(float(np.corrcoef(pred[:, k], true[:, k])[0, 1]), 3) if ok else None,
-                     "std_pred": round(float(pred[:, k].std()), 3), "std_true": round(float(true[:, k].std()), 3)}
+        out[name] = {
+            "corr": round(float(np.corrcoef(pred[:, k], true[:, k])[0, 1]), 3) if ok else None,
+            "std_pred": round(float(pred[:, k].std()), 3),
+            "std_true": round(float(true[:, k].std()), 3),
+        }
     return out
 
 
@@ -101,8 +109,12 @@ def main() -> int:
         scale = np.where(true.std(0) > 1e-6, scale, 1.0)  # a parameter the world never moves stays as predicted
         shift = true.mean(0) - scale * pred.mean(0)
         hp, ht = collect(model, "heldout", args.heldout, args.seed + 1)
-        report = {"scale": np.round(scale, 3).tolist(), "shift": np.round(shift, 3).tolist(),
-                  "heldout_before": stats(hp, ht), "heldout_after": stats(hp, ht, scale, shift)}
+        report = {
+            "scale": np.round(scale, 3).tolist(),
+            "shift": np.round(shift, 3).tolist(),
+            "heldout_before": stats(hp, ht),
+            "heldout_after": stats(hp, ht, scale, shift),
+        }
         with torch.no_grad():
             model.lips.cal_scale.copy_(torch.from_numpy(scale).float())
             model.lips.cal_shift.copy_(torch.from_numpy(shift).float())

@@ -5,7 +5,8 @@
         --clips 6 --seconds 8 --drift 10,60,300 --out runs/t128/eval.json
 
 Each --model is NAME=WEIGHTS[:steps=N,guidance=G,dtype=D,int8=1] (default: the preset's 3 steps, no
-guidance, --dtype; int8=1 quantises the transformer's block linears as a CPU without native bf16 runs them). Prints one line per clip and model, then a JSON summary (also written to --out).
+guidance, --dtype; int8=1 quantises the transformer's block linears as a CPU without native
+bf16 runs them). Prints one line per clip and model, then a JSON summary (also written to --out).
 Drift streams one held-out character for the longest mark, once per model given to --drift-models.
 """
 
@@ -38,7 +39,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--drift", default="", help="marks in seconds, e.g. 10,60,300 (empty: no drift run)")
     ap.add_argument("--drift-models", default="", help="comma-separated model names for drift (default: all)")
-    ap.add_argument("--drift-seed", type=int, default=0, help="which held-out character, voice and noise the drift stream uses")
+    ap.add_argument(
+        "--drift-seed", type=int, default=0, help="which held-out character, voice and noise the drift stream uses"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--out", type=Path)
@@ -66,10 +69,18 @@ def main() -> int:
         models[name] = (m, kw)
     t0 = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    report = {"conditions": {"device": f"CPU x{args.threads} threads", "dtype": args.dtype, "clips": args.clips,
-                             "seconds": args.seconds, "held_out": "characters with seed 7 mod 16, voices m7/f5/klatt3",
-                             "models": {n: {"weights": str(parse_model(s)[1]), **kw} for s in args.model
-                                        for n, _, kw in [parse_model(s)]}}}
+    report = {
+        "conditions": {
+            "device": f"CPU x{args.threads} threads",
+            "dtype": args.dtype,
+            "clips": args.clips,
+            "seconds": args.seconds,
+            "held_out": "characters with seed 7 mod 16, voices m7/f5/klatt3",
+            "models": {
+                n: {"weights": str(parse_model(s)[1]), **kw} for s in args.model for n, _, kw in [parse_model(s)]
+            },
+        }
+    }
     if args.clips:
         report["clips"] = evaluate_models(models, args.clips, args.seconds, log)
     if args.drift:

@@ -15,7 +15,8 @@ from flowact_cli.model import FlowActModel
 from flowact_cli import weights as W
 from flowact_cli.world.clip import make_clip
 from flowact_cli.train.data import Sample
-from flowact_cli.train.stages import to_video
+from flowact_cli.train.objective import to_video
+
 torch.set_num_threads(1)
 p = load_preset("toon-128")
 m = FlowActModel(p)

@@ -25,9 +25,15 @@ def main() -> int:
     ap.add_argument("--weights", type=Path, required=True)
     ap.add_argument("--decoder", type=Path)
     ap.add_argument("--preset", type=Path, default=ROOT / "presets" / "toon-128.yaml")
-    ap.add_argument("--budget-mb", type=float, default=40.0, help="all bundled .safetensors together must stay under this")
-    ap.add_argument("--out", type=Path, help="write the combined bf16 file here instead (the package and preset are left alone): "
-                                             "to evaluate a candidate exactly as it would ship")
+    ap.add_argument(
+        "--budget-mb", type=float, default=40.0, help="all bundled .safetensors together must stay under this"
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="write the combined bf16 file here instead (the package and preset are left alone): "
+        "to evaluate a candidate exactly as it would ship",
+    )
     args = ap.parse_args()
 
     import torch
@@ -43,7 +49,9 @@ def main() -> int:
     # (a plain decoder under a reference-conditioned one)
     W.load_into(model, W.resolve(preset, weights=args.weights), new_ok=("vae.decoder.",) if args.decoder else ())
     if args.decoder:
-        dec = {k[len("vae.decoder."):]: v for k, v in load_file(str(args.decoder)).items() if k.startswith("vae.decoder.")}
+        dec = {
+            k[len("vae.decoder.") :]: v for k, v in load_file(str(args.decoder)).items() if k.startswith("vae.decoder.")
+        }
         model.vae.decoder.load_state_dict(dec)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,11 +22,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heldout", type=int, default=40, help="held-out characters for the accuracy report")
     ap.add_argument("--state-steps", type=int, default=600, help="state-head steps (stage two, frozen readings)")
-    ap.add_argument("--init", default=None, help="keep the audio model and frame judge of these weights; run stage two only")
+    ap.add_argument(
+        "--init", default=None, help="keep the audio model and frame judge of these weights; run stage two only"
+    )
     ap.add_argument("--out", default=None, help="weights path (default: the packaged asset)")
     a = ap.parse_args()
-    train.main(steps=a.steps, audio_steps=a.audio_steps, seed=a.seed, out=a.out, threads=a.threads, heldout=a.heldout,
-               state_steps=a.state_steps, init=a.init)
+    train.main(
+        steps=a.steps,
+        audio_steps=a.audio_steps,
+        seed=a.seed,
+        out=a.out,
+        threads=a.threads,
+        heldout=a.heldout,
+        state_steps=a.state_steps,
+        init=a.init,
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import numpy as np
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 
 
-def make_inputs(folder: Path, seconds: float = 1.0, rate: int = 22050, stereo: bool = False,
-                size: tuple[int, int] = (80, 100)) -> tuple[Path, Path]:
+def make_inputs(
+    folder: Path, seconds: float = 1.0, rate: int = 22050, stereo: bool = False, size: tuple[int, int] = (80, 100)
+) -> tuple[Path, Path]:
     from PIL import Image
 
     from flowact_cli.media.audio import write_wav

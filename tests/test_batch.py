@@ -36,7 +36,7 @@ def _frames(seconds: float) -> int:
 
 
 def _lines(stdout: str) -> dict[int, dict]:
-    rows = [json.loads(l) for l in stdout.splitlines() if l.strip()]
+    rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     return {r["line"]: r for r in rows}
 
 
@@ -59,30 +59,40 @@ def _count_loads(monkeypatch) -> list:
 
 def test_manifest_formats_and_malformed_lines(tmp_path):
     d = Defaults(preset="toon-128", seed=7, prompt="calm", out_dir=tmp_path)
-    jsonl = "\n".join([
-        '# a comment', '',
-        '{"image": "a.png", "audio": "x/a.wav"}',
-        '{"image": "b.png", "audio": "b.wav", "out": "/abs/b.mp4", "seed": 3, "prompt": "wave", "preset": "tiny.yaml"}',
-        '{"image": "c.png", "audio": ',
-        '["c.png", "c.wav"]',
-        '{"image": "c.png", "audio": "c.wav", "iamge": "typo"}',
-        '{"image": "c.png"}',
-        '{"image": "c.png", "audio": "c.wav", "seed": "x1"}',
-        '{"image": "c.png", "audio": "c.wav", "out": "-"}',
-        '{"image": "d.png", "audio": "a.wav"}',
-        '{"image": "e.png", "audio": "e.wav", "out": "a-a.flowact.mp4"}',
-    ])
+    jsonl = "\n".join(
+        [
+            "# a comment",
+            "",
+            '{"image": "a.png", "audio": "x/a.wav"}',
+            '{"image": "b.png", "audio": "b.wav", "out": "/abs/b.mp4", "seed": 3, "prompt": "wave", '
+            '"preset": "tiny.yaml"}',
+            '{"image": "c.png", "audio": ',
+            '["c.png", "c.wav"]',
+            '{"image": "c.png", "audio": "c.wav", "iamge": "typo"}',
+            '{"image": "c.png"}',
+            '{"image": "c.png", "audio": "c.wav", "seed": "x1"}',
+            '{"image": "c.png", "audio": "c.wav", "out": "-"}',
+            '{"image": "d.png", "audio": "a.wav"}',
+            '{"image": "e.png", "audio": "e.wav", "out": "a-a.flowact.mp4"}',
+        ]
+    )
     jobs = {j.line: j for j in parse_manifest(jsonl, d)}
     assert sorted(jobs) == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     a, b = jobs[3], jobs[4]
-    assert (a.out, a.seed, a.prompt, a.preset, a.error) == (str(tmp_path / "a-a.flowact.mp4"), 7, "calm", "toon-128", None)
+    assert (a.out, a.seed, a.prompt, a.preset, a.error) == (
+        str(tmp_path / "a-a.flowact.mp4"),
+        7,
+        "calm",
+        "toon-128",
+        None,
+    )
     assert (b.out, b.seed, b.prompt, b.preset) == ("/abs/b.mp4", 3, "wave", "tiny.yaml")
     errors = {n: jobs[n].error for n in range(5, 13) if jobs[n].error}
     assert "manifest line 5: invalid JSON" in errors[5]
     assert "line 6: expected a JSON object" in errors[6]
     assert "unknown key 'iamge'" in errors[7]
     assert "missing 'audio'" in errors[8]
-    assert "seed \"x1\" is not an integer" in errors[9]
+    assert 'seed "x1" is not an integer' in errors[9]
     assert "cannot be '-'" in errors[10]
     assert 11 not in errors  # d-a is its own name
     assert "also the output of line 3" in errors[12]
@@ -90,11 +100,15 @@ def test_manifest_formats_and_malformed_lines(tmp_path):
     csv_header = "audio,image,seed\nq.wav,p.png,5\n\n r.wav , s.png ,\nt.wav,u.png,1,extra\n"
     jobs = parse_manifest(csv_header, Defaults(preset="tiny"))
     assert [(j.line, j.image, j.audio, j.seed, j.out) for j in jobs[:2]] == [
-        (2, "p.png", "q.wav", 5, "p-q.flowact.mp4"), (4, "s.png", "r.wav", 0, "s-r.flowact.mp4")]
+        (2, "p.png", "q.wav", 5, "p-q.flowact.mp4"),
+        (4, "s.png", "r.wav", 0, "s-r.flowact.mp4"),
+    ]
     assert "4 fields, expected at most 3" in jobs[2].error
     positional = parse_manifest('f.png,f.wav,f.mp4,"hello, there",9\ng.png,g.wav\n', Defaults(preset="tiny"))
     assert [(j.image, j.audio, j.prompt, j.out, j.seed) for j in positional] == [
-        ("f.png", "f.wav", "hello, there", "f.mp4", 9), ("g.png", "g.wav", "", "g-g.flowact.mp4", 0)]
+        ("f.png", "f.wav", "hello, there", "f.mp4", 9),
+        ("g.png", "g.wav", "", "g-g.flowact.mp4", 0),
+    ]
     with pytest.raises(FlowactError, match="line 1: unknown column 'imgae'"):
         parse_manifest("imgae,image,audio\n", Defaults(preset="tiny"))
     with pytest.raises(FlowactError, match="manifest file not found"):
@@ -164,11 +178,14 @@ def test_stdin_csv_with_two_worker_processes(tmp_path, monkeypatch):
     img, wav = make_inputs(tmp_path, seconds=0.6)
     long_wav = _wav(tmp_path / "long.wav", 1.0)
     out = tmp_path / "o"
-    csv = (f"image,audio,out,seed\n{img},{wav},a.mp4,1\n{img},{long_wav},b.mp4,2\n"
-           f"{img},{tmp_path / 'nope.wav'},c.mp4,3\n{img},{wav},d.mp4,1\n")
+    csv = (
+        f"image,audio,out,seed\n{img},{wav},a.mp4,1\n{img},{long_wav},b.mp4,2\n"
+        f"{img},{tmp_path / 'nope.wav'},c.mp4,3\n{img},{wav},d.mp4,1\n"
+    )
     monkeypatch.setattr(sys, "stdin", io.StringIO(csv))
-    code, stdout, stderr = run_cli(["render", "--manifest", "-", "--preset", TINY, "--out-dir", str(out),
-                                    "--jobs", "2", "--json"])
+    code, stdout, stderr = run_cli(
+        ["render", "--manifest", "-", "--preset", TINY, "--out-dir", str(out), "--jobs", "2", "--json"]
+    )
     assert code == 2, stderr
     res = _lines(stdout)
     assert [res[n]["status"] for n in (2, 3, 4, 5)] == ["ok", "ok", "failed", "ok"]
@@ -186,8 +203,7 @@ def test_overlap_on_and_off_give_the_same_videos(tmp_path):
     for overlap in (True, False):
         folder = tmp_path / str(overlap)
         folder.mkdir()
-        jobs = parse_manifest(f"{img},{wav},a.mp4,,1\n{img},{wav},b.mp4,,2\n",
-                              Defaults(preset=TINY, out_dir=folder))
+        jobs = parse_manifest(f"{img},{wav},a.mp4,,1\n{img},{wav},b.mp4,,2\n", Defaults(preset=TINY, out_dir=folder))
         outcome = run_batch(jobs, BatchOptions(), overlap=overlap)
         assert [r.status for r in outcome.results] == ["ok", "ok"] and outcome.exit_code == 0
         videos[overlap] = [read_frames(folder / n) for n in ("a.mp4", "b.mp4")]
@@ -245,8 +261,9 @@ def test_interrupted_and_killed_batch_restarts_only_missing_jobs(tmp_path):
     reader = threading.Thread(target=read_results, daemon=True)
     reader.start()
     d_partial = partial_path(out / "d.mp4")
-    assert _wait_for(lambda: len(reported) >= 3 and d_partial.exists() and d_partial.stat().st_size > 0,
-                     proc), "d never started after b and c"
+    assert _wait_for(lambda: len(reported) >= 3 and d_partial.exists() and d_partial.stat().st_size > 0, proc), (
+        "d never started after b and c"
+    )
     proc.kill()
     proc.wait(timeout=60)
     reader.join(timeout=60)
@@ -258,8 +275,13 @@ def test_interrupted_and_killed_batch_restarts_only_missing_jobs(tmp_path):
     # 3. restart: finishes only d and e
     code, stdout, stderr = run_cli(args[3:])
     assert code == 0, stderr
-    assert {n: r["status"] for n, r in _lines(stdout).items()} == {1: "skipped", 2: "skipped", 3: "skipped",
-                                                                  4: "ok", 5: "ok"}
+    assert {n: r["status"] for n, r in _lines(stdout).items()} == {
+        1: "skipped",
+        2: "skipped",
+        3: "skipped",
+        4: "ok",
+        5: "ok",
+    }
     assert final_names() == list("abcde") and all(complete(n) for n in lengths) and _partials(out) == []
 
 

@@ -20,8 +20,9 @@ PY = [sys.executable, "-c", "from flowact_cli.cli import main; main()"]
 def test_render_writes_valid_mp4_with_audio(tmp_path):
     img, wav = make_inputs(tmp_path, seconds=1.3, rate=22050, stereo=True)
     out = tmp_path / "out.mp4"
-    code, stdout, stderr = run_cli(["render", "--image", str(img), "--audio", str(wav), "--out", str(out),
-                                    "--preset", TINY, "--json"])
+    code, stdout, stderr = run_cli(
+        ["render", "--image", str(img), "--audio", str(wav), "--out", str(out), "--preset", TINY, "--json"]
+    )
     assert code == 0, stderr
     report = json.loads(stdout)
     info = probe(out)
@@ -30,7 +31,15 @@ def test_render_writes_valid_mp4_with_audio(tmp_path):
     assert info.audio_codec == "aac"
     assert abs(info.audio_duration - 1.3) <= 0.04  # within one frame (48 kHz AAC: 21 ms frames)
     assert abs(info.frames / 25 - 1.3) <= 0.04
-    for key in ("ttff_seconds", "e2e_fps", "generator_fps", "realtime_factor", "stages", "chunk_latency_ms", "conditions"):
+    for key in (
+        "ttff_seconds",
+        "e2e_fps",
+        "generator_fps",
+        "realtime_factor",
+        "stages",
+        "chunk_latency_ms",
+        "conditions",
+    ):
         assert key in report
     assert "RANDOM" in report["weights"] and "RANDOM WEIGHTS" in stderr  # said loudly
     frames = read_frames(out)
@@ -39,8 +48,11 @@ def test_render_writes_valid_mp4_with_audio(tmp_path):
 
 def test_render_to_stdout_is_a_playable_stream(tmp_path):
     img, wav = make_inputs(tmp_path, seconds=1.0)
-    proc = subprocess.run(PY + ["render", "-i", str(img), "-a", str(wav), "--out", "-", "--preset", TINY, "--json"],
-                          capture_output=True, timeout=120)
+    proc = subprocess.run(
+        PY + ["render", "-i", str(img), "-a", str(wav), "--out", "-", "--preset", TINY, "--json"],
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     stream = tmp_path / "piped.mp4"
     stream.write_bytes(proc.stdout)
@@ -51,7 +63,7 @@ def test_render_to_stdout_is_a_playable_stream(tmp_path):
 
 def _one_line_error(code, stderr, *needles):
     assert code == 2, stderr
-    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("flowact: error:"), stderr
     assert "Traceback" not in stderr
     for n in needles:
@@ -95,8 +107,11 @@ def test_bad_inputs_give_one_clear_line(tmp_path):
 def test_interrupted_render_leaves_a_playable_file(tmp_path, sig):
     img, wav = make_inputs(tmp_path, seconds=120.0, rate=16000)
     out = tmp_path / "partial.mp4"
-    proc = subprocess.Popen(PY + ["render", "-i", str(img), "-a", str(wav), "-o", str(out), "--preset", TINY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        PY + ["render", "-i", str(img), "-a", str(wav), "-o", str(out), "--preset", TINY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or out.stat().st_size < 20_000):
         time.sleep(0.05)  # the file grows while the render runs

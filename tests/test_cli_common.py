@@ -15,7 +15,10 @@ def test_choices_match_the_library():
 
 
 def test_a_bad_choice_is_a_usage_error_naming_the_option(tmp_path):
-    for args, option in ((["train", "--stage", "nope"], "--stage"), (["render", "--fit", "stretch"], "--fit"),
-                         (["live", "-i", "x.png", "--preset", TINY, "--planner", "gpt"], "--planner")):
+    for args, option in (
+        (["train", "--stage", "nope"], "--stage"),
+        (["render", "--fit", "stretch"], "--fit"),
+        (["live", "-i", "x.png", "--preset", TINY, "--planner", "gpt"], "--planner"),
+    ):
         code, _, err = run_cli(args)
         assert code == 2 and option in err, (args, err)

@@ -47,9 +47,13 @@ def test_wrong_type_and_bad_values_are_named(tmp_path):
     with pytest.raises(FlowactError, match="model.rope_axes"):
         load_preset(_write(tmp_path, base.replace("[4, 6, 6]", "[4, 6, 8]")))
     with pytest.raises(FlowactError, match="sampler.timesteps"):
-        load_preset(_write(tmp_path, base.replace("sampler: {steps: 3, shift: 3.0}", "sampler: {timesteps: [1.0, 0.7, 0.8, 0.0]}")))
+        load_preset(
+            _write(
+                tmp_path, base.replace("sampler: {steps: 3, shift: 3.0}", "sampler: {timesteps: [1.0, 0.7, 0.8, 0.0]}")
+            )
+        )
     with pytest.raises(FlowactError, match="missing required key 'video'"):
-        load_preset(_write(tmp_path, "\n".join(l for l in base.splitlines() if not l.startswith("video"))))
+        load_preset(_write(tmp_path, "\n".join(line for line in base.splitlines() if not line.startswith("video"))))
     with pytest.raises(FlowactError, match="invalid YAML"):
         load_preset(_write(tmp_path, "video: [unclosed"))
 

@@ -29,6 +29,7 @@ def detect(monkeypatch):
     def set_flags(flags):
         monkeypatch.setattr(precision, "cpu_flags", lambda *a: flags)
         precision.native_bf16.cache_clear()
+
     yield set_flags
     precision.native_bf16.cache_clear()
 
@@ -38,11 +39,14 @@ def _bf16_preset():
     return dataclasses.replace(p, dtype={"cpu": "bfloat16", "cuda": "bfloat16"})
 
 
-@pytest.mark.parametrize("flags,dtype,why", [
-    ({"fpu", "avx2", "avx512f", "avx512_bf16"}, torch.bfloat16, "bfloat16 (auto: native bf16)"),
-    ({"fpu", "avx2", "amx_bf16", "amx_tile"}, torch.bfloat16, "bfloat16 (auto: native bf16)"),
-    ({"fpu", "avx2", "avx512f", "avx512_vnni"}, torch.float32, "float32 (auto: this CPU has no native bf16)"),
-])
+@pytest.mark.parametrize(
+    "flags,dtype,why",
+    [
+        ({"fpu", "avx2", "avx512f", "avx512_bf16"}, torch.bfloat16, "bfloat16 (auto: native bf16)"),
+        ({"fpu", "avx2", "amx_bf16", "amx_tile"}, torch.bfloat16, "bfloat16 (auto: native bf16)"),
+        ({"fpu", "avx2", "avx512f", "avx512_vnni"}, torch.float32, "float32 (auto: this CPU has no native bf16)"),
+    ],
+)
 def test_cpu_bf16_only_where_native(detect, flags, dtype, why):
     detect(flags)
     e = Engine.load(_bf16_preset(), device="cpu", random_weights=True)
@@ -61,15 +65,24 @@ def test_dtype_flag_overrides_the_check(detect):
     assert "float32 (preset)" in Engine.load(TINY, device="cpu", random_weights=True).conditions()
 
 
-@pytest.mark.parametrize("var,value,capped", [
-    ("ONEDNN_MAX_CPU_ISA", "AVX2", True), ("ONEDNN_MAX_CPU_ISA", "avx512_core", True),
-    ("ONEDNN_MAX_CPU_ISA", "SSE41", True), ("ONEDNN_MAX_CPU_ISA", "AVX", True),
-    ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI", True), ("DNNL_MAX_CPU_ISA", "AVX2", True),
-    ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", False), ("ONEDNN_MAX_CPU_ISA", "ALL", False),
-    ("ATEN_CPU_CAPABILITY", "avx2", True), ("ATEN_CPU_CAPABILITY", "default", True),
-    ("ATEN_CPU_CAPABILITY", "avx512", False), ("MKL_ENABLE_INSTRUCTIONS", "AVX2", True),
-    ("MKL_ENABLE_INSTRUCTIONS", "AVX512", False),
-])
+@pytest.mark.parametrize(
+    "var,value,capped",
+    [
+        ("ONEDNN_MAX_CPU_ISA", "AVX2", True),
+        ("ONEDNN_MAX_CPU_ISA", "avx512_core", True),
+        ("ONEDNN_MAX_CPU_ISA", "SSE41", True),
+        ("ONEDNN_MAX_CPU_ISA", "AVX", True),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI", True),
+        ("DNNL_MAX_CPU_ISA", "AVX2", True),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", False),
+        ("ONEDNN_MAX_CPU_ISA", "ALL", False),
+        ("ATEN_CPU_CAPABILITY", "avx2", True),
+        ("ATEN_CPU_CAPABILITY", "default", True),
+        ("ATEN_CPU_CAPABILITY", "avx512", False),
+        ("MKL_ENABLE_INSTRUCTIONS", "AVX2", True),
+        ("MKL_ENABLE_INSTRUCTIONS", "AVX512", False),
+    ],
+)
 def test_emulated_floor_variables_count(detect, monkeypatch, var, value, capped):
     detect({"avx512f", "avx512_bf16", "amx_bf16"})  # the hardware has it ...
     monkeypatch.setenv(var, value)  # ... but the process is told to behave like an older CPU
@@ -103,11 +116,16 @@ def test_no_flags_falls_back_to_a_short_timing_probe(detect, monkeypatch):
 
 
 def _child(env: dict) -> dict:
-    code = ("import json, time, torch; from flowact_cli import precision as P; t = time.perf_counter(); "
-            "probe = P.probe_bf16_native(); dt = time.perf_counter() - t; "
-            "print(json.dumps({'native': P.native_bf16(), 'probe': probe, 'probe_s': dt, 'flags': sorted(P.cpu_flags() or [])}))")
+    code = (
+        "import json, time, torch; from flowact_cli import precision as P; t = time.perf_counter(); "
+        "probe = P.probe_bf16_native(); dt = time.perf_counter() - t; "
+        "print(json.dumps({'native': P.native_bf16(), 'probe': probe, 'probe_s': dt, 'flags': "
+        "sorted(P.cpu_flags() or [])}))"
+    )
     clean = {k: v for k, v in os.environ.items() if k not in FLOOR_VARS}
-    proc = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -124,13 +142,30 @@ def test_this_machine_and_its_emulated_floor():
         assert floor["probe"] is False  # emulated bf16 times many times slower
         if has:
             assert here["probe"] is True
-    assert here["probe_s"] < 0.1 and floor["probe_s"] < 0.1, (here["probe_s"], floor["probe_s"])  # torch imported before
+    assert here["probe_s"] < 0.1 and floor["probe_s"] < 0.1, (
+        here["probe_s"],
+        floor["probe_s"],
+    )  # torch imported before
 
 
 def test_render_json_says_how_the_dtype_was_chosen(tmp_path):
     img, wav = make_inputs(tmp_path, seconds=0.4)
-    code, out, err = run_cli(["render", "-i", str(img), "-a", str(wav), "--out", str(tmp_path / "o.mp4"),
-                              "--preset", TINY, "--dtype", "bfloat16", "--json"])
+    code, out, err = run_cli(
+        [
+            "render",
+            "-i",
+            str(img),
+            "-a",
+            str(wav),
+            "--out",
+            str(tmp_path / "o.mp4"),
+            "--preset",
+            TINY,
+            "--dtype",
+            "bfloat16",
+            "--json",
+        ]
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["dtype"] == "bfloat16" and "bfloat16 (--dtype)" in report["conditions"]

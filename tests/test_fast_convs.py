@@ -22,8 +22,8 @@ def test_up2_conv_equals_upsample_then_conv(cin, cout, h, skip):
     got = up2_conv(x, conv, s)  # and the differentiable one: same gradients as the plain ops
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     g = torch.randn_like(want)
-    gw_want, = torch.autograd.grad(want, conv.weight, g)
-    gw_got, = torch.autograd.grad(got, conv.weight, g)
+    (gw_want,) = torch.autograd.grad(want, conv.weight, g)
+    (gw_got,) = torch.autograd.grad(got, conv.weight, g)
     torch.testing.assert_close(gw_got, gw_want, rtol=1e-4, atol=1e-4)
 
 
@@ -60,8 +60,8 @@ def test_causal_conv_frames_equal_conv3d_and_stream():
         torch.testing.assert_close(torch.cat([y1, y2], 2), want.detach(), rtol=1e-5, atol=1e-5)
     y, _ = c(x)
     g = torch.randn_like(y)
-    gw_want, = torch.autograd.grad(want, c.conv.weight, g)
-    gw_got, = torch.autograd.grad(y, c.conv.weight, g)
+    (gw_want,) = torch.autograd.grad(want, c.conv.weight, g)
+    (gw_got,) = torch.autograd.grad(y, c.conv.weight, g)
     torch.testing.assert_close(gw_got, gw_want, rtol=1e-4, atol=1e-4)
 
 

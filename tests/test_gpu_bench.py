@@ -25,27 +25,56 @@ def _run(tmp_path, **env):
     preset = tmp_path / "tiny-lips.yaml"
     preset.write_text(yaml.safe_dump(doc))
     (tmp_path / "nocarry").mkdir(exist_ok=True)
-    settings = dict(DEVICE="cpu", PRESET=TINY, TRAIN_PRESET=str(preset), BENCH_SECONDS="1", FLAT_SECONDS="3",
-                    FLAT_WINDOW="1", TRAIN_STEPS="2", TRAIN_BATCH="1", CACHE_CLIPS="2", CACHE_SECONDS="2",
-                    THREADS="1", OUT=str(tmp_path / "out"), CARRY=str(tmp_path / "nocarry"), PYTHON=sys.executable)
+    settings = dict(
+        DEVICE="cpu",
+        PRESET=TINY,
+        TRAIN_PRESET=str(preset),
+        BENCH_SECONDS="1",
+        FLAT_SECONDS="3",
+        FLAT_WINDOW="1",
+        TRAIN_STEPS="2",
+        TRAIN_BATCH="1",
+        CACHE_CLIPS="2",
+        CACHE_SECONDS="2",
+        THREADS="1",
+        OUT=str(tmp_path / "out"),
+        CARRY=str(tmp_path / "nocarry"),
+        PYTHON=sys.executable,
+    )
     settings.update(env)
     full = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "FLOWACT_KERNELS")}
-    proc = subprocess.run(["bash", str(SCRIPT)], env={**full, **settings}, capture_output=True, text=True,
-                          timeout=240, cwd=tmp_path)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT)], env={**full, **settings}, capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
     return proc, tmp_path / "out"
 
 
 def test_the_whole_run_on_cpu_writes_every_steps_json(tmp_path):
     proc, out = _run(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    names = ["env.json", "kernels.json", "bench_triton.json", "bench_reference.json", "flat.json", "train.json",
-             "summary.json", "log.txt"]
+    names = [
+        "env.json",
+        "kernels.json",
+        "bench_triton.json",
+        "bench_reference.json",
+        "flat.json",
+        "train.json",
+        "summary.json",
+        "log.txt",
+    ]
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # $OUT brings back 8 files at most
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["all_ok"], json.dumps(summary, indent=1)[-3000:]
-    assert [s["name"] for s in summary["steps"]] == ["setup", "env", "kernels", "bench_triton", "bench_reference",
-                                                     "flat", "train"]
+    assert [s["name"] for s in summary["steps"]] == [
+        "setup",
+        "env",
+        "kernels",
+        "bench_triton",
+        "bench_reference",
+        "flat",
+        "train",
+    ]
     assert all(s["ok"] and s["rc"] == 0 and s["headline"] is not None for s in summary["steps"][1:])
     assert summary["timeouts_sum_s"] < 9 * 60  # the GPU run fits one command with room left
     assert "all steps ok" in proc.stdout

@@ -75,6 +75,7 @@ def patch_decode(monkeypatch, seconds: float = 0.0, fail_at: int | None = None):
 
 # ---- the hand-off itself ------------------------------------------------------------------
 
+
 def test_stage_end_of_stream_waits_out_a_slow_consumer(short_waits):
     done = []
     stage = Stage("slow", lambda item: (time.sleep(0.05), done.append(item)), capacity=1)
@@ -115,6 +116,7 @@ def test_finish_with_a_timeout_gives_up_on_a_stuck_stage(short_waits):
 
 # ---- render ---------------------------------------------------------------------------------
 
+
 def test_render_survives_decode_slower_than_every_wait(tmp_path, engine, monkeypatch, short_waits):
     """Decode takes 30x the hand-off's wait per chunk and the generator outruns it: the queue is
     full when the stream ends (the end-of-stream marker once got dropped right there)."""
@@ -128,8 +130,9 @@ def test_render_survives_decode_slower_than_every_wait(tmp_path, engine, monkeyp
 
 
 @pytest.mark.parametrize("overlap", [True, False])
-def test_render_decode_failure_is_named_and_the_file_keeps_what_was_made(tmp_path, engine, monkeypatch, short_waits,
-                                                                         overlap):
+def test_render_decode_failure_is_named_and_the_file_keeps_what_was_made(
+    tmp_path, engine, monkeypatch, short_waits, overlap
+):
     img, wav = make_inputs(tmp_path, seconds=1.0)
     patch_decode(monkeypatch, seconds=0.05, fail_at=3)  # chunk 0 decodes in two calls (one per latent frame)
     out = tmp_path / "fail.mp4"
@@ -182,8 +185,11 @@ def test_cli_decode_failure_exits_non_zero_with_one_line(tmp_path, monkeypatch, 
     img, wav = make_inputs(tmp_path, seconds=1.0)
     patch_decode(monkeypatch, fail_at=4)  # chunk 0 in two calls, chunk 1 in one, chunk 2 fails
     out = tmp_path / "cli.mp4"
-    code, _, stderr = bounded(lambda: run_cli(["render", "-i", str(img), "-a", str(wav), "--out", str(out),
-                                               "--preset", TINY, "--random-weights"]))
+    code, _, stderr = bounded(
+        lambda: run_cli(
+            ["render", "-i", str(img), "-a", str(wav), "--out", str(out), "--preset", TINY, "--random-weights"]
+        )
+    )
     lines = [x for x in stderr.splitlines() if x.startswith("flowact: error:")]
     assert code == 1 and len(lines) == 1 and "the decode stage failed: ValueError: decode boom" in lines[0], stderr
     assert probe(out).frames == 16
@@ -192,13 +198,15 @@ def test_cli_decode_failure_exits_non_zero_with_one_line(tmp_path, monkeypatch, 
 def test_bench_with_slow_decode_finishes(monkeypatch, short_waits):
     """The reported hang: `flowact bench ... --json` with decode slower than the waits."""
     patch_decode(monkeypatch, seconds=0.15)
-    code, stdout, stderr = bounded(lambda: run_cli(["bench", "--preset", TINY, "--seconds", "1", "--random-weights",
-                                                    "--json"]))
+    code, stdout, stderr = bounded(
+        lambda: run_cli(["bench", "--preset", TINY, "--seconds", "1", "--random-weights", "--json"])
+    )
     assert code == 0, stderr
     assert '"frames": 25' in stdout
 
 
 # ---- live ---------------------------------------------------------------------------------
+
 
 def _live(tmp_path, engine, duration):
     img, _ = make_inputs(tmp_path)

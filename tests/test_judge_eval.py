@@ -37,8 +37,21 @@ def clip_files(tmp_path_factory):
 
 
 def _eval(d, audio="gt.wav", ref="gt.ref.png", *extra):
-    res = CliRunner().invoke(app, ["eval", str(d / "gt.mp4"), "--audio", str(d / audio), "--reference", str(d / ref),
-                                   "--timeline", str(d / "gt.json"), "--json", *extra])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(d / "gt.mp4"),
+            "--audio",
+            str(d / audio),
+            "--reference",
+            str(d / ref),
+            "--timeline",
+            str(d / "gt.json"),
+            "--json",
+            *extra,
+        ],
+    )
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
 
@@ -81,18 +94,27 @@ def test_behaviour_is_read_and_a_frozen_video_fails_it():
 
 def test_eval_prints_a_table_and_reports_bad_input_in_one_line(clip_files, tmp_path):
     d, _ = clip_files
-    res = CliRunner().invoke(app, ["eval", str(d / "gt.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.ref.png")])
+    res = CliRunner().invoke(
+        app, ["eval", str(d / "gt.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.ref.png")]
+    )
     assert res.exit_code == 0 and "lip-sync" in res.stdout and "identity" in res.stdout
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
     cases = [
         ([str(tmp_path / "nope.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.ref.png")], "nope.mp4"),
-        ([str(tmp_path / "broken.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.ref.png")], "broken.mp4"),
+        (
+            [str(tmp_path / "broken.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.ref.png")],
+            "broken.mp4",
+        ),
         ([str(d / "gt.mp4"), "--audio", str(d / "missing.wav"), "--reference", str(d / "gt.ref.png")], "missing.wav"),
         ([str(d / "gt.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.json")], "gt.json"),
     ]
     for args, needle in cases:
-        proc = subprocess.run([sys.executable, "-c", "from flowact_cli.cli import main; main()", "eval", *args],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", "from flowact_cli.cli import main; main()", "eval", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode != 0 and len(lines) == 1 and needle in lines[0], proc.stderr
 

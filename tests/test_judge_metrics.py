@@ -57,7 +57,11 @@ def test_behaviour_accuracy():
 
 def test_timeline_files(tmp_path):
     p = tmp_path / "t.json"
-    p.write_text(json.dumps({"timeline": [{"start": 0, "end": 1, "state": "speaking"}, {"start": 1, "end": 2, "prompt": "wave hello"}]}))
+    p.write_text(
+        json.dumps(
+            {"timeline": [{"start": 0, "end": 1, "state": "speaking"}, {"start": 1, "end": 2, "prompt": "wave hello"}]}
+        )
+    )
     s = load_timeline(p, 50)
     assert (s[:25] == STATES.index("speaking")).all() and (s[25:] == STATES.index("waving")).all()
     y = tmp_path / "t.yaml"
@@ -81,8 +85,7 @@ def test_lipsync_says_so_when_there_is_no_speech():
     silent = np.zeros(frames * 640, np.float32)
     voiced = metrics.speech_frames(silent, frames, rate)
     assert voiced.shape == (frames,) and not voiced.any()
-    r = metrics.lipsync(np.random.default_rng(0).random(frames), np.random.default_rng(1).random(frames),
-                        voiced=voiced)
+    r = metrics.lipsync(np.random.default_rng(0).random(frames), np.random.default_rng(1).random(frames), voiced=voiced)
     assert r["applicable"] is False and r["correlation"] is None and "no speech" in r["reason"]
     t = np.arange(frames * 640) / rate
     speech = (0.2 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)

@@ -38,13 +38,16 @@ def _check(q, k, v, k_bank, v_bank, valid):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("b,h,n,cap,d,valid_frac", [
-    (1, 2, 37, 50, 64, 0.6),    # odd chunk and bank sizes: tails on both loops
-    (2, 1, 16, 96, 128, 0.3),   # head_dim 128, sparse bank
-    (1, 1, 70, 130, 64, 1.0),   # full bank, several tiles
-    (2, 2, 9, 20, 32, 0.5),     # smaller head dim, chunk smaller than a tile
-    (1, 1, 1, 5, 64, 0.5),      # a single query, a bank smaller than a tile
-])
+@pytest.mark.parametrize(
+    "b,h,n,cap,d,valid_frac",
+    [
+        (1, 2, 37, 50, 64, 0.6),  # odd chunk and bank sizes: tails on both loops
+        (2, 1, 16, 96, 128, 0.3),  # head_dim 128, sparse bank
+        (1, 1, 70, 130, 64, 1.0),  # full bank, several tiles
+        (2, 2, 9, 20, 32, 0.5),  # smaller head dim, chunk smaller than a tile
+        (1, 1, 1, 5, 64, 0.5),  # a single query, a bank smaller than a tile
+    ],
+)
 def test_matches_reference(dtype, b, h, n, cap, d, valid_frac):
     gen = torch.Generator().manual_seed(b * 1000 + n * 10 + d)
     q, k, v = (torch.randn(b, h, n, d, generator=gen).to(DEVICE, dtype) for _ in range(3))
@@ -59,8 +62,8 @@ def test_ragged_fill_per_batch_and_empty_bank():
     q, k, v = (torch.randn(b, h, n, d, generator=gen).to(DEVICE) for _ in range(3))
     k_bank, v_bank, _ = _bank(b, h, cap, d, torch.float32, 1.0, gen)
     valid = torch.zeros(b, cap, dtype=torch.bool, device=DEVICE)
-    valid[1, :13] = True          # partly filled from the front
-    valid[2, 5:33:3] = True       # holes everywhere
+    valid[1, :13] = True  # partly filled from the front
+    valid[2, 5:33:3] = True  # holes everywhere
     out = _check(q, k, v, k_bank, v_bank, valid)
     self_only = torch.nn.functional.scaled_dot_product_attention(q[:1], k[:1], v[:1])
     torch.testing.assert_close(out[:1], self_only, atol=2e-5, rtol=2e-5)

@@ -23,10 +23,22 @@ def _args(name, device):
     return {
         "rms_norm_rope": (r(b, h, n, d), r(d), cos, sin),
         "bank_write": (r(b, h, n, d), r(b, h, n, d), r(d), cos, sin, r(b, h, cap, d), r(b, h, cap, d), 3),
-        "bank_gather_rope": (r(b, h, cap, d), r(b, h, cap, d), torch.arange(2, 2 + n, device=device),
-                             torch.arange(n, device=device), cos, sin),
-        "bank_attention": (r(b, h, n, d), r(b, h, n, d), r(b, h, n, d), r(b, h, cap, d), r(b, h, cap, d),
-                           torch.rand(b, cap, generator=gen).to(device) < 0.5),
+        "bank_gather_rope": (
+            r(b, h, cap, d),
+            r(b, h, cap, d),
+            torch.arange(2, 2 + n, device=device),
+            torch.arange(n, device=device),
+            cos,
+            sin,
+        ),
+        "bank_attention": (
+            r(b, h, n, d),
+            r(b, h, n, d),
+            r(b, h, n, d),
+            r(b, h, cap, d),
+            r(b, h, cap, d),
+            torch.rand(b, cap, generator=gen).to(device) < 0.5,
+        ),
         "adaln_modulate": (r(b, n, w), r(b, w), r(b, w)),
         "gated_residual": (r(b, n, w), r(b, n, w), r(b, w)),
     }[name]
@@ -64,7 +76,10 @@ def test_forced_triton_routes_to_kernel_and_matches(spies, name):
     ref = getattr(flowact_kernels, name)(*ref_args)
     assert spies[1] == ("reference", name)
     if out is None:  # in-place bank ops: compare the buffers they wrote
-        out, ref = [a for a in args if isinstance(a, torch.Tensor)], [a for a in ref_args if isinstance(a, torch.Tensor)]
+        out, ref = (
+            [a for a in args if isinstance(a, torch.Tensor)],
+            [a for a in ref_args if isinstance(a, torch.Tensor)],
+        )
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 

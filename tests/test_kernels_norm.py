@@ -118,7 +118,7 @@ def test_bank_gather_overlapping_slides(dtype):
 
 def test_bank_gather_permutation_and_sparse_pick():
     _gather_case(torch.float32, [0, 1, 2, 3, 4], [4, 3, 2, 1, 0], seed=9)  # swap in place
-    _gather_case(torch.float32, [31, 2, 17, 39], [5, 6, 7, 8], seed=10)   # long-term selection
+    _gather_case(torch.float32, [31, 2, 17, 39], [5, 6, 7, 8], seed=10)  # long-term selection
 
 
 def test_rotations_compose():
@@ -138,10 +138,15 @@ def test_rotations_compose():
     direct = torch.zeros_like(moved)
     scratch = torch.zeros_like(moved)
     triton_ops.bank_write(k, v, weight, *table(pos), moved, scratch, 0)
-    triton_ops.bank_gather_rope(moved, scratch, torch.arange(n, device=DEVICE),
-                                torch.arange(n, device=DEVICE) + 8, *table(torch.full_like(pos, 8.0)))
+    triton_ops.bank_gather_rope(
+        moved,
+        scratch,
+        torch.arange(n, device=DEVICE),
+        torch.arange(n, device=DEVICE) + 8,
+        *table(torch.full_like(pos, 8.0)),
+    )
     triton_ops.bank_write(k, v, weight, *table(pos + 8), direct, scratch, 8)
-    torch.testing.assert_close(moved[:, :, 8:8 + n], direct[:, :, 8:8 + n], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(moved[:, :, 8 : 8 + n], direct[:, :, 8 : 8 + n], atol=1e-5, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- AdaLN and gated residual

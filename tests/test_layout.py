@@ -29,10 +29,12 @@ def test_chunk_positions_are_video_then_audio_then_text():
     pos = lay.chunk(10.0)
     n_video, n_audio = p.stream.chunk_latents * gh * gw, p.stream.chunk_latents * lay.audio_per_latent
     assert pos.shape == (n_video + n_audio + lay.text_tokens, 3)
-    video, audio, text = pos[:n_video], pos[n_video:n_video + n_audio], pos[n_video + n_audio:]
+    video, audio, text = pos[:n_video], pos[n_video : n_video + n_audio], pos[n_video + n_audio :]
     assert video[:, 0].tolist() == [10.0 + f for f in range(p.stream.chunk_latents) for _ in range(gh * gw)]
     assert video[: gh * gw, 1:].tolist() == [[r, c] for r in range(gh) for c in range(gw)]
-    assert audio[:, 0].tolist() == [10.0 + f for f in range(p.stream.chunk_latents) for _ in range(lay.audio_per_latent)]
+    assert audio[:, 0].tolist() == [
+        10.0 + f for f in range(p.stream.chunk_latents) for _ in range(lay.audio_per_latent)
+    ]
     assert (audio[:, 1:] == 0).all() and (text[:, 0] == 10.0).all() and (text[:, 1:] == 0).all()
 
 

@@ -23,8 +23,22 @@ def test_render_with_and_without_the_lip_refiner(tmp_path):
     img, wav = make_inputs(tmp_path, seconds=1.0)
     for name, extra in (("on", []), ("off", ["--no-lips"])):
         out = tmp_path / f"{name}.mp4"
-        code, _, err = run_cli(["render", "-i", str(img), "-a", str(wav), "-o", str(out), "--preset", preset,
-                                "--random-weights", "--json", *extra])
+        code, _, err = run_cli(
+            [
+                "render",
+                "-i",
+                str(img),
+                "-a",
+                str(wav),
+                "-o",
+                str(out),
+                "--preset",
+                preset,
+                "--random-weights",
+                "--json",
+                *extra,
+            ]
+        )
         assert code == 0, err
         info = probe(out)
         assert info.frames == 25 and info.width == 64
@@ -42,10 +56,25 @@ def test_live_session_with_the_lip_refiner(tmp_path):
     preset = _tiny_lips(tmp_path)
     img, wav = make_inputs(tmp_path, seconds=0.6)
     script = tmp_path / "s.jsonl"
-    script.write_text("\n".join(json.dumps(x) for x in [
-        {"at": 0.2, "cmd": "speak", "audio": str(wav)}, {"at": 1.2, "cmd": "stop"}]) + "\n")
+    script.write_text(
+        "\n".join(json.dumps(x) for x in [{"at": 0.2, "cmd": "speak", "audio": str(wav)}, {"at": 1.2, "cmd": "stop"}])
+        + "\n"
+    )
     out = tmp_path / "live.mp4"
-    code, stdout, stderr = run_cli(["live", "-i", str(img), "--preset", preset, "--random-weights", "--script", str(script),
-                                    "--out", str(out), "--json"])
+    code, stdout, stderr = run_cli(
+        [
+            "live",
+            "-i",
+            str(img),
+            "--preset",
+            preset,
+            "--random-weights",
+            "--script",
+            str(script),
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0, stderr
     assert probe(out).frames == json.loads(stdout)["frames"] > 0

@@ -23,15 +23,34 @@ SPF = 640  # samples per frame at 16 kHz / 25 fps
 
 def speech_clip(folder: Path, seconds: float = 1.2) -> tuple[Path, np.ndarray]:
     """A real (espeak) speech excerpt, voiced from its start."""
-    x = load_audio(EXAMPLES / "speech_en.wav").samples[int(0.3 * 16000): int((0.3 + seconds) * 16000)]
+    x = load_audio(EXAMPLES / "speech_en.wav").samples[int(0.3 * 16000) : int((0.3 + seconds) * 16000)]
     path = folder / "clip.wav"
     write_wav(path, x, 16000)
     return path, load_audio(path).samples
 
 
 def decoded_audio(path: Path) -> np.ndarray:
-    raw = subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
-                          "-ac", "1", "-ar", "16000", "-f", "f32le", "pipe:1"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            find_ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-f",
+            "f32le",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.float32)
 
 
@@ -48,18 +67,38 @@ def test_scripted_session_idle_speak_listen_wave_stop(tmp_path):
     img, _ = make_inputs(tmp_path)
     clip, clip_samples = speech_clip(tmp_path)
     script = tmp_path / "session.jsonl"
-    script.write_text("\n".join(json.dumps(x) for x in [
-        {"at": 0.5, "cmd": "speak", "audio": "clip.wav", "id": "hello"},
-        {"at": 0.8, "cmd": "dance"},  # malformed: error event, the stream goes on
-        {"at": 0.9, "cmd": "speak", "audio": "missing.wav"},  # unreadable: error event
-        {"at": 2.3, "cmd": "listen", "active": True},
-        {"at": 3.0, "cmd": "listen", "active": False},
-        {"at": 3.0, "cmd": "prompt", "text": "waving hello"},
-        {"at": 3.9, "cmd": "stop"},
-    ]) + "\n")
+    script.write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {"at": 0.5, "cmd": "speak", "audio": "clip.wav", "id": "hello"},
+                {"at": 0.8, "cmd": "dance"},  # malformed: error event, the stream goes on
+                {"at": 0.9, "cmd": "speak", "audio": "missing.wav"},  # unreadable: error event
+                {"at": 2.3, "cmd": "listen", "active": True},
+                {"at": 3.0, "cmd": "listen", "active": False},
+                {"at": 3.0, "cmd": "prompt", "text": "waving hello"},
+                {"at": 3.9, "cmd": "stop"},
+            ]
+        )
+        + "\n"
+    )
     out, events_path = tmp_path / "live.mp4", tmp_path / "events.jsonl"
-    code, stdout, stderr = run_cli(["live", "-i", str(img), "--preset", TINY, "--script", str(script), "--out", str(out),
-                                    "--events", str(events_path), "--json"])
+    code, stdout, stderr = run_cli(
+        [
+            "live",
+            "-i",
+            str(img),
+            "--preset",
+            TINY,
+            "--script",
+            str(script),
+            "--out",
+            str(out),
+            "--events",
+            str(events_path),
+            "--json",
+        ]
+    )
     assert code == 0, stderr
     summary = json.loads(stdout)
     events = read_events(events_path)
@@ -95,15 +134,18 @@ def test_scripted_session_idle_speak_listen_wave_stop(tmp_path):
     rms = frame_rms(decoded_audio(out))
     voiced = np.flatnonzero(rms > 0.02)
     assert abs(voiced[0] - speak_frame) <= 2, (voiced[0], speak_frame)
-    held_in_speech = sum(e["held_frames"] for e in events if e["event"] == "late"
-                         and speak_frame < e["frame"] <= speak_frame + 30 + e["held_frames"])
+    held_in_speech = sum(
+        e["held_frames"]
+        for e in events
+        if e["event"] == "late" and speak_frame < e["frame"] <= speak_frame + 30 + e["held_frames"]
+    )
     clip_frames = len(clip_samples) // SPF
     assert voiced[-1] <= speak_frame + clip_frames + held_in_speech + 2
     assert rms[: max(0, speak_frame - 2)].max(initial=0) < 0.005
-    energy_out, energy_clip = float(np.sum(rms ** 2)), float(np.sum(frame_rms(clip_samples) ** 2))
+    energy_out, energy_clip = float(np.sum(rms**2)), float(np.sum(frame_rms(clip_samples) ** 2))
     assert abs(energy_out / energy_clip - 1) < 0.2
     if held_in_speech == 0:  # the envelope itself matches the clip's, frame for frame
-        a = rms[speak_frame: speak_frame + clip_frames]
+        a = rms[speak_frame : speak_frame + clip_frames]
         b = frame_rms(clip_samples)[: len(a)]
         assert np.corrcoef(a, b)[0, 1] > 0.95
 
@@ -122,8 +164,13 @@ def test_stdin_stream_survives_bad_lines_and_sigterm_finalises(tmp_path):
     img, _ = make_inputs(tmp_path)
     _, clip = speech_clip(tmp_path, 0.9)
     out = tmp_path / "live.mp4"
-    proc = subprocess.Popen(PY + ["live", "-i", str(img), "--preset", TINY, "--out", str(out), "--json-events"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        PY + ["live", "-i", str(img), "--preset", TINY, "--out", str(out), "--json-events"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     started = threading.Event()
 
@@ -132,6 +179,7 @@ def test_stdin_stream_survives_bad_lines_and_sigterm_finalises(tmp_path):
             lines.append(line)
             if '"event": "start"' in line:
                 started.set()
+
     reader = threading.Thread(target=collect, daemon=True)
     reader.start()
     try:

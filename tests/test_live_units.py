@@ -32,12 +32,20 @@ def test_commands_parse():
     assert parse_command('{"cmd": "stop"}').kind == "stop"
 
 
-@pytest.mark.parametrize("line, needle", [
-    ("not json", "not JSON"), ("[1, 2]", "JSON object"), ('{"cmd": "dance"}', "unknown cmd"),
-    ('{"cmd": "state", "state": "flying"}', "unknown state"), ('{"cmd": "speak"}', "needs 'audio'"),
-    ('{"cmd": "speak_pcm", "data": "!!"}', "base64"), ('{"cmd": "speak_pcm", "data": "AAAA"}', "odd number"),
-    ('{"cmd": "listen"}', "active"), ('{"cmd": "state", "state": "idle", "seconds": -1}', "seconds"),
-])
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"cmd": "dance"}', "unknown cmd"),
+        ('{"cmd": "state", "state": "flying"}', "unknown state"),
+        ('{"cmd": "speak"}', "needs 'audio'"),
+        ('{"cmd": "speak_pcm", "data": "!!"}', "base64"),
+        ('{"cmd": "speak_pcm", "data": "AAAA"}', "odd number"),
+        ('{"cmd": "listen"}', "active"),
+        ('{"cmd": "state", "state": "idle", "seconds": -1}', "seconds"),
+    ],
+)
 def test_bad_commands_are_protocol_errors(line, needle):
     with pytest.raises(ProtocolError, match=needle):
         parse_command(line)
@@ -84,20 +92,36 @@ def test_listen_channel_is_heard_at_wall_clock_rate():
 
 
 def obs(t, speech=0.0, user=0.0, pending=0.0, active=None, state=None, prompt=None, rms=0.1):
-    return Observation(index=int(t / 0.32), t=t, chunk_seconds=0.32, speech_voiced=speech, speech_rms=rms if speech else 0.0,
-                       speech_pending=pending, utterance_open=False, user_voiced=user, user_rms=rms if user else 0.0,
-                       user_active=active, commanded_state=state, commanded_prompt=prompt)
+    return Observation(
+        index=int(t / 0.32),
+        t=t,
+        chunk_seconds=0.32,
+        speech_voiced=speech,
+        speech_rms=rms if speech else 0.0,
+        speech_pending=pending,
+        utterance_open=False,
+        user_voiced=user,
+        user_rms=rms if user else 0.0,
+        user_active=active,
+        commanded_state=state,
+        commanded_prompt=prompt,
+    )
 
 
 def test_rule_planner_follows_the_situation():
     p = RulePlanner()
-    seq = [(obs(0.0), "idle"), (obs(0.32, user=1.0), "listening"), (obs(0.64, user=1.0), "listening"),
-           (obs(0.96), "listening"),  # hangover: a breath is not the end of the user's turn
-           (obs(1.92), "thinking"),  # the user just stopped: think before answering
-           (obs(2.24, pending=1.0), "thinking"), (obs(2.56, speech=1.0, pending=0.5), "speaking"),
-           (obs(2.88, speech=0.0, pending=0.5), "speaking"),  # a short pause inside speech
-           (obs(4.0, speech=0.0, pending=0.5), "thinking"),  # a longer pause before more speech
-           (obs(9.0), "idle")]
+    seq = [
+        (obs(0.0), "idle"),
+        (obs(0.32, user=1.0), "listening"),
+        (obs(0.64, user=1.0), "listening"),
+        (obs(0.96), "listening"),  # hangover: a breath is not the end of the user's turn
+        (obs(1.92), "thinking"),  # the user just stopped: think before answering
+        (obs(2.24, pending=1.0), "thinking"),
+        (obs(2.56, speech=1.0, pending=0.5), "speaking"),
+        (obs(2.88, speech=0.0, pending=0.5), "speaking"),  # a short pause inside speech
+        (obs(4.0, speech=0.0, pending=0.5), "thinking"),  # a longer pause before more speech
+        (obs(9.0), "idle"),
+    ]
     for o, want in seq:
         assert p.update(o).state == want, (o.t, want)
     plan = p.update(obs(9.32, state="waving", prompt="waving hello"))
@@ -130,7 +154,7 @@ def test_incremental_audio_tokens_match_the_whole_file():
     inc = IncrementalAudio(model.audio, 2, "cpu")
     assert inc.chunk_samples == chunk
     for k in range(5):
-        tok = inc.tokens(x[k * chunk:(k + 1) * chunk], x[(k + 1) * chunk:(k + 2) * chunk])
+        tok = inc.tokens(x[k * chunk : (k + 1) * chunk], x[(k + 1) * chunk : (k + 2) * chunk])
         ref = whole.tokens(2 * k, 2)
         if k >= 1:  # chunk 0 differs only by the file-start padding (zeros here, reflection there)
             torch.testing.assert_close(tok, ref, atol=1e-4, rtol=1e-4)
@@ -139,5 +163,5 @@ def test_incremental_audio_tokens_match_the_whole_file():
     a = inc2.tokens(x[:chunk], np.zeros(chunk, np.float32))
     inc3 = IncrementalAudio(model.audio, 2, "cpu")
     la = np.zeros(chunk, np.float32)
-    la[inc3.lookahead_samples:] = 1.0
+    la[inc3.lookahead_samples :] = 1.0
     torch.testing.assert_close(a, inc3.tokens(x[:chunk], la))

@@ -10,7 +10,9 @@ from flowact_cli.media.audio import load_audio
 from flowact_cli.media.image import load_image
 
 
-@pytest.mark.parametrize("fmt,rate,channels", [("wav", 44100, 2), ("flac", 8000, 1), ("ogg", 48000, 2), ("mp3", 22050, 1)])
+@pytest.mark.parametrize(
+    "fmt,rate,channels", [("wav", 44100, 2), ("flac", 8000, 1), ("ogg", 48000, 2), ("mp3", 22050, 1)]
+)
 def test_audio_formats_rates_channels(tmp_path, fmt, rate, channels):
     t = np.arange(int(rate * 1.5)) / rate
     x = 0.3 * np.sin(2 * np.pi * 300 * t)

@@ -73,8 +73,11 @@ def test_reference_decoder_streams_exactly_and_reads_the_reference():
             vae.decode(z)
         whole = vae.decode(z, reference=ref)
         st = DecoderState()
-        parts = [vae.decode(z[:, :, :1], st, reference=video[:, :, :1]), vae.decode(z[:, :, 1:2], st),
-                 vae.decode(z[:, :, 2:], st)]
+        parts = [
+            vae.decode(z[:, :, :1], st, reference=video[:, :, :1]),
+            vae.decode(z[:, :, 1:2], st),
+            vae.decode(z[:, :, 2:], st),
+        ]
         assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-5)
         other = vae.decode(z, reference=torch.zeros_like(ref))
         assert (other - whole).abs().mean() > 1e-3  # the output reads the reference
@@ -97,10 +100,10 @@ def test_audio_tokens_see_only_their_window():
         assert tok.shape == (1, 2 * 4, 32)
         # latent frames 3..4 cover video frames 12..19 = 480..800 ms; + 80 ms look-ahead
         y = x.clone()
-        y[int(0.95 * rate):] = 0.0
+        y[int(0.95 * rate) :] = 0.0
         tok_y = m.audio(m.audio.windows(m.audio.mel(y), 3, 2)[None])
         assert torch.allclose(tok, tok_y, atol=1e-5)
-        y[int(0.75 * rate):] = 0.0  # inside the window: tokens change
+        y[int(0.75 * rate) :] = 0.0  # inside the window: tokens change
         assert not torch.allclose(tok, m.audio(m.audio.windows(m.audio.mel(y), 3, 2)[None]), atol=1e-4)
         # past the end of the audio the windows read silence, not garbage
         assert torch.all(m.audio.windows(mel, 1000, 1) == -1.0)

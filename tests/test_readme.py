@@ -27,8 +27,9 @@ def flowact_argv() -> list[str]:
 
 
 def run_flowact(args: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(flowact_argv() + args, capture_output=True, text=True, timeout=timeout,
-                          env=kw.pop("env", HELP_ENV), **kw)
+    return subprocess.run(
+        flowact_argv() + args, capture_output=True, text=True, timeout=timeout, env=kw.pop("env", HELP_ENV), **kw
+    )
 
 
 def fenced_blocks(text: str) -> list[tuple[int, list[str]]]:
@@ -91,12 +92,15 @@ def anchors(md: Path) -> set[str]:
 
 # -- the front door stays a front door --------------------------------------------------
 
+
 def test_readme_is_short():
     n = len(TEXT.splitlines())
     assert n <= MAX_LINES, f"README.md has {n} lines (limit {MAX_LINES}): move detail into docs/"
 
 
-@pytest.mark.parametrize("md", [README] + sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize(
+    "md", [README] + sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.relative_to(ROOT).as_posix()
+)
 def test_relative_links_resolve(md: Path):
     bad = []
     for target in re.findall(r"\]\(([^)\s]+)\)", md.read_text()):
@@ -134,10 +138,12 @@ def test_readme_file_pointers_exist():
 
 # -- the commands it shows exist, with the options it shows --------------------------------
 
+
 def test_commands_table_lists_every_command():
     table = {m.group(1) for m in re.finditer(r"^\| `flowact ([a-z-]+)", TEXT, re.M)}
-    assert table == cli_commands(), (f"README commands table {sorted(table)} != flowact's commands "
-                                     f"{sorted(cli_commands())}")
+    assert table == cli_commands(), (
+        f"README commands table {sorted(table)} != flowact's commands {sorted(cli_commands())}"
+    )
 
 
 @pytest.mark.parametrize("command", sorted(readme_uses()))
@@ -170,6 +176,7 @@ def test_help_starts_with_the_readme_quick_start():
 
 # -- the quick start works -------------------------------------------------------------
 
+
 def test_quick_start_block():
     lines = quick_start()
     assert "bash scripts/setup.sh" in lines and (ROOT / "scripts" / "setup.sh").exists()
@@ -186,8 +193,7 @@ def test_quick_start_render_runs(tmp_path):
     for k, line in enumerate(renders):
         args = shlex.split(line)[1:]
         out = tmp_path / f"quick_{k}.mp4"
-        r = run_flowact(args + ["--seconds", "1", "--out", str(out)], timeout=600, cwd=ROOT,
-                        env={**os.environ})
+        r = run_flowact(args + ["--seconds", "1", "--out", str(out)], timeout=600, cwd=ROOT, env={**os.environ})
         assert r.returncode == 0, f"`{line}` failed ({r.returncode}):\n{r.stderr[-2000:]}"
         info = probe(out)
         assert info.video_codec == "h264" and info.audio_codec == "aac", info

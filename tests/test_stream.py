@@ -79,7 +79,7 @@ def test_long_term_stride_policy_and_slot_rotation():
         cur = bank.cur_slot * T
         for f in range(C):
             key = torch.randn(p.model.depth, 1, p.model.heads, T, p.head_dim)
-            bank.k[:, :, :, cur + f * T: cur + (f + 1) * T] = key
+            bank.k[:, :, :, cur + f * T : cur + (f + 1) * T] = key
             history[chunk * C + f] = key
         bank.commit(chunk * C)
         assert not bank.valid[:, cur:].any()  # the current region is never visible
@@ -94,12 +94,12 @@ def test_long_term_stride_policy_and_slot_rotation():
     delta = torch.zeros(T, 3)
     delta[:, 0] = float(bank.lt_slot + j) - float(bank.st_slot + 0)
     c, s = rope_tables(delta, p.model.rope_axes, p.model.rope_theta)
-    stored = bank.k[:, :, :, (bank.lt_slot + j) * T:(bank.lt_slot + j + 1) * T]
+    stored = bank.k[:, :, :, (bank.lt_slot + j) * T : (bank.lt_slot + j + 1) * T]
     assert torch.allclose(stored, K.reference.rope(history[8], c, s), atol=1e-5)
     # frame 4 was shifted down two slots after admission: its rotation composes the moves
     delta[:, 0] = float(bank.lt_slot + 0) - float(bank.st_slot + 0)
     c, s = rope_tables(delta, p.model.rope_axes, p.model.rope_theta)
-    stored = bank.k[:, :, :, bank.lt_slot * T:(bank.lt_slot + 1) * T]
+    stored = bank.k[:, :, :, bank.lt_slot * T : (bank.lt_slot + 1) * T]
     assert torch.allclose(stored, K.reference.rope(history[4], c, s), atol=1e-4)
 
 

@@ -37,14 +37,23 @@ def test_training_pass_equals_the_streaming_pass_on_a_first_chunk(inject):
     p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=inject))
     m = FlowActModel(p)
     m.init_random(0)
-    C, L = p.stream.chunk_latents, p.stream.long_term
+    C = p.stream.chunk_latents
     ref, x = torch.randn(1, 4, 1, 8, 8), torch.randn(1, 4, C, 8, 8)
     audio, text, t = torch.randn(1, C * 4, 32), torch.randn(1, 1, 4, 32), torch.tensor([[0.7]])
     with torch.no_grad():
         v_train = m.dit.forward_train(ref, x, t, audio, text, TokenLayout.of(p))
         g = StreamGenerator(m, 0)
-        m.dit(ref, g.t_zero, None, None, g.bank.view(), g.ref_cos, g.ref_sin, write=g.bank.reference_write(),
-              video_stream="reference")
+        m.dit(
+            ref,
+            g.t_zero,
+            None,
+            None,
+            g.bank.view(),
+            g.ref_cos,
+            g.ref_sin,
+            write=g.bank.reference_write(),
+            video_stream="reference",
+        )
         g.bank.mark_reference()
         v_stream = m.dit(x, torch.tensor([0.7]), audio, text[:, 0], g.bank.view(), g.cos, g.sin)
     assert torch.allclose(v_train, v_stream, atol=1e-5)
@@ -55,8 +64,21 @@ def test_training_pass_equals_the_streaming_pass_on_a_first_chunk(inject):
 
 
 def _run(tmp_path, stage, steps, lr, init=None, preset=None, source=None, **kw):
-    run = TrainRun(stage=stage, preset=preset or load_preset(TINY), data="synth", out=tmp_path, steps=steps, batch=1, lr=lr,
-                   warmup=1, seed=0, init=init, save_every=kw.pop("save_every", steps), bf16=False, **kw)
+    run = TrainRun(
+        stage=stage,
+        preset=preset or load_preset(TINY),
+        data="synth",
+        out=tmp_path,
+        steps=steps,
+        batch=1,
+        lr=lr,
+        warmup=1,
+        seed=0,
+        init=init,
+        save_every=kw.pop("save_every", steps),
+        bf16=False,
+        **kw,
+    )
     return train(run, source=source or FixedSource())
 
 
@@ -99,8 +121,10 @@ def test_resume_gives_the_same_next_losses(tmp_path, vae_weights):
     _run(tmp_path / "stopped", "pretrain", 2, 1e-3, init=init, save_every=2)
     resumed = _run(tmp_path / "stopped", "pretrain", 4, 1e-3, init=init, resume=True, save_every=4)
     assert resumed["resumed_from"] == 2
-    straight = [json.loads(l) for l in (tmp_path / "straight" / "pretrain" / "log.jsonl").read_text().splitlines()]
-    after = [json.loads(l) for l in (tmp_path / "stopped" / "pretrain" / "log.jsonl").read_text().splitlines()]
+    straight = [
+        json.loads(line) for line in (tmp_path / "straight" / "pretrain" / "log.jsonl").read_text().splitlines()
+    ]
+    after = [json.loads(line) for line in (tmp_path / "stopped" / "pretrain" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in after] == [1, 2, 3, 4]
     assert [r["loss"] for r in after[2:]] == [r["loss"] for r in straight[2:]]
 
@@ -205,8 +229,22 @@ def test_ship_weights_combines_a_plain_model_with_a_grown_decoder(tmp_path, vae_
     dec = tmp_path / "dec" / "decoder.safetensors"
     out = tmp_path / "shipped.safetensors"
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, str(root / "scripts" / "ship_weights.py"), "--weights", str(plain), "--decoder", str(dec),
-                        "--preset", str(ref_yaml), "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "ship_weights.py"),
+            "--weights",
+            str(plain),
+            "--decoder",
+            str(dec),
+            "--preset",
+            str(ref_yaml),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     shipped, d, w = load_file(str(out)), load_file(str(dec)), load_file(str(plain))
     assert any(k.startswith("vae.decoder.ref.") for k in shipped)
@@ -216,14 +254,27 @@ def test_ship_weights_combines_a_plain_model_with_a_grown_decoder(tmp_path, vae_
         assert torch.equal(v, src[k].to(v.dtype)), k
     W.load_into(FlowActModel(p), W.resolve(p, weights=out))
     # without --decoder, a plain file does not fit the reference preset: a clear error, not a silent zero branch
-    r = subprocess.run([sys.executable, str(root / "scripts" / "ship_weights.py"), "--weights", str(plain),
-                        "--preset", str(ref_yaml), "--out", str(tmp_path / "bad.safetensors")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "ship_weights.py"),
+            "--weights",
+            str(plain),
+            "--preset",
+            str(ref_yaml),
+            "--out",
+            str(tmp_path / "bad.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "missing" in r.stderr
 
 
 def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_path, vae_weights):
     from flowact_cli.errors import FlowactError
-    from flowact_cli.train.stages import StageSettings, mouth_weights, to_video
+    from flowact_cli.train.objective import mouth_weights, to_video
+    from flowact_cli.train.stages import StageSettings
 
     s = SynthSource(11, 128, 128, mouth=True).sample(0, 0, 16)
     m = s.mouth
@@ -236,8 +287,15 @@ def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_
     assert w.shape == (1, 1, 17, 128, 128) and float(w[:, :, 0].sum()) == 0 and float(w.sum()) > m.sum()
     with pytest.raises(FlowactError, match="synthetic world"):
         mouth_weights([SynthSource(11, 64, 64).sample(0, 0, 8)], torch.zeros(1, 3, 9, 64, 64))
-    out = _run(tmp_path, "decoder", 4, 3e-3, init=vae_weights[0] / "vae.safetensors", source=FixedSource(mouth=True),
-               settings=StageSettings(mouth_weight=10.0))
+    out = _run(
+        tmp_path,
+        "decoder",
+        4,
+        3e-3,
+        init=vae_weights[0] / "vae.safetensors",
+        source=FixedSource(mouth=True),
+        settings=StageSettings(mouth_weight=10.0),
+    )
     assert out["steps"] == 4 and np.isfinite(out["loss_last"])
 
 
@@ -268,12 +326,17 @@ def test_audio_injection_grows_at_zero_on_weights_without_it(tmp_path, vae_weigh
 
 def test_latent_mouth_maps_masks_onto_the_latent_grid():
     from flowact_cli.errors import FlowactError
-    from flowact_cli.train.stages import latent_mouth
+    from flowact_cli.train.objective import latent_mouth
 
     mouth = np.zeros((8, 64, 64), np.float32)  # 8 frames = 2 latent frames of 4
     mouth[5, 40:42, 20:22] = 1  # frame 5 (latent frame 1), pixel (40, 20): latent cell (5, 2) of 8x8
-    s = Sample(np.zeros((64, 64, 3), np.uint8), np.zeros((8, 64, 64, 3), np.uint8), np.zeros(100, np.float32), [""] * 8,
-               mouth=mouth)
+    s = Sample(
+        np.zeros((64, 64, 3), np.uint8),
+        np.zeros((8, 64, 64, 3), np.uint8),
+        np.zeros(100, np.float32),
+        [""] * 8,
+        mouth=mouth,
+    )
     m = latent_mouth([s], torch.zeros(1, 4, 2, 8, 8))
     assert m.shape == (1, 1, 2, 8, 8)
     assert float(m[0, 0, 0].sum()) == 0  # latent frame 0 (frames 0-3) shows no open mouth
@@ -316,7 +379,9 @@ def test_speaking_windows_hold_speech_and_are_synth_only(tmp_path):
     from flowact_cli.errors import FlowactError
     from flowact_cli.train.data import make_source
 
-    rms = lambda src: [float(np.sqrt(np.mean(src.sample(0, i, 16).audio ** 2))) for i in range(6)]
+    def rms(src):
+        return [float(np.sqrt(np.mean(src.sample(0, i, 16).audio ** 2))) for i in range(6)]
+
     speech = rms(SynthSource(17, 64, 64, speaking=1.0))
     anywhere = rms(SynthSource(17, 64, 64))
     assert min(speech) > 0.03  # espeak speech; the world's noise floor is ~3e-4
@@ -364,11 +429,23 @@ def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
     assert s.frames is None and s.latents.shape == (4, 5, 8, 8)
     assert any(np.array_equal(s.latents[:, 0], z[c, :, 0]) for c in range(3))
     assert s.audio.shape == (16 * 640,) and len(s.prompts) == 16
-    run = TrainRun(stage="pretrain", preset=p, data=str(tmp_path / "c"), out=tmp_path / "run", steps=2, batch=2,
-                   lr=1e-3, warmup=1, init=tmp_path / "c" / "init.safetensors", bf16=False)
+    run = TrainRun(
+        stage="pretrain",
+        preset=p,
+        data=str(tmp_path / "c"),
+        out=tmp_path / "run",
+        steps=2,
+        batch=2,
+        lr=1e-3,
+        warmup=1,
+        init=tmp_path / "c" / "init.safetensors",
+        bf16=False,
+    )
     assert train(run)["steps"] == 2
     with pytest.raises(Exception, match="needs video frames"):
-        train(TrainRun(stage="vae", preset=p, data=str(tmp_path / "c"), out=tmp_path / "v", steps=1, batch=1, bf16=False))
+        train(
+            TrainRun(stage="vae", preset=p, data=str(tmp_path / "c"), out=tmp_path / "v", steps=1, batch=1, bf16=False)
+        )
 
 
 def test_heldout_split_keeps_characters_and_voices_apart():
@@ -389,16 +466,24 @@ def test_heldout_split_keeps_characters_and_voices_apart():
 def test_learning_rate_warms_up_holds_and_decays():
     from flowact_cli.train.loop import learning_rate
 
-    run = TrainRun(stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0, warmup=10, decay=0.2)
+    run = TrainRun(
+        stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0, warmup=10, decay=0.2
+    )
     lrs = [learning_rate(run, s) for s in range(100)]
     assert lrs[0] == 0.1 and lrs[9] == 1.0 and lrs[79] == 1.0
     assert all(a >= b for a, b in zip(lrs[80:], lrs[81:])) and abs(lrs[99] - 0.1) < 1e-9
-    assert learning_rate(TrainRun(stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0,
-                                  warmup=1), 99) == 1.0
+    assert (
+        learning_rate(
+            TrainRun(stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0, warmup=1),
+            99,
+        )
+        == 1.0
+    )
 
 
 def test_motion_weights_mark_what_differs_from_the_reference():
-    from flowact_cli.train.stages import _wmean, motion_weights
+    from flowact_cli.train.objective import motion_weights
+    from flowact_cli.train.objective import wmean as _wmean
 
     x = torch.zeros(1, 3, 4, 32, 32)
     x[:, :, 2, 10:12, 20:22] = 0.5  # a "mouth" opens in frame 2 only
@@ -434,7 +519,7 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     p = load_preset(TINY)
     p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=True))
     samples = ap.speech_windows(3, 2, p, seed=5)
-    assert all(s.mouth[-p.frames_per_chunk:].sum() > 0 for s in samples)  # the scored chunk has an open mouth
+    assert all(s.mouth[-p.frames_per_chunk :].sum() > 0 for s in samples)  # the scored chunk has an open mouth
     m = FlowActModel(p)
     m.init_random(0)
     live = ap.probe(m.eval(), samples, noise_levels=(1.0,))
@@ -449,9 +534,25 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     plain = FlowActModel(load_preset(TINY))
     plain.init_random(1)
     W.save(plain, tmp_path / "m.safetensors")
-    out = subprocess.run([sys.executable, str(root / "scripts" / "audio_probe.py"), str(tmp_path / "m.safetensors"),
-                          "--preset", TINY, "--clips", "2", "--chunks", "2", "--json", "--threads", "1"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "audio_probe.py"),
+            str(tmp_path / "m.safetensors"),
+            "--preset",
+            TINY,
+            "--clips",
+            "2",
+            "--chunks",
+            "2",
+            "--json",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.splitlines()[-1])
     assert res["clips"] == 2 and set(res["noise"]) == {"0.6", "0.9", "1.0"}

@@ -78,11 +78,16 @@ STAGES = ("pretrain", "selfforce", "distill")
 
 def _grads(backend: str) -> dict:
     env = {**os.environ, "TRITON_INTERPRET": "1", "FLOWACT_KERNELS": "auto"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(TESTS), backend, ",".join(STAGES)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(TESTS), backend, ",".join(STAGES)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def _structural(name: str, depth: int) -> bool:
@@ -91,8 +96,9 @@ def _structural(name: str, depth: int) -> bool:
     outputs (nothing reads them), and in selfforce and distill the text encoder (its tokens
     come from the no-grad TextTrack)."""
     last = f"dit.blocks.{depth - 1}.sets.cond."
-    return (name.startswith(("dit.embed.reference.", "text."))
-            or name.startswith(tuple(last + k for k in ("q_norm", "out.", "mlp_in.", "mlp_out."))))
+    return name.startswith(("dit.embed.reference.", "text.")) or name.startswith(
+        tuple(last + k for k in ("q_norm", "out.", "mlp_in.", "mlp_out."))
+    )
 
 
 def test_transformer_stages_get_the_reference_gradients_with_triton_kernels():
@@ -111,7 +117,9 @@ def test_transformer_stages_get_the_reference_gradients_with_triton_kernels():
         assert abs(r["loss"] - t["loss"]) <= 1e-4 * max(1e-3, abs(r["loss"])), (stage, r["loss"], t["loss"])
         got = {n for n, g in t["grads"].items() if g is not None and g[0] > 0}
         want = {n for n, g in r["grads"].items() if g is not None and g[0] > 0}
-        assert got == want, f"{stage}: {len(got)} of {len(want)} parameters got a gradient; missing: {sorted(want - got)[:8]}"
+        assert got == want, (
+            f"{stage}: {len(got)} of {len(want)} parameters got a gradient; missing: {sorted(want - got)[:8]}"
+        )
         lacking = [n for n in t["grads"] if n not in got and not _structural(n, depth)]
         assert not lacking, f"{stage}: no gradient for {lacking[:8]}"
         dit = [n for n in t["grads"] if n.startswith("dit.")]

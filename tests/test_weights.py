@@ -75,7 +75,9 @@ def test_hub_weights_from_cache_with_sha_check(tmp_path):
     src = W.resolve(p, cache_dir=cache)
     assert src.kind == "hub" and src.path.read_bytes() == payload
     W.load_into(FlowActModel(p), src)
-    bad = _preset_with(tmp_path, f"weights: {{hub: {{repo: flowact/tiny, file: tiny.safetensors, sha256: '{ZEROS}'}}}}\n")
+    bad = _preset_with(
+        tmp_path, f"weights: {{hub: {{repo: flowact/tiny, file: tiny.safetensors, sha256: '{ZEROS}'}}}}\n"
+    )
     with pytest.raises(FlowactError, match="sha256 mismatch"):
         W.resolve(bad, cache_dir=cache)
 

@@ -24,8 +24,11 @@ from flowact_cli.media.audio import write_wav
 from flowact_cli.media.probe import probe
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"flowact_cli": ROOT / "src" / "flowact_cli", "flowact_kernels": ROOT / "kernels",
-            "flowact_presets": ROOT / "presets"}
+PACKAGES = {
+    "flowact_cli": ROOT / "src" / "flowact_cli",
+    "flowact_kernels": ROOT / "kernels",
+    "flowact_presets": ROOT / "presets",
+}
 
 # In the installed environment: import every module the source tree has (those that import
 # here), check each came from the environment, then run every command's --help in-process.
@@ -106,22 +109,37 @@ def installed(tmp_path_factory):
     (tmp / "project").mkdir()
     _copy_sources(tmp / "project")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "dist"),
-                          str(tmp / "project")], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        pip
+        + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "dist"), str(tmp / "project")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next((tmp / "dist").glob("flowact-*.whl"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    purelib = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     # this interpreter's site-packages as plain sys.path entries: no .pth file there is run
     borrowed = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     if site.ENABLE_USER_SITE:  # dependencies installed with pip --user
         borrowed.append(site.getusersitepackages())
     borrowed = dict.fromkeys(borrowed)
     (purelib / "zz_borrowed_site.pth").write_text("".join(f"{p}\n" for p in borrowed if Path(p).is_dir()))
-    subprocess.run(pip + ["--python", str(py), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        pip + ["--python", str(py), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(PYTHONNOUSERSITE="1", HF_HUB_OFFLINE="1", FLOWACT_KERNELS="auto")
     env.pop("TRITON_INTERPRET", None)
@@ -143,10 +161,16 @@ def test_wheel_holds_every_package_and_the_shipped_data(installed):
 def test_installed_wheel_imports_everything_and_every_command_helps(installed):
     modules = _modules()
     assert {"flowact_cli.train.loop", "flowact_cli.live.session", "flowact_cli.batch.job"} <= set(modules)
-    proc = subprocess.run([installed["py"], "-c", CHILD, str(installed["venv"]), json.dumps(modules)],
-                          cwd=installed["cwd"], env=installed["env"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [installed["py"], "-c", CHILD, str(installed["venv"]), json.dumps(modules)],
+        cwd=installed["cwd"],
+        env=installed["env"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[len("RESULT "):])
+    r = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[len("RESULT ") :])
     assert r["file"].startswith(str(installed["venv"])), r["file"]
     assert not r["finders"], r["finders"]
     assert not r["failed"], r["failed"]
@@ -156,8 +180,14 @@ def test_installed_wheel_imports_everything_and_every_command_helps(installed):
     bad = {cmd: v for cmd, v in r["helps"].items() if v != [0, True]}
     assert not bad, bad
     # the console script itself
-    proc = subprocess.run([installed["venv"] / "bin" / "flowact", "--help"], cwd=installed["cwd"], env=installed["env"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [installed["venv"] / "bin" / "flowact", "--help"],
+        cwd=installed["cwd"],
+        env=installed["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "render" in proc.stdout, proc.stderr[-2000:]
 
 
@@ -166,9 +196,24 @@ def test_installed_wheel_renders_the_embedded_default(installed):
     t = np.arange(16000) / 16000
     write_wav(cwd / "one.wav", 0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0), 16000)
     shutil.copy2(ROOT / "examples" / "character_1.png", cwd / "face.png")
-    proc = subprocess.run([installed["venv"] / "bin" / "flowact", "render", "-i", "face.png", "-a", "one.wav",
-                           "--out", "out.mp4", "--json"], cwd=cwd, env=installed["env"], capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            installed["venv"] / "bin" / "flowact",
+            "render",
+            "-i",
+            "face.png",
+            "-a",
+            "one.wav",
+            "--out",
+            "out.mp4",
+            "--json",
+        ],
+        cwd=cwd,
+        env=installed["env"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["preset"] == "toon-128"

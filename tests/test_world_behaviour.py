@@ -2,8 +2,16 @@
 
 import numpy as np
 
-from flowact_cli.world.behaviour import (PROMPTS, STATES, Segment, perform, sample_timeline, segment_weights,
-                                         solve_arm, state_from_prompt)
+from flowact_cli.world.behaviour import (
+    PROMPTS,
+    STATES,
+    Segment,
+    perform,
+    sample_timeline,
+    segment_weights,
+    solve_arm,
+    state_from_prompt,
+)
 from flowact_cli.world.character import sample_character
 
 

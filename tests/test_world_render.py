@@ -1,6 +1,5 @@
 """Characters: deterministic, varied, anti-aliased, any size, fast; mouth, arms and head visibly move."""
 
-
 import numpy as np
 import pytest
 
@@ -23,7 +22,9 @@ def test_same_seed_same_character_and_pixels():
 
 def test_styles_vary_widely():
     chars = [sample_character(s) for s in range(300)]
-    discrete = {(c.face_shape, c.eye_style, c.hair_style, c.top, c.pattern, c.hat, c.glasses, c.background) for c in chars}
+    discrete = {
+        (c.face_shape, c.eye_style, c.hair_style, c.top, c.pattern, c.hat, c.glasses, c.background) for c in chars
+    }
     assert len(discrete) > 280  # nearly every seed a different combination, before colours count
     for attr in ("face_shape", "eye_style", "hair_style", "top", "hat", "glasses", "background", "line_style"):
         assert len({getattr(c, attr) for c in chars}) >= 3, attr
@@ -39,7 +40,9 @@ def test_renders_at_any_size(size):
 
 
 def test_edges_are_anti_aliased():
-    seed = next(s for s in range(500) if sample_character(s).background == "solid" and sample_character(s).line_style == "flat")
+    seed = next(
+        s for s in range(500) if sample_character(s).background == "solid" and sample_character(s).line_style == "flat"
+    )
     smooth, hard = _neutral(seed, ss=3), _neutral(seed, ss=1)
     n_smooth = len(np.unique(smooth.reshape(-1, 3), axis=0))
     n_hard = len(np.unique(hard.reshape(-1, 3), axis=0))
@@ -67,7 +70,7 @@ def test_mouth_shapes_are_distinct_at_128(seed):
     imgs = {k: draw(v) for k, v in shapes.items()}
     names = list(imgs)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             changed = (np.abs(imgs[a] - imgs[b]).max(axis=2) > 40).sum()
             assert changed >= 4, (a, b, changed)  # visible pixels differ even at 128x128
     assert (np.abs(imgs["open"] - imgs["rest"]).max(axis=2) > 40).sum() >= 25

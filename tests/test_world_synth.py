@@ -15,8 +15,24 @@ runner = CliRunner()
 
 
 def _synth(out, *extra):
-    return runner.invoke(app, ["synth", "--out", str(out), "--clips", "2", "--seconds", "1.6", "--size", "128x96",
-                               "--seed", "3", "--json", *extra])
+    return runner.invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--clips",
+            "2",
+            "--seconds",
+            "1.6",
+            "--size",
+            "128x96",
+            "--seed",
+            "3",
+            "--json",
+            *extra,
+        ],
+    )
 
 
 def test_synth_writes_clips_with_labels_and_reads_back(tmp_path):
@@ -56,11 +72,18 @@ def test_synth_is_deterministic_across_runs_and_workers(tmp_path):
 def test_bad_synth_input_is_one_clear_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for args, needle in ((["--out", str(blocker)], str(blocker)), (["--out", str(tmp_path / "o"), "--size", "127x128"], "even"),
-                         (["--out", str(tmp_path / "o"), "--size", "big"], "WIDTHxHEIGHT"),
-                         (["--out", str(tmp_path / "o"), "--clips", "0"], "--clips")):
-        proc = subprocess.run([sys.executable, "-c", "from flowact_cli.cli import main; main()", "synth", *args],
-                              capture_output=True, text=True, timeout=60)
+    for args, needle in (
+        (["--out", str(blocker)], str(blocker)),
+        (["--out", str(tmp_path / "o"), "--size", "127x128"], "even"),
+        (["--out", str(tmp_path / "o"), "--size", "big"], "WIDTHxHEIGHT"),
+        (["--out", str(tmp_path / "o"), "--clips", "0"], "--clips"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", "from flowact_cli.cli import main; main()", "synth", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode != 0
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr, proc.stderr

@@ -46,16 +46,30 @@ def bench_inputs(folder: Path, width: int, height: int, seconds: float, seed: in
     return image, audio
 
 
-def run_bench(engine: Engine, seconds: float = 10.0, seed: int = 0, warmup_seconds: float = 1.0,
-              on_chunk=None) -> dict:
+def run_bench(engine: Engine, seconds: float = 10.0, seed: int = 0, warmup_seconds: float = 1.0, on_chunk=None) -> dict:
     p = engine.preset
     with tempfile.TemporaryDirectory(prefix="flowact-bench-") as tmp:
         folder = Path(tmp)
         image, audio = bench_inputs(folder, p.video.width, p.video.height, max(seconds, warmup_seconds), seed)
-        engine.render(image, audio, folder / "warmup.mp4", seed=seed, max_seconds=warmup_seconds,
-                      prompt="speaking", sync_timing=True)
-        report = engine.render(image, audio, folder / "bench.mp4", seed=seed, max_seconds=seconds,
-                               prompt="speaking", sync_timing=True, on_chunk=on_chunk)
+        engine.render(
+            image,
+            audio,
+            folder / "warmup.mp4",
+            seed=seed,
+            max_seconds=warmup_seconds,
+            prompt="speaking",
+            sync_timing=True,
+        )
+        report = engine.render(
+            image,
+            audio,
+            folder / "bench.mp4",
+            seed=seed,
+            max_seconds=seconds,
+            prompt="speaking",
+            sync_timing=True,
+            on_chunk=on_chunk,
+        )
     out = report.to_dict()
     out["output"] = None
     lat = report.chunk_ms

@@ -13,14 +13,27 @@ from rich.table import Table
 from . import cli_live, cli_train, cli_world
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
-from .cli_common import (DeviceOpt, DtypeOpt, Fit, Int8Mode, Int8Opt, NoLipsOpt, PresetOpt, RandomWeightsOpt, ThreadsOpt,
-                         WeightsOpt, emit_json, stderr_console, warn_random)
+from .cli_common import (
+    DeviceOpt,
+    DtypeOpt,
+    Fit,
+    Int8Mode,
+    Int8Opt,
+    NoLipsOpt,
+    PresetOpt,
+    RandomWeightsOpt,
+    ThreadsOpt,
+    WeightsOpt,
+    emit_json,
+    stderr_console,
+    warn_random,
+)
 
 app = typer.Typer(
     name="flowact",
     help="Real-time talking-humanoid video from one picture and a speech track (FlowAct-R1).\n\n"
-         "Start with:  flowact render --image examples/character_1.png --audio examples/speech_en.wav\n\n"
-         "Every command has --help with examples. Docs: README.md and docs/ in the repository.",
+    "Start with:  flowact render --image examples/character_1.png --audio examples/speech_en.wav\n\n"
+    "Every command has --help with examples. Docs: README.md and docs/ in the repository.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,15 +49,35 @@ cli_train.register(app)
 def _progress(total_label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn(total_label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
-                    TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
+    return Progress(
+        TextColumn(total_label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
 
 
 @app.command()
 def render(
-    image: Optional[Path] = typer.Option(None, "--image", "-i", help="Reference picture (png/jpg/webp, any size; alpha and grayscale are fine)."),
-    audio: Optional[Path] = typer.Option(None, "--audio", "-a", help="Speech track (wav/flac/ogg/mp3, any rate, mono or stereo)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout. Default: the audio file's name with .flowact.mp4 (talk.wav -> talk.flowact.mp4)."),
+    image: Optional[Path] = typer.Option(
+        None, "--image", "-i", help="Reference picture (png/jpg/webp, any size; alpha and grayscale are fine)."
+    ),
+    audio: Optional[Path] = typer.Option(
+        None, "--audio", "-a", help="Speech track (wav/flac/ogg/mp3, any rate, mono or stereo)."
+    ),
+    out: Optional[str] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help=(
+            "Output .mp4, or '-' for a fragmented mp4 on stdout. Default: the audio file's name with "
+            ".flowact.mp4 (talk.wav -> talk.flowact.mp4)."
+        ),
+    ),
     prompt: str = typer.Option("", "--prompt", "-p", help="Behaviour prompt, e.g. 'speaking calmly', 'wave hello'."),
     preset: PresetOpt = DEFAULT_PRESET,
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed and inputs give the same video."),
@@ -54,15 +87,45 @@ def render(
     random_weights: RandomWeightsOpt = False,
     no_lips: NoLipsOpt = False,
     int8: Int8Opt = Int8Mode.auto,
-    fit: Fit = typer.Option(Fit.cover, "--fit", help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad)."),
-    max_seconds: Optional[float] = typer.Option(None, "--seconds", help="Render only the first S seconds of the audio."),
+    fit: Fit = typer.Option(
+        Fit.cover,
+        "--fit",
+        help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad).",
+    ),
+    max_seconds: Optional[float] = typer.Option(
+        None, "--seconds", help="Render only the first S seconds of the audio."
+    ),
     threads: ThreadsOpt = None,
-    ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (to stderr when --out -); with --manifest one line per job."),
-    manifest: Optional[str] = typer.Option(None, "--manifest", rich_help_panel="Batch (--manifest)", help="Batch: JSON lines, or CSV with a header (image, audio[, out, prompt, seed, preset]) or without one (that column order); '-' reads stdin."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", rich_help_panel="Batch (--manifest)", help="Batch: folder for outputs of jobs without an 'out' column."),
-    force: bool = typer.Option(False, "--force", rich_help_panel="Batch (--manifest)", help="Batch: redo jobs whose complete output already exists."),
-    jobs: int = typer.Option(1, "--jobs", rich_help_panel="Batch (--manifest)", help="Batch: worker processes (one model each)."),
+    ffmpeg: Optional[str] = typer.Option(
+        None, "--ffmpeg", help="ffmpeg binary to use (default: imageio-ffmpeg's, or $FLOWACT_FFMPEG)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON summary (to stderr when --out -); with --manifest one line per job."
+    ),
+    manifest: Optional[str] = typer.Option(
+        None,
+        "--manifest",
+        rich_help_panel="Batch (--manifest)",
+        help=(
+            "Batch: JSON lines, or CSV with a header (image, audio[, out, prompt, seed, preset]) or "
+            "without one (that column order); '-' reads stdin."
+        ),
+    ),
+    out_dir: Optional[Path] = typer.Option(
+        None,
+        "--out-dir",
+        rich_help_panel="Batch (--manifest)",
+        help="Batch: folder for outputs of jobs without an 'out' column.",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        rich_help_panel="Batch (--manifest)",
+        help="Batch: redo jobs whose complete output already exists.",
+    ),
+    jobs: int = typer.Option(
+        1, "--jobs", rich_help_panel="Batch (--manifest)", help="Batch: worker processes (one model each)."
+    ),
 ):
     """Stream a talking video of the character in IMAGE speaking AUDIO.
 
@@ -77,15 +140,32 @@ def render(
 
         flowact render -i face.png -a talk.wav --out - | ffplay -
 
-        find faces -name '*.png' | sed 's/.*/{"image": "&", "audio": "talk.wav"}/' | flowact render --manifest - --out-dir out --json
+        find faces -name '*.png' | sed 's/.*/{"image": "&", "audio": "talk.wav"}/' \\
+            | flowact render --manifest - --out-dir out --json
     """
     if manifest is not None:
         from .batch import cli_manifest
 
-        code = cli_manifest(manifest=manifest, out_dir=out_dir, force=force, jobs=jobs, as_json=as_json,
-                            preset=preset, seed=seed, prompt=prompt, device=device, dtype=dtype, weights=weights,
-                            random_weights=random_weights, fit=fit.value, ffmpeg=ffmpeg, threads=threads,
-                            max_seconds=max_seconds, console=err, int8=int8.value)
+        code = cli_manifest(
+            manifest=manifest,
+            out_dir=out_dir,
+            force=force,
+            jobs=jobs,
+            as_json=as_json,
+            preset=preset,
+            seed=seed,
+            prompt=prompt,
+            device=device,
+            dtype=dtype,
+            weights=weights,
+            random_weights=random_weights,
+            fit=fit.value,
+            ffmpeg=ffmpeg,
+            threads=threads,
+            max_seconds=max_seconds,
+            console=err,
+            int8=int8.value,
+        )
         raise typer.Exit(code)
     if image is None or audio is None:
         raise FlowactError("render needs --image and --audio (or --manifest for a batch)")
@@ -100,27 +180,52 @@ def render(
     inputs = prepare_inputs(p, image, audio, fit.value)
     check_output(out)
     find_ffmpeg(ffmpeg)
-    engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads, lips=not no_lips, int8=int8.value)
+    engine = Engine.load(
+        p,
+        device=device,
+        dtype=dtype,
+        weights=weights,
+        random_weights=random_weights,
+        seed=seed,
+        threads=threads,
+        lips=not no_lips,
+        int8=int8.value,
+    )
     warn_random(err, engine.source)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
         task = bar.add_task("render", total=None, speed="")
 
         def on_chunk(ev):
             rtf = (ev.frames_done / engine.preset.video.fps) / max(ev.elapsed, 1e-9)
-            bar.update(task, total=ev.chunks, completed=ev.index + 1,
-                       speed=f"{ev.frames_done / ev.elapsed:.1f} fps  RTF {rtf:.2f}")
+            bar.update(
+                task,
+                total=ev.chunks,
+                completed=ev.index + 1,
+                speed=f"{ev.frames_done / ev.elapsed:.1f} fps  RTF {rtf:.2f}",
+            )
 
-        report = engine.render(None, None, out, prompt=prompt, seed=seed, fit=fit.value, ffmpeg=ffmpeg,
-                               max_seconds=max_seconds, on_chunk=on_chunk, inputs=inputs)
+        report = engine.render(
+            None,
+            None,
+            out,
+            prompt=prompt,
+            seed=seed,
+            fit=fit.value,
+            ffmpeg=ffmpeg,
+            max_seconds=max_seconds,
+            on_chunk=on_chunk,
+            inputs=inputs,
+        )
     summary = report.to_dict()
     if as_json:
         emit_json(summary, to_stderr=(out == "-"))
     else:
         ttff = f"{report.ttff_seconds:.2f} s" if report.ttff_seconds is not None else "n/a"
-        err.print(f"{'[yellow]interrupted[/]: ' if report.interrupted else ''}wrote {report.frames} frames "
-                  f"({report.video_seconds:.2f} s) to {out}  |  TTFF {ttff}  |  {report.e2e_fps:.1f} fps  |  "
-                  f"RTF {report.realtime_factor:.2f}  |  {report.conditions}")
+        err.print(
+            f"{'[yellow]interrupted[/]: ' if report.interrupted else ''}wrote {report.frames} frames "
+            f"({report.video_seconds:.2f} s) to {out}  |  TTFF {ttff}  |  {report.e2e_fps:.1f} fps  |  "
+            f"RTF {report.realtime_factor:.2f}  |  {report.conditions}"
+        )
     if report.interrupted:
         raise typer.Exit(130)
 
@@ -155,13 +260,26 @@ def bench(
     from .bench import run_bench
     from .render import Engine
 
-    engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads, lips=not no_lips, int8=int8.value)
+    engine = Engine.load(
+        preset,
+        device=device,
+        dtype=dtype,
+        weights=weights,
+        random_weights=random_weights,
+        seed=seed,
+        threads=threads,
+        lips=not no_lips,
+        int8=int8.value,
+    )
     warn_random(err, engine.source)
     with _progress(f"bench {engine.preset.name}") as bar:
         task = bar.add_task("bench", total=None, speed="")
-        r = run_bench(engine, seconds=seconds, seed=seed,
-                      on_chunk=lambda ev: bar.update(task, total=ev.chunks, completed=ev.index + 1, speed=""))
+        r = run_bench(
+            engine,
+            seconds=seconds,
+            seed=seed,
+            on_chunk=lambda ev: bar.update(task, total=ev.chunks, completed=ev.index + 1, speed=""),
+        )
     if as_json:
         emit_json(r)
         return
@@ -169,16 +287,29 @@ def bench(
     t.add_column("metric")
     t.add_column("value", justify="right")
     lat = r["chunk_latency_ms"]
-    rows = [
-        ("TTFF (warm, request -> first frame written)", f"{r['ttff_seconds']:.3f} s"),
-        ("end-to-end fps (generate + decode + encode)", f"{r['e2e_fps']:.1f}"),
-        ("real-time factor (>= 1 is real time)", f"{r['realtime_factor']:.2f}"),
-        ("generator fps (transformer only)", f"{r['generator_fps']:.1f}"),
-        ("chunk latency p50 / p95 / max", f"{lat['p50']} / {lat['p95']} / {lat['max']} ms (chunk = {r['chunk_video_ms']:.0f} ms of video)"),
-        ("chunk latency 1st half / 2nd half median", f"{lat['first_half_median']} / {lat['second_half_median']} ms"),
-    ] + [(f"stage: {k} (thread time)", f"{v:.3f} s") for k, v in r["stages"].items()] + [
-        ("peak memory", f"{r['peak_memory_mb']:.0f} MB"), ("frames", str(r["frames"])), ("weights", r["weights"]),
-        ("warm-up", r["warmup"])]
+    rows = (
+        [
+            ("TTFF (warm, request -> first frame written)", f"{r['ttff_seconds']:.3f} s"),
+            ("end-to-end fps (generate + decode + encode)", f"{r['e2e_fps']:.1f}"),
+            ("real-time factor (>= 1 is real time)", f"{r['realtime_factor']:.2f}"),
+            ("generator fps (transformer only)", f"{r['generator_fps']:.1f}"),
+            (
+                "chunk latency p50 / p95 / max",
+                f"{lat['p50']} / {lat['p95']} / {lat['max']} ms (chunk = {r['chunk_video_ms']:.0f} ms of video)",
+            ),
+            (
+                "chunk latency 1st half / 2nd half median",
+                f"{lat['first_half_median']} / {lat['second_half_median']} ms",
+            ),
+        ]
+        + [(f"stage: {k} (thread time)", f"{v:.3f} s") for k, v in r["stages"].items()]
+        + [
+            ("peak memory", f"{r['peak_memory_mb']:.0f} MB"),
+            ("frames", str(r["frames"])),
+            ("weights", r["weights"]),
+            ("warm-up", r["warmup"]),
+        ]
+    )
     for k, v in rows:
         t.add_row(k, v)
     out_console.print(t)
@@ -196,26 +327,56 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable
         cost = chunk_cost(p)
         w = p.weights
         source = f"bundled {w.bundled}" if w.bundled else (f"hub {w.hub.repo}" if w.hub else "none yet (random)")
-        rows.append({
-            "name": name, "resolution": f"{p.video.width}x{p.video.height}", "fps": p.video.fps,
-            "chunk_latents": p.stream.chunk_latents, "chunk_frames": p.frames_per_chunk,
-            "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps, "steps": len(p.sampler_timesteps()) - 1,
-            "params": cost.params, "params_total": sum(cost.params.values()),
-            "flops_per_pass": cost.flops_per_pass, "flops_per_chunk": cost.flops_per_chunk,
-            "tflops_per_s_for_realtime": cost.flops_per_chunk / (p.frames_per_chunk / p.video.fps) / 1e12,
-            "weights": source, "where": p.where, "default": name == DEFAULT_PRESET, "description": p.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "resolution": f"{p.video.width}x{p.video.height}",
+                "fps": p.video.fps,
+                "chunk_latents": p.stream.chunk_latents,
+                "chunk_frames": p.frames_per_chunk,
+                "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps,
+                "steps": len(p.sampler_timesteps()) - 1,
+                "params": cost.params,
+                "params_total": sum(cost.params.values()),
+                "flops_per_pass": cost.flops_per_pass,
+                "flops_per_chunk": cost.flops_per_chunk,
+                "tflops_per_s_for_realtime": cost.flops_per_chunk / (p.frames_per_chunk / p.video.fps) / 1e12,
+                "weights": source,
+                "where": p.where,
+                "default": name == DEFAULT_PRESET,
+                "description": p.description,
+            }
+        )
     if as_json:
         emit_json({"presets": rows})
         return
     t = Table(title="flowact presets (FLOPs: NFE passes + memory pass + VAE decode and lip refiner, per chunk)")
-    for col in ("preset", "size", "fps", "chunk", "steps", "params", "GFLOP/chunk", "real time needs", "weights", "runs on"):
+    for col in (
+        "preset",
+        "size",
+        "fps",
+        "chunk",
+        "steps",
+        "params",
+        "GFLOP/chunk",
+        "real time needs",
+        "weights",
+        "runs on",
+    ):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["name"] + (" (default)" if r["default"] else ""), r["resolution"], str(r["fps"]),
-                  f"{r['chunk_latents']} lat = {r['chunk_frames']} fr ({r['chunk_ms']:.0f} ms)", str(r["steps"]),
-                  f"{r['params_total'] / 1e6:.1f}M", f"{r['flops_per_chunk'] / 1e9:,.0f}",
-                  f"{r['tflops_per_s_for_realtime']:.2f} TFLOP/s", r["weights"], r["where"])
+        t.add_row(
+            r["name"] + (" (default)" if r["default"] else ""),
+            r["resolution"],
+            str(r["fps"]),
+            f"{r['chunk_latents']} lat = {r['chunk_frames']} fr ({r['chunk_ms']:.0f} ms)",
+            str(r["steps"]),
+            f"{r['params_total'] / 1e6:.1f}M",
+            f"{r['flops_per_chunk'] / 1e9:,.0f}",
+            f"{r['tflops_per_s_for_realtime']:.2f} TFLOP/s",
+            r["weights"],
+            r["where"],
+        )
     out_console.print(t)
 
 
@@ -234,7 +395,9 @@ def download(
 
     p = load_preset(preset)
     if p.weights.hub is None:
-        msg = f"preset '{p.name}' publishes no hub weights" + (" (its weights ship in the package)" if p.weights.bundled else "")
+        msg = f"preset '{p.name}' publishes no hub weights" + (
+            " (its weights ship in the package)" if p.weights.bundled else ""
+        )
         if as_json:
             emit_json({"preset": p.name, "path": None, "message": msg})
         else:

@@ -18,8 +18,22 @@ import typer
 
 from .options import Int8Mode
 
-__all__ = ["DeviceOpt", "DtypeOpt", "Fit", "Int8Mode", "Int8Opt", "NoLipsOpt", "Planner", "PresetOpt",
-           "RandomWeightsOpt", "ThreadsOpt", "WeightsOpt", "emit_json", "stderr_console", "warn_random"]
+__all__ = [
+    "DeviceOpt",
+    "DtypeOpt",
+    "Fit",
+    "Int8Mode",
+    "Int8Opt",
+    "NoLipsOpt",
+    "Planner",
+    "PresetOpt",
+    "RandomWeightsOpt",
+    "ThreadsOpt",
+    "WeightsOpt",
+    "emit_json",
+    "stderr_console",
+    "warn_random",
+]
 
 
 class Fit(str, Enum):
@@ -39,18 +53,34 @@ class Planner(str, Enum):
 # the model options render, bench and live share (Typer's Annotated style: one definition each)
 PresetOpt = Annotated[str, typer.Option("--preset", help="Preset name (see `flowact presets`) or a YAML file.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda (or cuda:N)")]
-DtypeOpt = Annotated[Optional[str], typer.Option(
-    "--dtype", help="float32 | bfloat16 | float16 (default: the preset's for the device; on CPU, bfloat16 only where "
-                    "the CPU has native bf16, else float32)")]
+DtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--dtype",
+        help="float32 | bfloat16 | float16 (default: the preset's for the device; on CPU, bfloat16 only where "
+        "the CPU has native bf16, else float32)",
+    ),
+]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Load weights from this .safetensors file.")]
 RandomWeightsOpt = Annotated[bool, typer.Option("--random-weights", help="Seeded random weights (pipeline testing).")]
-NoLipsOpt = Annotated[bool, typer.Option(
-    "--no-lips", help="Leave out the preset's lip refiner: the mouth as the transformer and VAE draw it.")]
-Int8Opt = Annotated[Int8Mode, typer.Option(
-    "--int8", help="int8 transformer linears: auto (on where the transformer runs float32 on a CPU, i.e. one "
-                   "without native bf16) | on | off (plain float).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode).")]
+NoLipsOpt = Annotated[
+    bool,
+    typer.Option("--no-lips", help="Leave out the preset's lip refiner: the mouth as the transformer and VAE draw it."),
+]
+Int8Opt = Annotated[
+    Int8Mode,
+    typer.Option(
+        "--int8",
+        help="int8 transformer linears: auto (on where the transformer runs float32 on a CPU, i.e. one "
+        "without native bf16) | on | off (plain float).",
+    ),
+]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads", help="CPU threads (default: half the cores each for generation and the overlapped decode)."
+    ),
+]
 
 
 def stderr_console(soft_wrap: bool = True):
@@ -58,15 +88,21 @@ def stderr_console(soft_wrap: bool = True):
     stderr is no terminal; FLOWACT_QUIET=1 silences it."""
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=soft_wrap, force_terminal=None if sys.stderr.isatty() else False,
-                   quiet=bool(os.environ.get("FLOWACT_QUIET")))
+    return Console(
+        stderr=True,
+        soft_wrap=soft_wrap,
+        force_terminal=None if sys.stderr.isatty() else False,
+        quiet=bool(os.environ.get("FLOWACT_QUIET")),
+    )
 
 
 def warn_random(console, source) -> None:
     """Say loudly when a model runs on seeded random weights."""
     if source.kind == "random":
-        console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] ({source.reason}, seed {source.seed}): "
-                      "the pipeline is real, the picture will not be a talking character.")
+        console.print(
+            f"[bold yellow]WARNING: RANDOM WEIGHTS[/] ({source.reason}, seed {source.seed}): "
+            "the pipeline is real, the picture will not be a talking character."
+        )
 
 
 def emit_json(data: dict, to_stderr: bool = False) -> None:

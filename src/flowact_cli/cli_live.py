@@ -11,8 +11,19 @@ import typer
 
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
-from .cli_common import (DeviceOpt, DtypeOpt, Fit, Int8Mode, Int8Opt, Planner, PresetOpt, RandomWeightsOpt, WeightsOpt,
-                         stderr_console, warn_random)
+from .cli_common import (
+    DeviceOpt,
+    DtypeOpt,
+    Fit,
+    Int8Mode,
+    Int8Opt,
+    Planner,
+    PresetOpt,
+    RandomWeightsOpt,
+    WeightsOpt,
+    stderr_console,
+    warn_random,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,17 +33,51 @@ def register(app: typer.Typer) -> None:
 
 def live(
     image: Path = typer.Option(..., "--image", "-i", help="Reference picture (png/jpg/webp, any size)."),
-    out: str = typer.Option("live.mp4", "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout (pipe into a player)."),
+    out: str = typer.Option(
+        "live.mp4", "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout (pipe into a player)."
+    ),
     preset: PresetOpt = DEFAULT_PRESET,
-    script: Optional[Path] = typer.Option(None, "--script", help="Replay timed commands: JSON lines with \"at\" (seconds after the stream starts). stdin is then not read unless --stdin."),
-    read_stdin: Optional[bool] = typer.Option(None, "--stdin/--no-stdin", help="Read JSON-lines commands from stdin (default: yes, unless --script)."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="End after this many seconds of stream (default: at a stop command or Ctrl-C)."),
-    listen_audio: Optional[Path] = typer.Option(None, "--listen-audio", help="The user's voice (a file heard in real time from the start): the planner listens while it carries voice."),
-    json_events: bool = typer.Option(False, "--json-events", help="Status events as JSON lines on stderr (chunk, state, command latency, late, error, memory, summary)."),
-    events_file: Optional[Path] = typer.Option(None, "--events", help="Write the JSON-lines events to this file instead of stderr."),
+    script: Optional[Path] = typer.Option(
+        None,
+        "--script",
+        help=(
+            'Replay timed commands: JSON lines with "at" (seconds after the stream starts). stdin is then '
+            "not read unless --stdin."
+        ),
+    ),
+    read_stdin: Optional[bool] = typer.Option(
+        None, "--stdin/--no-stdin", help="Read JSON-lines commands from stdin (default: yes, unless --script)."
+    ),
+    duration: Optional[float] = typer.Option(
+        None, "--duration", help="End after this many seconds of stream (default: at a stop command or Ctrl-C)."
+    ),
+    listen_audio: Optional[Path] = typer.Option(
+        None,
+        "--listen-audio",
+        help="The user's voice (a file heard in real time from the start): the planner listens while it carries voice.",
+    ),
+    json_events: bool = typer.Option(
+        False,
+        "--json-events",
+        help="Status events as JSON lines on stderr (chunk, state, command latency, late, error, memory, summary).",
+    ),
+    events_file: Optional[Path] = typer.Option(
+        None, "--events", help="Write the JSON-lines events to this file instead of stderr."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (to stderr when --out -)."),
-    planner: Planner = typer.Option(Planner.rules, "--planner", help="rules: automatic states from voice activity | none: only commanded states (an external planner drives)."),
-    ahead: Optional[float] = typer.Option(None, "--ahead", help="Generate each chunk this many seconds before it is due (default: adapt to measured chunk cost). Lower = faster reactions, higher = fewer late chunks."),
+    planner: Planner = typer.Option(
+        Planner.rules,
+        "--planner",
+        help="rules: automatic states from voice activity | none: only commanded states (an external planner drives).",
+    ),
+    ahead: Optional[float] = typer.Option(
+        None,
+        "--ahead",
+        help=(
+            "Generate each chunk this many seconds before it is due (default: adapt to measured chunk "
+            "cost). Lower = faster reactions, higher = fewer late chunks."
+        ),
+    ),
     seed: int = typer.Option(0, "--seed", help="Noise seed."),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
@@ -94,8 +139,16 @@ def live(
     find_ffmpeg(ffmpeg)
     if read_stdin is None:
         read_stdin = script is None
-    engine = Engine.load(p, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads, int8=int8.value)
+    engine = Engine.load(
+        p,
+        device=device,
+        dtype=dtype,
+        weights=weights,
+        random_weights=random_weights,
+        seed=seed,
+        threads=threads,
+        int8=int8.value,
+    )
     err = stderr_console()
     warn_random(err, engine.source)
     sink = None
@@ -108,8 +161,10 @@ def live(
     def human(ev: dict) -> None:
         kind = ev["event"]
         if kind == "start":
-            err.print(f"live: {ev['preset']} {ev['fps']} fps -> {ev['out']}  (ahead {ev['ahead_ms']:.0f} ms; "
-                      "commands as JSON lines; Ctrl-C ends)")
+            err.print(
+                f"live: {ev['preset']} {ev['fps']} fps -> {ev['out']}  (ahead {ev['ahead_ms']:.0f} ms; "
+                "commands as JSON lines; Ctrl-C ends)"
+            )
         elif kind == "error":
             err.print(f"[red]line {ev['line']}: {ev['message']}[/] (skipped)")
         elif kind == "late":
@@ -122,8 +177,16 @@ def live(
     events = EventLog(sink, on_event=None if sink is not None else human)
     options = LiveOptions(out=out, duration=duration, ahead=ahead, seed=seed, ffmpeg=ffmpeg, planner=planner.value)
     try:
-        report = run_live(engine, reference, options, events=events, stdin=sys.stdin if read_stdin else None,
-                          script=lines, script_base=script.parent if script is not None else None, listen_audio=heard)
+        report = run_live(
+            engine,
+            reference,
+            options,
+            events=events,
+            stdin=sys.stdin if read_stdin else None,
+            script=lines,
+            script_base=script.parent if script is not None else None,
+            listen_audio=heard,
+        )
         summary = report.to_dict()
         events.emit("summary", **summary)
     finally:
@@ -133,9 +196,11 @@ def live(
         print(json.dumps(summary, indent=2, default=str), file=sys.stderr if out == "-" else sys.stdout)
     elif sink is None:
         lat = report.latency_ms.get("all", {})
-        err.print(f"{'interrupted: ' if report.interrupted else ''}wrote {report.frames} frames "
-                  f"({report.video_seconds:.2f} s, wall {report.wall_seconds:.2f} s) to {out} | "
-                  f"late chunks {report.late_chunks} ({report.held_frames} held frames) | commands {report.commands}, "
-                  f"errors {report.errors} | latency p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms")
+        err.print(
+            f"{'interrupted: ' if report.interrupted else ''}wrote {report.frames} frames "
+            f"({report.video_seconds:.2f} s, wall {report.wall_seconds:.2f} s) to {out} | "
+            f"late chunks {report.late_chunks} ({report.held_frames} held frames) | commands {report.commands}, "
+            f"errors {report.errors} | latency p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms"
+        )
     if report.interrupted:
         raise typer.Exit(130)

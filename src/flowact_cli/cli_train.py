@@ -14,8 +14,9 @@ from .config import DEFAULT_PRESET
 from .errors import FlowactError
 
 # the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
-StageName = Enum("StageName", {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips")},
-                 type=str)
+StageName = Enum(
+    "StageName", {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips")}, type=str
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,17 +25,35 @@ def register(app: typer.Typer) -> None:
     app.command(name="cache")(cache)
 
 
-
 def train(
-    stage: StageName = typer.Option(..., "--stage", help="vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | visemes (the lip refiner's ear: audio -> mouth parameters, no frames drawn) | lips (the lip refiner, on a finished model)"),
+    stage: StageName = typer.Option(
+        ...,
+        "--stage",
+        help=(
+            "vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | visemes (the "
+            "lip refiner's ear: audio -> mouth parameters, no frames drawn) | lips (the lip refiner, "
+            "on a finished model)"
+        ),
+    ),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
-    data: str = typer.Option("synth", "--data", help="'synth[:SEED]' (the synthetic world, on the fly), a `flowact synth` folder, or a folder of mp4 files with audio."),
-    out: Path = typer.Option(Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."),
+    data: str = typer.Option(
+        "synth",
+        "--data",
+        help=(
+            "'synth[:SEED]' (the synthetic world, on the fly), a `flowact synth` folder, or a folder of "
+            "mp4 files with audio."
+        ),
+    ),
+    out: Path = typer.Option(
+        Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."
+    ),
     steps: int = typer.Option(1000, "--steps"),
     batch: int = typer.Option(4, "--batch"),
     lr: float = typer.Option(2e-4, "--lr"),
     warmup: int = typer.Option(100, "--warmup", help="Steps of linear learning-rate warm-up."),
-    decay: float = typer.Option(0.0, "--decay", help="Fraction of the steps, at the end, that ramp the learning rate down to 10%."),
+    decay: float = typer.Option(
+        0.0, "--decay", help="Fraction of the steps, at the end, that ramp the learning rate down to 10%."
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (the previous stage's output)."),
@@ -42,12 +61,50 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/<stage>/ckpt."),
     save_every: int = typer.Option(200, "--save-every"),
     threads: Optional[int] = typer.Option(None, "--threads"),
-    teacher_steps: int = typer.Option(16, "--teacher-steps", help="distill: the guided teacher's Euler steps per chunk, split evenly over the student's steps, rounded down (16 gives 15 on a 3-step preset, 8 gives 6)."),
-    guidance: float = typer.Option(2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."),
-    motion_weight: float = typer.Option(0.0, "--motion-weight", help="vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, hands): sharper moving parts."),
-    mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="extra loss weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth only). vae/decoder: on its pixels, a mouth the decoder must draw, not copy; pretrain/selfforce/distill: on its latent cells, about 2%% of the frame otherwise."),
-    only: Optional[str] = typer.Option(None, "--only", help="Train only the stage's parameters whose names start with one of these comma-separated prefixes (e.g. vae.decoder.ref.,vae.decoder.alpha_out.: a newly grown branch on a frozen decoder)."),
-    speaking: float = typer.Option(0.0, "--speaking", help="--data synth: this fraction of the samples is a window of speech (default: windows anywhere, mostly with the mouth at rest)."),
+    teacher_steps: int = typer.Option(
+        16,
+        "--teacher-steps",
+        help=(
+            "distill: the guided teacher's Euler steps per chunk, split evenly over the student's steps, "
+            "rounded down (16 gives 15 on a 3-step preset, 8 gives 6)."
+        ),
+    ),
+    guidance: float = typer.Option(
+        2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."
+    ),
+    motion_weight: float = typer.Option(
+        0.0,
+        "--motion-weight",
+        help=(
+            "vae/decoder: extra L1 weight (1 + W) on pixels that differ from the reference (mouth, eyes, "
+            "hands): sharper moving parts."
+        ),
+    ),
+    mouth_weight: float = typer.Option(
+        0.0,
+        "--mouth-weight",
+        help=(
+            "extra loss weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth "
+            "only). vae/decoder: on its pixels, a mouth the decoder must draw, not copy; "
+            "pretrain/selfforce/distill: on its latent cells, about 2%% of the frame otherwise."
+        ),
+    ),
+    only: Optional[str] = typer.Option(
+        None,
+        "--only",
+        help=(
+            "Train only the stage's parameters whose names start with one of these comma-separated "
+            "prefixes (e.g. vae.decoder.ref.,vae.decoder.alpha_out.: a newly grown branch on a frozen decoder)."
+        ),
+    ),
+    speaking: float = typer.Option(
+        0.0,
+        "--speaking",
+        help=(
+            "--data synth: this fraction of the samples is a window of speech (default: windows anywhere, "
+            "mostly with the mouth at rest)."
+        ),
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Train one stage of the FlowAct-R1 recipe.
@@ -82,31 +139,61 @@ def train(
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
     stage = stage.value
-    run = TrainRun(stage=stage, preset=load_preset(preset), data=data, out=out, steps=steps, batch=batch, lr=lr,
-                   warmup=warmup, decay=decay, seed=seed, device=str(dev), init=init, teacher=teacher, resume=resume, save_every=save_every,
-                   speaking=speaking, only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
-                   settings=StageSettings(teacher_steps=teacher_steps, guidance=guidance, motion_weight=motion_weight,
-                                         mouth_weight=mouth_weight))
+    run = TrainRun(
+        stage=stage,
+        preset=load_preset(preset),
+        data=data,
+        out=out,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        warmup=warmup,
+        decay=decay,
+        seed=seed,
+        device=str(dev),
+        init=init,
+        teacher=teacher,
+        resume=resume,
+        save_every=save_every,
+        speaking=speaking,
+        only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
+        settings=StageSettings(
+            teacher_steps=teacher_steps, guidance=guidance, motion_weight=motion_weight, mouth_weight=mouth_weight
+        ),
+    )
     err = stderr_console(soft_wrap=False)
-    with Progress(TextColumn(f"train {stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeRemainingColumn(), console=err, disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn(f"train {stage}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
         task = bar.add_task(stage, total=steps, info="")
         summary = run_train(run, lambda s, rec: bar.update(task, completed=s, info=f"loss {rec['loss']:.4f}"))
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        err.print(f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} "
-                  f"over steps {summary['resumed_from']}..{steps}; weights: {summary['weights']}")
+        err.print(
+            f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} "
+            f"over steps {summary['resumed_from']}..{steps}; weights: {summary['weights']}"
+        )
 
 
 def cache(
-    init: Path = typer.Option(..., "--init", help="Trained weights whose VAE encodes the clips (the vae stage's output)."),
+    init: Path = typer.Option(
+        ..., "--init", help="Trained weights whose VAE encodes the clips (the vae stage's output)."
+    ),
     out: Path = typer.Option(..., "--out", help="Cache folder: shard_NNNN.npz (+ .prompts.json) and cache.json."),
     clips: int = typer.Option(1000, "--clips", help="Training clips to render and encode."),
     seconds: float = typer.Option(4.0, "--seconds", help="Length of each clip."),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
     seed: int = typer.Option(0, "--seed", help="World seed of the clips."),
-    part: str = typer.Option("0/1", "--part", help="K/N: do every N-th shard from K (run N processes to share the work)."),
+    part: str = typer.Option(
+        "0/1", "--part", help="K/N: do every N-th shard from K (run N processes to share the work)."
+    ),
     threads: Optional[int] = typer.Option(None, "--threads"),
 ):
     """Render training clips from the synthetic world and encode them once with a trained VAE.
@@ -141,8 +228,14 @@ def cache(
     W.load_into(model, W.resolve(p, weights=init))
     model.eval()
     err = stderr_console(soft_wrap=False)
-    with Progress(TextColumn("cache"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                  disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn("cache"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
         mine = sum(min(clips, s0 + SHARD) - s0 for s0 in range(k * SHARD, clips, n * SHARD))
         task = bar.add_task("cache", total=mine)
         done = [0]

@@ -57,8 +57,15 @@ def synth(
 
     width, height = parse_size(size)
     req = SynthRequest(out, clips, seconds, width, height, seed, max(1, workers))
-    with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=stderr_console(soft_wrap=False), transient=True, disable=as_json) as bar:
+    with Progress(
+        TextColumn("synth"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console(soft_wrap=False),
+        transient=True,
+        disable=as_json,
+    ) as bar:
         task = bar.add_task("clips", total=clips)
         manifest = synth_dataset(req, progress=lambda n: bar.advance(task, n))
     summary = {k: v for k, v in manifest.items() if k not in ("clips", "seeds")}
@@ -68,16 +75,21 @@ def synth(
         print(json.dumps(summary))
         return
     print(f"wrote {summary['clips']} clips ({summary['frames']} frames) to {out} in {summary['wall_seconds']:.1f} s")
-    print(f"render {summary['render_fps_per_core']:.0f} frames/s per core, end to end {summary['end_to_end_fps_per_core']:.0f} "
-          f"frames/s per core (speech, render, encode); {summary['bytes_per_clip_second'] / 1000:.1f} kB per clip-second "
-          f"({summary['mp4_bytes_per_clip_second'] / 1000:.1f} kB of it mp4)")
+    print(
+        f"render {summary['render_fps_per_core']:.0f} frames/s per core, end to end "
+        f"{summary['end_to_end_fps_per_core']:.0f} "
+        f"frames/s per core (speech, render, encode); {summary['bytes_per_clip_second'] / 1000:.1f} kB per clip-second "
+        f"({summary['mp4_bytes_per_clip_second'] / 1000:.1f} kB of it mp4)"
+    )
 
 
 def evaluate(
     video: Path = typer.Argument(..., help="Video to score (mp4 or anything ffmpeg reads)."),
     audio: Path = typer.Option(..., "--audio", help="The speech track the video should lip-sync to."),
     reference: Path = typer.Option(..., "--reference", help="Reference image of the character."),
-    timeline: Optional[Path] = typer.Option(None, "--timeline", help="Behaviour timeline (synth labels .json, or JSON/YAML segments)."),
+    timeline: Optional[Path] = typer.Option(
+        None, "--timeline", help="Behaviour timeline (synth labels .json, or JSON/YAML segments)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     from .judge.evaluate import evaluate_video
@@ -97,7 +109,11 @@ def evaluate(
     ls, ident, beh, fl = report["lipsync"], report["identity"], report["behaviour"], report["flicker"]
     if ls["applicable"]:
         t.add_row("lip-sync correlation", f"{ls['correlation']:.3f}", "mouth openness vs audio at offset 0 (1 is best)")
-        t.add_row("best offset", f"{ls['best_offset_s']:+.2f} s", f"correlation there {ls['best_correlation']:.3f} (+: video late)")
+        t.add_row(
+            "best offset",
+            f"{ls['best_offset_s']:+.2f} s",
+            f"correlation there {ls['best_correlation']:.3f} (+: video late)",
+        )
     else:
         t.add_row("lip-sync", "n/a", ls["reason"])
     acc = beh.get("accuracy")

@@ -46,8 +46,9 @@ class ModelConfig:
     rope_axes: tuple[int, int, int] = (8, 12, 12)
     rope_theta: float = 10_000.0
     # token stream -> weight set: streams that share a set share projection/norm/MLP weights
-    weight_sets: dict = field(default_factory=lambda: {"video": "video", "reference": "video",
-                                                       "audio": "cond", "text": "cond"})
+    weight_sets: dict = field(
+        default_factory=lambda: {"video": "video", "reference": "video", "audio": "cond", "text": "cond"}
+    )
     # add each latent frame's audio tokens, normed and projected, to the embeddings of that
     # frame's video tokens: a direct path from the speech to the frame beside joint attention
     audio_inject: bool = False
@@ -66,6 +67,7 @@ class AudioConfig:
 @dataclass(frozen=True)
 class LipsConfig:
     """The lip refiner (model/lips.py): decoded frames + the chunk's mel windows -> the mouth redrawn."""
+
     width: int = 16  # channels at full/2 resolution; x2 per halving
     ear_width: int = 96  # the ear's channels (1-D convs over the mel)
 
@@ -156,6 +158,7 @@ class Preset:
 
 # -- loading and validation -------------------------------------------------------------
 
+
 def _convert(value, tp, key: str, src: str):
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -223,7 +226,11 @@ def _check(p: Preset, src: str) -> Preset:
 
     v, m, vae, st, smp, a = p.video, p.model, p.vae, p.stream, p.sampler, p.audio
     if v.width <= 0 or v.height <= 0 or v.width % (vae.spatial * m.patch) or v.height % (vae.spatial * m.patch):
-        bad("video", f"size {v.width}x{v.height} must be a positive multiple of vae.spatial*model.patch = {vae.spatial * m.patch}")
+        bad(
+            "video",
+            f"size {v.width}x{v.height} must be a positive multiple of vae.spatial*model.patch = "
+            f"{vae.spatial * m.patch}",
+        )
     if v.fps != 25:
         # the audio front end (10 ms mel hop, 4 video frames = 160 ms per latent frame), the world's
         # visemes and the training data are all laid out at 25 fps
@@ -247,8 +254,9 @@ def _check(p: Preset, src: str) -> Preset:
     if smp.shift <= 0:
         bad("sampler.shift", "must be positive")
     ts = p.sampler_timesteps()
-    if smp.timesteps is not None and (len(ts) < 2 or abs(ts[0] - 1) > 1e-6 or ts[-1] != 0.0
-                                      or any(b >= a for a, b in zip(ts, ts[1:]))):
+    if smp.timesteps is not None and (
+        len(ts) < 2 or abs(ts[0] - 1) > 1e-6 or ts[-1] != 0.0 or any(b >= a for a, b in zip(ts, ts[1:]))
+    ):
         bad("sampler.timesteps", "must decrease strictly from 1.0 to 0.0")
     if a.sample_rate != 16_000:
         bad("audio.sample_rate", "only 16000 is implemented")

@@ -43,8 +43,7 @@ class StageFailed(FlowactError):
 
     exit_code = 1
 
-    def __init__(self, stage: str, error: BaseException, output: str | Path | None = None,
-                 frames: int | None = None):
+    def __init__(self, stage: str, error: BaseException, output: str | Path | None = None, frames: int | None = None):
         tb = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
         where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
         message = f"the {stage} stage failed: {type(error).__name__}: {error}{where}"

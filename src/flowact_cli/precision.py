@@ -20,9 +20,19 @@ from pathlib import Path
 # oneDNN ISA caps at or above the first with native bf16 dot products (AVX512_CORE_BF16);
 # any other value (SSE41, AVX, AVX2, AVX2_VNNI[_2], AVX512_CORE[_VNNI], or one we do not
 # know) caps the CPU below it
-_ONEDNN_BF16_ISAS = {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
-                     "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
-                     "ALL", "DEFAULT"}
+_ONEDNN_BF16_ISAS = {
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+    "ALL",
+    "DEFAULT",
+}
 _ATEN_FLOORS = {"DEFAULT", "AVX2"}
 _MKL_FLOORS = {"SSE4_2", "AVX", "AVX2"}
 _NATIVE_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 `flags`; Arm `Features` says bf16

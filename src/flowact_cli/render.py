@@ -134,17 +134,36 @@ def default_threads(preset: Preset) -> int:
 class Engine:
     """One loaded model for one preset on one device; renders many jobs."""
 
-    def __init__(self, preset: Preset, model: FlowActModel, source: W.WeightsSource, device: torch.device,
-                 dtype: torch.dtype, threads: int, dtype_why: str = "preset", int8: str = "off"):
+    def __init__(
+        self,
+        preset: Preset,
+        model: FlowActModel,
+        source: W.WeightsSource,
+        device: torch.device,
+        dtype: torch.dtype,
+        threads: int,
+        dtype_why: str = "preset",
+        int8: str = "off",
+    ):
         self.preset, self.model, self.source = preset, model, source
         self.device, self.dtype, self.threads = device, dtype, threads
         self.dtype_why = dtype_why  # how the dtype was chosen: --dtype, preset, or auto (CPU bf16 check)
         self.int8 = int8  # "on", "off", or "off (why)": the transformer's block linears (model/quant.py)
 
     @classmethod
-    def load(cls, preset: str | Preset = DEFAULT_PRESET, *, device: str = "auto", dtype: str | None = None,
-             weights: str | Path | None = None, random_weights: bool = False, seed: int = 0,
-             threads: int | None = None, lips: bool = True, int8: str = "auto") -> "Engine":
+    def load(
+        cls,
+        preset: str | Preset = DEFAULT_PRESET,
+        *,
+        device: str = "auto",
+        dtype: str | None = None,
+        weights: str | Path | None = None,
+        random_weights: bool = False,
+        seed: int = 0,
+        threads: int | None = None,
+        lips: bool = True,
+        int8: str = "auto",
+    ) -> "Engine":
         """`lips=False` leaves a preset's lip refiner out: frames as the VAE decodes them.
         `dtype` None: the preset's for the device, except a CPU's bfloat16 becomes float32
         where the CPU only emulates bf16 (`precision.choose_dtype`). `int8`: "auto" quantises
@@ -178,17 +197,40 @@ class Engine:
         return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why, int8_state)
 
     def conditions(self, compiled: bool = False) -> str:
-        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU x{self.threads} threads"
-        return (f"{where}, {str(self.dtype).replace('torch.', '')} ({self.dtype_why}), compile {'on' if compiled else 'off'}, "
-                f"kernels {flowact_kernels.backend()}, NFE {len(self.preset.sampler_timesteps()) - 1}"
-                + (", int8 transformer linears" if self.int8 == "on" else f", int8 {self.int8}" if self.int8 != "off" else "")
-                + (f", lip refiner {'on' if self.model.lips is not None else 'off'}" if self.preset.lips else ""))
+        where = (
+            torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU x{self.threads} threads"
+        )
+        dtype = str(self.dtype).replace("torch.", "")
+        parts = [
+            where,
+            f"{dtype} ({self.dtype_why})",
+            f"compile {'on' if compiled else 'off'}",
+            f"kernels {flowact_kernels.backend()}",
+            f"NFE {len(self.preset.sampler_timesteps()) - 1}",
+        ]
+        if self.int8 != "off":
+            parts.append("int8 transformer linears" if self.int8 == "on" else f"int8 {self.int8}")
+        if self.preset.lips:
+            parts.append(f"lip refiner {'on' if self.model.lips is not None else 'off'}")
+        return ", ".join(parts)
 
-    def render(self, image: str | Path | None, audio: str | Path | None, out: str | Path = "-", *, prompt: str = "",
-               seed: int = 0, fit: str = "cover", ffmpeg: str | None = None, max_seconds: float | None = None,
-               on_chunk: Callable[[ChunkEvent], None] | None = None, sync_timing: bool = False,
-               stop: threading.Event | None = None, inputs: RenderInputs | None = None,
-               overlap: bool | None = None) -> RenderReport:
+    def render(
+        self,
+        image: str | Path | None,
+        audio: str | Path | None,
+        out: str | Path = "-",
+        *,
+        prompt: str = "",
+        seed: int = 0,
+        fit: str = "cover",
+        ffmpeg: str | None = None,
+        max_seconds: float | None = None,
+        on_chunk: Callable[[ChunkEvent], None] | None = None,
+        sync_timing: bool = False,
+        stop: threading.Event | None = None,
+        inputs: RenderInputs | None = None,
+        overlap: bool | None = None,
+    ) -> RenderReport:
         """Stream one video from image + audio paths (or already `prepare_inputs`-ed
         `inputs`). `stop` (optional) ends the render early, like Ctrl-C does. `overlap`
         decodes in its own thread while the next chunk generates (default: the preset's
@@ -209,10 +251,20 @@ class Engine:
         if out_str != "-" and Path(out_str).resolve() == Path(audio).resolve():
             raise FlowactError("output path is the input audio file", path=out)
 
-        stages = {"load_inputs": time.perf_counter() - t_request, "audio": 0.0, "reference": 0.0,
-                  "transformer": 0.0, "decode": 0.0, "encode": 0.0}
+        stages = {
+            "load_inputs": time.perf_counter() - t_request,
+            "audio": 0.0,
+            "reference": 0.0,
+            "transformer": 0.0,
+            "decode": 0.0,
+            "encode": 0.0,
+        }
         gen = StreamGenerator(self.model, seed)
-        sync = (lambda: torch.cuda.synchronize(self.device)) if (sync_timing and self.device.type == "cuda") else (lambda: None)
+        sync = (
+            (lambda: torch.cuda.synchronize(self.device))
+            if (sync_timing and self.device.type == "cuda")
+            else (lambda: None)
+        )
 
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -225,15 +277,23 @@ class Engine:
         sync()
         stages["reference"] = time.perf_counter() - t0
 
-        writer = VideoWriter(out, p.video.width, p.video.height, p.video.fps, audio=audio, ffmpeg=ffmpeg,
-                             shortest=True, queue_frames=2 * per_chunk)
+        writer = VideoWriter(
+            out,
+            p.video.width,
+            p.video.height,
+            p.video.fps,
+            audio=audio,
+            ffmpeg=ffmpeg,
+            shortest=True,
+            queue_frames=2 * per_chunk,
+        )
         done_frames = [0]
 
         def emit(item: tuple[int, torch.Tensor, int, torch.Tensor]) -> None:
             k, z, keep, mel = item
             # the first chunk decodes one latent frame at a time (streaming decode is exact per
             # latent frame): its first frames reach ffmpeg after part of the decode, not all of it
-            for zp, mp in (gen.split_latents(z, mel) if k == 0 else [(z, mel)]):
+            for zp, mp in gen.split_latents(z, mel) if k == 0 else [(z, mel)]:
                 t = time.perf_counter()
                 frames = gen.decode(zp, mp)[:keep]
                 stages["decode"] += time.perf_counter() - t
@@ -304,11 +364,25 @@ class Engine:
         wall = time.perf_counter() - t_request
         frames = wstats.frames
         return RenderReport(
-            output=out_str, preset=p.name, weights=self.source.describe(), device=str(self.device),
-            dtype=str(self.dtype).replace("torch.", ""), threads=self.threads, frames=frames, chunks=len(chunk_ms),
-            fps=p.video.fps, video_seconds=frames / p.video.fps, audio_seconds=track.seconds, wall_seconds=wall,
+            output=out_str,
+            preset=p.name,
+            weights=self.source.describe(),
+            device=str(self.device),
+            dtype=str(self.dtype).replace("torch.", ""),
+            threads=self.threads,
+            frames=frames,
+            chunks=len(chunk_ms),
+            fps=p.video.fps,
+            video_seconds=frames / p.video.fps,
+            audio_seconds=track.seconds,
+            wall_seconds=wall,
             ttff_seconds=(wstats.first_frame_at - t_request) if wstats.first_frame_at else None,
-            e2e_fps=frames / wall, generator_fps=frames / max(stages["transformer"], 1e-9),
-            realtime_factor=(frames / p.video.fps) / wall, chunk_ms=chunk_ms,
-            stages={k: round(v, 4) for k, v in stages.items()}, peak_memory_mb=peak_memory_mb(self.device),
-            interrupted=interrupted, conditions=self.conditions() + ", decode+encode counted in e2e/RTF/TTFF")
+            e2e_fps=frames / wall,
+            generator_fps=frames / max(stages["transformer"], 1e-9),
+            realtime_factor=(frames / p.video.fps) / wall,
+            chunk_ms=chunk_ms,
+            stages={k: round(v, 4) for k, v in stages.items()},
+            peak_memory_mb=peak_memory_mb(self.device),
+            interrupted=interrupted,
+            conditions=self.conditions() + ", decode+encode counted in e2e/RTF/TTFF",
+        )

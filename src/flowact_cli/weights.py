@@ -60,7 +60,9 @@ def hub_online(timeout: float = 1.5) -> bool:
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
+        with socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+        ):
             return True
     except OSError:
         return False
@@ -81,7 +83,8 @@ def hub_fetch(src: HubSource, preset_name: str, cache_dir: str | None = None) ->
             raise FlowactError(
                 f"weights for preset '{preset_name}' ({src.repo}/{src.file}) are not cached and the hub is "
                 "unreachable (offline); run `flowact download --preset "
-                f"{preset_name}` where there is network, or pass --weights FILE or --random-weights")
+                f"{preset_name}` where there is network, or pass --weights FILE or --random-weights"
+            )
         from huggingface_hub import hf_hub_download
 
         try:
@@ -92,8 +95,14 @@ def hub_fetch(src: HubSource, preset_name: str, cache_dir: str | None = None) ->
     return path
 
 
-def resolve(preset: Preset, *, weights: str | Path | None = None, random_weights: bool = False,
-            seed: int = 0, cache_dir: str | None = None) -> WeightsSource:
+def resolve(
+    preset: Preset,
+    *,
+    weights: str | Path | None = None,
+    random_weights: bool = False,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> WeightsSource:
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
@@ -110,7 +119,9 @@ def resolve(preset: Preset, *, weights: str | Path | None = None, random_weights
             _check_sha(path, w.sha256, "bundled weights")
             return WeightsSource("bundled", path)
         if w.hub is None:
-            raise FlowactError(f"preset '{preset.name}' names bundled weights that are missing from this install", path=path)
+            raise FlowactError(
+                f"preset '{preset.name}' names bundled weights that are missing from this install", path=path
+            )
     if w.hub is not None:
         return WeightsSource("hub", hub_fetch(w.hub, preset.name, cache_dir))
     return WeightsSource("random", None, seed, f"preset '{preset.name}' publishes no trained weights yet")
@@ -139,19 +150,27 @@ def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, 
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise FlowactError(f"weights do not fit preset '{model.preset.name}': {len(missing)} missing, "
-                           f"{len(unexpected)} unexpected keys ({detail})", path=source.path)
+        raise FlowactError(
+            f"weights do not fit preset '{model.preset.name}': {len(missing)} missing, "
+            f"{len(unexpected)} unexpected keys ({detail})",
+            path=source.path,
+        )
     for key, value in state.items():
         if value.shape != own[key].shape:
-            raise FlowactError(f"weights do not fit preset '{model.preset.name}': {key} has shape "
-                               f"{tuple(value.shape)}, the model wants {tuple(own[key].shape)}", path=source.path)
+            raise FlowactError(
+                f"weights do not fit preset '{model.preset.name}': {key} has shape "
+                f"{tuple(value.shape)}, the model wants {tuple(own[key].shape)}",
+                path=source.path,
+            )
     model.load_state_dict(state, strict=False)
 
 
 def save(model: torch.nn.Module, path: str | Path, dtype: torch.dtype | None = None) -> Path:
     from safetensors.torch import save_file
 
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
     save_file(state, str(path), metadata={"format": FORMAT, "preset": model.preset.name})
     return Path(path)

@@ -22,8 +22,19 @@ from .manifest import Defaults, Job, parse_manifest, read_manifest
 from .progress import BatchProgress
 from .schedule import run_here, run_pool
 
-__all__ = ["BatchOptions", "Defaults", "Job", "JobResult", "Outcome", "cli_manifest", "parse_manifest",
-           "partial_path", "read_manifest", "run_batch", "run_job"]
+__all__ = [
+    "BatchOptions",
+    "Defaults",
+    "Job",
+    "JobResult",
+    "Outcome",
+    "cli_manifest",
+    "parse_manifest",
+    "partial_path",
+    "read_manifest",
+    "run_batch",
+    "run_job",
+]
 
 
 @dataclass
@@ -40,8 +51,17 @@ class Outcome:
         return 2 if any(r.status == "failed" for r in self.results) else 0
 
 
-def run_batch(jobs: list[Job], options: BatchOptions, *, workers: int = 1, overlap: bool = True,
-              stop: threading.Event | None = None, on_result=None, on_chunk=None, on_load=None) -> Outcome:
+def run_batch(
+    jobs: list[Job],
+    options: BatchOptions,
+    *,
+    workers: int = 1,
+    overlap: bool = True,
+    stop: threading.Event | None = None,
+    on_result=None,
+    on_chunk=None,
+    on_load=None,
+) -> Outcome:
     """Run every job; bad jobs are reported and skipped. `workers` > 1 uses that many
     processes. `stop` (optional) ends the batch like Ctrl-C does."""
     stop = stop or threading.Event()
@@ -56,18 +76,37 @@ def run_batch(jobs: list[Job], options: BatchOptions, *, workers: int = 1, overl
 
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
-        outcome.interrupted = run_here(jobs, options, stop, overlap=overlap, on_result=result, on_chunk=on_chunk,
-                                       on_load=on_load)
+        outcome.interrupted = run_here(
+            jobs, options, stop, overlap=overlap, on_result=result, on_chunk=on_chunk, on_load=on_load
+        )
     else:
-        outcome.interrupted = run_pool(jobs, options, workers, stop, on_result=result, on_chunk=on_chunk,
-                                       on_load=on_load)
+        outcome.interrupted = run_pool(
+            jobs, options, workers, stop, on_result=result, on_chunk=on_chunk, on_load=on_load
+        )
     return outcome
 
 
-def cli_manifest(*, manifest: str, out_dir: Path | None, force: bool, jobs: int, as_json: bool, preset: str,
-                 seed: int, prompt: str, device: str, dtype: str | None, weights: Path | None, random_weights: bool,
-                 fit: str, ffmpeg: str | None, threads: int | None, max_seconds: float | None, console,
-                 int8: str = "auto") -> int:
+def cli_manifest(
+    *,
+    manifest: str,
+    out_dir: Path | None,
+    force: bool,
+    jobs: int,
+    as_json: bool,
+    preset: str,
+    seed: int,
+    prompt: str,
+    device: str,
+    dtype: str | None,
+    weights: Path | None,
+    random_weights: bool,
+    fit: str,
+    ffmpeg: str | None,
+    threads: int | None,
+    max_seconds: float | None,
+    console,
+    int8: str = "auto",
+) -> int:
     """`flowact render --manifest`: returns the exit code."""
     from ..media.ffmpeg import find_ffmpeg
     from ..render import pick_device
@@ -87,17 +126,29 @@ def cli_manifest(*, manifest: str, out_dir: Path | None, force: bool, jobs: int,
     if not job_list:
         console.print("flowact: the manifest has no jobs; nothing to do")
         return 0
-    options = BatchOptions(device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                           weights_seed=seed, fit=fit, ffmpeg=ffmpeg, threads=threads, max_seconds=max_seconds,
-                           force=force, int8=int8)
+    options = BatchOptions(
+        device=device,
+        dtype=dtype,
+        weights=weights,
+        random_weights=random_weights,
+        weights_seed=seed,
+        fit=fit,
+        ffmpeg=ffmpeg,
+        threads=threads,
+        max_seconds=max_seconds,
+        force=force,
+        int8=int8,
+    )
     workers = max(1, min(jobs, len(job_list)))
     warned: set[str] = set()
 
     def on_load(name: str, source, dev: str) -> None:
         if source.kind == "random" and name not in warned:
             warned.add(name)
-            console.print(f"[bold yellow]WARNING: RANDOM WEIGHTS[/] for {name} ({source.reason}, seed {source.seed}): "
-                          "the pipeline is real, the picture will not be a talking character.")
+            console.print(
+                f"[bold yellow]WARNING: RANDOM WEIGHTS[/] for {name} ({source.reason}, seed {source.seed}): "
+                "the pipeline is real, the picture will not be a talking character."
+            )
 
     progress = BatchProgress(console, len(job_list), workers)
 
@@ -110,8 +161,15 @@ def cli_manifest(*, manifest: str, out_dir: Path | None, force: bool, jobs: int,
     previous = sigterm_as_interrupt()
     try:
         with progress:
-            outcome = run_batch(job_list, options, workers=workers, stop=stop, on_result=on_result,
-                                on_chunk=progress.chunk, on_load=on_load)
+            outcome = run_batch(
+                job_list,
+                options,
+                workers=workers,
+                stop=stop,
+                on_result=on_result,
+                on_chunk=progress.chunk,
+                on_load=on_load,
+            )
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -58,11 +58,18 @@ class JobResult:
     traceback: str = ""
 
     def to_json(self) -> dict:
-        return {"line": self.line, "input": {"image": self.image or None, "audio": self.audio or None}, "output": self.output or None,
-                "status": self.status, "frames": self.frames, "seconds": round(self.seconds, 4), "fps": self.fps,
-                "wall_seconds": round(self.wall_seconds, 3),
-                "realtime_factor": None if self.realtime_factor is None else round(self.realtime_factor, 3),
-                "error": self.error}
+        return {
+            "line": self.line,
+            "input": {"image": self.image or None, "audio": self.audio or None},
+            "output": self.output or None,
+            "status": self.status,
+            "frames": self.frames,
+            "seconds": round(self.seconds, 4),
+            "fps": self.fps,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "realtime_factor": None if self.realtime_factor is None else round(self.realtime_factor, 3),
+            "error": self.error,
+        }
 
 
 def partial_path(out: str | Path) -> Path:
@@ -76,8 +83,13 @@ class Engines:
     """Presets and loaded models of one process, by preset name: each loads once. A preset
     that failed to load fails every later job that names it, with the same message."""
 
-    def __init__(self, options: BatchOptions, device: str | None = None, threads: int | None = None,
-                 on_load: Callable | None = None):
+    def __init__(
+        self,
+        options: BatchOptions,
+        device: str | None = None,
+        threads: int | None = None,
+        on_load: Callable | None = None,
+    ):
         self.options, self.device = options, device or options.device
         self.threads = threads if threads is not None else options.threads
         self.on_load = on_load
@@ -93,8 +105,16 @@ class Engines:
 
         def load():
             o = self.options
-            e = Engine.load(self.preset(name), device=self.device, dtype=o.dtype, weights=o.weights,
-                            random_weights=o.random_weights, seed=o.weights_seed, threads=self.threads, int8=o.int8)
+            e = Engine.load(
+                self.preset(name),
+                device=self.device,
+                dtype=o.dtype,
+                weights=o.weights,
+                random_weights=o.random_weights,
+                seed=o.weights_seed,
+                threads=self.threads,
+                int8=o.int8,
+            )
             if self.on_load:
                 self.on_load(name, e.source, str(e.device))
             return e
@@ -122,8 +142,14 @@ def expected_frames(preset: Preset, seconds: float, max_seconds: float | None) -
     return max(1, round(s * preset.video.fps))
 
 
-def run_job(job: Job, engines: Engines, *, stop=None, on_chunk: Callable | None = None,
-            on_generated: Callable[[], None] | None = None) -> JobResult:
+def run_job(
+    job: Job,
+    engines: Engines,
+    *,
+    stop=None,
+    on_chunk: Callable | None = None,
+    on_generated: Callable[[], None] | None = None,
+) -> JobResult:
     """Run one job; never raises for a bad job. `on_generated` is called once the model is
     done with this job (only the decode/encode tail is left), or when the job ends."""
     from ..media.audio import load_audio
@@ -166,8 +192,19 @@ def run_job(job: Job, engines: Engines, *, stop=None, on_chunk: Callable | None 
                 generated()
 
         try:
-            report = engine.render(None, None, tmp, prompt=job.prompt, seed=job.seed, fit=o.fit, ffmpeg=o.ffmpeg,
-                                   max_seconds=o.max_seconds, on_chunk=chunk, stop=stop, inputs=inputs)
+            report = engine.render(
+                None,
+                None,
+                tmp,
+                prompt=job.prompt,
+                seed=job.seed,
+                fit=o.fit,
+                ffmpeg=o.ffmpeg,
+                max_seconds=o.max_seconds,
+                on_chunk=chunk,
+                stop=stop,
+                inputs=inputs,
+            )
         except FlowactError:
             if stop is not None and stop.is_set():  # e.g. ffmpeg given no frames: the stop, not the input
                 res.interrupted = True

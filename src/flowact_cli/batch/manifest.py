@@ -94,8 +94,9 @@ def _csv_rows(lines, name):
     if header:
         unknown = [c for c in first if c not in COLUMNS]
         if unknown:
-            raise FlowactError(f"line {lines[0][0]}: unknown column '{unknown[0]}' (columns: {', '.join(COLUMNS)})",
-                               path=name)
+            raise FlowactError(
+                f"line {lines[0][0]}: unknown column '{unknown[0]}' (columns: {', '.join(COLUMNS)})", path=name
+            )
         columns, lines = first, lines[1:]
     else:
         columns = list(COLUMNS)
@@ -147,5 +148,12 @@ def _job(n: int, row, d: Defaults) -> Job:
         out = f"{Path(values['image']).stem}-{Path(values['audio']).stem}.flowact.mp4"
     if d.out_dir is not None and not Path(out).is_absolute():
         out = str(d.out_dir / out)
-    return Job(n, values["image"], values["audio"], out, values["prompt"] if values["prompt"] is not None else d.prompt,
-               seed, values["preset"] or d.preset)
+    return Job(
+        n,
+        values["image"],
+        values["audio"],
+        out,
+        values["prompt"] if values["prompt"] is not None else d.prompt,
+        seed,
+        values["preset"] or d.preset,
+    )

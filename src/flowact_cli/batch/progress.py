@@ -28,9 +28,16 @@ class BatchProgress:
         self.counts = {"ok": 0, "skipped": 0, "failed": 0}
         self._lock = threading.Lock()
         self._tasks: dict[int, int] = {}
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
-                            transient=False, disable=not console.is_terminal)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
         self.overall = self.bar.add_task("batch", total=total, info="")
 
     def __enter__(self) -> "BatchProgress":
@@ -71,19 +78,27 @@ class BatchProgress:
             info = f"ETA {_clock(eta)}  RTF {self.rtf():.2f}"
             self.bar.update(self.overall, completed=self.done, info=info)
             width = len(str(self.total))
-            what = (f"{r.frames} frames, {r.seconds:.2f} s in {r.wall_seconds:.1f} s (RTF {r.realtime_factor:.2f})"
-                    if r.status == "ok" else (f"complete, {r.frames} frames" if r.status == "skipped" else r.error))
+            what = (
+                f"{r.frames} frames, {r.seconds:.2f} s in {r.wall_seconds:.1f} s (RTF {r.realtime_factor:.2f})"
+                if r.status == "ok"
+                else (f"complete, {r.frames} frames" if r.status == "skipped" else r.error)
+            )
             name = Path(r.output).name if r.output else f"line {r.line}"
-            self.console.print(f"[{self.done:>{width}}/{self.total}] [{STYLE[r.status]}]{r.status:<7}[/] "
-                               f"{escape(name)}: {escape(str(what))}  |  {info}", highlight=False)
+            self.console.print(
+                f"[{self.done:>{width}}/{self.total}] [{STYLE[r.status]}]{r.status:<7}[/] "
+                f"{escape(name)}: {escape(str(what))}  |  {info}",
+                highlight=False,
+            )
             if r.traceback:
                 self.console.print(escape(r.traceback.rstrip()), highlight=False)
 
     def summary(self, interrupted: bool) -> str:
         c = self.counts
-        return (f"batch{' interrupted' if interrupted else ''}: {c['ok']} rendered, {c['skipped']} skipped "
-                f"(complete), {c['failed']} failed, of {self.total} jobs in {time.perf_counter() - self.t0:.1f} s; "
-                f"{self.video_seconds:.1f} s of video, aggregate RTF {self.rtf():.2f}")
+        return (
+            f"batch{' interrupted' if interrupted else ''}: {c['ok']} rendered, {c['skipped']} skipped "
+            f"(complete), {c['failed']} failed, of {self.total} jobs in {time.perf_counter() - self.t0:.1f} s; "
+            f"{self.video_seconds:.1f} s of video, aggregate RTF {self.rtf():.2f}"
+        )
 
 
 def _clock(seconds: float | None) -> str:

@@ -25,8 +25,16 @@ OnChunk = Callable[[int, int, int], None]  # (manifest line, chunks done, chunks
 OnLoad = Callable[[str, object, str], None]  # (preset, weights source, device)
 
 
-def run_here(jobs: list[Job], options: BatchOptions, stop: threading.Event, *, overlap: bool = True,
-             on_result: OnResult, on_chunk: OnChunk | None = None, on_load: OnLoad | None = None) -> bool:
+def run_here(
+    jobs: list[Job],
+    options: BatchOptions,
+    stop: threading.Event,
+    *,
+    overlap: bool = True,
+    on_result: OnResult,
+    on_chunk: OnChunk | None = None,
+    on_load: OnLoad | None = None,
+) -> bool:
     """Jobs back to back in this process; returns True if interrupted. With `overlap`, job
     i+1 starts as soon as job i's model work is done, while job i's last frames are still
     being encoded and its file finalised (two threads; the model is used by one at a time)."""
@@ -92,8 +100,7 @@ def _init_worker(options: BatchOptions, workers: int, slots, stop, events) -> No
     device = worker_device(options.device, index)
     threads = worker_threads(options, workers)
     on_load = lambda name, source, dev: events.put(("load", name, source, dev))  # noqa: E731
-    _worker.update(engines=Engines(options, device=device, threads=threads, on_load=on_load), stop=stop,
-                   events=events)
+    _worker.update(engines=Engines(options, device=device, threads=threads, on_load=on_load), stop=stop, events=events)
     parent = os.getppid()
 
     def orphan_watch():  # a SIGKILLed parent must not leave workers behind
@@ -109,18 +116,31 @@ def _result(fut: Future, job: Job) -> JobResult:
     try:
         return fut.result()
     except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): its job failed
-        return JobResult(job.line, job.image, job.audio, job.out, "failed", error=f"worker process failed: {exc!r}",
-                         bug=True)
+        return JobResult(
+            job.line, job.image, job.audio, job.out, "failed", error=f"worker process failed: {exc!r}", bug=True
+        )
 
 
 def _work(job: Job) -> JobResult:
     events = _worker["events"]
-    return run_job(job, _worker["engines"], stop=_worker["stop"],
-                   on_chunk=lambda line, done, total: events.put(("chunk", line, done, total)))
+    return run_job(
+        job,
+        _worker["engines"],
+        stop=_worker["stop"],
+        on_chunk=lambda line, done, total: events.put(("chunk", line, done, total)),
+    )
 
 
-def run_pool(jobs: list[Job], options: BatchOptions, workers: int, stop: threading.Event, *, on_result: OnResult,
-             on_chunk: OnChunk | None = None, on_load: OnLoad | None = None) -> bool:
+def run_pool(
+    jobs: list[Job],
+    options: BatchOptions,
+    workers: int,
+    stop: threading.Event,
+    *,
+    on_result: OnResult,
+    on_chunk: OnChunk | None = None,
+    on_load: OnLoad | None = None,
+) -> bool:
     """Jobs spread over `workers` spawned processes; returns True if interrupted."""
     ctx = mp.get_context("spawn")
     wstop, slots, events = ctx.Event(), ctx.Queue(), ctx.Queue()
@@ -137,8 +157,9 @@ def run_pool(jobs: list[Job], options: BatchOptions, workers: int, stop: threadi
     relay_thread = threading.Thread(target=relay, daemon=True)
     relay_thread.start()
     interrupted = False
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(options, workers, slots, wstop, events)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(options, workers, slots, wstop, events)
+    ) as pool:
         owner = {pool.submit(_work, job): job for job in jobs}
         pending = set(owner)
         while pending:

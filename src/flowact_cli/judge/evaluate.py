@@ -40,7 +40,7 @@ def read_video(model: FrameJudge, frames: np.ndarray, batch: int = 64) -> dict:
     """Per-frame regression (n, len(REG_KEYS)), embeddings (n, EMBED) and states (n,) from uint8 frames."""
     feats, embs = [], []
     for i in range(0, len(frames), batch):
-        x = prepare(frames[i:i + batch])
+        x = prepare(frames[i : i + batch])
         feats.append(model.features(x))
         embs.append(model.embed(x))
     feats = torch.cat(feats)
@@ -74,8 +74,11 @@ def load_timeline(path: str | Path, frames: int, fps: float = FPS) -> np.ndarray
             raise FlowactError(f"timeline segment {k} needs 'start' (seconds) and 'state' or 'prompt'", path=path)
         state = seg.get("state") or state_from_prompt(str(seg.get("prompt", "")))
         if state not in STATES:
-            raise FlowactError(f"timeline segment {k}: unknown state {state or seg.get('prompt')!r}; "
-                               f"expected one of {', '.join(STATES)} or a prompt naming one", path=path)
+            raise FlowactError(
+                f"timeline segment {k}: unknown state {state or seg.get('prompt')!r}; "
+                f"expected one of {', '.join(STATES)} or a prompt naming one",
+                path=path,
+            )
         try:
             start = float(seg["start"])
             end = float(seg.get("end", data[k + 1]["start"] if k + 1 < len(data) else frames / fps))
@@ -110,8 +113,13 @@ def _read_frames(path: Path) -> tuple[np.ndarray, float]:
     return frames, fps
 
 
-def evaluate_frames(frames: np.ndarray, audio: np.ndarray, reference: np.ndarray,
-                    timeline: np.ndarray | None = None, weights: str | None = None) -> dict:
+def evaluate_frames(
+    frames: np.ndarray,
+    audio: np.ndarray,
+    reference: np.ndarray,
+    timeline: np.ndarray | None = None,
+    weights: str | None = None,
+) -> dict:
     """The report for uint8 frames (n, H, W, 3) at 25 fps, 16 kHz audio, uint8 reference (H, W, 3)."""
     vision, audio_model, meta = load_judge(weights)
     read = read_video(vision, frames)
@@ -121,7 +129,9 @@ def evaluate_frames(frames: np.ndarray, audio: np.ndarray, reference: np.ndarray
     implied = audio_openness(audio_model, audio, len(frames))
     distance = 1 - read["embed"] @ ref_emb
     return {
-        "frames": int(len(frames)), "fps": FPS, "seconds": round(len(frames) / FPS, 3),
+        "frames": int(len(frames)),
+        "fps": FPS,
+        "seconds": round(len(frames) / FPS, 3),
         "lipsync": metrics.lipsync(video_open, implied, FPS, voiced=metrics.speech_frames(audio, len(frames))),
         "behaviour": metrics.behaviour(read["state"], timeline, STATES),
         "identity": metrics.identity(distance, FPS, meta.get("identity_threshold")),
@@ -130,8 +140,13 @@ def evaluate_frames(frames: np.ndarray, audio: np.ndarray, reference: np.ndarray
     }
 
 
-def evaluate_video(video: str | Path, audio: str | Path, reference: str | Path,
-                   timeline: str | Path | None = None, weights: str | None = None) -> dict:
+def evaluate_video(
+    video: str | Path,
+    audio: str | Path,
+    reference: str | Path,
+    timeline: str | Path | None = None,
+    weights: str | None = None,
+) -> dict:
     from ..media.audio import load_audio
     from ..media.image import load_image
 

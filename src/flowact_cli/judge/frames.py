@@ -18,10 +18,10 @@ def centre_square(frame: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     if w > h:
         x0 = (w - h) // 2
-        return frame[:, x0:x0 + h]
+        return frame[:, x0 : x0 + h]
     if h > w:
         y0 = (h - w) // 2
-        return frame[y0:y0 + w]
+        return frame[y0 : y0 + w]
     return frame
 
 
@@ -46,5 +46,13 @@ def prepare(frames: np.ndarray) -> torch.Tensor:
 def targets(mouth: np.ndarray, head: np.ndarray, gaze: np.ndarray, blink: np.ndarray, joints: np.ndarray) -> np.ndarray:
     """Per-frame regression targets (n, len(REG_KEYS)); joints (n, 6, 2) in label coordinates."""
     n = len(mouth)
-    return np.concatenate([mouth.reshape(n, 5), head.reshape(n, 3), gaze.reshape(n, 2), blink.reshape(n, 1),
-                           (joints.reshape(n, 12) - 0.5) * 2], 1).astype(np.float32)
+    return np.concatenate(
+        [
+            mouth.reshape(n, 5),
+            head.reshape(n, 3),
+            gaze.reshape(n, 2),
+            blink.reshape(n, 1),
+            (joints.reshape(n, 12) - 0.5) * 2,
+        ],
+        1,
+    ).astype(np.float32)

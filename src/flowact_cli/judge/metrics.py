@@ -16,8 +16,9 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 MIN_SPEECH_SECONDS = 0.5  # below this much voiced audio a correlation says nothing about lips
 
 
-def speech_frames(samples: np.ndarray, frames: int, rate: int = 16_000, fps: float = 25.0,
-                  floor_dbfs: float = -40.0) -> np.ndarray:
+def speech_frames(
+    samples: np.ndarray, frames: int, rate: int = 16_000, fps: float = 25.0, floor_dbfs: float = -40.0
+) -> np.ndarray:
     """Per video frame: does the audio carry sound above `floor_dbfs` RMS? (bool (frames,))"""
     per = int(round(rate / fps))
     x = np.asarray(samples, float)[: frames * per]
@@ -26,8 +27,13 @@ def speech_frames(samples: np.ndarray, frames: int, rate: int = 16_000, fps: flo
     return rms > 10 ** (floor_dbfs / 20)
 
 
-def lipsync(video_open: np.ndarray, audio_open: np.ndarray, fps: float = 25.0, max_offset_s: float = 1.0,
-            voiced: np.ndarray | None = None) -> dict:
+def lipsync(
+    video_open: np.ndarray,
+    audio_open: np.ndarray,
+    fps: float = 25.0,
+    max_offset_s: float = 1.0,
+    voiced: np.ndarray | None = None,
+) -> dict:
     """Correlation of mouth openness read from the video with the openness the audio implies.
 
     `correlation` is at offset 0 (what a viewer sees); `best_offset_s` is where the two line
@@ -36,16 +42,27 @@ def lipsync(video_open: np.ndarray, audio_open: np.ndarray, fps: float = 25.0, m
     None and `applicable` is False: there is nothing to lip-sync to.
     """
     if voiced is not None and voiced.sum() < MIN_SPEECH_SECONDS * fps:
-        return {"applicable": False, "reason": f"no speech in the audio ({voiced.sum() / fps:.2f} s voiced)",
-                "correlation": None, "best_offset_s": None, "best_correlation": None, "frames": int(len(voiced))}
+        return {
+            "applicable": False,
+            "reason": f"no speech in the audio ({voiced.sum() / fps:.2f} s voiced)",
+            "correlation": None,
+            "best_offset_s": None,
+            "best_correlation": None,
+            "frames": int(len(voiced)),
+        }
     n = min(len(video_open), len(audio_open))
     v, a = np.asarray(video_open[:n], float), np.asarray(audio_open[:n], float)
     max_lag = int(min(round(max_offset_s * fps), n // 2))
     lags = np.arange(-max_lag, max_lag + 1)
-    corr = np.array([pearson(v[lag:], a[:n - lag]) if lag >= 0 else pearson(v[:n + lag], a[-lag:]) for lag in lags])
+    corr = np.array([pearson(v[lag:], a[: n - lag]) if lag >= 0 else pearson(v[: n + lag], a[-lag:]) for lag in lags])
     best = int(np.argmax(corr))
-    return {"applicable": True, "correlation": round(pearson(v, a), 4), "best_offset_s": round(float(lags[best] / fps), 3),
-            "best_correlation": round(float(corr[best]), 4), "frames": int(n)}
+    return {
+        "applicable": True,
+        "correlation": round(pearson(v, a), 4),
+        "best_offset_s": round(float(lags[best] / fps), 3),
+        "best_correlation": round(float(corr[best]), 4),
+        "frames": int(n),
+    }
 
 
 def behaviour(pred: np.ndarray, target: np.ndarray | None, names: tuple[str, ...]) -> dict:
@@ -68,8 +85,13 @@ def identity(distance: np.ndarray, fps: float = 25.0, threshold: float | None = 
     t = np.arange(len(d)) / fps
     slope = float(np.polyfit(t, d, 1)[0]) if len(d) >= 2 else 0.0
     second = max(1, int(fps))
-    out = {"mean": round(float(d.mean()), 4), "slope_per_s": round(slope, 5), "max": round(float(d.max()), 4),
-           "first_second": round(float(d[:second].mean()), 4), "last_second": round(float(d[-second:].mean()), 4)}
+    out = {
+        "mean": round(float(d.mean()), 4),
+        "slope_per_s": round(slope, 5),
+        "max": round(float(d.max()), 4),
+        "first_second": round(float(d[:second].mean()), 4),
+        "last_second": round(float(d[-second:].mean()), 4),
+    }
     if threshold is not None:
         out["threshold"] = threshold
         out["same_character"] = bool(d.mean() < threshold)
@@ -81,7 +103,7 @@ def flicker(frames: np.ndarray) -> dict:
     f = np.asarray(frames, np.float32).mean(axis=3)
     n, h, w = f.shape
     bh, bw = max(1, h // 32), max(1, w // 32)
-    f = f[:, :bh * 32, :bw * 32].reshape(n, 32, bh, 32, bw).mean(axis=(2, 4))
+    f = f[:, : bh * 32, : bw * 32].reshape(n, 32, bh, 32, bw).mean(axis=(2, 4))
     first = np.abs(np.diff(f, axis=0)).mean() if n > 1 else 0.0
     second = np.abs(f[2:] - 2 * f[1:-1] + f[:-2]).mean() if n > 2 else 0.0
     return {"second_diff": round(float(second), 3), "first_diff": round(float(first), 3)}

@@ -26,7 +26,8 @@ from ..world.behaviour import STATES
 INPUT = 128
 # regression targets, in this order (joints in label coordinates mapped to [-1, 1])
 REG_KEYS = ("open", "width", "round", "closed", "teeth", "yaw", "pitch", "roll", "gaze_x", "gaze_y", "blink") + tuple(
-    f"{j}_{a}" for j in ("ls", "le", "lw", "rs", "re", "rw") for a in "xy")
+    f"{j}_{a}" for j in ("ls", "le", "lw", "rs", "re", "rw") for a in "xy"
+)
 EMBED = 64
 FEATURE = 256
 AUDIO_RATE = 16_000
@@ -44,9 +45,12 @@ class FrameJudge(nn.Module):
         super().__init__()
         self.cnn = nn.Sequential(
             _block(3, 24, 2),  # 64
-            _block(24, 48, 2), _block(48, 48, 1),  # 32
-            _block(48, 80, 2), _block(80, 80, 1),  # 16
-            _block(80, 128, 2), _block(128, 128, 1),  # 8
+            _block(24, 48, 2),
+            _block(48, 48, 1),  # 32
+            _block(48, 80, 2),
+            _block(80, 80, 1),  # 16
+            _block(80, 128, 2),
+            _block(128, 128, 1),  # 8
             _block(128, 160, 2),  # 4
             nn.Conv2d(160, 48, 1),
         )
@@ -57,20 +61,31 @@ class FrameJudge(nn.Module):
         # would otherwise teach the shared features to ignore exactly what `reg` must read.
         self.identity = nn.Sequential(
             nn.AvgPool2d(2),  # 64x64 is plenty for colours and styles
-            _block(3, 24, 2), _block(24, 48, 2), _block(48, 96, 2), _block(96, 128, 2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, EMBED),
+            _block(3, 24, 2),
+            _block(24, 48, 2),
+            _block(48, 96, 2),
+            _block(96, 128, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(128, EMBED),
         )
         self.proj = nn.Linear(FEATURE, 72)
         self.temporal = nn.Sequential(
-            nn.Conv1d(72 + len(REG_KEYS), 96, 5, padding=2), nn.GELU(),
-            nn.Conv1d(96, 96, 5, padding=4, dilation=2), nn.GELU(),
-            nn.Conv1d(96, 96, 3, padding=4, dilation=4), nn.GELU(),
+            nn.Conv1d(72 + len(REG_KEYS), 96, 5, padding=2),
+            nn.GELU(),
+            nn.Conv1d(96, 96, 5, padding=4, dilation=2),
+            nn.GELU(),
+            nn.Conv1d(96, 96, 3, padding=4, dilation=4),
+            nn.GELU(),
             nn.Conv1d(96, len(STATES), 1),
         )
         self.state_head = nn.Sequential(
-            nn.Conv1d(len(REG_KEYS), 96, 5, padding=2), nn.GELU(),
-            nn.Conv1d(96, 96, 5, padding=4, dilation=2), nn.GELU(),
-            nn.Conv1d(96, 96, 3, padding=4, dilation=4), nn.GELU(),
+            nn.Conv1d(len(REG_KEYS), 96, 5, padding=2),
+            nn.GELU(),
+            nn.Conv1d(96, 96, 5, padding=4, dilation=2),
+            nn.GELU(),
+            nn.Conv1d(96, 96, 3, padding=4, dilation=4),
+            nn.GELU(),
             nn.Conv1d(96, len(STATES), 1),
         )
 
@@ -112,7 +127,7 @@ def mel_filters(rate: int = AUDIO_RATE, n_fft: int = 512, bands: int = MEL_BANDS
     freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
     fb = np.zeros((bands, len(freqs)))
     for b in range(bands):
-        lo, mid, hi = edges[b:b + 3]
+        lo, mid, hi = edges[b : b + 3]
         fb[b] = np.clip(np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)), 0, None)
     return fb.astype(np.float32)
 
@@ -123,8 +138,18 @@ _MEL = torch.from_numpy(mel_filters())
 def log_mel(samples: torch.Tensor) -> torch.Tensor:
     """(samples,) 16 kHz -> (MEL_BANDS, frames) with frame j covering samples [160 j, 160 j + 400)."""
     x = F.pad(samples, (0, MEL_WIN))
-    spec = torch.stft(x, 512, hop_length=MEL_HOP, win_length=MEL_WIN, window=torch.hann_window(MEL_WIN),
-                      center=False, return_complex=True).abs() ** 2
+    spec = (
+        torch.stft(
+            x,
+            512,
+            hop_length=MEL_HOP,
+            win_length=MEL_WIN,
+            window=torch.hann_window(MEL_WIN),
+            center=False,
+            return_complex=True,
+        ).abs()
+        ** 2
+    )
     n = math.ceil(len(samples) / MEL_HOP)
     return torch.log(_MEL @ spec[:, :n] + 1e-6)
 
@@ -134,9 +159,12 @@ class AudioMouth(nn.Module):
         super().__init__()
         self.norm = nn.BatchNorm1d(MEL_BANDS)
         self.net = nn.Sequential(
-            nn.Conv1d(MEL_BANDS, 64, 5, padding=2), nn.GELU(),
-            nn.Conv1d(64, 64, 5, padding=4, dilation=2), nn.GELU(),
-            nn.Conv1d(64, 64, 5, padding=8, dilation=4), nn.GELU(),
+            nn.Conv1d(MEL_BANDS, 64, 5, padding=2),
+            nn.GELU(),
+            nn.Conv1d(64, 64, 5, padding=4, dilation=2),
+            nn.GELU(),
+            nn.Conv1d(64, 64, 5, padding=8, dilation=4),
+            nn.GELU(),
             nn.Conv1d(64, 1, 1),
         )
 

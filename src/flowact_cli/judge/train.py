@@ -57,8 +57,14 @@ def _degrade(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack(out)
 
 
-def clip_window(seed: int, rng: np.random.Generator, window: int, size: tuple[int, int] = (128, 128),
-                seconds: float = 3.2, degrade: bool = True) -> dict:
+def clip_window(
+    seed: int,
+    rng: np.random.Generator,
+    window: int,
+    size: tuple[int, int] = (128, 128),
+    seconds: float = 3.2,
+    degrade: bool = True,
+) -> dict:
     """Frames (window+1, 128, 128, 3) uint8 (the last is the reference), targets, states."""
     clip = make_clip(seed, seconds, *size)
     start = int(rng.integers(0, clip.frames - window + 1))
@@ -66,15 +72,21 @@ def clip_window(seed: int, rng: np.random.Generator, window: int, size: tuple[in
     frames = np.stack([clip.render(i) for i in idx] + [clip.reference()])
     frames = np.stack([to_input_uint8(f) for f in frames])
     if degrade:
-        frames = np.concatenate([_degrade(frames[:-1], rng), _degrade(frames[-1:], rng) if rng.random() < 0.5 else frames[-1:]])
+        frames = np.concatenate(
+            [_degrade(frames[:-1], rng), _degrade(frames[-1:], rng) if rng.random() < 0.5 else frames[-1:]]
+        )
     m = clip.motion
-    joints = clip.renderer.to_label_xy(m.joints)[start:start + window]
+    joints = clip.renderer.to_label_xy(m.joints)[start : start + window]
     ref = neutral_motion(clip.character)
     sl = slice(start, start + window)
     reg = targets(clip.mouth.stack()[sl], m.head[sl], m.gaze[sl], m.blink[sl], joints)
     reg_ref = targets(REST_MOUTH[None], ref.head, ref.gaze, ref.blink, clip.renderer.to_label_xy(ref.joints))
-    return {"frames": frames, "reg": np.concatenate([reg, reg_ref]), "state": m.state[sl],
-            "state_weight": m.state_weight[sl].astype(np.float32)}
+    return {
+        "frames": frames,
+        "reg": np.concatenate([reg, reg_ref]),
+        "state": m.state[sl],
+        "state_weight": m.state_weight[sl].astype(np.float32),
+    }
 
 
 class _VisionStream(torch.utils.data.IterableDataset):
@@ -89,7 +101,7 @@ class _VisionStream(torch.utils.data.IterableDataset):
             items = []
             for _ in range(self.clips):
                 size = sizes[int(rng.choice(len(sizes), p=probs))]
-                items.append(clip_window(int(rng.integers(TRAIN_SEED_MIN, 2 ** 31 - 1)), rng, self.window, size))
+                items.append(clip_window(int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1)), rng, self.window, size))
             yield {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
 
 
@@ -111,10 +123,14 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     feats = model.features(x)
     reg, emb = model.read(feats), model.embed(x)
     reg, feats = reg.float(), feats.float()
-    reg_loss = (F.smooth_l1_loss(reg, batch["reg"].reshape(b * t1, -1), reduction="none", beta=0.05) * REG_WEIGHTS).mean()
+    reg_loss = (
+        F.smooth_l1_loss(reg, batch["reg"].reshape(b * t1, -1), reduction="none", beta=0.05) * REG_WEIGHTS
+    ).mean()
     logits = model.aux_states(feats.reshape(b, t1, -1)[:, :-1])
     w = batch["state_weight"].clamp(min=0.3)
-    ce = (F.cross_entropy(logits.reshape(-1, len(STATES)), batch["state"].reshape(-1), reduction="none") * w.reshape(-1)).mean()
+    ce = (
+        F.cross_entropy(logits.reshape(-1, len(STATES)), batch["state"].reshape(-1), reduction="none") * w.reshape(-1)
+    ).mean()
     ident = torch.arange(b).repeat_interleave(t1)
     con = supcon(emb, ident)
     loss = reg_loss * 8 + ce + con * 0.5
@@ -122,14 +138,22 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     return loss, {"reg": reg_loss.item(), "ce": ce.item(), "con": con.item(), "acc": acc.item()}
 
 
-def train_vision(steps: int, seed: int = 0, clips: int = 10, window: int = 16, lr: float = 1e-3,
-                 log=print, model: FrameJudge | None = None) -> FrameJudge:
+def train_vision(
+    steps: int,
+    seed: int = 0,
+    clips: int = 10,
+    window: int = 16,
+    lr: float = 1e-3,
+    log=print,
+    model: FrameJudge | None = None,
+) -> FrameJudge:
     torch.manual_seed(seed)
     model = model or FrameJudge()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    loader = torch.utils.data.DataLoader(_VisionStream(seed, clips, window), batch_size=None, num_workers=1,
-                                         prefetch_factor=4, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        _VisionStream(seed, clips, window), batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=False
+    )
     model.train()
     t0, it = time.time(), iter(loader)
     for step in range(steps):
@@ -140,8 +164,11 @@ def train_vision(steps: int, seed: int = 0, clips: int = 10, window: int = 16, l
         opt.step()
         sched.step()
         if step % 25 == 0 or step == steps - 1:
-            log(f"vision {step:5d}/{steps} loss {loss.item():.4f} " + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
-                + f" {time.time() - t0:.0f}s")
+            log(
+                f"vision {step:5d}/{steps} loss {loss.item():.4f} "
+                + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+                + f" {time.time() - t0:.0f}s"
+            )
     model.eval()
     return model
 
@@ -155,7 +182,7 @@ def reading_pool(model: FrameJudge, windows: int, window: int = 24, seed: int = 
     t0 = time.time()
     for k in range(windows):
         size = sizes[int(rng.choice(len(sizes), p=probs))]
-        it = clip_window(int(rng.integers(TRAIN_SEED_MIN, 2 ** 31 - 1)), rng, window, size, seconds=4.0)
+        it = clip_window(int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1)), rng, window, size, seconds=4.0)
         x = torch.from_numpy(it["frames"][:-1]).permute(0, 3, 1, 2).float().div(255)
         regs.append(model.read(model.features(x)))
         states.append(torch.from_numpy(it["state"]))
@@ -165,8 +192,9 @@ def reading_pool(model: FrameJudge, windows: int, window: int = 24, seed: int = 
     return {"reg": torch.stack(regs), "state": torch.stack(states), "state_weight": torch.stack(weights)}
 
 
-def train_states(model: FrameJudge, steps: int, windows: int = 480, seed: int = 0, lr: float = 2e-3,
-                 log=print) -> FrameJudge:
+def train_states(
+    model: FrameJudge, steps: int, windows: int = 480, seed: int = 0, lr: float = 2e-3, log=print
+) -> FrameJudge:
     """Second stage: the state head learns from the frozen frame readings (fast, and it generalises)."""
     model.eval()
     pool = reading_pool(model, windows, seed=seed, log=log)
@@ -174,7 +202,7 @@ def train_states(model: FrameJudge, steps: int, windows: int = 480, seed: int = 
     torch.manual_seed(seed)
     for p in head.parameters():  # start fresh, whatever stage one left here
         if p.ndim > 1:
-            torch.nn.init.kaiming_uniform_(p, a=5 ** 0.5)
+            torch.nn.init.kaiming_uniform_(p, a=5**0.5)
         else:
             torch.nn.init.zeros_(p)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
@@ -186,8 +214,10 @@ def train_states(model: FrameJudge, steps: int, windows: int = 480, seed: int = 
         reg = pool["reg"][idx] + 0.02 * torch.randn(pool["reg"][idx].shape, generator=gen)
         logits = model.states_from_readings(reg)
         w = pool["state_weight"][idx].clamp(min=0.3)
-        loss = (F.cross_entropy(logits.reshape(-1, len(STATES)), pool["state"][idx].reshape(-1), reduction="none")
-                * w.reshape(-1)).mean()
+        loss = (
+            F.cross_entropy(logits.reshape(-1, len(STATES)), pool["state"][idx].reshape(-1), reduction="none")
+            * w.reshape(-1)
+        ).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -211,7 +241,7 @@ def audio_example(rng: np.random.Generator, seconds: float = 3.0) -> tuple[np.nd
         a0 = int(t * SAMPLE_RATE)
         lo, hi = max(0, -a0), min(len(sp.samples), n - a0)
         if hi > lo:
-            audio[a0 + lo:a0 + hi] += sp.samples[lo:hi] * float(rng.uniform(0.3, 1.2))
+            audio[a0 + lo : a0 + hi] += sp.samples[lo:hi] * float(rng.uniform(0.3, 1.2))
         phonemes += [type(p)(p.start + t, p.end + t, p.ipa) for p in sp.phonemes]
         t += sp.seconds + float(rng.uniform(0.1, 1.0))
     frames = n // MEL_HOP
@@ -231,7 +261,7 @@ def train_audio(steps: int, seed: int = 0, batch: int = 16, lr: float = 3e-3, lo
         ex = [audio_example(rng) for _ in range(batch)]
         mel = torch.stack([log_mel(torch.from_numpy(a)) for a, _ in ex])
         y = torch.from_numpy(np.stack([o for _, o in ex]))
-        pred = model(mel)[:, :y.shape[1]]
+        pred = model(mel)[:, : y.shape[1]]
         loss = F.smooth_l1_loss(pred, y, beta=0.05)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -244,8 +274,13 @@ def train_audio(steps: int, seed: int = 0, batch: int = 16, lr: float = 3e-3, lo
 
 
 @torch.no_grad()
-def heldout_report(model: FrameJudge, audio_model: AudioMouth | None = None, characters: int = 40,
-                   seconds: float = 4.0, seed: int = 12345) -> dict:
+def heldout_report(
+    model: FrameJudge,
+    audio_model: AudioMouth | None = None,
+    characters: int = 40,
+    seconds: float = 4.0,
+    seed: int = 12345,
+) -> dict:
     """Accuracy on characters never seen in training (seeds below TRAIN_SEED_MIN)."""
     from .metrics import pearson
 
@@ -275,16 +310,20 @@ def heldout_report(model: FrameJudge, audio_model: AudioMouth | None = None, cha
     diff = np.concatenate([1 - embs[i] @ refs[(i + 1) % len(refs)] for i in range(len(refs))])
     threshold = float((np.percentile(same, 99) + np.percentile(diff, 1)) / 2)
     report = {
-        "heldout_characters": characters, "seconds_each": seconds,
+        "heldout_characters": characters,
+        "seconds_each": seconds,
         "mae": {k: round(float(v), 4) for k, v in zip(REG_KEYS, err)},
         "mouth_open_mae": round(float(err[0]), 4),
         "head_pose_mae": round(float(err[5:8].mean()), 4),
         "joints_mae_label_units": round(float(err[11:].mean() / 2), 4),
         "state_accuracy": round(state_hits / state_n, 4),
         "identity": {
-            "same_mean": round(float(same.mean()), 4), "same_p95": round(float(np.percentile(same, 95)), 4),
-            "different_mean": round(float(diff.mean()), 4), "different_p5": round(float(np.percentile(diff, 5)), 4),
-            "separation_auc": round(float(_auc(same, diff)), 4), "threshold": round(threshold, 4),
+            "same_mean": round(float(same.mean()), 4),
+            "same_p95": round(float(np.percentile(same, 95)), 4),
+            "different_mean": round(float(diff.mean()), 4),
+            "different_p5": round(float(np.percentile(diff, 5)), 4),
+            "separation_auc": round(float(_auc(same, diff)), 4),
+            "threshold": round(threshold, 4),
         },
     }
     if audio_r:
@@ -296,21 +335,31 @@ def _auc(same: np.ndarray, diff: np.ndarray) -> float:
     """P(distance of a different character > distance of the same character)."""
     allv = np.concatenate([same, diff])
     ranks = allv.argsort().argsort() + 1
-    r = ranks[len(same):].sum()
+    r = ranks[len(same) :].sum()
     return (r - len(diff) * (len(diff) + 1) / 2) / (len(same) * len(diff))
 
 
 def save(path: str | Path, vision: FrameJudge, audio: AudioMouth, meta: dict) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"vision.{k}": v.detach().to(torch.float16 if v.is_floating_point() and v.ndim > 1 else v.dtype).contiguous()
-               for k, v in vision.state_dict().items()}
+    tensors = {
+        f"vision.{k}": v.detach().to(torch.float16 if v.is_floating_point() and v.ndim > 1 else v.dtype).contiguous()
+        for k, v in vision.state_dict().items()
+    }
     tensors.update({f"audio.{k}": v.detach().contiguous() for k, v in audio.state_dict().items()})
     save_file(tensors, str(path), metadata={"flowact_judge": json.dumps(meta)})
 
 
-def main(steps: int = 400, audio_steps: int = 150, seed: int = 0, out: str | Path | None = None,
-         threads: int = 2, heldout: int = 40, state_steps: int = 600, init: str | Path | None = None) -> dict:
+def main(
+    steps: int = 400,
+    audio_steps: int = 150,
+    seed: int = 0,
+    out: str | Path | None = None,
+    threads: int = 2,
+    heldout: int = 40,
+    state_steps: int = 600,
+    init: str | Path | None = None,
+) -> dict:
     """Audio model, frame judge (stage one), state head (stage two), held-out report, save.
 
     `init`: weights saved by an earlier run; its audio model and frame judge are kept and
@@ -329,10 +378,18 @@ def main(steps: int = 400, audio_steps: int = 150, seed: int = 0, out: str | Pat
         vision, audio, earlier = weights.load_judge(str(init), strict=False)
     vision = train_states(vision, state_steps, seed=seed)
     report = heldout_report(vision, audio, characters=heldout)
-    meta = {"version": 1, "steps": earlier.get("steps", steps), "audio_steps": earlier.get("audio_steps", audio_steps),
-            "state_steps": state_steps, "init": str(init) if init else None, "seed": seed,
-            "train_seed_min": TRAIN_SEED_MIN, "minutes": round((time.time() - t0) / 60 + earlier.get("minutes", 0), 1),
-            "identity_threshold": report["identity"]["threshold"], "heldout": report}
+    meta = {
+        "version": 1,
+        "steps": earlier.get("steps", steps),
+        "audio_steps": earlier.get("audio_steps", audio_steps),
+        "state_steps": state_steps,
+        "init": str(init) if init else None,
+        "seed": seed,
+        "train_seed_min": TRAIN_SEED_MIN,
+        "minutes": round((time.time() - t0) / 60 + earlier.get("minutes", 0), 1),
+        "identity_threshold": report["identity"]["threshold"],
+        "heldout": report,
+    }
     save(out, vision, audio, meta)
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     print(json.dumps(report, indent=1))

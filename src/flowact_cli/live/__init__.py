@@ -14,5 +14,17 @@ from .planner import Observation, Plan, Planner, RulePlanner
 from .protocol import Command, ProtocolError, load_script, parse_command
 from .session import LiveOptions, LiveSession, run_live
 
-__all__ = ["EventLog", "Command", "ProtocolError", "parse_command", "load_script", "Planner", "RulePlanner", "Observation",
-           "Plan", "LiveOptions", "LiveSession", "run_live"]
+__all__ = [
+    "EventLog",
+    "Command",
+    "ProtocolError",
+    "parse_command",
+    "load_script",
+    "Planner",
+    "RulePlanner",
+    "Observation",
+    "Plan",
+    "LiveOptions",
+    "LiveSession",
+    "run_live",
+]

@@ -24,8 +24,17 @@ from ..media.ffmpeg import EncodeSettings, check_output, container_args, encode_
 class LiveWriter:
     """Write one frame (height, width, 3) uint8 + its PCM (rate/fps samples, float32) at a time."""
 
-    def __init__(self, path: str, width: int, height: int, fps: int, rate: int = 16_000, *,
-                 ffmpeg: str | None = None, settings: EncodeSettings = EncodeSettings()):
+    def __init__(
+        self,
+        path: str,
+        width: int,
+        height: int,
+        fps: int,
+        rate: int = 16_000,
+        *,
+        ffmpeg: str | None = None,
+        settings: EncodeSettings = EncodeSettings(),
+    ):
         if rate % fps:
             raise FlowactError(f"audio rate {rate} is not a whole number of samples per frame at {fps} fps")
         self.path, self.width, self.height, self.fps, self.rate = str(path), width, height, fps, rate
@@ -34,16 +43,54 @@ class LiveWriter:
         check_output(self.path)
         exe = find_ffmpeg(ffmpeg)
         audio_r, audio_w = os.pipe()
-        cmd = [exe, "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
-               "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", f"pipe:{audio_r}",
-               "-map", "0:v:0", "-map", "1:a:0", *encode_args(settings, fps, self.to_stdout),
-               "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", "48000", *container_args(self.path)]
+        cmd = [
+            exe,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            str(fps),
+            "-i",
+            "pipe:0",
+            "-f",
+            "s16le",
+            "-ar",
+            str(rate),
+            "-ac",
+            "1",
+            "-i",
+            f"pipe:{audio_r}",
+            "-map",
+            "0:v:0",
+            "-map",
+            "1:a:0",
+            *encode_args(settings, fps, self.to_stdout),
+            "-c:a",
+            "aac",
+            "-b:a",
+            settings.audio_bitrate,
+            "-ar",
+            "48000",
+            *container_args(self.path),
+        ]
         self._stderr = tempfile.TemporaryFile()
         try:
             # own session: Ctrl-C reaches only us; we close the pipes and ffmpeg finalises the file
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=None if self.to_stdout else subprocess.DEVNULL,
-                                          stderr=self._stderr, pass_fds=(audio_r,), start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=None if self.to_stdout else subprocess.DEVNULL,
+                stderr=self._stderr,
+                pass_fds=(audio_r,),
+                start_new_session=True,
+            )
         finally:
             os.close(audio_r)
         self._audio = os.fdopen(audio_w, "wb", buffering=0)
@@ -58,13 +105,16 @@ class LiveWriter:
             raise ValueError(f"need {self.samples_per_frame} samples per frame, got {len(pcm)}")
         pcm16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
         if not self._audio_out.send(pcm16):
-            raise FlowactError(f"ffmpeg stopped accepting audio: {self._stderr_tail() or self._audio_out.error}",
-                               path=self.path)
+            raise FlowactError(
+                f"ffmpeg stopped accepting audio: {self._stderr_tail() or self._audio_out.error}", path=self.path
+            )
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
-            raise FlowactError(f"ffmpeg stopped accepting frames: {self._stderr_tail() or exc}", path=self.path) from exc
+            raise FlowactError(
+                f"ffmpeg stopped accepting frames: {self._stderr_tail() or exc}", path=self.path
+            ) from exc
         now = time.perf_counter()
         if self.first_frame_at is None:
             self.first_frame_at = now

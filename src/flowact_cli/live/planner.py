@@ -56,12 +56,12 @@ class Vad:
     def voiced(self, samples: np.ndarray) -> float:
         x = np.concatenate([self._rest, samples])
         n = len(x) // WINDOW
-        self._rest = x[n * WINDOW:]
+        self._rest = x[n * WINDOW :]
         if n == 0:
             return 0.0
         if not np.any(x[: n * WINDOW]):  # digital silence: no need to ask the network
             return 0.0
-        probs = [float(self.model(torch.from_numpy(x[i * WINDOW:(i + 1) * WINDOW].copy()), 16000)) for i in range(n)]
+        probs = [float(self.model(torch.from_numpy(x[i * WINDOW : (i + 1) * WINDOW].copy()), 16000)) for i in range(n)]
         return float(np.mean(np.array(probs) > VOICED))
 
 
@@ -99,9 +99,16 @@ def default_prompt(state: str) -> str:
 
 
 class RulePlanner:
-    def __init__(self, min_hold: float = 0.9, speech_hangover: float = 0.5, user_hangover: float = 0.7,
-                 think_after_user: float = 2.5, nod_seconds: float = 1.2, nod_cooldown: float = 4.0,
-                 idle_cycle: float = 8.0):
+    def __init__(
+        self,
+        min_hold: float = 0.9,
+        speech_hangover: float = 0.5,
+        user_hangover: float = 0.7,
+        think_after_user: float = 2.5,
+        nod_seconds: float = 1.2,
+        nod_cooldown: float = 4.0,
+        idle_cycle: float = 8.0,
+    ):
         self.min_hold, self.speech_hangover, self.user_hangover = min_hold, speech_hangover, user_hangover
         self.think_after_user, self.nod_seconds, self.nod_cooldown = think_after_user, nod_seconds, nod_cooldown
         self.idle_cycle = idle_cycle
@@ -124,10 +131,17 @@ class RulePlanner:
             self.last_speech = t
             if self.speech_level and obs.speech_rms > 1.4 * self.speech_level:
                 self.emphatic_until = t + 1.0
-            self.speech_level = obs.speech_rms if not self.speech_level else 0.8 * self.speech_level + 0.2 * obs.speech_rms
+            self.speech_level = (
+                obs.speech_rms if not self.speech_level else 0.8 * self.speech_level + 0.2 * obs.speech_rms
+            )
         user_now = obs.user_voiced >= 0.2 or bool(obs.user_active)
         if user_now:
-            if obs.user_rms and self.user_level and obs.user_rms > 1.8 * self.user_level and t - self.last_nod > self.nod_cooldown:
+            if (
+                obs.user_rms
+                and self.user_level
+                and obs.user_rms > 1.8 * self.user_level
+                and t - self.last_nod > self.nod_cooldown
+            ):
                 self.nod_until, self.last_nod = t + self.nod_seconds, t
             if obs.user_rms:
                 self.user_level = obs.user_rms if not self.user_level else 0.85 * self.user_level + 0.15 * obs.user_rms

@@ -173,7 +173,7 @@ def load_script(path: str | Path) -> list[ScriptLine]:
             raise FlowactError(f"line {n}: not JSON ({exc.msg})", path=path) from exc
         at = obj.get("at") if isinstance(obj, dict) else None
         if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0:
-            raise FlowactError(f"line {n}: needs \"at\": seconds >= 0 after the stream starts", path=path)
+            raise FlowactError(f'line {n}: needs "at": seconds >= 0 after the stream starts', path=path)
         body = {k: v for k, v in obj.items() if k != "at"}
         out.append(ScriptLine(float(at), json.dumps(body), n))
     out.sort(key=lambda s: s.at)

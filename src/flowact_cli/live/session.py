@@ -120,8 +120,15 @@ class LiveSession:
     """One live stream of one reference picture. Feed it lines (`submit`, `read_lines`,
     `play_script`), then `run()` blocks until stop / duration / Ctrl-C and returns the report."""
 
-    def __init__(self, engine, reference: np.ndarray, options: LiveOptions, events: EventLog,
-                 planner: Planner | None = None, listen_audio: np.ndarray | None = None):
+    def __init__(
+        self,
+        engine,
+        reference: np.ndarray,
+        options: LiveOptions,
+        events: EventLog,
+        planner: Planner | None = None,
+        listen_audio: np.ndarray | None = None,
+    ):
         self.engine, self.p, self.opt, self.events = engine, engine.preset, options, events
         self.reference = reference
         self.fps = self.p.video.fps
@@ -179,9 +186,11 @@ class LiveSession:
 
     def read_lines(self, stream: TextIO) -> None:
         """Read control lines from a stream (stdin) in a daemon thread; EOF ends reading, not the stream."""
+
         def loop():
             for n, line in enumerate(stream, 1):
                 self.submit(line, n)
+
         self._start_thread(loop, "flowact-live-stdin")
 
     def play_script(self, lines: Iterable[ScriptLine], base: Path | None = None) -> None:
@@ -198,6 +207,7 @@ class LiveSession:
                 else:
                     return
                 self.submit(s.text, s.lineno, base)
+
         self._pending_script = loop
 
     def stop(self) -> None:
@@ -240,10 +250,19 @@ class LiveSession:
         writer = LiveWriter(self.opt.out, p.video.width, p.video.height, self.fps, RATE, ffmpeg=self.opt.ffmpeg)
 
         self.t0 = self.events.t0 = time.perf_counter() + self.ahead
-        self.events.emit("start", preset=p.name, fps=self.fps, chunk_frames=self.F, chunk_seconds=self.chunk_seconds,
-                         ahead_ms=round(1000 * self.ahead, 1), warmup_ms=round(1000 * warm_s, 1), out=self.opt.out,
-                         weights=engine.source.describe(), conditions=engine.conditions(),
-                         planner=type(self.planner).__name__)
+        self.events.emit(
+            "start",
+            preset=p.name,
+            fps=self.fps,
+            chunk_frames=self.F,
+            chunk_seconds=self.chunk_seconds,
+            ahead_ms=round(1000 * self.ahead, 1),
+            warmup_ms=round(1000 * warm_s, 1),
+            out=self.opt.out,
+            weights=engine.source.describe(),
+            conditions=engine.conditions(),
+            planner=type(self.planner).__name__,
+        )
         if self._initial_listen is not None:
             listen.add(self._initial_listen, self.t0)
         if stdin is not None:
@@ -293,8 +312,11 @@ class LiveSession:
                             override = None
                         else:
                             prompt = cmd.prompt if kind == "prompt" else default_prompt(cmd.state)
-                            override = {"state": cmd.state or "idle", "prompt": prompt,
-                                        "until": None if cmd.seconds is None else tstream + cmd.seconds}
+                            override = {
+                                "state": cmd.state or "idle",
+                                "prompt": prompt,
+                                "until": None if cmd.seconds is None else tstream + cmd.seconds,
+                            }
                         reflects.append((cmd, 0))
                     elif kind == "listen":
                         if cmd.samples is not None:
@@ -321,14 +343,19 @@ class LiveSession:
                     reflects.append((self._pending.pop(seq), at // self.spf))
                 heard = listen.poll(time.perf_counter())
                 obs = Observation(
-                    index=k, t=tstream, chunk_seconds=self.chunk_seconds,
-                    speech_voiced=max(own_vad.voiced(pcm), loud_fraction(pcm)), speech_rms=float(np.sqrt(np.mean(pcm ** 2))),
-                    speech_pending=speech.pending / RATE, utterance_open=speech.utterance_open,
+                    index=k,
+                    t=tstream,
+                    chunk_seconds=self.chunk_seconds,
+                    speech_voiced=max(own_vad.voiced(pcm), loud_fraction(pcm)),
+                    speech_rms=float(np.sqrt(np.mean(pcm**2))),
+                    speech_pending=speech.pending / RATE,
+                    utterance_open=speech.utterance_open,
                     user_voiced=user_vad.voiced(heard) if len(heard) else 0.0,
-                    user_rms=float(np.sqrt(np.mean(heard ** 2))) if len(heard) else 0.0,
+                    user_rms=float(np.sqrt(np.mean(heard**2))) if len(heard) else 0.0,
                     user_active=user_active,
                     commanded_state=override["state"] if override else None,
-                    commanded_prompt=override["prompt"] if override else None)
+                    commanded_prompt=override["prompt"] if override else None,
+                )
                 plan = self.planner.update(obs)
                 # --- generate and decode
                 stage = "generation"
@@ -346,8 +373,18 @@ class LiveSession:
                 if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk
                     recent = max(self._gen_ms[-8:]) / 1000
                     self.ahead = min(self.opt.max_ahead, max(0.1, 1.25 * recent + 0.04))
-                item = _Chunk(k, frames, pcm, plan, reflects, gen_s * 1000, time.perf_counter(), due,
-                              obs.speech_voiced, obs.user_voiced)
+                item = _Chunk(
+                    k,
+                    frames,
+                    pcm,
+                    plan,
+                    reflects,
+                    gen_s * 1000,
+                    time.perf_counter(),
+                    due,
+                    obs.speech_voiced,
+                    obs.user_voiced,
+                )
                 if not put(self._out, item, lambda: pacer.is_alive() and not self._abort.is_set()):
                     break  # the pacing thread ended (duration reached, or it failed)
                 k += 1
@@ -437,28 +474,47 @@ class LiveSession:
                 cursor = 0
                 if held_run:
                     self.late_chunks += 1
-                    self.events.emit("late", index=item.index, held_frames=held_run,
-                                     late_ms=round(held_run * 1000 / self.fps, 1), gen_ms=round(item.gen_ms, 1),
-                                     frame=slot)
+                    self.events.emit(
+                        "late",
+                        index=item.index,
+                        held_frames=held_run,
+                        late_ms=round(held_run * 1000 / self.fps, 1),
+                        gen_ms=round(item.gen_ms, 1),
+                        frame=slot,
+                    )
                     held_run = 0
             self._sleep_until(due)
-            written = writer.write(item.frames[cursor], item.pcm[cursor * self.spf:(cursor + 1) * self.spf])
+            written = writer.write(item.frames[cursor], item.pcm[cursor * self.spf : (cursor + 1) * self.spf])
             for cmd, at in item.reflects:
                 if at == cursor:
                     self._report_latency(cmd, written, slot)
             if cursor == 0:
                 if last_plan is None or (item.plan.state, item.plan.prompt) != (last_plan.state, last_plan.prompt):
-                    self.events.emit("state", state=item.plan.state, prompt=item.plan.prompt, by=item.plan.by,
-                                     previous=None if last_plan is None else last_plan.state, frame=slot)
+                    self.events.emit(
+                        "state",
+                        state=item.plan.state,
+                        prompt=item.plan.prompt,
+                        by=item.plan.by,
+                        previous=None if last_plan is None else last_plan.state,
+                        frame=slot,
+                    )
                     last_plan = item.plan
             last_frame = item.frames[cursor]
             cursor += 1
             slot += 1
             if cursor == len(item.frames):
-                self.events.emit("chunk", index=item.index, frame=slot - cursor, state=item.plan.state,
-                                 prompt=item.plan.prompt, speech=round(item.speech_voiced, 2),
-                                 user=round(item.user_voiced, 2), gen_ms=round(item.gen_ms, 1),
-                                 slack_ms=round((item.due - item.ready) * 1000, 1), ahead_ms=round(self.ahead * 1000, 1))
+                self.events.emit(
+                    "chunk",
+                    index=item.index,
+                    frame=slot - cursor,
+                    state=item.plan.state,
+                    prompt=item.plan.prompt,
+                    speech=round(item.speech_voiced, 2),
+                    user=round(item.user_voiced, 2),
+                    gen_ms=round(item.gen_ms, 1),
+                    slack_ms=round((item.due - item.ready) * 1000, 1),
+                    ahead_ms=round(self.ahead * 1000, 1),
+                )
                 item = None
 
     def _sleep_until(self, when: float) -> None:
@@ -476,17 +532,40 @@ class LiveSession:
         latency["all"] = {**percentiles([ms for _, ms in self._latency]), "n": len(self._latency)}
         e = self.engine
         return LiveReport(
-            output=self.opt.out, preset=self.p.name, weights=e.source.describe(), conditions=e.conditions(),
-            fps=self.fps, frames=frames, held_frames=self.held, video_seconds=frames / self.fps,
-            wall_seconds=round(t_end - self.t0, 3), chunks=len(self._gen_ms), late_chunks=self.late_chunks,
-            commands=self.n_commands, errors=self.n_errors, latency_ms=latency, ahead_ms=round(self.ahead * 1000, 1),
+            output=self.opt.out,
+            preset=self.p.name,
+            weights=e.source.describe(),
+            conditions=e.conditions(),
+            fps=self.fps,
+            frames=frames,
+            held_frames=self.held,
+            video_seconds=frames / self.fps,
+            wall_seconds=round(t_end - self.t0, 3),
+            chunks=len(self._gen_ms),
+            late_chunks=self.late_chunks,
+            commands=self.n_commands,
+            errors=self.n_errors,
+            latency_ms=latency,
+            ahead_ms=round(self.ahead * 1000, 1),
             peak_memory_mb=round(peak_memory_mb(e.device), 1),
-            memory_mb=self.memory, interrupted=interrupted, chunk_gen_ms=percentiles(self._gen_ms))
+            memory_mb=self.memory,
+            interrupted=interrupted,
+            chunk_gen_ms=percentiles(self._gen_ms),
+        )
 
 
-def run_live(engine, reference: np.ndarray, options: LiveOptions, *, events: EventLog | None = None,
-             stdin: TextIO | None = None, script: list[ScriptLine] | None = None, script_base: Path | None = None,
-             listen_audio: np.ndarray | None = None, planner: Planner | None = None) -> LiveReport:
+def run_live(
+    engine,
+    reference: np.ndarray,
+    options: LiveOptions,
+    *,
+    events: EventLog | None = None,
+    stdin: TextIO | None = None,
+    script: list[ScriptLine] | None = None,
+    script_base: Path | None = None,
+    listen_audio: np.ndarray | None = None,
+    planner: Planner | None = None,
+) -> LiveReport:
     """A whole live session as one call: commands from `stdin` (a text stream) and/or a `script`."""
     session = LiveSession(engine, reference, options, events or EventLog(), planner, listen_audio)
     if script:

@@ -52,7 +52,7 @@ class SpeechQueue:
             if offset == 0 and key is not None:
                 started.append((key, filled))
             m = min(n - filled, len(samples) - offset)
-            out[filled:filled + m] = samples[offset:offset + m]
+            out[filled : filled + m] = samples[offset : offset + m]
             filled += m
             item[1] += m
             if item[1] >= len(samples):
@@ -66,7 +66,7 @@ class SpeechQueue:
             if filled >= n:
                 break
             m = min(n - filled, len(samples) - offset)
-            out[filled:filled + m] = samples[offset:offset + m]
+            out[filled : filled + m] = samples[offset : offset + m]
             filled += m
         return out
 
@@ -95,7 +95,7 @@ class ListenChannel:
         n = max(len(p) for p in pieces)
         mix = np.zeros(n, np.float32)
         for p in pieces:
-            mix[:len(p)] += p
+            mix[: len(p)] += p
         return mix
 
 
@@ -131,9 +131,9 @@ class IncrementalAudio:
         seg = np.concatenate([self._history, chunk_samples, lookahead[: self.lookahead_samples]])
         mel = self.encoder.mel(torch.from_numpy(seg).to(self.device))
         keep = self.prefix_latents * self.per_latent + self.C * self.per_latent + self.encoder.lookahead
-        mel = mel[self.MARGIN: self.MARGIN + keep]
+        mel = mel[self.MARGIN : self.MARGIN + keep]
         win = self.encoder.windows(mel, self.prefix_latents, self.C)[None]
-        self._history = np.concatenate([self._history, chunk_samples])[-self.history_samples:]
+        self._history = np.concatenate([self._history, chunk_samples])[-self.history_samples :]
         return self.encoder(win), win
 
     def tokens(self, chunk_samples: np.ndarray, lookahead: np.ndarray) -> torch.Tensor:

@@ -29,8 +29,25 @@ class Audio:
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int, int]:
     from .ffmpeg import find_ffmpeg
 
-    proc = subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn",
-                           "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1"], capture_output=True)
+    proc = subprocess.run(
+        [
+            find_ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            str(SAMPLE_RATE),
+            "-f",
+            "f32le",
+            "pipe:1",
+        ],
+        capture_output=True,
+    )
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise FlowactError(f"cannot decode audio ({msg[-1] if msg else 'ffmpeg failed'})", path=path)
@@ -63,7 +80,9 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE, *, allow_silent: bool 
     if source_rate != rate:
         mono = soxr.resample(mono, source_rate, rate, quality="HQ").astype(np.float32)
     if mono.size < rate // 25:
-        raise FlowactError(f"audio is too short ({mono.size / rate * 1000:.0f} ms; need at least one frame, 40 ms)", path=path)
+        raise FlowactError(
+            f"audio is too short ({mono.size / rate * 1000:.0f} ms; need at least one frame, 40 ms)", path=path
+        )
     if not allow_silent and float(np.abs(mono).max()) < SILENCE_PEAK:
         raise FlowactError("audio is silent (peak below -80 dBFS); nothing to lip-sync", path=path)
     return Audio(np.ascontiguousarray(mono, dtype=np.float32), rate, int(source_rate), int(channels))

@@ -39,8 +39,10 @@ def find_ffmpeg(explicit: str | None = None) -> str:
         system = shutil.which("ffmpeg")
         if system:
             return system
-        raise FlowactError(f"no ffmpeg available: imageio-ffmpeg failed ({exc}) and none on PATH; "
-                           "install imageio-ffmpeg or pass --ffmpeg PATH") from exc
+        raise FlowactError(
+            f"no ffmpeg available: imageio-ffmpeg failed ({exc}) and none on PATH; "
+            "install imageio-ffmpeg or pass --ffmpeg PATH"
+        ) from exc
 
 
 def check_output(path: str | Path) -> None:
@@ -75,8 +77,17 @@ def container_args(path: str) -> list[str]:
     """A file gets a regular mp4 with the index up front (browser playback); a pipe cannot be
     seeked back into, so stdout gets a fragmented mp4 flushed as fragments are made."""
     if path == "-":
-        return ["-tune", "zerolatency", "-flush_packets", "1", "-f", "mp4",
-                "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"]
+        return [
+            "-tune",
+            "zerolatency",
+            "-flush_packets",
+            "1",
+            "-f",
+            "mp4",
+            "-movflags",
+            "frag_keyframe+empty_moov+default_base_moof",
+            "pipe:1",
+        ]
     return ["-movflags", "+faststart", path]
 
 
@@ -110,9 +121,19 @@ class VideoWriter:
     frames: uint8 arrays (frames, height, width, 3). Audio, if given, is muxed as AAC.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float, *,
-                 audio: str | Path | None = None, ffmpeg: str | None = None,
-                 settings: EncodeSettings = EncodeSettings(), queue_frames: int = 64, shortest: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        audio: str | Path | None = None,
+        ffmpeg: str | None = None,
+        settings: EncodeSettings = EncodeSettings(),
+        queue_frames: int = 64,
+        shortest: bool = False,
+    ):
         if width % 2 or height % 2:
             raise FlowactError(f"video size {width}x{height} must be even for yuv420p")
         self.path = str(path)
@@ -120,9 +141,23 @@ class VideoWriter:
         self.to_stdout = self.path == "-"
         check_output(self.path)
         exe = find_ffmpeg(ffmpeg)
-        cmd = [exe, "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}",
-               "-i", "pipe:0"]
+        cmd = [
+            exe,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{fps:g}",
+            "-i",
+            "pipe:0",
+        ]
         if audio is not None:
             cmd += ["-i", str(audio)]
         cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio is not None else [])
@@ -135,8 +170,13 @@ class VideoWriter:
         self._stderr = tempfile.TemporaryFile()
         # New session: a Ctrl-C in the terminal reaches only us; we then close stdin and
         # ffmpeg finalises the file instead of dying mid-write.
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=None if self.to_stdout else subprocess.DEVNULL,
-                                      stderr=self._stderr, start_new_session=True)
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=None if self.to_stdout else subprocess.DEVNULL,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
         self.frames_written = 0
         self.first_frame_at: float | None = None
         self._write_seconds = 0.0
@@ -160,11 +200,14 @@ class VideoWriter:
         if frames.ndim == 3:
             frames = frames[None]
         if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 (n, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}")
+            raise ValueError(
+                f"frames must be uint8 (n, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}"
+            )
         for frame in frames:
             if not self._feeder.send(np.ascontiguousarray(frame)):
-                raise FlowactError(f"ffmpeg stopped accepting frames: {self._stderr_tail() or self._feeder.error}",
-                                   path=self.path)
+                raise FlowactError(
+                    f"ffmpeg stopped accepting frames: {self._stderr_tail() or self._feeder.error}", path=self.path
+                )
 
     def _stderr_tail(self) -> str:
         return stderr_tail(self._stderr)
@@ -180,8 +223,9 @@ class VideoWriter:
                 pass
             rc = finish(self._proc)
             if rc != 0 or self._feeder.error is not None:
-                raise FlowactError(f"ffmpeg failed (exit {rc}): {self._stderr_tail() or self._feeder.error}",
-                                   path=self.path)
+                raise FlowactError(
+                    f"ffmpeg failed (exit {rc}): {self._stderr_tail() or self._feeder.error}", path=self.path
+                )
         return WriterStats(self.frames_written, self.first_frame_at, self._write_seconds, self.path)
 
     def __enter__(self) -> "VideoWriter":

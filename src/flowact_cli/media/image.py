@@ -40,7 +40,9 @@ def load_image(path: str | Path, width: int, height: int, fit: str = "cover") ->
     except (OSError, SyntaxError, ValueError) as exc:
         raise FlowactError(f"cannot read image ({exc})", path=path) from exc
     if min(img.size) < MIN_SIDE:
-        raise FlowactError(f"image is too small ({img.size[0]}x{img.size[1]}; need at least {MIN_SIDE} px a side)", path=path)
+        raise FlowactError(
+            f"image is too small ({img.size[0]}x{img.size[1]}; need at least {MIN_SIDE} px a side)", path=path
+        )
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))

@@ -42,13 +42,17 @@ def probe(path: str | Path, ffmpeg: str | None = None) -> MediaInfo:
     audio = re.search(r"Audio: (\w+)[^,]*, (\d+) Hz", info)
     frames = audio_dur = None
     if vcodec:
-        out = subprocess.run([exe, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
-                             capture_output=True, text=True).stderr
+        out = subprocess.run(
+            [exe, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+        ).stderr
         counts = re.findall(r"frame=\s*(\d+)", out)
         frames = int(counts[-1]) if counts else None
     if audio:
-        out = subprocess.run([exe, "-hide_banner", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"],
-                             capture_output=True, text=True).stderr
+        out = subprocess.run(
+            [exe, "-hide_banner", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"], capture_output=True, text=True
+        ).stderr
         times = re.findall(r"time=\s*(\d+:\d+:[\d.]+)", out)
         audio_dur = _hms(times[-1]) if times else None
     return MediaInfo(
@@ -70,7 +74,23 @@ def read_frames(path: str | Path, ffmpeg: str | None = None) -> np.ndarray:
     meta = probe(path, ffmpeg)
     if not meta.width:
         raise ValueError(f"{path}: no video stream")
-    raw = subprocess.run([find_ffmpeg(ffmpeg), "-hide_banner", "-loglevel", "error", "-i", str(path),
-                          "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            find_ffmpeg(ffmpeg),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, meta.height, meta.width, 3)

@@ -21,13 +21,23 @@ class FlowActModel(nn.Module):
     def __init__(self, preset: Preset):
         super().__init__()
         self.preset = preset
-        self.dit = MMDiT(preset.model, preset.vae.latent_channels, preset.audio.width, preset.text.width,
-                         preset.audio.tokens_per_latent)
+        self.dit = MMDiT(
+            preset.model,
+            preset.vae.latent_channels,
+            preset.audio.width,
+            preset.text.width,
+            preset.audio.tokens_per_latent,
+        )
         self.vae = VideoVAE(preset.vae)
         self.audio = AudioEncoder(preset.audio, preset.vae.temporal)
         self.text = TextEncoder(preset.text)
-        self.lips = LipRefiner(preset.lips, preset.audio.mel_bins, self.audio.context, self.audio.per_latent,
-                               preset.vae.temporal) if preset.lips is not None else None
+        self.lips = (
+            LipRefiner(
+                preset.lips, preset.audio.mel_bins, self.audio.context, self.audio.per_latent, preset.vae.temporal
+            )
+            if preset.lips is not None
+            else None
+        )
 
     def init_random(self, seed: int) -> None:
         """Seeded random weights, drawn on the parameters' own device."""

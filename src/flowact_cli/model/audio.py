@@ -22,8 +22,11 @@ N_FFT = 400  # 25 ms window
 LOG_FLOOR = math.log(1e-5)
 
 
-def mel_filterbank(bins: int, n_fft: int = N_FFT, rate: int = 16_000, fmin: float = 20.0, fmax: float = 7600.0) -> np.ndarray:
+def mel_filterbank(
+    bins: int, n_fft: int = N_FFT, rate: int = 16_000, fmin: float = 20.0, fmax: float = 7600.0
+) -> np.ndarray:
     """(bins, n_fft//2 + 1) triangular filters on the HTK mel scale, area-normalised."""
+
     def hz_to_mel(f):
         return 2595.0 * np.log10(1.0 + f / 700.0)
 

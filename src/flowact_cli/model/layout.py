@@ -34,8 +34,15 @@ class TokenLayout:
     def of(cls, preset) -> "TokenLayout":
         """The layout of a `config.Preset`."""
         m = preset.model
-        return cls(tuple(s // m.patch for s in preset.latent_hw), preset.stream.chunk_latents, preset.stream.long_term,
-                   preset.audio.tokens_per_latent, preset.text.tokens, tuple(m.rope_axes), m.rope_theta)
+        return cls(
+            tuple(s // m.patch for s in preset.latent_hw),
+            preset.stream.chunk_latents,
+            preset.stream.long_term,
+            preset.audio.tokens_per_latent,
+            preset.text.tokens,
+            tuple(m.rope_axes),
+            m.rope_theta,
+        )
 
     # -- slot times --------------------------------------------------------------------------
     reference_time = 0.0
@@ -80,8 +87,9 @@ class TokenLayout:
         """A chunk's tokens in sequence order [video | audio | text], its first latent frame at
         `first_time`."""
         C = self.chunk_latents
-        return torch.cat([self.frames([first_time + f for f in range(C)]), self.audio(first_time, C),
-                          self.text(first_time)])
+        return torch.cat(
+            [self.frames([first_time + f for f in range(C)]), self.audio(first_time, C), self.text(first_time)]
+        )
 
     def time_shift(self, dt: float) -> torch.Tensor:
         """A pure time offset for one latent frame's tokens (re-rotating a key that moves slot)."""

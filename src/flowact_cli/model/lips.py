@@ -14,8 +14,9 @@ The audio is the chunk's log-mel windows, the same ones the transformer's audio 
 (each latent frame's own 160 ms with 80 ms of context and 80 ms of look-ahead). The refiner's
 own small ear reads them at the mel's 10 ms resolution. (Reading the transformer's audio
 tokens instead, pooled over 80 ms and trained for a transformer that ignores them, the ear's
-predicted openness correlated 0.23 with the world's on held-out voices.) From it a head predicts the frame's mouth parameters (the world's visemes:
-open, width, round, closed, teeth), and the image network draws from those five numbers only.
+predicted openness correlated 0.23 with the world's on held-out voices.) From it a head
+predicts the frame's mouth parameters (the world's visemes: open, width, round, closed,
+teeth), and the image network draws from those five numbers only.
 Training supervises the parameters directly and feeds the image network the world's own
 parameters half of the time, so the two halves learn apart: hearing a mouth shape, drawing it.
 (Trained end to end from frames alone, the refiner did not get off the identity in 100 steps.)
@@ -57,16 +58,16 @@ class LipRefiner(nn.Module):
         # parameter give the predictions the world's mean and spread. Identity until calibrated.
         self.register_buffer("cal_scale", torch.ones(VISEMES))
         self.register_buffer("cal_shift", torch.zeros(VISEMES))
-        self.enc1 = _Conv(3, w, 2)           # /2
-        self.enc2 = _Conv(w, 2 * w, 2)       # /4
-        self.enc3 = _Conv(2 * w, 4 * w, 2)   # /8
+        self.enc1 = _Conv(3, w, 2)  # /2
+        self.enc2 = _Conv(w, 2 * w, 2)  # /4
+        self.enc3 = _Conv(2 * w, 4 * w, 2)  # /8
         self.mid1 = _Conv(4 * w + 2 * w, 4 * w)
         self.mid2 = _Conv(4 * w, 4 * w)
         self.film = nn.Linear(2 * w, 8 * w)  # the mouth parameters also scale/shift the bottleneck
         self.dec3 = _Conv(4 * w + 2 * w, 2 * w)  # /4, with enc2's skip
-        self.dec2 = _Conv(2 * w + w, w)          # /2, with enc1's skip
-        self.dec1 = _Conv(w + 3, w)              # /1, with the frame
-        self.head = nn.Conv2d(w, 3, 3, 1, 1)     # the RGB residual
+        self.dec2 = _Conv(2 * w + w, w)  # /2, with enc1's skip
+        self.dec1 = _Conv(w + 3, w)  # /1, with the frame
+        self.head = nn.Conv2d(w, 3, 3, 1, 1)  # the RGB residual
         with torch.no_grad():  # starts near the identity; every output pixel gets its own gradient
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
@@ -91,7 +92,7 @@ class LipRefiner(nn.Module):
         feats = []
         for i in range(self.temporal):
             a = self.context + i * self.per_frame
-            feats.append(x[:, :, a:a + 2 * self.per_frame].mean(dim=2))
+            feats.append(x[:, :, a : a + 2 * self.per_frame].mean(dim=2))
         f = torch.stack(feats, dim=1)  # (b*n, temporal, e)
         pos = torch.eye(self.temporal, device=f.device, dtype=f.dtype).expand(f.shape[0], -1, -1)
         out = self.ear_head(torch.cat([f, pos], dim=-1))

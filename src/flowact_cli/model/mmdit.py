@@ -116,8 +116,16 @@ class Block(nn.Module):
         super().__init__()
         self.sets = nn.ModuleDict({s: WeightSet(cfg.width, cfg.heads, cfg.mlp_ratio) for s in set_names})
 
-    def forward(self, segments: list[tuple[str, torch.Tensor]], mods: dict[str, torch.Tensor],
-                cos: torch.Tensor, sin: torch.Tensor, bank: BankView, write: BankWrite | None, write_tokens: int):
+    def forward(
+        self,
+        segments: list[tuple[str, torch.Tensor]],
+        mods: dict[str, torch.Tensor],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        bank: BankView,
+        write: BankWrite | None,
+        write_tokens: int,
+    ):
         """segments: [(weight set, tokens (batch, n, width))] in sequence order; mods: set ->
         (batch, 6, width) modulation; bank: this block's layer of the memory bank
         (`BankView.layer`). Returns the updated segments."""
@@ -133,8 +141,8 @@ class Block(nn.Module):
         q_all, k_all, start = [], [], 0
         for (q, qw), (k, kw) in zip(qs, ks):
             n = q.shape[2]
-            q_all.append(K.rms_norm_rope(q, qw, cos[start:start + n], sin[start:start + n]))
-            k_all.append(K.rms_norm_rope(k, kw, cos[start:start + n], sin[start:start + n]))
+            q_all.append(K.rms_norm_rope(q, qw, cos[start : start + n], sin[start : start + n]))
+            k_all.append(K.rms_norm_rope(k, kw, cos[start : start + n], sin[start : start + n]))
             start += n
         q_cat = torch.cat(q_all, 2) if len(q_all) > 1 else q_all[0]
         k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
@@ -145,20 +153,34 @@ class Block(nn.Module):
             # After this layer's attention (which read the old bank): the video tokens'
             # keys/values become memory, rotated at their bank positions.
             ks0, kw0 = ks[0]
-            K.bank_write(ks0[:, :, :write_tokens], vs[0][:, :, :write_tokens], kw0, write.cos, write.sin,
-                         bank.k, bank.v, write.start)
+            K.bank_write(
+                ks0[:, :, :write_tokens],
+                vs[0][:, :, :write_tokens],
+                kw0,
+                write.cos,
+                write.sin,
+                bank.k,
+                bank.v,
+                write.start,
+            )
         b, h, n, d = attn.shape
         attn = attn.transpose(1, 2).reshape(b, n, h * d)
         out, start = [], 0
         for name, x in segments:
             ws = self.sets[name]
             n = x.shape[1]
-            out.append((name, ws.finish(x, attn[:, start:start + n], mods[name] + ws.mod_table)))
+            out.append((name, ws.finish(x, attn[:, start : start + n], mods[name] + ws.mod_table)))
             start += n
         return out
 
-    def write_only(self, segments: list[tuple[str, torch.Tensor]], mods: dict[str, torch.Tensor],
-                   bank: BankView, write: BankWrite, write_tokens: int) -> None:
+    def write_only(
+        self,
+        segments: list[tuple[str, torch.Tensor]],
+        mods: dict[str, torch.Tensor],
+        bank: BankView,
+        write: BankWrite,
+        write_tokens: int,
+    ) -> None:
         """The last block of a pass that only fills the bank: its video tokens' keys/values
         are all that is kept, so no attention, output projection or MLP runs."""
         name, x = segments[0]
@@ -167,20 +189,34 @@ class Block(nn.Module):
         _, k, v = ws.qkv_heads(x[:, :write_tokens], m[:, 0], m[:, 1])
         K.bank_write(k, v, ws.k_norm, write.cos, write.sin, bank.k, bank.v, write.start)
 
-    def forward_train(self, x: torch.Tensor, sets: dict[str, int], mods: dict[str, torch.Tensor],
-                      cos: dict[str, torch.Tensor], sin: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def forward_train(
+        self,
+        x: torch.Tensor,
+        sets: dict[str, int],
+        mods: dict[str, torch.Tensor],
+        cos: dict[str, torch.Tensor],
+        sin: dict[str, torch.Tensor],
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
         """Training pass over a whole clip: x (batch, tokens, width) with the tokens grouped
         by weight set, `sets` giving each set's token count in order; mods / cos / sin: per
         set, its tokens' modulation (batch, n, 6, width) and RoPE tables; mask (tokens,
         tokens) bool, True = may attend. (Splits, not gathers: their backward is a concat.)"""
         b, n, w = x.shape
         parts = []
-        for (name, xs) in zip(sets, x.split(list(sets.values()), dim=1)):
+        for name, xs in zip(sets, x.split(list(sets.values()), dim=1)):
             ws = self.sets[name]
             m = (mods[name] + ws.mod_table).unbind(2)
             qs, ks, vs = ws.qkv_heads(xs, m[0], m[1])
-            parts.append((K.reference.rms_norm_rope(qs, ws.q_norm, cos[name], sin[name]),
-                          K.reference.rms_norm_rope(ks, ws.k_norm, cos[name], sin[name]), vs, xs, m))
+            parts.append(
+                (
+                    K.reference.rms_norm_rope(qs, ws.q_norm, cos[name], sin[name]),
+                    K.reference.rms_norm_rope(ks, ws.k_norm, cos[name], sin[name]),
+                    vs,
+                    xs,
+                    m,
+                )
+            )
         dt = parts[0][0].dtype  # the projections' dtype (bf16 under autocast, while x stays fp32)
         q, k, v = (torch.cat([pt[i].to(dt) for pt in parts], dim=2) for i in range(3))
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, n, w)
@@ -200,8 +236,9 @@ class MMDiT(nn.Module):
 
     STREAMS = ("video", "reference", "audio", "text")
 
-    def __init__(self, cfg: ModelConfig, latent_channels: int, audio_width: int, text_width: int,
-                 audio_per_latent: int = 4):
+    def __init__(
+        self, cfg: ModelConfig, latent_channels: int, audio_width: int, text_width: int, audio_per_latent: int = 4
+    ):
         super().__init__()
         self.cfg = cfg
         self.patch = cfg.patch
@@ -209,12 +246,14 @@ class MMDiT(nn.Module):
         self.set_names = tuple(dict.fromkeys(self.set_of[s] for s in self.STREAMS))
         w, p = cfg.width, cfg.patch
         patch_dim = latent_channels * p * p
-        self.embed = nn.ModuleDict({
-            "video": nn.Linear(patch_dim, w),
-            "reference": nn.Linear(patch_dim, w),
-            "audio": nn.Linear(audio_width, w),
-            "text": nn.Linear(text_width, w),
-        })
+        self.embed = nn.ModuleDict(
+            {
+                "video": nn.Linear(patch_dim, w),
+                "reference": nn.Linear(patch_dim, w),
+                "audio": nn.Linear(audio_width, w),
+                "text": nn.Linear(text_width, w),
+            }
+        )
         self.stream_type = nn.Parameter(torch.zeros(len(self.STREAMS), w))
         self.t_mlp = nn.Sequential(nn.Linear(256, w), nn.SiLU(), nn.Linear(w, w))
         self.t_mod = nn.ModuleDict({s: nn.Linear(w, 6 * w) for s in self.set_names})
@@ -223,8 +262,9 @@ class MMDiT(nn.Module):
         self.final = nn.Linear(w, patch_dim)
         if cfg.audio_inject:
             # starts at zero: a model grown from weights without it is unchanged until it trains
-            self.audio_inject = nn.Sequential(nn.LayerNorm(audio_per_latent * audio_width),
-                                              nn.Linear(audio_per_latent * audio_width, w))
+            self.audio_inject = nn.Sequential(
+                nn.LayerNorm(audio_per_latent * audio_width), nn.Linear(audio_per_latent * audio_width, w)
+            )
             nn.init.zeros_(self.audio_inject[1].weight)
             nn.init.zeros_(self.audio_inject[1].bias)
 
@@ -258,9 +298,18 @@ class MMDiT(nn.Module):
         e = F.silu(emb)
         return emb, {s: self.t_mod[s](e).view(-1, 6, self.cfg.width) for s in self.set_names}
 
-    def forward(self, latents: torch.Tensor, t: torch.Tensor, audio: torch.Tensor | None, text: torch.Tensor | None,
-                bank: BankView, cos: torch.Tensor, sin: torch.Tensor, write: BankWrite | None = None,
-                video_stream: str = "video") -> torch.Tensor | None:
+    def forward(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        audio: torch.Tensor | None,
+        text: torch.Tensor | None,
+        bank: BankView,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        write: BankWrite | None = None,
+        video_stream: str = "video",
+    ) -> torch.Tensor | None:
         """One pass. `video_stream="reference"` embeds the latents as the reference stream
         (the once-per-render pass that fills the bank's reference region). cos/sin cover
         the chunk's tokens in order [video | audio | text]. A pass with `write` only fills the
@@ -291,8 +340,15 @@ class MMDiT(nn.Module):
         out = self.final(modulate(video, shift, scale))
         return self.unpatchify(out.float(), f, h, w)
 
-    def forward_train(self, reference: torch.Tensor, latents: torch.Tensor, t_chunks: torch.Tensor,
-                      audio: torch.Tensor, text: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    def forward_train(
+        self,
+        reference: torch.Tensor,
+        latents: torch.Tensor,
+        t_chunks: torch.Tensor,
+        audio: torch.Tensor,
+        text: torch.Tensor,
+        layout: TokenLayout,
+    ) -> torch.Tensor:
         """Chunkwise diffusion forcing over a whole clip in one pass.
 
         reference (b, zc, 1, h, w) clean; latents (b, zc, N, h, w), chunk j = frames
@@ -318,18 +374,20 @@ class MMDiT(nn.Module):
         a_per = aud.shape[1] // n_frames
         t_tok = text.shape[2]
         if (a_per, t_tok, per) != (layout.audio_per_latent, layout.text_tokens, layout.grid[0] * layout.grid[1]):
-            raise ValueError(f"tokens per latent frame / text tokens / patches ({a_per}, {t_tok}, {per}) do not match the layout")
+            raise ValueError(
+                f"tokens per latent frame / text tokens / patches ({a_per}, {t_tok}, {per}) do not match the layout"
+            )
         pieces, kinds, groups, t_of = [ref], ["reference"] * per, [0] * per, []
         pos = [layout.frame(layout.reference_time)]
         t_of.append(torch.zeros(b, per, device=latents.device))
         for j in range(chunks):
-            v_j = video[:, j * C * per:(j + 1) * C * per]
-            a_j = aud[:, j * C * a_per:(j + 1) * C * a_per]
+            v_j = video[:, j * C * per : (j + 1) * C * per]
+            a_j = aud[:, j * C * a_per : (j + 1) * C * a_per]
             pieces += [v_j, a_j, txt[:, j]]
             kinds += ["video"] * v_j.shape[1] + ["audio"] * a_j.shape[1] + ["text"] * t_tok
             groups += [j + 1] * (v_j.shape[1] + a_j.shape[1] + t_tok)
             pos.append(layout.chunk(first_time + j * C))  # [video | audio | text], as the pieces
-            t_of.append(t_chunks[:, j:j + 1].expand(b, v_j.shape[1] + a_j.shape[1] + t_tok))
+            t_of.append(t_chunks[:, j : j + 1].expand(b, v_j.shape[1] + a_j.shape[1] + t_tok))
         x = torch.cat(pieces, dim=1)
         cos, sin = layout.tables(torch.cat(pos), x.device)
         g = torch.tensor(groups, device=x.device)

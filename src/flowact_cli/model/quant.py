@@ -25,8 +25,11 @@ BLOCK_LINEARS = ("qkv", "out", "mlp_in", "mlp_out")  # WeightSet's projections (
 
 def quantizable(dit: nn.Module) -> dict[str, nn.Linear]:
     """The block linears of an MMDiT, by qualified name."""
-    return {name: mod for name, mod in dit.named_modules()
-            if isinstance(mod, nn.Linear) and name.startswith("blocks.") and name.rsplit(".", 1)[-1] in BLOCK_LINEARS}
+    return {
+        name: mod
+        for name, mod in dit.named_modules()
+        if isinstance(mod, nn.Linear) and name.startswith("blocks.") and name.rsplit(".", 1)[-1] in BLOCK_LINEARS
+    }
 
 
 def quantize_blocks(dit: nn.Module) -> tuple[nn.Module, str | None]:

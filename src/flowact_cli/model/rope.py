@@ -17,7 +17,7 @@ def axis_frequencies(pairs: int, theta: float) -> torch.Tensor:
 
 def rope_angles(positions: torch.Tensor, axes: tuple[int, int, int], theta: float) -> torch.Tensor:
     """positions: (tokens, 3) float (t, h, w) -> angles (tokens, sum(axes))."""
-    parts = [positions[:, i:i + 1].double() * axis_frequencies(n, theta)[None] for i, n in enumerate(axes)]
+    parts = [positions[:, i : i + 1].double() * axis_frequencies(n, theta)[None] for i, n in enumerate(axes)]
     return torch.cat(parts, dim=1)
 
 

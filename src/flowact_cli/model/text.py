@@ -42,7 +42,7 @@ class TextEncoder(nn.Module):
         rows = [tokenize(p, self.cfg.vocab) or [0] for p in prompts]
         ids = torch.zeros(len(rows), MAX_WORDS, dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
+            ids[i, : len(r)] = torch.tensor(r)
         return ids.to(device), ids.to(device) == 0
 
     def forward(self, prompts: list[str]) -> torch.Tensor:

@@ -73,9 +73,10 @@ class CausalConv3d(nn.Module):
         if past is None:
             past = x5[:, :1].expand(-1, self.kt - 1, -1, -1, -1)
         xx = torch.cat([past, x5], dim=1)  # (b, t + kt - 1, c, h, w)
-        taps = torch.cat([xx[:, i:i + t] for i in range(self.kt)], dim=2)  # (b, t, kt * c, h, w)
-        y = F.conv2d(taps.view(bt, self.kt * c, h, w), self.folded_weight(), self.conv.bias,
-                     padding=self.conv.padding[1:])
+        taps = torch.cat([xx[:, i : i + t] for i in range(self.kt)], dim=2)  # (b, t, kt * c, h, w)
+        y = F.conv2d(
+            taps.view(bt, self.kt * c, h, w), self.folded_weight(), self.conv.bias, padding=self.conv.padding[1:]
+        )
         return y, xx[:, t:]
 
     def forward(self, x: torch.Tensor, past: torch.Tensor | None = None):
@@ -247,10 +248,14 @@ class Decoder(nn.Module):
             reference = reference.to(z.dtype)
             inj = self.ref(reference)
             # the full-size injections meet channels-last activations (see forward)
-            st.ref = ([inj[0]] + [i.contiguous(memory_format=torch.channels_last) for i in inj[1:]],
-                      reference.contiguous(memory_format=torch.channels_last))
+            st.ref = (
+                [inj[0]] + [i.contiguous(memory_format=torch.channels_last) for i in inj[1:]],
+                reference.contiguous(memory_format=torch.channels_last),
+            )
         if st.ref is None:
-            raise ValueError("this decoder is conditioned on the reference image: pass reference= on the stream's first call")
+            raise ValueError(
+                "this decoder is conditioned on the reference image: pass reference= on the stream's first call"
+            )
         return st.ref
 
     @staticmethod
@@ -258,8 +263,9 @@ class Decoder(nn.Module):
         """x: frames (b*t, c, h, w) + one injection per clip (b, c, h, w)."""
         return (x.view(b, t, *x.shape[1:]) + inj[:, None]).view_as(x)
 
-    def forward(self, z: torch.Tensor, state: DecoderState | None = None,
-                reference: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, state: DecoderState | None = None, reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`reference` (b, 3, H, W) or (b, 3, 1, H, W) in [-1, 1]: needed by a reference-
         conditioned decoder on a stream's first call (the state keeps it afterwards).
 
@@ -334,12 +340,17 @@ class VideoVAE(nn.Module):
         mean, logvar = self.encoder(video)
         z = mean
         if sample:
-            z = mean + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype) * (0.5 * logvar).exp()
+            z = (
+                mean
+                + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+                * (0.5 * logvar).exp()
+            )
         m, s = self._stats(z)
         return (z - m) / s * self.cfg.latent_scale
 
-    def decode(self, z: torch.Tensor, state: DecoderState | None = None,
-               reference: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(
+        self, z: torch.Tensor, state: DecoderState | None = None, reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Latents -> video in [-1, 1]. `reference`: the stream's reference image in [-1, 1],
         (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call."""
         m, s = self._stats(z)

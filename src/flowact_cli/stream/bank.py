@@ -31,8 +31,9 @@ from ..model.layout import TokenLayout
 
 
 class MemoryBank:
-    def __init__(self, preset: Preset, batch: int = 1, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, preset: Preset, batch: int = 1, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ):
         m, st = preset.model, preset.stream
         self.preset = preset
         self.T = preset.tokens_per_latent
@@ -89,8 +90,8 @@ class MemoryBank:
                 if self.L and self.admitted % self.stride == 0:
                     self._admit_long_term(i, frame)
                 self.admitted += 1
-        st = self._slot_index[self.st_slot:self.st_slot + self.C].reshape(-1)
-        cur = self._slot_index[self.cur_slot:self.cur_slot + self.C].reshape(-1)
+        st = self._slot_index[self.st_slot : self.st_slot + self.C].reshape(-1)
+        cur = self._slot_index[self.cur_slot : self.cur_slot + self.C].reshape(-1)
         self.k[:, :, :, st] = self.k[:, :, :, cur]
         self.v[:, :, :, st] = self.v[:, :, :, cur]
         self.valid[:, st] = True
@@ -115,7 +116,7 @@ class MemoryBank:
         new[self.L - 1] = frame
         self.long_term = new
         lt_valid = torch.tensor([f is not None for f in new], device=self.device).repeat_interleave(self.T)
-        self.valid[:, self.lt_slot * self.T:(self.lt_slot + self.L) * self.T] = lt_valid
+        self.valid[:, self.lt_slot * self.T : (self.lt_slot + self.L) * self.T] = lt_valid
 
     def nbytes(self) -> int:
         return self.k.numel() * self.k.element_size() * 2 + self.valid.numel()

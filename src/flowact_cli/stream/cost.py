@@ -38,8 +38,12 @@ def chunk_cost(preset: Preset) -> ChunkCost:
     t = torch.empty(1, device="meta")
     n = c * T + audio.shape[1] + text.shape[1]
     cos = torch.empty(n, p.head_dim // 2, device="meta")
-    shapes = {"latents": tuple(z.shape), "audio_tokens": tuple(audio.shape), "text_tokens": tuple(text.shape),
-              "bank_k": tuple(bank.k.shape)}
+    shapes = {
+        "latents": tuple(z.shape),
+        "audio_tokens": tuple(audio.shape),
+        "text_tokens": tuple(text.shape),
+        "bank_k": tuple(bank.k.shape),
+    }
     with torch.no_grad():
         with FlopCounterMode(display=False) as fc:
             v = model.dit(z, t, audio, text, bank.view(), cos, cos)

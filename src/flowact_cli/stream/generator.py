@@ -96,8 +96,17 @@ class StreamGenerator:
         self.decoder_state = DecoderState()
         ref = from_pixels(reference, self.device, self.dtype)
         z = self.model.vae.encode(ref)
-        self.model.dit(z, self.t_zero, None, None, self.bank.view(), self.ref_cos, self.ref_sin,
-                       write=self.bank.reference_write(), video_stream="reference")
+        self.model.dit(
+            z,
+            self.t_zero,
+            None,
+            None,
+            self.bank.view(),
+            self.ref_cos,
+            self.ref_sin,
+            write=self.bank.reference_write(),
+            video_stream="reference",
+        )
         self.bank.mark_reference()
         # the reference is the causal VAE's "first frame alone": decoding it primes the
         # decoder's cache so chunk 0 decodes to exactly 4 frames per latent frame
@@ -125,15 +134,17 @@ class StreamGenerator:
         return x0
 
     @torch.no_grad()
-    def remember(self, index: int, x0: torch.Tensor, audio: torch.Tensor, text: torch.Tensor,
-                 noise: torch.Tensor | None = None) -> None:
+    def remember(
+        self, index: int, x0: torch.Tensor, audio: torch.Tensor, text: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> None:
         """The memory pass: chunk `index`'s clean latents (generated, or given: teacher
         forcing in training) write their K/V into the bank, which then commits them.
         With `stream.memory_noise` > 0 they are lightly re-noised first (a preset knob)."""
         tm = self.preset.stream.memory_noise
         mem_in = interpolate(x0, self.noise(index) if noise is None else noise, tm) if tm else x0
-        self.model.dit(mem_in, self.t_memory, audio, text, self.bank.view(), self.cos, self.sin,
-                       write=self.bank.chunk_write())
+        self.model.dit(
+            mem_in, self.t_memory, audio, text, self.bank.view(), self.cos, self.sin, write=self.bank.chunk_write()
+        )
         self.bank.commit(index * self.C)
 
     @staticmethod
@@ -142,7 +153,9 @@ class StreamGenerator:
         one-latent-frame pieces: `decode` streams exactly, so decoding them in turn gives the
         same frames as decoding the chunk at once, and the first ones sooner."""
         n = latents.shape[2]
-        return [(latents[:, :, i:i + 1], None if mel_windows is None else mel_windows[:, i:i + 1]) for i in range(n)]
+        return [
+            (latents[:, :, i : i + 1], None if mel_windows is None else mel_windows[:, i : i + 1]) for i in range(n)
+        ]
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None) -> np.ndarray:
@@ -152,6 +165,8 @@ class StreamGenerator:
         video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state)
         if self.model.lips is not None:
             if mel_windows is None:
-                raise ValueError("this model has a lip refiner: decode(latents, mel_windows) needs the chunk's mel windows")
+                raise ValueError(
+                    "this model has a lip refiner: decode(latents, mel_windows) needs the chunk's mel windows"
+                )
             video = self.model.lips(video, mel_windows)
         return to_pixels(video)

@@ -37,7 +37,9 @@ class EulerSampler:
     def nfe(self) -> int:
         return len(self.timesteps) - 1
 
-    def sample(self, velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor
+    ) -> torch.Tensor:
         x = noise
         for i in range(self.nfe):
             v = velocity(x, self.t[i])

@@ -27,7 +27,9 @@ class VAEObjective(Objective):
 
     def loss(self, samples, g):
         if any(s.frames is None for s in samples):
-            raise FlowactError(f"the {self.name} stage needs video frames, not a latent cache: use --data synth or a clip folder")
+            raise FlowactError(
+                f"the {self.name} stage needs video frames, not a latent cache: use --data synth or a clip folder"
+            )
         vae = self.model.vae
         x = to_video(samples, next(vae.parameters()).device)
         with torch.set_grad_enabled(not self.frozen_encoder and torch.is_grad_enabled()):
@@ -38,8 +40,9 @@ class VAEObjective(Objective):
         if self.s.mouth_weight > 0:
             w = w + self.s.mouth_weight * mouth_weights(samples, x)
         l1 = wmean((rec - x).abs(), w)
-        grad = (wmean((rec.diff(dim=-1) - x.diff(dim=-1)).abs(), w[..., 1:])
-                + wmean((rec.diff(dim=-2) - x.diff(dim=-2)).abs(), w[..., 1:, :]))
+        grad = wmean((rec.diff(dim=-1) - x.diff(dim=-1)).abs(), w[..., 1:]) + wmean(
+            (rec.diff(dim=-2) - x.diff(dim=-2)).abs(), w[..., 1:, :]
+        )
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = l1 + grad + self.s.kl_weight * kl
         mse = F.mse_loss(rec.detach().clamp(-1, 1), x)

@@ -32,8 +32,16 @@ SHARD = 128  # clips per shard file
 STATS = 8  # clips that set the per-channel latent mean and std
 
 
-def build_cache(model, out: str | Path, clips: int, seconds: float, seed: int, *, part: tuple[int, int] = (0, 1),
-                on_clip: Callable[[int], None] | None = None) -> Path:
+def build_cache(
+    model,
+    out: str | Path,
+    clips: int,
+    seconds: float,
+    seed: int,
+    *,
+    part: tuple[int, int] = (0, 1),
+    on_clip: Callable[[int], None] | None = None,
+) -> Path:
     """Encode clips [0, clips) of the training world `seed` into `out`, resumable per shard.
     `part` (k, n) does shards k, k + n, ... only, so n processes can share the work."""
     from ..world.clip import clip_seed, make_clip, split_seed
@@ -45,7 +53,9 @@ def build_cache(model, out: str | Path, clips: int, seconds: float, seed: int, *
     dev = next(model.vae.parameters()).device
 
     def clip_video(i: int):
-        clip = make_clip(split_seed(clip_seed(seed, i), "train"), frames / FPS, p.video.width, p.video.height, split="train")
+        clip = make_clip(
+            split_seed(clip_seed(seed, i), "train"), frames / FPS, p.video.width, p.video.height, split="train"
+        )
         ref = clip.reference()
         video = np.concatenate([ref[None], clip.render_all()[:frames]])
         return clip, ref, torch.from_numpy(video).to(dev).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
@@ -71,8 +81,11 @@ def build_cache(model, out: str | Path, clips: int, seconds: float, seed: int, *
         np.savez(tmp, z=np.stack(zs), reference=np.stack(refs), audio=np.stack(auds))
         (out / f"shard_{s0 // SHARD:04d}.prompts.json").write_text(json.dumps(prompts))
         tmp.replace(path)
-    (out / "cache.json").write_text(json.dumps({"preset": p.name, "clips": clips, "seconds": frames / FPS,
-                                                "seed": seed, "temporal": p.vae.temporal}))
+    (out / "cache.json").write_text(
+        json.dumps(
+            {"preset": p.name, "clips": clips, "seconds": frames / FPS, "seed": seed, "temporal": p.vae.temporal}
+        )
+    )
     return out
 
 
@@ -94,8 +107,9 @@ class LatentSource:
             prompts += json.loads(sh.with_name(sh.name.replace(".npz", ".prompts.json")).read_text())
         self.z, self.ref, self.audio = np.concatenate(z), np.concatenate(ref), np.concatenate(audio)
         self.prompts = prompts
-        self.temporal = json.loads((self.root / "cache.json").read_text())["temporal"] \
-            if (self.root / "cache.json").exists() else 4
+        self.temporal = (
+            json.loads((self.root / "cache.json").read_text())["temporal"] if (self.root / "cache.json").exists() else 4
+        )
 
     def __len__(self) -> int:
         return len(self.z)
@@ -108,7 +122,7 @@ class LatentSource:
         if lat > have:
             raise FlowactError(f"latent cache clips have {have} latent frames, training needs {lat}", path=self.root)
         j = int(rng.integers(0, have - lat + 1))
-        z = np.concatenate([self.z[c, :, :1], self.z[c, :, 1 + j:1 + j + lat]], axis=1).astype(np.float32)
+        z = np.concatenate([self.z[c, :, :1], self.z[c, :, 1 + j : 1 + j + lat]], axis=1).astype(np.float32)
         f0 = j * self.temporal
         audio = cut_audio(self.audio[c].astype(np.float32), f0, frames)
-        return Sample(self.ref[c], None, audio, self.prompts[c][f0:f0 + frames], latents=z)
+        return Sample(self.ref[c], None, audio, self.prompts[c][f0 : f0 + frames], latents=z)

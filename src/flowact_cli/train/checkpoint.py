@@ -12,8 +12,9 @@ from safetensors.torch import load_file, save_file
 from .. import weights as W
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                    extra: dict | None = None) -> None:
+def save_checkpoint(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, extra: dict | None = None
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     names = {id(p): n for n, p in model.named_parameters()}
     tensors, scalars = {}, {}
@@ -29,8 +30,13 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     tmp.mkdir(exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     save_file(tensors or {"_empty": torch.zeros(1)}, str(tmp / "optim.safetensors"))
-    meta = {"step": step, "scalars": scalars, "lr": [g["lr"] for g in optimizer.param_groups],
-            "rng": torch.get_rng_state().tolist(), "extra": extra or {}}
+    meta = {
+        "step": step,
+        "scalars": scalars,
+        "lr": [g["lr"] for g in optimizer.param_groups],
+        "rng": torch.get_rng_state().tolist(),
+        "extra": extra or {},
+    }
     (tmp / "state.json").write_text(json.dumps(meta))
     # swap in atomically: a crash mid-save leaves the previous checkpoint intact
     final = folder / "ckpt"
@@ -49,8 +55,10 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     result = model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
     missing = set(result.missing_keys) - W.OPTIONAL_KEYS
     if missing or result.unexpected_keys:
-        raise RuntimeError(f"checkpoint does not fit the model: missing {sorted(missing)[:3]}, "
-                           f"unexpected {sorted(result.unexpected_keys)[:3]}")
+        raise RuntimeError(
+            f"checkpoint does not fit the model: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(result.unexpected_keys)[:3]}"
+        )
     meta = json.loads((ck / "state.json").read_text())
     tensors = load_file(str(ck / "optim.safetensors"))
     names = {id(p): n for n, p in model.named_parameters()}

@@ -24,8 +24,16 @@ def _window(total_frames: int, frames: int, rng: np.random.Generator) -> int:
 class SynthSource:
     """Clips made on demand by the synthetic world (no disk)."""
 
-    def __init__(self, seed: int, width: int, height: int, seconds: float = 4.0, mouth: bool = False,
-                 speaking: float = 0.0, video: bool = True):
+    def __init__(
+        self,
+        seed: int,
+        width: int,
+        height: int,
+        seconds: float = 4.0,
+        mouth: bool = False,
+        speaking: float = 0.0,
+        video: bool = True,
+    ):
         self.seed, self.width, self.height, self.seconds = seed, width, height, seconds
         self.mouth = mouth  # also return mouth masks (renders every frame twice)
         self.video = video  # False: audio, prompts and visemes only, no frames drawn (about 40x faster)
@@ -48,14 +56,23 @@ class SynthSource:
             clip = make_clip(seed, seconds, self.width, self.height, split="train")
             start = _window(clip.frames, frames, rng)
         prompts = [prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
-        visemes = clip.mouth.stack()[start:start + frames].astype(np.float32) if self.mouth or not self.video else None
+        visemes = (
+            clip.mouth.stack()[start : start + frames].astype(np.float32) if self.mouth or not self.video else None
+        )
         if not self.video:
             return Sample(clip.reference(), None, cut_audio(clip.audio, start, frames), prompts, visemes=visemes)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         closed = closed_frames(clip, start, frames) if self.mouth else None
         mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
-        return Sample(clip.reference(), video, cut_audio(clip.audio, start, frames), prompts, mouth=mouth,
-                      closed=closed, visemes=visemes)
+        return Sample(
+            clip.reference(),
+            video,
+            cut_audio(clip.audio, start, frames),
+            prompts,
+            mouth=mouth,
+            closed=closed,
+            visemes=visemes,
+        )
 
 
 def heldout_speech(rng: np.random.Generator, frames: int, width: int, height: int, seconds: float):
@@ -64,8 +81,15 @@ def heldout_speech(rng: np.random.Generator, frames: int, width: int, height: in
     from ..world.clip import make_clip, split_seed
 
     while True:
-        clip = make_clip(split_seed(int(rng.integers(0, 2**31 - 17)), "heldout"), seconds, width, height,
-                         split="heldout", first_state="speaking", lead=0.0)
+        clip = make_clip(
+            split_seed(int(rng.integers(0, 2**31 - 17)), "heldout"),
+            seconds,
+            width,
+            height,
+            split="heldout",
+            first_state="speaking",
+            lead=0.0,
+        )
         u = clip.utterances[0]
         last = min(clip.frames, int((u.start + u.speech.seconds) * FPS)) - frames
         if last >= 0:
@@ -129,14 +153,17 @@ class FolderSource:
         if self.synth:
             from PIL import Image
 
-            ref = _fit(np.asarray(Image.open(video.with_name(video.stem + ".ref.png")).convert("RGB"))[None],
-                       self.width, self.height)[0]
+            ref = _fit(
+                np.asarray(Image.open(video.with_name(video.stem + ".ref.png")).convert("RGB"))[None],
+                self.width,
+                self.height,
+            )[0]
             prompts = [prompt_at(timeline, (start + i) / FPS) for i in range(frames)]
         else:
             outside = [i for i in (0, len(all_frames) - 1) if not start <= i < start + frames]
             ref = all_frames[outside[0] if outside else 0]
             prompts = [""] * frames
-        return Sample(ref, all_frames[start:start + frames], cut_audio(audio, start, frames), prompts)
+        return Sample(ref, all_frames[start : start + frames], cut_audio(audio, start, frames), prompts)
 
 
 def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -154,8 +181,9 @@ def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack(out)
 
 
-def make_source(data: str, width: int, height: int, seed: int, mouth: bool = False, speaking: float = 0.0,
-                video: bool = True):
+def make_source(
+    data: str, width: int, height: int, seed: int, mouth: bool = False, speaking: float = 0.0, video: bool = True
+):
     """`synth` or `synth:SEED` for the on-the-fly world, a latent cache folder (`flowact train
     --stage cache`), else a folder of clips. `mouth`: the world also returns mouth masks;
     `speaking`: the world's fraction of speech windows; `video` False: the world draws no frames
@@ -163,8 +191,14 @@ def make_source(data: str, width: int, height: int, seed: int, mouth: bool = Fal
     if not 0.0 <= speaking <= 1.0:
         raise FlowactError(f"--speaking is a fraction of the samples, 0 to 1 (got {speaking:g})")
     if data == "synth" or data.startswith("synth:"):
-        return SynthSource(int(data.split(":", 1)[1]) if ":" in data else seed, width, height, mouth=mouth,
-                           speaking=speaking, video=video)
+        return SynthSource(
+            int(data.split(":", 1)[1]) if ":" in data else seed,
+            width,
+            height,
+            mouth=mouth,
+            speaking=speaking,
+            video=video,
+        )
     if speaking:
         raise FlowactError("--speaking picks speech windows in the synthetic world: use --data synth")
     if (Path(data) / "cache.json").exists():

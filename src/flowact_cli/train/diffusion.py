@@ -39,18 +39,19 @@ class TransformerObjective(Objective):
     def frames_needed(self, step_rng: np.random.Generator) -> int:
         return self.chunks(step_rng) * self.preset.stream.chunk_latents * self.preset.vae.temporal
 
-    def chunk_mse(self, v: torch.Tensor, target: torch.Tensor, sample: Sample, z: torch.Tensor, chunk: int) -> torch.Tensor:
+    def chunk_mse(
+        self, v: torch.Tensor, target: torch.Tensor, sample: Sample, z: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
         """MSE of one chunk's velocity (1, c, C, h, w); with --mouth-weight, its open-mouth
         latent cells weigh 1 + W (the clip's latents z give the grid, reference frame first)."""
         if self.s.mouth_weight <= 0:
             return F.mse_loss(v, target)
         C = self.preset.stream.chunk_latents
-        m = latent_mouth([sample], z[:1, :, 1:])[:, :, chunk * C:(chunk + 1) * C]
+        m = latent_mouth([sample], z[:1, :, 1:])[:, :, chunk * C : (chunk + 1) * C]
         w = 1 + self.s.mouth_weight * m
         return ((v - target).pow(2) * w).mean() / w.mean()
 
-    def rollout_bank(self, model: FlowActModel, sample: Sample, context: int,
-                     gt: torch.Tensor | None, seed: int):
+    def rollout_bank(self, model: FlowActModel, sample: Sample, context: int, gt: torch.Tensor | None, seed: int):
         """A generator whose bank holds `context` chunks: self-generated (gt None) or the given
         clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
         gen = StreamGenerator(model, seed)
@@ -65,7 +66,7 @@ class TransformerObjective(Objective):
                 if gt is None:
                     gen.chunk(j, a, tx)
                 else:
-                    gen.remember(j, gt[:, :, j * C:(j + 1) * C], a, tx)
+                    gen.remember(j, gt[:, :, j * C : (j + 1) * C], a, tx)
         return gen, atrack, ttrack
 
 
@@ -97,7 +98,10 @@ class PretrainObjective(TransformerObjective):
         audio = self.audio_tokens(samples, n)
         drop_a = torch.rand(b, generator=g, device=dev) < self.s.p_drop_audio
         audio = torch.where(drop_a[:, None, None], torch.zeros_like(audio), audio)
-        kept = [s if not bool(d) else no_prompts(s) for s, d in zip(samples, torch.rand(b, generator=g, device=dev) < self.s.p_drop_text)]
+        kept = [
+            s if not bool(d) else no_prompts(s)
+            for s, d in zip(samples, torch.rand(b, generator=g, device=dev) < self.s.p_drop_text)
+        ]
         text = self.text_tokens(kept, chunks)
         v = dit.forward_train(ref, xt, t, audio, text, self.layout)
         sq = (v - velocity_target(x0, noise)).pow(2)  # (b, c, n, h, w)
@@ -128,7 +132,7 @@ class SelfForceObjective(TransformerObjective):
             gen, atrack, ttrack = self.rollout_bank(self.model, s, n_chunks - 1, None, seed)
             self.model.train()
             j = n_chunks - 1
-            x0 = z[i:i + 1, :, 1 + j * C:1 + (j + 1) * C]
+            x0 = z[i : i + 1, :, 1 + j * C : 1 + (j + 1) * C]
             t = shifted(torch.sigmoid(torch.randn(1, generator=g, device=x0.device)), p.sampler.shift)
             noise = torch.randn(x0.shape, generator=g, device=x0.device)
             a = atrack.tokens(j * C, C)
@@ -141,8 +145,13 @@ class SelfForceObjective(TransformerObjective):
 class DistillObjective(TransformerObjective):
     name = "distill"
 
-    def __init__(self, model: FlowActModel, preset: Preset, settings: StageSettings = StageSettings(),
-                 teacher: FlowActModel | None = None):
+    def __init__(
+        self,
+        model: FlowActModel,
+        preset: Preset,
+        settings: StageSettings = StageSettings(),
+        teacher: FlowActModel | None = None,
+    ):
         super().__init__(model, preset, settings, teacher)
         if self.teacher is None:  # the student starts as the teacher
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
@@ -154,7 +163,7 @@ class DistillObjective(TransformerObjective):
         losses = []
         for i, s in enumerate(samples):
             n_chunks = (z.shape[2] - 1) // C
-            gt = z[i:i + 1, :, 1:]
+            gt = z[i : i + 1, :, 1:]
             j = n_chunks - 1
             student, satrack, sttrack = self.rollout_bank(self.model, s, j, gt, 0)
             teacher, tatrack, tttrack = self.rollout_bank(self.teacher, s, j, gt, 0)
@@ -184,7 +193,9 @@ class DistillObjective(TransformerObjective):
             sa, stx = satrack.tokens(j * C, C), sttrack.tokens(prompt)
             sbank = student.bank.view()
             for k, (a_t, b_t) in enumerate(zip(ts, ts[1:])):
-                v = self.model.dit(states[k], torch.full((1,), a_t, device=x.device), sa, stx, sbank, student.cos, student.sin)
+                v = self.model.dit(
+                    states[k], torch.full((1,), a_t, device=x.device), sa, stx, sbank, student.cos, student.sin
+                )
                 target_v = (states[k + 1] - states[k]) / (b_t - a_t)  # the velocity that lands on the teacher
                 losses.append(self.chunk_mse(v, target_v, s, z, j))
         return torch.stack(losses).mean(), {"student_steps": len(ts) - 1}

@@ -50,8 +50,16 @@ def prompt_at(clip, t: float) -> str:
 
 
 @torch.no_grad()
-def stream(model: FlowActModel, reference: np.ndarray, audio: np.ndarray, prompt_of, frames: int, seed: int = 0,
-           steps: int | None = None, guidance: float = 1.0) -> np.ndarray:
+def stream(
+    model: FlowActModel,
+    reference: np.ndarray,
+    audio: np.ndarray,
+    prompt_of,
+    frames: int,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float = 1.0,
+) -> np.ndarray:
     """Stream `frames` video frames (uint8) as inference does. `steps` replaces the preset's
     step count (same shift); `guidance` > 1 adds classifier-free guidance on audio + text
     (a many-step guided teacher)."""
@@ -98,11 +106,18 @@ def score(frames: np.ndarray, clip, states: bool = True) -> dict:
     from ..judge.evaluate import evaluate_frames
 
     n = len(frames)
-    r = evaluate_frames(frames, clip.audio[: n * 16_000 // FPS], clip.reference(), clip_states(clip)[:n] if states else None)
-    return {"lipsync": r["lipsync"]["correlation"], "lipsync_best": r["lipsync"]["best_correlation"],
-            "lipsync_offset_s": r["lipsync"]["best_offset_s"], "state_accuracy": r["behaviour"]["accuracy"],
-            "identity": r["identity"]["mean"], "mouth_std": r["mouth"]["open_std"],
-            "flicker": r["flicker"]["second_diff"]}
+    r = evaluate_frames(
+        frames, clip.audio[: n * 16_000 // FPS], clip.reference(), clip_states(clip)[:n] if states else None
+    )
+    return {
+        "lipsync": r["lipsync"]["correlation"],
+        "lipsync_best": r["lipsync"]["best_correlation"],
+        "lipsync_offset_s": r["lipsync"]["best_offset_s"],
+        "state_accuracy": r["behaviour"]["accuracy"],
+        "identity": r["identity"]["mean"],
+        "mouth_std": r["mouth"]["open_std"],
+        "flicker": r["flicker"]["second_diff"],
+    }
 
 
 def evaluate_models(models: dict[str, tuple[FlowActModel, dict]], clips: int, seconds: float, log=print) -> dict:
@@ -144,8 +159,14 @@ def drift_clip(seed: int, seconds: float, width: int, height: int):
     return next(heldout_clips(1, seconds, width, height, first_seed=first))
 
 
-def drift(model: FlowActModel, marks_s: tuple[float, ...] = (10, 60, 300), window_s: float = 5.0, seed: int = 0,
-          log=print, **kw) -> dict:
+def drift(
+    model: FlowActModel,
+    marks_s: tuple[float, ...] = (10, 60, 300),
+    window_s: float = 5.0,
+    seed: int = 0,
+    log=print,
+    **kw,
+) -> dict:
     """One continuous stream as long as the last mark, on a held-out character and voice:
     the identity distance to the reference, averaged over the `window_s` seconds before
     each mark, and the lip-sync correlation over that window."""
@@ -159,9 +180,12 @@ def drift(model: FlowActModel, marks_s: tuple[float, ...] = (10, 60, 300), windo
     out = {}
     for m in marks_s:
         a, b = max(0, int((m - window_s) * FPS)), int(m * FPS)  # a mark before window_s: from the start
-        r = evaluate_frames(frames[a:b], clip.audio[a * 640:b * 640], clip.reference(), clip_states(clip)[a:b])
-        out[f"{m:g}s"] = {"identity": r["identity"]["mean"], "lipsync": r["lipsync"]["correlation"],
-                          "state_accuracy": r["behaviour"]["accuracy"]}
+        r = evaluate_frames(frames[a:b], clip.audio[a * 640 : b * 640], clip.reference(), clip_states(clip)[a:b])
+        out[f"{m:g}s"] = {
+            "identity": r["identity"]["mean"],
+            "lipsync": r["lipsync"]["correlation"],
+            "state_accuracy": r["behaviour"]["accuracy"],
+        }
     return out
 
 

@@ -19,8 +19,10 @@ class _LipRefinerObjective(Objective):
     def trainable(cls, model: FlowActModel) -> list[torch.nn.Parameter]:
         """The refiner alone (the ear alone for visemes): it learns on top of a finished model."""
         if model.lips is None:
-            raise FlowactError(f"the {cls.name} stage trains the lip refiner, and preset '{model.preset.name}' has none "
-                               "(add a `lips:` section, e.g. `lips: {width: 16}`)")
+            raise FlowactError(
+                f"the {cls.name} stage trains the lip refiner, and preset '{model.preset.name}' has none "
+                "(add a `lips:` section, e.g. `lips: {width: 16}`)"
+            )
         return [prm for n, prm in model.lips.named_parameters() if cls.name == "lips" or n.startswith("ear_")]
 
 
@@ -61,8 +63,8 @@ class LipsObjective(_LipRefinerObjective):
         of the loss, and the mouth did not learn in 100 steps.) The refiner's ear learns the
         world's mouth parameters (squared error, added to the loss), and the drawing half is given
         the world's own parameters for a random half of the samples. The drawing's loss is squared
-        error, the mouth weighted 1 + mouth_weight (default 20). (Not L1: without the audio, L1's best answer is the median
-        mouth, which is the closed one the input already shows, and 100 steps of L1 stayed at
+        error, the mouth weighted 1 + mouth_weight (default 20). (Not L1: without the audio, L1's
+        best answer is the median mouth, which is the closed one the input already shows, and 100 steps of L1 stayed at
         exactly the identity; the mean, which squared error seeks, opens the mouth by how likely
         it is open, so the audio's gradient is there from the first step.)"""
         if any(s.closed is None or s.mouth is None or s.visemes is None for s in samples):
@@ -90,8 +92,11 @@ class LipsObjective(_LipRefinerObjective):
         loss = wmean((out - target).pow(2), w) + vis
         with torch.no_grad():
             on_mouth = mouth.sum().clamp_min(1) * 3
-            logs = {"mouth_l1": float(((out - target).abs() * mouth).sum() / on_mouth),
-                    "mouth_l1_input": float(((inp - target).abs() * mouth).sum() / on_mouth),
-                    "l1": float((out - target).abs().mean()), "viseme_mse": float(vis),
-                    "viseme_var": float(gt.var(dim=0).mean())}
+            logs = {
+                "mouth_l1": float(((out - target).abs() * mouth).sum() / on_mouth),
+                "mouth_l1_input": float(((inp - target).abs() * mouth).sum() / on_mouth),
+                "l1": float((out - target).abs().mean()),
+                "viseme_mse": float(vis),
+                "viseme_var": float(gt.var(dim=0).mean()),
+            }
         return loss, logs

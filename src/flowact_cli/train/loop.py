@@ -60,8 +60,13 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
         # what a stage may grow that the init predates: the vae/decoder stages the decoder's
         # reference branch, the lips/visemes stages the lip refiner, the transformer stages the
         # audio injection (the branch and the injection start at zero: the init's output)
-        new_ok = tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH) if run.stage in ("vae", "decoder") \
-            else ("lips.",) if run.stage in ("lips", "visemes") else ("dit.audio_inject.",)
+        new_ok = (
+            tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH)
+            if run.stage in ("vae", "decoder")
+            else ("lips.",)
+            if run.stage in ("lips", "visemes")
+            else ("dit.audio_inject.",)
+        )
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:
         model.init_random(run.seed)
@@ -71,7 +76,9 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
             teacher = FlowActModel(run.preset)
         src = run.teacher or run.init
         if src is None:
-            raise FlowactError("distill needs a teacher: pass --init (the teacher, also the student's start) or --teacher")
+            raise FlowactError(
+                "distill needs a teacher: pass --init (the teacher, also the student's start) or --teacher"
+            )
         W.load_into(teacher, W.resolve(run.preset, weights=src))
         teacher.eval().requires_grad_(False)
     return model, teacher
@@ -105,9 +112,15 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     start = 0
     if run.resume and (folder / "ckpt").exists():
         start = load_checkpoint(folder, model, opt)["step"]
-    source = source or make_source(run.data, run.preset.video.width, run.preset.video.height, run.seed,
-                                   mouth=run.settings.mouth_weight > 0 or run.stage == "lips", speaking=run.speaking,
-                                   video=run.stage != "visemes")
+    source = source or make_source(
+        run.data,
+        run.preset.video.width,
+        run.preset.video.height,
+        run.seed,
+        mouth=run.settings.mouth_weight > 0 or run.stage == "lips",
+        speaking=run.speaking,
+        video=run.stage != "visemes",
+    )
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "log.jsonl").open("a")
     dev = torch.device(run.device)
@@ -131,8 +144,15 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        rec = {"step": step + 1, "loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"],
-               "data_s": round(t_data, 3), "step_s": round(time.perf_counter() - t0, 3), **logs}
+        rec = {
+            "step": step + 1,
+            "loss": float(loss.detach()),
+            "grad_norm": float(gnorm),
+            "lr": opt.param_groups[0]["lr"],
+            "data_s": round(t_data, 3),
+            "step_s": round(time.perf_counter() - t0, 3),
+            **logs,
+        }
         history.append(rec)
         log.write(json.dumps(rec) + "\n")
         log.flush()
@@ -144,6 +164,12 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     final = W.save(model, run.out / f"{run.stage}.safetensors")
     k = max(1, len(history) // 5)
     losses = [h["loss"] for h in history]
-    return {"stage": run.stage, "steps": run.steps, "resumed_from": start, "weights": str(final),
-            "loss_first": float(np.mean(losses[:k])) if losses else None,
-            "loss_last": float(np.mean(losses[-k:])) if losses else None, "last": history[-1] if history else None}
+    return {
+        "stage": run.stage,
+        "steps": run.steps,
+        "resumed_from": start,
+        "weights": str(final),
+        "loss_first": float(np.mean(losses[:k])) if losses else None,
+        "loss_last": float(np.mean(losses[-k:])) if losses else None,
+        "last": history[-1] if history else None,
+    }

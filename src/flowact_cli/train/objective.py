@@ -28,7 +28,8 @@ class StageSettings:
     motion_weight: float = 0.0  # vae/decoder: extra reconstruction weight on pixels that differ from the reference
     mouth_weight: float = 0.0  # extra loss weight on the open mouth (synthetic world's masks): pixels for
     # vae/decoder, latent cells for pretrain/selfforce/distill
-    teacher_steps: int = 16  # distill: teacher Euler steps per chunk, split evenly over the student's steps (16 -> 15 on 3 steps, 8 -> 6)
+    # distill: teacher Euler steps per chunk, split evenly over the student's steps (16 -> 15 on 3 steps, 8 -> 6)
+    teacher_steps: int = 16
     guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
     lips_leak: float = 0.3  # lips: the input's mouth is the closed one plus up to this share of the real one
 
@@ -39,8 +40,13 @@ class Objective:
 
     name = ""
 
-    def __init__(self, model: FlowActModel, preset: Preset, settings: StageSettings = StageSettings(),
-                 teacher: FlowActModel | None = None):
+    def __init__(
+        self,
+        model: FlowActModel,
+        preset: Preset,
+        settings: StageSettings = StageSettings(),
+        teacher: FlowActModel | None = None,
+    ):
         self.model, self.preset, self.s = model, preset, settings
         self.teacher = teacher
         self.layout = TokenLayout.of(preset)
@@ -131,7 +137,7 @@ def latent_mouth(samples: list[Sample], x0: torch.Tensor) -> torch.Tensor:
     b, _, n, h, w = x0.shape
     m = torch.from_numpy(np.stack([s.mouth for s in samples])).to(x0.device, torch.float32)  # (b, F, H, W)
     T = m.shape[1] // n
-    m = m[:, :n * T].reshape(b, n, T, *m.shape[2:]).amax(dim=2)  # (b, n, H, W)
+    m = m[:, : n * T].reshape(b, n, T, *m.shape[2:]).amax(dim=2)  # (b, n, H, W)
     m = F.adaptive_max_pool2d(m, (h, w))
     m = F.max_pool2d(m, 3, stride=1, padding=1)
     return m[:, None].to(x0.dtype)

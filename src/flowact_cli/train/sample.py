@@ -18,9 +18,15 @@ class Sample:
     audio: np.ndarray  # float32 16 kHz covering exactly the frames
     prompts: list[str]  # one per frame
     latents: np.ndarray | None = None  # (C, 1 + latents, h, w), reference first: a latent cache's window
-    mouth: np.ndarray | None = None  # float32 (frames, H, W) in [0, 1]: where the mouth differs from a closed one (synthetic world only)
-    closed: np.ndarray | None = None  # uint8 (frames, H, W, 3): the same frames drawn with the mouth at rest (synthetic world only)
-    visemes: np.ndarray | None = None  # float32 (frames, 5) in [0, 1]: the world's mouth parameters (MOUTH_KEYS; synthetic world only)
+    mouth: np.ndarray | None = (
+        None  # float32 (frames, H, W) in [0, 1]: where the mouth differs from a closed one (synthetic world only)
+    )
+    closed: np.ndarray | None = (
+        None  # uint8 (frames, H, W, 3): the same frames drawn with the mouth at rest (synthetic world only)
+    )
+    visemes: np.ndarray | None = (
+        None  # float32 (frames, 5) in [0, 1]: the world's mouth parameters (MOUTH_KEYS; synthetic world only)
+    )
 
 
 def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
@@ -29,7 +35,7 @@ def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
 
 def cut_audio(audio: np.ndarray, start_frame: int, frames: int) -> np.ndarray:
     per = 16_000 // FPS
-    seg = audio[start_frame * per:(start_frame + frames) * per]
+    seg = audio[start_frame * per : (start_frame + frames) * per]
     return np.pad(seg, (0, frames * per - len(seg))).astype(np.float32)
 
 

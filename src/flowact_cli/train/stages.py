@@ -6,7 +6,8 @@ small class per objective over `objective.Objective`:
   own rollouts, and distilled to the preset's few steps from a guided many-step teacher;
 - visemes, lips (lipsync.py): the lip refiner's ear, and its drawing net.
 
-`Stage(name, ...)` builds one; `trainable(model, name)` lists the parameters it trains.
+`Stage(name, ...)` builds one; `trainable(model, name)` lists the parameters it trains. The
+loss weights and batch helpers (to_video, mouth_weights, latent_mouth, ...) live in objective.py.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ from ..model import FlowActModel
 from .autoencoder import DecoderObjective, VAEObjective
 from .diffusion import DistillObjective, PretrainObjective, SelfForceObjective
 from .lipsync import LipsObjective, VisemesObjective
-from .objective import (Objective, StageSettings, latent_mouth, motion_weights, mouth_weights, to_video,  # noqa: F401
-                        wmean as _wmean)
+from .objective import Objective, StageSettings
 
-OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
-    VAEObjective, DecoderObjective, PretrainObjective, SelfForceObjective, DistillObjective, VisemesObjective,
-    LipsObjective)}
+OBJECTIVES: dict[str, type[Objective]] = {
+    o.name: o
+    for o in (
+        VAEObjective,
+        DecoderObjective,
+        PretrainObjective,
+        SelfForceObjective,
+        DistillObjective,
+        VisemesObjective,
+        LipsObjective,
+    )
+}
 STAGES = tuple(OBJECTIVES)
 
 
@@ -33,8 +42,13 @@ def _objective(name: str) -> type[Objective]:
     return OBJECTIVES[name]
 
 
-def Stage(name: str, model: FlowActModel, preset, settings: StageSettings = StageSettings(),  # noqa: N802 - a factory
-          teacher: FlowActModel | None = None) -> Objective:
+def Stage(
+    name: str,
+    model: FlowActModel,
+    preset,
+    settings: StageSettings = StageSettings(),  # noqa: N802 - a factory
+    teacher: FlowActModel | None = None,
+) -> Objective:
     """The objective of stage `name` for this model."""
     return _objective(name)(model, preset, settings, teacher)
 

@@ -20,12 +20,25 @@ from . import FPS
 STATES = ("idle", "speaking", "listening", "thinking", "waving", "nodding", "pointing", "shrugging", "head_tilt")
 PROMPTS = {
     "idle": ["standing still, relaxed", "idle, breathing calmly", "waiting quietly", "resting, looking around"],
-    "speaking": ["talking to the camera", "speaking calmly", "explaining something", "telling a story",
-                 "saying hello and chatting"],
-    "listening": ["listening attentively", "listening and nodding slightly", "paying attention to someone",
-                  "quietly listening"],
-    "thinking": ["thinking, hand on chin", "pondering a question", "looking up, deep in thought",
-                 "considering the answer"],
+    "speaking": [
+        "talking to the camera",
+        "speaking calmly",
+        "explaining something",
+        "telling a story",
+        "saying hello and chatting",
+    ],
+    "listening": [
+        "listening attentively",
+        "listening and nodding slightly",
+        "paying attention to someone",
+        "quietly listening",
+    ],
+    "thinking": [
+        "thinking, hand on chin",
+        "pondering a question",
+        "looking up, deep in thought",
+        "considering the answer",
+    ],
     "waving": ["waving hello", "waving goodbye", "raising a hand to wave", "greeting with a wave"],
     "nodding": ["nodding in agreement", "nodding yes", "nodding along"],
     "pointing": ["pointing to the side", "pointing at something", "showing the way with a finger"],
@@ -44,8 +57,17 @@ STATE_KEYWORDS = {
     "head_tilt": ("tilt",),
     "idle": ("idle", "still", "rest", "wait", "calm"),
 }
-_NEXT_WEIGHTS = {"speaking": 0.34, "listening": 0.1, "idle": 0.08, "thinking": 0.08, "waving": 0.08,
-                 "nodding": 0.08, "pointing": 0.08, "shrugging": 0.08, "head_tilt": 0.08}
+_NEXT_WEIGHTS = {
+    "speaking": 0.34,
+    "listening": 0.1,
+    "idle": 0.08,
+    "thinking": 0.08,
+    "waving": 0.08,
+    "nodding": 0.08,
+    "pointing": 0.08,
+    "shrugging": 0.08,
+    "head_tilt": 0.08,
+}
 TRANSITION = 0.6  # seconds of cross-fade between segments
 
 # body layout in character units (frame height = 1, x from the centre line)
@@ -77,8 +99,9 @@ class Segment:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "state": self.state, "prompt": self.prompt}
 
 
-def sample_timeline(rng: np.random.Generator, seconds: float, speech_seconds=None,
-                    first: str | None = None) -> list[Segment]:
+def sample_timeline(
+    rng: np.random.Generator, seconds: float, speech_seconds=None, first: str | None = None
+) -> list[Segment]:
     """Random segments covering [0, seconds]. `speech_seconds()` gives the length of the next utterance."""
     segs: list[Segment] = []
     t = 0.0
@@ -112,7 +135,9 @@ def segment_weights(segments: list[Segment], t: np.ndarray) -> np.ndarray:
     w = np.zeros((len(t), len(segments)))
     for i, s in enumerate(segments):
         rise = np.ones_like(t) if i == 0 else _smoothstep((t - (s.start - TRANSITION / 2)) / TRANSITION)
-        fall = np.ones_like(t) if i == len(segments) - 1 else 1 - _smoothstep((t - (s.end - TRANSITION / 2)) / TRANSITION)
+        fall = (
+            np.ones_like(t) if i == len(segments) - 1 else 1 - _smoothstep((t - (s.end - TRANSITION / 2)) / TRANSITION)
+        )
         w[:, i] = rise * fall
     return w / np.maximum(w.sum(axis=1, keepdims=True), 1e-9)
 
@@ -162,7 +187,9 @@ class Motion:
     state_weight: np.ndarray  # (frames,) weight of that segment in the blend
 
 
-def solve_arm(shoulder: np.ndarray, target: np.ndarray, l1: float, l2: float, side: int) -> tuple[np.ndarray, np.ndarray]:
+def solve_arm(
+    shoulder: np.ndarray, target: np.ndarray, l1: float, l2: float, side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-link IK, vectorised over frames: elbow and wrist for wrist targets (frames, 2)."""
     d = target - shoulder
     dist = np.linalg.norm(d, axis=1)
@@ -170,7 +197,7 @@ def solve_arm(shoulder: np.ndarray, target: np.ndarray, l1: float, l2: float, si
     unit = d / np.maximum(dist, 1e-9)[:, None]
     wrist = shoulder + unit * dist_c[:, None]
     a = np.arctan2(unit[:, 1], unit[:, 0])
-    b = np.arccos(np.clip((l1 ** 2 + dist_c ** 2 - l2 ** 2) / (2 * l1 * dist_c), -1, 1))
+    b = np.arccos(np.clip((l1**2 + dist_c**2 - l2**2) / (2 * l1 * dist_c), -1, 1))
     e1 = shoulder + l1 * np.stack([np.cos(a + b), np.sin(a + b)], 1)
     e2 = shoulder + l1 * np.stack([np.cos(a - b), np.sin(a - b)], 1)
     # elbows bend outward and downward, never across the chest
@@ -179,8 +206,14 @@ def solve_arm(shoulder: np.ndarray, target: np.ndarray, l1: float, l2: float, si
     return elbow, wrist
 
 
-def perform(character: Character, segments: list[Segment], frames: int, rng: np.random.Generator,
-            fps: float = FPS, speaking_activity: np.ndarray | None = None) -> Motion:
+def perform(
+    character: Character,
+    segments: list[Segment],
+    frames: int,
+    rng: np.random.Generator,
+    fps: float = FPS,
+    speaking_activity: np.ndarray | None = None,
+) -> Motion:
     """Motion for `frames` frames of a timeline. `speaking_activity` (frames,) 0..1 drives head bobs."""
     c = character
     t = np.arange(frames) / fps
@@ -190,9 +223,14 @@ def perform(character: Character, segments: list[Segment], frames: int, rng: np.
     gaze = _saccades(rng, t)
     brow = 0.1 * _noise(rng, t, (0.2, 0.4))
     smile = np.full(frames, c.smile)
-    body = np.stack([0.006 * en * _noise(rng, t, (0.08, 0.17)),
-                     0.004 * np.sin(2 * np.pi * rng.uniform(0.2, 0.3) * t + rng.uniform(0, 6.3)),
-                     np.zeros(frames)], 1)
+    body = np.stack(
+        [
+            0.006 * en * _noise(rng, t, (0.08, 0.17)),
+            0.004 * np.sin(2 * np.pi * rng.uniform(0.2, 0.3) * t + rng.uniform(0, 6.3)),
+            np.zeros(frames),
+        ],
+        1,
+    )
     sh = c.shoulder_half
     reach = c.upper_arm + c.forearm
     rest = np.array([[-(sh + 0.03), SHOULDER_Y + reach * 0.95], [sh + 0.03, SHOULDER_Y + reach * 0.95]])
@@ -213,7 +251,13 @@ def perform(character: Character, segments: list[Segment], frames: int, rng: np.
         sm = np.zeros(frames)
         if s.state == "speaking":
             act = speaking_activity if speaking_activity is not None else np.ones(frames)
-            hd += np.stack([0.1 * _noise(rng, t, (0.6, 1.1)), 0.12 * _noise(rng, t, (0.9, 1.6)), 0.05 * _noise(rng, t)], 1) * act[:, None] * en
+            hd += (
+                np.stack(
+                    [0.1 * _noise(rng, t, (0.6, 1.1)), 0.12 * _noise(rng, t, (0.9, 1.6)), 0.05 * _noise(rng, t)], 1
+                )
+                * act[:, None]
+                * en
+            )
             br += 0.35 * np.clip(_noise(rng, t, (0.5, 0.9)), 0, 1) * act
             beat = 0.025 * _noise(rng, t, (0.9, 1.4))
             tgt[:, :, 1] -= 0.05 + beat[:, None]
@@ -231,8 +275,9 @@ def perform(character: Character, segments: list[Segment], frames: int, rng: np.
             tgt[:, k] = [0.035 * s.side, chin_y]
             hand[:, k] = 3
         elif s.state == "waving":
-            tgt[:, k] = np.stack([s.side * (sh + 0.16 + 0.055 * np.sin(2 * np.pi * 2.3 * tau)),
-                                  np.full(frames, HEAD_Y + 0.1)], 1)
+            tgt[:, k] = np.stack(
+                [s.side * (sh + 0.16 + 0.055 * np.sin(2 * np.pi * 2.3 * tau)), np.full(frames, HEAD_Y + 0.1)], 1
+            )
             hand[:, k] = 1
             sm += 0.6
             br += 0.4
@@ -268,12 +313,24 @@ def perform(character: Character, segments: list[Segment], frames: int, rng: np.
     joints = np.zeros((frames, 2, 3, 2))
     for k, side in enumerate((-1, 1)):
         shoulder = np.stack([side * sh + body[:, 0], SHOULDER_Y - body[:, 1] - body[:, 2]], 1)
-        elbow, wrist = solve_arm(shoulder, wrists[:, k] + body[:, None, 0].repeat(2, 1) * [1, 0], c.upper_arm, c.forearm, side)
+        elbow, wrist = solve_arm(
+            shoulder, wrists[:, k] + body[:, None, 0].repeat(2, 1) * [1, 0], c.upper_arm, c.forearm, side
+        )
         joints[:, k] = np.stack([shoulder, elbow, wrist], 1)
     dominant = w.argmax(axis=1)
     state = np.array([STATES.index(segments[j].state) for j in dominant])
-    return Motion(np.clip(head, -1, 1), np.clip(gaze, -1, 1), blink, np.clip(brow, -1, 1), np.clip(smile, -1, 1),
-                  body, joints, hands, state, w[np.arange(frames), dominant])
+    return Motion(
+        np.clip(head, -1, 1),
+        np.clip(gaze, -1, 1),
+        blink,
+        np.clip(brow, -1, 1),
+        np.clip(smile, -1, 1),
+        body,
+        joints,
+        hands,
+        state,
+        w[np.arange(frames), dominant],
+    )
 
 
 def neutral_motion(character: Character) -> Motion:
@@ -287,5 +344,15 @@ def neutral_motion(character: Character) -> Motion:
         elbow, wrist = solve_arm(shoulder, target, c.upper_arm, c.forearm, side)
         joints[:, k] = np.stack([shoulder, elbow, wrist], 1)
     z = np.zeros(1)
-    return Motion(np.zeros((1, 3)), np.zeros((1, 2)), z, z, np.full(1, c.smile), np.zeros((1, 3)), joints,
-                  np.zeros((1, 2)), np.zeros(1, int), np.ones(1))
+    return Motion(
+        np.zeros((1, 3)),
+        np.zeros((1, 2)),
+        z,
+        z,
+        np.full(1, c.smile),
+        np.zeros((1, 3)),
+        joints,
+        np.zeros((1, 2)),
+        np.zeros(1, int),
+        np.ones(1),
+    )

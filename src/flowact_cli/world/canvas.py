@@ -18,8 +18,16 @@ def supersampling(height: int) -> int:
     return 3 if height <= 200 else 2 if height <= 600 else 1
 
 
-def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 28, power: float = 2.0,
-            start: float = 0.0, stop: float = 2 * np.pi) -> np.ndarray:
+def ellipse(
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
+    n: int = 28,
+    power: float = 2.0,
+    start: float = 0.0,
+    stop: float = 2 * np.pi,
+) -> np.ndarray:
     """(n, 2) points of a superellipse (power 2: an ellipse; larger: squarer)."""
     a = np.linspace(start, stop, n, endpoint=stop - start < 2 * np.pi - 1e-9)
     c, s = np.cos(a), np.sin(a)
@@ -34,8 +42,9 @@ def capsule(p0, p1, r0: float, r1: float, n: int = 8) -> np.ndarray:
     ang = np.arctan2(d[1], d[0])
     a1 = np.linspace(ang - np.pi / 2, ang + np.pi / 2, n)
     a0 = np.linspace(ang + np.pi / 2, ang + 3 * np.pi / 2, n)
-    return np.concatenate([p1 + r1 * np.stack([np.cos(a1), np.sin(a1)], 1),
-                           p0 + r0 * np.stack([np.cos(a0), np.sin(a0)], 1)])
+    return np.concatenate(
+        [p1 + r1 * np.stack([np.cos(a1), np.sin(a1)], 1), p0 + r0 * np.stack([np.cos(a0), np.sin(a0)], 1)]
+    )
 
 
 def clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
@@ -70,8 +79,17 @@ def shade(c: RGB, k: float) -> RGB:
 class Canvas:
     """One supersampled frame. Shapes are given in character units."""
 
-    def __init__(self, background: Image.Image, width: int, height: int, ss: int, scale: float, x_offset: float,
-                 outline: RGB | None, line_width: float):
+    def __init__(
+        self,
+        background: Image.Image,
+        width: int,
+        height: int,
+        ss: int,
+        scale: float,
+        x_offset: float,
+        outline: RGB | None,
+        line_width: float,
+    ):
         self.img = background.copy()
         self.draw = ImageDraw.Draw(self.img)
         self.W, self.H, self.ss = width, height, ss
@@ -104,7 +122,7 @@ class Canvas:
         self.draw.line(self.to_px(pts), fill=colour, width=w, joint="curve")
 
     def dot(self, cx: float, cy: float, r: float, fill: RGB) -> None:
-        (x, y), = self.to_px(np.array([[cx, cy]]))
+        ((x, y),) = self.to_px(np.array([[cx, cy]]))
         rr = max(0.5, r * self.k)
         self.draw.ellipse([x - rr, y - rr, x + rr, y + rr], fill=fill)
 
@@ -113,8 +131,9 @@ class Canvas:
         return np.asarray(img, dtype=np.uint8)
 
 
-def background(kind: str, c1: RGB, c2: RGB, accent: RGB, width: int, height: int, ss: int,
-               rng: np.random.Generator) -> Image.Image:
+def background(
+    kind: str, c1: RGB, c2: RGB, accent: RGB, width: int, height: int, ss: int, rng: np.random.Generator
+) -> Image.Image:
     """The static scene behind a character, at supersampled size."""
     W, H = width * ss, height * ss
     a, b = np.array(c1, float), np.array(c2, float)

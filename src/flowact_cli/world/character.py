@@ -26,11 +26,34 @@ FACIAL_HAIR = ("none", "none", "none", "beard", "moustache", "goatee")
 BACKGROUNDS = ("solid", "vgradient", "radial", "stripes", "room", "sky")
 LINE_STYLES = ("outlined", "flat", "shaded")
 
-_SKINS = [(255, 224, 196), (241, 194, 160), (224, 172, 125), (198, 134, 88), (161, 102, 64),
-          (120, 72, 42), (86, 52, 33), (255, 206, 180), (230, 190, 150), (180, 200, 120),
-          (150, 180, 230), (200, 160, 220)]  # the last three: toon skins (green, blue, lilac)
-_HAIRS = [(20, 16, 14), (60, 40, 25), (110, 70, 35), (165, 110, 55), (225, 190, 110), (240, 230, 200),
-          (150, 40, 25), (200, 90, 40), (120, 120, 125), (40, 80, 200), (200, 60, 140), (60, 160, 90)]
+_SKINS = [
+    (255, 224, 196),
+    (241, 194, 160),
+    (224, 172, 125),
+    (198, 134, 88),
+    (161, 102, 64),
+    (120, 72, 42),
+    (86, 52, 33),
+    (255, 206, 180),
+    (230, 190, 150),
+    (180, 200, 120),
+    (150, 180, 230),
+    (200, 160, 220),
+]  # the last three: toon skins (green, blue, lilac)
+_HAIRS = [
+    (20, 16, 14),
+    (60, 40, 25),
+    (110, 70, 35),
+    (165, 110, 55),
+    (225, 190, 110),
+    (240, 230, 200),
+    (150, 40, 25),
+    (200, 90, 40),
+    (120, 120, 125),
+    (40, 80, 200),
+    (200, 60, 140),
+    (60, 160, 90),
+]
 RGB = tuple[int, int, int]
 
 
@@ -117,7 +140,9 @@ def sample_character(seed: int) -> Character:
         seed=int(seed),
         scale=rng.uniform(1.12, 1.26),
         x_offset=rng.uniform(-0.025, 0.025),
-        head_rx=head_rx, head_ry=head_ry, face_shape=face_shape,
+        head_rx=head_rx,
+        head_ry=head_ry,
+        face_shape=face_shape,
         neck_width=rng.uniform(0.035, 0.055),
         shoulder_half=rng.uniform(0.16, 0.2),
         upper_arm=rng.uniform(0.17, 0.2),
@@ -140,7 +165,8 @@ def sample_character(seed: int) -> Character:
         long_sleeves=bool(rng.random() < 0.5),
         background=bg,
         line_style=line_style,
-        skin=skin, hair=hair,
+        skin=skin,
+        hair=hair,
         iris=_hsv(rng, (0.3, 0.9), (0.2, 0.7)),
         lips=lips,  # type: ignore[arg-type]
         shirt=_hsv(rng, (0.2, 0.95), (0.25, 0.95)),
@@ -148,7 +174,8 @@ def sample_character(seed: int) -> Character:
         hat_colour=_hsv(rng, (0.3, 0.9), (0.2, 0.9)),
         glasses_colour=_hsv(rng, (0.0, 0.8), (0.05, 0.6)),
         accent=_hsv(rng, (0.5, 1.0), (0.6, 1.0)),
-        bg1=bg1, bg2=bg2,
+        bg1=bg1,
+        bg2=bg2,
         outline=outline,  # type: ignore[arg-type]
         smile=float(rng.uniform(-0.3, 1.0)),
         blink_rate=float(rng.uniform(0.2, 0.45)),

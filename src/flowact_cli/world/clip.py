@@ -71,13 +71,24 @@ class Clip:
         c = self.character
         return {
             "version": LABELS_VERSION,
-            "fps": FPS, "width": self.width, "height": self.height, "frames": self.frames,
-            "seconds": round(self.seconds, 3), "seed": self.seed,
+            "fps": FPS,
+            "width": self.width,
+            "height": self.height,
+            "frames": self.frames,
+            "seconds": round(self.seconds, 3),
+            "seed": self.seed,
             "character": c.describe(),
-            "voice": {"language": self.voice.language, "name": self.voice.name, "rate": self.voice.rate,
-                      "pitch": self.voice.pitch, "range": self.voice.pitch_range},
-            "utterances": [{"start": round(u.start, 3), "end": round(u.start + u.speech.seconds, 3), "text": u.speech.text}
-                           for u in self.utterances],
+            "voice": {
+                "language": self.voice.language,
+                "name": self.voice.name,
+                "rate": self.voice.rate,
+                "pitch": self.voice.pitch,
+                "range": self.voice.pitch_range,
+            },
+            "utterances": [
+                {"start": round(u.start, 3), "end": round(u.start + u.speech.seconds, 3), "text": u.speech.text}
+                for u in self.utterances
+            ],
             "timeline": [s.as_dict() for s in self.segments],
             "phonemes": [[round(p.start, 3), round(p.end, 3), p.ipa] for p in self.phonemes],
             "states": list(STATES),
@@ -87,9 +98,16 @@ class Clip:
                 "state": self.motion.state.tolist(),
                 "state_weight": r(self.motion.state_weight),
                 "mouth": {k: r(getattr(self.mouth, k)) for k in MOUTH_KEYS},
-                "head": {"yaw": r(self.motion.head[:, 0]), "pitch": r(self.motion.head[:, 1]), "roll": r(self.motion.head[:, 2])},
-                "gaze": r(self.motion.gaze), "blink": r(self.motion.blink), "brow": r(self.motion.brow),
-                "smile": r(self.motion.smile), "hands": self.motion.hands.astype(int).tolist(),
+                "head": {
+                    "yaw": r(self.motion.head[:, 0]),
+                    "pitch": r(self.motion.head[:, 1]),
+                    "roll": r(self.motion.head[:, 2]),
+                },
+                "gaze": r(self.motion.gaze),
+                "blink": r(self.motion.blink),
+                "brow": r(self.motion.brow),
+                "smile": r(self.motion.smile),
+                "hands": self.motion.hands.astype(int).tolist(),
                 "joints": r(joints),
             },
             "reference": {"head": [0.0, 0.0, 0.0], "joints": r(ref_joints), "mouth": r(REST_MOUTH)},
@@ -114,9 +132,18 @@ def split_seed(seed: int, split: str) -> int:
     return seed + 1 if heldout_character(seed) else seed
 
 
-def make_clip(seed: int, seconds: float, width: int, height: int, *, character_seed: int | None = None,
-              language: str | None = None, first_state: str | None = None, lead: float | None = None,
-              split: str | None = None) -> Clip:
+def make_clip(
+    seed: int,
+    seconds: float,
+    width: int,
+    height: int,
+    *,
+    character_seed: int | None = None,
+    language: str | None = None,
+    first_state: str | None = None,
+    lead: float | None = None,
+    split: str | None = None,
+) -> Clip:
     """Everything about a clip, decided by `seed` (the character by `character_seed`, default: seed).
     `split` "train" / "heldout" restricts the voice to training / held-out voices (the caller
     picks the character seed with `split_seed`)."""
@@ -145,7 +172,7 @@ def make_clip(seed: int, seconds: float, width: int, height: int, *, character_s
         src = u.speech.samples
         lo, hi = max(0, -a0), min(len(src), len(audio) - a0)
         if hi > lo:
-            audio[a0 + lo:a0 + hi] += src[lo:hi]
+            audio[a0 + lo : a0 + hi] += src[lo:hi]
         for p in u.speech.phonemes:
             s, e = p.start + u.start, p.end + u.start
             if e > 0 and s < seconds:
@@ -153,8 +180,21 @@ def make_clip(seed: int, seconds: float, width: int, height: int, *, character_s
     mouth = mouth_track(phonemes, frames)
     activity = np.convolve(mouth.open, np.ones(9) / 9, mode="same").clip(0, 1) * 2
     motion = perform(character, segs, frames, rng, speaking_activity=np.clip(activity, 0, 1))
-    return Clip(int(seed), character, voice, width, height, frames, segs, utts, np.clip(audio, -1, 1), phonemes,
-                mouth, motion, Renderer(character, width, height))
+    return Clip(
+        int(seed),
+        character,
+        voice,
+        width,
+        height,
+        frames,
+        segs,
+        utts,
+        np.clip(audio, -1, 1),
+        phonemes,
+        mouth,
+        motion,
+        Renderer(character, width, height),
+    )
 
 
 def place_utterances(segs: list[Segment], speeches: list[Speech]) -> list[Utterance]:
@@ -190,5 +230,10 @@ def write_clip(clip: Clip, out_dir: str | Path, name: str) -> dict:
     Image.fromarray(clip.reference()).save(out_dir / f"{name}.ref.png")
     (out_dir / f"{name}.json").write_text(json.dumps(clip.labels(), separators=(",", ":")))
     files = [out_dir / f"{name}{ext}" for ext in (".mp4", ".wav", ".ref.png", ".json")]
-    return {"name": name, "seed": clip.seed, "frames": clip.frames, "render_seconds": render_s,
-            "bytes": {f.name: f.stat().st_size for f in files}}
+    return {
+        "name": name,
+        "seed": clip.seed,
+        "frames": clip.frames,
+        "render_seconds": render_s,
+        "bytes": {f.name: f.stat().st_size for f in files},
+    }

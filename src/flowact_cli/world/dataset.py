@@ -89,11 +89,15 @@ class SynthDataset:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FlowactError("synth folder not found", path=self.root)
-        names = sorted(p.name[:-len(".json")] for p in self.root.glob("clip_*.json"))
+        names = sorted(p.name[: -len(".json")] for p in self.root.glob("clip_*.json"))
         if not names:
             raise FlowactError("no clips here (expected clip_*.json from `flowact synth`)", path=self.root)
-        self.records = [ClipRecord(n, self.root / f"{n}.mp4", self.root / f"{n}.wav", self.root / f"{n}.ref.png",
-                                   self.root / f"{n}.json") for n in names]
+        self.records = [
+            ClipRecord(
+                n, self.root / f"{n}.mp4", self.root / f"{n}.wav", self.root / f"{n}.ref.png", self.root / f"{n}.json"
+            )
+            for n in names
+        ]
 
     def __len__(self) -> int:
         return len(self.records)

@@ -24,8 +24,9 @@ class Renderer:
         self.width, self.height = width, height
         self.ss = ss or supersampling(height)
         rng = np.random.default_rng([character.seed, 0xB6])
-        self.bg = background(character.background, character.bg1, character.bg2, character.accent,
-                             width, height, self.ss, rng)
+        self.bg = background(
+            character.background, character.bg1, character.bg2, character.accent, width, height, self.ss, rng
+        )
         self.outline = character.outline if character.line_style == "outlined" else None
 
     def to_label_xy(self, pts: np.ndarray) -> np.ndarray:
@@ -49,7 +50,11 @@ class Renderer:
             _hair_back(cv, c, head_c, yaw)
             cv.rot = None
         _torso(cv, c, sway, breath, lift)
-        cv.line(np.array([[sway * 0.6, HEAD_Y + 0.1], [sway * 0.8, SHOULDER_Y - lift]]), shade(c.skin, 0.9), c.neck_width * 2)
+        cv.line(
+            np.array([[sway * 0.6, HEAD_Y + 0.1], [sway * 0.8, SHOULDER_Y - lift]]),
+            shade(c.skin, 0.9),
+            c.neck_width * 2,
+        )
         _neckline(cv, c, sway, breath, lift)
         cv.rot = (neck_top, np.cos(roll * 0.35), np.sin(roll * 0.35))
         _head(cv, c, head_c, motion, mouth, i)
@@ -99,20 +104,37 @@ def _torso(cv: Canvas, c: Character, sway: float, breath: float, lift: float) ->
     if c.top == "jacket":
         cv.poly(np.array([[-0.05, y0 - 0.01], [0.05, y0 - 0.01], [0.06, 1.05], [-0.06, 1.05]]) + [sway, 0], c.shirt2)
         for s in (-1, 1):
-            cv.poly(np.array([[s * 0.05, y0], [s * 0.11, y0 + 0.02], [s * 0.05, y0 + 0.16]]) + [sway, 0], shade(c.shirt, 0.8))
+            cv.poly(
+                np.array([[s * 0.05, y0], [s * 0.11, y0 + 0.02], [s * 0.05, y0 + 0.16]]) + [sway, 0],
+                shade(c.shirt, 0.8),
+            )
 
 
 def _neckline(cv: Canvas, c: Character, sway: float, breath: float, lift: float) -> None:
     y0 = SHOULDER_Y - breath - lift
     nw = c.neck_width
     if c.top == "turtleneck":
-        cv.poly(np.array([[-nw * 1.1, y0 - 0.05], [nw * 1.1, y0 - 0.05], [nw * 1.3, y0 + 0.01], [-nw * 1.3, y0 + 0.01]]) + [sway, 0], shade(c.shirt, 0.9))
+        cv.poly(
+            np.array([[-nw * 1.1, y0 - 0.05], [nw * 1.1, y0 - 0.05], [nw * 1.3, y0 + 0.01], [-nw * 1.3, y0 + 0.01]])
+            + [sway, 0],
+            shade(c.shirt, 0.9),
+        )
     elif c.top == "vneck":
-        cv.poly(np.array([[-nw * 1.2, y0 - 0.005], [nw * 1.2, y0 - 0.005], [0, y0 + 0.07]]) + [sway, 0], c.skin, outline=False)
+        cv.poly(
+            np.array([[-nw * 1.2, y0 - 0.005], [nw * 1.2, y0 - 0.005], [0, y0 + 0.07]]) + [sway, 0],
+            c.skin,
+            outline=False,
+        )
     elif c.top == "collar":
-        cv.poly(np.array([[-nw * 1.1, y0 - 0.005], [nw * 1.1, y0 - 0.005], [0, y0 + 0.04]]) + [sway, 0], c.skin, outline=False)
+        cv.poly(
+            np.array([[-nw * 1.1, y0 - 0.005], [nw * 1.1, y0 - 0.005], [0, y0 + 0.04]]) + [sway, 0],
+            c.skin,
+            outline=False,
+        )
         for s in (-1, 1):
-            cv.poly(np.array([[s * nw * 1.1, y0 - 0.02], [0, y0 + 0.045], [s * nw * 2.2, y0 + 0.03]]) + [sway, 0], WHITE)
+            cv.poly(
+                np.array([[s * nw * 1.1, y0 - 0.02], [0, y0 + 0.045], [s * nw * 2.2, y0 + 0.03]]) + [sway, 0], WHITE
+            )
     elif c.top in ("tshirt", "hoodie"):
         cv.poly(ellipse(sway, y0 - 0.004, nw * 1.25, 0.022, n=14, start=0, stop=np.pi), c.skin, outline=False)
         if c.top == "hoodie":
@@ -148,8 +170,12 @@ def _hair_back(cv: Canvas, c: Character, hc: np.ndarray, yaw: float) -> None:
     if c.top == "hoodie":
         cv.poly(ellipse(x, y + 0.01, rx * 1.35, ry * 1.25), shade(c.shirt, 0.8))
     if c.hair_style == "long":
-        pts = np.concatenate([ellipse(x, y, rx * 1.18, ry * 1.1, n=16, start=np.pi, stop=2 * np.pi),
-                              [[x + rx * 1.25, y + ry * 2.0], [x - rx * 1.25, y + ry * 2.0]]])
+        pts = np.concatenate(
+            [
+                ellipse(x, y, rx * 1.18, ry * 1.1, n=16, start=np.pi, stop=2 * np.pi),
+                [[x + rx * 1.25, y + ry * 2.0], [x - rx * 1.25, y + ry * 2.0]],
+            ]
+        )
         cv.poly(pts, shade(c.hair, 0.85))
     elif c.hair_style == "bob":
         cv.poly(ellipse(x, y + ry * 0.2, rx * 1.25, ry * 1.05, power=2.6), shade(c.hair, 0.85))
@@ -182,7 +208,11 @@ def _head(cv: Canvas, c: Character, hc: np.ndarray, m: Motion, mouth: np.ndarray
     cx, cy = hc[0] + fx, hc[1] + fy
     if c.blush:
         for s in (-1, 1):
-            cv.poly(ellipse(cx + s * c.eye_spacing * 1.3, cy + 0.04, 0.016, 0.009, n=12), shade(c.skin, 0.9) if c.skin[0] < 120 else (240, 150, 150), outline=False)
+            cv.poly(
+                ellipse(cx + s * c.eye_spacing * 1.3, cy + 0.04, 0.016, 0.009, n=12),
+                shade(c.skin, 0.9) if c.skin[0] < 120 else (240, 150, 150),
+                outline=False,
+            )
     if c.facial_hair == "beard":
         beard = clip_convex(face, np.array([[-1, cy + 0.03], [1, cy + 0.03], [1, 1], [-1, 1]]))
         cv.poly(beard, shade(c.hair, 0.9), outline=False)
@@ -199,9 +229,18 @@ def _head(cv: Canvas, c: Character, hc: np.ndarray, m: Motion, mouth: np.ndarray
             ex = cx + s * c.eye_spacing
             r = c.eye_size * 1.9
             pw = 2.0 if c.glasses == "round" else 4.0
-            cv.line(np.vstack([ellipse(ex, cy, r, r * 0.85, n=20, power=pw), ellipse(ex, cy, r, r * 0.85, n=20, power=pw)[:1]]),
-                    c.glasses_colour, 0.005)
-        cv.line(np.array([[cx - c.eye_spacing + c.eye_size * 1.9, cy], [cx + c.eye_spacing - c.eye_size * 1.9, cy]]), c.glasses_colour, 0.004)
+            cv.line(
+                np.vstack(
+                    [ellipse(ex, cy, r, r * 0.85, n=20, power=pw), ellipse(ex, cy, r, r * 0.85, n=20, power=pw)[:1]]
+                ),
+                c.glasses_colour,
+                0.005,
+            )
+        cv.line(
+            np.array([[cx - c.eye_spacing + c.eye_size * 1.9, cy], [cx + c.eye_spacing - c.eye_size * 1.9, cy]]),
+            c.glasses_colour,
+            0.004,
+        )
     _hat(cv, c, hc)
 
 
@@ -213,8 +252,13 @@ def _eyes(cv: Canvas, c: Character, cx: float, cy: float, gaze, blink: float, br
         if c.brow_style != "none":
             w = {"thin": 0.004, "thick": 0.009, "arched": 0.006}[c.brow_style]
             arch = 0.008 if c.brow_style == "arched" else 0.002
-            cv.line(np.array([[ex - s * es * 1.2, by + 0.002], [ex, by - arch], [ex + s * es * 1.3, by + 0.004 - 0.004 * brow]]),
-                    shade(c.hair, 0.7), w)
+            cv.line(
+                np.array(
+                    [[ex - s * es * 1.2, by + 0.002], [ex, by - arch], [ex + s * es * 1.3, by + 0.004 - 0.004 * brow]]
+                ),
+                shade(c.hair, 0.7),
+                w,
+            )
         open_ = 1 - blink
         if c.eye_style == "sleepy":
             open_ *= 0.6
@@ -246,7 +290,11 @@ def _nose(cv: Canvas, c: Character, x: float, y: float) -> None:
     elif c.nose_style == "button":
         cv.poly(ellipse(x, y, 0.012, 0.009, n=12), shade(c.skin, 0.88))
     elif c.nose_style == "long":
-        cv.poly(np.array([[x, y - 0.035], [x + 0.012, y + 0.006], [x - 0.01, y + 0.006]]), shade(c.skin, 0.85), outline=False)
+        cv.poly(
+            np.array([[x, y - 0.035], [x + 0.012, y + 0.006], [x - 0.01, y + 0.006]]),
+            shade(c.skin, 0.85),
+            outline=False,
+        )
 
 
 def _mouth(cv: Canvas, c: Character, x: float, y: float, mouth: np.ndarray, smile: float) -> None:
@@ -301,14 +349,28 @@ def _hair_front(cv: Canvas, c: Character, hc: np.ndarray, yaw: float) -> None:
         for k in range(5):
             a = np.pi * (1.25 + 0.125 * k)
             bx, by = x + np.cos(a) * rx * 0.9, y + np.sin(a) * ry * 0.95
-            cv.poly(np.array([[bx - 0.012, by + 0.01], [bx + 0.012, by + 0.01], [bx + np.cos(a) * 0.04, by + np.sin(a) * 0.05]]), col)
+            cv.poly(
+                np.array(
+                    [[bx - 0.012, by + 0.01], [bx + 0.012, by + 0.01], [bx + np.cos(a) * 0.04, by + np.sin(a) * 0.05]]
+                ),
+                col,
+            )
         return
     cv.poly(cap, col)
     if style == "spiky":
         for k in range(7):
             a = np.pi * (1.1 + 0.8 * k / 6)
             bx, by = x + np.cos(a) * rx, y + np.sin(a) * ry
-            cv.poly(np.array([[bx - 0.018, by + 0.012], [bx + 0.018, by + 0.012], [bx + np.cos(a) * 0.045, by + np.sin(a) * 0.05]]), col)
+            cv.poly(
+                np.array(
+                    [
+                        [bx - 0.018, by + 0.012],
+                        [bx + 0.018, by + 0.012],
+                        [bx + np.cos(a) * 0.045, by + np.sin(a) * 0.05],
+                    ]
+                ),
+                col,
+            )
     elif style == "curly":
         for a in np.linspace(np.pi * 1.05, np.pi * 1.95, 7):
             cv.dot(x + np.cos(a) * rx * 1.02, y + np.sin(a) * ry, rx * 0.25, col)
@@ -324,13 +386,44 @@ def _hat(cv: Canvas, c: Character, hc: np.ndarray) -> None:
     col = c.hat_colour
     if c.hat == "beanie":
         cv.poly(np.vstack([ellipse(x, y - ry * 0.4, rx * 1.1, ry * 0.85, n=18, start=np.pi, stop=2 * np.pi)]), col)
-        cv.poly(np.array([[x - rx * 1.12, y - ry * 0.55], [x + rx * 1.12, y - ry * 0.55], [x + rx * 1.12, y - ry * 0.35], [x - rx * 1.12, y - ry * 0.35]]), shade(col, 0.8))
+        cv.poly(
+            np.array(
+                [
+                    [x - rx * 1.12, y - ry * 0.55],
+                    [x + rx * 1.12, y - ry * 0.55],
+                    [x + rx * 1.12, y - ry * 0.35],
+                    [x - rx * 1.12, y - ry * 0.35],
+                ]
+            ),
+            shade(col, 0.8),
+        )
     elif c.hat == "cap":
         cv.poly(ellipse(x, y - ry * 0.45, rx * 1.08, ry * 0.72, n=18, start=np.pi, stop=2 * np.pi), col)
         cv.poly(ellipse(x + rx * 0.5, y - ry * 0.47, rx * 0.9, 0.014, n=14), shade(col, 0.75))
     elif c.hat == "tophat":
-        cv.poly(np.array([[x - rx * 0.75, y - ry * 0.7], [x + rx * 0.75, y - ry * 0.7], [x + rx * 0.7, y - ry * 1.9], [x - rx * 0.7, y - ry * 1.9]]), col)
+        cv.poly(
+            np.array(
+                [
+                    [x - rx * 0.75, y - ry * 0.7],
+                    [x + rx * 0.75, y - ry * 0.7],
+                    [x + rx * 0.7, y - ry * 1.9],
+                    [x - rx * 0.7, y - ry * 1.9],
+                ]
+            ),
+            col,
+        )
         cv.poly(ellipse(x, y - ry * 0.7, rx * 1.35, 0.013, n=16), shade(col, 0.8))
-        cv.poly(np.array([[x - rx * 0.74, y - ry * 0.9], [x + rx * 0.74, y - ry * 0.9], [x + rx * 0.74, y - ry * 0.78], [x - rx * 0.74, y - ry * 0.78]]), c.accent, outline=False)
+        cv.poly(
+            np.array(
+                [
+                    [x - rx * 0.74, y - ry * 0.9],
+                    [x + rx * 0.74, y - ry * 0.9],
+                    [x + rx * 0.74, y - ry * 0.78],
+                    [x - rx * 0.74, y - ry * 0.78],
+                ]
+            ),
+            c.accent,
+            outline=False,
+        )
     elif c.hat == "beret":
         cv.poly(ellipse(x - rx * 0.15, y - ry * 0.8, rx * 1.15, ry * 0.38, n=18), col)

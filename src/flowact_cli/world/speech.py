@@ -45,43 +45,74 @@ LANGUAGES = {
     "pt": ["pt", "pt-br"],
     "nl": ["nl"],
 }
-VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
-            "klatt", "klatt2", "klatt3", "croak", "whisper"]
+VARIANTS = [
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "croak",
+    "whisper",
+]
 VARIANTS = [v for v in VARIANTS if v != "whisper"]  # whispered speech barely moves a voice meter
 # Voices kept out of model training so that evaluation hears voices the model never heard.
 HELDOUT_VARIANTS = ("m7", "f5", "klatt3")
 SPLITS = (None, "train", "heldout")
 
 _WORDS = {
-    "en": ("the a my your this that little big happy quiet bright old new green blue red morning evening "
-           "river mountain window garden coffee music story friend teacher city market ocean forest "
-           "walks finds makes likes brings opens remembers carries paints watches builds sings "
-           "today tomorrow slowly quickly always never really very maybe often together about with "
-           "before after under over people paper number water weather problem answer question"),
-    "es": ("el la mi tu este ese pequeño grande feliz tranquilo nuevo viejo verde azul rojo mañana "
-           "tarde río montaña ventana jardín café música historia amigo maestro ciudad mercado "
-           "camina encuentra hace quiere trae abre recuerda lleva pinta mira construye canta "
-           "hoy siempre nunca muy quizás juntos sobre con antes después gente agua tiempo respuesta"),
-    "fr": ("le la mon ton ce petit grand heureux calme nouveau vieux vert bleu rouge matin soir "
-           "rivière montagne fenêtre jardin café musique histoire ami professeur ville marché "
-           "marche trouve fait aime apporte ouvre garde porte peint regarde construit chante "
-           "aujourd'hui toujours jamais très peut-être ensemble avec avant après gens eau temps"),
-    "de": ("der die das mein dein dieser kleine große glücklich ruhig neue alte grüne blaue rote "
-           "Morgen Abend Fluss Berg Fenster Garten Kaffee Musik Geschichte Freund Lehrer Stadt Markt "
-           "geht findet macht liebt bringt öffnet trägt malt sieht baut singt "
-           "heute morgen immer nie sehr vielleicht zusammen mit vor nach Leute Wasser Wetter Antwort"),
-    "it": ("il la mio tuo questo quello piccolo grande felice tranquillo nuovo vecchio verde blu rosso "
-           "mattina sera fiume montagna finestra giardino caffè musica storia amico maestro città "
-           "cammina trova fa ama porta apre ricorda dipinge guarda costruisce canta "
-           "oggi domani sempre mai molto forse insieme con prima dopo gente acqua tempo risposta"),
-    "pt": ("o a meu teu este esse pequeno grande feliz calmo novo velho verde azul vermelho manhã "
-           "tarde rio montanha janela jardim café música história amigo professor cidade mercado "
-           "anda encontra faz gosta traz abre lembra leva pinta olha constrói canta "
-           "hoje amanhã sempre nunca muito talvez juntos com antes depois gente água tempo resposta"),
-    "nl": ("de het mijn jouw deze die kleine grote blije rustige nieuwe oude groene blauwe rode "
-           "ochtend avond rivier berg raam tuin koffie muziek verhaal vriend leraar stad markt "
-           "loopt vindt maakt houdt brengt opent draagt schildert kijkt bouwt zingt "
-           "vandaag morgen altijd nooit heel misschien samen met voor na mensen water weer antwoord"),
+    "en": (
+        "the a my your this that little big happy quiet bright old new green blue red morning evening "
+        "river mountain window garden coffee music story friend teacher city market ocean forest "
+        "walks finds makes likes brings opens remembers carries paints watches builds sings "
+        "today tomorrow slowly quickly always never really very maybe often together about with "
+        "before after under over people paper number water weather problem answer question"
+    ),
+    "es": (
+        "el la mi tu este ese pequeño grande feliz tranquilo nuevo viejo verde azul rojo mañana "
+        "tarde río montaña ventana jardín café música historia amigo maestro ciudad mercado "
+        "camina encuentra hace quiere trae abre recuerda lleva pinta mira construye canta "
+        "hoy siempre nunca muy quizás juntos sobre con antes después gente agua tiempo respuesta"
+    ),
+    "fr": (
+        "le la mon ton ce petit grand heureux calme nouveau vieux vert bleu rouge matin soir "
+        "rivière montagne fenêtre jardin café musique histoire ami professeur ville marché "
+        "marche trouve fait aime apporte ouvre garde porte peint regarde construit chante "
+        "aujourd'hui toujours jamais très peut-être ensemble avec avant après gens eau temps"
+    ),
+    "de": (
+        "der die das mein dein dieser kleine große glücklich ruhig neue alte grüne blaue rote "
+        "Morgen Abend Fluss Berg Fenster Garten Kaffee Musik Geschichte Freund Lehrer Stadt Markt "
+        "geht findet macht liebt bringt öffnet trägt malt sieht baut singt "
+        "heute morgen immer nie sehr vielleicht zusammen mit vor nach Leute Wasser Wetter Antwort"
+    ),
+    "it": (
+        "il la mio tuo questo quello piccolo grande felice tranquillo nuovo vecchio verde blu rosso "
+        "mattina sera fiume montagna finestra giardino caffè musica storia amico maestro città "
+        "cammina trova fa ama porta apre ricorda dipinge guarda costruisce canta "
+        "oggi domani sempre mai molto forse insieme con prima dopo gente acqua tempo risposta"
+    ),
+    "pt": (
+        "o a meu teu este esse pequeno grande feliz calmo novo velho verde azul vermelho manhã "
+        "tarde rio montanha janela jardim café música história amigo professor cidade mercado "
+        "anda encontra faz gosta traz abre lembra leva pinta olha constrói canta "
+        "hoje amanhã sempre nunca muito talvez juntos com antes depois gente água tempo resposta"
+    ),
+    "nl": (
+        "de het mijn jouw deze die kleine grote blije rustige nieuwe oude groene blauwe rode "
+        "ochtend avond rivier berg raam tuin koffie muziek verhaal vriend leraar stad markt "
+        "loopt vindt maakt houdt brengt opent draagt schildert kijkt bouwt zingt "
+        "vandaag morgen altijd nooit heel misschien samen met voor na mensen water weer antwoord"
+    ),
 }
 
 
@@ -117,9 +148,16 @@ class _Event(ctypes.Structure):
     class _Id(ctypes.Union):
         _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
 
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _Id)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _Id),
+    ]
 
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
@@ -138,13 +176,24 @@ class _Espeak:
             except OSError:
                 continue
         if lib is None:
-            raise FlowactError("espeak-ng is not installed (libespeak-ng.so.1 not found); "
-                               "install it with `apt-get install espeak-ng` (Debian/Ubuntu)")
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+            raise FlowactError(
+                "espeak-ng is not installed (libespeak-ng.so.1 not found); "
+                "install it with `apt-get install espeak-ng` (Debian/Ubuntu)"
+            )
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
-                                          _OPTION_PHONEME_EVENTS | _OPTION_PHONEME_IPA)
+        self.rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _OPTION_PHONEME_EVENTS | _OPTION_PHONEME_IPA
+        )
         if self.rate <= 0:
             raise FlowactError("espeak-ng failed to initialise (is espeak-ng-data installed?)")
         self.lib = lib
@@ -190,8 +239,9 @@ def random_voice(rng: np.random.Generator, language: str | None = None, split: s
     base = str(rng.choice(LANGUAGES[lang]))
     variants = VARIANTS if split is None else [v for v in VARIANTS if (v in HELDOUT_VARIANTS) == (split == "heldout")]
     variant = str(rng.choice(variants))
-    return Voice(lang, f"{base}+{variant}", int(rng.integers(120, 215)), int(rng.integers(25, 80)),
-                 int(rng.integers(20, 90)))
+    return Voice(
+        lang, f"{base}+{variant}", int(rng.integers(120, 215)), int(rng.integers(25, 80)), int(rng.integers(20, 90))
+    )
 
 
 _LANGUAGE_WEIGHTS = np.array([0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])

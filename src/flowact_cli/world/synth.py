@@ -101,8 +101,13 @@ def synth_dataset(req: SynthRequest, progress: Callable[[int], None] | None = No
     manifest = {
         "clips": [r["name"] for r in results],
         "seeds": [r["seed"] for r in results],
-        "args": {"clips": req.clips, "seconds": req.seconds, "size": f"{req.width}x{req.height}",
-                 "seed": req.seed, "workers": workers},
+        "args": {
+            "clips": req.clips,
+            "seconds": req.seconds,
+            "size": f"{req.width}x{req.height}",
+            "seed": req.seed,
+            "workers": workers,
+        },
         "frames": frames,
         "wall_seconds": round(wall, 3),
         "render_fps_per_core": round(frames / max(render, 1e-9), 1),
@@ -110,7 +115,9 @@ def synth_dataset(req: SynthRequest, progress: Callable[[int], None] | None = No
         "fps_overall": round(frames / max(wall, 1e-9), 1),
         "bytes": total_bytes,
         "bytes_per_clip_second": round(total_bytes / max(clip_seconds, 1e-9)),
-        "mp4_bytes_per_clip_second": round(sum(r["bytes"][f"{r['name']}.mp4"] for r in results) / max(clip_seconds, 1e-9)),
+        "mp4_bytes_per_clip_second": round(
+            sum(r["bytes"][f"{r['name']}.mp4"] for r in results) / max(clip_seconds, 1e-9)
+        ),
     }
     (req.out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest

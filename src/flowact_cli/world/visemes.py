@@ -21,21 +21,43 @@ MOUTH_KEYS = ("open", "width", "round", "closed", "teeth")
 # (open, width, round, closed, teeth, dominance)
 REST = (0.03, 0.45, 0.15, 0.6, 0.0, 0.7)
 _VOWELS = {
-    "a": (0.95, 0.6, 0.1), "ä": (0.95, 0.6, 0.1), "ɑ": (1.0, 0.5, 0.2), "æ": (0.8, 0.8, 0.0),
-    "ɐ": (0.7, 0.55, 0.1), "ʌ": (0.7, 0.55, 0.1), "ɒ": (0.85, 0.4, 0.5), "ɔ": (0.7, 0.35, 0.7),
-    "o": (0.55, 0.3, 0.85), "u": (0.28, 0.15, 1.0), "ʊ": (0.35, 0.25, 0.8), "ɯ": (0.3, 0.6, 0.1),
-    "e": (0.5, 0.8, 0.0), "ɛ": (0.62, 0.75, 0.05), "i": (0.22, 1.0, 0.0), "ɪ": (0.3, 0.85, 0.0),
-    "y": (0.22, 0.2, 0.95), "ʏ": (0.3, 0.25, 0.85), "ø": (0.42, 0.3, 0.8), "œ": (0.55, 0.35, 0.7),
-    "ə": (0.42, 0.5, 0.1), "ɜ": (0.45, 0.5, 0.1), "ɚ": (0.4, 0.45, 0.3), "ɝ": (0.4, 0.45, 0.3),
-    "ɨ": (0.3, 0.6, 0.2), "ʉ": (0.3, 0.3, 0.7), "ɤ": (0.45, 0.5, 0.2),
+    "a": (0.95, 0.6, 0.1),
+    "ä": (0.95, 0.6, 0.1),
+    "ɑ": (1.0, 0.5, 0.2),
+    "æ": (0.8, 0.8, 0.0),
+    "ɐ": (0.7, 0.55, 0.1),
+    "ʌ": (0.7, 0.55, 0.1),
+    "ɒ": (0.85, 0.4, 0.5),
+    "ɔ": (0.7, 0.35, 0.7),
+    "o": (0.55, 0.3, 0.85),
+    "u": (0.28, 0.15, 1.0),
+    "ʊ": (0.35, 0.25, 0.8),
+    "ɯ": (0.3, 0.6, 0.1),
+    "e": (0.5, 0.8, 0.0),
+    "ɛ": (0.62, 0.75, 0.05),
+    "i": (0.22, 1.0, 0.0),
+    "ɪ": (0.3, 0.85, 0.0),
+    "y": (0.22, 0.2, 0.95),
+    "ʏ": (0.3, 0.25, 0.85),
+    "ø": (0.42, 0.3, 0.8),
+    "œ": (0.55, 0.35, 0.7),
+    "ə": (0.42, 0.5, 0.1),
+    "ɜ": (0.45, 0.5, 0.1),
+    "ɚ": (0.4, 0.45, 0.3),
+    "ɝ": (0.4, 0.45, 0.3),
+    "ɨ": (0.3, 0.6, 0.2),
+    "ʉ": (0.3, 0.3, 0.7),
+    "ɤ": (0.45, 0.5, 0.2),
 }
 _CONSONANTS = {
     # bilabials: lips pressed together
     **{c: (0.0, 0.5, 0.2, 1.0, 0.0, 4.0) for c in "mbpɓ"},
-    "β": (0.05, 0.5, 0.3, 0.8, 0.0, 2.0), "ɸ": (0.05, 0.5, 0.3, 0.8, 0.0, 2.0),
+    "β": (0.05, 0.5, 0.3, 0.8, 0.0, 2.0),
+    "ɸ": (0.05, 0.5, 0.3, 0.8, 0.0, 2.0),
     # labiodentals: upper teeth on the lower lip
     **{c: (0.08, 0.55, 0.0, 0.3, 1.0, 3.0) for c in "fvʋɱ"},
-    "w": (0.15, 0.12, 1.0, 0.0, 0.0, 1.5), "ɥ": (0.15, 0.12, 1.0, 0.0, 0.0, 1.5),
+    "w": (0.15, 0.12, 1.0, 0.0, 0.0, 1.5),
+    "ɥ": (0.15, 0.12, 1.0, 0.0, 0.0, 1.5),
     **{c: (0.2, 0.3, 0.8, 0.0, 0.0, 1.0) for c in "ʃʒ"},
     **{c: (0.18, 0.65, 0.1, 0.0, 0.0, 0.6) for c in "szθðɕʑ"},
     **{c: (0.25, 0.6, 0.1, 0.0, 0.0, 0.25) for c in "tdnlɾɹrɬʎɲɳɭɽ"},
@@ -76,8 +98,9 @@ class MouthTrack:
         return np.stack([self.open, self.width, self.round, self.closed, self.teeth], axis=1)
 
 
-def mouth_track(phonemes: list[Phoneme] | tuple[Phoneme, ...], frames: int, fps: float = FPS,
-                offset: float = 0.0) -> MouthTrack:
+def mouth_track(
+    phonemes: list[Phoneme] | tuple[Phoneme, ...], frames: int, fps: float = FPS, offset: float = 0.0
+) -> MouthTrack:
     """Visemes for `frames` video frames; phoneme times are shifted by `offset` seconds.
 
     Frame k shows the mouth averaged over its exposure [k/fps, (k+1)/fps).
@@ -107,7 +130,9 @@ def mouth_track(phonemes: list[Phoneme] | tuple[Phoneme, ...], frames: int, fps:
             continue
         tt = t[lo:hi]
         narrow = 0.55 if shape[5] >= 2 else 1.0  # strong lip gestures are brief: high but narrow dominance
-        dist = np.where(tt < s, (s - tt) / (_TAU_BEFORE * narrow), np.where(tt > e, (tt - e) / (_TAU_AFTER * narrow), 0.0))
+        dist = np.where(
+            tt < s, (s - tt) / (_TAU_BEFORE * narrow), np.where(tt > e, (tt - e) / (_TAU_AFTER * narrow), 0.0)
+        )
         w = shape[5] * np.exp(-dist)
         num[lo:hi] += w[:, None] * np.array(shape[:5])
         den[lo:hi] += w
