@@ -24,12 +24,12 @@ from flowact_cli.world.speech import SAMPLE_RATE, Voice, synthesize
 HERE = Path(__file__).resolve().parent
 CHARACTERS = (7, 21, 1234, 4242)
 SPEECH = {
-    "en": (Voice("en", "en-us+f3", 160, 55, 60),
-           "Hello! I am a little cartoon character, and I can talk to you."),
-    "es": (Voice("es", "es+m3", 165, 45, 55),
-           "Hola, me llamo Pablo. Hoy hace buen tiempo, y quiero contarte una historia."),
-    "de": (Voice("de", "de+f2", 150, 50, 50),
-           "Guten Morgen! Ich bin eine kleine Figur, und ich spreche gern mit dir."),
+    "en": (Voice("en", "en-us+f3", 160, 55, 60), "Hello! I am a little cartoon character, and I can talk to you."),
+    "es": (
+        Voice("es", "es+m3", 165, 45, 55),
+        "Hola, me llamo Pablo. Hoy hace buen tiempo, y quiero contarte una historia.",
+    ),
+    "de": (Voice("de", "de+f2", 150, 50, 50), "Guten Morgen! Ich bin eine kleine Figur, und ich spreche gern mit dir."),
 }
 
 
