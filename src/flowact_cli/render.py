@@ -235,154 +235,191 @@ class Engine:
         `inputs`). `stop` (optional) ends the render early, like Ctrl-C does. `overlap`
         decodes in its own thread while the next chunk generates (default: the preset's
         `stream.overlap_decode`)."""
+        t_request = time.perf_counter()
         p = self.preset
         overlap = p.stream.overlap_decode if overlap is None else overlap
-        t_request = time.perf_counter()
         if inputs is None:
             inputs = prepare_inputs(p, image, audio, fit)
-        reference, track, audio = inputs.reference, inputs.audio, inputs.audio_path
-        check_output(out)
-        find_ffmpeg(ffmpeg)
-        seconds = track.seconds if max_seconds is None else min(track.seconds, max_seconds)
-        total = max(1, round(seconds * p.video.fps))
-        per_chunk = p.frames_per_chunk
-        chunks = math.ceil(total / per_chunk)
-        out_str = str(out)
-        if out_str != "-" and Path(out_str).resolve() == Path(audio).resolve():
-            raise FlowactError("output path is the input audio file", path=out)
+        run = _RenderRun(self, inputs, out, t_request, seed, max_seconds, on_chunk, sync_timing)
+        run.start(prompt, ffmpeg)
+        decoder = Stage("decode", run.emit, p.stream.queue_chunks) if overlap else None
+        failure: tuple[str, BaseException] | None = None  # (stage, error): the first stage that died
+        interrupted = False
+        try:
+            failure = run.generate_all(decoder, stop)
+            interrupted = stop is not None and stop.is_set()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            # flush what was generated, then finalise the container (playable even if cut short)
+            failure, interrupted, wstats = run.finish(decoder, failure, interrupted)
+        if failure is not None:
+            stage, exc = failure
+            if isinstance(exc, FlowactError):
+                raise exc
+            raise StageFailed(stage, exc, run.out, run.writer.frames_written) from exc
+        return run.report(wstats, interrupted)
 
-        stages = {
+
+class _RenderRun:
+    """One `Engine.render`'s state and its phases: `start` (audio features, reference, the
+    ffmpeg writer), `generate_all` (the chunk loop: audio tokens, transformer, hand-off),
+    `emit` (decode and write one chunk: inline or in the decode stage), `finish` (flush the
+    decode stage, finalise the file) and `report`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        inputs: RenderInputs,
+        out: str | Path,
+        t_request: float,
+        seed: int,
+        max_seconds: float | None,
+        on_chunk: Callable[[ChunkEvent], None] | None,
+        sync_timing: bool,
+    ):
+        self.engine, self.inputs, self.t_request, self.on_chunk = engine, inputs, t_request, on_chunk
+        p = self.preset = engine.preset
+        check_output(out)
+        self.out = str(out)
+        if self.out != "-" and Path(self.out).resolve() == Path(inputs.audio_path).resolve():
+            raise FlowactError("output path is the input audio file", path=out)
+        track = inputs.audio
+        self.seconds = track.seconds if max_seconds is None else min(track.seconds, max_seconds)
+        self.total = max(1, round(self.seconds * p.video.fps))
+        self.chunks = math.ceil(self.total / p.frames_per_chunk)
+        self.stages = {
             "load_inputs": time.perf_counter() - t_request,
             "audio": 0.0,
             "reference": 0.0,
             "transformer": 0.0,
             "decode": 0.0,
             "encode": 0.0,
-        }
-        gen = StreamGenerator(self.model, seed)
-        sync = (
-            (lambda: torch.cuda.synchronize(self.device))
-            if (sync_timing and self.device.type == "cuda")
-            else (lambda: None)
-        )
+        }  # seconds per stage
+        self.chunk_ms: list[float] = []
+        self.done_frames = 0
+        self.gen = StreamGenerator(engine.model, seed)
+        cuda = sync_timing and engine.device.type == "cuda"
+        self.sync = (lambda: torch.cuda.synchronize(engine.device)) if cuda else (lambda: None)
 
+    def start(self, prompt: str, ffmpeg: str | None) -> None:
+        p, track, model = self.preset, self.inputs.audio, self.engine.model
+        find_ffmpeg(ffmpeg)
         t0 = time.perf_counter()
         with torch.no_grad():
-            atrack = AudioTrack(self.model, track.samples[: int(seconds * track.rate) + 1], self.device)
-            text = TextTrack(self.model).tokens(prompt)
-        sync()
-        stages["audio"] += time.perf_counter() - t0
+            self.audio = AudioTrack(model, track.samples[: int(self.seconds * track.rate) + 1], self.engine.device)
+            self.text = TextTrack(model).tokens(prompt)
+        self.sync()
+        self.stages["audio"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        gen.start(reference)
-        sync()
-        stages["reference"] = time.perf_counter() - t0
-
-        writer = VideoWriter(
-            out,
+        self.gen.start(self.inputs.reference)
+        self.sync()
+        self.stages["reference"] = time.perf_counter() - t0
+        self.writer = VideoWriter(
+            self.out,
             p.video.width,
             p.video.height,
             p.video.fps,
-            audio=audio,
+            audio=self.inputs.audio_path,
             ffmpeg=ffmpeg,
             shortest=True,
-            queue_frames=2 * per_chunk,
+            queue_frames=2 * p.frames_per_chunk,
         )
-        done_frames = [0]
 
-        def emit(item: tuple[int, torch.Tensor, int, torch.Tensor]) -> None:
-            k, z, keep, mel = item
-            # the first chunk decodes one latent frame at a time (streaming decode is exact per
-            # latent frame): its first frames reach ffmpeg after part of the decode, not all of it
-            for zp, mp in gen.split_latents(z, mel) if k == 0 else [(z, mel)]:
-                t = time.perf_counter()
-                frames = gen.decode(zp, mp)[:keep]
-                stages["decode"] += time.perf_counter() - t
-                keep -= len(frames)
-                writer.write(frames)
-                done_frames[0] += len(frames)
-            if on_chunk:
-                on_chunk(ChunkEvent(k, chunks, done_frames[0], total, time.perf_counter() - t_request))
-
-        decoder = Stage("decode", emit, p.stream.queue_chunks) if overlap else None
-        failure: tuple[str, BaseException] | None = None  # (stage, error): the first stage that died
-        chunk_ms: list[float] = []
-        interrupted = False
-        try:
-            for k in range(chunks):
-                if (decoder is not None and decoder.error is not None) or (stop is not None and stop.is_set()):
-                    break
-                t = time.perf_counter()
-                try:
-                    with torch.no_grad():
-                        a, mel = atrack.chunk(k * p.stream.chunk_latents, p.stream.chunk_latents)
-                    sync()
-                    t1 = time.perf_counter()
-                    stages["audio"] += t1 - t
-                    z = gen.chunk(k, a, text)
-                    sync()
-                except Exception as exc:  # noqa: BLE001 - raised once the file is finalised
-                    failure = ("generation", exc)
-                    break
-                dt = time.perf_counter() - t1
-                stages["transformer"] += dt
-                chunk_ms.append(dt * 1000)
-                item = (k, z, min(per_chunk, total - k * per_chunk), mel)
-                if decoder is None:
-                    try:
-                        emit(item)
-                    except Exception as exc:  # noqa: BLE001 - raised once the file is finalised
-                        failure = ("decode", exc)
-                        break
-                elif not decoder.send(item):
-                    break  # the decode stage died; its error is raised below
-            interrupted = stop is not None and stop.is_set()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            # flush what was generated, then finalise the container (playable even if cut short)
-            if decoder is not None:
-                try:
-                    decoder.finish()
-                except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop decoding, still finalise
-                    interrupted = True
-                if decoder.error is not None:
-                    failure = ("decode", decoder.error)
+    def emit(self, item: tuple[int, torch.Tensor, int, torch.Tensor]) -> None:
+        k, z, keep, mel = item
+        gen = self.gen
+        # the first chunk decodes one latent frame at a time (streaming decode is exact per
+        # latent frame): its first frames reach ffmpeg after part of the decode, not all of it
+        for zp, mp in gen.split_latents(z, mel) if k == 0 else [(z, mel)]:
             t = time.perf_counter()
-            try:
-                wstats = writer.close()
-            except FlowactError:
-                if failure is None:
-                    raise
-                wstats = None
-            stages["encode"] = (time.perf_counter() - t) + (wstats.write_seconds if wstats else 0.0)
-        if failure is not None:
-            stage, exc = failure
-            if isinstance(exc, FlowactError):
-                raise exc
-            raise StageFailed(stage, exc, out_str, writer.frames_written) from exc
+            frames = gen.decode(zp, mp)[:keep]
+            self.stages["decode"] += time.perf_counter() - t
+            keep -= len(frames)
+            self.writer.write(frames)
+            self.done_frames += len(frames)
+        if self.on_chunk:
+            self.on_chunk(
+                ChunkEvent(k, self.chunks, self.done_frames, self.total, time.perf_counter() - self.t_request)
+            )
 
-        wall = time.perf_counter() - t_request
+    def generate(self, k: int) -> tuple[int, torch.Tensor, int, torch.Tensor]:
+        """Chunk k's audio tokens and latents -> the decode stage's item (k, latents, frames to keep, mel windows)."""
+        C, per = self.preset.stream.chunk_latents, self.preset.frames_per_chunk
+        t = time.perf_counter()
+        with torch.no_grad():
+            a, mel = self.audio.chunk(k * C, C)
+        self.sync()
+        t1 = time.perf_counter()
+        self.stages["audio"] += t1 - t
+        z = self.gen.chunk(k, a, self.text)
+        self.sync()
+        dt = time.perf_counter() - t1
+        self.stages["transformer"] += dt
+        self.chunk_ms.append(dt * 1000)
+        return k, z, min(per, self.total - k * per), mel
+
+    def generate_all(self, decoder: Stage | None, stop: threading.Event | None) -> tuple[str, BaseException] | None:
+        """The chunk loop; returns the (stage, error) that ended it early, if one did."""
+        for k in range(self.chunks):
+            if (decoder is not None and decoder.error is not None) or (stop is not None and stop.is_set()):
+                return None
+            try:
+                item = self.generate(k)
+            except Exception as exc:  # noqa: BLE001 - raised once the file is finalised
+                return "generation", exc
+            if decoder is None:
+                try:
+                    self.emit(item)
+                except Exception as exc:  # noqa: BLE001 - raised once the file is finalised
+                    return "decode", exc
+            elif not decoder.send(item):
+                return None  # the decode stage died; `finish` collects its error
+        return None
+
+    def finish(self, decoder: Stage | None, failure, interrupted: bool):
+        """Flush the decode stage, finalise the container; returns (failure, interrupted, writer stats)."""
+        if decoder is not None:
+            try:
+                decoder.finish()
+            except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop decoding, still finalise
+                interrupted = True
+            if decoder.error is not None:
+                failure = ("decode", decoder.error)
+        t = time.perf_counter()
+        try:
+            wstats = self.writer.close()
+        except FlowactError:
+            if failure is None:
+                raise
+            wstats = None
+        self.stages["encode"] = (time.perf_counter() - t) + (wstats.write_seconds if wstats else 0.0)
+        return failure, interrupted, wstats
+
+    def report(self, wstats, interrupted: bool) -> RenderReport:
+        e, p = self.engine, self.preset
+        wall = time.perf_counter() - self.t_request
         frames = wstats.frames
         return RenderReport(
-            output=out_str,
+            output=self.out,
             preset=p.name,
-            weights=self.source.describe(),
-            device=str(self.device),
-            dtype=str(self.dtype).replace("torch.", ""),
-            threads=self.threads,
+            weights=e.source.describe(),
+            device=str(e.device),
+            dtype=str(e.dtype).replace("torch.", ""),
+            threads=e.threads,
             frames=frames,
-            chunks=len(chunk_ms),
+            chunks=len(self.chunk_ms),
             fps=p.video.fps,
             video_seconds=frames / p.video.fps,
-            audio_seconds=track.seconds,
+            audio_seconds=self.inputs.audio.seconds,
             wall_seconds=wall,
-            ttff_seconds=(wstats.first_frame_at - t_request) if wstats.first_frame_at else None,
+            ttff_seconds=(wstats.first_frame_at - self.t_request) if wstats.first_frame_at else None,
             e2e_fps=frames / wall,
-            generator_fps=frames / max(stages["transformer"], 1e-9),
+            generator_fps=frames / max(self.stages["transformer"], 1e-9),
             realtime_factor=(frames / p.video.fps) / wall,
-            chunk_ms=chunk_ms,
-            stages={k: round(v, 4) for k, v in stages.items()},
-            peak_memory_mb=peak_memory_mb(self.device),
+            chunk_ms=self.chunk_ms,
+            stages={k: round(v, 4) for k, v in self.stages.items()},
+            peak_memory_mb=peak_memory_mb(e.device),
             interrupted=interrupted,
-            conditions=self.conditions() + ", decode+encode counted in e2e/RTF/TTFF",
+            conditions=e.conditions() + ", decode+encode counted in e2e/RTF/TTFF",
         )
