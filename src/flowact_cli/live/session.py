@@ -77,6 +77,14 @@ class LiveOptions:
 
 
 @dataclass
+class _Control:
+    """What commands have set for the chunks to come."""
+
+    override: dict | None = None  # a commanded state: {"state", "prompt", "until" (stream seconds or None)}
+    user_active: bool | None = None  # the user's voice, as a `listen` command declared it
+
+
+@dataclass
 class _Chunk:
     index: int
     frames: np.ndarray  # uint8 (F, H, W, 3)
@@ -224,21 +232,7 @@ class LiveSession:
         engine, p = self.engine, self.p
         model = engine.model
         text = TextTrack(model)
-        for st in ("idle", "speaking", "listening", "thinking"):
-            text.tokens(default_prompt(st))  # encode the common prompts before the clock starts
-        # warm-up on a throwaway stream: first-call costs must not make chunk 0 late
-        warm = StreamGenerator(model, self.opt.seed)
-        warm.start(self.reference)
-        audio = IncrementalAudio(model.audio, p.stream.chunk_latents, engine.device)
-        silence = np.zeros(audio.chunk_samples, np.float32)
-        for i in range(2):  # the second chunk's time (first-call costs paid) sets the initial `ahead`
-            t = time.perf_counter()
-            a, mel = audio.chunk(silence, silence)
-            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), mel)
-            warm_s = time.perf_counter() - t
-        del warm
-        if self.opt.ahead is None:
-            self.ahead = min(self.opt.max_ahead, max(0.1, 1.5 * warm_s + 0.05))
+        warm_s = self._warm_up(text)
 
         gen = StreamGenerator(model, self.opt.seed)
         gen.start(self.reference)
@@ -273,8 +267,7 @@ class LiveSession:
         pacer = threading.Thread(target=self._pace, args=(writer, total_slots), name="flowact-live-pace", daemon=True)
         pacer.start()
 
-        override: dict | None = None  # {"state", "prompt", "until"}
-        user_active: bool | None = None
+        ctl = _Control()
         interrupted = False
         k = 0
         try:
@@ -289,54 +282,11 @@ class LiveSession:
                 t_gen = time.perf_counter()
                 tstream = due - self.t0
                 # --- commands that arrived: they shape this chunk
-                reflects: list[tuple[Command, int]] = []
-                while True:
-                    try:
-                        cmd = self._commands.get_nowait()
-                    except queue.Empty:
-                        break
-                    kind = cmd.kind
-                    if kind in ("speak", "speak_pcm"):
-                        if cmd.interrupt:
-                            self._drop_pending_speech(speech)
-                        if override is not None and override["until"] is None and override["state"] != "speaking":
-                            override = None  # the agent speaks: a held state gives way
-                        if cmd.samples is not None and len(cmd.samples):
-                            speech.push(cmd.samples, cmd.extra["seq"], cmd.final)
-                            self._pending[cmd.extra["seq"]] = cmd
-                        else:
-                            speech.utterance_open = not cmd.final
-                            reflects.append((cmd, 0))
-                    elif kind in ("state", "prompt"):
-                        if cmd.state == "auto":
-                            override = None
-                        else:
-                            prompt = cmd.prompt if kind == "prompt" else default_prompt(cmd.state)
-                            override = {
-                                "state": cmd.state or "idle",
-                                "prompt": prompt,
-                                "until": None if cmd.seconds is None else tstream + cmd.seconds,
-                            }
-                        reflects.append((cmd, 0))
-                    elif kind == "listen":
-                        if cmd.samples is not None:
-                            listen.add(cmd.samples, time.perf_counter())
-                        else:
-                            user_active = cmd.active
-                        reflects.append((cmd, 0))
-                    elif kind == "listen_pcm":
-                        listen.add(cmd.samples, time.perf_counter())
-                        reflects.append((cmd, 0))
-                    elif kind == "interrupt":
-                        self._drop_pending_speech(speech)
-                        reflects.append((cmd, 0))
-                    elif kind == "stop":
-                        self._stop_cmds.append(cmd)
-                        self._stop.set()
+                reflects = self._apply_commands(ctl, speech, listen, tstream)
                 if self._stop.is_set():
                     break
-                if override is not None and override["until"] is not None and tstream >= override["until"]:
-                    override = None
+                if ctl.override is not None and ctl.override["until"] is not None and tstream >= ctl.override["until"]:
+                    ctl.override = None
                 # --- this chunk's own speech, the user's voice, the plan
                 pcm, started = speech.take(self.F * self.spf)
                 for seq, at in started:  # speech is reflected by the frame where its first sample plays
@@ -352,9 +302,9 @@ class LiveSession:
                     utterance_open=speech.utterance_open,
                     user_voiced=user_vad.voiced(heard) if len(heard) else 0.0,
                     user_rms=float(np.sqrt(np.mean(heard**2))) if len(heard) else 0.0,
-                    user_active=user_active,
-                    commanded_state=override["state"] if override else None,
-                    commanded_prompt=override["prompt"] if override else None,
+                    user_active=ctl.user_active,
+                    commanded_state=ctl.override["state"] if ctl.override else None,
+                    commanded_prompt=ctl.override["prompt"] if ctl.override else None,
                 )
                 plan = self.planner.update(obs)
                 # --- generate and decode
@@ -392,23 +342,7 @@ class LiveSession:
             interrupted = True
             self._abort.set()
         finally:
-            # what is queued still plays out (paced), then the file is finalised
-            put(self._out, _END, pacer.is_alive)
-            try:
-                while pacer.is_alive():
-                    pacer.join(POLL_SECONDS)
-            except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop writing, still finalise
-                interrupted = True
-                self._abort.set()
-                pacer.join()
-            self._abort.set()  # readers and script end
-            frames_written = writer.frames
-            t_end = time.perf_counter()
-            try:
-                writer.close()
-            except FlowactError:
-                if not self._failure:
-                    raise
+            frames_written, t_end, interrupted = self._close(pacer, writer, interrupted)
         if self._failure:
             stage, exc = self._failure[0]
             if isinstance(exc, FlowactError):
@@ -420,6 +354,98 @@ class LiveSession:
             self.events.emit("command", **cmd.describe(), latency_ms=None, reflected=False)
         self.memory.append([round(t_end - self.t0, 2), round(rss_mb(), 1)])
         return self._report(frames_written, t_end, interrupted)
+
+    def _warm_up(self, text: TextTrack) -> float:
+        """A throwaway stream, so that first-call costs do not make chunk 0 late; returns the
+        second chunk's time (first-call costs paid), which sets the initial `ahead`."""
+        p, model = self.p, self.engine.model
+        for st in ("idle", "speaking", "listening", "thinking"):
+            text.tokens(default_prompt(st))  # encode the common prompts before the clock starts
+        warm = StreamGenerator(model, self.opt.seed)
+        warm.start(self.reference)
+        audio = IncrementalAudio(model.audio, p.stream.chunk_latents, self.engine.device)
+        silence = np.zeros(audio.chunk_samples, np.float32)
+        for i in range(2):
+            t = time.perf_counter()
+            a, mel = audio.chunk(silence, silence)
+            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), mel)
+            warm_s = time.perf_counter() - t
+        if self.opt.ahead is None:
+            self.ahead = min(self.opt.max_ahead, max(0.1, 1.5 * warm_s + 0.05))
+        return warm_s
+
+    def _apply_commands(
+        self, ctl: "_Control", speech: SpeechQueue, listen: ListenChannel, tstream: float
+    ) -> list[tuple[Command, int]]:
+        """Take the commands that arrived since the last chunk: queue speech, set or clear the
+        commanded state, route the user's voice, note a stop. Returns the commands this chunk
+        reflects, each with the frame (within the chunk) that first shows it."""
+        reflects: list[tuple[Command, int]] = []
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            kind = cmd.kind
+            if kind in ("speak", "speak_pcm"):
+                if cmd.interrupt:
+                    self._drop_pending_speech(speech)
+                if ctl.override is not None and ctl.override["until"] is None and ctl.override["state"] != "speaking":
+                    ctl.override = None  # the agent speaks: a held state gives way
+                if cmd.samples is not None and len(cmd.samples):
+                    speech.push(cmd.samples, cmd.extra["seq"], cmd.final)
+                    self._pending[cmd.extra["seq"]] = cmd
+                else:
+                    speech.utterance_open = not cmd.final
+                    reflects.append((cmd, 0))
+            elif kind in ("state", "prompt"):
+                if cmd.state == "auto":
+                    ctl.override = None
+                else:
+                    prompt = cmd.prompt if kind == "prompt" else default_prompt(cmd.state)
+                    ctl.override = {
+                        "state": cmd.state or "idle",
+                        "prompt": prompt,
+                        "until": None if cmd.seconds is None else tstream + cmd.seconds,
+                    }
+                reflects.append((cmd, 0))
+            elif kind == "listen":
+                if cmd.samples is not None:
+                    listen.add(cmd.samples, time.perf_counter())
+                else:
+                    ctl.user_active = cmd.active
+                reflects.append((cmd, 0))
+            elif kind == "listen_pcm":
+                listen.add(cmd.samples, time.perf_counter())
+                reflects.append((cmd, 0))
+            elif kind == "interrupt":
+                self._drop_pending_speech(speech)
+                reflects.append((cmd, 0))
+            elif kind == "stop":
+                self._stop_cmds.append(cmd)
+                self._stop.set()
+        return reflects
+
+    def _close(self, pacer: threading.Thread, writer, interrupted: bool) -> tuple[int, float, bool]:
+        """What is queued still plays out (paced), then the file is finalised. Returns (frames
+        written, end time, interrupted)."""
+        put(self._out, _END, pacer.is_alive)
+        try:
+            while pacer.is_alive():
+                pacer.join(POLL_SECONDS)
+        except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop writing, still finalise
+            interrupted = True
+            self._abort.set()
+            pacer.join()
+        self._abort.set()  # readers and script end
+        frames_written = writer.frames
+        t_end = time.perf_counter()
+        try:
+            writer.close()
+        except FlowactError:
+            if not self._failure:
+                raise
+        return frames_written, t_end, interrupted
 
     def _drop_pending_speech(self, speech: SpeechQueue) -> None:
         speech.clear()
