@@ -40,6 +40,19 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+def _state_convs(cin: int) -> nn.Sequential:
+    """Per-frame features (b, cin, frames) -> state logits: dilated 1-D convs over ~1.5 s."""
+    return nn.Sequential(
+        nn.Conv1d(cin, 96, 5, padding=2),
+        nn.GELU(),
+        nn.Conv1d(96, 96, 5, padding=4, dilation=2),
+        nn.GELU(),
+        nn.Conv1d(96, 96, 3, padding=4, dilation=4),
+        nn.GELU(),
+        nn.Conv1d(96, len(STATES), 1),
+    )
+
+
 class FrameJudge(nn.Module):
     def __init__(self):
         super().__init__()
@@ -70,24 +83,8 @@ class FrameJudge(nn.Module):
             nn.Linear(128, EMBED),
         )
         self.proj = nn.Linear(FEATURE, 72)
-        self.temporal = nn.Sequential(
-            nn.Conv1d(72 + len(REG_KEYS), 96, 5, padding=2),
-            nn.GELU(),
-            nn.Conv1d(96, 96, 5, padding=4, dilation=2),
-            nn.GELU(),
-            nn.Conv1d(96, 96, 3, padding=4, dilation=4),
-            nn.GELU(),
-            nn.Conv1d(96, len(STATES), 1),
-        )
-        self.state_head = nn.Sequential(
-            nn.Conv1d(len(REG_KEYS), 96, 5, padding=2),
-            nn.GELU(),
-            nn.Conv1d(96, 96, 5, padding=4, dilation=2),
-            nn.GELU(),
-            nn.Conv1d(96, 96, 3, padding=4, dilation=4),
-            nn.GELU(),
-            nn.Conv1d(96, len(STATES), 1),
-        )
+        self.temporal = _state_convs(72 + len(REG_KEYS))
+        self.state_head = _state_convs(len(REG_KEYS))
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """frames: (n, 3, 128, 128) float in [0, 1] -> (n, FEATURE)."""

@@ -18,7 +18,16 @@ import numpy as np
 
 from ..errors import FlowactError
 from ..handoff import Stage
-from ..media.ffmpeg import EncodeSettings, check_output, container_args, encode_args, find_ffmpeg, finish, stderr_tail
+from ..media.ffmpeg import (
+    EncodeSettings,
+    check_output,
+    container_args,
+    encode_args,
+    find_ffmpeg,
+    finish,
+    frames_input_args,
+    stderr_tail,
+)
 
 
 class LiveWriter:
@@ -44,21 +53,7 @@ class LiveWriter:
         exe = find_ffmpeg(ffmpeg)
         audio_r, audio_w = os.pipe()
         cmd = [
-            exe,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{width}x{height}",
-            "-r",
-            str(fps),
-            "-i",
-            "pipe:0",
+            *frames_input_args(exe, width, height, fps),
             "-f",
             "s16le",
             "-ar",

@@ -98,6 +98,12 @@ def stderr_tail(stderr_file, lines: int = 3) -> str:
     return " | ".join(text.splitlines()[-lines:])
 
 
+def frames_input_args(exe: str, width: int, height: int, fps: float) -> list[str]:
+    """The start of every ffmpeg command here: quiet, overwrite, raw RGB frames on stdin."""
+    return [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "pipe:0"]  # fmt: skip
+
+
 def finish(proc: subprocess.Popen, timeout: float = 120) -> int:
     """Wait for ffmpeg to finalise after its inputs closed; nudge it with SIGINT if it hangs."""
     try:
@@ -141,23 +147,7 @@ class VideoWriter:
         self.to_stdout = self.path == "-"
         check_output(self.path)
         exe = find_ffmpeg(ffmpeg)
-        cmd = [
-            exe,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{width}x{height}",
-            "-r",
-            f"{fps:g}",
-            "-i",
-            "pipe:0",
-        ]
+        cmd = frames_input_args(exe, width, height, fps)
         if audio is not None:
             cmd += ["-i", str(audio)]
         cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio is not None else [])
