@@ -142,10 +142,9 @@ def test_this_machine_and_its_emulated_floor():
         assert floor["probe"] is False  # emulated bf16 times many times slower
         if has:
             assert here["probe"] is True
-    assert here["probe_s"] < 0.1 and floor["probe_s"] < 0.1, (
-        here["probe_s"],
-        floor["probe_s"],
-    )  # torch imported before
+    # bounded (a probe must never stall a start), not a speed target: it measured a few ms alone
+    # and 0.2 s on a loaded 2-core machine
+    assert here["probe_s"] < 2.0 and floor["probe_s"] < 2.0, (here["probe_s"], floor["probe_s"])
 
 
 def test_render_json_says_how_the_dtype_was_chosen(tmp_path):
