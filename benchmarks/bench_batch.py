@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-CLI = [sys.executable, "-c", "from flowact_cli.cli import main; main()"]
+CLI = [sys.executable, "-c", "from flowact.cli import main; main()"]
 
 
 def make_jobs(folder: Path, n: int, seconds: float) -> list[dict]:
     from PIL import Image
 
-    from flowact_cli.media.audio import write_wav
+    from flowact.media.audio import write_wav
 
     rng = np.random.default_rng(0)
     jobs = []
@@ -58,8 +58,8 @@ def main() -> None:
 
     import torch
 
-    from flowact_cli.config import load_preset
-    from flowact_cli.render import default_threads
+    from flowact.config import load_preset
+    from flowact.render import default_threads
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -110,7 +110,7 @@ def main() -> None:
         print(f"ratio separate / batch: {t_separate / t_batch:.2f}x")
 
         if args.overlap:
-            from flowact_cli.batch import BatchOptions, Defaults, parse_manifest, run_batch
+            from flowact.batch import BatchOptions, Defaults, parse_manifest, run_batch
 
             times = {}
             for overlap in (False, True, False, True):  # interleaved: the machine is shared and noisy

@@ -77,7 +77,7 @@ def flat_report(chunk_ms: list[float], chunk_s: float, window_s: float) -> dict:
 
 
 def run_flat(engine, seconds: float, window_s: float, budget_s: float | None = None, seed: int = 0) -> dict:
-    from flowact_cli.bench import bench_inputs
+    from flowact.bench import bench_inputs
 
     p = engine.preset
     chunk_s = p.frames_per_chunk / p.video.fps
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the report to this JSON file")
     args = ap.parse_args(argv)
 
-    from flowact_cli.render import Engine
+    from flowact.render import Engine
 
     t = time.perf_counter()
     engine = Engine.load(

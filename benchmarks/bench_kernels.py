@@ -70,9 +70,9 @@ class Shapes:
 
 
 def preset_shapes(name: str) -> Shapes:
-    """Read the shapes from the preset YAML when flowact_cli is importable; else r1-480p's."""
+    """Read the shapes from the preset YAML when flowact is importable; else r1-480p's."""
     try:
-        from flowact_cli.config import load_preset
+        from flowact.config import load_preset
 
         p = load_preset(name)
         return Shapes(

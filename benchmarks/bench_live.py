@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_script(seconds: float, every: float, clip: str) -> list:
-    from flowact_cli.live.protocol import ScriptLine
+    from flowact.live.protocol import ScriptLine
 
     cycle = [
         {"cmd": "speak", "audio": clip},
@@ -56,10 +56,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
-    from flowact_cli.live import EventLog, LiveOptions, run_live
-    from flowact_cli.media.audio import load_audio, write_wav
-    from flowact_cli.media.image import load_image
-    from flowact_cli.render import Engine
+    from flowact.live import EventLog, LiveOptions, run_live
+    from flowact.media.audio import load_audio, write_wav
+    from flowact.media.image import load_image
+    from flowact.render import Engine
 
     engine = Engine.load(
         a.preset, device=a.device, weights=a.weights, random_weights=a.weights is None, threads=a.threads

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from flowact_cli.world.behaviour import Segment, perform
-from flowact_cli.world.character import sample_character
-from flowact_cli.world.clip import REST_MOUTH
-from flowact_cli.world.draw import Renderer
+from flowact.world.behaviour import Segment, perform
+from flowact.world.character import sample_character
+from flowact.world.clip import REST_MOUTH
+from flowact.world.draw import Renderer
 
 
 def main() -> None:

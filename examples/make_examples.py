@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowact_cli.media.audio import write_wav
-from flowact_cli.world.behaviour import neutral_motion
-from flowact_cli.world.character import sample_character
-from flowact_cli.world.clip import REST_MOUTH
-from flowact_cli.world.draw import Renderer
-from flowact_cli.world.speech import SAMPLE_RATE, Voice, synthesize
+from flowact.media.audio import write_wav
+from flowact.world.behaviour import neutral_motion
+from flowact.world.character import sample_character
+from flowact.world.clip import REST_MOUTH
+from flowact.world.draw import Renderer
+from flowact.world.speech import SAMPLE_RATE, Voice, synthesize
 
 HERE = Path(__file__).resolve().parent
 CHARACTERS = (7, 21, 1234, 4242)

@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/r2}
-BASE=${BASE:-src/flowact_cli/assets/toon-128.safetensors}
+BASE=${BASE:-src/flowact/assets/toon-128.safetensors}
 DEVICE=${DEVICE:-auto}
 CACHE=${CACHE:-data/t128-latents}
 T=${THREADS:-1}

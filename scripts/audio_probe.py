@@ -31,9 +31,9 @@ import torch
 
 def speech_windows(count: int, chunks: int, preset, seed: int):
     """`count` held-out speech windows of `chunks` chunks each, with mouth masks."""
-    from flowact_cli.train.data import heldout_speech, mouth_masks
-    from flowact_cli.train.sample import Sample, cut_audio, prompt_at
-    from flowact_cli.world.clip import FPS
+    from flowact.train.data import heldout_speech, mouth_masks
+    from flowact.train.sample import Sample, cut_audio, prompt_at
+    from flowact.world.clip import FPS
 
     frames = chunks * preset.frames_per_chunk
     rng = np.random.default_rng(seed)
@@ -56,8 +56,8 @@ def speech_windows(count: int, chunks: int, preset, seed: int):
 
 @torch.no_grad()
 def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0) -> dict:
-    from flowact_cli.train.objective import latent_mouth
-    from flowact_cli.train.stages import Stage
+    from flowact.train.objective import latent_mouth
+    from flowact.train.stages import Stage
 
     p = model.preset
     C = p.stream.chunk_latents
@@ -103,10 +103,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true", help="one JSON object per weights file on stdout")
     args = ap.parse_args()
-    from flowact_cli import weights as W
-    from flowact_cli.config import load_preset
-    from flowact_cli.errors import FlowactError
-    from flowact_cli.model import FlowActModel
+    from flowact import weights as W
+    from flowact.config import load_preset
+    from flowact.errors import FlowactError
+    from flowact.model import FlowActModel
 
     torch.set_num_threads(args.threads)
     try:

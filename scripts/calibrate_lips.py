@@ -25,8 +25,8 @@ import torch
 
 def collect(model, split: str, clips: int, seed: int):
     """Predicted (raw) and true mouth parameters over `clips` speech windows of 64 frames."""
-    from flowact_cli.train.data import SynthSource
-    from flowact_cli.train.stages import Stage
+    from flowact.train.data import SynthSource
+    from flowact.train.stages import Stage
 
     p = model.preset
     st = Stage("visemes", model, p)
@@ -49,9 +49,9 @@ class _HeldOut:
         self.p, self.rng = p, np.random.default_rng(seed)
 
     def sample(self, step, index, frames):
-        from flowact_cli.train.data import heldout_speech
-        from flowact_cli.train.sample import Sample, cut_audio
-        from flowact_cli.world.clip import FPS
+        from flowact.train.data import heldout_speech
+        from flowact.train.sample import Sample, cut_audio
+        from flowact.world.clip import FPS
 
         clip, start = heldout_speech(self.rng, frames, self.p.video.width, self.p.video.height, frames / FPS + 1.0)
         return Sample(
@@ -88,10 +88,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    from flowact_cli import weights as W
-    from flowact_cli.config import load_preset
-    from flowact_cli.errors import FlowactError
-    from flowact_cli.model import FlowActModel
+    from flowact import weights as W
+    from flowact.config import load_preset
+    from flowact.errors import FlowactError
+    from flowact.model import FlowActModel
 
     torch.set_num_threads(args.threads)
     try:

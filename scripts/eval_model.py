@@ -47,10 +47,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    from flowact_cli import weights as W
-    from flowact_cli.config import load_preset
-    from flowact_cli.model import FlowActModel
-    from flowact_cli.train.evaluate import drift, evaluate_models
+    from flowact import weights as W
+    from flowact.config import load_preset
+    from flowact.model import FlowActModel
+    from flowact.train.evaluate import drift, evaluate_models
 
     torch.set_num_threads(args.threads)
     preset = load_preset(args.preset)
@@ -61,7 +61,7 @@ def main() -> int:
         W.load_into(m, W.resolve(preset, weights=path))
         m.eval().to(getattr(torch, kw.pop("dtype", args.dtype)))
         if kw.pop("int8", 0):
-            from flowact_cli.model.quant import quantize_blocks
+            from flowact.model.quant import quantize_blocks
 
             m.dit, why = quantize_blocks(m.dit)
             if why:

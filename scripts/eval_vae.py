@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import torch
 
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli import weights as W
-from flowact_cli.world.clip import make_clip
-from flowact_cli.train.data import Sample
-from flowact_cli.train.objective import to_video
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact import weights as W
+from flowact.world.clip import make_clip
+from flowact.train.data import Sample
+from flowact.train.objective import to_video
 
 torch.set_num_threads(1)
 p = load_preset("toon-128")

@@ -93,7 +93,7 @@ EOF
   gcc -shared -fPIC -O2 -Wl,-soname,libpcaudio.so.0 -o "$es/lib/libpcaudio.so.0" "$tmp/pcaudio.c"
   local data=$lib/espeak-ng-data langs
   cp -r "$data"/phon* "$data/intonations" "$data/lang" "$data/voices" "$es/espeak-ng-data/"
-  langs=$(PYTHONPATH=$ROOT/src "$PY" -c "from flowact_cli.world.speech import LANGUAGES; print(' '.join(LANGUAGES))")
+  langs=$(PYTHONPATH=$ROOT/src "$PY" -c "from flowact.world.speech import LANGUAGES; print(' '.join(LANGUAGES))")
   for l in $langs; do cp "$data/${l}_dict" "$es/espeak-ng-data/"; done
   tar -C "$es" -cJf "$dest/espeak.tar.xz" lib espeak-ng-data
   # the carried espeak-ng must speak every voice of the world exactly as an installed one does
@@ -101,7 +101,7 @@ EOF
   local probe='
 import hashlib, sys
 import numpy as np
-from flowact_cli.world.speech import LANGUAGES, Voice, random_sentence, synthesize
+from flowact.world.speech import LANGUAGES, Voice, random_sentence, synthesize
 h = hashlib.sha256()
 for lang, bases in LANGUAGES.items():
     for base in bases:
@@ -135,7 +135,7 @@ setup() {
   ln -sfn "$ROOT/kernels" "$work/pkgs/flowact_kernels"
   ln -sfn "$ROOT/presets" "$work/pkgs/flowact_presets"
   printf '#!/bin/sh\nexec "%s" -c %s "$@"\n' "$PY" \
-    "'import sys; from flowact_cli.cli import main; sys.argv[0] = \"flowact\"; sys.exit(main())'" > "$work/bin/flowact"
+    "'import sys; from flowact.cli import main; sys.argv[0] = \"flowact\"; sys.exit(main())'" > "$work/bin/flowact"
   chmod +x "$work/bin/flowact"
   pp=$ROOT/src:$work/pkgs
   # carried wheels only where the packages are missing (they are py3.12 wheels: not for another Python)
@@ -331,13 +331,13 @@ attempt("git_commit", lambda: run("git", "rev-parse", "HEAD") or None)
 import flowact_kernels
 env["kernels_backend_env"] = os.environ.get("FLOWACT_KERNELS", "auto")
 attempt("triton_kernels", lambda: (__import__("flowact_kernels.triton_ops"), "import ok")[1])
-from flowact_cli.media.ffmpeg import find_ffmpeg
+from flowact.media.ffmpeg import find_ffmpeg
 attempt("ffmpeg", lambda: (lambda exe: f"{exe}: {run(exe, '-version').splitlines()[0]}")(find_ffmpeg()))
-from flowact_cli.world.speech import check_espeak
+from flowact.world.speech import check_espeak
 attempt("espeak_ng", lambda: (check_espeak(), "ok")[1])
 attempt("soundfile", lambda: __import__("soundfile").__version__)
 attempt("soxr", lambda: __import__("soxr").__version__)
-env["flowact_cli"] = __import__("flowact_cli").__file__
+env["flowact"] = __import__("flowact").__file__
 env["env"] = {k: os.environ.get(k) for k in ("PYTHONPATH", "FLOWACT_FFMPEG", "LD_LIBRARY_PATH", "ESPEAK_DATA_PATH",
                                               "TRITON_INTERPRET", "FLOWACT_KERNELS")}
 open(sys.argv[1], "w").write(json.dumps(env, indent=1))
@@ -375,12 +375,12 @@ from pathlib import Path
 
 import torch
 
-from flowact_cli import weights as W
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.train.cache import build_cache
-from flowact_cli.train.loop import TrainRun, train
-from flowact_cli.train.stages import StageSettings
+from flowact import weights as W
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.train.cache import build_cache
+from flowact.train.loop import TrainRun, train
+from flowact.train.stages import StageSettings
 
 out_json, work = Path(sys.argv[1]), Path(sys.argv[2])
 E = os.environ
@@ -467,7 +467,7 @@ def run_stage(stage):
 
 
 try:  # what TrainRun's default (bf16=None) does: autocast where the device computes bf16 natively
-    from flowact_cli.precision import native_bf16
+    from flowact.precision import native_bf16
     bf16 = device.startswith("cuda") or bool(native_bf16()[0])
 except ImportError:
     bf16 = None

@@ -19,4 +19,4 @@ fi
 
 python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python -m pip install -q --disable-pip-version-check -e ".[dev]"
-python -c "import flowact_cli, flowact_kernels, torch; print(f'setup: flowact {flowact_cli.__version__} ready (torch {torch.__version__})')"
+python -c "import flowact, flowact_kernels, torch; print(f'setup: flowact {flowact.__version__} ready (torch {torch.__version__})')"

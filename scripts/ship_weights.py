@@ -6,7 +6,7 @@
 Takes the transformer, audio and text encoders and the VAE encoder (with its latent
 statistics) from --weights, the VAE decoder from --decoder when given (a `--stage decoder`
 run sharpens it, or grows it a reference branch, on the same latent space), stores everything in bfloat16 as
-src/flowact_cli/assets/<preset>.safetensors, and writes the file name and its sha256 into
+src/flowact/assets/<preset>.safetensors, and writes the file name and its sha256 into
 the preset's `weights:` block.
 """
 
@@ -39,9 +39,9 @@ def main() -> int:
     import torch
     from safetensors.torch import load_file
 
-    from flowact_cli import weights as W
-    from flowact_cli.config import load_preset
-    from flowact_cli.model import FlowActModel
+    from flowact import weights as W
+    from flowact.config import load_preset
+    from flowact.model import FlowActModel
 
     preset = load_preset(str(args.preset))
     model = FlowActModel(preset)
@@ -58,7 +58,7 @@ def main() -> int:
         out = W.save(model, args.out, torch.bfloat16)
         print(f"{out} ({out.stat().st_size / 2**20:.1f} MB), sha256 {W.sha256_of(out)}")
         return 0
-    assets = ROOT / "src" / "flowact_cli" / "assets"
+    assets = ROOT / "src" / "flowact" / "assets"
     name = f"{preset.name}.safetensors"
     out = W.save(model, assets / name, torch.bfloat16)
     total = sum(f.stat().st_size for f in assets.glob("*.safetensors")) / 2**20
@@ -76,7 +76,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from flowact_cli.errors import FlowactError
+    from flowact.errors import FlowactError
 
     try:
         sys.exit(main())

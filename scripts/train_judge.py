@@ -3,7 +3,7 @@
     python scripts/train_judge.py                 # ~25 min on a 2-core CPU
     python scripts/train_judge.py --steps 50 --audio-steps 20 --out /tmp/judge.safetensors
 
-Writes src/flowact_cli/assets/judge.safetensors (weights + metadata) and judge.json beside
+Writes src/flowact/assets/judge.safetensors (weights + metadata) and judge.json beside
 it (held-out accuracy on characters never seen in training).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from flowact_cli.judge import train
+from flowact.judge import train
 
 
 def main() -> None:

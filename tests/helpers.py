@@ -17,7 +17,7 @@ def make_inputs(
 ) -> tuple[Path, Path]:
     from PIL import Image
 
-    from flowact_cli.media.audio import write_wav
+    from flowact.media.audio import write_wav
 
     rng = np.random.default_rng(0)
     img = folder / "ref.png"
@@ -33,7 +33,7 @@ def make_inputs(
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
     """Run `flowact ARGS` in-process through the real entry point; returns (code, stdout, stderr)."""
-    from flowact_cli.cli import main
+    from flowact.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     argv = sys.argv

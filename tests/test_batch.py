@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowact_cli.batch import BatchOptions, Defaults, parse_manifest, partial_path, read_manifest, run_batch
-from flowact_cli.errors import FlowactError
-from flowact_cli.media.audio import write_wav
-from flowact_cli.media.probe import probe, read_frames
+from flowact.batch import BatchOptions, Defaults, parse_manifest, partial_path, read_manifest, run_batch
+from flowact.errors import FlowactError
+from flowact.media.audio import write_wav
+from flowact.media.probe import probe, read_frames
 from helpers import TINY, make_inputs, run_cli
 
-PY = [sys.executable, "-c", "from flowact_cli.cli import main; main()"]
+PY = [sys.executable, "-c", "from flowact.cli import main; main()"]
 
 
 def _wav(path: Path, seconds: float, rate: int = 16000) -> Path:
@@ -45,7 +45,7 @@ def _partials(folder: Path) -> list[Path]:
 
 
 def _count_loads(monkeypatch) -> list:
-    from flowact_cli.render import Engine
+    from flowact.render import Engine
 
     loads, original = [], Engine.load
 
@@ -151,7 +151,7 @@ def test_ten_jobs_two_bad_one_load_then_resume_and_force(tmp_path, monkeypatch):
     assert "2 failed" in stderr and "8 rendered" in stderr and "broken.png" in stderr
 
     # the model reused across jobs (and the next job overlapping this one's encode) changes nothing
-    from flowact_cli.render import Engine
+    from flowact.render import Engine
 
     fresh = Engine.load(TINY).render(img, wav, tmp_path / "fresh.mp4", seed=5)
     assert fresh.frames == want

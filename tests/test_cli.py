@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from flowact_cli.media.probe import probe, read_frames
+from flowact.media.probe import probe, read_frames
 from helpers import TINY, make_inputs, run_cli
 
-PY = [sys.executable, "-c", "from flowact_cli.cli import main; main()"]
+PY = [sys.executable, "-c", "from flowact.cli import main; main()"]
 
 
 def test_render_writes_valid_mp4_with_audio(tmp_path):
@@ -142,7 +142,7 @@ def test_help_teaches_with_examples():
 
 
 def test_overlapped_and_inline_decode_give_the_same_video(tmp_path):
-    from flowact_cli.render import Engine
+    from flowact.render import Engine
 
     img, wav = make_inputs(tmp_path, seconds=1.0)
     engine = Engine.load(TINY, seed=1)

@@ -1,9 +1,9 @@
 """The CLI's shared choices match the library's, and bad choices are usage errors (exit 2)."""
 
-from flowact_cli.cli_common import Fit, Planner
-from flowact_cli.cli_train import StageName
-from flowact_cli.media.image import FIT_MODES
-from flowact_cli.train.stages import STAGES
+from flowact.cli_common import Fit, Planner
+from flowact.cli_train import StageName
+from flowact.media.image import FIT_MODES
+from flowact.train.stages import STAGES
 
 from helpers import TINY, run_cli
 

@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from flowact_cli.config import load_preset, preset_names
-from flowact_cli.errors import FlowactError
-from flowact_cli.stream.sampler import shifted_timesteps
+from flowact.config import load_preset, preset_names
+from flowact.errors import FlowactError
+from flowact.stream.sampler import shifted_timesteps
 from helpers import TINY
 
 

@@ -1,5 +1,5 @@
-from flowact_cli.config import load_preset
-from flowact_cli.stream.cost import chunk_cost
+from flowact.config import load_preset
+from flowact.stream.cost import chunk_cost
 
 
 def test_r1_480p_one_chunk_step_on_the_meta_device():

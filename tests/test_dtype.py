@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-from flowact_cli import precision
-from flowact_cli.config import load_preset
-from flowact_cli.render import Engine
+from flowact import precision
+from flowact.config import load_preset
+from flowact.render import Engine
 from helpers import TINY, make_inputs, run_cli
 
 FLOOR_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
@@ -117,7 +117,7 @@ def test_no_flags_falls_back_to_a_short_timing_probe(detect, monkeypatch):
 
 def _child(env: dict) -> dict:
     code = (
-        "import json, time, torch; from flowact_cli import precision as P; t = time.perf_counter(); "
+        "import json, time, torch; from flowact import precision as P; t = time.perf_counter(); "
         "probe = P.probe_bf16_native(); dt = time.perf_counter() - t; "
         "print(json.dumps({'native': P.native_bf16(), 'probe': probe, 'probe_s': dt, 'flags': "
         "sorted(P.cpu_flags() or [])}))"

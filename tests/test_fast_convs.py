@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flowact_cli.model.upconv import transposed_kernel, up2_conv
-from flowact_cli.model.vae import CausalConv3d
+from flowact.model.upconv import transposed_kernel, up2_conv
+from flowact.model.vae import CausalConv3d
 
 
 @pytest.mark.parametrize("cin,cout,h,skip", [(8, 4, 5, 0), (16, 8, 8, 3), (4, 6, 7, 5)])
@@ -69,9 +69,9 @@ def test_first_chunk_decoded_in_pieces_equals_whole():
     """render decodes the first chunk one latent frame at a time (time to first frame)."""
     import numpy as np
 
-    from flowact_cli.config import load_preset
-    from flowact_cli.model import FlowActModel
-    from flowact_cli.stream.generator import StreamGenerator
+    from flowact.config import load_preset
+    from flowact.model import FlowActModel
+    from flowact.stream.generator import StreamGenerator
 
     from helpers import TINY
 

@@ -7,9 +7,9 @@ model layout, a new sampler) re-records them: run this file's `stream_stats()` a
 import numpy as np
 import torch
 
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.stream.generator import AudioTrack, StreamGenerator, TextTrack
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.stream.generator import AudioTrack, StreamGenerator, TextTrack
 
 from helpers import TINY
 

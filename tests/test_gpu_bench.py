@@ -82,7 +82,7 @@ def test_the_whole_run_on_cpu_writes_every_steps_json(tmp_path):
     env = json.loads((out / "env.json").read_text())
     assert env["cuda_available"] is False and env["gpu_name"] is None and env["torch"] and env["triton"]
     assert env["triton_kernels"] == "import ok" and env["espeak_ng"] == "ok" and "ffmpeg version" in env["ffmpeg"]
-    assert env["flowact_cli"].startswith(str(ROOT / "src"))  # the checkout's code, as on the GPU machine
+    assert env["flowact"].startswith(str(ROOT / "src"))  # the checkout's code, as on the GPU machine
 
     kernels = json.loads((out / "kernels.json").read_text())
     assert {r["op"] for r in kernels["rows"]} == KERNEL_OPS and kernels["shapes"] == "smoke"

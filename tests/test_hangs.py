@@ -11,16 +11,16 @@ import time
 import numpy as np
 import pytest
 
-from flowact_cli import handoff
-from flowact_cli.errors import FlowactError
-from flowact_cli.handoff import Stage, StageFailed
-from flowact_cli.live.events import EventLog
-from flowact_cli.live.session import LiveOptions, run_live
-from flowact_cli.media.ffmpeg import VideoWriter, find_ffmpeg
-from flowact_cli.media.image import load_image
-from flowact_cli.media.probe import probe
-from flowact_cli.render import Engine
-from flowact_cli.stream.generator import StreamGenerator
+from flowact import handoff
+from flowact.errors import FlowactError
+from flowact.handoff import Stage, StageFailed
+from flowact.live.events import EventLog
+from flowact.live.session import LiveOptions, run_live
+from flowact.media.ffmpeg import VideoWriter, find_ffmpeg
+from flowact.media.image import load_image
+from flowact.media.probe import probe
+from flowact.render import Engine
+from flowact.stream.generator import StreamGenerator
 from helpers import TINY, make_inputs, run_cli
 
 DEADLINE = 60.0

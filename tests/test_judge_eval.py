@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from flowact_cli.cli import app
-from flowact_cli.judge.evaluate import evaluate_frames, load_timeline
-from flowact_cli.judge.train import TRAIN_SEED_MIN
-from flowact_cli.media.audio import write_wav
-from flowact_cli.media.probe import read_frames
-from flowact_cli.world.clip import make_clip, write_clip
+from flowact.cli import app
+from flowact.judge.evaluate import evaluate_frames, load_timeline
+from flowact.judge.train import TRAIN_SEED_MIN
+from flowact.media.audio import write_wav
+from flowact.media.probe import read_frames
+from flowact.world.clip import make_clip, write_clip
 
 SEED, OTHER, BEHAVIOUR = 4021, 90210, 3333
 assert max(SEED, OTHER, BEHAVIOUR) < TRAIN_SEED_MIN
@@ -110,7 +110,7 @@ def test_eval_prints_a_table_and_reports_bad_input_in_one_line(clip_files, tmp_p
     ]
     for args, needle in cases:
         proc = subprocess.run(
-            [sys.executable, "-c", "from flowact_cli.cli import main; main()", "eval", *args],
+            [sys.executable, "-c", "from flowact.cli import main; main()", "eval", *args],
             capture_output=True,
             text=True,
             timeout=120,
@@ -120,9 +120,9 @@ def test_eval_prints_a_table_and_reports_bad_input_in_one_line(clip_files, tmp_p
 
 
 def test_heldout_characters_are_read_accurately():
-    from flowact_cli.judge.evaluate import read_video
-    from flowact_cli.judge.frames import prepare
-    from flowact_cli.judge.weights import load_judge
+    from flowact.judge.evaluate import read_video
+    from flowact.judge.frames import prepare
+    from flowact.judge.weights import load_judge
 
     vision, _, meta = load_judge()
     errs, hits, n, same, diff = [], 0, 0, [], []

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from flowact_cli.errors import FlowactError
-from flowact_cli.judge import metrics
-from flowact_cli.judge.evaluate import load_timeline
-from flowact_cli.world.behaviour import STATES
+from flowact.errors import FlowactError
+from flowact.judge import metrics
+from flowact.judge.evaluate import load_timeline
+from flowact.world.behaviour import STATES
 
 
 def _speechy(n, seed):

@@ -20,7 +20,7 @@ if DEVICE == "cpu" and not dispatch._triton.INTERPRET:
 
 
 def _tiny_preset():
-    from flowact_cli.config import load_preset
+    from flowact.config import load_preset
 
     p = load_preset("toon-128")
     return dataclasses.replace(
@@ -37,8 +37,8 @@ def _tiny_preset():
 
 
 def _render(backend: str, chunks: int = 4):
-    from flowact_cli.model import FlowActModel
-    from flowact_cli.stream.generator import StreamGenerator
+    from flowact.model import FlowActModel
+    from flowact.stream.generator import StreamGenerator
 
     preset = _tiny_preset()
     model = FlowActModel(preset)

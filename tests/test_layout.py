@@ -2,11 +2,11 @@
 
 import torch
 
-from flowact_cli.config import load_preset
-from flowact_cli.model.layout import TokenLayout
-from flowact_cli.stream.bank import MemoryBank
-from flowact_cli.stream.generator import StreamGenerator
-from flowact_cli.model import FlowActModel
+from flowact.config import load_preset
+from flowact.model.layout import TokenLayout
+from flowact.stream.bank import MemoryBank
+from flowact.stream.generator import StreamGenerator
+from flowact.model import FlowActModel
 
 from helpers import TINY
 

@@ -17,7 +17,7 @@ def _tiny_lips(tmp_path):
 
 
 def test_render_with_and_without_the_lip_refiner(tmp_path):
-    from flowact_cli.media.probe import probe
+    from flowact.media.probe import probe
 
     preset = _tiny_lips(tmp_path)
     img, wav = make_inputs(tmp_path, seconds=1.0)
@@ -42,7 +42,7 @@ def test_render_with_and_without_the_lip_refiner(tmp_path):
         assert code == 0, err
         info = probe(out)
         assert info.frames == 25 and info.width == 64
-    from flowact_cli.render import Engine
+    from flowact.render import Engine
 
     for overlap in (True, False):  # the refiner runs in the decode thread and in the main one alike
         e = Engine.load(preset, device="cpu", random_weights=True)
@@ -51,7 +51,7 @@ def test_render_with_and_without_the_lip_refiner(tmp_path):
 
 
 def test_live_session_with_the_lip_refiner(tmp_path):
-    from flowact_cli.media.probe import probe
+    from flowact.media.probe import probe
 
     preset = _tiny_lips(tmp_path)
     img, wav = make_inputs(tmp_path, seconds=0.6)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from flowact_cli.media.audio import load_audio, write_wav
-from flowact_cli.media.ffmpeg import find_ffmpeg
-from flowact_cli.media.probe import probe
+from flowact.media.audio import load_audio, write_wav
+from flowact.media.ffmpeg import find_ffmpeg
+from flowact.media.probe import probe
 from helpers import TINY, make_inputs, run_cli
 
-PY = [sys.executable, "-c", "from flowact_cli.cli import main; main()"]
+PY = [sys.executable, "-c", "from flowact.cli import main; main()"]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SPF = 640  # samples per frame at 16 kHz / 25 fps
 

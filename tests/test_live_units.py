@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from flowact_cli.errors import FlowactError
-from flowact_cli.live.planner import Observation, RulePlanner
-from flowact_cli.live.protocol import ProtocolError, load_script, parse_command
-from flowact_cli.live.speech import IncrementalAudio, ListenChannel, SpeechQueue
+from flowact.errors import FlowactError
+from flowact.live.planner import Observation, RulePlanner
+from flowact.live.protocol import ProtocolError, load_script, parse_command
+from flowact.live.speech import IncrementalAudio, ListenChannel, SpeechQueue
 from helpers import TINY
 
 
@@ -141,9 +141,9 @@ def test_rule_planner_nods_on_emphasis_and_varies_speaking_prompt():
 
 
 def test_incremental_audio_tokens_match_the_whole_file():
-    from flowact_cli.config import load_preset
-    from flowact_cli.model import FlowActModel
-    from flowact_cli.stream.generator import AudioTrack
+    from flowact.config import load_preset
+    from flowact.model import FlowActModel
+    from flowact.stream.generator import AudioTrack
 
     torch.manual_seed(0)
     model = FlowActModel(load_preset(TINY)).eval()

@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from flowact_cli.errors import FlowactError
-from flowact_cli.media.audio import load_audio
-from flowact_cli.media.image import load_image
+from flowact.errors import FlowactError
+from flowact.media.audio import load_audio
+from flowact.media.image import load_image
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ import numpy as np
 import torch
 
 import flowact_kernels as K
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.model.rope import grid_positions, rope_tables
-from flowact_cli.model.vae import DecoderState
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.model.rope import grid_positions, rope_tables
+from flowact.model.vae import DecoderState
 from helpers import TINY
 
 

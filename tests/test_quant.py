@@ -4,10 +4,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.model.quant import quantizable, quantize_blocks
-from flowact_cli.stream.generator import AudioTrack, StreamGenerator, TextTrack
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.model.quant import quantizable, quantize_blocks
+from flowact.stream.generator import AudioTrack, StreamGenerator, TextTrack
 
 from helpers import TINY
 
@@ -61,8 +61,8 @@ def test_refuses_a_bf16_model_and_says_why():
 
 
 def test_engine_int8_modes():
-    from flowact_cli.errors import FlowactError
-    from flowact_cli.render import Engine
+    from flowact.errors import FlowactError
+    from flowact.render import Engine
 
     auto = Engine.load(TINY, device="cpu", dtype="float32", random_weights=True)
     assert auto.int8 == "on" and "int8 transformer linears" in auto.conditions()

@@ -23,7 +23,7 @@ HELP_ENV = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
 
 def flowact_argv() -> list[str]:
     exe = shutil.which("flowact")
-    return [exe] if exe else [sys.executable, "-m", "flowact_cli.cli"]
+    return [exe] if exe else [sys.executable, "-m", "flowact.cli"]
 
 
 def run_flowact(args: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
@@ -75,7 +75,7 @@ def readme_uses() -> dict[str, set[str]]:
 def cli_commands() -> set[str]:
     import typer
 
-    from flowact_cli.cli import app
+    from flowact.cli import app
 
     return set(typer.main.get_command(app).commands)
 
@@ -127,7 +127,7 @@ def test_readme_file_pointers_exist():
     for tok in re.findall(r"`([^`\s]+\.(?:py|sh|yaml|png|wav|jsonl|md|safetensors))`", TEXT):
         if tok.startswith("path/to/"):
             continue
-        roots = (ROOT, ROOT / "src" / "flowact_cli", ROOT / "examples")
+        roots = (ROOT, ROOT / "src" / "flowact", ROOT / "examples")
         if not any((r / tok).exists() for r in roots):
             missing.append(tok)
     for tok in re.findall(r"(?<![\w/])examples/[\w.-]+", TEXT):
@@ -186,7 +186,7 @@ def test_quick_start_block():
 
 def test_quick_start_render_runs(tmp_path):
     """The quick start's render, as written, on its first second (--seconds 1) into tmp."""
-    from flowact_cli.media.probe import probe
+    from flowact.media.probe import probe
 
     renders = [ln for ln in quick_start() if ln.startswith("flowact ")]
     assert renders

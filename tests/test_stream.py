@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.stream.bank import MemoryBank
-from flowact_cli.stream.generator import AudioTrack, StreamGenerator, TextTrack
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.stream.bank import MemoryBank
+from flowact.stream.generator import AudioTrack, StreamGenerator, TextTrack
 from helpers import TINY
 
 
@@ -87,7 +87,7 @@ def test_long_term_stride_policy_and_slot_rotation():
     assert bank.long_term == [4, 6, 8] and bank.short_term == [10, 11]
     # a frame written at short-term slot s and moved to long-term slot j was rotated by the
     # position delta: the stored key equals the original key rotated by (j_pos - s_pos)
-    from flowact_cli.model.rope import rope_tables
+    from flowact.model.rope import rope_tables
     import flowact_kernels as K
 
     j = 2  # frame 8, newest long-term slot; it left short-term from its slot 0 (8 % C == 0)
@@ -104,7 +104,7 @@ def test_long_term_stride_policy_and_slot_rotation():
 
 
 def test_euler_sampler_is_exact_for_a_perfect_velocity_and_counts_nfe():
-    from flowact_cli.stream.sampler import EulerSampler, interpolate, velocity_target
+    from flowact.stream.sampler import EulerSampler, interpolate, velocity_target
 
     x0, noise = torch.randn(1, 4, 2, 8, 8), torch.randn(1, 4, 2, 8, 8)
     calls = []

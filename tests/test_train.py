@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.model.layout import TokenLayout
-from flowact_cli.stream.generator import StreamGenerator
-from flowact_cli.train.data import FolderSource, Sample, SynthSource
-from flowact_cli.train.loop import TrainRun, train
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.model.layout import TokenLayout
+from flowact.stream.generator import StreamGenerator
+from flowact.train.data import FolderSource, Sample, SynthSource
+from flowact.train.loop import TrainRun, train
 from helpers import TINY
 
 
@@ -103,7 +103,7 @@ def test_stage_learns_on_a_fixed_clip(tmp_path, vae_weights, stage, steps, lr):
 
 
 def test_distill_student_moves_toward_the_teacher(tmp_path, vae_weights):
-    from flowact_cli import weights as W
+    from flowact import weights as W
 
     teacher = vae_weights[0] / "vae.safetensors"
     # a student that starts away from its teacher (another random transformer, same VAE)
@@ -130,8 +130,8 @@ def test_resume_gives_the_same_next_losses(tmp_path, vae_weights):
 
 
 def test_real_video_folder_loader(tmp_path):
-    from flowact_cli.media.audio import write_wav
-    from flowact_cli.media.ffmpeg import VideoWriter
+    from flowact.media.audio import write_wav
+    from flowact.media.ffmpeg import VideoWriter
 
     rng = np.random.default_rng(0)
     for i in range(2):
@@ -170,8 +170,8 @@ def test_decoder_stage_grows_a_reference_branch_on_a_plain_vae(tmp_path, vae_wei
 
     from safetensors.torch import load_file
 
-    from flowact_cli import weights as W
-    from flowact_cli.errors import FlowactError
+    from flowact import weights as W
+    from flowact.errors import FlowactError
 
     plain = load_preset(TINY)
     p = dataclasses.replace(plain, vae=dataclasses.replace(plain.vae, ref_decoder=True))
@@ -195,7 +195,7 @@ def test_only_trains_the_named_branch(tmp_path, vae_weights):
 
     from safetensors.torch import load_file
 
-    from flowact_cli.errors import FlowactError
+    from flowact.errors import FlowactError
 
     plain = load_preset(TINY)
     p = dataclasses.replace(plain, vae=dataclasses.replace(plain.vae, ref_decoder=True))
@@ -217,7 +217,7 @@ def test_ship_weights_combines_a_plain_model_with_a_grown_decoder(tmp_path, vae_
 
     from safetensors.torch import load_file
 
-    from flowact_cli import weights as W
+    from flowact import weights as W
 
     text = Path(TINY).read_text()
     assert "channels: [32, 16, 16]}" in text
@@ -272,9 +272,9 @@ def test_ship_weights_combines_a_plain_model_with_a_grown_decoder(tmp_path, vae_
 
 
 def test_mouth_masks_mark_only_the_moving_mouth_and_weight_the_decoder_loss(tmp_path, vae_weights):
-    from flowact_cli.errors import FlowactError
-    from flowact_cli.train.objective import mouth_weights, to_video
-    from flowact_cli.train.stages import StageSettings
+    from flowact.errors import FlowactError
+    from flowact.train.objective import mouth_weights, to_video
+    from flowact.train.stages import StageSettings
 
     s = SynthSource(11, 128, 128, mouth=True).sample(0, 0, 16)
     m = s.mouth
@@ -305,8 +305,8 @@ def test_audio_injection_grows_at_zero_on_weights_without_it(tmp_path, vae_weigh
     of such a file into an injecting preset stays an error."""
     import dataclasses
 
-    from flowact_cli import weights as W
-    from flowact_cli.errors import FlowactError
+    from flowact import weights as W
+    from flowact.errors import FlowactError
 
     p = load_preset(TINY)
     pi = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=True))
@@ -325,8 +325,8 @@ def test_audio_injection_grows_at_zero_on_weights_without_it(tmp_path, vae_weigh
 
 
 def test_latent_mouth_maps_masks_onto_the_latent_grid():
-    from flowact_cli.errors import FlowactError
-    from flowact_cli.train.objective import latent_mouth
+    from flowact.errors import FlowactError
+    from flowact.train.objective import latent_mouth
 
     mouth = np.zeros((8, 64, 64), np.float32)  # 8 frames = 2 latent frames of 4
     mouth[5, 40:42, 20:22] = 1  # frame 5 (latent frame 1), pixel (40, 20): latent cell (5, 2) of 8x8
@@ -351,7 +351,7 @@ def test_mouth_weight_on_the_transformer_stages(tmp_path, vae_weights, stage):
     """--mouth-weight on a transformer stage weighs the open mouth's latent cells: pretrain
     logs the mouth's own error; every stage trains on it with a finite loss, and the weighted
     loss differs from the plain one on the same batch."""
-    from flowact_cli.train.stages import Stage, StageSettings
+    from flowact.train.stages import Stage, StageSettings
 
     src = FixedSource(seed=5, mouth=True)
     p = load_preset(TINY)
@@ -376,8 +376,8 @@ def test_mouth_weight_on_the_transformer_stages(tmp_path, vae_weights, stage):
 def test_speaking_windows_hold_speech_and_are_synth_only(tmp_path):
     """--speaking 1: every sample is a window of speech (most windows anywhere in a clip are
     not: the mouth rests); a folder of clips has no such windows to pick."""
-    from flowact_cli.errors import FlowactError
-    from flowact_cli.train.data import make_source
+    from flowact.errors import FlowactError
+    from flowact.train.data import make_source
 
     def rms(src):
         return [float(np.sqrt(np.mean(src.sample(0, i, 16).audio ** 2))) for i in range(6)]
@@ -395,10 +395,10 @@ def test_speaking_windows_hold_speech_and_are_synth_only(tmp_path):
 def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
     """The cache holds what the VAE's encode() gives on [reference | frames] (zero mean, unit
     variance per channel), the pretrain stage trains on it, and decode() inverts the normalisation."""
-    from flowact_cli import weights as W
-    from flowact_cli.train.cache import LatentSource, build_cache
-    from flowact_cli.train.data import make_source
-    from flowact_cli.world.clip import clip_seed, heldout_character, make_clip, split_seed
+    from flowact import weights as W
+    from flowact.train.cache import LatentSource, build_cache
+    from flowact.train.data import make_source
+    from flowact.world.clip import clip_seed, heldout_character, make_clip, split_seed
 
     p = load_preset(TINY)
     m = FlowActModel(p)
@@ -449,8 +449,8 @@ def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
 
 
 def test_heldout_split_keeps_characters_and_voices_apart():
-    from flowact_cli.world.clip import heldout_character, split_seed
-    from flowact_cli.world.speech import HELDOUT_VARIANTS, random_voice
+    from flowact.world.clip import heldout_character, split_seed
+    from flowact.world.speech import HELDOUT_VARIANTS, random_voice
 
     rng = np.random.default_rng(0)
     train_v = {random_voice(rng, split="train").name.split("+")[1] for _ in range(200)}
@@ -464,7 +464,7 @@ def test_heldout_split_keeps_characters_and_voices_apart():
 
 
 def test_learning_rate_warms_up_holds_and_decays():
-    from flowact_cli.train.loop import learning_rate
+    from flowact.train.loop import learning_rate
 
     run = TrainRun(
         stage="pretrain", preset=load_preset(TINY), data="synth", out=None, steps=100, lr=1.0, warmup=10, decay=0.2
@@ -482,8 +482,8 @@ def test_learning_rate_warms_up_holds_and_decays():
 
 
 def test_motion_weights_mark_what_differs_from_the_reference():
-    from flowact_cli.train.objective import motion_weights
-    from flowact_cli.train.objective import wmean as _wmean
+    from flowact.train.objective import motion_weights
+    from flowact.train.objective import wmean as _wmean
 
     x = torch.zeros(1, 3, 4, 32, 32)
     x[:, :, 2, 10:12, 20:22] = 0.5  # a "mouth" opens in frame 2 only
@@ -510,7 +510,7 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     import sys
     from pathlib import Path
 
-    from flowact_cli import weights as W
+    from flowact import weights as W
 
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("audio_probe", root / "scripts" / "audio_probe.py")
@@ -561,7 +561,7 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
 def _lips_preset():
     import dataclasses
 
-    from flowact_cli.config import LipsConfig
+    from flowact.config import LipsConfig
 
     return dataclasses.replace(load_preset(TINY), lips=LipsConfig(width=8))
 
@@ -572,9 +572,9 @@ def test_lip_refiner_trains_on_closed_mouths_and_runs_in_the_stream(tmp_path, va
     chunk's audio to decode, and the refiner changes the frames."""
     from safetensors.torch import load_file
 
-    from flowact_cli import weights as W
-    from flowact_cli.errors import FlowactError
-    from flowact_cli.stream.generator import AudioTrack, TextTrack
+    from flowact import weights as W
+    from flowact.errors import FlowactError
+    from flowact.stream.generator import AudioTrack, TextTrack
 
     src = FixedSource(seed=4, mouth=True, speaking=1.0)
     s0 = src.sample(0, 0, 8)
@@ -613,7 +613,7 @@ def test_lip_refiner_trains_on_closed_mouths_and_runs_in_the_stream(tmp_path, va
 def test_engine_can_leave_the_lip_refiner_out(tmp_path):
     import yaml
 
-    from flowact_cli.render import Engine
+    from flowact.render import Engine
 
     doc = yaml.safe_load(open(TINY))
     doc["lips"] = {"width": 8}

@@ -4,11 +4,11 @@ scores generated, ground-truth and reconstructed frames on clips never used in t
 import numpy as np
 import torch
 
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.train import evaluate as E
-from flowact_cli.world.clip import heldout_character
-from flowact_cli.world.speech import HELDOUT_VARIANTS
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.train import evaluate as E
+from flowact.world.clip import heldout_character
+from flowact.world.speech import HELDOUT_VARIANTS
 from helpers import TINY
 
 
@@ -32,7 +32,7 @@ def test_drift_streams_of_different_seeds_use_different_heldout_characters():
 
 
 def test_stream_matches_inference_and_guidance_changes_it():
-    from flowact_cli.stream.generator import AudioTrack, StreamGenerator, TextTrack
+    from flowact.stream.generator import AudioTrack, StreamGenerator, TextTrack
 
     m = _model()
     clip = next(E.heldout_clips(1, 1.0, 64, 64))

@@ -26,10 +26,10 @@ import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 import flowact_kernels
 from flowact_kernels import dispatch
-from flowact_cli.config import load_preset
-from flowact_cli.model import FlowActModel
-from flowact_cli.train.data import SynthSource
-from flowact_cli.train.stages import Stage, StageSettings, trainable
+from flowact.config import load_preset
+from flowact.model import FlowActModel
+from flowact.train.data import SynthSource
+from flowact.train.stages import Stage, StageSettings, trainable
 from helpers import TINY
 
 backend = sys.argv[2]
@@ -102,8 +102,8 @@ def _structural(name: str, depth: int) -> bool:
 
 
 def test_transformer_stages_get_the_reference_gradients_with_triton_kernels():
-    from flowact_cli.config import load_preset
-    from flowact_cli.train.stages import STAGES as ALL
+    from flowact.config import load_preset
+    from flowact.train.stages import STAGES as ALL
     from helpers import TINY
 
     # every stage that trains the transformer is covered (trainable() gives them dit + audio + text)

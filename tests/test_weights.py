@@ -5,10 +5,10 @@ import time
 import pytest
 import torch
 
-from flowact_cli import weights as W
-from flowact_cli.config import load_preset
-from flowact_cli.errors import FlowactError
-from flowact_cli.model import FlowActModel
+from flowact import weights as W
+from flowact.config import load_preset
+from flowact.errors import FlowactError
+from flowact.model import FlowActModel
 from helpers import TINY
 
 ZEROS = "0" * 64

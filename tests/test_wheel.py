@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowact_cli.media.audio import write_wav
-from flowact_cli.media.probe import probe
+from flowact.media.audio import write_wav
+from flowact.media.probe import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
-    "flowact_cli": ROOT / "src" / "flowact_cli",
+    "flowact": ROOT / "src" / "flowact",
+    "flowact_cli": ROOT / "src" / "flowact_cli",  # the old name, kept for imports written against it
     "flowact_kernels": ROOT / "kernels",
     "flowact_presets": ROOT / "presets",
 }
@@ -43,12 +44,12 @@ for name in modules:
     except Exception as exc:
         failed[name] = repr(exc)
 outside = sorted(n for n, m in list(sys.modules.items())
-                 if n.split(".")[0] in ("flowact_cli", "flowact_kernels", "flowact_presets")
+                 if n.split(".")[0] in ("flowact", "flowact_cli", "flowact_kernels", "flowact_presets")
                  and not (getattr(m, "__file__", None) or "").startswith(prefix))
 finders = [repr(f) for f in sys.meta_path if "editable" in repr(f).lower()]
 
 import typer.main
-from flowact_cli.cli import app, main
+from flowact.cli import app, main
 
 def commands(group, path=()):
     for name, cmd in sorted(group.commands.items()):
@@ -67,9 +68,9 @@ for path in commands(typer.main.get_command(app)):
     except SystemExit as exc:
         code = exc.code or 0
     helps[" ".join(path)] = [code, "Usage" in out.getvalue()]
-import flowact_cli
+import flowact
 print("RESULT " + json.dumps({"failed": failed, "outside": outside, "finders": finders, "helps": helps,
-                              "file": flowact_cli.__file__}))
+                              "file": flowact.__file__}))
 """
 
 
@@ -160,7 +161,7 @@ def test_wheel_holds_every_package_and_the_shipped_data(installed):
 
 def test_installed_wheel_imports_everything_and_every_command_helps(installed):
     modules = _modules()
-    assert {"flowact_cli.train.loop", "flowact_cli.live.session", "flowact_cli.batch.job"} <= set(modules)
+    assert {"flowact.train.loop", "flowact.live.session", "flowact.batch.job"} <= set(modules)
     proc = subprocess.run(
         [installed["py"], "-c", CHILD, str(installed["venv"]), json.dumps(modules)],
         cwd=installed["cwd"],

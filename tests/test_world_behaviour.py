@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from flowact_cli.world.behaviour import (
+from flowact.world.behaviour import (
     PROMPTS,
     STATES,
     Segment,
@@ -12,7 +12,7 @@ from flowact_cli.world.behaviour import (
     solve_arm,
     state_from_prompt,
 )
-from flowact_cli.world.character import sample_character
+from flowact.world.character import sample_character
 
 
 def test_every_prompt_names_its_state():

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from flowact_cli.world.behaviour import Segment, neutral_motion, perform
-from flowact_cli.world.character import sample_character
-from flowact_cli.world.clip import REST_MOUTH
-from flowact_cli.world.draw import Renderer
+from flowact.world.behaviour import Segment, neutral_motion, perform
+from flowact.world.character import sample_character
+from flowact.world.clip import REST_MOUTH
+from flowact.world.draw import Renderer
 
 
 def _neutral(seed, w=128, h=128, mouth=REST_MOUTH, ss=None):

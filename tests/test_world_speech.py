@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from flowact_cli.errors import FlowactError
-from flowact_cli.world import speech
-from flowact_cli.world.speech import Phoneme, Voice, synthesize
-from flowact_cli.world.visemes import REST, mouth_track
+from flowact.errors import FlowactError
+from flowact.world import speech
+from flowact.world.speech import Phoneme, Voice, synthesize
+from flowact.world.visemes import REST, mouth_track
 
 EN = Voice("en", "en-us+m3", 160, 50, 50)
 

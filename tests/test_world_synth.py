@@ -7,9 +7,9 @@ import sys
 import numpy as np
 from typer.testing import CliRunner
 
-from flowact_cli.cli import app
-from flowact_cli.media.probe import probe
-from flowact_cli.world.dataset import SynthDataset
+from flowact.cli import app
+from flowact.media.probe import probe
+from flowact.world.dataset import SynthDataset
 
 runner = CliRunner()
 
@@ -79,7 +79,7 @@ def test_bad_synth_input_is_one_clear_line(tmp_path):
         (["--out", str(tmp_path / "o"), "--clips", "0"], "--clips"),
     ):
         proc = subprocess.run(
-            [sys.executable, "-c", "from flowact_cli.cli import main; main()", "synth", *args],
+            [sys.executable, "-c", "from flowact.cli import main; main()", "synth", *args],
             capture_output=True,
             text=True,
             timeout=60,

@@ -107,7 +107,7 @@ class HubSource:
 
 @dataclass(frozen=True)
 class WeightsConfig:
-    bundled: str | None = None  # file name under flowact_cli/assets
+    bundled: str | None = None  # file name under flowact/assets
     sha256: str | None = None  # of the bundled file
     hub: HubSource | None = None
 

@@ -51,7 +51,7 @@ def _check_sha(path: Path, expected: str | None, what: str) -> None:
 
 
 def bundled_path(name: str) -> Path:
-    return Path(str(resources.files("flowact_cli.assets") / name))
+    return Path(str(resources.files("flowact.assets") / name))
 
 
 def hub_online(timeout: float = 1.5) -> bool:
