@@ -25,8 +25,8 @@ from .cli_common import (
     ThreadsOpt,
     WeightsOpt,
     emit_json,
+    load_engine,
     stderr_console,
-    warn_random,
 )
 
 app = typer.Typer(
@@ -171,7 +171,7 @@ def render(
         raise FlowactError("render needs --image and --audio (or --manifest for a batch)")
     from .config import load_preset
     from .media.ffmpeg import check_output, find_ffmpeg
-    from .render import Engine, prepare_inputs
+    from .render import prepare_inputs
 
     sigterm_as_interrupt()
     out = out if out is not None else f"{audio.stem}.flowact.mp4"
@@ -180,18 +180,7 @@ def render(
     inputs = prepare_inputs(p, image, audio, fit.value)
     check_output(out)
     find_ffmpeg(ffmpeg)
-    engine = Engine.load(
-        p,
-        device=device,
-        dtype=dtype,
-        weights=weights,
-        random_weights=random_weights,
-        seed=seed,
-        threads=threads,
-        lips=not no_lips,
-        int8=int8.value,
-    )
-    warn_random(err, engine.source)
+    engine = load_engine(err, p, device, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
         task = bar.add_task("render", total=None, speed="")
 
@@ -258,20 +247,8 @@ def bench(
         flowact bench --preset r1-480p --random-weights --device cuda
     """
     from .bench import run_bench
-    from .render import Engine
 
-    engine = Engine.load(
-        preset,
-        device=device,
-        dtype=dtype,
-        weights=weights,
-        random_weights=random_weights,
-        seed=seed,
-        threads=threads,
-        lips=not no_lips,
-        int8=int8.value,
-    )
-    warn_random(err, engine.source)
+    engine = load_engine(err, preset, device, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
     with _progress(f"bench {engine.preset.name}") as bar:
         task = bar.add_task("bench", total=None, speed="")
         r = run_bench(

@@ -96,13 +96,36 @@ def stderr_console(soft_wrap: bool = True):
     )
 
 
-def warn_random(console, source) -> None:
+def warn_random(console, source, preset: str | None = None) -> None:
     """Say loudly when a model runs on seeded random weights."""
     if source.kind == "random":
+        which = f" for {preset}" if preset else ""
         console.print(
-            f"[bold yellow]WARNING: RANDOM WEIGHTS[/] ({source.reason}, seed {source.seed}): "
+            f"[bold yellow]WARNING: RANDOM WEIGHTS[/]{which} ({source.reason}, seed {source.seed}): "
             "the pipeline is real, the picture will not be a talking character."
         )
+
+
+def load_engine(
+    console,
+    preset,
+    device: str,
+    dtype,
+    weights,
+    random_weights: bool,
+    seed: int,
+    threads,
+    int8: Int8Mode,
+    lips: bool = True,
+):
+    """`Engine.load` from the shared model options (in their declaration order), warning loudly
+    when the weights are random."""
+    from .render import Engine
+
+    engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
+                         seed=seed, threads=threads, lips=lips, int8=int8.value)  # fmt: skip
+    warn_random(console, engine.source)
+    return engine
 
 
 def emit_json(data: dict, to_stderr: bool = False) -> None:

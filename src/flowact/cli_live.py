@@ -21,8 +21,8 @@ from .cli_common import (
     PresetOpt,
     RandomWeightsOpt,
     WeightsOpt,
+    load_engine,
     stderr_console,
-    warn_random,
 )
 
 
@@ -123,7 +123,6 @@ def live(
     from .media.audio import load_audio
     from .media.ffmpeg import check_output, find_ffmpeg
     from .media.image import load_image
-    from .render import Engine
 
     sigterm_as_interrupt()
     if duration is not None and duration <= 0:
@@ -139,18 +138,8 @@ def live(
     find_ffmpeg(ffmpeg)
     if read_stdin is None:
         read_stdin = script is None
-    engine = Engine.load(
-        p,
-        device=device,
-        dtype=dtype,
-        weights=weights,
-        random_weights=random_weights,
-        seed=seed,
-        threads=threads,
-        int8=int8.value,
-    )
     err = stderr_console()
-    warn_random(err, engine.source)
+    engine = load_engine(err, p, device, dtype, weights, random_weights, seed, threads, int8)
     sink = None
     if events_file is not None:
         check_output(events_file)

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cli_common import warn_random
 from ..errors import FlowactError, sigterm_as_interrupt
 from .job import BatchOptions, JobResult, partial_path, run_job
 from .manifest import Defaults, Job, parse_manifest, read_manifest
@@ -143,12 +144,9 @@ def cli_manifest(
     warned: set[str] = set()
 
     def on_load(name: str, source, dev: str) -> None:
-        if source.kind == "random" and name not in warned:
+        if name not in warned:
             warned.add(name)
-            console.print(
-                f"[bold yellow]WARNING: RANDOM WEIGHTS[/] for {name} ({source.reason}, seed {source.seed}): "
-                "the pipeline is real, the picture will not be a talking character."
-            )
+            warn_random(console, source, name)
 
     progress = BatchProgress(console, len(job_list), workers)
 

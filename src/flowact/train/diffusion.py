@@ -13,17 +13,15 @@
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import Preset
 from ..model import FlowActModel
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
 from ..stream.sampler import interpolate, velocity_target
-from .objective import Objective, StageSettings, latent_mouth, no_prompts, shifted
+from .objective import Objective, latent_mouth, no_prompts, shifted
 from .sample import Sample
 
 
@@ -144,17 +142,7 @@ class SelfForceObjective(TransformerObjective):
 
 class DistillObjective(TransformerObjective):
     name = "distill"
-
-    def __init__(
-        self,
-        model: FlowActModel,
-        preset: Preset,
-        settings: StageSettings = StageSettings(),
-        teacher: FlowActModel | None = None,
-    ):
-        super().__init__(model, preset, settings, teacher)
-        if self.teacher is None:  # the student starts as the teacher
-            self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    copies_teacher = True
 
     def loss(self, samples, g):
         p, C = self.preset, self.preset.stream.chunk_latents

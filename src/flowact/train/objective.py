@@ -6,6 +6,7 @@ stages.py names them.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ class Objective:
     parameters train (`trainable`) and how many frames a sample needs, and define `loss`."""
 
     name = ""
+    copies_teacher = False  # without a teacher given, a frozen copy of the student is one (distill)
 
     def __init__(
         self,
@@ -48,6 +50,8 @@ class Objective:
         teacher: FlowActModel | None = None,
     ):
         self.model, self.preset, self.s = model, preset, settings
+        if teacher is None and self.copies_teacher:  # the student starts as the teacher
+            teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.teacher = teacher
         self.layout = TokenLayout.of(preset)
 
