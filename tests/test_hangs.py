@@ -235,3 +235,21 @@ def test_live_decode_failure_ends_an_endless_stream(tmp_path, engine, monkeypatc
         bounded(run)
     assert err.value.stage == "decode"
     assert probe(out).frames >= 8  # chunk 0 (and any held frames), finalised
+
+
+def test_writer_whose_ffmpeg_stalls_is_killed_not_waited_on(tmp_path, monkeypatch, short_waits):
+    """An encoder that stays alive but never reads: writing more than its pipe holds, and then
+    closing, end with its error instead of waiting for good."""
+    from flowact.media import ffmpeg as ff
+
+    monkeypatch.setattr(ff, "STALL_SECONDS", 0.5)
+    stuck = tmp_path / "stuck-ffmpeg"
+    stuck.write_text("#!/bin/sh\nexec sleep 600\n")
+    stuck.chmod(stuck.stat().st_mode | stat.S_IEXEC)
+    w = VideoWriter(tmp_path / "x.mp4", 64, 64, 25, ffmpeg=str(stuck), queue_frames=2)
+    t0 = time.perf_counter()
+    with pytest.raises(FlowactError, match="ffmpeg stopped accepting frames"):
+        bounded(lambda: w.write(np.zeros((50, 64, 64, 3), np.uint8)), 30)  # 600 kB: more than a pipe holds
+    with pytest.raises(FlowactError, match="ffmpeg failed"):
+        bounded(w.close, 30)
+    assert time.perf_counter() - t0 < 20

@@ -78,9 +78,12 @@ class Stage:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def send(self, item: Any) -> bool:
-        """Queue `item` (waiting while the inbox is full); False if the stage has ended."""
-        return put(self._inbox, item, self.alive)
+    def send(self, item: Any, watch: Callable[[], None] | None = None) -> bool:
+        """Queue `item` (waiting while the inbox is full); False if the stage has ended.
+        `watch()`, if given, runs between the waits (a caller's stall check)."""
+        if watch is None:
+            return put(self._inbox, item, self.alive)
+        return put(self._inbox, item, lambda: (watch(), self.alive())[1])
 
     def finish(self, timeout: float | None = None) -> bool:
         """End of stream: the stage works through what it was sent, then returns. Waits for it

@@ -45,6 +45,9 @@ def find_ffmpeg(explicit: str | None = None) -> str:
         ) from exc
 
 
+STALL_SECONDS = 60.0  # an encoder that takes no frame for this long is stuck (VideoWriter._drain)
+
+
 def check_output(path: str | Path) -> None:
     """Fail before any work if the output cannot be written ('-' is stdout)."""
     if str(path) == "-":
@@ -194,7 +197,7 @@ class VideoWriter:
                 f"frames must be uint8 (n, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}"
             )
         for frame in frames:
-            if not self._feeder.send(np.ascontiguousarray(frame)):
+            if not self._feeder.send(np.ascontiguousarray(frame), self._stall_watch()):
                 raise FlowactError(
                     f"ffmpeg stopped accepting frames: {self._stderr_tail() or self._feeder.error}", path=self.path
                 )
@@ -202,11 +205,32 @@ class VideoWriter:
     def _stderr_tail(self) -> str:
         return stderr_tail(self._stderr)
 
+    def _stall_watch(self):
+        """A check to run while waiting on the feeder: an ffmpeg that is alive but takes no frame
+        for STALL_SECONDS of waiting is killed, so its pipe fails the feeder's blocked write and
+        the wait ends with ffmpeg's error (a stalled encoder must not hang the render)."""
+        seen, since = self.frames_written, time.monotonic()
+
+        def watch() -> None:
+            nonlocal seen, since
+            if self.frames_written != seen:
+                seen, since = self.frames_written, time.monotonic()
+            elif time.monotonic() - since > STALL_SECONDS and self._proc.poll() is None:
+                self._proc.kill()
+
+        return watch
+
+    def _drain(self) -> None:
+        """End of stream for the feeder, waiting as long as ffmpeg keeps taking frames."""
+        watch = self._stall_watch()
+        while not self._feeder.finish(timeout=1.0):
+            watch()
+
     def close(self) -> WriterStats:
         """Flush the queue, finalise the container, and check ffmpeg's exit status."""
         if not self._closed:
             self._closed = True
-            self._feeder.finish()
+            self._drain()
             try:
                 self._proc.stdin.close()
             except (BrokenPipeError, OSError):
