@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .media.image import FIT_MODES
 from .options import Int8Mode
 
 __all__ = [
@@ -36,11 +37,8 @@ __all__ = [
 ]
 
 
-class Fit(str, Enum):
-    """How the reference picture fills the frame (media/image.py)."""
-
-    cover = "cover"
-    contain = "contain"
+# how the reference picture fills the frame: the choices media/image.py knows
+Fit = Enum("Fit", {m: m for m in FIT_MODES}, type=str)
 
 
 class Planner(str, Enum):

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .derived import derived
+
 # For transposed-conv tap k (0..3) along one axis, the 3x3 taps it sums: output row 2i reads
 # input rows i-1 (tap 3 <- 3x3 row 0) and i (tap 1 <- rows 1, 2); row 2i+1 reads i (tap 2 <- rows
 # 0, 1) and i+1 (tap 0 <- row 2).
@@ -28,16 +30,12 @@ def transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
     return both.transpose(0, 1)
 
 
-def _kernel(conv: nn.Conv2d, channels: slice) -> torch.Tensor:
-    w = conv.weight[:, channels]
-    if torch.is_grad_enabled() and conv.weight.requires_grad:
-        return transposed_kernel(w)
-    key = (conv.weight.data_ptr(), conv.weight._version, conv.weight.dtype, channels.start, channels.stop)
-    cache = getattr(conv, "_upconv_cache", None)
-    if cache is None or cache[0] != key:
-        cache = (key, transposed_kernel(w.detach()).contiguous())
-        conv._upconv_cache = cache  # plain attribute: not a parameter, not in the state dict
-    return cache[1]
+def _kernels(conv: nn.Conv2d, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the 4x4 transposed kernel of the first c input channels, the 3x3 kernel of the rest)."""
+    w = conv.weight
+    return derived(
+        conv, f"_upconv_{c}", (w,), lambda: (transposed_kernel(w[:, :c]).contiguous(), w[:, c:].contiguous())
+    )
 
 
 def up2_conv(x: torch.Tensor, conv: nn.Conv2d, skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -47,7 +45,8 @@ def up2_conv(x: torch.Tensor, conv: nn.Conv2d, skip: torch.Tensor | None = None)
     if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.groups != 1:
         raise ValueError("up2_conv needs a plain 3x3 conv with stride 1 and padding 1")
     c = x.shape[1]
-    y = F.conv_transpose2d(x, _kernel(conv, slice(0, c)), conv.bias, stride=2, padding=1)
+    up, rest = _kernels(conv, c)
+    y = F.conv_transpose2d(x, up, conv.bias, stride=2, padding=1)
     if skip is not None:
-        y = y + F.conv2d(skip, conv.weight[:, c:], None, padding=1)
+        y = y + F.conv2d(skip, rest, None, padding=1)
     return y

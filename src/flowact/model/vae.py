@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import VAEConfig
+from .derived import derived
 from .upconv import up2_conv
 
 
@@ -52,17 +53,11 @@ class CausalConv3d(nn.Module):
         super().__init__()
         self.kt = kernel
         self.conv = nn.Conv3d(cin, cout, kernel, padding=(0, kernel // 2, kernel // 2))
-        self._folded: tuple | None = None  # (key, weight) of the refolded kernel, inference only
 
     def folded_weight(self) -> torch.Tensor:
         """(cout, cin, kt, kh, kw) -> (cout, kt * cin, kh, kw), tap-major like `frames`' stack."""
         w = self.conv.weight
-        if torch.is_grad_enabled() and w.requires_grad:
-            return w.transpose(1, 2).flatten(1, 2)
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
-        if self._folded is None or self._folded[0] != key:
-            self._folded = (key, w.detach().transpose(1, 2).flatten(1, 2).contiguous())
-        return self._folded[1]
+        return derived(self, "_folded", (w,), lambda: w.transpose(1, 2).flatten(1, 2).contiguous())
 
     def frames(self, x: torch.Tensor, b: int, past: torch.Tensor | None = None):
         """Time-major frames: x (b*t, cin, h, w); past (b, kt-1, cin, h, w) or None (stream
@@ -232,12 +227,7 @@ class Decoder(nn.Module):
     def _rgb_alpha(self) -> tuple[torch.Tensor, torch.Tensor]:
         """conv_out's and alpha_out's kernels stacked (4 output channels), cached for inference."""
         ws, bs = (self.conv_out.weight, self.alpha_out.weight), (self.conv_out.bias, self.alpha_out.bias)
-        if torch.is_grad_enabled() and any(p.requires_grad for p in ws + bs):
-            return torch.cat(ws), torch.cat(bs)
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in ws + bs)
-        if getattr(self, "_rgb_alpha_cache", None) is None or self._rgb_alpha_cache[0] != key:
-            self._rgb_alpha_cache = (key, (torch.cat(ws).detach(), torch.cat(bs).detach()))
-        return self._rgb_alpha_cache[1]
+        return derived(self, "_rgb_alpha_cache", ws + bs, lambda: (torch.cat(ws), torch.cat(bs)))
 
     def _reference(self, st: DecoderState, reference: torch.Tensor | None, z: torch.Tensor):
         if self.ref is None:
