@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -29,13 +28,7 @@ from pathlib import Path
 
 import torch
 
-
-def quantile(values: list[float], p: float) -> float | None:
-    """Nearest-rank quantile (the value at rank ceil(p * n)); None for no values."""
-    if not values:
-        return None
-    v = sorted(values)
-    return round(v[min(len(v) - 1, max(0, math.ceil(p * len(v)) - 1))], 2)
+from flowact.render import quantile
 
 
 def summary(values: list[float]) -> dict:

@@ -91,15 +91,16 @@ class RenderReport:
         return d
 
 
-def percentiles(values: list[float]) -> dict:
+def quantile(values: list[float], p: float) -> float | None:
+    """Nearest-rank quantile (the value at rank ceil(p * n)), rounded to 0.01; None for no values."""
     if not values:
-        return {"p50": None, "p95": None, "max": None}
+        return None
     v = sorted(values)
+    return round(v[min(len(v) - 1, max(0, math.ceil(p * len(v)) - 1))], 2)
 
-    def q(p):
-        return round(v[min(len(v) - 1, int(math.ceil(p * len(v))) - 1)], 2)
 
-    return {"p50": q(0.5), "p95": q(0.95), "max": round(v[-1], 2)}
+def percentiles(values: list[float]) -> dict:
+    return {"p50": quantile(values, 0.5), "p95": quantile(values, 0.95), "max": quantile(values, 1.0)}
 
 
 def peak_memory_mb(device: torch.device) -> float:
