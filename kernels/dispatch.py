@@ -72,10 +72,11 @@ def bank_gather_rope(k_bank, v_bank, src, dst, cos, sin) -> None:
     return reference.bank_gather_rope(k_bank, v_bank, src, dst, cos, sin)
 
 
-def bank_attention(q, k, v, k_bank, v_bank, bank_valid):
-    if _use_triton(q, k, v, k_bank, v_bank):
+def bank_attention(q, k, v, k_bank, v_bank, bank_valid, chunk_mask=None):
+    # a mask within the chunk (model.audio_local) has no Triton kernel: the reference op takes it
+    if chunk_mask is None and _use_triton(q, k, v, k_bank, v_bank):
         return _triton.bank_attention(q, k, v, k_bank, v_bank, bank_valid)
-    return reference.bank_attention(q, k, v, k_bank, v_bank, bank_valid)
+    return reference.bank_attention(q, k, v, k_bank, v_bank, bank_valid, chunk_mask)
 
 
 def adaln_modulate(x, shift, scale, eps: float = 1e-6):

@@ -76,18 +76,24 @@ def bank_attention(
     k_bank: torch.Tensor,
     v_bank: torch.Tensor,
     bank_valid: torch.Tensor,
+    chunk_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of the chunk's queries over [valid bank slots | the chunk's own keys].
 
     q, k, v: (batch, heads, chunk_tokens, head_dim); k_bank, v_bank: (batch, heads,
-    capacity, head_dim); bank_valid: (batch, capacity) bool. Returns (batch, heads,
-    chunk_tokens, head_dim). The chunk's own keys are always valid, so no row is empty.
+    capacity, head_dim); bank_valid: (batch, capacity) bool; chunk_mask (optional):
+    (chunk_tokens, chunk_tokens) bool, which of the chunk's own keys each query may read
+    (True = may; every row must keep one). Returns (batch, heads, chunk_tokens, head_dim).
     """
     keys = torch.cat((k_bank.to(q.dtype), k), dim=2)
     values = torch.cat((v_bank.to(q.dtype), v), dim=2)
     b, cap = bank_valid.shape
-    mask = torch.cat((bank_valid, bank_valid.new_ones(b, k.shape[2])), dim=1)
-    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, None, None, :])
+    if chunk_mask is None:
+        mask = torch.cat((bank_valid, bank_valid.new_ones(b, k.shape[2])), dim=1)[:, None, None, :]
+    else:
+        n = q.shape[2]
+        mask = torch.cat((bank_valid[:, None, :].expand(b, n, cap), chunk_mask[None].expand(b, n, -1)), dim=2)[:, None]
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
 
 def adaln_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch
 def speech_windows(count: int, chunks: int, preset, seed: int):
     """`count` held-out speech windows of `chunks` chunks each, with mouth masks."""
     from flowact.train.data import heldout_speech, mouth_masks
-    from flowact.train.sample import Sample, cut_audio, prompt_at
+    from flowact.train.sample import AUDIO_MARGIN, Sample, cut_audio, prompt_at
     from flowact.world.clip import FPS
 
     frames = chunks * preset.frames_per_chunk
@@ -46,9 +46,10 @@ def speech_windows(count: int, chunks: int, preset, seed: int):
             Sample(
                 clip.reference(),
                 video,
-                cut_audio(clip.audio, start, frames),
+                cut_audio(clip.audio, start, frames, AUDIO_MARGIN),  # the sound around it, as a stream hears
                 prompts,
                 mouth=mouth_masks(clip, start, video),
+                audio_margin=AUDIO_MARGIN,
             )
         )
     return out

@@ -13,6 +13,7 @@ from flowact.model.layout import TokenLayout
 from flowact.stream.generator import StreamGenerator
 from flowact.train.data import FolderSource, Sample, SynthSource
 from flowact.train.loop import TrainRun, train
+from flowact.train.sample import AUDIO_MARGIN
 from helpers import TINY
 
 
@@ -29,12 +30,13 @@ class FixedSource:
         return self.cache[frames]
 
 
-@pytest.mark.parametrize("inject", [False, True])
-def test_training_pass_equals_the_streaming_pass_on_a_first_chunk(inject):
+@pytest.mark.parametrize("inject,hear", [(False, False), (True, False), (True, True)])
+def test_training_pass_equals_the_streaming_pass_on_a_first_chunk(inject, hear):
     import dataclasses
 
     p = load_preset(TINY)
-    p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=inject))
+    p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=inject, audio_local=hear))
+    p = dataclasses.replace(p, audio=dataclasses.replace(p.audio, frame_tokens=hear))
     m = FlowActModel(p)
     m.init_random(0)
     C = p.stream.chunk_latents
@@ -143,7 +145,8 @@ def test_real_video_folder_loader(tmp_path):
     src = FolderSource(tmp_path, 64, 64, seed=1)
     s = src.sample(5, 0, 16)
     assert isinstance(s, Sample) and s.frames.shape == (16, 64, 64, 3) and s.reference.shape == (64, 64, 3)
-    assert s.audio.shape == (16 * 640,) and np.abs(s.audio).max() > 0.05
+    assert s.audio_margin == AUDIO_MARGIN and s.audio.shape == ((16 + 2 * AUDIO_MARGIN) * 640,)
+    assert np.abs(s.stream_audio()).max() > 0.05
     assert s.prompts == [""] * 16
     # a pretrain step runs on it
     out = _run(tmp_path / "run", "pretrain", 1, 1e-3)

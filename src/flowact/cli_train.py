@@ -15,7 +15,9 @@ from .errors import FlowactError
 
 # the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
 StageName = Enum(
-    "StageName", {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips")}, type=str
+    "StageName",
+    {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips", "audio")},
+    type=str,
 )
 
 
@@ -32,7 +34,8 @@ def train(
         help=(
             "vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | visemes (the "
             "lip refiner's ear: audio -> mouth parameters, no frames drawn) | lips (the lip refiner, "
-            "on a finished model)"
+            "on a finished model) | audio (the transformer's own audio encoder, audio.frame_tokens: "
+            "audio -> mouth parameters)"
         ),
     ),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
@@ -87,6 +90,15 @@ def train(
             "extra loss weight (1 + W) on the open mouth, from the synthetic world's masks (--data synth "
             "only). vae/decoder: on its pixels, a mouth the decoder must draw, not copy; "
             "pretrain/selfforce/distill: on its latent cells, about 2%% of the frame otherwise."
+        ),
+    ),
+    viseme_weight: float = typer.Option(
+        0.0,
+        "--viseme-weight",
+        help=(
+            "pretrain (audio.frame_tokens): weight of the audio encoder's mouth-parameter error beside the "
+            "flow-matching loss, so its tokens keep saying how the mouth is shaped (a latent cache built "
+            "with --labels)."
         ),
     ),
     only: Optional[str] = typer.Option(
@@ -158,7 +170,11 @@ def train(
         speaking=speaking,
         only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
         settings=StageSettings(
-            teacher_steps=teacher_steps, guidance=guidance, motion_weight=motion_weight, mouth_weight=mouth_weight
+            teacher_steps=teacher_steps,
+            guidance=guidance,
+            motion_weight=motion_weight,
+            mouth_weight=mouth_weight,
+            viseme_weight=viseme_weight,
         ),
     )
     err = stderr_console(soft_wrap=False)
@@ -195,6 +211,20 @@ def cache(
         "0/1", "--part", help="K/N: do every N-th shard from K (run N processes to share the work)."
     ),
     threads: Optional[int] = typer.Option(None, "--threads"),
+    speaking: float = typer.Option(
+        0.0, "--speaking", help="Fraction of the clips that open with speech (default: the world's own mix)."
+    ),
+    labels: bool = typer.Option(
+        False,
+        "--labels",
+        help="Also store the world's mouth parameters per frame and the open mouth on the latent grid "
+        "(for --mouth-weight and --viseme-weight on the transformer stages).",
+    ),
+    keep_stats: bool = typer.Option(
+        False,
+        "--keep-stats",
+        help="Keep --init's latent statistics instead of measuring them (a transformer trained on them goes on).",
+    ),
 ):
     """Render training clips from the synthetic world and encode them once with a trained VAE.
 
@@ -246,5 +276,18 @@ def cache(
             if not err.is_terminal and done[0] % 32 == 0:  # logs and pipes still see progress
                 err.print(f"cache: {done[0]}/{mine} clips", highlight=False)
 
-        build_cache(model, out, clips, seconds, seed, part=(k, n), on_clip=on_clip)
+        if not 0.0 <= speaking <= 1.0:
+            raise FlowactError(f"--speaking is a fraction of the clips, 0 to 1 (got {speaking:g})")
+        build_cache(
+            model,
+            out,
+            clips,
+            seconds,
+            seed,
+            part=(k, n),
+            on_clip=on_clip,
+            speaking=speaking,
+            labels=labels,
+            keep_stats=keep_stats,
+        )
     err.print(f"cache: {clips} clips of {seconds:g} s in {out}")

@@ -52,6 +52,9 @@ class ModelConfig:
     # add each latent frame's audio tokens, normed and projected, to the embeddings of that
     # frame's video tokens: a direct path from the speech to the frame beside joint attention
     audio_inject: bool = False
+    # a latent frame's video tokens read only that frame's audio tokens (not the chunk's others)
+    # in the joint attention: the mouth of frame f is told by the sound around frame f
+    audio_local: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class AudioConfig:
     context_ms: int = 80  # past audio each latent frame's window sees
     lookahead_ms: int = 80  # future audio (lips anticipate sound)
     width: int = 128
+    # one token per video frame, each from that frame's own 40 ms and the 40 ms after, with the
+    # frame's mouth parameters (the world's visemes) predicted from it beside its features; its
+    # time position is the frame's own (sub-latent-frame). Off: tokens pooled over the window.
+    frame_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,6 +248,10 @@ def _check(p: Preset, src: str) -> Preset:
         bad("model.rope_axes", f"must sum to head_dim/2 = {m.width // m.heads // 2}, got {sum(m.rope_axes)}")
     if set(m.weight_sets) != {"video", "reference", "audio", "text"}:
         bad("model.weight_sets", "must map exactly the streams video, reference, audio, text")
+    if a.frame_tokens and a.tokens_per_latent != vae.temporal:
+        bad(
+            "audio.frame_tokens", f"needs tokens_per_latent equal to vae.temporal ({vae.temporal}): one token per frame"
+        )
     if m.depth <= 0 or m.width <= 0:
         bad("model", "width and depth must be positive")
     if vae.temporal != 4 or vae.spatial != 8:

@@ -4,6 +4,13 @@ a small conv encoder that gives `tokens_per_latent` tokens for each latent frame
 Each latent frame sees a fixed window of mel frames: its own 160 ms plus `context_ms`
 before and `lookahead_ms` after (lips anticipate sound), so the token shape is static and a
 chunk's tokens depend only on audio up to its end + look-ahead (streamable).
+
+With `audio.frame_tokens` the encoder is an *ear* (the lip refiner's design, model/lips.py):
+1-D convs at the mel's 10 ms resolution, then one token per video frame, pooled over that
+frame's own 40 ms and the 40 ms after (lips move ahead of the sound), carrying beside its
+features the frame's mouth parameters (the world's five visemes) predicted by a small head.
+The head is what `flowact train --stage audio` pre-trains on the world's labels, so the
+tokens say how the mouth is shaped before the transformer has learnt anything.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import AudioConfig
+
+VISEMES = 5  # the world's mouth parameters (world/visemes.py MOUTH_KEYS), each in [0, 1]
 
 HOP = 160  # 10 ms at 16 kHz
 N_FFT = 400  # 25 ms window
@@ -67,10 +76,18 @@ class AudioEncoder(nn.Module):
         self.per_latent = latent_video_frames * 4  # mel frames covered by one latent frame
         self.window = self.context + self.per_latent + self.lookahead
         w = cfg.width
-        self.conv1 = nn.Conv1d(cfg.mel_bins, w, 3, padding=1)
-        self.conv2 = nn.Conv1d(w, w, 3, padding=1)
-        self.conv3 = nn.Conv1d(w, w, 3, padding=1)
-        self.proj = nn.Linear(w, w)
+        self.temporal = latent_video_frames
+        if cfg.frame_tokens:
+            self.ear_in = nn.Conv1d(cfg.mel_bins, w, 5, padding=2)
+            self.ear_mid = nn.Conv1d(w, w, 5, padding=2)
+            self.ear_out = nn.Conv1d(w, w, 3, padding=1)
+            self.ear_head = nn.Sequential(nn.Linear(w + self.temporal, 2 * w), nn.SiLU(), nn.Linear(2 * w, VISEMES))
+            self.proj = nn.Linear(w + VISEMES, w)
+        else:
+            self.conv1 = nn.Conv1d(cfg.mel_bins, w, 3, padding=1)
+            self.conv2 = nn.Conv1d(w, w, 3, padding=1)
+            self.conv3 = nn.Conv1d(w, w, 3, padding=1)
+            self.proj = nn.Linear(w, w)
 
     def windows(self, mel: torch.Tensor, first_latent: int, count: int) -> torch.Tensor:
         """Mel windows for stream latent frames [first_latent, first_latent + count), where
@@ -83,13 +100,39 @@ class AudioEncoder(nn.Module):
         idx = torch.where((idx >= 0) & (idx < mel.shape[0]), idx, mel.shape[0]).to(mel.device)
         return padded[idx]
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+    def frame_features(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frame_tokens: windows (b, n, window, bins) -> (features (b, n * T, width), visemes
+        (b, n * T, 5) in [0, 1]), one row per video frame, T video frames per latent frame."""
+        b, n, win, bins = windows.shape
+        x = windows.reshape(b * n, win, bins).transpose(1, 2).to(self.ear_in.weight.dtype)
+        x = F.gelu(self.ear_in(x))
+        x = F.gelu(self.ear_mid(x)) + x
+        x = F.gelu(self.ear_out(x)) + x  # (b*n, width, window)
+        per_frame = self.per_latent // self.temporal
+        feats = [
+            x[:, :, self.context + i * per_frame : self.context + (i + 2) * per_frame].mean(dim=2)
+            for i in range(self.temporal)
+        ]
+        f = torch.stack(feats, dim=1)  # (b*n, T, width)
+        pos = torch.eye(self.temporal, device=f.device, dtype=f.dtype).expand(f.shape[0], -1, -1)
+        vis = torch.sigmoid(self.ear_head(torch.cat([f, pos], dim=-1)))
+        return f.reshape(b, n * self.temporal, -1), vis.reshape(b, n * self.temporal, VISEMES)
+
+    def forward(self, windows: torch.Tensor, with_visemes: bool = False):
+        """Tokens (b, n * tokens_per_latent, width); with `with_visemes` (frame_tokens only) also
+        the per-frame mouth parameters (b, n * T, 5) the tokens carry."""
+        if self.cfg.frame_tokens:
+            f, vis = self.frame_features(windows)
+            tokens = self.proj(torch.cat([f, vis.to(f.dtype)], dim=-1))
+            return (tokens, vis) if with_visemes else tokens
+        if with_visemes:
+            raise ValueError("visemes need audio.frame_tokens")
         b, n, win, bins = windows.shape
         x = windows.reshape(b * n, win, bins).transpose(1, 2).to(self.conv1.weight.dtype)
         x = F.gelu(self.conv1(x))
         x = F.gelu(self.conv2(x)) + x
         x = F.gelu(self.conv3(x)) + x
-        # pool to one token per video frame (adaptive: window length fixed per preset)
+        # pool the window to tokens_per_latent tokens (adaptive: window length fixed per preset)
         x = F.adaptive_avg_pool1d(x, self.cfg.tokens_per_latent)  # (b*n, w, tokens)
         x = self.proj(x.transpose(1, 2))
         return x.reshape(b, n * self.cfg.tokens_per_latent, -1)

@@ -7,8 +7,12 @@ static however long a stream runs:
     reference 0 | long-term 1..L | short-term L+1..L+C | the chunk being denoised L+C+1..L+2C
 
 A latent frame's patch tokens sit at (time, row, column); its audio tokens and the chunk's
-text tokens at (time, 0, 0). Within a chunk the tokens run [video | audio | text]. Training
+text tokens at (time, 0, 0), and with `audio_subframe` (preset audio.frame_tokens: one audio
+token per video frame) audio token i of a latent frame at (time + i / audio_per_latent, 0, 0),
+so their order is visible. Within a chunk the tokens run [video | audio | text]. Training
 places a clip so that its last chunk sits where inference puts the chunk being made.
+`local_audio_mask` is the one rule for model.audio_local (a frame's video tokens read only
+that frame's audio tokens), for the stream and for training alike.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class TokenLayout:
     text_tokens: int
     rope_axes: tuple[int, int, int]
     rope_theta: float
+    audio_subframe: bool = False
 
     @classmethod
     def of(cls, preset) -> "TokenLayout":
@@ -42,6 +47,7 @@ class TokenLayout:
             preset.text.tokens,
             tuple(m.rope_axes),
             m.rope_theta,
+            preset.audio.frame_tokens,
         )
 
     # -- slot times --------------------------------------------------------------------------
@@ -74,8 +80,11 @@ class TokenLayout:
 
     def audio(self, first_time: float, latents: int) -> torch.Tensor:
         """`audio_per_latent` tokens per latent frame, at that frame's time."""
-        pos = torch.zeros(latents * self.audio_per_latent, 3)
-        pos[:, 0] = first_time + torch.arange(latents).repeat_interleave(self.audio_per_latent).float()
+        n = self.audio_per_latent
+        pos = torch.zeros(latents * n, 3)
+        pos[:, 0] = first_time + torch.arange(latents).repeat_interleave(n).float()
+        if self.audio_subframe:
+            pos[:, 0] += torch.arange(n).repeat(latents).float() / n
         return pos
 
     def text(self, time: float) -> torch.Tensor:
@@ -96,6 +105,34 @@ class TokenLayout:
         pos = torch.zeros(self.grid[0] * self.grid[1], 3)
         pos[:, 0] = dt
         return pos
+
+    # -- masks -------------------------------------------------------------------------------
+    def chunk_frames(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For one chunk's tokens in sequence order [video | audio | text]: (latent frame of
+        each token within the chunk, -1 for text; is video; is audio), each (tokens,)."""
+        C, per, a = self.chunk_latents, self.grid[0] * self.grid[1], self.audio_per_latent
+        frame = torch.cat(
+            [
+                torch.arange(C).repeat_interleave(per),
+                torch.arange(C).repeat_interleave(a),
+                torch.full((self.text_tokens,), -1),
+            ]
+        )
+        kind = torch.cat([torch.zeros(C * per), torch.ones(C * a), torch.full((self.text_tokens,), 2)])
+        return frame, kind == 0, kind == 1
+
+    @staticmethod
+    def local_audio_mask(
+        frame_q: torch.Tensor, video_q: torch.Tensor, frame_k: torch.Tensor, audio_k: torch.Tensor
+    ) -> torch.Tensor:
+        """(queries, keys) bool, True = may attend: a video token does not read the audio
+        tokens of another latent frame (frames numbered alike for queries and keys)."""
+        return ~(video_q[:, None] & audio_k[None, :] & (frame_q[:, None] != frame_k[None, :]))
+
+    def chunk_mask(self) -> torch.Tensor:
+        """model.audio_local within one chunk (chunk tokens, chunk tokens)."""
+        frame, video, audio = self.chunk_frames()
+        return self.local_audio_mask(frame, video, frame, audio)
 
     # -- RoPE --------------------------------------------------------------------------------
     def tables(self, positions: torch.Tensor, device=None) -> tuple[torch.Tensor, torch.Tensor]:

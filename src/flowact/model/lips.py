@@ -29,9 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import LipsConfig
+from .audio import VISEMES
 from .upconv import up2_conv
-
-VISEMES = 5  # the world's mouth parameters (world/visemes.py MOUTH_KEYS), each in [0, 1]
 
 
 class _Conv(nn.Sequential):

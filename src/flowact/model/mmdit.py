@@ -125,10 +125,12 @@ class Block(nn.Module):
         bank: BankView,
         write: BankWrite | None,
         write_tokens: int,
+        chunk_mask: torch.Tensor | None = None,
     ):
         """segments: [(weight set, tokens (batch, n, width))] in sequence order; mods: set ->
         (batch, 6, width) modulation; bank: this block's layer of the memory bank
-        (`BankView.layer`). Returns the updated segments."""
+        (`BankView.layer`); chunk_mask: which of the chunk's tokens each may read
+        (model.audio_local), None = all. Returns the updated segments."""
         qs, ks, vs = [], [], []
         for name, x in segments:
             ws = self.sets[name]
@@ -148,7 +150,7 @@ class Block(nn.Module):
         k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
         v_cat = torch.cat(vs, 2) if len(vs) > 1 else vs[0]
         a = bank.attend
-        attn = K.bank_attention(q_cat, k_cat, v_cat, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a])
+        attn = K.bank_attention(q_cat, k_cat, v_cat, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a], chunk_mask)
         if write is not None:
             # After this layer's attention (which read the old bank): the video tokens'
             # keys/values become memory, rotated at their bank positions.
@@ -260,6 +262,7 @@ class MMDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, self.set_names) for _ in range(cfg.depth))
         self.final_mod = nn.Linear(w, 2 * w)
         self.final = nn.Linear(w, patch_dim)
+        self._mask, self._mask_key = None, None  # local_mask's cache
         if cfg.audio_inject:
             # starts at zero: a model grown from weights without it is unchanged until it trains
             self.audio_inject = nn.Sequential(
@@ -277,6 +280,18 @@ class MMDiT(nn.Module):
         b = video.shape[0]
         a = self.audio_inject(audio.reshape(b, frames, -1).to(video.dtype))  # (b, frames, width)
         return (video.view(b, frames, -1, video.shape[-1]) + a[:, :, None]).view_as(video)
+
+    def local_mask(self, frames: int, per: int, audio, text, device) -> torch.Tensor | None:
+        """model.audio_local: the chunk's [video | audio | text] mask (TokenLayout's rule), cached per shape."""
+        if not self.cfg.audio_local or audio is None:
+            return None
+        a_per = audio.shape[1] // frames
+        n_text = 0 if text is None else text.shape[1]
+        key = (frames, per, a_per, n_text, str(device))
+        if self._mask_key != key:
+            layout = TokenLayout((per, 1), frames, 0, a_per, n_text, (0, 0, 0), 1.0)
+            self._mask, self._mask_key = layout.chunk_mask().to(device), key
+        return self._mask
 
     # -- patching -----------------------------------------------------------------------
     def patchify(self, z: torch.Tensor) -> torch.Tensor:
@@ -329,12 +344,13 @@ class MMDiT(nn.Module):
         segments = self._merge(segments)
         emb, mods = self.modulations(t)
         n_video = x.shape[1]
+        chunk_mask = self.local_mask(f, h // self.patch * (w // self.patch), audio, text, x.device)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             if write is not None and i == last:
                 block.write_only(segments, mods, bank.layer(i), write, n_video)
                 return None
-            segments = block(segments, mods, cos, sin, bank.layer(i), write, n_video)
+            segments = block(segments, mods, cos, sin, bank.layer(i), write, n_video, chunk_mask)
         video = segments[0][1][:, :n_video]
         shift, scale = self.final_mod(F.silu(emb)).chunk(2, dim=-1)
         out = self.final(modulate(video, shift, scale))
@@ -378,6 +394,7 @@ class MMDiT(nn.Module):
                 f"tokens per latent frame / text tokens / patches ({a_per}, {t_tok}, {per}) do not match the layout"
             )
         pieces, kinds, groups, t_of = [ref], ["reference"] * per, [0] * per, []
+        frame_of = [-1] * per  # each token's latent frame in the clip (audio_local), -1: none
         pos = [layout.frame(layout.reference_time)]
         t_of.append(torch.zeros(b, per, device=latents.device))
         for j in range(chunks):
@@ -386,6 +403,9 @@ class MMDiT(nn.Module):
             pieces += [v_j, a_j, txt[:, j]]
             kinds += ["video"] * v_j.shape[1] + ["audio"] * a_j.shape[1] + ["text"] * t_tok
             groups += [j + 1] * (v_j.shape[1] + a_j.shape[1] + t_tok)
+            frames_j = torch.arange(j * C, (j + 1) * C)
+            frame_of += frames_j.repeat_interleave(per).tolist() + frames_j.repeat_interleave(a_per).tolist()
+            frame_of += [-1] * t_tok
             pos.append(layout.chunk(first_time + j * C))  # [video | audio | text], as the pieces
             t_of.append(t_chunks[:, j : j + 1].expand(b, v_j.shape[1] + a_j.shape[1] + t_tok))
         x = torch.cat(pieces, dim=1)
@@ -394,6 +414,10 @@ class MMDiT(nn.Module):
         is_video = torch.tensor([k in ("video", "reference") for k in kinds], device=x.device)
         mask = (g[:, None] == g[None, :]) | (g[None, :] == 0) | ((g[None, :] < g[:, None]) & is_video[None, :])
         mask &= ~((g[:, None] == 0) & (g[None, :] != 0))  # the reference sees only itself
+        if self.cfg.audio_local:
+            fr = torch.tensor(frame_of, device=x.device)
+            is_audio = torch.tensor([k == "audio" for k in kinds], device=x.device)
+            mask &= TokenLayout.local_audio_mask(fr, is_video & (g > 0), fr, is_audio)
         t_all = torch.cat(t_of, dim=1)  # (b, tokens)
         # group the tokens by weight set (attention does not care about order: the mask and
         # RoPE travel with them), so every set is one contiguous slice: no gathers/scatters

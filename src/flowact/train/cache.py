@@ -9,10 +9,15 @@ synthetic world (training characters and voices only), encodes each whole clip c
   reference (clips, H, W, 3) uint8        - for the stages that start a real stream
   audio (clips, samples) float16           - 16 kHz, covering the clip
   prompts.json                             - the prompt of every video frame, per clip
+  with labels: visemes (clips, frames, 5) float16  - the world's mouth parameters per frame
+               mouth (clips, latents, h, w) uint8  - the open mouth on the latent grid (0/255)
 
 and `init.safetensors`: the given weights plus the VAE's per-channel latent statistics
-(measured here), which the transformer stages must start from (`--init`).
-`LatentSource` serves windows of it aligned to latent frames (4 video frames).
+(measured here, or the given weights' own with `keep_stats`, for a transformer already
+trained on them), which the transformer stages must start from (`--init`).
+`speaking` makes that fraction of the clips open with speech (otherwise a third of the frames
+speak and a quarter have the mouth open). `LatentSource` serves windows of it aligned to
+latent frames (4 video frames), their audio with the margins of sample.AUDIO_MARGIN.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import numpy as np
 import torch
 
 from .. import weights as W
+from .data import mouth_masks
+from .objective import mouth_grid
 from ..errors import FlowactError
-from .sample import FPS, Sample, cut_audio, prompt_at, sample_rng
+from .sample import AUDIO_MARGIN, FPS, Sample, cut_audio, prompt_at, sample_rng
 
 SHARD = 128  # clips per shard file
 STATS = 8  # clips that set the per-channel latent mean and std
@@ -41,6 +48,9 @@ def build_cache(
     *,
     part: tuple[int, int] = (0, 1),
     on_clip: Callable[[int], None] | None = None,
+    speaking: float = 0.0,
+    labels: bool = False,
+    keep_stats: bool = False,
 ) -> Path:
     """Encode clips [0, clips) of the training world `seed` into `out`, resumable per shard.
     `part` (k, n) does shards k, k + n, ... only, so n processes can share the work."""
@@ -53,37 +63,53 @@ def build_cache(
     dev = next(model.vae.parameters()).device
 
     def clip_video(i: int):
-        clip = make_clip(
-            split_seed(clip_seed(seed, i), "train"), frames / FPS, p.video.width, p.video.height, split="train"
-        )
+        cs = clip_seed(seed, i)
+        opens = {"first_state": "speaking", "lead": 0.0} if np.random.default_rng(cs).random() < speaking else {}
+        clip = make_clip(split_seed(cs, "train"), frames / FPS, p.video.width, p.video.height, split="train", **opens)
         ref = clip.reference()
         video = np.concatenate([ref[None], clip.render_all()[:frames]])
         return clip, ref, torch.from_numpy(video).to(dev).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
 
-    # the latent statistics, from the first STATS clips (every part process measures the same)
-    model.vae.set_latent_stats([clip_video(i)[2] for i in range(min(STATS, clips))])
+    if not keep_stats:  # the latent statistics, from the first STATS clips (every part process measures the same)
+        model.vae.set_latent_stats([clip_video(i)[2] for i in range(min(STATS, clips))])
     W.save(model, out / "init.safetensors", torch.float32)
     for s0 in range(part[0] * SHARD, clips, part[1] * SHARD):
         path = out / f"shard_{s0 // SHARD:04d}.npz"
         if path.exists():
             continue
-        zs, refs, auds, prompts = [], [], [], []
+        zs, refs, auds, prompts, vis, mouths = [], [], [], [], [], []
         for i in range(s0, min(clips, s0 + SHARD)):
             clip, ref, x = clip_video(i)
             with torch.no_grad():
-                zs.append(model.vae.encode(x)[0].float().cpu().numpy().astype(np.float16))
+                z = model.vae.encode(x)[0].float()
+            zs.append(z.cpu().numpy().astype(np.float16))
             refs.append(ref)
             auds.append(cut_audio(clip.audio, 0, frames).astype(np.float16))
             prompts.append([prompt_at(clip.segments, k / FPS) for k in range(frames)])
+            if labels:
+                vis.append(clip.mouth.stack()[:frames].astype(np.float16))
+                video = ((x[0, :, 1:].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()
+                m = torch.from_numpy(mouth_masks(clip, 0, video))[None]
+                grid = mouth_grid(m, z.shape[1] - 1, tuple(z.shape[2:]))[0]
+                mouths.append((grid.numpy() * 255).astype(np.uint8))
             if on_clip:
                 on_clip(i)
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, z=np.stack(zs), reference=np.stack(refs), audio=np.stack(auds))
+        extra = {"visemes": np.stack(vis), "mouth": np.stack(mouths)} if labels else {}
+        np.savez(tmp, z=np.stack(zs), reference=np.stack(refs), audio=np.stack(auds), **extra)
         (out / f"shard_{s0 // SHARD:04d}.prompts.json").write_text(json.dumps(prompts))
         tmp.replace(path)
     (out / "cache.json").write_text(
         json.dumps(
-            {"preset": p.name, "clips": clips, "seconds": frames / FPS, "seed": seed, "temporal": p.vae.temporal}
+            {
+                "preset": p.name,
+                "clips": clips,
+                "seconds": frames / FPS,
+                "seed": seed,
+                "temporal": p.vae.temporal,
+                "speaking": speaking,
+                "labels": labels,
+            }
         )
     )
     return out
@@ -98,14 +124,20 @@ class LatentSource:
         if not shards:
             raise FlowactError("no latent cache shards (shard_*.npz) in the folder", path=self.root)
         self.seed = seed
-        z, ref, audio, prompts = [], [], [], []
+        z, ref, audio, prompts, vis, mouth = [], [], [], [], [], []
         for sh in shards:
             with np.load(sh) as d:
                 z.append(d["z"])
                 ref.append(d["reference"])
                 audio.append(d["audio"])
+                if "visemes" in d:
+                    vis.append(d["visemes"])
+                    mouth.append(d["mouth"])
             prompts += json.loads(sh.with_name(sh.name.replace(".npz", ".prompts.json")).read_text())
         self.z, self.ref, self.audio = np.concatenate(z), np.concatenate(ref), np.concatenate(audio)
+        # the world's labels, where every shard has them (`flowact cache --labels`)
+        self.visemes = np.concatenate(vis) if len(vis) == len(shards) else None
+        self.mouth = np.concatenate(mouth) if len(mouth) == len(shards) else None
         self.prompts = prompts
         self.temporal = (
             json.loads((self.root / "cache.json").read_text())["temporal"] if (self.root / "cache.json").exists() else 4
@@ -124,5 +156,13 @@ class LatentSource:
         j = int(rng.integers(0, have - lat + 1))
         z = np.concatenate([self.z[c, :, :1], self.z[c, :, 1 + j : 1 + j + lat]], axis=1).astype(np.float32)
         f0 = j * self.temporal
-        audio = cut_audio(self.audio[c].astype(np.float32), f0, frames)
-        return Sample(self.ref[c], None, audio, self.prompts[c][f0 : f0 + frames], latents=z)
+        audio = cut_audio(self.audio[c].astype(np.float32), f0, frames, AUDIO_MARGIN)
+        labels = {}
+        if self.visemes is not None:
+            labels = {
+                "visemes": self.visemes[c, f0 : f0 + frames].astype(np.float32),
+                "latent_mouth": self.mouth[c, j : j + lat].astype(np.float32) / 255.0,
+            }
+        return Sample(
+            self.ref[c], None, audio, self.prompts[c][f0 : f0 + frames], latents=z, audio_margin=AUDIO_MARGIN, **labels
+        )

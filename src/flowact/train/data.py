@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowactError
-from .sample import FPS, Sample, cut_audio, prompt_at, sample_rng
+from .sample import AUDIO_MARGIN, FPS, Sample, cut_audio, prompt_at, sample_rng
 
 
 def _window(total_frames: int, frames: int, rng: np.random.Generator) -> int:
@@ -59,19 +59,21 @@ class SynthSource:
         visemes = (
             clip.mouth.stack()[start : start + frames].astype(np.float32) if self.mouth or not self.video else None
         )
+        audio = cut_audio(clip.audio, start, frames, AUDIO_MARGIN)
         if not self.video:
-            return Sample(clip.reference(), None, cut_audio(clip.audio, start, frames), prompts, visemes=visemes)
+            return Sample(clip.reference(), None, audio, prompts, visemes=visemes, audio_margin=AUDIO_MARGIN)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         closed = closed_frames(clip, start, frames) if self.mouth else None
         mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
         return Sample(
             clip.reference(),
             video,
-            cut_audio(clip.audio, start, frames),
+            audio,
             prompts,
             mouth=mouth,
             closed=closed,
             visemes=visemes,
+            audio_margin=AUDIO_MARGIN,
         )
 
 
@@ -163,7 +165,8 @@ class FolderSource:
             outside = [i for i in (0, len(all_frames) - 1) if not start <= i < start + frames]
             ref = all_frames[outside[0] if outside else 0]
             prompts = [""] * frames
-        return Sample(ref, all_frames[start : start + frames], cut_audio(audio, start, frames), prompts)
+        audio = cut_audio(audio, start, frames, AUDIO_MARGIN)
+        return Sample(ref, all_frames[start : start + frames], audio, prompts, audio_margin=AUDIO_MARGIN)
 
 
 def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from ..model import FlowActModel
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
 from ..stream.sampler import interpolate, velocity_target
-from .objective import Objective, latent_mouth, no_prompts, shifted
+from ..errors import FlowactError
+from .objective import Objective, latent_mouth, no_prompts, shifted, world_visemes
 from .sample import Sample
 
 
@@ -54,7 +55,7 @@ class TransformerObjective(Objective):
         clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
         gen = StreamGenerator(model, seed)
         dev = gen.device
-        atrack, ttrack = AudioTrack(model, sample.audio, dev), TextTrack(model)
+        atrack, ttrack = AudioTrack(model, sample.stream_audio(), dev), TextTrack(model)
         per = self.preset.frames_per_chunk
         gen.start(sample.reference)
         C = self.preset.stream.chunk_latents
@@ -93,7 +94,17 @@ class PretrainObjective(TransformerObjective):
         t_frames = t.repeat_interleave(C, dim=1)  # (b, n)
         tf = t_frames[:, None, :, None, None]
         xt = (1 - tf) * x0 + tf * noise  # each chunk at its own noise level
-        audio = self.audio_tokens(samples, n)
+        logs = {}
+        if self.s.viseme_weight > 0:
+            if any(s.visemes is None for s in samples):
+                raise FlowactError(
+                    "--viseme-weight needs the world's mouth parameters: a latent cache built with --labels"
+                )
+            audio, vis = self.model.audio(self.audio_windows(samples, n), with_visemes=True)
+            vis_mse = F.mse_loss(vis.float(), world_visemes(samples, dev).view_as(vis))
+            logs["viseme_mse"] = float(vis_mse.detach())
+        else:
+            audio = self.audio_tokens(samples, n)
         drop_a = torch.rand(b, generator=g, device=dev) < self.s.p_drop_audio
         audio = torch.where(drop_a[:, None, None], torch.zeros_like(audio), audio)
         kept = [
@@ -103,7 +114,6 @@ class PretrainObjective(TransformerObjective):
         text = self.text_tokens(kept, chunks)
         v = dit.forward_train(ref, xt, t, audio, text, self.layout)
         sq = (v - velocity_target(x0, noise)).pow(2)  # (b, c, n, h, w)
-        logs = {}
         if self.s.mouth_weight > 0:
             m = latent_mouth(samples, x0)
             wm = 1 + self.s.mouth_weight * m
@@ -113,6 +123,9 @@ class PretrainObjective(TransformerObjective):
             err = sq.mean(dim=(1, 3, 4))  # (b, n)
         w = (t_frames > 0).float()
         loss = (err * w).sum() / w.sum()
+        if self.s.viseme_weight > 0:
+            logs["mse"] = float(loss.detach())
+            loss = loss + self.s.viseme_weight * vis_mse
         return loss, {"chunks": chunks, "mse_last": float(sq[:, :, -C:].detach().mean()), **logs}
 
 

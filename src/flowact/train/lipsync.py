@@ -1,8 +1,11 @@
-"""The lip refiner's objectives (model/lips.py): `visemes` trains its ear alone (mel windows ->
-the world's five mouth parameters per frame, no frames drawn); `lips` its drawing net (the
+"""The ears' and the lip refiner's objectives: `visemes` trains the lip refiner's ear alone (mel
+windows -> the world's five mouth parameters per frame, no frames drawn), `audio` the same for
+the transformer's own audio encoder (audio.frame_tokens); `lips` the refiner's drawing net (the
 decoded frame with the mouth at rest + the mouth parameters -> the frame as the world drew it)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -11,7 +14,6 @@ import torch.nn.functional as F
 from ..errors import FlowactError
 from ..model import FlowActModel
 from .objective import Objective, mouth_weights, to_video, wmean, world_visemes
-from .sample import Sample
 
 
 class _LipRefinerObjective(Objective):
@@ -47,6 +49,36 @@ class VisemesObjective(_LipRefinerObjective):
         return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
 
 
+class AudioObjective(Objective):
+    name = "audio"
+
+    @staticmethod
+    def trainable(model: FlowActModel) -> list[torch.nn.Parameter]:
+        """The transformer's audio encoder alone."""
+        if not model.preset.audio.frame_tokens:
+            raise FlowactError(
+                f"the audio stage pre-trains a frame-token audio encoder, and preset '{model.preset.name}' "
+                "has none (audio.frame_tokens: true)"
+            )
+        return list(model.audio.parameters())
+
+    def frames_needed(self, step_rng: np.random.Generator) -> int:
+        return 8 * self.preset.vae.temporal * self.preset.stream.chunk_latents
+
+    def loss(self, samples, g):
+        """The transformer's audio encoder (audio.frame_tokens) learns each frame's mouth
+        parameters from the sound, as the visemes stage teaches the lip refiner's ear: its
+        tokens then carry the mouth before the transformer learns to read them."""
+        if any(s.visemes is None for s in samples):
+            raise FlowactError("the audio stage needs the world's mouth parameters: use --data synth")
+        T = len(samples[0].visemes)
+        wins = self.audio_windows(samples, T // self.preset.vae.temporal)
+        gt = world_visemes(samples, wins.device)
+        pred = self.model.audio(wins, with_visemes=True)[1].reshape(-1, gt.shape[-1]).float()
+        loss = F.mse_loss(pred, gt)
+        return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
+
+
 class LipsObjective(_LipRefinerObjective):
     name = "lips"
 
@@ -72,7 +104,7 @@ class LipsObjective(_LipRefinerObjective):
         m = self.model
         dev = next(m.lips.parameters()).device
         x = to_video(samples, dev)
-        closed = to_video([Sample(s.reference, s.closed, s.audio, s.prompts) for s in samples], dev)
+        closed = to_video([dataclasses.replace(s, frames=s.closed) for s in samples], dev)
         b, T = x.shape[0], x.shape[2] - 1
         with torch.no_grad():
             vae, ref = m.vae, x[:, :, 0]

@@ -65,6 +65,8 @@ def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
             if run.stage in ("vae", "decoder")
             else ("lips.",)
             if run.stage in ("lips", "visemes")
+            else ("audio.",)
+            if run.stage == "audio"
             else ("dit.audio_inject.",)
         )
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
@@ -119,7 +121,7 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
         run.seed,
         mouth=run.settings.mouth_weight > 0 or run.stage == "lips",
         speaking=run.speaking,
-        video=run.stage != "visemes",
+        video=run.stage not in ("visemes", "audio"),
     )
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "log.jsonl").open("a")

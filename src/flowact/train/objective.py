@@ -7,6 +7,7 @@ stages.py names them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,9 @@ class StageSettings:
     teacher_steps: int = 16
     guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
     lips_leak: float = 0.3  # lips: the input's mouth is the closed one plus up to this share of the real one
+    # pretrain (audio.frame_tokens): the audio encoder keeps predicting the world's mouth parameters,
+    # this weight on their squared error beside the flow-matching loss (a latent cache built with --labels)
+    viseme_weight: float = 0.0
 
 
 class Objective:
@@ -68,10 +72,16 @@ class Objective:
 
     # -- shared conditioning ---------------------------------------------------------------
     def audio_windows(self, samples: list[Sample], latents: int) -> torch.Tensor:
-        """(b, latents, window, bins): each latent frame's log-mel window, as the audio encoder reads it."""
+        """(b, latents, window, bins): each latent frame's log-mel window, as the audio encoder
+        reads it, with the real sound around the window where the sample has an audio margin."""
         enc = self.model.audio
         dev = next(enc.parameters()).device
-        return torch.stack([enc.windows(enc.mel(torch.from_numpy(s.audio).to(dev)), 0, latents) for s in samples])
+        T = self.preset.vae.temporal
+        if any(s.audio_margin % T for s in samples):
+            raise FlowactError(f"a sample's audio margin must be a multiple of {T} frames")
+        return torch.stack(
+            [enc.windows(enc.mel(torch.from_numpy(s.audio).to(dev)), s.audio_margin // T, latents) for s in samples]
+        )
 
     def audio_tokens(self, samples: list[Sample], latents: int) -> torch.Tensor:
         return self.model.audio(self.audio_windows(samples, latents))
@@ -136,15 +146,27 @@ def latent_mouth(samples: list[Sample], x0: torch.Tensor) -> torch.Tensor:
     [k*T, (k+1)*T). A cell counts when any of its pixels shows the open mouth in any of its
     frames; dilated by one cell, since the head moves and the VAE's receptive field is wider
     than a cell. Without its own weight the mouth is about 2% of the flow-matching loss."""
-    if any(s.mouth is None for s in samples):
-        raise FlowactError("--mouth-weight needs mouth masks, which only the synthetic world has: use --data synth")
     b, _, n, h, w = x0.shape
+    if all(s.latent_mouth is not None for s in samples):  # a latent cache built with labels: already on the grid
+        return torch.from_numpy(np.stack([s.latent_mouth for s in samples])).to(x0.device, x0.dtype)[:, None]
+    if any(s.mouth is None for s in samples):
+        raise FlowactError(
+            "--mouth-weight needs mouth masks, which only the synthetic world has: use --data synth "
+            "or a latent cache built with --labels"
+        )
     m = torch.from_numpy(np.stack([s.mouth for s in samples])).to(x0.device, torch.float32)  # (b, F, H, W)
+    return mouth_grid(m, n, (h, w))[:, None].to(x0.dtype)
+
+
+def mouth_grid(m: torch.Tensor, n: int, hw: tuple[int, int]) -> torch.Tensor:
+    """Pixel mouth masks (b, frames, H, W) -> (b, n, h, w) on the latent grid: latent frame k
+    covers frames [k*T, (k+1)*T); a cell counts when any of its pixels shows the open mouth in
+    any of its frames, dilated by one cell."""
+    b = m.shape[0]
     T = m.shape[1] // n
     m = m[:, : n * T].reshape(b, n, T, *m.shape[2:]).amax(dim=2)  # (b, n, H, W)
-    m = F.adaptive_max_pool2d(m, (h, w))
-    m = F.max_pool2d(m, 3, stride=1, padding=1)
-    return m[:, None].to(x0.dtype)
+    m = F.adaptive_max_pool2d(m, hw)
+    return F.max_pool2d(m, 3, stride=1, padding=1)
 
 
 def world_visemes(samples: list[Sample], device) -> torch.Tensor:
@@ -159,4 +181,4 @@ def wmean(err: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def no_prompts(s: Sample) -> Sample:
-    return Sample(s.reference, s.frames, s.audio, [""] * len(s.prompts))
+    return dataclasses.replace(s, prompts=[""] * len(s.prompts))

@@ -27,16 +27,35 @@ class Sample:
     visemes: np.ndarray | None = (
         None  # float32 (frames, 5) in [0, 1]: the world's mouth parameters (MOUTH_KEYS; synthetic world only)
     )
+    latent_mouth: np.ndarray | None = (
+        None  # float32 (latents, h, w) in [0, 1]: the open mouth on the latent grid (a latent cache of the world)
+    )
+    # video frames of audio before the first frame and after the last in `audio` (a multiple of the
+    # VAE's 4): a window's first latent frame hears its past and its last one its look-ahead, as in a stream
+    audio_margin: int = 0
+
+    def stream_audio(self) -> np.ndarray:
+        """The audio from the window's first frame on (with the trailing margin): what a stream
+        that starts at the window hears."""
+        return self.audio[self.audio_margin * (16_000 // FPS) :]
 
 
 def sample_rng(seed: int, step: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(step), int(index), 0x7A1])
 
 
-def cut_audio(audio: np.ndarray, start_frame: int, frames: int) -> np.ndarray:
+# the audio margin training windows are cut with: one latent frame (160 ms) each side covers the
+# audio encoder's 80 ms of context and of look-ahead
+AUDIO_MARGIN = 4
+
+
+def cut_audio(audio: np.ndarray, start_frame: int, frames: int, margin: int = 0) -> np.ndarray:
+    """The audio of video frames [start_frame - margin, start_frame + frames + margin), silence
+    where that runs outside the clip."""
     per = 16_000 // FPS
-    seg = audio[start_frame * per : (start_frame + frames) * per]
-    return np.pad(seg, (0, frames * per - len(seg))).astype(np.float32)
+    a, b = (start_frame - margin) * per, (start_frame + frames + margin) * per
+    seg = audio[max(0, a) : max(0, b)]
+    return np.pad(seg, (max(0, -a), (b - a) - len(seg) - max(0, -a))).astype(np.float32)
 
 
 def prompt_at(segments, t: float) -> str:

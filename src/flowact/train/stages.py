@@ -1,10 +1,11 @@
-"""The seven training stages (`STAGES`), each a loss over one batch of training clips, one
+"""The eight training stages (`STAGES`), each a loss over one batch of training clips, one
 small class per objective over `objective.Objective`:
 
 - vae, decoder (autoencoder.py): the causal VAE, and its decoder alone on a frozen latent space;
 - pretrain, selfforce, distill (diffusion.py): the MMDiT by chunkwise diffusion forcing, on its
   own rollouts, and distilled to the preset's few steps from a guided many-step teacher;
-- visemes, lips (lipsync.py): the lip refiner's ear, and its drawing net.
+- visemes, lips (lipsync.py): the lip refiner's ear, and its drawing net;
+- audio (lipsync.py): the transformer's audio encoder on the world's mouth parameters.
 
 `Stage(name, ...)` builds one; `trainable(model, name)` lists the parameters it trains. The
 loss weights and batch helpers (to_video, mouth_weights, latent_mouth, ...) live in objective.py.
@@ -18,7 +19,7 @@ from ..errors import FlowactError
 from ..model import FlowActModel
 from .autoencoder import DecoderObjective, VAEObjective
 from .diffusion import DistillObjective, PretrainObjective, SelfForceObjective
-from .lipsync import LipsObjective, VisemesObjective
+from .lipsync import AudioObjective, LipsObjective, VisemesObjective
 from .objective import Objective, StageSettings
 
 OBJECTIVES: dict[str, type[Objective]] = {
@@ -31,6 +32,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
         DistillObjective,
         VisemesObjective,
         LipsObjective,
+        AudioObjective,
     )
 }
 STAGES = tuple(OBJECTIVES)
