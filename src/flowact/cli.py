@@ -293,10 +293,21 @@ def bench(
 
 
 @app.command()
-def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable list.")):
-    """List presets: resolution, fps, chunk, steps, parameters, FLOPs per chunk, weights."""
+def presets(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable list."),
+    ranks: int = typer.Option(
+        1,
+        "--ranks",
+        min=1,
+        help="Also show one chunk on R sequence-parallel ranks: FLOPs, memory, all-to-all per rank.",
+    ),
+):
+    """List presets: resolution, fps, chunk, steps, parameters, FLOPs per chunk, weights.
+
+    Example:  flowact presets --ranks 4
+    """
     from .config import load_preset, preset_names
-    from .stream.cost import chunk_cost
+    from .stream.cost import chunk_cost, seq_parallel_cost
 
     rows = []
     for name in preset_names():
@@ -324,6 +335,8 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable
                 "description": p.description,
             }
         )
+        if ranks > 1:
+            rows[-1]["seq_parallel"] = _seq_parallel_row(p, ranks, seq_parallel_cost)
     if as_json:
         emit_json({"presets": rows})
         return
@@ -355,6 +368,62 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable
             r["where"],
         )
     out_console.print(t)
+    if ranks > 1:
+        out_console.print(_seq_parallel_table(rows, ranks))
+
+
+def _seq_parallel_table(rows: list[dict], ranks: int) -> Table:
+    t = Table(
+        title=f"one chunk on {ranks} sequence-parallel ranks, per rank (the busiest; the VAE decode runs on one rank)",
+        caption="memory: the transformer's weights (every rank) + its bank shard (1/ranks of the heads), "
+        "in the preset's GPU dtype; all-to-all: the bytes it sends to the other ranks; n/a: the heads do not "
+        "divide by the ranks",
+    )
+    for col in (
+        "preset",
+        "GFLOP/chunk",
+        "all ranks / 1 (a pass)",
+        "weights GB",
+        "bank GB",
+        "all-to-all MB/chunk",
+        "for real time",
+    ):
+        t.add_column(col)
+    for r in rows:
+        sp = r["seq_parallel"]
+        if "error" in sp:
+            t.add_row(r["name"], f"n/a: {sp['heads']} heads", "", "", "", "", "")
+            continue
+        sent = max(sp["sent_bytes_per_chunk"])
+        t.add_row(
+            r["name"],
+            f"{max(sp['flops_per_chunk']) / 1e9:,.0f}",
+            f"{sum(sp['flops_per_pass']) / r['flops_per_pass']:.4f}",
+            f"{sp['dit_weight_bytes'] / 1e9:.2f} ({sp['dtype']})",
+            f"{sp['bank_bytes'] / 1e9:.3f}",
+            f"{sent / 1e6:,.1f}",
+            f"{sent / (r['chunk_ms'] / 1000) / 1e9:.2f} GB/s",
+        )
+    return t
+
+
+def _seq_parallel_row(p, ranks: int, seq_parallel_cost) -> dict:
+    """`flowact presets --ranks`: one preset's per-rank costs, or why it cannot split that way."""
+    try:
+        sp = seq_parallel_cost(p, ranks)
+    except FlowactError as exc:
+        return {"ranks": ranks, "heads": p.model.heads, "error": str(exc)}
+    return {
+        "ranks": ranks,
+        "dtype": sp.dtype,
+        "flops_per_pass": sp.flops_per_pass,
+        "flops_per_chunk": sp.flops_per_chunk,
+        "sent_bytes_per_pass": sp.sent_bytes_per_pass,
+        "sent_bytes_per_chunk": sp.sent_bytes_per_chunk,
+        "reference_sent_bytes": sp.reference_sent_bytes,
+        "bank_bytes": sp.bank_bytes,
+        "dit_weight_bytes": sp.dit_weight_bytes,
+    }
 
 
 @app.command()
