@@ -21,7 +21,7 @@ from flowact.stream.bank import MemoryBank
 from flowact.stream.cost import seq_parallel_cost
 from flowact.stream.generator import StreamGenerator
 from flowact.stream.seqpar import check_heads, token_bounds
-from helpers import TINY, run_cli
+from helpers import TINY, make_inputs, run_cli
 from seqpar_worker import stream_inputs, tiny_model
 
 WORKER = Path(__file__).parent / "seqpar_worker.py"
@@ -187,3 +187,34 @@ def test_presets_table_shows_per_rank_costs_or_why_not(monkeypatch):
     assert code == 0 and "one chunk on 2 sequence-parallel ranks" in stdout and "float32" in stdout
     code, stdout, _ = run_cli(["presets", "--ranks", "3"])
     assert code == 0 and "n/a: 2 heads" in stdout
+
+
+def test_render_seq_parallel_under_torchrun_writes_the_single_process_video(tmp_path):
+    from flowact.media.probe import read_frames
+    from flowact.render import Engine
+
+    image, audio = make_inputs(tmp_path, seconds=1.0)
+    single = tmp_path / "single.mp4"
+    Engine.load(TINY, device="cpu", random_weights=True, int8="off").render(image, audio, single)
+    out = tmp_path / "sp.mp4"
+    args = ["render", "-i", str(image), "-a", str(audio), "-o", str(out), "--preset", TINY, "--random-weights"]
+    args += ["--seq-parallel", "--decode-rank", "--json"]
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3", "-m", "flowact.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(run + args, capture_output=True, text=True, timeout=DEADLINE, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{") :])  # the writing rank's summary, once
+    assert (report["ranks"], report["transformer_ranks"], report["frames"], report["chunks"]) == (3, 2, 25, 4)
+    assert proc.stderr.count("RANDOM WEIGHTS") == 1
+    a, b = read_frames(out), read_frames(single)
+    assert a.shape == b.shape == (25, 64, 64, 3)
+    assert np.abs(a.astype(int) - b).mean() < 0.05  # the same frames through the same encoder
+
+
+def test_seq_parallel_flags_explain_themselves(tmp_path):
+    image, audio = make_inputs(tmp_path, seconds=0.5)
+    base = ["render", "-i", str(image), "-a", str(audio), "-o", str(tmp_path / "x.mp4"), "--preset", TINY]
+    code, _, stderr = run_cli(base + ["--seq-parallel"])  # not under torchrun
+    assert code == 2 and "runs under torchrun" in stderr and "--nproc-per-node" in stderr
+    code, _, stderr = run_cli(base + ["--decode-rank"])
+    assert code == 2 and "--decode-rank goes with --seq-parallel" in stderr
