@@ -25,6 +25,7 @@ from helpers import TINY, make_inputs, run_cli
 from seqpar_worker import stream_inputs, tiny_model
 
 WORKER = Path(__file__).parent / "seqpar_worker.py"
+gloo = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="this PyTorch has no gloo backend")
 DEADLINE = 240.0  # seconds for all ranks together: a hung collective fails instead of hanging
 
 
@@ -103,6 +104,7 @@ def test_token_bounds_and_the_heads_rule():
         check_heads(12, 8)
 
 
+@gloo
 def test_two_ranks_and_a_decode_rank_equal_the_single_process_stream(tmp_path):
     chunks = 4  # > short-term + long-term: admission, re-rotation and eviction all run
     ranks = launch(tmp_path, 3, TINY, chunks, decode=True)
@@ -121,6 +123,7 @@ def test_two_ranks_and_a_decode_rank_equal_the_single_process_stream(tmp_path):
         assert ranks[r]["sent_bytes"] == expected > 0
 
 
+@gloo
 def test_uneven_split_and_a_rank_without_video_tokens(tmp_path):
     # 32 video + 8 audio + 41 text tokens = 81: ranks hold 41 and 40, and rank 1 none of the
     # video, so the memory pass's last exchange and the velocity's gather are uneven too
@@ -189,6 +192,7 @@ def test_presets_table_shows_per_rank_costs_or_why_not(monkeypatch):
     assert code == 0 and "n/a: 2 heads" in stdout
 
 
+@gloo
 def test_render_seq_parallel_under_torchrun_writes_the_single_process_video(tmp_path):
     from flowact.media.probe import read_frames
     from flowact.render import Engine
