@@ -126,6 +126,18 @@ def render(
     jobs: int = typer.Option(
         1, "--jobs", rich_help_panel="Batch (--manifest)", help="Batch: worker processes (one model each)."
     ),
+    seq_parallel: bool = typer.Option(
+        False,
+        "--seq-parallel",
+        rich_help_panel="Several GPUs (under torchrun)",
+        help="One chunk over all torchrun ranks: sequence parallelism, the heads split over the ranks.",
+    ),
+    decode_rank: bool = typer.Option(
+        False,
+        "--decode-rank",
+        rich_help_panel="Several GPUs (under torchrun)",
+        help="With --seq-parallel: the last rank only decodes and writes, while the others make the next chunk.",
+    ),
 ):
     """Stream a talking video of the character in IMAGE speaking AUDIO.
 
@@ -142,6 +154,8 @@ def render(
 
         find faces -name '*.png' | sed 's/.*/{"image": "&", "audio": "talk.wav"}/' \\
             | flowact render --manifest - --out-dir out --json
+
+        torchrun --nproc-per-node 3 -m flowact.cli render -i face.png -a talk.wav --seq-parallel --decode-rank
     """
     if manifest is not None:
         from .batch import cli_manifest
@@ -180,6 +194,12 @@ def render(
     inputs = prepare_inputs(p, image, audio, fit.value)
     check_output(out)
     find_ffmpeg(ffmpeg)
+    if decode_rank and not seq_parallel:
+        raise FlowactError("--decode-rank goes with --seq-parallel")
+    if seq_parallel:
+        _render_seq_parallel(p, inputs, out, prompt, seed, device, dtype, weights, random_weights, no_lips, int8,
+                             max_seconds, threads, ffmpeg, as_json, decode_rank)  # fmt: skip
+        return
     engine = load_engine(err, p, device, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
         task = bar.add_task("render", total=None, speed="")
@@ -217,6 +237,36 @@ def render(
         )
     if report.interrupted:
         raise typer.Exit(130)
+
+
+def _render_seq_parallel(p, inputs, out, prompt, seed, device, dtype, weights, random_weights, no_lips, int8,
+                         max_seconds, threads, ffmpeg, as_json, decode_rank):  # fmt: skip
+    """`render --seq-parallel` on one torchrun rank; the writing rank prints the summary."""
+    import os
+
+    from .render_seqpar import init_ranks, render_seq_parallel
+
+    dev = init_ranks(device)
+    world = int(os.environ["WORLD_SIZE"])
+    threads = threads or (max(1, (os.cpu_count() or 1) // world) if dev == "cpu" else None)
+    console = err if os.environ["RANK"] == "0" else Console(stderr=True, quiet=True)  # one warning, not one a rank
+    # dynamic int8 scales activations per call, i.e. per rank's shard: only on request
+    int8 = Int8Mode.off if int8 == Int8Mode.auto else int8
+    engine = load_engine(console, p, dev, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
+    report = render_seq_parallel(
+        engine, inputs, out, prompt=prompt, seed=seed, max_seconds=max_seconds, ffmpeg=ffmpeg, decode_rank=decode_rank
+    )
+    if report is None:
+        return
+    if as_json:
+        emit_json(report.to_dict(), to_stderr=(out == "-"))
+    else:
+        ttff = f"{report.ttff_seconds:.2f} s" if report.ttff_seconds is not None else "n/a"
+        err.print(
+            f"wrote {report.frames} frames ({report.video_seconds:.2f} s) to {out} on {report.transformer_ranks} "
+            f"transformer ranks{' + a decode rank' if decode_rank else ''}  |  TTFF {ttff}  |  "
+            f"RTF {report.realtime_factor:.2f}  |  {engine.conditions()}"
+        )
 
 
 @app.command()
@@ -293,10 +343,21 @@ def bench(
 
 
 @app.command()
-def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable list.")):
-    """List presets: resolution, fps, chunk, steps, parameters, FLOPs per chunk, weights."""
+def presets(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable list."),
+    ranks: int = typer.Option(
+        1,
+        "--ranks",
+        min=1,
+        help="Also show one chunk on R sequence-parallel ranks: FLOPs, memory, all-to-all per rank.",
+    ),
+):
+    """List presets: resolution, fps, chunk, steps, parameters, FLOPs per chunk, weights.
+
+    Example:  flowact presets --ranks 4
+    """
     from .config import load_preset, preset_names
-    from .stream.cost import chunk_cost
+    from .stream.cost import chunk_cost, seq_parallel_cost
 
     rows = []
     for name in preset_names():
@@ -324,6 +385,8 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable
                 "description": p.description,
             }
         )
+        if ranks > 1:
+            rows[-1]["seq_parallel"] = _seq_parallel_row(p, ranks, seq_parallel_cost)
     if as_json:
         emit_json({"presets": rows})
         return
@@ -355,6 +418,62 @@ def presets(as_json: bool = typer.Option(False, "--json", help="Machine-readable
             r["where"],
         )
     out_console.print(t)
+    if ranks > 1:
+        out_console.print(_seq_parallel_table(rows, ranks))
+
+
+def _seq_parallel_table(rows: list[dict], ranks: int) -> Table:
+    t = Table(
+        title=f"one chunk on {ranks} sequence-parallel ranks, per rank (the busiest; the VAE decode runs on one rank)",
+        caption="memory: the transformer's weights (every rank) + its bank shard (1/ranks of the heads), "
+        "in the preset's GPU dtype; all-to-all: the bytes it sends to the other ranks; n/a: the heads do not "
+        "divide by the ranks",
+    )
+    for col in (
+        "preset",
+        "GFLOP/chunk",
+        "all ranks / 1 (a pass)",
+        "weights GB",
+        "bank GB",
+        "all-to-all MB/chunk",
+        "for real time",
+    ):
+        t.add_column(col)
+    for r in rows:
+        sp = r["seq_parallel"]
+        if "error" in sp:
+            t.add_row(r["name"], f"n/a: {sp['heads']} heads", "", "", "", "", "")
+            continue
+        sent = max(sp["sent_bytes_per_chunk"])
+        t.add_row(
+            r["name"],
+            f"{max(sp['flops_per_chunk']) / 1e9:,.0f}",
+            f"{sum(sp['flops_per_pass']) / r['flops_per_pass']:.4f}",
+            f"{sp['dit_weight_bytes'] / 1e9:.2f} ({sp['dtype']})",
+            f"{sp['bank_bytes'] / 1e9:.3f}",
+            f"{sent / 1e6:,.1f}",
+            f"{sent / (r['chunk_ms'] / 1000) / 1e9:.2f} GB/s",
+        )
+    return t
+
+
+def _seq_parallel_row(p, ranks: int, seq_parallel_cost) -> dict:
+    """`flowact presets --ranks`: one preset's per-rank costs, or why it cannot split that way."""
+    try:
+        sp = seq_parallel_cost(p, ranks)
+    except FlowactError as exc:
+        return {"ranks": ranks, "heads": p.model.heads, "error": str(exc)}
+    return {
+        "ranks": ranks,
+        "dtype": sp.dtype,
+        "flops_per_pass": sp.flops_per_pass,
+        "flops_per_chunk": sp.flops_per_chunk,
+        "sent_bytes_per_pass": sp.sent_bytes_per_pass,
+        "sent_bytes_per_chunk": sp.sent_bytes_per_chunk,
+        "reference_sent_bytes": sp.reference_sent_bytes,
+        "bank_bytes": sp.bank_bytes,
+        "dit_weight_bytes": sp.dit_weight_bytes,
+    }
 
 
 @app.command()

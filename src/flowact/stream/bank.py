@@ -32,8 +32,15 @@ from ..model.layout import TokenLayout
 
 class MemoryBank:
     def __init__(
-        self, preset: Preset, batch: int = 1, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+        self,
+        preset: Preset,
+        batch: int = 1,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        heads: int | None = None,
     ):
+        """`heads`: how many attention heads the bank holds (default all); a sequence-parallel
+        rank holds only its share (stream/seqpar.py). Every operation is per head."""
         m, st = preset.model, preset.stream
         self.preset = preset
         self.T = preset.tokens_per_latent
@@ -43,7 +50,7 @@ class MemoryBank:
         self.slots = 1 + self.L + 2 * self.C
         self.capacity = self.slots * self.T
         self.ref_slot, self.lt_slot, self.st_slot, self.cur_slot = 0, 1, 1 + self.L, 1 + self.L + self.C
-        shape = (m.depth, batch, m.heads, self.capacity, preset.head_dim)
+        shape = (m.depth, batch, m.heads if heads is None else heads, self.capacity, preset.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch, self.capacity, dtype=torch.bool, device=device)

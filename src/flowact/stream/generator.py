@@ -75,7 +75,8 @@ class StreamGenerator:
         prm = next(model.dit.parameters())
         self.device, self.dtype = prm.device, prm.dtype
         self.seed = seed
-        self.bank = MemoryBank(p, 1, self.device, self.dtype)
+        self.bank = self.new_bank()
+        self.dit = model.dit  # runs the passes (a sequence-parallel stream runs them sharded: seqpar.py)
         self.sampler = EulerSampler(p.sampler_timesteps(), 1, self.device)
         self.C, self.T = p.stream.chunk_latents, p.tokens_per_latent
         self.latent_shape = (1, p.vae.latent_channels, self.C, *p.latent_hw)
@@ -88,6 +89,10 @@ class StreamGenerator:
         self.decoder_state = DecoderState()
         self.reference_latent: torch.Tensor | None = None
 
+    def new_bank(self) -> MemoryBank:
+        """The stream's memory bank, all heads (a sequence-parallel rank's holds its share)."""
+        return MemoryBank(self.preset, 1, self.device, self.dtype)
+
     @torch.no_grad()
     def start(self, reference: np.ndarray) -> torch.Tensor:
         """Encode the reference (uint8 (H, W, 3) at the preset size), fill the bank's
@@ -96,7 +101,7 @@ class StreamGenerator:
         self.decoder_state = DecoderState()
         ref = from_pixels(reference, self.device, self.dtype)
         z = self.model.vae.encode(ref)
-        self.model.dit(
+        self.dit(
             z,
             self.t_zero,
             None,
@@ -123,7 +128,7 @@ class StreamGenerator:
         """Denoise chunk `index` (audio: (1, C*tokens_per_latent, width), text: (1, tokens, width)),
         then write it into memory. Returns clean latents (1, zc, C, h, w) float32."""
         bank = self.bank.view()
-        dit = self.model.dit
+        dit = self.dit
 
         def velocity(x, t):
             return dit(x, t, audio, text, bank, self.cos, self.sin)
@@ -142,7 +147,7 @@ class StreamGenerator:
         With `stream.memory_noise` > 0 they are lightly re-noised first (a preset knob)."""
         tm = self.preset.stream.memory_noise
         mem_in = interpolate(x0, self.noise(index) if noise is None else noise, tm) if tm else x0
-        self.model.dit(
+        self.dit(
             mem_in, self.t_memory, audio, text, self.bank.view(), self.cos, self.sin, write=self.bank.chunk_write()
         )
         self.bank.commit(index * self.C)
