@@ -124,11 +124,16 @@ def test_two_ranks_and_a_decode_rank_equal_the_single_process_stream(tmp_path):
 
 
 @gloo
-def test_uneven_split_and_a_rank_without_video_tokens(tmp_path):
+@pytest.mark.parametrize("hear", [False, True])
+def test_uneven_split_and_a_rank_without_video_tokens(tmp_path, hear):
     # 32 video + 8 audio + 41 text tokens = 81: ranks hold 41 and 40, and rank 1 none of the
-    # video, so the memory pass's last exchange and the velocity's gather are uneven too
+    # video, so the memory pass's last exchange and the velocity's gather are uneven too;
+    # `hear`: the frame-token audio path (audio injected into the video, the local-audio mask)
     data = yaml.safe_load(Path(TINY).read_text())
     data["text"]["tokens"] = 41
+    if hear:
+        data["model"].update(audio_inject=True, audio_local=True)
+        data["audio"]["frame_tokens"] = True
     preset = tmp_path / "tiny-uneven.yaml"
     preset.write_text(yaml.safe_dump(data))
     chunks = 3

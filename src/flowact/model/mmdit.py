@@ -281,6 +281,21 @@ class MMDiT(nn.Module):
         a = self.audio_inject(audio.reshape(b, frames, -1).to(video.dtype))  # (b, frames, width)
         return (video.view(b, frames, -1, video.shape[-1]) + a[:, :, None]).view_as(video)
 
+    def embed_chunk(self, latents, audio, text, video_stream: str = "video"):
+        """A pass's token segments [(weight set, (b, n, width))] in sequence order [video | audio |
+        text], adjacent streams of one set merged, and the number of video tokens."""
+        dt = self.stream_type.dtype
+        idx = {s: i for i, s in enumerate(self.STREAMS)}
+        x = self.embed[video_stream](self.patchify(latents.to(dt))) + self.stream_type[idx[video_stream]]
+        if video_stream == "video":
+            x = self.inject_audio(x, audio, latents.shape[2])
+        segments = [(self.set_of[video_stream], x)]
+        if audio is not None:
+            segments.append((self.set_of["audio"], self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]))
+        if text is not None:
+            segments.append((self.set_of["text"], self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]))
+        return self._merge(segments), x.shape[1]
+
     def local_mask(self, frames: int, per: int, audio, text, device) -> torch.Tensor | None:
         """model.audio_local: the chunk's [video | audio | text] mask (TokenLayout's rule), cached per shape."""
         if not self.cfg.audio_local or audio is None:
@@ -331,20 +346,9 @@ class MMDiT(nn.Module):
         bank (the memory pass, the reference pass) and returns None: its last block writes its
         keys/values and stops there."""
         b, _, f, h, w = latents.shape
-        dt = self.stream_type.dtype
-        idx = {s: i for i, s in enumerate(self.STREAMS)}
-        x = self.embed[video_stream](self.patchify(latents.to(dt))) + self.stream_type[idx[video_stream]]
-        if video_stream == "video":
-            x = self.inject_audio(x, audio, f)
-        segments = [(self.set_of[video_stream], x)]
-        if audio is not None:
-            segments.append((self.set_of["audio"], self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]))
-        if text is not None:
-            segments.append((self.set_of["text"], self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]))
-        segments = self._merge(segments)
+        segments, n_video = self.embed_chunk(latents, audio, text, video_stream)
         emb, mods = self.modulations(t)
-        n_video = x.shape[1]
-        chunk_mask = self.local_mask(f, h // self.patch * (w // self.patch), audio, text, x.device)
+        chunk_mask = self.local_mask(f, h // self.patch * (w // self.patch), audio, text, latents.device)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             if write is not None and i == last:

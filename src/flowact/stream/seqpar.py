@@ -137,22 +137,6 @@ class SeqParallelDiT:
         h = self.dit.cfg.heads // self.comm.ranks
         return slice(self.comm.rank * h, (self.comm.rank + 1) * h)
 
-    def _embed(self, latents, audio, text, video_stream):
-        """The chunk's segments [(weight set, (b, n, width))], whole, as `MMDiT.forward` makes them."""
-        dit = self.dit
-        f = latents.shape[2]
-        dt = dit.stream_type.dtype
-        idx = {s: i for i, s in enumerate(dit.STREAMS)}
-        x = dit.embed[video_stream](dit.patchify(latents.to(dt))) + dit.stream_type[idx[video_stream]]
-        if video_stream == "video":
-            x = dit.inject_audio(x, audio, f)
-        segments = [(dit.set_of[video_stream], x)]
-        if audio is not None:
-            segments.append((dit.set_of["audio"], dit.embed["audio"](audio.to(dt)) + dit.stream_type[idx["audio"]]))
-        if text is not None:
-            segments.append((dit.set_of["text"], dit.embed["text"](text.to(dt)) + dit.stream_type[idx["text"]]))
-        return dit._merge(segments), x.shape[1]
-
     def __call__(
         self,
         latents: torch.Tensor,
@@ -167,7 +151,8 @@ class SeqParallelDiT:
     ) -> torch.Tensor | None:
         dit = self.dit
         b, _, f, h, w = latents.shape
-        whole, n_video = self._embed(latents, audio, text, video_stream)
+        whole, n_video = dit.embed_chunk(latents, audio, text, video_stream)
+        chunk_mask = dit.local_mask(f, h // dit.patch * (w // dit.patch), audio, text, latents.device)
         spans = [(name, x.shape[1]) for name, x in whole]
         bounds = token_bounds(sum(n for _, n in spans), self.comm.ranks)
         if bounds[-1] < self.comm.ranks:
@@ -186,7 +171,7 @@ class SeqParallelDiT:
             if write is not None and i == last:
                 self._write_only(block, local, spans, mods, bank.layer(i), write, video_bounds)
                 return None
-            local = self._block(block, local, spans, mods, cos, sin, bank.layer(i), write, n_video, bounds)
+            local = self._block(block, local, spans, mods, cos, sin, bank.layer(i), write, n_video, bounds, chunk_mask)
         # this rank's video tokens are the first of its first segment (video comes first)
         mine = video_bounds[self.comm.rank + 1] - video_bounds[self.comm.rank]
         video = local[0][1][:, :mine]
@@ -194,8 +179,9 @@ class SeqParallelDiT:
         out = self.comm.gather(dit.final(modulate(video, shift, scale)), video_bounds)
         return dit.unpatchify(out.float(), f, h, w)
 
-    def _block(self, block: Block, local, spans, mods, cos, sin, bank: BankView, write, n_video, bounds):
-        """`Block.forward` on this rank's tokens (`local`, the same segment structure) and heads."""
+    def _block(self, block: Block, local, spans, mods, cos, sin, bank: BankView, write, n_video, bounds, chunk_mask):
+        """`Block.forward` on this rank's tokens (`local`, the same segment structure) and heads;
+        attention sees every token of the chunk, so model.audio_local's mask applies unchanged."""
         qkv = []
         for name, x in local:
             ws = block.sets[name]
@@ -215,7 +201,7 @@ class SeqParallelDiT:
         q_cat = torch.cat(q_all, 2) if len(q_all) > 1 else q_all[0]
         k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
         a = bank.attend
-        attn = K.bank_attention(q_cat, k_cat, v, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a])
+        attn = K.bank_attention(q_cat, k_cat, v, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a], chunk_mask)
         if write is not None:
             kw = block.sets[spans[0][0]].k_norm
             K.bank_write(k[:, :, :n_video], v[:, :, :n_video], kw, write.cos, write.sin, bank.k, bank.v, write.start)
