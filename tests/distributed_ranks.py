@@ -42,6 +42,10 @@ def main(out: Path, cache: Path) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
+    from flowact.train import distributed
+
+    distributed.BUCKET = 4096  # the gradients all-reduce in many buckets: the bucketing is under test too
+
     dist.init_process_group("gloo")  # train() joins it and leaves it running
     for stage in ("vae", "pretrain"):
         train(training_run(stage, out / "two", cache, batch=1, distributed=True))

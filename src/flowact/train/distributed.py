@@ -96,22 +96,29 @@ class Ranks:
         for p in live:
             by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
         for grads in by_dtype.values():
-            bucket, size = [], 0
-            for gr in grads + [None]:  # None: flush the last bucket
-                if gr is not None:
-                    bucket.append(gr)
-                    size += gr.numel()
-                if bucket and (gr is None or size >= BUCKET):
-                    flat = torch.cat([b.reshape(-1) for b in bucket])
-                    dist.all_reduce(flat)
-                    flat /= self.world
-                    for b, part in zip(bucket, flat.split([b.numel() for b in bucket])):
-                        b.copy_(part.view_as(b))
-                    bucket, size = [], 0
+            for bucket in _buckets(grads, BUCKET):
+                flat = torch.cat([gr.reshape(-1) for gr in bucket])
+                dist.all_reduce(flat)
+                flat /= self.world
+                for gr, part in zip(bucket, flat.split([gr.numel() for gr in bucket])):
+                    gr.copy_(part.view_as(gr))
 
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+
+def _buckets(tensors: list[torch.Tensor], elements: int):
+    """Consecutive groups of the tensors, each closed once it holds `elements` or more."""
+    bucket, size = [], 0
+    for t in tensors:
+        bucket.append(t)
+        size += t.numel()
+        if size >= elements:
+            yield bucket
+            bucket, size = [], 0
+    if bucket:
+        yield bucket
 
 
 def join(device: str) -> tuple[Ranks, torch.device, bool]:
