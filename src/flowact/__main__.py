@@ -2,4 +2,5 @@
 
 from .cli import main
 
-main()
+if __name__ == "__main__":  # an import (a tool that imports every module) runs nothing
+    main()
