@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -51,7 +52,9 @@ def train(
         Path("runs/toon-128"), "--out", help="Run folder: <stage>.safetensors, <stage>/ckpt, <stage>/log.jsonl."
     ),
     steps: int = typer.Option(1000, "--steps"),
-    batch: int = typer.Option(4, "--batch"),
+    batch: int = typer.Option(
+        4, "--batch", help="Clips per step; per rank with --distributed (the global batch is batch x ranks)."
+    ),
     lr: float = typer.Option(2e-4, "--lr"),
     warmup: int = typer.Option(100, "--warmup", help="Steps of linear learning-rate warm-up."),
     decay: float = typer.Option(
@@ -117,6 +120,14 @@ def train(
             "mostly with the mouth at rest)."
         ),
     ),
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help=(
+            "Data-parallel over the ranks of a torchrun job (`torchrun --nproc-per-node N -m flowact train ...`; "
+            "NCCL on CUDA, gloo on CPU); on by itself under torchrun. Rank 0 writes the log, checkpoints, weights."
+        ),
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Train one stage of the FlowAct-R1 recipe.
@@ -138,12 +149,17 @@ def train(
     Every stage is seeded and resumable (--resume), logs one JSON line per step, and
     writes safetensors. The transformer stages train fastest from a latent cache
     (`flowact cache`, then --data that folder): the VAE then runs once per clip, not per step.
+
+    On several GPUs or machines, torchrun starts one process per device (--batch is per rank):
+
+        torchrun --nproc-per-node 8 -m flowact train --stage pretrain --batch 4 --init runs/t128/vae.safetensors
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .config import load_preset
     from .render import pick_device
+    from .train.distributed import launched
     from .train.loop import TrainRun, train as run_train
     from .train.stages import StageSettings
 
@@ -168,6 +184,7 @@ def train(
         resume=resume,
         save_every=save_every,
         speaking=speaking,
+        distributed=distributed or launched(),
         only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
         settings=StageSettings(
             teacher_steps=teacher_steps,
@@ -177,6 +194,7 @@ def train(
             viseme_weight=viseme_weight,
         ),
     )
+    main = not run.distributed or os.environ.get("RANK", "0") == "0"  # the other ranks print nothing
     err = stderr_console(soft_wrap=False)
     with Progress(
         TextColumn(f"train {stage}"),
@@ -185,16 +203,20 @@ def train(
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
         console=err,
-        disable=not err.is_terminal,
+        disable=not (err.is_terminal and main),
     ) as bar:
         task = bar.add_task(stage, total=steps, info="")
         summary = run_train(run, lambda s, rec: bar.update(task, completed=s, info=f"loss {rec['loss']:.4f}"))
+    if not main:
+        return
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
         err.print(
             f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} "
-            f"over steps {summary['resumed_from']}..{steps}; weights: {summary['weights']}"
+            f"over steps {summary['resumed_from']}..{steps}"
+            + (f" on {summary['world']} ranks (batch {summary['batch']})" if summary["world"] > 1 else "")
+            + f"; weights: {summary['weights']}"
         )
 
 

@@ -34,14 +34,14 @@ class VAEObjective(Objective):
         x = to_video(samples, next(vae.parameters()).device)
         with torch.set_grad_enabled(not self.frozen_encoder and torch.is_grad_enabled()):
             mean, logvar = vae.encoder(x)
-        z = mean + torch.randn(mean.shape, generator=g, device=mean.device) * (0.5 * logvar).exp()
+        z = mean + self.randn(mean.shape, g, mean.device) * (0.5 * logvar).exp()
         rec = vae.decoder(z, reference=x[:, :, 0])
         w = motion_weights(x, self.s.motion_weight)
         if self.s.mouth_weight > 0:
             w = w + self.s.mouth_weight * mouth_weights(samples, x)
-        l1 = wmean((rec - x).abs(), w)
-        grad = wmean((rec.diff(dim=-1) - x.diff(dim=-1)).abs(), w[..., 1:]) + wmean(
-            (rec.diff(dim=-2) - x.diff(dim=-2)).abs(), w[..., 1:, :]
+        l1 = wmean((rec - x).abs(), w, self.ranks)
+        grad = wmean((rec.diff(dim=-1) - x.diff(dim=-1)).abs(), w[..., 1:], self.ranks) + wmean(
+            (rec.diff(dim=-2) - x.diff(dim=-2)).abs(), w[..., 1:, :], self.ranks
         )
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = l1 + grad + self.s.kl_weight * kl

@@ -85,12 +85,12 @@ class PretrainObjective(TransformerObjective):
         b, n = x0.shape[0], x0.shape[2]
         chunks = n // C
         dev = x0.device
-        u = torch.sigmoid(torch.randn(b, chunks, generator=g, device=dev))  # logit-normal
+        u = torch.sigmoid(self.randn((b, chunks), g, dev))  # logit-normal
         t = shifted(u, p.sampler.shift)
-        clean = torch.rand(b, chunks, generator=g, device=dev) < self.s.p_clean_context
+        clean = self.rand((b, chunks), g, dev) < self.s.p_clean_context
         clean[:, -1] = False  # the last chunk always carries a loss
         t = torch.where(clean, torch.zeros_like(t), t)
-        noise = torch.randn(x0.shape, generator=g, device=dev)
+        noise = self.randn(x0.shape, g, dev)
         t_frames = t.repeat_interleave(C, dim=1)  # (b, n)
         tf = t_frames[:, None, :, None, None]
         xt = (1 - tf) * x0 + tf * noise  # each chunk at its own noise level
@@ -101,15 +101,14 @@ class PretrainObjective(TransformerObjective):
                     "--viseme-weight needs the world's mouth parameters: a latent cache built with --labels"
                 )
             audio, vis = self.model.audio(self.audio_windows(samples, n), with_visemes=True)
-            vis_mse = F.mse_loss(vis.float(), world_visemes(samples, dev).view_as(vis))
+            vis_mse = F.mse_loss(vis.float(), world_visemes(samples, dev).view_as(vis))  # plain mean: ranks average it
             logs["viseme_mse"] = float(vis_mse.detach())
         else:
             audio = self.audio_tokens(samples, n)
-        drop_a = torch.rand(b, generator=g, device=dev) < self.s.p_drop_audio
+        drop_a = self.rand((b,), g, dev) < self.s.p_drop_audio
         audio = torch.where(drop_a[:, None, None], torch.zeros_like(audio), audio)
         kept = [
-            s if not bool(d) else no_prompts(s)
-            for s, d in zip(samples, torch.rand(b, generator=g, device=dev) < self.s.p_drop_text)
+            s if not bool(d) else no_prompts(s) for s, d in zip(samples, self.rand((b,), g, dev) < self.s.p_drop_text)
         ]
         text = self.text_tokens(kept, chunks)
         v = dit.forward_train(ref, xt, t, audio, text, self.layout)
@@ -122,7 +121,7 @@ class PretrainObjective(TransformerObjective):
         else:
             err = sq.mean(dim=(1, 3, 4))  # (b, n)
         w = (t_frames > 0).float()
-        loss = (err * w).sum() / w.sum()
+        loss = (err * w).sum() / self.ranks.mean(w.sum())  # over ranks: the global batch's noisy frames
         if self.s.viseme_weight > 0:
             logs["mse"] = float(loss.detach())
             loss = loss + self.s.viseme_weight * vis_mse
@@ -135,17 +134,21 @@ class SelfForceObjective(TransformerObjective):
     def loss(self, samples, g):
         p, C = self.preset, self.preset.stream.chunk_latents
         z = self.latents(samples)
-        losses = []
-        for i, s in enumerate(samples):
-            n_chunks = (z.shape[2] - 1) // C  # z holds the reference frame, then the clip
+        n_chunks = (z.shape[2] - 1) // C  # z holds the reference frame, then the clip
+        j = n_chunks - 1
+
+        def draw():  # one sample's rollout seed, noise level and noise, in this order
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+            u = torch.randn(1, generator=g, device=z.device)
+            return seed, u, torch.randn((1, z.shape[1], C, *z.shape[3:]), generator=g, device=z.device)
+
+        losses = []
+        for i, (s, (seed, u, noise)) in enumerate(zip(samples, self.per_sample(len(samples), draw))):
             self.model.eval()
             gen, atrack, ttrack = self.rollout_bank(self.model, s, n_chunks - 1, None, seed)
             self.model.train()
-            j = n_chunks - 1
             x0 = z[i : i + 1, :, 1 + j * C : 1 + (j + 1) * C]
-            t = shifted(torch.sigmoid(torch.randn(1, generator=g, device=x0.device)), p.sampler.shift)
-            noise = torch.randn(x0.shape, generator=g, device=x0.device)
+            t = shifted(torch.sigmoid(u), p.sampler.shift)
             a = atrack.tokens(j * C, C)
             tx = ttrack.tokens(s.prompts[j * p.frames_per_chunk])
             v = self.model.dit(interpolate(x0, noise, t), t, a, tx, gen.bank.view(), gen.cos, gen.sin)
@@ -161,8 +164,11 @@ class DistillObjective(TransformerObjective):
         p, C = self.preset, self.preset.stream.chunk_latents
         ts = p.sampler_timesteps()
         z = self.latents(samples)
+        starts = self.per_sample(
+            len(samples), lambda: torch.randn(1, z.shape[1], C, *z.shape[3:], generator=g, device=z.device)
+        )
         losses = []
-        for i, s in enumerate(samples):
+        for i, (s, x) in enumerate(zip(samples, starts)):  # x: the sample's start noise
             n_chunks = (z.shape[2] - 1) // C
             gt = z[i : i + 1, :, 1:]
             j = n_chunks - 1
@@ -181,7 +187,6 @@ class DistillObjective(TransformerObjective):
                 vu = self.teacher.dit(x, tvec, null_a, null_t, bank, teacher.cos, teacher.sin)
                 return vu + self.s.guidance * (vc - vu)
 
-            x = torch.randn(1, z.shape[1], C, *z.shape[3:], generator=g, device=z.device)
             states = [x]
             with torch.no_grad():  # the teacher's trajectory, finely stepped between student times
                 sub = max(1, self.s.teacher_steps // (len(ts) - 1))

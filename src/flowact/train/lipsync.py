@@ -110,18 +110,18 @@ class LipsObjective(_LipRefinerObjective):
             vae, ref = m.vae, x[:, :, 0]
             dec_closed = vae.decoder(vae.encoder(closed)[0], reference=ref)[:, :, 1:].float()
             dec_real = vae.decoder(vae.encoder(x)[0], reference=ref)[:, :, 1:].float()
-            leak = torch.rand(b, generator=g, device=dev) * self.s.lips_leak
+            leak = self.rand((b,), g, dev) * self.s.lips_leak
             inp = dec_closed + leak.view(b, 1, 1, 1, 1) * (dec_real - dec_closed)
             wins = self.audio_windows(samples, T // self.preset.vae.temporal)
         gt = world_visemes(samples, dev)
         pred = m.lips.visemes(wins, T).float()
-        forced = (torch.rand(b, generator=g, device=dev) < 0.5).repeat_interleave(T)[:, None]
+        forced = (self.rand((b,), g, dev) < 0.5).repeat_interleave(T)[:, None]
         out = m.lips(inp, wins, visemes=torch.where(forced, gt, pred)).float()
         mouth = mouth_weights(samples, x)[:, :, 1:]
         target = inp + mouth * (x[:, :, 1:] - inp)
         w = 1 + (self.s.mouth_weight or 20.0) * mouth
         vis = F.mse_loss(pred, gt)
-        loss = wmean((out - target).pow(2), w) + vis
+        loss = wmean((out - target).pow(2), w, self.ranks) + vis
         with torch.no_grad():
             on_mouth = mouth.sum().clamp_min(1) * 3
             logs = {

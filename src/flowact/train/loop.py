@@ -1,7 +1,9 @@
 """The training loop shared by every stage: seeded, resumable, logged, safetensors out.
 
 Batches are pure functions of (seed, step), the noise generator is re-seeded every step and
-the optimizer state is checkpointed, so `--resume` continues exactly where a run stopped.
+the optimizer state is checkpointed, so `--resume` continues exactly where a run stopped. The
+same holds over ranks (distributed.py): rank r of a data-parallel run trains on its share of
+the global batch, and a checkpoint holds no rank's state, so a run resumes on any rank count.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +26,7 @@ from ..model.vae import Decoder
 from ..precision import native_bf16
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import make_source
+from .distributed import Ranks, join, leave
 from .stages import STAGES, Stage, StageSettings, trainable
 
 
@@ -48,6 +51,9 @@ class TrainRun:
     only: tuple[str, ...] = ()  # train only the stage's parameters whose names start with one of these
     speaking: float = 0.0  # synth data: this fraction of the samples is a window of speech
     settings: StageSettings = StageSettings()
+    # one rank of a torchrun job (distributed.py): `batch` is then per rank, the global batch is
+    # batch x ranks, and rank 0 alone writes the log, the checkpoints and the weights
+    distributed: bool = False
 
 
 def build(run: TrainRun) -> tuple[FlowActModel, FlowActModel | None]:
@@ -96,10 +102,23 @@ def learning_rate(run: TrainRun, step: int) -> float:
 
 
 def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, source=None) -> dict:
-    """Run one stage. `source` (optional) replaces the data named by `run.data`."""
+    """Run one stage. `source` (optional) replaces the data named by `run.data`. With
+    `run.distributed` this process is one rank of a torchrun job: it joins the process group
+    (and leaves it at the end if it started it)."""
+    if not run.distributed:
+        return _train(run, Ranks(), on_step, source)
+    ranks, dev, started = join(run.device)
+    try:
+        return _train(replace(run, device=str(dev)), ranks, on_step, source)
+    finally:
+        if started:
+            leave()
+
+
+def _train(run: TrainRun, ranks: Ranks, on_step, source) -> dict:
     torch.manual_seed(run.seed)
     model, teacher = build(run)
-    stage = Stage(run.stage, model, run.preset, run.settings, teacher)
+    stage = Stage(run.stage, model, run.preset, run.settings, teacher, ranks)
     params = trainable(model, run.stage)
     if run.only:
         ids = {id(p) for p in params}
@@ -114,6 +133,9 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     start = 0
     if run.resume and (folder / "ckpt").exists():
         start = load_checkpoint(folder, model, opt)["step"]
+    ranks.agree(start, f"the step to start from: every rank must see {folder / 'ckpt'}")
+    ranks.broadcast(model.state_dict().values())  # one set of weights, whatever each rank built
+    global_batch = run.batch * ranks.world
     source = source or make_source(
         run.data,
         run.preset.video.width,
@@ -123,8 +145,9 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
         speaking=run.speaking,
         video=run.stage not in ("visemes", "audio"),
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    log = (folder / "log.jsonl").open("a")
+    if ranks.main:
+        folder.mkdir(parents=True, exist_ok=True)
+    log = (folder / "log.jsonl").open("a") if ranks.main else None
     dev = torch.device(run.device)
     # bf16 autocast where the device computes bf16 natively: a CPU that emulates it runs ~50x slower
     use_bf16 = run.bf16 if run.bf16 is not None else (dev.type == "cuda" or native_bf16()[0])
@@ -133,42 +156,56 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
     for step in range(start, run.steps):
         t0 = time.perf_counter()
         frames = stage.frames_needed(np.random.default_rng([run.seed, step, 0xB]))
-        samples = [source.sample(step, i, frames) for i in range(run.batch)]
+        samples = [source.sample(step, i, frames) for i in range(global_batch)[ranks.rows(run.batch)]]
         t_data = time.perf_counter() - t0
         g = torch.Generator(device=dev).manual_seed(run.seed * 1_000_003 + step)
         for group in opt.param_groups:
             group["lr"] = learning_rate(run, step)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss, logs = stage.loss(samples, g)
-        if not math.isfinite(float(loss.detach())):
-            raise RuntimeError(f"{run.stage} step {step}: loss is {float(loss.detach())}")
+        # the global batch's loss and logs: the means over ranks (counts, the ints, agree already)
+        floats = [k for k, v in logs.items() if isinstance(v, float)]
+        mean_loss, *values = ranks.mean_floats([float(loss.detach())] + [logs[k] for k in floats])
+        logs.update(zip(floats, values))
+        if not math.isfinite(mean_loss):
+            raise RuntimeError(f"{run.stage} step {step}: loss is {mean_loss}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        ranks.average_grads(params)
         gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         rec = {
             "step": step + 1,
-            "loss": float(loss.detach()),
+            "loss": mean_loss,
             "grad_norm": float(gnorm),
             "lr": opt.param_groups[0]["lr"],
+            "world": ranks.world,
+            "batch": global_batch,
             "data_s": round(t_data, 3),
             "step_s": round(time.perf_counter() - t0, 3),
             **logs,
         }
         history.append(rec)
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
+        if log:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
         if on_step:
             on_step(step + 1, rec)
-        if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
-            save_checkpoint(folder, model, opt, step + 1, {"stage": run.stage, "preset": run.preset.name})
-    log.close()
-    final = W.save(model, run.out / f"{run.stage}.safetensors")
+        if ranks.main and ((step + 1) % run.save_every == 0 or step + 1 == run.steps):
+            extra = {"stage": run.stage, "preset": run.preset.name, "world": ranks.world, "batch": global_batch}
+            save_checkpoint(folder, model, opt, step + 1, extra)
+    final = run.out / f"{run.stage}.safetensors"
+    if log:
+        log.close()
+        W.save(model, final)
+    ranks.barrier()  # every rank returns once the weights are written
     k = max(1, len(history) // 5)
     losses = [h["loss"] for h in history]
     return {
         "stage": run.stage,
         "steps": run.steps,
+        "world": ranks.world,
+        "batch": global_batch,
         "resumed_from": start,
         "weights": str(final),
         "loss_first": float(np.mean(losses[:k])) if losses else None,

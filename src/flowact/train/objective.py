@@ -18,6 +18,7 @@ from ..config import Preset
 from ..errors import FlowactError
 from ..model import FlowActModel
 from ..model.layout import TokenLayout
+from .distributed import Ranks
 from .sample import Sample
 
 
@@ -41,7 +42,12 @@ class StageSettings:
 
 class Objective:
     """One training stage's loss over a batch of clips. Subclasses set `name`, say which
-    parameters train (`trainable`) and how many frames a sample needs, and define `loss`."""
+    parameters train (`trainable`) and how many frames a sample needs, and define `loss`.
+
+    Under data parallelism (distributed.py) the batch is this rank's share of the global one:
+    a loss draws its noise with `randn`/`rand`/`per_sample` (the global batch's draws, this
+    rank's rows) and divides a weighted sum by `ranks.mean` of its weights, so that the mean of
+    the ranks' losses is the loss of the global batch."""
 
     name = ""
     copies_teacher = False  # without a teacher given, a frozen copy of the student is one (distill)
@@ -52,8 +58,9 @@ class Objective:
         preset: Preset,
         settings: StageSettings = StageSettings(),
         teacher: FlowActModel | None = None,
+        ranks: Ranks = Ranks(),
     ):
-        self.model, self.preset, self.s = model, preset, settings
+        self.model, self.preset, self.s, self.ranks = model, preset, settings, ranks
         if teacher is None and self.copies_teacher:  # the student starts as the teacher
             teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.teacher = teacher
@@ -69,6 +76,26 @@ class Objective:
 
     def loss(self, samples: list[Sample], g: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    # -- noise: the global batch's draws, this rank's rows --------------------------------
+    def randn(self, shape: tuple[int, ...], g: torch.Generator, device) -> torch.Tensor:
+        """torch.randn of (b, ...) for this rank's b samples: every rank draws the noise of the
+        whole global batch, as one process would, and keeps its rows."""
+        return self._rows(torch.randn, shape, g, device)
+
+    def rand(self, shape: tuple[int, ...], g: torch.Generator, device) -> torch.Tensor:
+        return self._rows(torch.rand, shape, g, device)
+
+    def _rows(self, draw, shape, g, device) -> torch.Tensor:
+        if self.ranks.world == 1:
+            return draw(shape, generator=g, device=device)
+        full = draw((shape[0] * self.ranks.world, *shape[1:]), generator=g, device=device)
+        return full[self.ranks.rows(shape[0])]
+
+    def per_sample(self, count: int, draw) -> list:
+        """draw() for each sample of the global batch in turn (count per rank), this rank's share:
+        for losses that draw their noise sample by sample."""
+        return [draw() for _ in range(count * self.ranks.world)][self.ranks.rows(count)]
 
     # -- shared conditioning ---------------------------------------------------------------
     def audio_windows(self, samples: list[Sample], latents: int) -> torch.Tensor:
@@ -175,9 +202,10 @@ def world_visemes(samples: list[Sample], device) -> torch.Tensor:
     return v.reshape(-1, v.shape[-1])
 
 
-def wmean(err: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of err (b, c, ...) with weights w (b, 1, ...), normalised so that uniform weights give .mean()."""
-    return (err * w).sum() / (w.sum() * err.shape[1])
+def wmean(err: torch.Tensor, w: torch.Tensor, ranks: Ranks = Ranks()) -> torch.Tensor:
+    """Weighted mean of err (b, c, ...) with weights w (b, 1, ...), normalised so that uniform weights give .mean().
+    Over ranks, the weights' sum is the mean over ranks of theirs: the ranks' results average to the global mean."""
+    return (err * w).sum() / (ranks.mean(w.sum()) * err.shape[1])
 
 
 def no_prompts(s: Sample) -> Sample:

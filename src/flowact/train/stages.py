@@ -19,6 +19,7 @@ from ..errors import FlowactError
 from ..model import FlowActModel
 from .autoencoder import DecoderObjective, VAEObjective
 from .diffusion import DistillObjective, PretrainObjective, SelfForceObjective
+from .distributed import Ranks
 from .lipsync import AudioObjective, LipsObjective, VisemesObjective
 from .objective import Objective, StageSettings
 
@@ -50,9 +51,10 @@ def Stage(
     preset,
     settings: StageSettings = StageSettings(),  # noqa: N802 - a factory
     teacher: FlowActModel | None = None,
+    ranks: Ranks = Ranks(),
 ) -> Objective:
-    """The objective of stage `name` for this model."""
-    return _objective(name)(model, preset, settings, teacher)
+    """The objective of stage `name` for this model; `ranks`: this process's share of a data-parallel run."""
+    return _objective(name)(model, preset, settings, teacher, ranks)
 
 
 def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
