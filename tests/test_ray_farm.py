@@ -7,22 +7,26 @@ has its job retried on another actor and the batch still completes."""
 
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray  # the dev extra installs it: a missing Ray fails this file, it is not skipped
 
-from flowact.batch import BatchOptions, Defaults, RayOptions, parse_manifest, run_batch
+from flowact.batch import BatchOptions, Defaults, RayOptions, parse_manifest, read_manifest, run_batch
 from flowact.batch.farm import FarmWorker
 from flowact.media.audio import write_wav
 from flowact.media.probe import probe
 from helpers import TINY, make_inputs, run_cli
 
 TIMING = ("wall_seconds", "realtime_factor")
+PY = [sys.executable, "-c", "from flowact.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -100,53 +104,81 @@ def test_farm_gives_the_local_batch_videos_and_lines_then_resumes(local_ray, ref
     assert (farm / "v2.mp4").read_bytes() == whole and sorted(farm.glob(".*")) == []
 
 
-def test_killed_worker_has_its_job_retried_and_the_batch_completes(local_ray, reference, tmp_path):
-    img = reference["img"]
-    # line 2 is long: it is still rendering on worker 1 when line 1 (short) is reported
+@pytest.fixture(scope="module")
+def uneven(reference):
+    """Four jobs, one long (still rendering when the first short one is reported), and the local
+    batch's videos for them."""
+    folder, img = reference["folder"], reference["img"]
     lengths = {"a": 0.5, "b": 3.0, "c": 1.0, "d": 1.0}
-    text = "".join(f"{img},{_wav(tmp_path / f'{n}.wav', s)},{n}.mp4,,{i}\n" for i, (n, s) in enumerate(lengths.items()))
-
-    def farm(folder: Path, retries: int):
-        pids, notices, killed = {}, [], []
-
-        def kill_once(r):
-            if not killed:  # midway: one job reported, three to go
-                killed.append(pids.get(1) or pids[0])
-                os.kill(killed[0], signal.SIGKILL)
-
-        outcome = run_batch(
-            parse_manifest(text, Defaults(preset=TINY, out_dir=folder)),
-            BatchOptions(),
-            ray=RayOptions(retries=retries),
-            on_worker=lambda slot, info: pids.setdefault(slot, info["pid"]),
-            on_result=kill_once,
-            notice=notices.append,
-        )
-        return outcome, notices, killed
-
-    local = tmp_path / "local"
+    manifest = folder / "uneven.csv"
+    manifest.write_text(
+        "".join(f"{img},{_wav(folder / f'{n}.wav', s)},{n}.mp4,,{i}\n" for i, (n, s) in enumerate(lengths.items()))
+    )
+    local = folder / "uneven-local"
     local.mkdir()
-    assert run_batch(parse_manifest(text, Defaults(preset=TINY, out_dir=local)), BatchOptions()).exit_code == 0
+    assert run_batch(read_manifest(str(manifest), Defaults(preset=TINY, out_dir=local)), BatchOptions()).exit_code == 0
+    return manifest, _videos(local)
 
-    retried = tmp_path / "retried"
-    retried.mkdir()
-    outcome, notices, killed = farm(retried, retries=2)
-    assert killed and any("died running line" in n and "retrying it (1 of 2)" in n for n in notices), notices
-    assert outcome.exit_code == 0 and sorted(r.line for r in outcome.results) == [1, 2, 3, 4]
-    assert all(r.status == "ok" for r in outcome.results)
-    assert _videos(retried) == _videos(local)  # every video, whole and identical
 
-    # no retries left: the job fails as a bug (exit 1) and leaves no file; the others finish
-    failing = tmp_path / "failing"
-    failing.mkdir()
-    outcome, notices, killed = farm(failing, retries=0)
+def _wait_for(cond, proc, seconds: float = 120.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_cli_on_a_cluster_address_retries_a_killed_workers_job(local_ray, uneven, tmp_path):
+    """A second driver process joins the running instance by its address, as on a real cluster;
+    worker 1's process is SIGKILLed once the first job is reported: three jobs are left, so it
+    is rendering one of them (or is about to be handed one)."""
+    manifest, want = uneven
+    address = local_ray.get_runtime_context().gcs_address
+    log = tmp_path / "stderr.txt"
+    args = ["render", "--manifest", str(manifest), "--preset", TINY, "--ray", address] + _out(tmp_path / "out")
+    with log.open("w") as err:
+        proc = subprocess.Popen(PY + args, stdout=subprocess.PIPE, stderr=err, text=True)
+        first = proc.stdout.readline()
+        up = lambda: re.search(r"ray: worker 1 up \(pid (\d+)", log.read_text())  # noqa: E731
+        assert first and _wait_for(up, proc), log.read_text()
+        os.kill(int(up().group(1)), signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=300)
+    stderr = log.read_text()
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in (first + rest).splitlines()]  # stdout holds only the JSON lines
+    assert sorted(r["line"] for r in lines) == [1, 2, 3, 4] and all(r["status"] == "ok" for r in lines)
+    assert re.search(r"ray: worker 1 \(pid \d+ on .*\) died running line \d \(.*\); retrying it \(1 of 2\)", stderr), (
+        stderr
+    )
+    assert _videos(tmp_path / "out") == want  # every video, whole and identical to the local batch's
+
+
+def test_job_whose_worker_dies_past_its_retries_fails_as_a_bug(local_ray, uneven, tmp_path):
+    manifest, want = uneven
+    pids, notices, killed = {}, [], []
+
+    def kill_once(r):
+        if not killed:  # midway: one job reported, three to go (one of them worker 1's)
+            killed.append(pids.get(1) or pids[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    outcome = run_batch(
+        read_manifest(str(manifest), Defaults(preset=TINY, out_dir=tmp_path)),
+        BatchOptions(),
+        ray=RayOptions(retries=0),
+        on_worker=lambda slot, info: pids.setdefault(slot, info["pid"]),
+        on_result=kill_once,
+        notice=notices.append,
+    )
     failed = [r for r in outcome.results if r.status == "failed"]
     assert killed and failed and outcome.exit_code == 1 and all(r.bug for r in failed)
     assert all("its Ray worker died (1 try; last:" in r.error for r in failed), failed
-    assert any("no retries left" in n for n in notices)
-    assert sorted(r.line for r in outcome.results) == [1, 2, 3, 4]
-    assert sorted(_videos(failing)) == sorted(Path(r.output).name for r in outcome.results if r.status == "ok")
-    assert all((failing / n).read_bytes() == (local / n).read_bytes() for n in _videos(failing))
+    assert any("no retries left" in n for n in notices), notices
+    assert sorted(r.line for r in outcome.results) == [1, 2, 3, 4]  # the others still finish, on a new worker
+    videos = _videos(tmp_path)
+    assert sorted(videos) == sorted(Path(r.output).name for r in outcome.results if r.status == "ok")
+    assert all(videos[n] == want[n] for n in videos)  # the failed job left no file, partial or final
 
 
 def test_stop_ends_the_farm_like_ctrl_c(local_ray, reference, tmp_path):
@@ -206,7 +238,6 @@ def test_ray_missing_is_one_line_exit_2(tmp_path, monkeypatch):
 
 
 def test_ray_is_an_extra_imported_only_for_a_farm():
-    import subprocess
     import tomllib
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]

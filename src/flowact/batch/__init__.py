@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,15 +186,17 @@ def cli_manifest(
         what = f"ray: worker {slot} up (pid {info['pid']} on {info['host']}, {info['device']})"
         console.print(what, highlight=False, markup=False)
 
+    results = sys.stdout  # the JSON lines' only: anything else printed during the batch goes to stderr
+
     def on_result(r: JobResult) -> None:
         progress.finish(r)
         if as_json:
-            print(json.dumps(r.to_json()), flush=True)  # one line per job, as it completes
+            print(json.dumps(r.to_json()), file=results, flush=True)  # one line per job, as it completes
 
     stop = threading.Event()
     previous = sigterm_as_interrupt()
     try:
-        with progress:
+        with progress, redirect_stdout(sys.stderr):  # e.g. Ray prints its workers' news to stdout
             outcome = run_batch(
                 job_list,
                 options,
