@@ -21,6 +21,7 @@ import ray  # the dev extra installs it: a missing Ray fails this file, it is no
 
 from flowact.batch import BatchOptions, Defaults, RayOptions, parse_manifest, read_manifest, run_batch
 from flowact.batch.farm import FarmWorker
+from flowact.errors import FlowactError
 from flowact.media.audio import write_wav
 from flowact.media.probe import probe
 from helpers import TINY, make_inputs, run_cli
@@ -179,6 +180,34 @@ def test_job_whose_worker_dies_past_its_retries_fails_as_a_bug(local_ray, uneven
     videos = _videos(tmp_path)
     assert sorted(videos) == sorted(Path(r.output).name for r in outcome.results if r.status == "ok")
     assert all(videos[n] == want[n] for n in videos)  # the failed job left no file, partial or final
+
+
+def test_workers_that_cannot_start_end_the_batch_with_one_error(local_ray, reference, tmp_path, monkeypatch):
+    """As when flowact is missing on the nodes: the actor's arguments need a module the workers
+    cannot import (it is on the driver's path only)."""
+    (tmp_path / "driver_only.py").write_text("class Weights:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import driver_only
+
+    jobs = parse_manifest(f"{reference['img']},{reference['wav']},a.mp4\n", Defaults(preset=TINY, out_dir=tmp_path))
+    notices, results = [], []
+    with pytest.raises(FlowactError) as err:
+        run_batch(
+            jobs,
+            BatchOptions(weights=driver_only.Weights()),
+            ray=RayOptions(retries=1),
+            notice=notices.append,
+            on_result=results.append,
+        )
+    assert str(err.value) == (
+        "no Ray worker could start (ModuleNotFoundError: No module named 'driver_only'); "
+        "is flowact installed on every node?"
+    )
+    assert notices == [
+        "ray: worker 0 failed to start (ModuleNotFoundError: No module named 'driver_only'); starting it again",
+        "ray: worker 0 failed to start 2 times (ModuleNotFoundError: No module named 'driver_only'); giving up on it",
+    ]
+    assert results == [] and list(tmp_path.glob("*.mp4")) == []
 
 
 def test_stop_ends_the_farm_like_ctrl_c(local_ray, reference, tmp_path):

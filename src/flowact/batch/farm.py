@@ -17,6 +17,7 @@ the job fails as a bug (exit 1). Ray is imported only here, and only when a farm
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -146,8 +147,11 @@ def _place(job: Job, data: bytes) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    """A Ray error in one line: the root cause it ends with (`ModuleNotFoundError: ...`), else its
+    first line, without terminal colours."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip()]
+    causes = [ln for ln in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", ln)]
+    return causes[-1] if causes else (lines[0] if lines else type(exc).__name__)
 
 
 @dataclass
@@ -178,35 +182,45 @@ def run_farm(
     ray = import_ray()
     engines = Engines(options)  # the driver's: presets for the checks, never a model
     todo: deque[Job] = deque()
-    for job in jobs:
-        if stop.is_set():
-            return True
-        res = JobResult(job.line, job.image, job.audio, job.out, "failed")
-        try:
-            checked = check_job(job, engines)
-        except Exception as exc:  # noqa: BLE001 - a bad job (or a bug): it fails, the batch goes on
-            checked = record_failure(res, exc)
-        if isinstance(checked, JobResult):
-            on_result(checked)
-        else:
-            todo.append(job)
-    if not todo:
-        return False
     connected = ray.is_initialized()
-    if not connected:
-        on_term = signal.getsignal(signal.SIGTERM)
-        try:
-            ray.init(address=farm.address, include_dashboard=False, logging_level="warning")
-        except Exception as exc:  # noqa: BLE001 - Ray's connection errors have no common type
-            raise FlowactError(f"cannot start or reach Ray at '{farm.address}': {_first_line(exc)}") from exc
-        finally:
-            if on_term is not None and threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, on_term)  # ray.init's own handler would skip our clean stop
+    try:
+        for job in jobs:
+            if stop.is_set():
+                return True
+            res = JobResult(job.line, job.image, job.audio, job.out, "failed")
+            try:
+                checked = check_job(job, engines)
+            except Exception as exc:  # noqa: BLE001 - a bad job (or a bug): it fails, the batch goes on
+                checked = record_failure(res, exc)
+            if isinstance(checked, JobResult):
+                on_result(checked)
+            else:
+                todo.append(job)
+        if not todo:
+            return False
+        if not connected:
+            _connect(ray, farm.address)
+    except KeyboardInterrupt:  # before any job ran: nothing to stop
+        stop.set()
+        if not connected and ray.is_initialized():
+            ray.shutdown()
+        return True
     try:
         return _Farm(ray, engines, farm, on_result, on_chunk, on_load, on_worker, notice).run(todo, stop)
     finally:
         if not connected:
             ray.shutdown()
+
+
+def _connect(ray, address: str) -> None:
+    on_term = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="warning")
+    except Exception as exc:  # noqa: BLE001 - Ray's connection errors have no common type
+        raise FlowactError(f"cannot start or reach Ray at '{address}': {_first_line(exc)}") from exc
+    finally:
+        if on_term is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)  # ray.init's own handler would skip the clean stop
 
 
 class _Farm:
