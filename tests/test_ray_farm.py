@@ -33,11 +33,13 @@ PY = [sys.executable, "-c", "from flowact.cli import main; main()"]
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance for the file (it takes seconds to start)."""
-    on_term = signal.getsignal(signal.SIGTERM)
+    on_term, environ = signal.getsignal(signal.SIGTERM), dict(os.environ)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
     signal.signal(signal.SIGTERM, on_term)  # ray.init's handler would outlive the file
     yield ray
     ray.shutdown()
+    os.environ.clear()  # ray.init sets PYTHONBREAKPOINT and RAY_* here: later tests get the environment back
+    os.environ.update(environ)
 
 
 def _lines(stdout: str) -> dict[int, dict]:
