@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -149,7 +150,8 @@ def test_cli_on_a_cluster_address_retries_a_killed_workers_job(local_ray, uneven
         first = proc.stdout.readline()
         up = lambda: re.search(r"ray: worker 1 up \(pid (\d+)", log.read_text())  # noqa: E731
         assert first and _wait_for(up, proc), log.read_text()
-        os.kill(int(up().group(1)), signal.SIGKILL)
+        killed = int(up().group(1))
+        os.kill(killed, signal.SIGKILL)
         rest, _ = proc.communicate(timeout=300)
     stderr = log.read_text()
     assert proc.returncode == 0, stderr
@@ -159,6 +161,7 @@ def test_cli_on_a_cluster_address_retries_a_killed_workers_job(local_ray, uneven
         stderr
     )
     assert _videos(tmp_path / "out") == want  # every video, whole and identical to the local batch's
+    assert list(Path(tempfile.gettempdir()).glob(f"flowact-farm-{killed}-*")) == []  # swept by its replacement
 
 
 def test_job_whose_worker_dies_past_its_retries_fails_as_a_bug(local_ray, uneven, tmp_path):

@@ -34,6 +34,7 @@ from .job import BatchOptions, Engines, JobResult, check_job, partial_path, reco
 from .manifest import Job
 
 INSTALL_HINT = "pip install flowact[ray]"
+SCRATCH = "flowact-farm-"  # an actor's per-job folder in its node's temp folder: flowact-farm-PID-XXXX
 POLL_SECONDS = 0.25  # how often the driver looks for finished jobs and asks for chunk progress
 
 
@@ -75,6 +76,7 @@ class FarmWorker:
     and `halt` answer while a job runs (the actor has two threads)."""
 
     def __init__(self, options: BatchOptions, device: str, threads: int):
+        _sweep_scratch()
         self.loads: list[tuple] = []  # (preset, weights source, device) since the last job
         on_load = lambda name, source, dev: self.loads.append((name, source, dev))  # noqa: E731
         self.engines = _ShippedEngines(replace(options, device=device, threads=threads), on_load=on_load)
@@ -94,7 +96,7 @@ class FarmWorker:
         """Run `job` on copies of its inputs (`files`: kind -> (file name, bytes)); returns its
         result (with the driver's paths), the finished video's bytes when ok, and model loads."""
         self.engines.shipped[job.preset] = preset
-        scratch = Path(tempfile.mkdtemp(prefix="flowact-farm-"))
+        scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
         local = {}
         try:
             for kind, (name, data) in files.items():
@@ -114,6 +116,25 @@ class FarmWorker:
             shutil.rmtree(scratch, ignore_errors=True)
         loads, self.loads = self.loads, []
         return _as_driver_paths(r, job, local), data, loads
+
+
+def _sweep_scratch() -> None:
+    """Remove the scratch folders that actors of this node left when they were killed mid-job
+    (`flowact-farm-PID-*` of a PID no longer running)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
+        pid = folder.name[len(SCRATCH) :].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _as_driver_paths(r: JobResult, job: Job, local: dict[str, Path]) -> JobResult:
