@@ -123,8 +123,24 @@ def render(
         rich_help_panel="Batch (--manifest)",
         help="Batch: redo jobs whose complete output already exists.",
     ),
-    jobs: int = typer.Option(
-        1, "--jobs", rich_help_panel="Batch (--manifest)", help="Batch: worker processes (one model each)."
+    jobs: Optional[int] = typer.Option(
+        None,
+        "--jobs",
+        rich_help_panel="Batch (--manifest)",
+        help="Batch: worker processes, one model each (default 1); with --ray, Ray actors (default: one per GPU "
+        "of the cluster, else one per --ray-cpus CPUs).",
+    ),
+    ray: Optional[str] = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        rich_help_panel="Batch (--manifest)",
+        help="Batch on a Ray cluster (pip install flowact[ray]): 'local' starts Ray on this machine, 'auto' joins "
+        "the cluster this machine is part of, HOST:6379 or ray://HOST:10001 connects to one. Inputs go to the "
+        "workers and videos come back: no shared filesystem needed.",
+    ),
+    ray_cpus: float = typer.Option(
+        1.0, "--ray-cpus", rich_help_panel="Batch (--manifest)", help="Batch on Ray: CPUs each actor reserves."
     ),
     seq_parallel: bool = typer.Option(
         False,
@@ -155,6 +171,8 @@ def render(
         find faces -name '*.png' | sed 's/.*/{"image": "&", "audio": "talk.wav"}/' \\
             | flowact render --manifest - --out-dir out --json
 
+        flowact render --manifest jobs.jsonl --out-dir out --ray auto
+
         torchrun --nproc-per-node 3 -m flowact.cli render -i face.png -a talk.wav --seq-parallel --decode-rank
     """
     if manifest is not None:
@@ -179,6 +197,8 @@ def render(
             max_seconds=max_seconds,
             console=err,
             int8=int8.value,
+            ray=ray,
+            ray_cpus=ray_cpus,
         )
         raise typer.Exit(code)
     if image is None or audio is None:

@@ -2,22 +2,27 @@
 
     jobs = read_manifest("jobs.jsonl", Defaults(preset="toon-128"))
     outcome = run_batch(jobs, BatchOptions(), on_result=print)
+    outcome = run_batch(jobs, BatchOptions(), ray=RayOptions("auto"), on_result=print)  # on a Ray cluster
 
 Exit codes of the CLI: 0 every job rendered or already complete; 2 some job failed on bad
 input (or a malformed manifest line); 1 some job failed on an unexpected error (a bug);
-130 interrupted (Ctrl-C / SIGTERM: running jobs stop, their partial files are removed).
+130 interrupted (Ctrl-C / SIGTERM: running jobs stop, their partial files are removed). On Ray
+(farm.py), a job whose worker died more times than it may be retried fails as a bug: exit 1.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cli_common import warn_random
 from ..errors import FlowactError, sigterm_as_interrupt
+from .farm import RayOptions, import_ray, run_farm
 from .job import BatchOptions, JobResult, partial_path, run_job
 from .manifest import Defaults, Job, parse_manifest, read_manifest
 from .progress import BatchProgress
@@ -29,6 +34,7 @@ __all__ = [
     "Job",
     "JobResult",
     "Outcome",
+    "RayOptions",
     "cli_manifest",
     "parse_manifest",
     "partial_path",
@@ -62,9 +68,13 @@ def run_batch(
     on_result=None,
     on_chunk=None,
     on_load=None,
+    ray: RayOptions | None = None,
+    on_worker=None,
+    notice=None,
 ) -> Outcome:
     """Run every job; bad jobs are reported and skipped. `workers` > 1 uses that many
-    processes. `stop` (optional) ends the batch like Ctrl-C does."""
+    processes; `ray` runs the jobs on Ray actors instead (`on_worker`, `notice`: farm.run_farm).
+    `stop` (optional) ends the batch like Ctrl-C does."""
     stop = stop or threading.Event()
     outcome = Outcome()
     lock = threading.Lock()
@@ -76,7 +86,19 @@ def run_batch(
                 on_result(r)
 
     workers = max(1, min(workers, len(jobs)))
-    if workers == 1:
+    if ray is not None:
+        outcome.interrupted = run_farm(
+            jobs,
+            options,
+            ray,
+            stop,
+            on_result=result,
+            on_chunk=on_chunk,
+            on_load=on_load,
+            on_worker=on_worker,
+            notice=notice,
+        )
+    elif workers == 1:
         outcome.interrupted = run_here(
             jobs, options, stop, overlap=overlap, on_result=result, on_chunk=on_chunk, on_load=on_load
         )
@@ -92,7 +114,7 @@ def cli_manifest(
     manifest: str,
     out_dir: Path | None,
     force: bool,
-    jobs: int,
+    jobs: int | None,
     as_json: bool,
     preset: str,
     seed: int,
@@ -107,17 +129,26 @@ def cli_manifest(
     max_seconds: float | None,
     console,
     int8: str = "auto",
+    ray: str | None = None,
+    ray_cpus: float = 1.0,
 ) -> int:
-    """`flowact render --manifest`: returns the exit code."""
+    """`flowact render --manifest`: returns the exit code. `ray`: an address for --ray (or None)."""
     from ..media.ffmpeg import find_ffmpeg
     from ..render import pick_device
 
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise FlowactError(f"--jobs must be at least 1 (got {jobs})")
+    farm = None
+    if ray is not None:
+        if not ray_cpus > 0:
+            raise FlowactError(f"--ray-cpus must be more than 0 (got {ray_cpus})")
+        import_ray()  # fail before any work when Ray is not installed
+        farm = RayOptions(address=ray, actors=jobs, cpus=ray_cpus)
     if fit not in ("cover", "contain"):
         raise FlowactError(f"unknown --fit '{fit}' (use cover or contain)")
     find_ffmpeg(ffmpeg)  # every job needs it: fail once, up front
-    pick_device(device)
+    if farm is None:
+        pick_device(device)  # on Ray, the workers' devices count (checked there)
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +171,7 @@ def cli_manifest(
         force=force,
         int8=int8,
     )
-    workers = max(1, min(jobs, len(job_list)))
+    workers = max(1, min(jobs or 1, len(job_list)))  # on Ray: a guess for the ETA until the actors are up
     warned: set[str] = set()
 
     def on_load(name: str, source, dev: str) -> None:
@@ -150,15 +181,22 @@ def cli_manifest(
 
     progress = BatchProgress(console, len(job_list), workers)
 
+    def on_worker(slot: int, info: dict) -> None:
+        progress.workers = max(progress.workers, slot + 1)
+        what = f"ray: worker {slot} up (pid {info['pid']} on {info['host']}, {info['device']})"
+        console.print(what, highlight=False, markup=False)
+
+    results = sys.stdout  # the JSON lines' only: anything else printed during the batch goes to stderr
+
     def on_result(r: JobResult) -> None:
         progress.finish(r)
         if as_json:
-            print(json.dumps(r.to_json()), flush=True)  # one line per job, as it completes
+            print(json.dumps(r.to_json()), file=results, flush=True)  # one line per job, as it completes
 
     stop = threading.Event()
     previous = sigterm_as_interrupt()
     try:
-        with progress:
+        with progress, redirect_stdout(sys.stderr):  # e.g. Ray prints its workers' news to stdout
             outcome = run_batch(
                 job_list,
                 options,
@@ -167,6 +205,9 @@ def cli_manifest(
                 on_result=on_result,
                 on_chunk=progress.chunk,
                 on_load=on_load,
+                ray=farm,
+                on_worker=on_worker,
+                notice=lambda text: console.print(text, highlight=False, markup=False),
             )
     finally:
         if previous is not None:

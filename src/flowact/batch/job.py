@@ -142,6 +142,44 @@ def expected_frames(preset: Preset, seconds: float, max_seconds: float | None) -
     return max(1, round(s * preset.video.fps))
 
 
+def check_job(job: Job, engines: Engines):
+    """Everything a job needs before model work: its skipped result when the output is already
+    complete (and no --force), else its loaded, validated inputs (`render.RenderInputs`).
+    Raises FlowactError for a bad job (malformed line, bad preset, bad input, unwritable output)."""
+    from ..media.audio import load_audio
+    from ..media.ffmpeg import check_output
+    from ..media.probe import probe
+    from ..render import prepare_inputs
+
+    if job.error:
+        raise FlowactError(job.error)
+    o = engines.options
+    preset = engines.preset(job.preset)
+    out = Path(job.out)
+    if out.exists() and not o.force:
+        want = expected_frames(preset, load_audio(job.audio, preset.audio.sample_rate).seconds, o.max_seconds)
+        info = probe(out, o.ffmpeg)
+        if info.frames == want:
+            fps = info.fps or preset.video.fps
+            return JobResult(job.line, job.image, job.audio, job.out, "skipped", want, want / fps, fps)
+    inputs = prepare_inputs(preset, job.image, job.audio, o.fit)  # bad input fails before any model work
+    check_output(out)
+    return inputs
+
+
+def record_failure(res: JobResult, exc: Exception) -> JobResult:
+    """Why `res` failed: bad input (a FlowactError's message), or a bug (with its traceback)."""
+    if isinstance(exc, StageFailed):  # a pipeline stage died on an unexpected error: a bug
+        res.error, res.bug = str(exc), True
+        res.traceback = "".join(traceback.format_exception(exc.error))
+    elif isinstance(exc, FlowactError):
+        res.error = str(exc)
+    else:
+        res.error, res.bug = f"internal error: {exc!r}", True
+        res.traceback = "".join(traceback.format_exception(exc))
+    return res
+
+
 def run_job(
     job: Job,
     engines: Engines,
@@ -152,12 +190,6 @@ def run_job(
 ) -> JobResult:
     """Run one job; never raises for a bad job. `on_generated` is called once the model is
     done with this job (only the decode/encode tail is left), or when the job ends."""
-    from ..media.audio import load_audio
-    from ..media.ffmpeg import check_output
-    from ..media.probe import probe
-    from ..render import prepare_inputs
-
-    o = engines.options
     res = JobResult(job.line, job.image, job.audio, job.out, "failed")
     t0 = time.perf_counter()
     tmp = partial_path(job.out) if job.out else None
@@ -170,19 +202,10 @@ def run_job(
                 on_generated()
 
     try:
-        if job.error:
-            raise FlowactError(job.error)
-        preset = engines.preset(job.preset)
-        out = Path(job.out)
-        if out.exists() and not o.force:
-            want = expected_frames(preset, load_audio(job.audio, preset.audio.sample_rate).seconds, o.max_seconds)
-            info = probe(out, o.ffmpeg)
-            if info.frames == want:
-                res.status, res.frames, res.fps = "skipped", want, info.fps or preset.video.fps
-                res.seconds = want / res.fps
-                return res
-        inputs = prepare_inputs(preset, job.image, job.audio, o.fit)  # bad input fails before any model work
-        check_output(out)
+        inputs = check_job(job, engines)
+        if isinstance(inputs, JobResult):  # complete already: skipped
+            res = inputs
+            return res
         engine = engines.engine(job.preset)
 
         def chunk(ev):
@@ -191,6 +214,7 @@ def run_job(
             if ev.index + 1 == ev.chunks:
                 generated()
 
+        o = engines.options
         try:
             report = engine.render(
                 None,
@@ -214,21 +238,12 @@ def run_job(
         if report.interrupted or (stop is not None and stop.is_set()):
             res.interrupted, res.error = True, "interrupted (partial output removed)"
             return res
-        os.replace(tmp, out)
+        os.replace(tmp, job.out)
         res.status, res.frames, res.fps, res.seconds = "ok", report.frames, report.fps, report.video_seconds
         res.realtime_factor = report.realtime_factor
         return res
-    except StageFailed as exc:  # a pipeline stage died on an unexpected error: a bug, with its traceback
-        res.error, res.bug = str(exc), True
-        res.traceback = "".join(traceback.format_exception(exc.error))
-        return res
-    except FlowactError as exc:
-        res.error = str(exc)
-        return res
-    except Exception as exc:  # noqa: BLE001 - a bug: this job fails, the batch goes on
-        res.error, res.bug = f"internal error: {exc!r}", True
-        res.traceback = traceback.format_exc()
-        return res
+    except Exception as exc:  # noqa: BLE001 - a bad job or a bug: this job fails, the batch goes on
+        return record_failure(res, exc)
     finally:
         res.wall_seconds = time.perf_counter() - t0
         if tmp is not None and res.status != "ok":
