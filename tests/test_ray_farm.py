@@ -5,7 +5,6 @@ The farm must give what the local batch gives: the same videos byte for byte, th
 lines, the same skip-complete and partial-file rules and exit codes; a worker killed midway
 has its job retried on another actor and the batch still completes."""
 
-import ctypes
 import json
 import os
 import re
@@ -42,9 +41,6 @@ def local_ray():
     ray.shutdown()
     os.environ.clear()  # ray.init sets PYTHONBREAKPOINT and RAY_* here: later tests get the environment back
     os.environ.update(environ)
-    # ray.init also draws from libc's rand(); espeak's voice variants do too, in children forked
-    # from this process (world/speech.py): back to a fresh process's state, srand(1)
-    ctypes.CDLL(None).srand(1)
 
 
 def _lines(stdout: str) -> dict[int, dict]:

@@ -7,7 +7,8 @@ collect the 22.05 kHz samples and the events, and resample to 16 kHz with soxr.
 The library keeps state from one utterance to the next (the same text comes out a few
 milliseconds different after other speech), which would make clips depend on what a
 process said before. So the library is initialised once, never used in this process, and
-every utterance is spoken in a forked child that starts from that same clean state.
+every utterance is spoken in a forked child that starts from that same clean state, libc's
+random seed included.
 """
 
 from __future__ import annotations
@@ -288,6 +289,9 @@ def _speak_in_child(eng, text: str, voice: Voice, timeout: float = 30.0) -> byte
             code = 0
             try:
                 os.close(read_fd)
+                # espeak's voices draw from libc's rand(): start it as a fresh process does, whatever
+                # the parent did to it (ray.init, for one, moves it, and some voices spoke differently)
+                ctypes.CDLL(None).srand(1)
                 try:
                     result = ("ok", _speak(eng, text, voice))
                 except FlowactError as exc:
