@@ -407,7 +407,7 @@ def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
     m = FlowActModel(p)
     W.load_into(m, W.resolve(p, weights=vae_weights[0] / "vae.safetensors"))
     m.eval()
-    build_cache(m, tmp_path / "c", 3, 1.0, seed=5)
+    build_cache(m, tmp_path / "c", 3, 1.0, seed=5, labels=True)
     src = make_source(str(tmp_path / "c"), 64, 64, 0)
     assert isinstance(src, LatentSource) and len(src) == 3
     z = src.z.astype(np.float32)
@@ -431,7 +431,13 @@ def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
     s = src.sample(3, 0, 16)
     assert s.frames is None and s.latents.shape == (4, 5, 8, 8)
     assert any(np.array_equal(s.latents[:, 0], z[c, :, 0]) for c in range(3))
-    assert s.audio.shape == (16 * 640,) and len(s.prompts) == 16
+    assert s.audio.shape == ((16 + 2 * AUDIO_MARGIN) * 640,) and s.audio_margin == AUDIO_MARGIN
+    assert len(s.prompts) == 16
+    # --labels: the world's mouth parameters per frame and the open mouth on the latent grid
+    assert s.visemes.shape == (16, 5) and s.latent_mouth.shape == (4, 8, 8)
+    assert 0 <= s.latent_mouth.min() and s.latent_mouth.max() <= 1 and 0 <= s.visemes.min() and s.visemes.max() <= 1
+    assert src.visemes.shape == (3, 24, 5) and src.mouth.shape == (3, 6, 8, 8)
+    assert np.allclose(src.visemes[1], clip.mouth.stack()[:24], atol=1e-3)  # float16 storage
     run = TrainRun(
         stage="pretrain",
         preset=p,
