@@ -4,9 +4,10 @@
         --model teacher=runs/t128/selfforce.safetensors:steps=16,guidance=2 \
         --clips 6 --seconds 8 --drift 10,60,300 --out runs/t128/eval.json
 
-Each --model is NAME=WEIGHTS[:steps=N,guidance=G,dtype=D,int8=1,lips=0] (default: the preset's 3 steps,
+Each --model is NAME=WEIGHTS[:steps=N,guidance=G,dtype=D,int8=1,lips=0,preset=P] (default: the preset's 3 steps,
 no guidance, --dtype; int8=1 quantises the transformer's block linears as a CPU without native
-bf16 runs them; lips=0 drops the lip refiner, as `flowact render --no-lips`).
+bf16 runs them; lips=0 drops the lip refiner, as `flowact render --no-lips`; preset=P: the model's
+own preset instead of --preset, at the same size).
 Prints one line per clip and model, then a JSON summary (also written to --out).
 Drift streams one held-out character for the longest mark, once per model given to --drift-models.
 """
@@ -28,7 +29,7 @@ def parse_model(text: str):
     kw = {}
     for item in filter(None, opts.split(",")):
         k, _, v = item.partition("=")
-        kw[k] = int(v) if k in ("steps", "int8", "lips") else v if k == "dtype" else float(v)
+        kw[k] = int(v) if k in ("steps", "int8", "lips") else v if k in ("dtype", "preset") else float(v)
     return name, Path(path), kw
 
 
@@ -58,8 +59,9 @@ def main() -> int:
     models = {}
     for spec in args.model:
         name, path, kw = parse_model(spec)
-        m = FlowActModel(preset)
-        W.load_into(m, W.resolve(preset, weights=path))
+        own = load_preset(kw.pop("preset")) if "preset" in kw else preset
+        m = FlowActModel(own)
+        W.load_into(m, W.resolve(own, weights=path))
         m.eval().to(getattr(torch, kw.pop("dtype", args.dtype)))
         if not kw.pop("lips", 1):
             m.lips = None

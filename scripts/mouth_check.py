@@ -13,7 +13,8 @@ lag 0 and at the best lag within +-8 frames (positive: the frames trail the labe
 ground truth, for every model (streamed as `flowact render` does) and, per model, over the
 frames where the world says someone speaks.
 
-Each --model is NAME=WEIGHTS[:steps=N,lips=0] (lips=0: the lip refiner off, as `--no-lips`).
+Each --model is NAME=WEIGHTS[:steps=N,lips=0,preset=P] (lips=0: the lip refiner off, as `--no-lips`;
+preset: that model's own preset instead of --preset, at the same size).
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def main() -> int:
         name, _, rest = spec.partition("=")
         path, _, opts = rest.partition(":")
         kw = dict(item.split("=") for item in opts.split(",") if item)
-        m = FlowActModel(preset)
-        W.load_into(m, W.resolve(preset, weights=path))
+        own = load_preset(kw.pop("preset")) if "preset" in kw else preset
+        m = FlowActModel(own)
+        W.load_into(m, W.resolve(own, weights=path))
         m.eval()
         if kw.pop("lips", "1") == "0":
             m.lips = None
