@@ -64,7 +64,34 @@ class LogMel(nn.Module):
         return ((mel - LOG_FLOOR) / 8.0 - 1.0).T  # roughly [-1, 1]
 
 
-class AudioEncoder(nn.Module):
+class Ear:
+    """The ear that the frame-token audio encoder and the lip refiner (lips.py) share, mixed into
+    their modules (its parameters keep the names ear_in, ear_mid, ear_out, ear_head): 1-D convs
+    over a latent frame's mel window at 10 ms, then one feature per video frame, pooled over the
+    frame's own mel frames and as many after (lips move ahead of the sound), and a head that reads
+    the frame's 5 mouth parameters from the feature and the frame's place in the latent frame."""
+
+    def _init_ear(self, mel_bins: int, width: int, temporal: int) -> None:
+        self.ear_in = nn.Conv1d(mel_bins, width, 5, padding=2)
+        self.ear_mid = nn.Conv1d(width, width, 5, padding=2)
+        self.ear_out = nn.Conv1d(width, width, 3, padding=1)
+        self.ear_head = nn.Sequential(nn.Linear(width + temporal, 2 * width), nn.SiLU(), nn.Linear(2 * width, VISEMES))
+
+    def hear(self, windows: torch.Tensor, context: int, per_frame: int, temporal: int):
+        """windows (b, n, window, bins) -> (features (b*n, T, width), mouth-parameter logits (b*n, T, 5));
+        `context`: mel frames before the latent frame's own in a window, `per_frame` per video frame."""
+        b, n, win, bins = windows.shape
+        x = windows.reshape(b * n, win, bins).transpose(1, 2).to(self.ear_in.weight.dtype)
+        x = F.gelu(self.ear_in(x))
+        x = F.gelu(self.ear_mid(x)) + x
+        x = F.gelu(self.ear_out(x)) + x  # (b*n, width, window)
+        feats = [x[:, :, context + i * per_frame : context + (i + 2) * per_frame].mean(dim=2) for i in range(temporal)]
+        f = torch.stack(feats, dim=1)  # (b*n, T, width)
+        pos = torch.eye(temporal, device=f.device, dtype=f.dtype).expand(f.shape[0], -1, -1)
+        return f, self.ear_head(torch.cat([f, pos], dim=-1))
+
+
+class AudioEncoder(nn.Module, Ear):
     """Mel windows (batch, latents, window, bins) -> tokens (batch, latents * tokens_per_latent, width)."""
 
     def __init__(self, cfg: AudioConfig, latent_video_frames: int = 4):
@@ -78,10 +105,7 @@ class AudioEncoder(nn.Module):
         w = cfg.width
         self.temporal = latent_video_frames
         if cfg.frame_tokens:
-            self.ear_in = nn.Conv1d(cfg.mel_bins, w, 5, padding=2)
-            self.ear_mid = nn.Conv1d(w, w, 5, padding=2)
-            self.ear_out = nn.Conv1d(w, w, 3, padding=1)
-            self.ear_head = nn.Sequential(nn.Linear(w + self.temporal, 2 * w), nn.SiLU(), nn.Linear(2 * w, VISEMES))
+            self._init_ear(cfg.mel_bins, w, self.temporal)
             self.proj = nn.Linear(w + VISEMES, w)
         else:
             self.conv1 = nn.Conv1d(cfg.mel_bins, w, 3, padding=1)
@@ -103,19 +127,9 @@ class AudioEncoder(nn.Module):
     def frame_features(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frame_tokens: windows (b, n, window, bins) -> (features (b, n * T, width), visemes
         (b, n * T, 5) in [0, 1]), one row per video frame, T video frames per latent frame."""
-        b, n, win, bins = windows.shape
-        x = windows.reshape(b * n, win, bins).transpose(1, 2).to(self.ear_in.weight.dtype)
-        x = F.gelu(self.ear_in(x))
-        x = F.gelu(self.ear_mid(x)) + x
-        x = F.gelu(self.ear_out(x)) + x  # (b*n, width, window)
-        per_frame = self.per_latent // self.temporal
-        feats = [
-            x[:, :, self.context + i * per_frame : self.context + (i + 2) * per_frame].mean(dim=2)
-            for i in range(self.temporal)
-        ]
-        f = torch.stack(feats, dim=1)  # (b*n, T, width)
-        pos = torch.eye(self.temporal, device=f.device, dtype=f.dtype).expand(f.shape[0], -1, -1)
-        vis = torch.sigmoid(self.ear_head(torch.cat([f, pos], dim=-1)))
+        b, n = windows.shape[:2]
+        f, logits = self.hear(windows, self.context, self.per_latent // self.temporal, self.temporal)
+        vis = torch.sigmoid(logits)
         return f.reshape(b, n * self.temporal, -1), vis.reshape(b, n * self.temporal, VISEMES)
 
     def forward(self, windows: torch.Tensor, with_visemes: bool = False):

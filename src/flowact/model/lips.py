@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import LipsConfig
-from .audio import VISEMES
+from .audio import VISEMES, Ear
 from .upconv import up2_conv
 
 
@@ -38,7 +37,7 @@ class _Conv(nn.Sequential):
         super().__init__(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(8, cout // 4), cout), nn.SiLU())
 
 
-class LipRefiner(nn.Module):
+class LipRefiner(nn.Module, Ear):
     def __init__(self, cfg: LipsConfig, mel_bins: int, context: int, per_latent: int, temporal: int):
         """context: mel frames before a latent frame's own in its window; per_latent: mel frames
         per latent frame; temporal: video frames per latent frame (AudioEncoder's geometry)."""
@@ -47,10 +46,7 @@ class LipRefiner(nn.Module):
         self.context, self.per_frame = context, per_latent // temporal
         w, e = cfg.width, cfg.ear_width
         # the ear: 1-D convs over the latent frame's mel window, then one feature per video frame
-        self.ear_in = nn.Conv1d(mel_bins, e, 5, padding=2)
-        self.ear_mid = nn.Conv1d(e, e, 5, padding=2)
-        self.ear_out = nn.Conv1d(e, e, 3, padding=1)
-        self.ear_head = nn.Sequential(nn.Linear(e + temporal, 2 * e), nn.SiLU(), nn.Linear(2 * e, VISEMES))
+        self._init_ear(mel_bins, e, temporal)
         self.cond = nn.Sequential(nn.Linear(VISEMES, 2 * w), nn.SiLU(), nn.Linear(2 * w, 2 * w))
         # calibration of the ear (scripts/calibrate_lips.py): a regression to the world's mouth
         # parameters predicts their mean well and their swings muted; scale and shift per
@@ -84,17 +80,7 @@ class LipRefiner(nn.Module):
         b, n, win, bins = windows.shape
         if frames != n * self.temporal:
             raise ValueError(f"{frames} frames for {n} latent frames' mel windows (want {n * self.temporal})")
-        x = windows.reshape(b * n, win, bins).transpose(1, 2).to(self.head.weight.dtype)
-        x = F.gelu(self.ear_in(x))
-        x = F.gelu(self.ear_mid(x)) + x
-        x = F.gelu(self.ear_out(x)) + x  # (b*n, e, win)
-        feats = []
-        for i in range(self.temporal):
-            a = self.context + i * self.per_frame
-            feats.append(x[:, :, a : a + 2 * self.per_frame].mean(dim=2))
-        f = torch.stack(feats, dim=1)  # (b*n, temporal, e)
-        pos = torch.eye(self.temporal, device=f.device, dtype=f.dtype).expand(f.shape[0], -1, -1)
-        out = self.ear_head(torch.cat([f, pos], dim=-1))
+        _, out = self.hear(windows, self.context, self.per_frame, self.temporal)
         return torch.sigmoid(out.reshape(b * frames, VISEMES))
 
     def forward(self, frames: torch.Tensor, windows: torch.Tensor, visemes: torch.Tensor | None = None) -> torch.Tensor:
