@@ -107,35 +107,33 @@ class TokenLayout:
         return pos
 
     # -- masks -------------------------------------------------------------------------------
-    def chunk_frames(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For one chunk's tokens in sequence order [video | audio | text]: (latent frame of
-        each token within the chunk, -1 for text; is video; is audio), each (tokens,)."""
-        C, per, a = self.chunk_latents, self.grid[0] * self.grid[1], self.audio_per_latent
-        frame = torch.cat(
-            [
-                torch.arange(C).repeat_interleave(per),
-                torch.arange(C).repeat_interleave(a),
-                torch.full((self.text_tokens,), -1),
-            ]
-        )
-        kind = torch.cat([torch.zeros(C * per), torch.ones(C * a), torch.full((self.text_tokens,), 2)])
-        return frame, kind == 0, kind == 1
-
-    @staticmethod
-    def local_audio_mask(
-        frame_q: torch.Tensor, video_q: torch.Tensor, frame_k: torch.Tensor, audio_k: torch.Tensor
-    ) -> torch.Tensor:
-        """(queries, keys) bool, True = may attend: a video token does not read the audio
-        tokens of another latent frame (frames numbered alike for queries and keys)."""
-        return ~(video_q[:, None] & audio_k[None, :] & (frame_q[:, None] != frame_k[None, :]))
-
     def chunk_mask(self) -> torch.Tensor:
         """model.audio_local within one chunk (chunk tokens, chunk tokens)."""
-        frame, video, audio = self.chunk_frames()
-        return self.local_audio_mask(frame, video, frame, audio)
+        per = self.grid[0] * self.grid[1]
+        return chunk_audio_mask(self.chunk_latents, per, self.audio_per_latent, self.text_tokens)
 
     # -- RoPE --------------------------------------------------------------------------------
     def tables(self, positions: torch.Tensor, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin), each (tokens, head_dim / 2) float32, on `device`."""
         cos, sin = rope_tables(positions, self.rope_axes, self.rope_theta)
         return (cos, sin) if device is None else (cos.to(device), sin.to(device))
+
+
+def local_audio_mask(frame_q: torch.Tensor, video_q: torch.Tensor, frame_k: torch.Tensor, audio_k: torch.Tensor):
+    """(queries, keys) bool, True = may attend: a video token does not read the audio tokens of
+    another latent frame (frames numbered alike for queries and keys)."""
+    return ~(video_q[:, None] & audio_k[None, :] & (frame_q[:, None] != frame_k[None, :]))
+
+
+def chunk_audio_mask(frames: int, per: int, audio_per: int, text: int) -> torch.Tensor:
+    """`local_audio_mask` over one chunk's tokens [video | audio | text]: `frames` latent frames of
+    `per` patch tokens and `audio_per` audio tokens each, then `text` text tokens."""
+    frame = torch.cat(
+        [
+            torch.arange(frames).repeat_interleave(per),
+            torch.arange(frames).repeat_interleave(audio_per),
+            torch.full((text,), -1),
+        ]
+    )
+    kind = torch.cat([torch.zeros(frames * per), torch.ones(frames * audio_per), torch.full((text,), 2)])
+    return local_audio_mask(frame, kind == 0, frame, kind == 1)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import flowact_kernels as K
 
 from ..config import ModelConfig
-from .layout import TokenLayout
+from .layout import TokenLayout, chunk_audio_mask, local_audio_mask
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -304,8 +304,7 @@ class MMDiT(nn.Module):
         n_text = 0 if text is None else text.shape[1]
         key = (frames, per, a_per, n_text, str(device))
         if self._mask_key != key:
-            layout = TokenLayout((per, 1), frames, 0, a_per, n_text, (0, 0, 0), 1.0)
-            self._mask, self._mask_key = layout.chunk_mask().to(device), key
+            self._mask, self._mask_key = chunk_audio_mask(frames, per, a_per, n_text).to(device), key
         return self._mask
 
     # -- patching -----------------------------------------------------------------------
@@ -421,7 +420,7 @@ class MMDiT(nn.Module):
         if self.cfg.audio_local:
             fr = torch.tensor(frame_of, device=x.device)
             is_audio = torch.tensor([k == "audio" for k in kinds], device=x.device)
-            mask &= TokenLayout.local_audio_mask(fr, is_video & (g > 0), fr, is_audio)
+            mask &= local_audio_mask(fr, is_video & (g > 0), fr, is_audio)
         t_all = torch.cat(t_of, dim=1)  # (b, tokens)
         # group the tokens by weight set (attention does not care about order: the mask and
         # RoPE travel with them), so every set is one contiguous slice: no gathers/scatters

@@ -68,7 +68,8 @@ def build_cache(
         clip = make_clip(split_seed(cs, "train"), frames / FPS, p.video.width, p.video.height, split="train", **opens)
         ref = clip.reference()
         video = np.concatenate([ref[None], clip.render_all()[:frames]])
-        return clip, ref, torch.from_numpy(video).to(dev).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        x = torch.from_numpy(video).to(dev).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        return clip, video, x  # video: uint8 [reference | frames]
 
     if not keep_stats:  # the latent statistics, from the first STATS clips (every part process measures the same)
         model.vae.set_latent_stats([clip_video(i)[2] for i in range(min(STATS, clips))])
@@ -79,7 +80,8 @@ def build_cache(
             continue
         zs, refs, auds, prompts, vis, mouths = [], [], [], [], [], []
         for i in range(s0, min(clips, s0 + SHARD)):
-            clip, ref, x = clip_video(i)
+            clip, video, x = clip_video(i)
+            ref = video[0]
             with torch.no_grad():
                 z = model.vae.encode(x)[0].float()
             zs.append(z.cpu().numpy().astype(np.float16))
@@ -88,8 +90,7 @@ def build_cache(
             prompts.append([prompt_at(clip.segments, k / FPS) for k in range(frames)])
             if labels:
                 vis.append(clip.mouth.stack()[:frames].astype(np.float16))
-                video = ((x[0, :, 1:].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()
-                m = torch.from_numpy(mouth_masks(clip, 0, video))[None]
+                m = torch.from_numpy(mouth_masks(clip, 0, video[1:]))[None]
                 grid = mouth_grid(m, z.shape[1] - 1, tuple(z.shape[2:]))[0]
                 mouths.append((grid.numpy() * 255).astype(np.uint8))
             if on_clip:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import FlowactError
 from ..model import FlowActModel
+from ..model.audio import VISEMES
 from .objective import Objective, mouth_weights, to_video, wmean, world_visemes
 
 
@@ -28,28 +29,42 @@ class _LipRefinerObjective(Objective):
         return [prm for n, prm in model.lips.named_parameters() if cls.name == "lips" or n.startswith("ear_")]
 
 
-class VisemesObjective(_LipRefinerObjective):
-    name = "visemes"
+class _EarObjective(Objective):
+    """An ear alone on the world's audio: the chunk's mel windows -> each frame's mouth parameters,
+    against the world's (squared error). No frames are drawn, so a step costs ~1/40 of a lips step
+    and the ear hears many more voices. "r2": 1 - error / the batch's variance (0: no better than
+    the mean mouth). Subclasses say which ear (`predict`)."""
 
     def frames_needed(self, step_rng: np.random.Generator) -> int:
         return 8 * self.preset.vae.temporal * self.preset.stream.chunk_latents
 
+    def predict(self, windows: torch.Tensor, frames: int) -> torch.Tensor:
+        """(b * frames, 5) mouth parameters in [0, 1] from windows (b, latents, window, bins)."""
+        raise NotImplementedError
+
     def loss(self, samples, g):
-        """The lip refiner's ear alone: the chunk's mel windows -> each frame's mouth parameters,
-        against the world's (squared error). No frames are drawn, so a step costs ~1/40 of a lips
-        step and the ear can hear many more voices before the lips stage. "r2": 1 - error / the
-        batch's variance (0: no better than the mean mouth)."""
         if any(s.visemes is None for s in samples):
-            raise FlowactError("the visemes stage needs the world's mouth parameters: use --data synth")
+            raise FlowactError(f"the {self.name} stage needs the world's mouth parameters: use --data synth")
         T = len(samples[0].visemes)
         wins = self.audio_windows(samples, T // self.preset.vae.temporal)
         gt = world_visemes(samples, wins.device)
-        pred = self.model.lips.visemes(wins, T).float()
-        loss = F.mse_loss(pred, gt)
+        loss = F.mse_loss(self.predict(wins, T).float(), gt)
         return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
 
 
-class AudioObjective(Objective):
+class VisemesObjective(_EarObjective, _LipRefinerObjective):
+    """The lip refiner's ear alone."""
+
+    name = "visemes"
+
+    def predict(self, windows, frames):
+        return self.model.lips.visemes(windows, frames)
+
+
+class AudioObjective(_EarObjective):
+    """The transformer's audio encoder (audio.frame_tokens) alone, as the visemes stage teaches the
+    lip refiner's ear: its tokens then carry the mouth before the transformer learns to read them."""
+
     name = "audio"
 
     @staticmethod
@@ -62,21 +77,8 @@ class AudioObjective(Objective):
             )
         return list(model.audio.parameters())
 
-    def frames_needed(self, step_rng: np.random.Generator) -> int:
-        return 8 * self.preset.vae.temporal * self.preset.stream.chunk_latents
-
-    def loss(self, samples, g):
-        """The transformer's audio encoder (audio.frame_tokens) learns each frame's mouth
-        parameters from the sound, as the visemes stage teaches the lip refiner's ear: its
-        tokens then carry the mouth before the transformer learns to read them."""
-        if any(s.visemes is None for s in samples):
-            raise FlowactError("the audio stage needs the world's mouth parameters: use --data synth")
-        T = len(samples[0].visemes)
-        wins = self.audio_windows(samples, T // self.preset.vae.temporal)
-        gt = world_visemes(samples, wins.device)
-        pred = self.model.audio(wins, with_visemes=True)[1].reshape(-1, gt.shape[-1]).float()
-        loss = F.mse_loss(pred, gt)
-        return loss, {"r2": float(1 - loss.detach() / gt.var(dim=0).mean().clamp_min(1e-8))}
+    def predict(self, windows, frames):
+        return self.model.audio(windows, with_visemes=True)[1].reshape(-1, VISEMES)
 
 
 class LipsObjective(_LipRefinerObjective):
