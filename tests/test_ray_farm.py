@@ -280,3 +280,23 @@ def test_ray_is_an_extra_imported_only_for_a_farm():
     assert "ray>=2.9" in extras["ray"] and "ray>=2.9" in extras["dev"]  # CI installs dev: this file runs there
     code = "import sys, flowact.cli, flowact.batch, flowact.batch.farm; print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_scratch_of_a_killed_unreaped_actor_is_swept(tmp_path, monkeypatch):
+    """A SIGKILLed actor stays a zombie until its parent reaps it; its scratch folder is swept
+    anyway (the CI run that left one behind had a replacement that started before the reap)."""
+    from flowact.batch import farm
+
+    monkeypatch.setattr(farm.tempfile, "gettempdir", lambda: str(tmp_path))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    alive = tmp_path / f"{farm.SCRATCH}{os.getpid()}-live"
+    dead = tmp_path / f"{farm.SCRATCH}{child.pid}-dead"
+    alive.mkdir(), dead.mkdir()
+    farm._sweep_scratch()
+    assert alive.exists() and dead.exists()  # both running: nothing swept
+    child.kill()
+    time.sleep(0.3)  # killed, not waited for: a zombie
+    assert Path(f"/proc/{child.pid}").exists()
+    farm._sweep_scratch()
+    child.wait()
+    assert alive.exists() and not dead.exists()

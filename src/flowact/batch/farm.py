@@ -96,6 +96,7 @@ class FarmWorker:
         """Run `job` on copies of its inputs (`files`: kind -> (file name, bytes)); returns its
         result (with the driver's paths), the finished video's bytes when ok, and model loads."""
         self.engines.shipped[job.preset] = preset
+        _sweep_scratch()  # a killed actor may have been reaped only after this one started
         scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
         local = {}
         try:
@@ -128,13 +129,18 @@ def _sweep_scratch() -> None:
 
 
 def _running(pid: int) -> bool:
+    """Whether `pid` is a live process; a zombie (killed, not yet reaped by its parent) is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    try:  # Linux: the state letter follows the parenthesised command name
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def _as_driver_paths(r: JobResult, job: Job, local: dict[str, Path]) -> JobResult:
