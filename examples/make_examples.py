@@ -5,6 +5,11 @@
 character_N.png: neutral reference frames (256x256) of procedural characters;
 speech_LANG.wav: 16 kHz espeak-ng speech. Deterministic: the same files every run
 (given the same espeak-ng version).
+
+Not made here (real inputs for the photo route): astronaut.jpg is scikit-image's `astronaut()`
+(a public-domain NASA portrait of Eileen Collins) saved as a JPEG; human_speech.wav is the CMU
+ARCTIC utterance arctic_a0007 (a human voice) as shipped in pysptk's wheel, under the licence in
+human_speech.COPYING.
 """
 
 from __future__ import annotations

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import is_photo
 from .media.audio import write_wav
 from .render import Engine
+from .weights import bundled_path
+
+BENCH_PHOTO = "astronaut.jpg"  # scikit-image's public-domain NASA portrait (examples/astronaut.jpg)
 
 
 def bench_inputs(folder: Path, width: int, height: int, seconds: float, seed: int = 0) -> tuple[Path, Path]:
@@ -51,6 +55,8 @@ def run_bench(engine: Engine, seconds: float = 10.0, seed: int = 0, warmup_secon
     with tempfile.TemporaryDirectory(prefix="flowact-bench-") as tmp:
         folder = Path(tmp)
         image, audio = bench_inputs(folder, p.video.width, p.video.height, max(seconds, warmup_seconds), seed)
+        if is_photo(p):  # the photo route needs a face: a real portrait ships in the package
+            image = bundled_path(BENCH_PHOTO)
         engine.render(
             image,
             audio,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import cli_live, cli_train, cli_world
-from .config import DEFAULT_PRESET
+from .config import DEFAULT_PRESET, is_photo
 from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
     DeviceOpt,
@@ -21,6 +22,7 @@ from .cli_common import (
     Int8Opt,
     NoLipsOpt,
     PresetOpt,
+    RoutePresetOpt,
     RandomWeightsOpt,
     ThreadsOpt,
     WeightsOpt,
@@ -79,7 +81,7 @@ def render(
         ),
     ),
     prompt: str = typer.Option("", "--prompt", "-p", help="Behaviour prompt, e.g. 'speaking calmly', 'wave hello'."),
-    preset: PresetOpt = DEFAULT_PRESET,
+    preset: RoutePresetOpt = "auto",
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed and inputs give the same video."),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
@@ -210,7 +212,12 @@ def render(
     sigterm_as_interrupt()
     out = out if out is not None else f"{audio.stem}.flowact.mp4"
     # every input is checked before the model loads: bad input fails in milliseconds
+    from .route import route_preset
+
+    preset, why = route_preset(preset, image)
     p = load_preset(preset)
+    if why.startswith("auto"):
+        err.print(f"route: {p.name} ({why}; --preset forces one)")
     inputs = prepare_inputs(p, image, audio, fit.value)
     check_output(out)
     find_ffmpeg(ffmpeg)
@@ -382,9 +389,12 @@ def presets(
     rows = []
     for name in preset_names():
         p = load_preset(name)
-        cost = chunk_cost(p)
         w = p.weights
         source = f"bundled {w.bundled}" if w.bundled else (f"hub {w.hub.repo}" if w.hub else "none yet (random)")
+        if is_photo(p):
+            rows.append(_photo_row(p, source))
+            continue
+        cost = chunk_cost(p)
         rows.append(
             {
                 "name": name,
@@ -403,6 +413,7 @@ def presets(
                 "where": p.where,
                 "default": name == DEFAULT_PRESET,
                 "description": p.description,
+                "route": "toon",
             }
         )
         if ranks > 1:
@@ -425,6 +436,11 @@ def presets(
     ):
         t.add_column(col)
     for r in rows:
+        if r["route"] == "photo":
+            t.add_row(r["name"], f"up to {r['resolution']}", str(r["fps"]), f"{r['chunk_frames']} fr "
+                      f"({r['chunk_ms']:.0f} ms)", str(r["steps"]), f"{r['params_total'] / 1e6:.2f}M",
+                      "motion + warp", "a CPU core", r["weights"], r["where"])  # fmt: skip
+            continue
         t.add_row(
             r["name"] + (" (default)" if r["default"] else ""),
             r["resolution"],
@@ -440,6 +456,34 @@ def presets(
     out_console.print(t)
     if ranks > 1:
         out_console.print(_seq_parallel_table(rows, ranks))
+
+
+def _photo_row(p, source: str) -> dict:
+    """A photo preset's row: the motion engine's parameters (read from its weights file's header)."""
+    from . import weights as W
+
+    params = 0
+    if p.weights.bundled and W.bundled_path(p.weights.bundled).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(W.bundled_path(p.weights.bundled)), "pt") as f:
+            params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    return {
+        "name": p.name,
+        "route": "photo",
+        "resolution": f"{p.video.width}x{p.video.height}",
+        "fps": p.video.fps,
+        "chunk_frames": p.frames_per_chunk,
+        "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps,
+        "steps": 3,
+        "params": {"motion": params},
+        "params_total": params,
+        "flops_per_chunk": None,
+        "weights": source,
+        "where": p.where,
+        "default": False,
+        "description": p.description,
+    }
 
 
 def _seq_parallel_table(rows: list[dict], ranks: int) -> Table:

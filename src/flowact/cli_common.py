@@ -28,6 +28,7 @@ __all__ = [
     "NoLipsOpt",
     "Planner",
     "PresetOpt",
+    "RoutePresetOpt",
     "RandomWeightsOpt",
     "ThreadsOpt",
     "WeightsOpt",
@@ -50,6 +51,14 @@ class Planner(str, Enum):
 
 # the model options render, bench and live share (Typer's Annotated style: one definition each)
 PresetOpt = Annotated[str, typer.Option("--preset", help="Preset name (see `flowact presets`) or a YAML file.")]
+RoutePresetOpt = Annotated[
+    str,
+    typer.Option(
+        "--preset",
+        help="Preset name (see `flowact presets`) or a YAML file. auto: a photograph takes the photo route "
+        "(photo-512: its face moves), a drawn character the toon route (toon-128: the video model draws it).",
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda (or cuda:N)")]
 DtypeOpt = Annotated[
     Optional[str],

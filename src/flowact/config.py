@@ -163,6 +163,30 @@ class Preset:
         return tuple(shifted_timesteps(s.steps, s.shift))
 
 
+@dataclass(frozen=True)
+class PhotoPreset:
+    """The photo route: a motion engine (model/motion.py) makes 16 motion numbers a frame from
+    the speech and behaviour, and the photo rig (photo/) moves the photo's own pixels by them.
+    No video model: the output keeps the photo's framing, scaled so it fits `video`."""
+
+    name: str
+    description: str
+    video: VideoConfig  # the largest output: the photo is scaled to fit (never up), sides even
+    route: str = "photo"
+    chunk_frames: int = 8  # video frames per chunk (0.32 s at 25 fps, as toon-128)
+    queue_chunks: int = 2  # bounded queue between motion generation and the warp + encode
+    weights: WeightsConfig = WeightsConfig()  # the motion engine's
+    where: str = ""  # where it is meant to run, for `flowact presets`
+
+    @property
+    def frames_per_chunk(self) -> int:
+        return self.chunk_frames
+
+
+def is_photo(preset) -> bool:
+    return isinstance(preset, PhotoPreset)
+
+
 # -- loading and validation -------------------------------------------------------------
 
 
@@ -281,8 +305,9 @@ def preset_names() -> list[str]:
     return sorted(r.name[:-5] for r in resources.files("flowact_presets").iterdir() if r.name.endswith(".yaml"))
 
 
-def load_preset(name_or_path: str | Path = DEFAULT_PRESET) -> Preset:
-    """A bundled preset by name (`toon-128`) or any YAML file by path."""
+def load_preset(name_or_path: str | Path = DEFAULT_PRESET) -> Preset | PhotoPreset:
+    """A bundled preset by name (`toon-128`) or any YAML file by path; `route: photo` in the
+    YAML makes a `PhotoPreset`."""
     text_path = str(name_or_path)
     if text_path.endswith((".yaml", ".yml")) or "/" in text_path:
         path = Path(text_path)
@@ -298,4 +323,22 @@ def load_preset(name_or_path: str | Path = DEFAULT_PRESET) -> Preset:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise FlowactError(f"invalid YAML ({str(exc).splitlines()[0]})", path=src) from exc
+    if isinstance(data, dict) and data.get("route", "toon") == "photo":
+        return _check_photo(_build(PhotoPreset, data, "", src), src)
+    if isinstance(data, dict) and data.get("route", "toon") != "toon":
+        raise FlowactError(f"key 'route' must be toon or photo, got {data['route']!r}", path=src)
+    data = {k: v for k, v in data.items() if k != "route"} if isinstance(data, dict) else data
     return _check(_build(Preset, data, "", src), src)
+
+
+def _check_photo(p: PhotoPreset, src: str) -> PhotoPreset:
+    v = p.video
+    if v.width <= 0 or v.height <= 0 or v.width % 2 or v.height % 2:
+        raise FlowactError(f"key 'video' size {v.width}x{v.height} must be positive and even (H.264)", path=src)
+    if v.fps != 25:
+        raise FlowactError(
+            f"key 'video.fps' must be 25 (got {v.fps}): the motion engine is aligned to 25 fps", path=src
+        )
+    if p.chunk_frames < 1 or p.queue_chunks < 1:
+        raise FlowactError("key 'chunk_frames' and 'queue_chunks' must be >= 1", path=src)
+    return p

@@ -24,7 +24,7 @@ import torch
 import flowact_kernels
 
 from . import weights as W
-from .config import DEFAULT_PRESET, Preset, load_preset
+from .config import DEFAULT_PRESET, PhotoPreset, Preset, load_preset
 from .errors import FlowactError
 from .handoff import Stage, StageFailed
 from .media.audio import Audio, load_audio
@@ -113,12 +113,19 @@ def peak_memory_mb(device: torch.device) -> float:
 class RenderInputs:
     """A job's inputs, loaded and validated (before any model work)."""
 
-    reference: np.ndarray  # uint8 (height, width, 3) at the preset's size
+    reference: np.ndarray  # uint8 (height, width, 3) at the preset's size (photo route: the photo's framing)
     audio: Audio
     audio_path: Path
+    face: object = None  # photo route: the reference's face mesh (photo/face.py), found before any model work
 
 
-def prepare_inputs(preset: Preset, image: str | Path, audio: str | Path, fit: str = "cover") -> RenderInputs:
+def prepare_inputs(
+    preset: Preset | PhotoPreset, image: str | Path, audio: str | Path, fit: str = "cover"
+) -> RenderInputs:
+    if isinstance(preset, PhotoPreset):
+        from .render_photo import prepare_photo
+
+        return prepare_photo(preset, image, audio)
     reference = load_image(image, preset.video.width, preset.video.height, fit)
     return RenderInputs(reference, load_audio(audio, preset.audio.sample_rate), Path(audio))
 
@@ -172,7 +179,12 @@ class Engine:
         path of a CPU without native bf16, model/quant.py), "on" asks for it, "off" never."""
         if int8 not in INT8_MODES:
             raise FlowactError(f"unknown int8 mode '{int8}' (use {', '.join(INT8_MODES)})")
-        p = preset if isinstance(preset, Preset) else load_preset(preset)
+        p = preset if isinstance(preset, (Preset, PhotoPreset)) else load_preset(preset)
+        if isinstance(p, PhotoPreset):
+            from .render_photo import PhotoEngine
+
+            return PhotoEngine.load(p, device=device, weights=weights, random_weights=random_weights, seed=seed,
+                                    threads=threads)  # fmt: skip
         dev = pick_device(device)
         choice = choose_dtype(dtype, p.dtype, dev.type)
         dname = choice.name
@@ -196,6 +208,9 @@ class Engine:
                 raise FlowactError(f"--int8 on: {why}")
             int8_state = f"off ({why})" if why else "on"
         return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why, int8_state)
+
+    def prepare_inputs(self, image: str | Path, audio: str | Path, fit: str = "cover") -> "RenderInputs":
+        return prepare_inputs(self.preset, image, audio, fit)
 
     def conditions(self, compiled: bool = False) -> str:
         where = (
@@ -240,8 +255,8 @@ class Engine:
         p = self.preset
         overlap = p.stream.overlap_decode if overlap is None else overlap
         if inputs is None:
-            inputs = prepare_inputs(p, image, audio, fit)
-        run = _RenderRun(self, inputs, out, t_request, seed, max_seconds, on_chunk, sync_timing)
+            inputs = self.prepare_inputs(image, audio, fit)
+        run = self.run_class(self, inputs, out, t_request, seed, max_seconds, on_chunk, sync_timing)
         run.start(prompt, ffmpeg)
         decoder = Stage("decode", run.emit, p.stream.queue_chunks) if overlap else None
         failure: tuple[str, BaseException] | None = None  # (stage, error): the first stage that died
@@ -267,6 +282,9 @@ class _RenderRun:
     ffmpeg writer), `generate_all` (the chunk loop: audio tokens, transformer, hand-off),
     `emit` (decode and write one chunk: inline or in the decode stage), `finish` (flush the
     decode stage, finalise the file) and `report`."""
+
+    gen_stage = "transformer"  # the stage whose time is the generator's (generator_fps)
+    counted = "decode+encode"  # what e2e/RTF/TTFF count beside the generator
 
     def __init__(
         self,
@@ -299,13 +317,14 @@ class _RenderRun:
         }  # seconds per stage
         self.chunk_ms: list[float] = []
         self.done_frames = 0
-        self.gen = StreamGenerator(engine.model, seed)
+        self.seed = seed
         cuda = sync_timing and engine.device.type == "cuda"
         self.sync = (lambda: torch.cuda.synchronize(engine.device)) if cuda else (lambda: None)
 
     def start(self, prompt: str, ffmpeg: str | None) -> None:
         p, track, model = self.preset, self.inputs.audio, self.engine.model
         find_ffmpeg(ffmpeg)
+        self.gen = StreamGenerator(model, self.seed)
         t0 = time.perf_counter()
         with torch.no_grad():
             self.audio = AudioTrack(model, track.samples[: int(self.seconds * track.rate) + 1], self.engine.device)
@@ -339,6 +358,9 @@ class _RenderRun:
             keep -= len(frames)
             self.writer.write(frames)
             self.done_frames += len(frames)
+        self._chunk_done(k)
+
+    def _chunk_done(self, k: int) -> None:
         if self.on_chunk:
             self.on_chunk(
                 ChunkEvent(k, self.chunks, self.done_frames, self.total, time.perf_counter() - self.t_request)
@@ -416,11 +438,14 @@ class _RenderRun:
             wall_seconds=wall,
             ttff_seconds=(wstats.first_frame_at - self.t_request) if wstats.first_frame_at else None,
             e2e_fps=frames / wall,
-            generator_fps=frames / max(self.stages["transformer"], 1e-9),
+            generator_fps=frames / max(self.stages[self.gen_stage], 1e-9),
             realtime_factor=(frames / p.video.fps) / wall,
             chunk_ms=self.chunk_ms,
             stages={k: round(v, 4) for k, v in self.stages.items()},
             peak_memory_mb=peak_memory_mb(e.device),
             interrupted=interrupted,
-            conditions=e.conditions() + ", decode+encode counted in e2e/RTF/TTFF",
+            conditions=e.conditions() + f", {self.counted} counted in e2e/RTF/TTFF",
         )
+
+
+Engine.run_class = _RenderRun  # the render's phases; PhotoEngine has its own

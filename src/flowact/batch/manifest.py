@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import DEFAULT_PRESET
 from ..errors import FlowactError
+from ..route import AUTO, route_preset
 
 COLUMNS = ("image", "audio", "out", "prompt", "seed", "preset")  # also the order of a CSV without header
 
@@ -148,6 +150,12 @@ def _job(n: int, row, d: Defaults) -> Job:
         out = f"{Path(values['image']).stem}-{Path(values['audio']).stem}.flowact.mp4"
     if d.out_dir is not None and not Path(out).is_absolute():
         out = str(d.out_dir / out)
+    preset = values["preset"] or d.preset
+    if preset == AUTO:  # the route follows the picture: a photograph -> photo-512, a drawn character -> toon-128
+        try:
+            preset = route_preset(AUTO, values["image"])[0]
+        except FlowactError:  # an unreadable picture: the job's input check says so, as for any preset
+            preset = DEFAULT_PRESET
     return Job(
         n,
         values["image"],
@@ -155,5 +163,5 @@ def _job(n: int, row, d: Defaults) -> Job:
         out,
         values["prompt"] if values["prompt"] is not None else d.prompt,
         seed,
-        values["preset"] or d.preset,
+        preset,
     )

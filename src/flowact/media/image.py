@@ -20,12 +20,10 @@ FIT_MODES = ("cover", "contain")
 MIN_SIDE = 16
 
 
-def load_image(path: str | Path, width: int, height: int, fit: str = "cover") -> np.ndarray:
-    """Returns uint8 (height, width, 3)."""
+def _read(path: str | Path):
+    """The picture at `path` as an RGB PIL image, validated (one-line errors naming the file)."""
     from PIL import Image, UnidentifiedImageError
 
-    if fit not in FIT_MODES:
-        raise FlowactError(f"unknown fit mode {fit!r}; expected one of {', '.join(FIT_MODES)}")
     path = Path(path)
     if not path.exists():
         raise FlowactError("image file not found", path=path)
@@ -47,7 +45,35 @@ def load_image(path: str | Path, width: int, height: int, fit: str = "cover") ->
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
         img = Image.alpha_composite(bg, rgba)
-    img = img.convert("RGB")
+    return img.convert("RGB")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """The picture at its own size, uint8 (height, width, 3)."""
+    return np.asarray(_read(path), dtype=np.uint8)
+
+
+def fit_within(path: str | Path, width: int, height: int) -> np.ndarray:
+    """The picture at its own framing, scaled down (never up) to fit width x height, sides even
+    (H.264 needs them): uint8 (height', width', 3). The photo route keeps the user's framing."""
+    from PIL import Image
+
+    img = _read(path)
+    sw, sh = img.size
+    s = min(1.0, width / sw, height / sh)
+    nw, nh = max(MIN_SIDE, int(sw * s) // 2 * 2), max(MIN_SIDE, int(sh * s) // 2 * 2)
+    if (nw, nh) != (sw, sh):
+        img = img.resize((nw, nh), Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_image(path: str | Path, width: int, height: int, fit: str = "cover") -> np.ndarray:
+    """Returns uint8 (height, width, 3)."""
+    from PIL import Image
+
+    if fit not in FIT_MODES:
+        raise FlowactError(f"unknown fit mode {fit!r}; expected one of {', '.join(FIT_MODES)}")
+    img = _read(path)
     sw, sh = img.size
     if fit == "cover":
         s = max(width / sw, height / sh)

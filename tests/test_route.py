@@ -1,0 +1,67 @@
+"""The route a picture takes (photo vs drawn), photo presets, and the photo inputs' framing."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowact.config import PhotoPreset, is_photo, load_preset
+from flowact.errors import FlowactError
+from flowact.media.image import fit_within
+from flowact.route import flat_share, looks_like_photo, route_preset
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _jpeg(image: np.ndarray, quality: int = 80) -> np.ndarray:
+    b = io.BytesIO()
+    Image.fromarray(image).save(b, "JPEG", quality=quality)
+    return np.asarray(Image.open(b).convert("RGB"))
+
+
+@pytest.mark.parametrize("name", ["character_1.png", "character_2.png", "character_3.png", "character_4.png"])
+def test_drawn_characters_are_not_photos_even_as_jpeg(name):
+    drawn = np.asarray(Image.open(EXAMPLES / name).convert("RGB"))
+    assert not looks_like_photo(drawn) and not looks_like_photo(_jpeg(drawn))
+
+
+def test_photographs_are_photos_even_small():
+    import skimage.data
+
+    for photo in (skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()):
+        assert looks_like_photo(photo), flat_share(photo)
+        small = np.asarray(Image.fromarray(photo).resize((128, 128), Image.Resampling.LANCZOS))
+        assert looks_like_photo(small)
+
+
+def test_route_follows_the_picture_unless_forced(tmp_path):
+    assert route_preset("auto", EXAMPLES / "astronaut.jpg")[0] == "photo-512"
+    assert route_preset("auto", EXAMPLES / "character_1.png")[0] == "toon-128"
+    assert route_preset("toon-128", EXAMPLES / "astronaut.jpg") == ("toon-128", "--preset")
+    with pytest.raises(FlowactError, match="nope.png: image file not found"):
+        route_preset("auto", tmp_path / "nope.png")
+
+
+def test_photo_preset_loads_and_validates(tmp_path):
+    p = load_preset("photo-512")
+    assert is_photo(p) and isinstance(p, PhotoPreset) and p.frames_per_chunk == 8 and p.video.width == 512
+    assert not is_photo(load_preset("toon-128"))
+    bad = tmp_path / "odd.yaml"
+    bad.write_text("name: odd\nroute: photo\ndescription: x\nvideo: {width: 511, height: 512}\n")
+    with pytest.raises(FlowactError, match="odd.yaml: key 'video' size 511x512 must be positive and even"):
+        load_preset(str(bad))
+    bad.write_text("name: odd\nroute: cartoon\ndescription: x\nvideo: {width: 512, height: 512}\n")
+    with pytest.raises(FlowactError, match="key 'route' must be toon or photo"):
+        load_preset(str(bad))
+
+
+def test_photo_framing_is_kept_scaled_down_never_up(tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (301, 1001, 3), np.uint8)).save(wide)
+    a = fit_within(wide, 512, 512)
+    assert a.shape == (152, 512, 3)  # aspect kept (1001:301), sides even
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((101, 77, 3), np.uint8)).save(small)
+    assert fit_within(small, 512, 512).shape == (100, 76, 3)  # not upscaled, trimmed to even
