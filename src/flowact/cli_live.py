@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .config import DEFAULT_PRESET
+from .config import is_photo
 from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
     DeviceOpt,
@@ -18,7 +18,7 @@ from .cli_common import (
     Int8Mode,
     Int8Opt,
     Planner,
-    PresetOpt,
+    RoutePresetOpt,
     RandomWeightsOpt,
     WeightsOpt,
     load_engine,
@@ -36,7 +36,7 @@ def live(
     out: str = typer.Option(
         "live.mp4", "--out", "-o", help="Output .mp4, or '-' for a fragmented mp4 on stdout (pipe into a player)."
     ),
-    preset: PresetOpt = DEFAULT_PRESET,
+    preset: RoutePresetOpt = "auto",
     script: Optional[Path] = typer.Option(
         None,
         "--script",
@@ -122,7 +122,8 @@ def live(
     from .live import EventLog, LiveOptions, load_script, run_live
     from .media.audio import load_audio
     from .media.ffmpeg import check_output, find_ffmpeg
-    from .media.image import load_image
+    from .media.image import fit_within, load_image
+    from .route import route_preset
 
     sigterm_as_interrupt()
     if duration is not None and duration <= 0:
@@ -130,10 +131,18 @@ def live(
     if ahead is not None and not 0 < ahead <= 10:
         raise FlowactError("--ahead must be in (0, 10] seconds")
     # every input is checked before the model loads
+    preset = route_preset(preset, image)[0]
     p = load_preset(preset)
-    reference = load_image(image, p.video.width, p.video.height, fit.value)
+    face = None
+    if is_photo(p):  # the photo's framing, and its face found before any model loads
+        from .photo.face import detect_face
+
+        reference = fit_within(image, p.video.width, p.video.height)
+        face = detect_face(reference, source=str(image))
+    else:
+        reference = load_image(image, p.video.width, p.video.height, fit.value)
     lines = load_script(script) if script is not None else None
-    heard = load_audio(listen_audio, p.audio.sample_rate).samples if listen_audio is not None else None
+    heard = load_audio(listen_audio, 16_000).samples if listen_audio is not None else None
     check_output(out)
     find_ffmpeg(ffmpeg)
     if read_stdin is None:
@@ -175,6 +184,7 @@ def live(
             script=lines,
             script_base=script.parent if script is not None else None,
             listen_audio=heard,
+            face=face,
         )
         summary = report.to_dict()
         events.emit("summary", **summary)

@@ -33,12 +33,13 @@ from ..errors import FlowactError
 from ..handoff import POLL_SECONDS, StageFailed, put
 from ..media.audio import load_audio
 from ..render import peak_memory_mb, percentiles
-from ..stream.generator import StreamGenerator, TextTrack
+from ..stream.generator import TextTrack
 from .events import EventLog
 from .output import LiveWriter
 from .planner import NullPlanner, Observation, Plan, Planner, RulePlanner, Vad, default_prompt
 from .protocol import Command, ProtocolError, ScriptLine, parse_command
-from .speech import RATE, IncrementalAudio, ListenChannel, SpeechQueue
+from .chunks import chunk_maker
+from .speech import RATE, ListenChannel, SpeechQueue
 
 _END = object()
 
@@ -136,9 +137,11 @@ class LiveSession:
         events: EventLog,
         planner: Planner | None = None,
         listen_audio: np.ndarray | None = None,
+        face=None,
     ):
         self.engine, self.p, self.opt, self.events = engine, engine.preset, options, events
         self.reference = reference
+        self.face = face  # the photo route: the reference's face mesh (photo/face.py)
         self.fps = self.p.video.fps
         self.F = self.p.frames_per_chunk
         self.spf = RATE // self.fps
@@ -230,18 +233,14 @@ class LiveSession:
 
     def run(self, stdin: TextIO | None = None) -> LiveReport:
         engine, p = self.engine, self.p
-        model = engine.model
-        text = TextTrack(model)
-        warm_s = self._warm_up(text)
-
-        gen = StreamGenerator(model, self.opt.seed)
-        gen.start(self.reference)
-        audio = IncrementalAudio(model.audio, p.stream.chunk_latents, engine.device)
+        warm_s, primed = self._warm_up()
+        maker = chunk_maker(engine, self.reference, self.opt.seed, self.face, primed)
         speech, listen = SpeechQueue(), ListenChannel()
         own_vad, user_vad = Vad(), Vad()
         own_vad.warm_up()
         user_vad.warm_up()
-        writer = LiveWriter(self.opt.out, p.video.width, p.video.height, self.fps, RATE, ffmpeg=self.opt.ffmpeg)
+        h, w = self.reference.shape[:2]  # the preset's size (toon) or the photo's framing (photo route)
+        writer = LiveWriter(self.opt.out, w, h, self.fps, RATE, ffmpeg=self.opt.ffmpeg)
 
         self.t0 = self.events.t0 = time.perf_counter() + self.ahead
         self.events.emit(
@@ -308,15 +307,11 @@ class LiveSession:
                 )
                 plan = self.planner.update(obs)
                 # --- generate and decode
-                stage = "generation"
                 try:
                     with torch.no_grad():
-                        a, mel = audio.chunk(pcm, speech.peek(audio.lookahead_samples))
-                        z = gen.chunk(k, a, text.tokens(plan.prompt))
-                        stage = "decode"
-                        frames = gen.decode(z, mel)
+                        frames = maker.frames(k, pcm, speech.peek(maker.lookahead_samples), plan.prompt, plan.state)
                 except Exception as exc:  # noqa: BLE001 - raised once what was queued is written and the file finalised
-                    self._failure.append((stage, exc))
+                    self._failure.append((maker.stage, exc))
                     break
                 gen_s = time.perf_counter() - t_gen
                 self._gen_ms.append(gen_s * 1000)
@@ -355,24 +350,21 @@ class LiveSession:
         self.memory.append([round(t_end - self.t0, 2), round(rss_mb(), 1)])
         return self._report(frames_written, t_end, interrupted)
 
-    def _warm_up(self, text: TextTrack) -> float:
+    def _warm_up(self) -> tuple[float, TextTrack | None]:
         """A throwaway stream, so that first-call costs do not make chunk 0 late; returns the
-        second chunk's time (first-call costs paid), which sets the initial `ahead`."""
-        p, model = self.p, self.engine.model
-        for st in ("idle", "speaking", "listening", "thinking"):
-            text.tokens(default_prompt(st))  # encode the common prompts before the clock starts
-        warm = StreamGenerator(model, self.opt.seed)
-        warm.start(self.reference)
-        audio = IncrementalAudio(model.audio, p.stream.chunk_latents, self.engine.device)
-        silence = np.zeros(audio.chunk_samples, np.float32)
+        second chunk's time (first-call costs paid), which sets the initial `ahead`, and the
+        warm stream's prompt encoder (the common prompts encoded before the clock starts)."""
+        warm = chunk_maker(self.engine, self.reference, self.opt.seed, self.face)
+        warm.prime([default_prompt(st) for st in ("idle", "speaking", "listening", "thinking")])
+        silence = np.zeros(warm.chunk_samples, np.float32)
         for i in range(2):
             t = time.perf_counter()
-            a, mel = audio.chunk(silence, silence)
-            warm.decode(warm.chunk(i, a, text.tokens(default_prompt("idle"))), mel)
+            with torch.no_grad():
+                warm.frames(i, silence, silence, default_prompt("idle"), "idle")
             warm_s = time.perf_counter() - t
         if self.opt.ahead is None:
             self.ahead = min(self.opt.max_ahead, max(0.1, 1.5 * warm_s + 0.05))
-        return warm_s
+        return warm_s, getattr(warm, "text", None)
 
     def _apply_commands(
         self, ctl: "_Control", speech: SpeechQueue, listen: ListenChannel, tstream: float
@@ -591,9 +583,11 @@ def run_live(
     script_base: Path | None = None,
     listen_audio: np.ndarray | None = None,
     planner: Planner | None = None,
+    face=None,
 ) -> LiveReport:
-    """A whole live session as one call: commands from `stdin` (a text stream) and/or a `script`."""
-    session = LiveSession(engine, reference, options, events or EventLog(), planner, listen_audio)
+    """A whole live session as one call: commands from `stdin` (a text stream) and/or a `script`.
+    `face`: the reference's face mesh, on the photo route."""
+    session = LiveSession(engine, reference, options, events or EventLog(), planner, listen_audio, face)
     if script:
         session.play_script(script, script_base)
     return session.run(stdin)
