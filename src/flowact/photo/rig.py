@@ -1,0 +1,142 @@
+"""PhotoRig: a photo, its face mesh and everything a frame needs, precomputed once.
+
+The output keeps the photo's framing, scaled so its longer side is at most `size` (sides even
+for H.264). The rig's vertices (warp.py) are triangulated once (Delaunay); every pixel centre
+gets its triangle's three vertices and barycentric weights, stored as a sparse (pixels,
+vertices) matrix. A frame is then: vertex displacement (warp.py) -> the backward map at the
+vertices -> one sparse product (frames batched) that gives grid_sample's sampling grid directly
+(its coordinates are linear in position, so barycentrics interpolate them exactly) -> one
+bilinear grid_sample of the photo -> paint the open mouth (mouth.py).
+
+Backward map: an output pixel p shows the photo at q with q + d(q) = p. Solving it exactly
+would need a triangulation of the moved mesh per frame; q = p - d(p - d(p)) (one fixed-point
+step, taken at the vertices through the rest triangulation) is second-order accurate and cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as tF
+from PIL import Image
+from scipy.sparse import csr_matrix
+from scipy.spatial import Delaunay
+
+from ..world.motion_vector import MOTION_DIM, neutral_vector
+from . import face as F
+from .mouth import MouthPainter
+from .warp import TEETH, Deformer, build_deformer
+
+
+def output_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """The photo's framing scaled so the longer side is at most `size`, both sides even."""
+    s = min(1.0, size / max(width, height))
+    return max(2, int(round(width * s)) // 2 * 2), max(2, int(round(height * s)) // 2 * 2)
+
+
+@dataclass(frozen=True)
+class PhotoRig:
+    """image: (1, 3, H, W) float32 photo at output size (+0.5, so truncation rounds); mesh: its
+    FaceMesh in output pixels; weights: (H * W, V) barycentric weights of every pixel centre in
+    the rest triangulation `tri` of the deformer's vertices."""
+
+    image: torch.Tensor
+    mesh: F.FaceMesh
+    deformer: Deformer
+    tri: Delaunay
+    weights: csr_matrix
+    mouth: MouthPainter
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames."""
+        return self.image.shape[3], self.image.shape[2]
+
+    def render(self, motion: np.ndarray, reference: np.ndarray | None = None, chunk: int = 8) -> np.ndarray:
+        """motion: (frames, 16) float32 in MOTION_KEYS order; reference: (16,) the pose the photo
+        shows (default: neutral_vector()). Returns (frames, H, W, 3) uint8."""
+        motion = np.asarray(motion, np.float32).reshape(-1, MOTION_DIM)
+        ref = neutral_vector() if reference is None else np.asarray(reference, np.float32).reshape(MOTION_DIM)
+        disp = self.deformer.displace(motion - ref)  # (frames, V, 2)
+        rest = self.deformer.vertices[:, :2]
+        source = rest[None] - self._displacement_at(rest[None] - disp, disp)  # where each vertex's pixel comes from
+        w, h = self.size
+        # grid_sample coordinates (align_corners=False) are linear in position, so they interpolate exactly
+        source = (source * np.array([2.0 / w, 2.0 / h], np.float32) - 1.0).astype(np.float32)
+        moved = torch.from_numpy(rest[None] + disp)
+        out = np.empty((len(motion), h, w, 3), np.uint8)
+        V = len(rest)
+        for s in range(0, len(motion), chunk):
+            n = min(chunk, len(motion) - s)
+            grid = self.weights @ source[s : s + n].transpose(1, 0, 2).reshape(V, n * 2)  # (H*W, n*2)
+            grid = torch.from_numpy(grid).view(h, w, n, 2).permute(2, 0, 1, 3)
+            frames = tF.grid_sample(
+                self.image.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
+            )
+            for i in range(n):
+                self.mouth.paint(frames[i], moved[s + i], float(motion[s + i, TEETH] - ref[TEETH]))
+            torch.from_numpy(out[s : s + n]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
+        return out
+
+    def _displacement_at(self, points: np.ndarray, disp: np.ndarray) -> np.ndarray:
+        """The displacement field of each frame at `points` (frames, V, 2), through the rest
+        triangulation; points off it keep their own vertex's displacement. One fixed-point step
+        of the backward map q + d(q) = p, done at the vertices, where it is cheap."""
+        f, V = points.shape[:2]
+        flat = points.reshape(-1, 2).astype(np.float64)
+        simplex = self.tri.find_simplex(flat)
+        ok = simplex >= 0
+        T = self.tri.transform[simplex[ok]]
+        b2 = np.einsum("pij,pj->pi", T[:, :2], flat[ok] - T[:, 2])
+        bary = np.concatenate([b2, 1 - b2.sum(1, keepdims=True)], 1).astype(np.float32)
+        corners = self.tri.simplices[simplex[ok]]  # (p, 3) vertex ids
+        frame = np.repeat(np.arange(f), V)[ok]
+        out = disp.reshape(-1, 2).copy()
+        out[ok] = np.einsum("pk,pkc->pc", bary, disp[frame[:, None], corners])
+        return out.reshape(f, V, 2)
+
+
+def build_rig(photo: np.ndarray | str | Path, size: int = 512, name: str | Path | None = None) -> PhotoRig:
+    """A rig from an (H, W, 3) uint8 photo or an image path. Raises FlowactError (naming the file)
+    when the photo has no face."""
+    if isinstance(photo, (str, Path)):
+        name = name or photo
+        try:
+            photo = np.asarray(Image.open(photo).convert("RGB"))
+        except OSError as e:
+            raise F.FlowactError(f"cannot read the photo ({e})", path=photo) from None
+    photo = np.ascontiguousarray(np.asarray(photo)[..., :3], dtype=np.uint8)
+    mesh = F.analyse(photo, name or "photo")
+    H0, W0 = photo.shape[:2]
+    w, h = output_size(W0, H0, size)
+    if (w, h) != (W0, H0):
+        photo = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
+    sx, sy = w / W0, h / H0
+    pts = mesh.points * np.array([sx, sy, (sx + sy) / 2], np.float32)
+    b = mesh.box
+    mesh = F.FaceMesh(pts, (b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy), mesh.score)
+    deformer = build_deformer(pts, w, h)
+
+    # barycentric weights of every pixel centre in the rest triangulation (the border vertices
+    # sit on the frame's outer edges, so every pixel centre is inside)
+    tri = Delaunay(deformer.vertices[:, :2].astype(np.float64))
+    gy, gx = np.mgrid[0:h, 0:w]
+    px = np.stack([gx.ravel() + 0.5, gy.ravel() + 0.5], 1)
+    simplex = tri.find_simplex(px)
+    if (simplex < 0).any():
+        raise AssertionError("pixel centres outside the rig's triangulation")
+    T = tri.transform[simplex]
+    b2 = np.einsum("pij,pj->pi", T[:, :2], px - T[:, 2])
+    bary = np.concatenate([b2, 1 - b2.sum(1, keepdims=True)], 1).astype(np.float32)
+    indptr = np.arange(0, 3 * len(px) + 1, 3)
+    weights = csr_matrix((bary.ravel(), tri.simplices[simplex].ravel(), indptr), shape=(len(px), len(tri.points)))
+
+    image = torch.from_numpy(photo).permute(2, 0, 1).float().add(0.5).contiguous()[None]
+    mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod)
+    return PhotoRig(image, mesh, deformer, tri, weights, mouth)
+
+
+
