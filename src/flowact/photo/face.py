@@ -60,7 +60,9 @@ class FaceMesh:
     def eye_centres(self) -> np.ndarray:
         """(2, 2): the subject's right eye (image left) then left eye, mean of each lid contour."""
         p = self.points[:, :2]
-        return np.stack([p[list(RIGHT_EYE_UPPER + RIGHT_EYE_LOWER)].mean(0), p[list(LEFT_EYE_UPPER + LEFT_EYE_LOWER)].mean(0)])
+        return np.stack(
+            [p[list(RIGHT_EYE_UPPER + RIGHT_EYE_LOWER)].mean(0), p[list(LEFT_EYE_UPPER + LEFT_EYE_LOWER)].mean(0)]
+        )
 
     @property
     def inter_ocular(self) -> float:
@@ -129,7 +131,9 @@ def _affine_crop(image: np.ndarray, centre, side: float, angle: float, out: int)
     c, si = np.cos(angle) * s, np.sin(angle) * s
     h = out / 2
     m = np.array([[c, -si, centre[0] - c * h + si * h], [si, c, centre[1] - si * h - c * h]])
-    img = Image.fromarray(image).transform((out, out), Image.Transform.AFFINE, tuple(m.ravel()), Image.Resampling.BILINEAR)
+    img = Image.fromarray(image).transform(
+        (out, out), Image.Transform.AFFINE, tuple(m.ravel()), Image.Resampling.BILINEAR
+    )
     return np.asarray(img, np.float32), m
 
 
@@ -211,7 +215,7 @@ def analyse(image: np.ndarray, name: str | Path = "photo", min_presence: float =
     return FaceMesh(pts, tuple(float(v) for v in box), float(min(score, presence)))
 
 
-def _roi_from_points(pts: np.ndarray, scale: float = 1.25) -> tuple[np.ndarray, float, float]:
+def _roi_from_points(pts: np.ndarray, scale: float = 1.5) -> tuple[np.ndarray, float, float]:
     p = pts[:, :2]
     lo, hi = p.min(0), p.max(0)
     e = p[263] - p[33]
@@ -228,5 +232,6 @@ def track(image: np.ndarray, previous: FaceMesh) -> FaceMesh:
 
 def _no_face(name) -> FlowactError:
     return FlowactError(
-        f"{Path(str(name)).name}: no face found (the photo route needs a face; use --preset toon-128 for a drawn character)"
+        f"{Path(str(name)).name}: no face found "
+        "(the photo route needs a face; use --preset toon-128 for a drawn character)"
     )

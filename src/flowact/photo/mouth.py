@@ -38,7 +38,7 @@ class MouthPainter:
     box: tuple[int, int, int, int]
     upper: np.ndarray
     lower: np.ndarray
-    rest_gap: torch.Tensor
+    rest_gap: torch.Tensor  # (11,) the photo's own gap at each upper/lower inner-lip pair
     iod: float
     teeth: torch.Tensor
     cavity: torch.Tensor
@@ -56,14 +56,16 @@ class MouthPainter:
         y1 = int(min(h, lips[:, 1].max() + 0.8 * iod + 1))
         xs = torch.arange(x0, x1, dtype=torch.float32)
         yu, yl = _contours(torch.from_numpy(verts[up]), torch.from_numpy(verts[lo]), xs)
-        rest_gap = (yl - yu).clamp_min(0)
+        rest_gap = torch.from_numpy(np.clip(verts[lo, 1] - verts[up, 1], 0, None)).float()
         # colours from the photo: teeth from its own bright mouth pixels if it shows them, else
         # brightened skin; the cavity is the lip colour darkened
         yy, xx = np.mgrid[y0:y1, x0:x1]
         inside = (yy >= yu.numpy()[None] + 1) & (yy <= yl.numpy()[None] - 1)
         pix = image[y0:y1, x0:x1][inside].astype(np.float32)
         skin = image[int(verts[F.NOSE_TIP, 1]), int(verts[F.NOSE_TIP, 0])].astype(np.float32)
-        lip = image[verts[list(F.LIPS_OUTER_LOWER[3:-3]), 1].astype(int), verts[list(F.LIPS_OUTER_LOWER[3:-3]), 0].astype(int)]
+        lip = image[
+            verts[list(F.LIPS_OUTER_LOWER[3:-3]), 1].astype(int), verts[list(F.LIPS_OUTER_LOWER[3:-3]), 0].astype(int)
+        ]
         lip = lip.astype(np.float32).mean(0)
         teeth = 0.3 * skin + 0.7 * np.array([236, 230, 218], np.float32)
         if len(pix) > 20:
@@ -83,9 +85,13 @@ class MouthPainter:
         ys = torch.arange(y0, y1, dtype=torch.float32)[:, None]
         yu, yl = _contours(verts[self.upper], verts[self.lower], xs)
         gap = (yl - yu).clamp_min(0)
-        grown = _smooth((gap - self.rest_gap - 0.5) / (0.06 * self.iod))  # (x,)
-        if float(grown.max()) <= 0.0:
+        # how much wider each lip pair is than in the photo, along the moved mouth (turn-invariant)
+        pair = (verts[self.lower, 1] - verts[self.upper, 1]).clamp_min(0) - self.rest_gap
+        if float(pair.max()) <= 0.5:
             return
+        ux = verts[self.upper, 0]
+        o = torch.argsort(ux)
+        grown = _smooth((_interp(xs, ux[o].contiguous(), pair[o]) - 0.5) / (0.06 * self.iod))  # (x,)
         fe = 1.5
         inside = _smooth((ys - yu) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
         alpha = inside * grown  # (y, x)
@@ -94,8 +100,8 @@ class MouthPainter:
         across = (xs - xc) / half  # -1..1 corner to corner
         # upper teeth: a band under the upper lip, narrower than the mouth, shadowed at the top
         th = (0.3 * gap).clamp(max=0.11 * self.iod) * (1 + 0.6 * teeth_amount) + 1.0
-        band = _smooth((yu + th - ys) / 1.2 + 0.5) * _smooth((0.85 - across.abs()) * 6)
-        shade = 0.72 + 0.28 * _smooth((ys - yu) / 2.5)
+        band = _smooth((yu + th - ys) / 1.5 + 0.5) * _smooth((0.8 - across.abs()) * 4)
+        shade = (0.62 + 0.3 * _smooth((ys - yu) / 3.0)) * (1 - 0.25 * across.abs() ** 2)
         # tongue: a low ellipse resting on the lower lip
         ty = yl - 0.18 * gap
         r2 = (across / 0.6) ** 2 + ((ys - ty) / (0.3 * gap + 1e-3)) ** 2

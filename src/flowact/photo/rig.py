@@ -8,9 +8,11 @@ vertices -> one sparse product (frames batched) that gives grid_sample's samplin
 (its coordinates are linear in position, so barycentrics interpolate them exactly) -> one
 bilinear grid_sample of the photo -> paint the open mouth (mouth.py).
 
-Backward map: an output pixel p shows the photo at q with q + d(q) = p. Solving it exactly
-would need a triangulation of the moved mesh per frame; q = p - d(p - d(p)) (one fixed-point
-step, taken at the vertices through the rest triangulation) is second-order accurate and cheap.
+Backward map: an output pixel p shows the photo at q with q + d(q) = p; the rig uses
+q = p - d(p), exact where a region moves rigidly (the jaw drops as one piece, the head turns by
+a few pixels). Fixed-point refinement was tried and dropped: across the parting lips the field's
+gradient exceeds 1, the iteration does not converge there and it smeared the lower lip; that
+region is painted over by the mouth anyway.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class PhotoRig:
         ref = neutral_vector() if reference is None else np.asarray(reference, np.float32).reshape(MOTION_DIM)
         disp = self.deformer.displace(motion - ref)  # (frames, V, 2)
         rest = self.deformer.vertices[:, :2]
-        source = rest[None] - self._displacement_at(rest[None] - disp, disp)  # where each vertex's pixel comes from
+        source = rest[None] - disp  # first-order backward map (see the module docstring)
         w, h = self.size
         # grid_sample coordinates (align_corners=False) are linear in position, so they interpolate exactly
         source = (source * np.array([2.0 / w, 2.0 / h], np.float32) - 1.0).astype(np.float32)
@@ -80,23 +82,6 @@ class PhotoRig:
                 self.mouth.paint(frames[i], moved[s + i], float(motion[s + i, TEETH] - ref[TEETH]))
             torch.from_numpy(out[s : s + n]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
         return out
-
-    def _displacement_at(self, points: np.ndarray, disp: np.ndarray) -> np.ndarray:
-        """The displacement field of each frame at `points` (frames, V, 2), through the rest
-        triangulation; points off it keep their own vertex's displacement. One fixed-point step
-        of the backward map q + d(q) = p, done at the vertices, where it is cheap."""
-        f, V = points.shape[:2]
-        flat = points.reshape(-1, 2).astype(np.float64)
-        simplex = self.tri.find_simplex(flat)
-        ok = simplex >= 0
-        T = self.tri.transform[simplex[ok]]
-        b2 = np.einsum("pij,pj->pi", T[:, :2], flat[ok] - T[:, 2])
-        bary = np.concatenate([b2, 1 - b2.sum(1, keepdims=True)], 1).astype(np.float32)
-        corners = self.tri.simplices[simplex[ok]]  # (p, 3) vertex ids
-        frame = np.repeat(np.arange(f), V)[ok]
-        out = disp.reshape(-1, 2).copy()
-        out[ok] = np.einsum("pk,pkc->pc", bary, disp[frame[:, None], corners])
-        return out.reshape(f, V, 2)
 
 
 def build_rig(photo: np.ndarray | str | Path, size: int = 512, name: str | Path | None = None) -> PhotoRig:
@@ -134,9 +119,6 @@ def build_rig(photo: np.ndarray | str | Path, size: int = 512, name: str | Path 
     indptr = np.arange(0, 3 * len(px) + 1, 3)
     weights = csr_matrix((bary.ravel(), tri.simplices[simplex].ravel(), indptr), shape=(len(px), len(tri.points)))
 
-    image = torch.from_numpy(photo).permute(2, 0, 1).float().add(0.5).contiguous()[None]
+    image = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().add(0.5).contiguous()[None]
     mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod)
     return PhotoRig(image, mesh, deformer, tri, weights, mouth)
-
-
-

@@ -8,7 +8,7 @@ rotation is the only non-linear part: the face turns in 3-D about a pivot behind
 depth, orthographic projection), the ring turns with it and the neck follows partly.
 
 Amplitudes are in inter-ocular distances (IOD) so that any photo moves alike, chosen to match
-the synthetic world's cartoon (world/draw.py): mouth_open=1 drops the lower lip by ~0.4 IOD,
+the synthetic world's cartoon (world/draw.py): mouth_open=1 drops the lower lip by ~0.38 IOD,
 head yaw=1 is ~29 degrees, roll=1 is 0.35 rad as in the world.
 """
 
@@ -161,16 +161,16 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     jaw[below] = 0.35 * np.clip(1 - np.abs(v[below, 0] - mc[0]) / (1.5 * iod), 0, 1)
     jaw[list(F.MOUTH_CORNERS)] = 0.45
     jaw[inner_lo + outer_lo] = 1.0
-    drop = 0.42 * iod
+    drop = 0.38 * iod
     B[OPEN, :, 1] = drop * jaw
     B[OPEN, inner_up + outer_up, 1] = -0.05 * iod
     # lateral fields: lip points by their x offset, the cheeks by distance to the corners
     side = np.clip((v[:, 0] - mc[0]) / half_w, -1.3, 1.3)
-    near_corner = np.exp(-np.min(np.linalg.norm(v[:, None] - corners[None], axis=2), 1) ** 2 / (2 * (0.3 * iod) ** 2))
+    near_corner = np.exp(-(np.min(np.linalg.norm(v[:, None] - corners[None], axis=2), 1) ** 2) / (2 * (0.3 * iod) ** 2))
     lat = np.where(np.isin(np.arange(V), lips), side, np.sign(side) * near_corner * 0.8)
     lat[~is_face] = 0.0
-    B[WIDTH, :, 0] = 0.2 * iod * lat
-    B[ROUND, :, 0] = -0.25 * iod * lat
+    B[WIDTH, :, 0] = 0.15 * iod * lat
+    B[ROUND, :, 0] = -0.16 * iod * lat
     B[ROUND, outer_up, 1] = -0.04 * iod
     B[ROUND, outer_lo, 1] = 0.04 * iod
     # pressed lips: the inner lips meet (closing the photo's own gap) and the outer lips thin
@@ -188,13 +188,15 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     for lower in (F.RIGHT_EYE_LOWER[1:-1], F.LEFT_EYE_LOWER[1:-1]):
         B[SMILE, list(lower), 1] += -0.03 * iod
 
-    # ---- eyes: the upper lid comes down to the lower lid; the skin just above follows part way
+    # ---- eyes: the upper lid comes down to the lower lid; the skin just above follows part way.
+    # The backward map reads d at the destination, so the whole eye (centre and lower lid too)
+    # carries the lid's travel: every pixel of the eye then shows lid skin from above it.
     for up, lo, e in ((F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER, eye0), (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER, eye0 + 1)):
         up, lo = list(up[1:-1]), list(lo[1:-1])
         travel = xy[lo, 1] - xy[up, 1]
-        B[BLINK, up, 1] = 0.85 * travel
-        B[BLINK, lo, 1] = -0.15 * travel
-        B[BLINK, e, 1] = 0.5 * float(travel.mean())
+        B[BLINK, up, 1] = travel
+        B[BLINK, lo, 1] = 0.7 * travel
+        B[BLINK, e, 1] = 1.1 * float(travel.mean())
         lid = xy[up].mean(0)
         above = (v[:, 1] < lid[1] - 0.05 * iod) & is_face
         fall = np.exp(-np.sum((v - lid) ** 2, 1) / (2 * (0.15 * iod) ** 2)) * above
