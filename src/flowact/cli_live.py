@@ -135,10 +135,10 @@ def live(
     p = load_preset(preset)
     face = None
     if is_photo(p):  # the photo's framing, and its face found before any model loads
-        from .photo.face import detect_face
+        from .photo.face import analyse
 
         reference = fit_within(image, p.video.width, p.video.height)
-        face = detect_face(reference, source=str(image))
+        face = analyse(reference, name=str(image))
     else:
         reference = load_image(image, p.video.width, p.video.height, fit.value)
     lines = load_script(script) if script is not None else None

@@ -29,10 +29,10 @@ from .render import Engine, RenderInputs, _RenderRun, pick_device
 def prepare_photo(preset: PhotoPreset, image: str | Path, audio: str | Path) -> RenderInputs:
     """The photo at its framing (fitted to the preset's size) and its face mesh: a photo with no
     face fails here, in milliseconds, before any model loads."""
-    from .photo.face import detect_face
+    from .photo.face import analyse
 
     reference = fit_within(image, preset.video.width, preset.video.height)
-    face = detect_face(reference, source=str(image))
+    face = analyse(reference, name=str(image))
     return RenderInputs(reference, load_audio(audio, 16_000), Path(audio), face)
 
 
@@ -87,13 +87,14 @@ class _PhotoRun(_RenderRun):
                        "encode": 0.0}  # fmt: skip
 
     def start(self, prompt: str, ffmpeg: str | None) -> None:
-        from .photo.rig import PhotoRig
+        from .photo.rig import build_rig
         from .stream.motion import MotionStream
 
         find_ffmpeg(ffmpeg)
         self.prompt = prompt or None
         t0 = time.perf_counter()
-        self.rig = PhotoRig(self.inputs.reference, self.inputs.face)
+        h, w = self.inputs.reference.shape[:2]
+        self.rig = build_rig(self.inputs.reference, size=max(h, w), mesh=self.inputs.face)
         self.stream = MotionStream(self.engine.model, seed=self.seed)
         self.stages["reference"] = time.perf_counter() - t0
         track = self.inputs.audio

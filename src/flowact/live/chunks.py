@@ -46,10 +46,10 @@ class PhotoChunks:
     the past is kept here, the look-ahead is what has arrived (zeros beyond)."""
 
     def __init__(self, engine, reference: np.ndarray, face, seed: int):
-        from ..photo.rig import PhotoRig
+        from ..photo.rig import build_rig
         from ..stream.motion import MotionStream
 
-        self.rig = PhotoRig(reference, face)
+        self.rig = build_rig(reference, size=max(reference.shape[:2]), mesh=face)
         self.stream = MotionStream(engine.model, seed=seed)
         p = engine.preset
         self.chunk_samples = p.frames_per_chunk * (RATE // p.video.fps)

@@ -84,9 +84,45 @@ class PhotoRig:
         return out
 
 
-def build_rig(photo: np.ndarray | str | Path, size: int = 512, name: str | Path | None = None) -> PhotoRig:
+def pixel_weights(points: np.ndarray, simplices: np.ndarray, w: int, h: int) -> csr_matrix:
+    """(h * w, V) barycentric weights of every pixel centre in the triangulation, rasterised one
+    triangle at a time over its bounding box (scipy's point location took 1-8 s on some runs)."""
+    rows, cols, vals = [], [], []
+    done = np.zeros(h * w, bool)
+    for tri in simplices:
+        a, b, c = points[tri]
+        x0, x1 = max(0, int(np.floor(min(a[0], b[0], c[0]) - 0.5))), min(w - 1, int(np.ceil(max(a[0], b[0], c[0]))))
+        y0, y1 = max(0, int(np.floor(min(a[1], b[1], c[1]) - 0.5))), min(h - 1, int(np.ceil(max(a[1], b[1], c[1]))))
+        if x1 < x0 or y1 < y0:
+            continue
+        gy, gx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+        px, py = gx.ravel() + 0.5, gy.ravel() + 0.5
+        det = (b[1] - c[1]) * (a[0] - c[0]) + (c[0] - b[0]) * (a[1] - c[1])
+        if abs(det) < 1e-12:
+            continue
+        l0 = ((b[1] - c[1]) * (px - c[0]) + (c[0] - b[0]) * (py - c[1])) / det
+        l1 = ((c[1] - a[1]) * (px - c[0]) + (a[0] - c[0]) * (py - c[1])) / det
+        l2 = 1.0 - l0 - l1
+        idx = gy.ravel() * w + gx.ravel()
+        inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9) & ~done[idx]  # a shared edge's pixel: once
+        if not inside.any():
+            continue
+        idx = idx[inside]
+        done[idx] = True
+        rows.append(np.repeat(idx, 3))
+        cols.append(np.tile(tri, len(idx)))
+        vals.append(np.stack([l0[inside], l1[inside], l2[inside]], 1).ravel())
+    if not done.all():
+        raise AssertionError("pixel centres outside the rig's triangulation")
+    r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals).astype(np.float32)
+    return csr_matrix((v, (r, c)), shape=(h * w, len(points)))
+
+
+def build_rig(
+    photo: np.ndarray | str | Path, size: int = 512, name: str | Path | None = None, mesh: F.FaceMesh | None = None
+) -> PhotoRig:
     """A rig from an (H, W, 3) uint8 photo or an image path. Raises FlowactError (naming the file)
-    when the photo has no face."""
+    when the photo has no face. `mesh`: the photo's face mesh if it was found already."""
     if isinstance(photo, (str, Path)):
         name = name or photo
         try:
@@ -94,7 +130,7 @@ def build_rig(photo: np.ndarray | str | Path, size: int = 512, name: str | Path 
         except OSError as e:
             raise F.FlowactError(f"cannot read the photo ({e})", path=photo) from None
     photo = np.ascontiguousarray(np.asarray(photo)[..., :3], dtype=np.uint8)
-    mesh = F.analyse(photo, name or "photo")
+    mesh = mesh if mesh is not None else F.analyse(photo, name or "photo")
     H0, W0 = photo.shape[:2]
     w, h = output_size(W0, H0, size)
     if (w, h) != (W0, H0):
@@ -108,16 +144,7 @@ def build_rig(photo: np.ndarray | str | Path, size: int = 512, name: str | Path 
     # barycentric weights of every pixel centre in the rest triangulation (the border vertices
     # sit on the frame's outer edges, so every pixel centre is inside)
     tri = Delaunay(deformer.vertices[:, :2].astype(np.float64))
-    gy, gx = np.mgrid[0:h, 0:w]
-    px = np.stack([gx.ravel() + 0.5, gy.ravel() + 0.5], 1)
-    simplex = tri.find_simplex(px)
-    if (simplex < 0).any():
-        raise AssertionError("pixel centres outside the rig's triangulation")
-    T = tri.transform[simplex]
-    b2 = np.einsum("pij,pj->pi", T[:, :2], px - T[:, 2])
-    bary = np.concatenate([b2, 1 - b2.sum(1, keepdims=True)], 1).astype(np.float32)
-    indptr = np.arange(0, 3 * len(px) + 1, 3)
-    weights = csr_matrix((bary.ravel(), tri.simplices[simplex].ravel(), indptr), shape=(len(px), len(tri.points)))
+    weights = pixel_weights(tri.points, tri.simplices, w, h)
 
     image = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().add(0.5).contiguous()[None]
     mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod)
