@@ -67,14 +67,14 @@ class MouthPainter:
             verts[list(F.LIPS_OUTER_LOWER[3:-3]), 1].astype(int), verts[list(F.LIPS_OUTER_LOWER[3:-3]), 0].astype(int)
         ]
         lip = lip.astype(np.float32).mean(0)
-        teeth = 0.3 * skin + 0.7 * np.array([236, 230, 218], np.float32)
+        teeth = 0.35 * skin + 0.65 * np.array([222, 214, 200], np.float32)
         if len(pix) > 20:
             lum = pix.mean(1)
             bright = pix[lum >= np.percentile(lum, 70)].mean(0)
             if bright.mean() > 130 and bright.max() - bright.min() < 60:
                 teeth = 0.6 * bright + 0.4 * teeth
-        cavity = 0.22 * lip + np.array([14, 3, 5], np.float32)
-        tongue = 0.55 * lip + np.array([40, 8, 12], np.float32)
+        cavity = 0.2 * lip + np.array([10, 2, 3], np.float32)
+        tongue = 0.5 * lip + np.array([18, 2, 6], np.float32)
         t = lambda c: torch.tensor(c, dtype=torch.float32).view(3, 1, 1)  # noqa: E731
         return cls((y0, y1, x0, x1), up, lo, rest_gap, float(iod), t(teeth), t(cavity), t(tongue))
 
@@ -94,10 +94,11 @@ class MouthPainter:
         grown = _smooth((_interp(xs, ux[o].contiguous(), pair[o]) - 0.5) / (0.06 * self.iod))  # (x,)
         fe = 1.5
         inside = _smooth((ys - yu) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
-        alpha = inside * grown  # (y, x)
         xc = 0.5 * (verts[self.upper[0], 0] + verts[self.upper[-1], 0])
         half = 0.5 * (verts[self.upper[-1], 0] - verts[self.upper[0], 0]).abs().clamp_min(1.0)
         across = (xs - xc) / half  # -1..1 corner to corner
+        # the corners stay lips: a thin gap there shows as specks if painted
+        alpha = inside * grown * _smooth((1 - across.abs()) * 5)  # (y, x)
         # upper teeth: a band under the upper lip, narrower than the mouth, shadowed at the top
         th = (0.3 * gap).clamp(max=0.11 * self.iod) * (1 + 0.6 * teeth_amount) + 1.0
         band = _smooth((yu + th - ys) / 1.5 + 0.5) * _smooth((0.8 - across.abs()) * 4)
@@ -105,8 +106,10 @@ class MouthPainter:
         # tongue: a low ellipse resting on the lower lip
         ty = yl - 0.18 * gap
         r2 = (across / 0.6) ** 2 + ((ys - ty) / (0.3 * gap + 1e-3)) ** 2
-        tongue = _smooth((1 - r2) * 3) * _smooth((gap - 0.15 * self.iod) / (0.1 * self.iod))
-        col = self.cavity * (0.8 + 0.2 * (1 - across.abs()))
+        tongue = 0.6 * _smooth((1 - r2) * 2) * _smooth((gap - 0.2 * self.iod) / (0.12 * self.iod))
+        # the cavity: darkest behind the teeth and at the sides, a little light at the back
+        depth = _smooth((ys - yu) / (gap + 1e-3))
+        col = self.cavity * (0.55 + 0.45 * (1 - across.abs() ** 2)) * (0.7 + 0.3 * depth)
         col = col + (self.tongue - col) * tongue
         col = col + (self.teeth * shade - col) * band
         roi = frame[:, y0:y1, x0:x1]
