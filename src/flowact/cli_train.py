@@ -17,7 +17,13 @@ from .errors import FlowactError
 # the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
 StageName = Enum(
     "StageName",
-    {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips", "audio")},
+    {
+        n: n
+        for n in (
+            *("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips", "audio"),
+            *("motion-audio", "motion-pretrain", "motion-selfforce", "motion-distill"),
+        )
+    },
     type=str,
 )
 
@@ -36,7 +42,9 @@ def train(
             "vae | decoder (vae with the encoder frozen) | pretrain | selfforce | distill | visemes (the "
             "lip refiner's ear: audio -> mouth parameters, no frames drawn) | lips (the lip refiner, "
             "on a finished model) | audio (the transformer's own audio encoder, audio.frame_tokens: "
-            "audio -> mouth parameters)"
+            "audio -> mouth parameters) | motion-audio | motion-pretrain | motion-selfforce | motion-distill "
+            "(the motion engine, train/motion.py: --out is its run folder, --data synth[:SEED] or a cache .npz; "
+            "--preset is not used)"
         ),
     ),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
@@ -167,6 +175,25 @@ def train(
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
     stage = stage.value
+    if stage.startswith("motion-"):
+        _train_motion(
+            stage,
+            data,
+            out,
+            steps,
+            batch,
+            lr,
+            warmup,
+            seed,
+            init,
+            teacher,
+            resume,
+            save_every,
+            teacher_steps,
+            guidance,
+            as_json,
+        )
+        return
     run = TrainRun(
         stage=stage,
         preset=load_preset(preset),
@@ -217,6 +244,58 @@ def train(
             f"over steps {summary['resumed_from']}..{steps}"
             + (f" on {summary['world']} ranks (batch {summary['batch']})" if summary["world"] > 1 else "")
             + f"; weights: {summary['weights']}"
+        )
+
+
+def _train_motion(
+    stage,
+    data,
+    out,
+    steps,
+    batch,
+    lr,
+    warmup,
+    seed,
+    init,
+    teacher,
+    resume,
+    save_every,
+    teacher_steps,
+    guidance,
+    as_json,
+) -> None:
+    """The motion engine's stages (train/motion.py), on CPU: the model is small."""
+    from .train.motion import MotionRun, MotionSettings, train_motion
+
+    cache_file = None
+    if data.startswith("synth"):
+        seed = int(data.split(":", 1)[1]) if ":" in data else seed
+    else:
+        cache_file = Path(data)
+        if not cache_file.is_file():
+            raise FlowactError(f"--data for a motion stage is synth[:SEED] or a motion cache .npz, got '{data}'")
+    run = MotionRun(
+        stage=stage,
+        out=out,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        warmup=warmup,
+        seed=seed,
+        init=init,
+        teacher=teacher,
+        resume=resume,
+        save_every=save_every,
+        cache=cache_file,
+        settings=MotionSettings(teacher_steps=teacher_steps, guidance=guidance),
+    )
+    summary = train_motion(run)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        stderr_console(soft_wrap=False).print(
+            f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} over steps "
+            f"{summary['resumed_from']}..{steps} in {summary['seconds']:.0f} s; weights: {summary['weights']}"
         )
 
 

@@ -1,0 +1,354 @@
+"""The motion MMDiT: FlowAct-R1's transformer over per-frame motion vectors (world/motion_vector.py)
+instead of video latents, for the renderers that move a photo.
+
+Token streams, each with its own weight set (projection, norms, MLP; mmdit.WeightSet):
+
+    motion     one token per video frame: the 16 motion numbers (noised) -> width, plus the frame's
+               own audio features through a frame-local projection (lip sync at lag 0)
+    audio      one token per video frame: an ear (model/audio.py Ear) over the log-mel window of
+               the frame's own 40 ms, `context_ms` before and `lookahead_ms` after
+    behaviour  one token per chunk: the state (world/behaviour.py STATES) and the prompt's words
+
+Attention is joint over the streams and the memory bank's cached motion keys/values. Timestep
+conditioning is AdaLN-single with one t per chunk. Positions are 1-D RoPE in time: audio token f
+and motion token f share frame f's position. `MotionLayout` is the one place where slots and
+positions are laid out, for the stream (stream/motion.py) and training (train/motion.py) alike:
+
+    reference 0 | long-term 1..L | short-term L+1..L+C | chunk being denoised L+C+1..L+2C
+
+A memory frame's keys/values come from a pass over its own chunk alone (at the memory noise
+level), so training can rebuild them exactly from the clip: the chunk is placed so that the kept
+frame sits at its slot, and RoPE's relative angles make that pass equal to the stream's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .audio import HOP, LOG_FLOOR, N_FFT, VISEMES, Ear, LogMel
+from .mmdit import WeightSet, modulate, timestep_embedding
+from .rope import axis_frequencies
+from .text import MAX_WORDS, tokenize
+
+MOTION_DIM = 16  # world/motion_vector.py MOTION_DIM (the model does not import the world)
+MEL_PER_FRAME = 4  # 10 ms mel frames per 40 ms video frame
+STATES = ("idle", "speaking", "listening", "thinking", "waving", "nodding", "pointing", "shrugging", "head_tilt")
+STREAMS = ("motion", "audio", "behaviour")
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    width: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 3.0
+    mel_bins: int = 40
+    ear_width: int = 64
+    context_ms: int = 200  # past audio each frame hears
+    lookahead_ms: int = 80  # future audio (lips anticipate sound)
+    chunk_frames: int = 8
+    long_term: int = 4
+    long_term_stride: int = 12  # one of every N frames leaving short-term memory is kept
+    vocab: int = 128  # hashed prompt words (model/text.py tokenize)
+    rope_theta: float = 100.0
+    states: tuple[str, ...] = field(default=STATES)
+
+    @property
+    def context(self) -> int:
+        return self.context_ms // 10
+
+    @property
+    def lookahead(self) -> int:
+        return self.lookahead_ms // 10
+
+    @property
+    def window(self) -> int:
+        """Mel frames one video frame's audio token hears."""
+        return self.context + MEL_PER_FRAME + self.lookahead
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "MotionConfig":
+        d = json.loads(text)
+        d["states"] = tuple(d["states"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class MotionLayout:
+    """Slots, positions and the long-term policy, shared by the stream and training."""
+
+    chunk: int  # C frames per chunk
+    long_term: int  # L
+    stride: int
+
+    @classmethod
+    def of(cls, cfg: MotionConfig) -> "MotionLayout":
+        return cls(cfg.chunk_frames, cfg.long_term, cfg.long_term_stride)
+
+    @property
+    def slots(self) -> int:
+        """Memory slots: reference, long-term, short-term."""
+        return 1 + self.long_term + self.chunk
+
+    @property
+    def chunk_time(self) -> int:
+        """Position of the first frame of the chunk being denoised."""
+        return 1 + self.long_term + self.chunk
+
+    def slot_times(self) -> torch.Tensor:
+        return torch.arange(self.slots, dtype=torch.float32)
+
+    def chunk_times(self, first: float | None = None) -> torch.Tensor:
+        """Positions of a chunk's tokens [motion (C) | audio (C) | behaviour (1)], its first frame
+        at `first` (default: the chunk being denoised)."""
+        t0 = float(self.chunk_time if first is None else first)
+        frames = t0 + torch.arange(self.chunk, dtype=torch.float32)
+        return torch.cat([frames, frames, torch.tensor([t0 + (self.chunk - 1) / 2])])
+
+    def memory_frames(self, index: int) -> tuple[list[int | None], list[int]]:
+        """Which stream frames the bank holds while chunk `index` is denoised: (long-term slots,
+        oldest first, None = empty; short-term frames). Frames that leave short-term memory are
+        kept when frame % stride == 0, the newest L of them."""
+        c = self.chunk
+        short = list(range(c * (index - 1), c * index)) if index > 0 else []
+        left = c * (index - 1) if index > 1 else 0  # frames [0, left) have left short-term memory
+        kept = [f for f in range(0, left, self.stride)][-self.long_term :] if self.long_term else []
+        return [None] * (self.long_term - len(kept)) + kept, short
+
+    def window(self, index: int) -> tuple[list[int], list[float], list[list[bool]]]:
+        """The chunks that training (and the recomputing reference) places to denoise chunk `index`
+        as the stream does: L long-term slots, the short-term chunk, the chunk itself. Per entry: the
+        stream chunk (-1: empty slot), the position of its first frame (a long-term chunk sits so that
+        its kept frame lands on its slot), and which of its frames the last chunk reads."""
+        c = self.chunk
+        lt, st = self.memory_frames(index)
+        chunks, firsts, keep = [], [], []
+        for j, f in enumerate(lt):
+            chunks.append(-1 if f is None else f // c)
+            firsts.append(float(1 + j - (0 if f is None else f % c)))
+            keep.append([f is not None and i == f % c for i in range(c)])
+        chunks.append(index - 1 if st else -1)
+        firsts.append(float(1 + self.long_term))
+        keep.append([bool(st)] * c)
+        chunks.append(index)
+        firsts.append(float(self.chunk_time))
+        keep.append([False] * c)
+        return chunks, firsts, keep
+
+
+def rope(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Time positions (..., tokens) -> (cos, sin), each (..., tokens, head_dim/2) float32."""
+    ang = pos.double()[..., None] * axis_frequencies(head_dim // 2, theta)
+    return ang.cos().float(), ang.sin().float()
+
+
+def rms(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    # plain ops: F.rms_norm costs ~3x more per call at these tiny shapes on CPU
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE on (..., tokens, head_dim), halves as pairs; cos/sin (tokens, head_dim/2)."""
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+def mel_frames(mel: LogMel, samples: torch.Tensor) -> torch.Tensor:
+    """samples (n,) at 16 kHz, starting N_FFT/2 before the first mel frame's centre -> log-mel
+    (frames, bins), frame m centred at sample N_FFT/2 + m*HOP. No edge padding, so a chunk's mel
+    equals the same rows of the whole clip's mel."""
+    spec = torch.stft(samples.float(), N_FFT, HOP, window=mel.window, center=False, return_complex=True)
+    m = (mel.fb @ spec.abs().pow(2)).clamp_min(1e-5).log()
+    return ((m - LOG_FLOOR) / 8.0 - 1.0).T
+
+
+def frame_windows(mel: torch.Tensor, frames: int, window: int) -> torch.Tensor:
+    """mel (..., rows, bins) whose row 0 is the first frame's window start -> (..., frames, window, bins)."""
+    w = mel.unfold(-2, window, MEL_PER_FRAME)[..., :frames, :, :]  # (..., frames, bins, window)
+    return w.transpose(-1, -2)
+
+
+class MotionBlock(nn.Module):
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.sets = nn.ModuleDict({s: WeightSet(cfg.width, cfg.heads, cfg.mlp_ratio) for s in STREAMS})
+
+    def forward(self, segs, mods, cos, sin, mem_k=None, mem_v=None, mask=None, kv_only=False, last=False):
+        """segs: [(stream, tokens (b, n, width))]; mods: stream -> (b, 6, width) or per token
+        (b, n, 6, width); cos/sin: (..., tokens, head_dim/2) over the concatenated segments; mem_k
+        (rotated) / mem_v: (b, heads, slots, head_dim) read before the tokens; mask: bool, True = may
+        attend, broadcast to (b, heads, tokens, slots + tokens). Returns (segments, k (normed,
+        unrotated), v) of all tokens; `kv_only`: keys/values are all that is needed (no attention);
+        `last`: only the first segment's output is needed (the motion tokens)."""
+        qs, ks, vs, ms = [], [], [], []
+        for name, x in segs:
+            ws = self.sets[name]
+            m = mods[name] + ws.mod_table
+            q, k, v = ws.qkv_heads(x, m[..., 0, :], m[..., 1, :])
+            if not kv_only:
+                qs.append(rms(q, ws.q_norm))
+            ks.append(rms(k, ws.k_norm))
+            vs.append(v)
+            ms.append(m)
+        k0 = torch.cat(ks, 2) if len(ks) > 1 else ks[0]
+        v0 = torch.cat(vs, 2) if len(vs) > 1 else vs[0]
+        if kv_only:
+            return segs, k0, v0
+        q = rotate(torch.cat(qs, 2) if len(qs) > 1 else qs[0], cos, sin)
+        k, v = rotate(k0, cos, sin), v0
+        if mem_k is not None:
+            k, v = torch.cat([mem_k, k], 2), torch.cat([mem_v, v], 2)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        b, h, n, d = a.shape
+        a = a.transpose(1, 2).reshape(b, n, h * d)
+        out, start = [], 0
+        for (name, x), m in zip(segs[:1] if last else segs, ms):
+            n = x.shape[1]
+            out.append((name, self.sets[name].finish(x, a[:, start : start + n], m)))
+            start += n
+        return out, k0, v0
+
+
+class MotionDiT(nn.Module, Ear):
+    """Velocity of the normalised motion (motion - reference) / scale, given audio, behaviour,
+    a timestep per chunk and the memory bank. `mean`/`scale` are the training data's statistics."""
+
+    def __init__(self, cfg: MotionConfig = MotionConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.layout = MotionLayout.of(cfg)
+        w = cfg.width
+        self.mel = LogMel(cfg.mel_bins)
+        self._init_ear(cfg.mel_bins, cfg.ear_width, 1)
+        feat = cfg.ear_width + VISEMES
+        self.audio_in = nn.Linear(feat, w)
+        self.audio_local = nn.Linear(feat, w)  # frame f's audio straight into motion token f
+        self.audio_null = nn.Parameter(torch.zeros(feat))  # "no audio" (guidance)
+        self.motion_in = nn.Linear(MOTION_DIM, w)
+        self.ref_embed = nn.Parameter(torch.zeros(w))
+        self.state_embed = nn.Embedding(len(cfg.states) + 1, w)  # 0: no state given
+        self.words = nn.EmbeddingBag(cfg.vocab, w, mode="mean", padding_idx=0)
+        self.t_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
+        self.final_mod = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
+        self.out = nn.Linear(w, MOTION_DIM)
+        self.blocks = nn.ModuleList(MotionBlock(cfg) for _ in range(cfg.depth))
+        self.register_buffer("mean", torch.zeros(MOTION_DIM))
+        self.register_buffer("scale", torch.ones(MOTION_DIM))
+        for lin in (self.out, self.final_mod[1], self.adaln[1]):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    # -- conditioning --------------------------------------------------------------------------
+    def audio_features(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """windows (b, frames, window, bins) -> (features (b, frames, ear_width + 5), mouth logits (b, frames, 5))."""
+        b, n = windows.shape[:2]
+        f, logits = self.hear(windows, self.cfg.context, MEL_PER_FRAME, 1)
+        feat = torch.cat([f[:, 0], torch.sigmoid(logits[:, 0])], dim=-1)
+        return feat.view(b, n, -1), logits.view(b, n, VISEMES)
+
+    def behaviour(self, state: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """state (b,) long (0 = none, i + 1 = STATES[i]); words (b, MAX_WORDS) long, 0 = pad -> (b, width)."""
+        return self.state_embed(state) + self.words(words)
+
+    def state_id(self, state: str | None) -> int:
+        return 0 if not state else self.cfg.states.index(state) + 1
+
+    def word_ids(self, prompt: str | None) -> torch.Tensor:
+        ids = torch.zeros(MAX_WORDS, dtype=torch.long)
+        r = tokenize(prompt or "", self.cfg.vocab)
+        ids[: len(r)] = torch.tensor(r, dtype=torch.long)
+        return ids
+
+    def modulation(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """t (...,) -> (AdaLN-single (..., 6, width), final (..., 2, width))."""
+        e = self.t_mlp(timestep_embedding(t.reshape(-1), self.cfg.width).to(self.out.weight.dtype))
+        w = self.cfg.width
+        return self.adaln(e).view(*t.shape, 6, w), self.final_mod(e).view(*t.shape, 2, w)
+
+    def normalise(self, motion: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return (motion - reference.unsqueeze(-2)) / self.scale
+
+    def denormalise(self, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + reference.unsqueeze(-2)
+
+    def reference_token(self, reference: torch.Tensor) -> torch.Tensor:
+        """reference (b, 16) -> (b, 1, width)."""
+        return (self.motion_in((reference - self.mean) / self.scale) + self.ref_embed)[:, None]
+
+    def motion_tokens(self, x: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """x (b, n, 16) normalised noisy motion, audio features (b, n, feat) -> (b, n, width)."""
+        return self.motion_in(x) + self.audio_local(audio)
+
+    def condition_tokens(self, audio: torch.Tensor, behaviour: torch.Tensor):
+        """audio features (b, n, feat), behaviour (b, k, width) -> [(stream, tokens)]."""
+        return [("audio", self.audio_in(audio)), ("behaviour", behaviour)]
+
+    # -- passes ---------------------------------------------------------------------------------
+    def run(self, segs, mods, final, cos, sin, memory=None, mask=None, kv_only=False):
+        """The blocks. mods: stream -> modulation; final: the first segment's final (..., 2, width);
+        memory: per layer (k rotated, v) read before the tokens, or None. Returns (the first segment's
+        velocity, or None with `kv_only`; [(k normed unrotated, v)] per layer of all tokens)."""
+        kv = []
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            mk, mv = memory[i] if memory is not None else (None, None)
+            segs, k, v = blk(segs, mods, cos, sin, mk, mv, mask, kv_only=kv_only and i == last, last=i == last)
+            kv.append((k, v))
+        if kv_only:
+            return None, kv
+        f = final.unbind(-2)
+        return self.out(modulate(segs[0][1], f[0], f[1])), kv
+
+    def condition_kv(self, audio: torch.Tensor, behaviour: torch.Tensor, clean_mods, cos, sin):
+        """A chunk's condition tokens through the blocks once (they read only each other, modulated
+        as clean): per layer (k rotated at cos/sin, v), (b, heads, n, head_dim)."""
+        mods = {"audio": clean_mods, "behaviour": clean_mods}
+        _, kv = self.run(self.condition_tokens(audio, behaviour), mods, None, cos, sin, kv_only=True)
+        return [(rotate(k, cos, sin), v) for k, v in kv]
+
+    def forward_train(self, reference, x, t, audio, behaviour, first, keep):
+        """One pass over a window of chunks laid out as the stream sees them (`MotionLayout.window`).
+        reference (b, 16); x (b, K, C, 16) normalised noisy motion; t (b, K) a noise level per chunk;
+        audio (b, K, C, feat); behaviour (b, K, width); first (b, K) position of each chunk's first
+        frame; keep (b, K, C) bool: the memory frames the last chunk reads. Chunks 0..K-2 are memory
+        (each sees only itself, as the stream's memory pass); chunk K-1 is denoised reading them.
+        A chunk's condition tokens read only each other (the stream computes them once per chunk).
+        Returns the velocity (b, K, C, 16)."""
+        b, k, c, _ = x.shape
+        dev = x.device
+        flat_audio = audio.reshape(b, k * c, -1)
+        motion = torch.cat(
+            [self.reference_token(reference), self.motion_tokens(x.reshape(b, k * c, -1), flat_audio)], 1
+        )
+        segs = [("motion", motion), *self.condition_tokens(flat_audio, behaviour)]
+        ada, fin = self.modulation(torch.cat([torch.zeros(b, 1, device=dev), t], 1))  # (b, 1 + K, ...)
+        frame_chunk = torch.arange(k, device=dev).repeat_interleave(c) + 1  # 0 = reference
+        m_ids = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), frame_chunk])
+        c_ids = torch.cat([frame_chunk, torch.arange(k, device=dev) + 1])
+        clean = ada[:, :1]
+        mods = {"motion": ada[:, m_ids], "audio": clean, "behaviour": clean}
+        frames = first[:, :, None] + torch.arange(c, device=dev)
+        pos = torch.cat([torch.zeros(b, 1, device=dev), frames.flatten(1), frames.flatten(1), first + (c - 1) / 2], 1)
+        cos, sin = rope(pos, self.cfg.width // self.cfg.heads, self.cfg.rope_theta)
+        ids = torch.cat([m_ids, c_ids])
+        is_motion = torch.arange(ids.shape[0], device=dev) < m_ids.shape[0]
+        same = ids[:, None] == ids[None, :]
+        # motion reads its chunk (motion and conditions), conditions read their chunk's conditions
+        mask = same & (is_motion[:, None] | ~is_motion[None, :])
+        reads = torch.zeros(b, ids.shape[0], dtype=torch.bool, device=dev)
+        reads[:, 0] = True
+        reads[:, 1 : 1 + k * c] = keep.flatten(1)
+        current = ((ids == k) & is_motion)[None, :, None]
+        mask = (mask[None] | (current & reads[:, None, :]))[:, None]
+        v, _ = self.run(segs, mods, fin[:, m_ids], cos[:, None], sin[:, None], mask=mask)
+        return v[:, 1:].reshape(b, k, c, -1)

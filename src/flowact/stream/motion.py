@@ -1,0 +1,293 @@
+"""The motion engine's stream: per-frame motion vectors, 8 frames (0.32 s) per chunk, from speech
+as it arrives and a behaviour prompt/state that may change between chunks.
+
+    engine = MotionEngine.load()                      # bundled assets/motion.safetensors
+    stream = MotionStream(engine, reference)          # reference: the rest pose (16,)
+    a, b = stream.audio_span(i)                       # the 16 kHz samples chunk i needs
+    motion = stream.chunk(i, audio[a:b], prompt="nodding yes")   # (8, 16) float32
+
+Per chunk: 3 Euler steps of the motion MMDiT over [bank | chunk], then one memory pass that
+turns the chunk into keys/values for the bank. The bank (`MotionBank`) has the video engine's
+structure (stream/bank.py), sized in frames:
+
+    [ reference (1) | long-term (L) | short-term (C) ]
+
+reference: the rest pose, written once; long-term: one of every `stride` frames leaving
+short-term memory, the newest L (`MotionLayout.memory_frames` is the policy, shared with
+training); short-term: the previous chunk. Keys are stored un-rotated and rotated once per
+commit at their slot's fixed position, so every chunk costs the same forever.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import FlowactError
+from ..model.audio import HOP, N_FFT
+from ..model.motion import (
+    MEL_PER_FRAME,
+    MOTION_DIM,
+    MotionConfig,
+    MotionDiT,
+    MotionLayout,
+    frame_windows,
+    mel_frames,
+    rope,
+    rotate,
+)
+from .sampler import EulerSampler, shifted_timesteps
+
+FORMAT = "flowact-motion-1"
+STEPS = 3
+SHIFT = 2.0
+SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+# the contract's ranges (world/motion_vector.py), in MOTION_KEYS order
+LOW = np.array([0] * 5 + [-1] * 5 + [0, -1, -0.3, -1, -1, -1], np.float32)
+HIGH = np.array([1] * 5 + [1] * 5 + [1, 1, 1, 1, 1, 1], np.float32)
+
+
+def bundled_path() -> Path:
+    return Path(str(resources.files("flowact.assets").joinpath("motion.safetensors")))
+
+
+class MotionEngine:
+    """A motion MMDiT ready to stream: the model in eval mode (float32) and its sampler's steps."""
+
+    def __init__(self, model: MotionDiT, steps: int = STEPS, shift: float = SHIFT, memory_t: float = 0.0):
+        self.model = model
+        self.cfg = model.cfg
+        self.timesteps = tuple(shifted_timesteps(steps, shift))
+        self.memory_t = memory_t  # noise level of memory (damps error accumulation when > 0)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu") -> "MotionEngine":
+        """From a motion safetensors file (None: the bundled one)."""
+        path = Path(path) if path is not None else bundled_path()
+        if not path.is_file():
+            raise FlowactError(f"no motion weights at {path}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise FlowactError(f"{path} is not a flowact motion weights file (format {meta.get('format')!r})")
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        model = MotionDiT(MotionConfig.from_json(meta["config"]))
+        model.load_state_dict(state)
+        model = model.to(device).eval().requires_grad_(False)
+        return cls(model, int(meta.get("steps", STEPS)), float(meta.get("shift", SHIFT)))
+
+
+def save_motion(model: MotionDiT, path: str | Path, steps: int = STEPS, shift: float = SHIFT, dtype=torch.float16):
+    """Weights (`dtype`, statistics in float32) + config as safetensors metadata."""
+    state = {
+        k: v.detach().cpu().to(torch.float32 if k in ("mean", "scale") else dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    meta = {"format": FORMAT, "config": model.cfg.to_json(), "steps": str(steps), "shift": str(shift)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=meta)
+    return Path(path)
+
+
+class MotionBank:
+    """Fixed-capacity motion keys/values per layer: k, v (depth, batch, heads, slots, head_dim)."""
+
+    def __init__(
+        self, layout: MotionLayout, depth: int, heads: int, head_dim: int, theta: float, batch: int = 1, device="cpu"
+    ):
+        self.layout = layout
+        self.C, self.L = layout.chunk, layout.long_term
+        self.ref_slot, self.lt_slot, self.st_slot = 0, 1, 1 + self.L
+        shape = (depth, batch, heads, layout.slots, head_dim)
+        self.k = torch.zeros(shape, device=device)
+        self.k_rot = torch.zeros(shape, device=device)
+        self.v = torch.zeros(shape, device=device)
+        self.valid = torch.zeros(batch, layout.slots, dtype=torch.bool, device=device)
+        self.cos, self.sin = rope(layout.slot_times().to(device), head_dim, theta)  # fixed slot positions
+        self.long_term: list[int | None] = [None] * self.L
+        self.short_term: list[int] = []
+
+    def memory(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(self.k_rot[i], self.v[i]) for i in range(self.k.shape[0])]
+
+    def _write(self, slot: int, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for i, (k, v) in enumerate(kv):
+            n = k.shape[2]
+            self.k[i, :, :, slot : slot + n] = k
+            self.v[i, :, :, slot : slot + n] = v
+
+    def _rotate(self) -> None:
+        self.k_rot.copy_(rotate(self.k, self.cos, self.sin))
+
+    def admit_reference(self, kv) -> None:
+        self._write(self.ref_slot, kv)
+        self.valid[:, self.ref_slot] = True
+        self._rotate()
+
+    def commit(self, index: int, kv) -> None:
+        """Chunk `index`'s motion keys/values (per layer (batch, heads, C, head_dim)) become short-term;
+        the frames they displace go through the long-term policy (frame % stride == 0)."""
+        for i, frame in enumerate(self.short_term):
+            if self.L and frame % self.layout.stride == 0:
+                lt = slice(self.lt_slot, self.lt_slot + self.L)
+                self.k[:, :, :, lt] = torch.roll(self.k[:, :, :, lt], -1, dims=3)
+                self.v[:, :, :, lt] = torch.roll(self.v[:, :, :, lt], -1, dims=3)
+                last = self.lt_slot + self.L - 1
+                self.k[:, :, :, last] = self.k[:, :, :, self.st_slot + i]
+                self.v[:, :, :, last] = self.v[:, :, :, self.st_slot + i]
+                self.long_term = self.long_term[1:] + [frame]
+        self._write(self.st_slot, kv)
+        self.short_term = list(range(index * self.C, (index + 1) * self.C))
+        self.valid[:, self.lt_slot : self.lt_slot + self.L] = torch.tensor([f is not None for f in self.long_term])
+        self.valid[:, self.st_slot :] = True
+        self._rotate()
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.k, self.k_rot, self.v, self.valid))
+
+
+class MotionStream:
+    """One character's motion, chunk by chunk. Chunks must come in order 0, 1, 2, ..."""
+
+    def __init__(self, engine: MotionEngine, reference: np.ndarray | None = None, seed: int = 0):
+        """reference: the rest pose (16,) (None: the world's neutral one); (batch, 16) streams a batch
+        at once through `denoise` (training's rollouts)."""
+        self.engine = engine
+        model = self.model = engine.model
+        cfg = self.cfg = model.cfg
+        self.layout = model.layout
+        self.chunk_frames = cfg.chunk_frames
+        dev = model.out.weight.device
+        if reference is None:
+            from ..world.motion_vector import neutral_vector
+
+            reference = neutral_vector()
+        reference = torch.as_tensor(np.asarray(reference, np.float32))
+        if reference.shape[-1] != MOTION_DIM:
+            raise FlowactError(f"reference motion must have {MOTION_DIM} numbers, got {reference.shape[-1]}")
+        self.reference = reference.reshape(-1, MOTION_DIM).to(dev)
+        b = self.batch = self.reference.shape[0]
+        self.generator = torch.Generator(device=dev).manual_seed(int(seed))
+        hd = cfg.width // cfg.heads
+        self.bank = MotionBank(self.layout, cfg.depth, cfg.heads, hd, cfg.rope_theta, b, dev)
+        self.cos, self.sin = rope(self.layout.chunk_times().to(dev), hd, cfg.rope_theta)
+        self.sampler = EulerSampler(engine.timesteps, 1, dev)
+        with torch.no_grad():
+            # static per stream: the modulation of every sampler step and of the memory pass
+            self._mods = {float(t): model.modulation(t) for t in self.sampler.t[: self.sampler.nfe]}
+            self._memory_mods = model.modulation(torch.full((1,), engine.memory_t, device=dev))
+            ada, _ = self._memory_mods
+            self._clean_mods = model.modulation(torch.zeros(1, device=dev))[0]
+            ref_tokens = [("motion", model.reference_token(self.reference))]
+            _, kv = model.run(ref_tokens, {"motion": ada}, None, self.cos[:1], self.sin[:1], kv_only=True)
+            self.bank.admit_reference(kv)
+        self._behaviour: dict[tuple, torch.Tensor] = {}
+        self.next_index = 0
+        c = self.chunk_frames
+        self._mask = torch.ones(b, 1, 1, self.layout.slots + 2 * c + 1, dtype=torch.bool, device=dev)
+        # positions: the chunk's motion tokens, then its condition tokens (audio, behaviour)
+        self.cos_m, self.sin_m = self.cos[:c], self.sin[:c]
+        self.cos_c, self.sin_c = self.cos[c:], self.sin[c:]
+
+    def audio_span(self, index: int) -> tuple[int, int]:
+        """(first, end) 16 kHz samples chunk `index` needs; may lie before 0 or past the audio's end
+        (the caller zero-pads)."""
+        cfg = self.cfg
+        first_mel = index * self.chunk_frames * MEL_PER_FRAME - cfg.context
+        rows = (self.chunk_frames - 1) * MEL_PER_FRAME + cfg.window
+        first = first_mel * HOP - N_FFT // 2
+        return first, first + (rows - 1) * HOP + N_FFT
+
+    def _behaviour_token(self, prompt: str | None, state: str | None) -> torch.Tensor:
+        key = (prompt or "", state or "")
+        tok = self._behaviour.get(key)
+        if tok is None:
+            if state and state not in self.cfg.states:
+                raise FlowactError(f"unknown state '{state}' (states: {', '.join(self.cfg.states)})")
+            dev = self.reference.device
+            s = torch.tensor([self.model.state_id(state)], device=dev)
+            tok = self._behaviour[key] = self.model.behaviour(s, self.model.word_ids(prompt)[None].to(dev))[:, None]
+        return tok
+
+    def chunk(self, index: int, audio: np.ndarray, prompt: str | None = None, state: str | None = None) -> np.ndarray:
+        """Motion of frames [8 index, 8 index + 8): (8, 16) float32 in the contract's ranges.
+        `audio`: exactly the samples of `audio_span(index)` (zero-padded outside the recording)."""
+        if index != self.next_index:
+            raise FlowactError(f"motion chunks come in order: expected chunk {self.next_index}, got {index}")
+        a, b = self.audio_span(index)
+        if len(audio) != b - a:
+            raise FlowactError(f"chunk {index} needs {b - a} audio samples (audio_span), got {len(audio)}")
+        with torch.no_grad():
+            audio = torch.from_numpy(np.asarray(audio, np.float32)).to(self.reference.device)
+            feat, _ = self.model.audio_features(
+                frame_windows(mel_frames(self.model.mel, audio), self.chunk_frames, self.cfg.window)[None]
+            )
+            noise = torch.randn((1, self.chunk_frames, MOTION_DIM), generator=self.generator, device=feat.device)
+            x = self.denoise(feat, self._behaviour_token(prompt, state), noise)
+            motion = self.model.denormalise(x, self.reference)[0].cpu().numpy()
+        return np.clip(motion, LOW, HIGH)
+
+    def denoise(self, feat: torch.Tensor, behaviour: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The hot path, pure tensors: the next chunk's normalised motion (batch, C, 16) from its audio
+        features (batch, C, feat), behaviour token (batch, 1, width) and noise (batch, C, 16); then
+        its memory pass and commit to the bank."""
+        model = self.model
+        cond = model.condition_kv(feat, behaviour, self._clean_mods, self.cos_c, self.sin_c)  # once per chunk
+        memory = [
+            (torch.cat([bk, ck], 2), torch.cat([bv, cv], 2)) for (bk, bv), (ck, cv) in zip(self.bank.memory(), cond)
+        ]
+        self._mask[..., : self.layout.slots] = self.bank.valid[:, None, None]
+        local = model.audio_local(feat)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            ada, fin = self._mods[float(t[0])]
+            segs = [("motion", model.motion_in(x) + local)]
+            v, _ = model.run(segs, {"motion": ada}, fin, self.cos_m, self.sin_m, memory, self._mask)
+            return v
+
+        x = self.sampler.sample(velocity, noise)
+        # the memory pass: the chunk (reading its conditions) at the memory noise level -> its keys/values
+        t_mem = self.engine.memory_t
+        x_mem = x if t_mem == 0 else (1 - t_mem) * x + t_mem * torch.randn_like(x)
+        ada, _ = self._memory_mods
+        segs = [("motion", model.motion_in(x_mem) + local)]
+        _, kv = model.run(segs, {"motion": ada}, None, self.cos_m, self.sin_m, cond, kv_only=True)
+        self.bank.commit(self.next_index, kv)
+        self.next_index += 1
+        return x
+
+
+def padded(audio: np.ndarray, span: tuple[int, int]) -> np.ndarray:
+    """audio[first:end] with zeros where the span lies outside the recording."""
+    a, b = span
+    out = np.zeros(b - a, np.float32)
+    lo, hi = max(a, 0), min(b, len(audio))
+    if hi > lo:
+        out[lo - a : hi - a] = audio[lo:hi]
+    return out
+
+
+def generate(
+    engine: MotionEngine,
+    audio_16k: np.ndarray,
+    reference: np.ndarray | None = None,
+    prompts_per_chunk: list[str | None] | None = None,
+    seed: int = 0,
+    states_per_chunk: list[str | None] | None = None,
+) -> np.ndarray:
+    """A whole recording's motion, (frames, 16) float32, frames = samples / 640 rounded."""
+    audio_16k = np.asarray(audio_16k, np.float32).reshape(-1)
+    frames = int(round(len(audio_16k) / SAMPLES_PER_FRAME))
+    stream = MotionStream(engine, reference, seed)
+    c = stream.chunk_frames
+    out = []
+    for i in range(-(-frames // c)):
+        prompt = prompts_per_chunk[min(i, len(prompts_per_chunk) - 1)] if prompts_per_chunk else None
+        state = states_per_chunk[min(i, len(states_per_chunk) - 1)] if states_per_chunk else None
+        out.append(stream.chunk(i, padded(audio_16k, stream.audio_span(i)), prompt, state))
+    return np.concatenate(out)[:frames] if out else np.zeros((0, MOTION_DIM), np.float32)

@@ -1,0 +1,482 @@
+"""Training the motion engine (model/motion.py): FlowAct-R1's recipe over motion vectors.
+
+Stages, chained through --init, each resumable (train/checkpoint.py):
+
+- motion-audio: the ear alone predicts the world's five mouth numbers per frame from audio;
+- motion-pretrain: chunkwise diffusion forcing with flow matching; a window laid out as the stream
+  sees it (`MotionLayout.window`: long-term chunks, short-term chunk, the chunk being denoised),
+  every chunk at its own noise level;
+- motion-selfforce: the model streams the first chunks of a window itself (the bank, as at
+  inference) and learns the next chunk on that generated context;
+- motion-distill: the 3-step student matches a guided many-step teacher's trajectory, the
+  teacher's steps split evenly over the student's.
+
+Data: a cache of world clips (audio, motion labels, per-frame state and prompt), built once into
+<out>/cache.npz. Audio is augmented per sample so human voices work: speed/pitch by resampling
+(labels warped alike), gain, noise, band limits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model.audio import HOP, N_FFT, VISEMES
+from ..model.motion import MEL_PER_FRAME, MotionConfig, MotionDiT, frame_windows, mel_frames
+from ..model.text import MAX_WORDS, tokenize
+from ..stream.motion import SAMPLES_PER_FRAME, SHIFT, STEPS, MotionEngine, MotionStream, save_motion
+from ..stream.sampler import shifted_timesteps
+from .checkpoint import load_checkpoint, save_checkpoint
+
+MOTION_STAGES = ("motion-audio", "motion-pretrain", "motion-selfforce", "motion-distill")
+MAX_CHUNK = 12  # training windows denoise chunk k in [0, MAX_CHUNK] of a stream (long-term full from 6)
+MOUTH_WEIGHT = 2.0  # flow-matching weight of the mouth numbers (lip sync) beside the others (1)
+
+
+# -- the clip cache ------------------------------------------------------------------------------
+def build_cache(path: Path, clips: int, seconds: float = 8.0, seed: int = 0, on_clip=None) -> Path:
+    """World clips of training characters and voices -> one npz: audio int16 (n, samples), motion
+    (n, frames, 16), reference (n, 16), state (n, frames), prompt (n, frames) indices into `prompts`."""
+    from ..world.clip import clip_seed, make_clip, split_seed
+    from ..world.motion_vector import clip_motion, reference_motion
+
+    audio, motion, ref, state, prompt, prompts = [], [], [], [], [], []
+    for i in range(clips):
+        c = make_clip(split_seed(clip_seed(seed, i), "train"), seconds, 128, 128, split="train")
+        audio.append(np.round(np.clip(c.audio, -1, 1) * 32767).astype(np.int16))
+        motion.append(clip_motion(c))
+        ref.append(reference_motion(c))
+        state.append(c.motion.state.astype(np.int8))
+        t = (np.arange(c.frames) + 0.5) / 25.0
+        ids = np.zeros(c.frames, np.int16)
+        for s in c.segments:
+            if s.prompt not in prompts:
+                prompts.append(s.prompt)
+            ids[(t >= s.start) & (t < s.end)] = prompts.index(s.prompt)
+        prompt.append(ids)
+        if on_clip:
+            on_clip(i)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        audio=np.stack(audio),
+        motion=np.stack(motion),
+        reference=np.stack(ref),
+        state=np.stack(state),
+        prompt=np.stack(prompt),
+        prompts=np.array(json.dumps(prompts)),
+    )
+    return path
+
+
+class ClipCache:
+    def __init__(self, path: Path):
+        z = np.load(path)
+        self.audio = z["audio"]  # int16: scaled per sample
+        self.motion, self.reference = z["motion"], z["reference"]
+        self.state, self.prompt = z["state"].astype(np.int64), z["prompt"].astype(np.int64)
+        self.prompts = json.loads(str(z["prompts"]))
+        self.frames = self.motion.shape[1]
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean of the motion, scale of motion - reference per number), float32 (16,)."""
+        delta = self.motion - self.reference[:, None]
+        return self.motion.reshape(-1, 16).mean(0), np.maximum(delta.reshape(-1, 16).std(0), 0.05)
+
+
+# -- audio augmentation ------------------------------------------------------------------------
+def augment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Loudness, noise and band limits of other microphones and voices (speed/pitch: `Batch`)."""
+    x = audio
+    if rng.random() < 0.5:  # band limits: phone-like to full band
+        spec = np.fft.rfft(x)
+        f = np.fft.rfftfreq(len(x), 1 / 16_000)
+        lo, hi = rng.uniform(40, 300), rng.uniform(2500, 8000)
+        spec *= 1 / (1 + (lo / np.maximum(f, 1)) ** 4) / (1 + (f / hi) ** 8)
+        x = np.fft.irfft(spec, len(x)).astype(np.float32)
+    level = np.sqrt(np.mean(x**2) + 1e-10)
+    if rng.random() < 0.5:  # noise at 0-40 dB below speech level
+        x = x + rng.standard_normal(len(x)).astype(np.float32) * level * 10 ** (-rng.uniform(0, 40) / 20)
+    gain = 10 ** (rng.uniform(-30, 8) / 20)  # quiet to loud recordings
+    return np.clip(x * gain, -1, 1).astype(np.float32)
+
+
+@dataclass
+class Batch:
+    """A batch of stream windows: chunks 0..k of each, as (batch, k + 1, ...) tensors."""
+
+    windows: torch.Tensor  # (b, k+1, C, window, bins) mel windows per frame
+    motion: torch.Tensor  # (b, k+1, C, 16) labels
+    reference: torch.Tensor  # (b, 16)
+    state: torch.Tensor  # (b, k+1) 0 = none
+    words: torch.Tensor  # (b, k+1, MAX_WORDS)
+    no_audio: torch.Tensor  # (b, k+1) bool: audio dropped (guidance)
+
+
+def make_batch(
+    cache: ClipCache, model: MotionDiT, rng: np.random.Generator, batch: int, k: int, drop: bool = True
+) -> Batch:
+    cfg = model.cfg
+    c = cfg.chunk_frames
+    n = c * (k + 1)
+    rows = MEL_PER_FRAME * n + cfg.context + cfg.lookahead
+    span = (rows - 1) * HOP + N_FFT
+    wins, mot, states, words = [], [], [], []
+    idx = rng.integers(0, len(cache.audio), batch)
+    for i in idx:
+        r = rng.uniform(0.85, 1.15) if rng.random() < 0.6 else 1.0  # speed and pitch by resampling
+        o = rng.uniform(0, cache.frames - 1 - n * r)
+        s0 = o * SAMPLES_PER_FRAME + ((-cfg.context * HOP) - N_FFT // 2) * r
+        src = s0 + np.arange(span) * r
+        a = np.interp(src, np.arange(cache.audio.shape[1]), cache.audio[i] / 32767, left=0.0, right=0.0)
+        a = a.astype(np.float32)
+        a = augment(a, rng)
+        with torch.no_grad():
+            mel = mel_frames(model.mel, torch.from_numpy(a))
+        wins.append(frame_windows(mel, n, cfg.window))
+        f = o + np.arange(n) * r
+        fi = np.arange(cache.frames)
+        mot.append(np.stack([np.interp(f, fi, cache.motion[i, :, d]) for d in range(16)], 1))
+        near = np.clip(np.round(f).astype(int), 0, cache.frames - 1).reshape(k + 1, c)
+        st = [np.bincount(cache.state[i, row], minlength=len(cfg.states)).argmax() + 1 for row in near]
+        pr = [cache.prompts[cache.prompt[i, row[c // 2]]] for row in near]
+        if drop:
+            st = [0 if rng.random() < 0.3 else s for s in st]
+            pr = ["" if rng.random() < 0.3 else p for p in pr]
+        ids = np.zeros((k + 1, MAX_WORDS), np.int64)
+        for j, p in enumerate(pr):
+            t = tokenize(p, cfg.vocab)
+            ids[j, : len(t)] = t
+        states.append(st)
+        words.append(ids)
+    no_audio = torch.from_numpy(rng.random((batch, k + 1)) < (0.1 if drop else 0.0))
+    return Batch(
+        torch.stack(wins).view(batch, k + 1, c, cfg.window, -1),
+        torch.from_numpy(np.stack(mot).astype(np.float32)).view(batch, k + 1, c, 16),
+        torch.from_numpy(cache.reference[idx].astype(np.float32)),
+        torch.tensor(np.array(states), dtype=torch.long),
+        torch.from_numpy(np.stack(words)),
+        no_audio,
+    )
+
+
+# -- the window as the stream sees it ----------------------------------------------------------
+@dataclass
+class Window:
+    """Chunk k of a batch laid out as `MotionLayout.window(k)`: K = L + 2 slots."""
+
+    chunks: torch.Tensor  # (K,) chunk index into the batch (0 for empty slots)
+    first: torch.Tensor  # (b, K)
+    keep: torch.Tensor  # (b, K, C)
+
+    @classmethod
+    def of(cls, model: MotionDiT, k: int, batch: int) -> "Window":
+        chunks, first, keep = model.layout.window(k)
+        return cls(
+            torch.tensor([max(j, 0) for j in chunks]),
+            torch.tensor(first).expand(batch, -1),
+            torch.tensor(keep).expand(batch, -1, -1),
+        )
+
+
+def conditioning(model: MotionDiT, b: Batch, chunks: torch.Tensor | None = None, uncond: bool = False):
+    """(audio features (b, K, C, feat), ear logits (b, K, C, 5), behaviour tokens (b, K, width)) of the
+    batch's chunks (`chunks`: which; None = all). `uncond`: no audio, no behaviour (guidance)."""
+    win = b.windows if chunks is None else b.windows[:, chunks]
+    bs, kk, c = win.shape[:3]
+    feat, logits = model.audio_features(win.reshape(bs, kk * c, *win.shape[3:]))
+    feat, logits = feat.view(bs, kk, c, -1), logits.view(bs, kk, c, -1)
+    state = b.state if chunks is None else b.state[:, chunks]
+    words = b.words if chunks is None else b.words[:, chunks]
+    no_audio = b.no_audio if chunks is None else b.no_audio[:, chunks]
+    if uncond:
+        state, words, no_audio = torch.zeros_like(state), torch.zeros_like(words), torch.ones_like(no_audio)
+    feat = torch.where(no_audio[..., None, None], model.audio_null.to(feat.dtype), feat)
+    beh = model.behaviour(state.flatten(), words.flatten(0, 1)).view(bs, kk, -1)
+    return feat, logits, beh
+
+
+def flow_loss(v: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    w = torch.ones(16)
+    w[:VISEMES] = MOUTH_WEIGHT
+    return ((v - target) ** 2 * w).mean() * 16 / w.sum()
+
+
+# -- the stages ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MotionSettings:
+    p_clean_memory: float = 0.5  # diffusion forcing: a memory chunk is clean with this probability
+    ear_weight: float = 1.0  # pretrain/selfforce: the ear keeps predicting the mouth numbers
+    teacher_steps: int = 12  # distill: split evenly over the student's 3
+    guidance: float = 1.5  # distill: the teacher's classifier-free guidance on audio + behaviour
+    rollout_steps: int = 6  # selfforce: Euler steps of the rollout (the many-step model)
+
+
+class MotionObjective:
+    name = ""
+
+    def __init__(self, model: MotionDiT, settings: MotionSettings, teacher: MotionDiT | None = None):
+        self.model, self.s, self.teacher = model, settings, teacher
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters()]
+
+    def chunk_index(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(0, MAX_CHUNK + 1))
+
+    def loss(self, b: Batch, k: int, g: torch.Generator) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+
+def ear_loss(logits: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(torch.sigmoid(logits), motion[..., :VISEMES])
+
+
+class AudioStage(MotionObjective):
+    name = "motion-audio"
+
+    def trainable(self):
+        return [p for n, p in self.model.named_parameters() if n.startswith("ear_")]
+
+    def chunk_index(self, rng):
+        return 3
+
+    def loss(self, b, k, g):
+        bs, kk, c = b.windows.shape[:3]
+        _, logits = self.model.audio_features(b.windows.reshape(bs, kk * c, *b.windows.shape[3:]))
+        loss = ear_loss(logits.view(bs, kk, c, -1), b.motion)
+        return loss, {"ear": loss.item()}
+
+
+def denoise_target(model: MotionDiT, b: Batch, w: Window, x0: torch.Tensor, g: torch.Generator, p_clean: float):
+    """Noise every chunk of the window at its own level -> (x_t, t, noise)."""
+    bs, kk = x0.shape[:2]
+    t_cur = torch.sigmoid(torch.randn(bs, 1, generator=g))  # logit-normal for the chunk being made
+    t_mem = torch.rand(bs, kk - 1, generator=g) * (torch.rand(bs, kk - 1, generator=g) > p_clean)
+    t = torch.cat([t_mem, t_cur], 1)
+    noise = torch.randn(x0.shape, generator=g)
+    tt = t[..., None, None]
+    return (1 - tt) * x0 + tt * noise, t, noise
+
+
+class PretrainStage(MotionObjective):
+    name = "motion-pretrain"
+
+    @property
+    def p_clean(self) -> float:
+        return self.s.p_clean_memory
+
+    def context(self, b: Batch, w: Window) -> torch.Tensor:
+        """The window's clean normalised motion (b, K, C, 16): the labels."""
+        return self.model.normalise(b.motion[:, w.chunks].flatten(1, 2), b.reference).view(
+            b.motion.shape[0], len(w.chunks), -1, 16
+        )
+
+    def loss(self, b, k, g):
+        m = self.model
+        w = Window.of(m, k, b.motion.shape[0])
+        x0 = self.context(b, w)
+        xt, t, noise = denoise_target(m, b, w, x0, g, self.p_clean)
+        feat, logits, beh = conditioning(m, b, w.chunks)
+        v = m.forward_train(b.reference, xt, t, feat, beh, w.first, w.keep)
+        fm = flow_loss(v[:, -1], (noise - x0)[:, -1])
+        ear = ear_loss(logits, b.motion[:, w.chunks])
+        return fm + self.s.ear_weight * ear, {"flow": float(fm), "ear": float(ear)}
+
+
+def rollout(model: MotionDiT, b: Batch, k: int, steps: int, g: torch.Generator, shift: float = SHIFT) -> torch.Tensor:
+    """Chunks 0..k-1 of every window streamed by the model itself through the bank (as at inference):
+    (b, k, C, 16) normalised motion."""
+    engine = MotionEngine(model, steps, shift)
+    stream = MotionStream(engine, b.reference.numpy())
+    out = []
+    with torch.no_grad():
+        feat, _, beh = conditioning(model, b, torch.arange(k))
+        for j in range(k):
+            noise = torch.randn(feat.shape[0], feat.shape[2], 16, generator=g)
+            out.append(stream.denoise(feat[:, j], beh[:, j : j + 1], noise))
+    return torch.stack(out, 1)
+
+
+class SelfForceStage(PretrainStage):
+    name = "motion-selfforce"
+
+    def chunk_index(self, rng):
+        return int(rng.integers(1, MAX_CHUNK + 1))
+
+    def context(self, b, w):
+        k = int(w.chunks[-1])
+        m = self.model
+        labels = m.normalise(b.motion.flatten(1, 2), b.reference).view(b.motion.shape)
+        own = rollout(m, b, k, self.s.rollout_steps, self.g)
+        x = torch.cat([own, labels[:, k:]], 1)  # generated context, the chunk itself from the labels
+        return x[:, w.chunks]
+
+    p_clean = 1.0  # the context as streamed: clean
+
+    def loss(self, b, k, g):
+        self.g = g
+        return super().loss(b, k, g)
+
+
+class DistillStage(PretrainStage):
+    name = "motion-distill"
+
+    def loss(self, b, k, g):
+        m, teacher, s = self.model, self.teacher, self.s
+        w = Window.of(m, k, b.motion.shape[0])
+        x0 = self.context(b, w)
+        bs, kk = x0.shape[:2]
+        t_all = shifted_timesteps(s.teacher_steps, SHIFT)
+        every = s.teacher_steps // STEPS
+        noise = torch.randn(bs, 1, *x0.shape[2:], generator=g)
+        xs = [noise]
+        with torch.no_grad():
+            tc = conditioning(teacher, b, w.chunks)
+            tu = conditioning(teacher, b, w.chunks, uncond=True)
+            x = noise
+            for i in range(s.teacher_steps):
+                xt = torch.cat([x0[:, :-1], x], 1)
+                t = torch.zeros(bs, kk)
+                t[:, -1] = t_all[i]
+                vc = teacher.forward_train(b.reference, xt, t, tc[0], tc[2], w.first, w.keep)[:, -1:]
+                if s.guidance != 1.0:
+                    vu = teacher.forward_train(b.reference, xt, t, tu[0], tu[2], w.first, w.keep)[:, -1:]
+                    vc = vu + s.guidance * (vc - vu)
+                x = x + (t_all[i + 1] - t_all[i]) * vc
+                if (i + 1) % every == 0:
+                    xs.append(x)
+        feat, logits, beh = conditioning(m, b, w.chunks)
+        ts = t_all[::every]
+        xin = torch.cat([torch.cat([x0[:, :-1], xs[i]], 1) for i in range(STEPS)], 0)
+        t = torch.zeros(STEPS * bs, kk)
+        target = []
+        for i in range(STEPS):
+            t[i * bs : (i + 1) * bs, -1] = ts[i]
+            target.append((xs[i + 1] - xs[i]) / (ts[i + 1] - ts[i]))
+        rep = (STEPS, 1, 1)
+        v = m.forward_train(
+            b.reference.repeat(STEPS, 1),
+            xin,
+            t,
+            feat.repeat(STEPS, 1, 1, 1),
+            beh.repeat(STEPS, 1, 1),
+            w.first.repeat(rep[:2]),
+            w.keep.repeat(rep),
+        )
+        fm = flow_loss(v[:, -1], torch.cat(target, 0)[:, 0])
+        ear = ear_loss(logits, b.motion[:, w.chunks])
+        return fm + s.ear_weight * ear, {"flow": float(fm), "ear": float(ear)}
+
+
+STAGE_CLASSES = {c.name: c for c in (AudioStage, PretrainStage, SelfForceStage, DistillStage)}
+
+
+# -- the loop -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MotionRun:
+    stage: str
+    out: Path
+    steps: int = 1000
+    batch: int = 16
+    lr: float = 1e-3
+    warmup: int = 50
+    seed: int = 0
+    init: Path | None = None
+    teacher: Path | None = None
+    resume: bool = False
+    save_every: int = 100
+    clips: int = 800
+    cache: Path | None = None  # default <out>/cache.npz
+    settings: MotionSettings = field(default_factory=MotionSettings)
+    config: MotionConfig = field(default_factory=MotionConfig)
+
+
+def ship(src: Path, dst: Path) -> Path:
+    """A trained stage's weights -> the package's file (float16)."""
+    return save_motion(MotionEngine.load(src).model, dst, dtype=torch.float16)
+
+
+def load_model(path: Path) -> MotionDiT:
+    return MotionEngine.load(path).model.train().requires_grad_(True)
+
+
+def train_motion(run: MotionRun, on_step=None) -> dict:
+    """One stage; returns a summary. Writes <out>/<stage>.safetensors, <out>/<stage>/ckpt, log.jsonl."""
+    from ..errors import FlowactError
+
+    if run.stage not in STAGE_CLASSES:
+        raise FlowactError(f"unknown motion stage '{run.stage}' (stages: {', '.join(MOTION_STAGES)})")
+    torch.manual_seed(run.seed)
+    cache_path = run.cache or run.out / "cache.npz"
+    if not cache_path.is_file():
+        build_cache(cache_path, run.clips, seed=run.seed)
+    cache = ClipCache(cache_path)
+    if run.init is not None:
+        model = load_model(run.init)
+    else:
+        model = MotionDiT(run.config)
+        mean, scale = cache.statistics()
+        model.mean.copy_(torch.from_numpy(mean))
+        model.scale.copy_(torch.from_numpy(scale))
+    teacher = None
+    if run.stage == "motion-distill":
+        teacher = load_model(run.teacher) if run.teacher else copy.deepcopy(model)
+        teacher.eval().requires_grad_(False)
+    obj = STAGE_CLASSES[run.stage](model, run.settings, teacher)
+    params = obj.trainable()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=run.lr, weight_decay=0.0)
+    folder = run.out / run.stage
+    start = 0
+    if run.resume and (folder / "ckpt").is_dir():
+        start = int(load_checkpoint(folder, model, opt)["step"])
+    folder.mkdir(parents=True, exist_ok=True)
+    log = (folder / "log.jsonl").open("a")
+    first = last = None
+    t0 = time.time()
+    for step in range(start, run.steps):
+        rng = np.random.default_rng([run.seed, step, 0x30710])
+        g = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
+        k = obj.chunk_index(rng)
+        b = make_batch(cache, model, rng, run.batch, k, drop=run.stage != "motion-audio")
+        lr = run.lr * min(1.0, (step + 1) / max(1, run.warmup))
+        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, run.steps)))
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        loss, parts = obj.loss(b, k, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        rec = {"step": step + 1, "loss": float(loss), "lr": lr, "k": k, **parts, "s": round(time.time() - t0, 2)}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        first = rec["loss"] if first is None else first
+        last = rec["loss"]
+        if on_step:
+            on_step(step + 1, rec)
+        if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
+            save_checkpoint(folder, model, opt, step + 1)
+    log.close()
+    weights = save_motion(model, run.out / f"{run.stage}.safetensors", dtype=torch.float32)
+    return {
+        "stage": run.stage,
+        "loss_first": first,
+        "loss_last": last,
+        "resumed_from": start,
+        "steps": run.steps,
+        "seconds": round(time.time() - t0, 1),
+        "weights": str(weights),
+    }
