@@ -33,9 +33,15 @@ frames with the --timeline (a synth labels .json, or a JSON/YAML list of segment
 start, end and state or prompt). Identity is the appearance distance to the reference over
 time (mean, and drift slope per second); flicker is the mean second temporal difference.
 
+A photograph as --reference (the photo route) is read back by the face-landmark model instead:
+the inner-lip gap against the speech's loudness (correlation, best offset), head and eye
+motion, the face's shape and skin colour against the photo's (identity, drift), jitter.
+
 Examples:
 
   flowact eval out.mp4 --audio examples/speech_en.wav --reference examples/character_1.png
+
+  flowact eval human_speech.flowact.mp4 --audio examples/human_speech.wav --reference examples/astronaut.jpg
 
   flowact eval data/toy/clip_00000.mp4 --audio data/toy/clip_00000.wav \\
       --reference data/toy/clip_00000.ref.png --timeline data/toy/clip_00000.json --json
@@ -92,15 +98,26 @@ def evaluate(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
-    from .judge.evaluate import evaluate_video
+    from rich.console import Console
+    from rich.table import Table
 
+    from .judge.evaluate import evaluate_video
+    from .judge.photo import evaluate_photo_video
+    from .media.image import read_image
+    from .route import looks_like_photo
+
+    photo = looks_like_photo(read_image(reference))
     with stderr_console(soft_wrap=False).status("evaluating", spinner="dots") if not as_json else _null():
-        report = evaluate_video(video, audio, reference, timeline)
+        if photo:
+            report = evaluate_photo_video(video, audio, reference)
+        else:
+            report = evaluate_video(video, audio, reference, timeline)
     if as_json:
         print(json.dumps(report))
         return
-    from rich.console import Console
-    from rich.table import Table
+    if photo:
+        Console().print(_photo_table(video, report))
+        return
 
     t = Table(title=f"flowact eval: {video}", show_header=True)
     t.add_column("metric")
@@ -122,6 +139,36 @@ def evaluate(
     t.add_row("identity drift", f"{ident['slope_per_s']:+.4f}/s", "slope of the distance over time")
     t.add_row("flicker", f"{fl['second_diff']:.2f}", "mean |second temporal difference|, 0-255 scale")
     Console().print(t)
+
+
+def _photo_table(video, r: dict):
+    from rich.table import Table
+
+    t = Table(title=f"flowact eval (photo route, face landmarks): {video}", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column("meaning")
+    ls, mo, ident = r["lipsync"], r["motion"], r["identity"]
+    t.add_row("lip-sync correlation", f"{ls['correlation']:.3f}", "inner-lip gap vs loudness at offset 0 (1 is best)")
+    t.add_row(
+        "best offset",
+        f"{ls['best_offset_s']:+.2f} s",
+        f"correlation there {ls['best_correlation']:.3f} (+: video late)",
+    )
+    t.add_row("lip gap", f"{ls['lip_gap_mean']:.3f} +- {ls['lip_gap_std']:.3f}", "inner-lip distance / eye distance")
+    t.add_row("head motion", f"{mo['head_turn_std']:.4f}", "std of the nose's offset from the eyes (0: frozen)")
+    t.add_row(
+        "identity: shape",
+        f"{ident['shape_mean']:.4f}",
+        f"landmarks vs the photo's, drift {ident['shape_slope_per_s']:+.5f}/s",
+    )
+    t.add_row(
+        "identity: colour",
+        f"{ident['colour_mean']:.2f}",
+        f"skin RGB vs the photo's, drift {ident['colour_slope_per_s']:+.4f}/s",
+    )
+    t.add_row("jitter", f"{r['jitter']:.5f}", "landmark acceleration (eye distance per frame^2)")
+    return t
 
 
 class _null:
