@@ -182,6 +182,15 @@ class PhotoPreset:
     def frames_per_chunk(self) -> int:
         return self.chunk_frames
 
+    # what the shared render loop, batch and bench read of a preset
+    @property
+    def stream(self) -> StreamConfig:
+        return StreamConfig(queue_chunks=self.queue_chunks, overlap_decode=True)  # the warp is the decode stage
+
+    @property
+    def audio(self) -> AudioConfig:
+        return AudioConfig()  # 16 kHz speech
+
 
 def is_photo(preset) -> bool:
     return isinstance(preset, PhotoPreset)

@@ -23,7 +23,7 @@ from .errors import FlowactError
 from .media.audio import load_audio
 from .media.ffmpeg import VideoWriter, find_ffmpeg
 from .media.image import fit_within
-from .render import Engine, RenderInputs, _RenderRun, pick_device
+from .render import Engine, RenderInputs, _RenderRun, default_threads, pick_device
 
 
 def prepare_photo(preset: PhotoPreset, image: str | Path, audio: str | Path) -> RenderInputs:
@@ -51,27 +51,28 @@ class PhotoEngine(Engine):
         threads: int | None = None,
         **_ignored,
     ) -> "PhotoEngine":
+        from .model.motion import MotionConfig, MotionDiT
         from .stream.motion import MotionEngine
 
         # the motion engine is tiny and the warp runs on the CPU: a GPU would only add transfers
         dev = pick_device("cpu" if device == "auto" else device)
         if dev.type != "cpu":
             raise FlowactError(f"preset {preset.name} runs on the CPU (its motion engine and warp are small)")
-        torch.set_num_threads(threads or max(1, (torch.get_num_threads() or 1)))
+        torch.set_num_threads(threads or default_threads(preset))  # motion and warp run side by side
         source = W.resolve(preset, weights=weights, random_weights=random_weights, seed=seed)
         torch.manual_seed(seed)
-        model = MotionEngine.load(None if source.path is None else str(source.path), device="cpu",
-                                  random_seed=seed if source.kind == "random" else None)  # fmt: skip
+        if source.kind == "random":
+            model = MotionEngine(MotionDiT(MotionConfig()).eval().requires_grad_(False))
+        else:
+            model = MotionEngine.load(source.path, device="cpu")
         return cls(preset, model, source, dev, torch.float32, torch.get_num_threads(), "photo route", "off")
 
     def prepare_inputs(self, image, audio, fit: str = "cover") -> RenderInputs:
         return prepare_photo(self.preset, image, audio)
 
     def conditions(self, compiled: bool = False) -> str:
-        return (
-            f"CPU x{self.threads} threads, float32, photo route (motion engine NFE {self.model.nfe} + face-mesh "
-            f"warp), compile off"
-        )
+        nfe = len(self.model.timesteps) - 1
+        return f"CPU x{self.threads} threads, float32, photo route (motion NFE {nfe} + face-mesh warp), compile off"
 
 
 class _PhotoRun(_RenderRun):

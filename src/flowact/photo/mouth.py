@@ -73,7 +73,7 @@ class MouthPainter:
             bright = pix[lum >= np.percentile(lum, 70)].mean(0)
             if bright.mean() > 130 and bright.max() - bright.min() < 60:
                 teeth = 0.6 * bright + 0.4 * teeth
-        cavity = 0.2 * lip + np.array([10, 2, 3], np.float32)
+        cavity = 0.3 * lip + np.array([12, 3, 4], np.float32)
         tongue = 0.5 * lip + np.array([18, 2, 6], np.float32)
         t = lambda c: torch.tensor(c, dtype=torch.float32).view(3, 1, 1)  # noqa: E731
         return cls((y0, y1, x0, x1), up, lo, rest_gap, float(iod), t(teeth), t(cavity), t(tongue))
@@ -92,8 +92,14 @@ class MouthPainter:
         ux = verts[self.upper, 0]
         o = torch.argsort(ux)
         grown = _smooth((_interp(xs, ux[o].contiguous(), pair[o]) - 0.5) / (0.06 * self.iod))  # (x,)
+        # the photo's own opening (teeth it shows at rest) stays: it hangs from the upper lip as the
+        # upper teeth do, and the cavity opens below it
+        ux_sorted = ux[o].contiguous()
+        own = _interp(xs, ux_sorted, self.rest_gap[o]).clamp(min=0)
+        top = yu + 0.9 * own
+        gap = (yl - top).clamp_min(0)
         fe = 1.5
-        inside = _smooth((ys - yu) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
+        inside = _smooth((ys - top) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
         xc = 0.5 * (verts[self.upper[0], 0] + verts[self.upper[-1], 0])
         half = 0.5 * (verts[self.upper[-1], 0] - verts[self.upper[0], 0]).abs().clamp_min(1.0)
         across = (xs - xc) / half  # -1..1 corner to corner
@@ -101,14 +107,15 @@ class MouthPainter:
         alpha = inside * grown * _smooth((1 - across.abs()) * 5)  # (y, x)
         # upper teeth: a band under the upper lip, narrower than the mouth, shadowed at the top
         th = (0.3 * gap).clamp(max=0.11 * self.iod) * (1 + 0.6 * teeth_amount) + 1.0
-        band = _smooth((yu + th - ys) / 1.5 + 0.5) * _smooth((0.8 - across.abs()) * 4)
-        shade = (0.62 + 0.3 * _smooth((ys - yu) / 3.0)) * (1 - 0.25 * across.abs() ** 2)
+        th = th * (1 - _smooth(own / (0.06 * self.iod)))  # painted teeth only where the photo shows none
+        band = _smooth((top + th - ys) / 1.5 + 0.5) * _smooth((0.8 - across.abs()) * 4)
+        shade = (0.62 + 0.3 * _smooth((ys - top) / 3.0)) * (1 - 0.25 * across.abs() ** 2)
         # tongue: a low ellipse resting on the lower lip
         ty = yl - 0.18 * gap
         r2 = (across / 0.6) ** 2 + ((ys - ty) / (0.3 * gap + 1e-3)) ** 2
         tongue = 0.6 * _smooth((1 - r2) * 2) * _smooth((gap - 0.2 * self.iod) / (0.12 * self.iod))
         # the cavity: darkest behind the teeth and at the sides, a little light at the back
-        depth = _smooth((ys - yu) / (gap + 1e-3))
+        depth = _smooth((ys - top) / (gap + 1e-3))
         col = self.cavity * (0.55 + 0.45 * (1 - across.abs() ** 2)) * (0.7 + 0.3 * depth)
         col = col + (self.tongue - col) * tongue
         col = col + (self.teeth * shade - col) * band

@@ -43,7 +43,10 @@ class Deformer:
 
     def displace(self, delta: np.ndarray) -> np.ndarray:
         """delta: (frames, MOTION_DIM) motion - reference -> (frames, V, 2) float32 displacement."""
-        delta = np.asarray(delta, np.float32).reshape(-1, MOTION_DIM)
+        delta = np.array(delta, np.float32).reshape(-1, MOTION_DIM)
+        # lips less pressed than at rest is the opening's job (mouth_open): only pressing acts, so a
+        # photo that shows its teeth does not part its lips further on every unpressed frame
+        delta[:, CLOSED] = np.maximum(delta[:, CLOSED], 0.0)
         d = np.einsum("fk,kvc->fvc", delta, self.basis)
         # head rotation of the expression-moved points: R = roll @ yaw @ pitch
         p = self.vertices[None].repeat(len(delta), 0)
@@ -161,7 +164,7 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     jaw[below] = 0.35 * np.clip(1 - np.abs(v[below, 0] - mc[0]) / (1.5 * iod), 0, 1)
     jaw[list(F.MOUTH_CORNERS)] = 0.45
     jaw[inner_lo + outer_lo] = 1.0
-    drop = 0.26 * iod  # a person's jaw in speech opens less than the cartoon's (0.38 IOD there)
+    drop = 0.2 * iod  # a person's jaw in speech opens less than the cartoon's (0.38 IOD there)
     B[OPEN, :, 1] = drop * jaw
     B[OPEN, inner_up + outer_up, 1] = -0.05 * iod
     # lateral fields: lip points by their x offset, the cheeks by distance to the corners
@@ -169,7 +172,7 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     near_corner = np.exp(-(np.min(np.linalg.norm(v[:, None] - corners[None], axis=2), 1) ** 2) / (2 * (0.3 * iod) ** 2))
     lat = np.where(np.isin(np.arange(V), lips), side, np.sign(side) * near_corner * 0.8)
     lat[~is_face] = 0.0
-    B[WIDTH, :, 0] = 0.15 * iod * lat
+    B[WIDTH, :, 0] = 0.1 * iod * lat
     B[ROUND, :, 0] = -0.16 * iod * lat
     B[ROUND, outer_up, 1] = -0.04 * iod
     B[ROUND, outer_lo, 1] = 0.04 * iod
