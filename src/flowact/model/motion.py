@@ -189,22 +189,23 @@ class MotionBlock(nn.Module):
         attend, broadcast to (b, heads, tokens, slots + tokens). Returns (segments, k (normed,
         unrotated), v) of all tokens; `kv_only`: keys/values are all that is needed (no attention);
         `last`: only the first segment's output is needed (the motion tokens)."""
-        qs, ks, vs, ms = [], [], [], []
+        qks, vs, ms = [], [], []
         for name, x in segs:
             ws = self.sets[name]
             m = mods[name] + ws.mod_table
-            q, k, v = ws.qkv_heads(x, m[..., 0, :], m[..., 1, :])
-            if not kv_only:
-                qs.append(rms(q, ws.q_norm))
-            ks.append(rms(k, ws.k_norm))
-            vs.append(v)
+            bs, n, w = x.shape
+            qkv = ws.qkv(modulate(x, m[..., 0, :], m[..., 1, :]))
+            qkv = qkv.view(bs, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)  # (3, b, heads, n, hd)
+            # q and k normed in one go (their weights stacked): half the small ops of the hot path
+            qks.append(rms(qkv[:2], torch.stack([ws.q_norm, ws.k_norm])[:, None, None, None]))
+            vs.append(qkv[2])
             ms.append(m)
-        k0 = torch.cat(ks, 2) if len(ks) > 1 else ks[0]
-        v0 = torch.cat(vs, 2) if len(vs) > 1 else vs[0]
+        qk = torch.cat(qks, 3) if len(qks) > 1 else qks[0]
+        k0, v0 = qk[1], torch.cat(vs, 2) if len(vs) > 1 else vs[0]
         if kv_only:
             return segs, k0, v0
-        q = rotate(torch.cat(qs, 2) if len(qs) > 1 else qs[0], cos, sin)
-        k, v = rotate(k0, cos, sin), v0
+        q, k = rotate(qk, cos, sin).unbind(0)
+        v = v0
         if mem_k is not None:
             k, v = torch.cat([mem_k, k], 2), torch.cat([mem_v, v], 2)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
