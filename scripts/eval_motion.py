@@ -157,7 +157,10 @@ def drift(engine, seconds: float = 60.0) -> dict:
     first, last = g[:ten], g[-ten:]
     lo = np.array([0] * 5 + [-1] * 5 + [0, -1, -0.3, -1, -1, -1], np.float32)
     hi = np.ones(16, np.float32)
-    at_limit = float(((np.abs(g - lo) < 1e-4) | (np.abs(g - hi) < 1e-4))[:, 5:].mean())  # mouth may rest at 0
+
+    def at_limits(x):  # the mouth may rest at 0: counted over the other numbers
+        return float(((np.abs(x - lo) < 1e-4) | (np.abs(x - hi) < 1e-4))[:, 5:].mean())
+
     return {
         "frames": len(g),
         "std_first_10s": round(float(first.std(0).mean()), 3),
@@ -166,7 +169,13 @@ def drift(engine, seconds: float = 60.0) -> dict:
         "mean_abs_shift_first_vs_last": round(float(np.abs(first.mean(0) - last.mean(0)).mean()), 3),
         "labelled_shift_first_vs_last": round(float(np.abs(lab[:ten].mean(0) - lab[-ten:].mean(0)).mean()), 3),
         "max_abs": round(float(np.abs(g).max()), 3),
-        "share_at_limits_non_mouth": round(at_limit, 4),
+        "share_at_limits_non_mouth": round(at_limits(g), 4),
+        "labelled_share_at_limits": round(at_limits(np.clip(lab, lo, hi)), 4),
+        "per_number_share_at_limits": {
+            k: round(float(v), 3)
+            for k, v in zip(MOTION_KEYS, ((np.abs(g - lo) < 1e-4) | (np.abs(g - hi) < 1e-4)).mean(0))
+            if v > 0.005
+        },
         "mouth_open_r_lag0": round(corr(g[:, 0], lab[:, 0]), 3),
     }
 

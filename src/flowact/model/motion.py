@@ -192,9 +192,13 @@ class MotionBlock(nn.Module):
         qks, vs, ms = [], [], []
         for name, x in segs:
             ws = self.sets[name]
-            m = mods[name] + ws.mod_table
             bs, n, w = x.shape
-            qkv = ws.qkv(modulate(x, m[..., 0, :], m[..., 1, :]))
+            m = mods[name]
+            if isinstance(m, tuple):  # prepared (`MotionDiT.prepare`): fewer small ops on the stream's hot path
+                qkv = ws.qkv(F.layer_norm(x, (w,), eps=1e-6) * m[1] + m[0])
+            else:
+                m = m + ws.mod_table
+                qkv = ws.qkv(modulate(x, m[..., 0, :], m[..., 1, :]))
             qkv = qkv.view(bs, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)  # (3, b, heads, n, hd)
             # q and k normed in one go (their weights stacked): half the small ops of the hot path
             qks.append(rms(qkv[:2], torch.stack([ws.q_norm, ws.k_norm])[:, None, None, None]))
@@ -214,7 +218,14 @@ class MotionBlock(nn.Module):
         out, start = [], 0
         for (name, x), m in zip(segs[:1] if last else segs, ms):
             n = x.shape[1]
-            out.append((name, self.sets[name].finish(x, a[:, start : start + n], m)))
+            ws = self.sets[name]
+            if isinstance(m, tuple):  # the same as WeightSet.finish on prepared modulation
+                x = x + m[2] * ws.out(a[:, start : start + n])
+                h = F.layer_norm(x, (x.shape[-1],), eps=1e-6) * m[4] + m[3]
+                x = x + m[5] * ws.mlp_out(F.gelu(ws.mlp_in(h), approximate="tanh"))
+                out.append((name, x))
+            else:
+                out.append((name, ws.finish(x, a[:, start : start + n], m)))
             start += n
         return out, k0, v0
 
@@ -303,17 +314,28 @@ class MotionDiT(nn.Module, Ear):
         last = len(self.blocks) - 1
         for i, blk in enumerate(self.blocks):
             mk, mv = memory[i] if memory is not None else (None, None)
-            segs, k, v = blk(segs, mods, cos, sin, mk, mv, mask, kv_only=kv_only and i == last, last=i == last)
+            bm = {k: m[i] if isinstance(m, list) else m for k, m in mods.items()}
+            segs, k, v = blk(segs, bm, cos, sin, mk, mv, mask, kv_only=kv_only and i == last, last=i == last)
             kv.append((k, v))
         if kv_only:
             return None, kv
         f = final.unbind(-2)
         return self.out(modulate(segs[0][1], f[0], f[1])), kv
 
+    def prepare(self, ada: torch.Tensor, stream: str) -> list[tuple[torch.Tensor, ...]]:
+        """A chunk-wide modulation (b, 6, width) made ready for `stream`'s weight set in every block:
+        per block (shift, 1 + scale, gate, shift, 1 + scale, gate), each (b, 1, width). The stream
+        computes these once, for its fixed timesteps."""
+        out = []
+        for blk in self.blocks:
+            m = (ada + blk.sets[stream].mod_table)[:, None].unbind(-2)
+            out.append((m[0], 1 + m[1], m[2], m[3], 1 + m[4], m[5]))
+        return out
+
     def condition_kv(self, audio: torch.Tensor, behaviour: torch.Tensor, clean_mods, cos, sin):
         """A chunk's condition tokens through the blocks once (they read only each other, modulated
         as clean): per layer (k rotated at cos/sin, v), (b, heads, n, head_dim)."""
-        mods = {"audio": clean_mods, "behaviour": clean_mods}
+        mods = {"audio": clean_mods, "behaviour": clean_mods} if torch.is_tensor(clean_mods) else clean_mods
         _, kv = self.run(self.condition_tokens(audio, behaviour), mods, None, cos, sin, kv_only=True)
         return [(rotate(k, cos, sin), v) for k, v in kv]
 

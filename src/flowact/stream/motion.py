@@ -179,12 +179,16 @@ class MotionStream:
         self.sampler = EulerSampler(engine.timesteps, 1, dev)
         with torch.no_grad():
             # static per stream: the modulation of every sampler step and of the memory pass
-            self._mods = {float(t): model.modulation(t) for t in self.sampler.t[: self.sampler.nfe]}
-            self._memory_mods = model.modulation(torch.full((1,), engine.memory_t, device=dev))
-            ada, _ = self._memory_mods
-            self._clean_mods = model.modulation(torch.zeros(1, device=dev))[0]
+            self._mods = {}
+            for t in self.sampler.t[: self.sampler.nfe]:
+                ada, fin = model.modulation(t)
+                self._mods[float(t)] = ({"motion": model.prepare(ada, "motion")}, fin)
+            ada = model.modulation(torch.full((1,), engine.memory_t, device=dev))[0]
+            self._memory_mods = {"motion": model.prepare(ada, "motion")}
+            clean = model.modulation(torch.zeros(1, device=dev))[0]
+            self._clean_mods = {s: model.prepare(clean, s) for s in ("audio", "behaviour")}
             ref_tokens = [("motion", model.reference_token(self.reference))]
-            _, kv = model.run(ref_tokens, {"motion": ada}, None, self.cos[:1], self.sin[:1], kv_only=True)
+            _, kv = model.run(ref_tokens, self._memory_mods, None, self.cos[:1], self.sin[:1], kv_only=True)
             self.bank.admit_reference(kv)
         self._behaviour: dict[tuple, torch.Tensor] = {}
         self.next_index = 0
@@ -245,18 +249,17 @@ class MotionStream:
         local = model.audio_local(feat)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            ada, fin = self._mods[float(t[0])]
+            mods, fin = self._mods[float(t[0])]
             segs = [("motion", model.motion_in(x) + local)]
-            v, _ = model.run(segs, {"motion": ada}, fin, self.cos_m, self.sin_m, memory, self._mask)
+            v, _ = model.run(segs, mods, fin, self.cos_m, self.sin_m, memory, self._mask)
             return v
 
         x = self.sampler.sample(velocity, noise)
         # the memory pass: the chunk (reading its conditions) at the memory noise level -> its keys/values
         t_mem = self.engine.memory_t
         x_mem = x if t_mem == 0 else (1 - t_mem) * x + t_mem * torch.randn_like(x)
-        ada, _ = self._memory_mods
         segs = [("motion", model.motion_in(x_mem) + local)]
-        _, kv = model.run(segs, {"motion": ada}, None, self.cos_m, self.sin_m, cond, kv_only=True)
+        _, kv = model.run(segs, self._memory_mods, None, self.cos_m, self.sin_m, cond, kv_only=True)
         self.bank.commit(self.next_index, kv)
         self.next_index += 1
         return x
