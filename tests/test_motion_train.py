@@ -79,3 +79,10 @@ def test_cli_runs_a_motion_stage_and_resumes(cache_file, tmp_path):
     assert (tmp_path / "motion-audio.safetensors").is_file()
     bad = CliRunner().invoke(app, ["train", "--stage", "motion-audio", "--data", str(tmp_path / "nope")])
     assert bad.exit_code != 0 and "motion cache" in str(bad.exception) + bad.output
+
+
+def test_cli_stage_names_match_the_motion_stages():
+    from flowact.cli_train import MOTION_STAGE_NAMES
+    from flowact.train.motion import MOTION_STAGES
+
+    assert MOTION_STAGE_NAMES == MOTION_STAGES == tuple(STAGE_CLASSES)

@@ -17,15 +17,12 @@ from .errors import FlowactError
 # the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
 StageName = Enum(
     "StageName",
-    {
-        n: n
-        for n in (
-            *("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips", "audio"),
-            *("motion-audio", "motion-pretrain", "motion-selfforce", "motion-distill"),
-        )
-    },
+    {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips", "audio")},
     type=str,
 )
+# --stage also takes the motion engine's stages (train/motion.py MOTION_STAGES), which train their own model
+MOTION_STAGE_NAMES = ("motion-audio", "motion-pretrain", "motion-selfforce", "motion-distill")
+TrainStage = Enum("TrainStage", {n: n for n in (*(s.value for s in StageName), *MOTION_STAGE_NAMES)}, type=str)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +32,7 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    stage: StageName = typer.Option(
+    stage: TrainStage = typer.Option(
         ...,
         "--stage",
         help=(

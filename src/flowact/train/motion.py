@@ -289,7 +289,7 @@ class PretrainStage(MotionObjective):
         v = m.forward_train(b.reference, xt, t, feat, beh, w.first, w.keep)
         fm = flow_loss(v[:, -1], (noise - x0)[:, -1])
         ear = ear_loss(logits, b.motion[:, w.chunks])
-        return fm + self.s.ear_weight * ear, {"flow": float(fm), "ear": float(ear)}
+        return fm + self.s.ear_weight * ear, {"flow": fm.item(), "ear": ear.item()}
 
 
 def rollout(model: MotionDiT, b: Batch, k: int, steps: int, g: torch.Generator, shift: float = SHIFT) -> torch.Tensor:
@@ -374,7 +374,7 @@ class DistillStage(PretrainStage):
         )
         fm = flow_loss(v[:, -1], torch.cat(target, 0)[:, 0])
         ear = ear_loss(logits, b.motion[:, w.chunks])
-        return fm + s.ear_weight * ear, {"flow": float(fm), "ear": float(ear)}
+        return fm + s.ear_weight * ear, {"flow": fm.item(), "ear": ear.item()}
 
 
 STAGE_CLASSES = {c.name: c for c in (AudioStage, PretrainStage, SelfForceStage, DistillStage)}
