@@ -50,13 +50,25 @@ def bench_inputs(folder: Path, width: int, height: int, seconds: float, seed: in
     return image, audio
 
 
+def bench_photo(folder: Path, width: int, height: int) -> Path:
+    """The bundled portrait covering the preset's full output size (the photo route never scales
+    a photo up, so a smaller one would bench a smaller video)."""
+    from PIL import Image
+
+    from .media.image import load_image
+
+    path = folder / "bench_photo.png"
+    Image.fromarray(load_image(bundled_path(BENCH_PHOTO), width, height, "cover")).save(path)
+    return path
+
+
 def run_bench(engine: Engine, seconds: float = 10.0, seed: int = 0, warmup_seconds: float = 1.0, on_chunk=None) -> dict:
     p = engine.preset
     with tempfile.TemporaryDirectory(prefix="flowact-bench-") as tmp:
         folder = Path(tmp)
         image, audio = bench_inputs(folder, p.video.width, p.video.height, max(seconds, warmup_seconds), seed)
         if is_photo(p):  # the photo route needs a face: a real portrait ships in the package
-            image = bundled_path(BENCH_PHOTO)
+            image = bench_photo(folder, p.video.width, p.video.height)
         engine.render(
             image,
             audio,
