@@ -462,12 +462,13 @@ def _photo_row(p, source: str) -> dict:
     """A photo preset's row: the motion engine's parameters (read from its weights file's header)."""
     from . import weights as W
 
-    params = 0
+    params, steps = 0, None
     if p.weights.bundled and W.bundled_path(p.weights.bundled).is_file():
         from safetensors import safe_open
 
         with safe_open(str(W.bundled_path(p.weights.bundled)), "pt") as f:
             params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+            steps = int((f.metadata() or {}).get("steps", 0)) or None
     return {
         "name": p.name,
         "route": "photo",
@@ -475,7 +476,7 @@ def _photo_row(p, source: str) -> dict:
         "fps": p.video.fps,
         "chunk_frames": p.frames_per_chunk,
         "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps,
-        "steps": 3,
+        "steps": steps,
         "params": {"motion": params},
         "params_total": params,
         "flops_per_chunk": None,
