@@ -7,14 +7,8 @@ import torch
 from typer.testing import CliRunner
 
 from flowact.model.motion import MotionDiT
-from flowact.train.motion import (
-    STAGE_CLASSES,
-    ClipCache,
-    MotionSettings,
-    augment,
-    build_cache,
-    make_batch,
-)
+from flowact.train.motion import STAGE_CLASSES, MotionSettings
+from flowact.train.motion_data import ClipCache, augment, build_cache, make_batch
 
 
 @pytest.fixture(scope="module")

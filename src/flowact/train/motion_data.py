@@ -1,0 +1,147 @@
+"""The motion engine's training data: a cache of world clips (audio, motion labels, per-frame
+state and prompt), built once; audio augmentation so human voices work (speed/pitch by resampling
+with the labels warped alike, gain, noise, band limits); batches of stream windows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.audio import HOP, N_FFT
+from ..model.motion import MEL_PER_FRAME, MotionDiT, frame_windows, mel_frames
+from ..model.text import MAX_WORDS, tokenize
+from ..stream.motion import SAMPLES_PER_FRAME
+
+
+# -- the clip cache ------------------------------------------------------------------------------
+def build_cache(path: Path, clips: int, seconds: float = 8.0, seed: int = 0, on_clip=None) -> Path:
+    """World clips of training characters and voices -> one npz: audio int16 (n, samples), motion
+    (n, frames, 16), reference (n, 16), state (n, frames), prompt (n, frames) indices into `prompts`."""
+    from ..world.clip import clip_seed, make_clip, split_seed
+    from ..world.motion_vector import clip_motion, reference_motion
+
+    audio, motion, ref, state, prompt, prompts = [], [], [], [], [], []
+    for i in range(clips):
+        c = make_clip(split_seed(clip_seed(seed, i), "train"), seconds, 128, 128, split="train")
+        audio.append(np.round(np.clip(c.audio, -1, 1) * 32767).astype(np.int16))
+        motion.append(clip_motion(c))
+        ref.append(reference_motion(c))
+        state.append(c.motion.state.astype(np.int8))
+        t = (np.arange(c.frames) + 0.5) / 25.0
+        ids = np.zeros(c.frames, np.int16)
+        for s in c.segments:
+            if s.prompt not in prompts:
+                prompts.append(s.prompt)
+            ids[(t >= s.start) & (t < s.end)] = prompts.index(s.prompt)
+        prompt.append(ids)
+        if on_clip:
+            on_clip(i)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        audio=np.stack(audio),
+        motion=np.stack(motion),
+        reference=np.stack(ref),
+        state=np.stack(state),
+        prompt=np.stack(prompt),
+        prompts=np.array(json.dumps(prompts)),
+    )
+    return path
+
+
+class ClipCache:
+    def __init__(self, path: Path):
+        z = np.load(path)
+        self.audio = z["audio"]  # int16: scaled per sample
+        self.motion, self.reference = z["motion"], z["reference"]
+        self.state, self.prompt = z["state"].astype(np.int64), z["prompt"].astype(np.int64)
+        self.prompts = json.loads(str(z["prompts"]))
+        self.frames = self.motion.shape[1]
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean of the motion, scale of motion - reference per number), float32 (16,)."""
+        delta = self.motion - self.reference[:, None]
+        return self.motion.reshape(-1, 16).mean(0), np.maximum(delta.reshape(-1, 16).std(0), 0.05)
+
+
+# -- audio augmentation ------------------------------------------------------------------------
+def augment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Loudness, noise and band limits of other microphones and voices (speed/pitch: `Batch`)."""
+    x = audio
+    if rng.random() < 0.5:  # band limits: phone-like to full band
+        spec = np.fft.rfft(x)
+        f = np.fft.rfftfreq(len(x), 1 / 16_000)
+        lo, hi = rng.uniform(40, 300), rng.uniform(2500, 8000)
+        spec *= 1 / (1 + (lo / np.maximum(f, 1)) ** 4) / (1 + (f / hi) ** 8)
+        x = np.fft.irfft(spec, len(x)).astype(np.float32)
+    level = np.sqrt(np.mean(x**2) + 1e-10)
+    if rng.random() < 0.5:  # noise at 0-40 dB below speech level
+        x = x + rng.standard_normal(len(x)).astype(np.float32) * level * 10 ** (-rng.uniform(0, 40) / 20)
+    gain = 10 ** (rng.uniform(-30, 8) / 20)  # quiet to loud recordings
+    return np.clip(x * gain, -1, 1).astype(np.float32)
+
+
+@dataclass
+class Batch:
+    """A batch of stream windows: chunks 0..k of each, as (batch, k + 1, ...) tensors."""
+
+    windows: torch.Tensor  # (b, k+1, C, window, bins) mel windows per frame
+    motion: torch.Tensor  # (b, k+1, C, 16) labels
+    reference: torch.Tensor  # (b, 16)
+    state: torch.Tensor  # (b, k+1) 0 = none
+    words: torch.Tensor  # (b, k+1, MAX_WORDS)
+    no_audio: torch.Tensor  # (b, k+1) bool: audio dropped (guidance)
+
+
+def make_batch(
+    cache: ClipCache, model: MotionDiT, rng: np.random.Generator, batch: int, k: int, drop: bool = True
+) -> Batch:
+    cfg = model.cfg
+    c = cfg.chunk_frames
+    n = c * (k + 1)
+    rows = MEL_PER_FRAME * n + cfg.context + cfg.lookahead
+    span = (rows - 1) * HOP + N_FFT
+    wins, mot, states, words = [], [], [], []
+    idx = rng.integers(0, len(cache.audio), batch)
+    for i in idx:
+        r = rng.uniform(0.85, 1.15) if rng.random() < 0.6 else 1.0  # speed and pitch by resampling
+        o = rng.uniform(0, cache.frames - 1 - n * r)
+        s0 = o * SAMPLES_PER_FRAME + ((-cfg.context * HOP) - N_FFT // 2) * r
+        src = s0 + np.arange(span) * r
+        a = np.interp(src, np.arange(cache.audio.shape[1]), cache.audio[i] / 32767, left=0.0, right=0.0)
+        a = a.astype(np.float32)
+        a = augment(a, rng)
+        with torch.no_grad():
+            mel = mel_frames(model.mel, torch.from_numpy(a))
+        wins.append(frame_windows(mel, n, cfg.window))
+        f = o + np.arange(n) * r
+        fi = np.arange(cache.frames)
+        mot.append(np.stack([np.interp(f, fi, cache.motion[i, :, d]) for d in range(16)], 1))
+        near = np.clip(np.round(f).astype(int), 0, cache.frames - 1).reshape(k + 1, c)
+        st = [np.bincount(cache.state[i, row], minlength=len(cfg.states)).argmax() + 1 for row in near]
+        pr = [cache.prompts[cache.prompt[i, row[c // 2]]] for row in near]
+        if drop:
+            st = [0 if rng.random() < 0.3 else s for s in st]
+            pr = ["" if rng.random() < 0.3 else p for p in pr]
+        ids = np.zeros((k + 1, MAX_WORDS), np.int64)
+        for j, p in enumerate(pr):
+            t = tokenize(p, cfg.vocab)
+            ids[j, : len(t)] = t
+        states.append(st)
+        words.append(ids)
+    no_audio = torch.from_numpy(rng.random((batch, k + 1)) < (0.1 if drop else 0.0))
+    return Batch(
+        torch.stack(wins).view(batch, k + 1, c, cfg.window, -1),
+        torch.from_numpy(np.stack(mot).astype(np.float32)).view(batch, k + 1, c, 16),
+        torch.from_numpy(cache.reference[idx].astype(np.float32)),
+        torch.tensor(np.array(states), dtype=torch.long),
+        torch.from_numpy(np.stack(words)),
+        no_audio,
+    )
+
+
+# -- the window as the stream sees it ----------------------------------------------------------
