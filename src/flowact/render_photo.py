@@ -24,6 +24,7 @@ from .media.audio import load_audio
 from .media.ffmpeg import VideoWriter, find_ffmpeg
 from .media.image import fit_within
 from .render import Engine, RenderInputs, _RenderRun, default_threads, pick_device
+from .stream.motion import MotionStream, padded
 
 
 def prepare_photo(preset: PhotoPreset, image: str | Path, audio: str | Path) -> RenderInputs:
@@ -89,7 +90,6 @@ class _PhotoRun(_RenderRun):
 
     def start(self, prompt: str, ffmpeg: str | None) -> None:
         from .photo.rig import build_rig
-        from .stream.motion import MotionStream
 
         find_ffmpeg(ffmpeg)
         self.prompt = prompt or None
@@ -105,19 +105,10 @@ class _PhotoRun(_RenderRun):
         self.writer = VideoWriter(self.out, w, h, self.preset.video.fps, audio=self.inputs.audio_path,
                                   ffmpeg=ffmpeg, shortest=True, queue_frames=2 * per)  # fmt: skip
 
-    def audio_window(self, k: int) -> np.ndarray:
-        """The samples chunk k's motion hears, zero-padded where they fall outside the track."""
-        a, b = self.stream.audio_span(k)
-        out = np.zeros(b - a, np.float32)
-        lo, hi = max(a, 0), min(b, len(self.samples))
-        if hi > lo:
-            out[lo - a : hi - a] = self.samples[lo:hi]
-        return out
-
     def generate(self, k: int):
         per = self.preset.frames_per_chunk
         t = time.perf_counter()
-        motion = self.stream.chunk(k, self.audio_window(k), prompt=self.prompt)
+        motion = self.stream.chunk(k, padded(self.samples, self.stream.audio_span(k)), prompt=self.prompt)
         dt = time.perf_counter() - t
         self.stages["motion"] += dt
         self.chunk_ms.append(dt * 1000)
