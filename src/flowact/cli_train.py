@@ -173,52 +173,43 @@ def train(
         torch.set_num_threads(threads)
     stage = stage.value
     if stage.startswith("motion-"):
-        _train_motion(
-            stage,
-            data,
-            out,
-            steps,
-            batch,
-            lr,
-            warmup,
-            seed,
-            init,
-            teacher,
-            resume,
-            save_every,
-            teacher_steps,
-            guidance,
-            as_json,
+        from .train.motion import MotionSettings, train_motion
+
+        if distributed or launched():
+            raise FlowactError(f"--stage {stage} trains in one process (its model is small), not under torchrun")
+        run = _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher, resume, save_every,
+                          MotionSettings(teacher_steps=teacher_steps, guidance=guidance))  # fmt: skip
+        train, distributed = train_motion, False
+    else:
+        run = TrainRun(
+            stage=stage,
+            preset=load_preset(preset),
+            data=data,
+            out=out,
+            steps=steps,
+            batch=batch,
+            lr=lr,
+            warmup=warmup,
+            decay=decay,
+            seed=seed,
+            device=str(dev),
+            init=init,
+            teacher=teacher,
+            resume=resume,
+            save_every=save_every,
+            speaking=speaking,
+            distributed=distributed or launched(),
+            only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
+            settings=StageSettings(
+                teacher_steps=teacher_steps,
+                guidance=guidance,
+                motion_weight=motion_weight,
+                mouth_weight=mouth_weight,
+                viseme_weight=viseme_weight,
+            ),
         )
-        return
-    run = TrainRun(
-        stage=stage,
-        preset=load_preset(preset),
-        data=data,
-        out=out,
-        steps=steps,
-        batch=batch,
-        lr=lr,
-        warmup=warmup,
-        decay=decay,
-        seed=seed,
-        device=str(dev),
-        init=init,
-        teacher=teacher,
-        resume=resume,
-        save_every=save_every,
-        speaking=speaking,
-        distributed=distributed or launched(),
-        only=tuple(s.strip() for s in only.split(",") if s.strip()) if only else (),
-        settings=StageSettings(
-            teacher_steps=teacher_steps,
-            guidance=guidance,
-            motion_weight=motion_weight,
-            mouth_weight=mouth_weight,
-            viseme_weight=viseme_weight,
-        ),
-    )
-    main = not run.distributed or os.environ.get("RANK", "0") == "0"  # the other ranks print nothing
+        train, distributed = run_train, run.distributed
+    main = not distributed or os.environ.get("RANK", "0") == "0"  # the other ranks print nothing
     err = stderr_console(soft_wrap=False)
     with Progress(
         TextColumn(f"train {stage}"),
@@ -230,7 +221,7 @@ def train(
         disable=not (err.is_terminal and main),
     ) as bar:
         task = bar.add_task(stage, total=steps, info="")
-        summary = run_train(run, lambda s, rec: bar.update(task, completed=s, info=f"loss {rec['loss']:.4f}"))
+        summary = train(run, lambda s, rec: bar.update(task, completed=s, info=f"loss {rec['loss']:.4f}"))
     if not main:
         return
     if as_json:
@@ -239,30 +230,15 @@ def train(
         err.print(
             f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} "
             f"over steps {summary['resumed_from']}..{steps}"
-            + (f" on {summary['world']} ranks (batch {summary['batch']})" if summary["world"] > 1 else "")
+            + (f" on {summary['world']} ranks (batch {summary['batch']})" if summary.get("world", 1) > 1 else "")
             + f"; weights: {summary['weights']}"
         )
 
 
-def _train_motion(
-    stage,
-    data,
-    out,
-    steps,
-    batch,
-    lr,
-    warmup,
-    seed,
-    init,
-    teacher,
-    resume,
-    save_every,
-    teacher_steps,
-    guidance,
-    as_json,
-) -> None:
-    """The motion engine's stages (train/motion.py), on CPU: the model is small."""
-    from .train.motion import MotionRun, MotionSettings, train_motion
+def _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher, resume, save_every, settings):
+    """A motion engine stage's run (train/motion.py; CPU, the model is small). --data: synth[:SEED]
+    or a motion cache .npz."""
+    from .train.motion import MotionRun
 
     cache_file = None
     if data.startswith("synth"):
@@ -271,29 +247,9 @@ def _train_motion(
         cache_file = Path(data)
         if not cache_file.is_file():
             raise FlowactError(f"--data for a motion stage is synth[:SEED] or a motion cache .npz, got '{data}'")
-    run = MotionRun(
-        stage=stage,
-        out=out,
-        steps=steps,
-        batch=batch,
-        lr=lr,
-        warmup=warmup,
-        seed=seed,
-        init=init,
-        teacher=teacher,
-        resume=resume,
-        save_every=save_every,
-        cache=cache_file,
-        settings=MotionSettings(teacher_steps=teacher_steps, guidance=guidance),
-    )
-    summary = train_motion(run)
-    if as_json:
-        print(json.dumps(summary, indent=2))
-    else:
-        stderr_console(soft_wrap=False).print(
-            f"{stage}: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} over steps "
-            f"{summary['resumed_from']}..{steps} in {summary['seconds']:.0f} s; weights: {summary['weights']}"
-        )
+    return MotionRun(stage=stage, out=out, steps=steps, batch=batch, lr=lr, warmup=warmup, seed=seed, init=init,
+                     teacher=teacher, resume=resume, save_every=save_every, cache=cache_file,
+                     settings=settings)  # fmt: skip
 
 
 def cache(
