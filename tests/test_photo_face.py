@@ -54,3 +54,20 @@ def test_toon_frame_is_not_a_photo():
     except FlowactError as e:
         assert "toon.png: no face found" in str(e) and "--preset toon-128" in str(e)
     # else: the detector found the drawn face; that is allowed (the lead routes by preset)
+
+
+def test_a_small_face_in_a_wide_shot_is_found_in_tiles():
+    """The portrait at 0.4 scale in a 1280x720 frame: eyes ~17 px apart, too small for the
+    detectors on the whole picture; the tiled pass finds it where it is."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (1280, 720), (200, 200, 200))
+    canvas.paste(Image.fromarray(data.astronaut()).resize((205, 205)), (600, 200))
+    image = np.asarray(canvas)
+    assert F._detect_in(image, "face_detection_short_range", (640, 360), 1280, 0.5) is None or (
+        F._detect_in(image, "face_detection_short_range", (640, 360), 1280, 0.5)[2] < F.SURE
+    )
+    m = analyse(image, "wide.jpg")
+    x0, y0, x1, y1 = m.box
+    assert 640 < (x0 + x1) / 2 < 720 and 220 < (y0 + y1) / 2 < 290  # the face's place in the canvas
+    assert 12 < m.inter_ocular < 24

@@ -137,42 +137,71 @@ def _affine_crop(image: np.ndarray, centre, side: float, angle: float, out: int)
     return np.asarray(img, np.float32), m
 
 
+def _detect_in(image: np.ndarray, name: str, centre, side: float, threshold: float):
+    """The best face of detector `name` in the square of `side` image pixels around `centre`
+    (letterboxed with black where it leaves the image): (box, keypoints, score) or None."""
+    size = _DETECTORS[name][0]
+    crop, m = _affine_crop(image, centre, side, 0.0, size)
+    reg, cls = _invoke(name, crop / 127.5 - 1.0)
+    if reg.shape[-1] != 16:
+        reg, cls = cls, reg
+    score = 1 / (1 + np.exp(-np.clip(cls[0, :, 0], -60, 60)))
+    keep = score > threshold
+    if not keep.any():
+        return None
+    a = _anchors(name)[keep]
+    r = reg[0, keep] / size
+    sc = score[keep]
+    cxy = a + r[:, :2]
+    boxes = np.concatenate([cxy - r[:, 2:4] / 2, cxy + r[:, 2:4] / 2], 1)
+    kps = a[:, None] + r[:, 4:].reshape(-1, 6, 2)
+    best = int(np.argmax(sc))
+    # weighted suppression: average the detections that overlap the best one
+    lo = np.maximum(boxes[best, :2], boxes[:, :2])
+    hi = np.minimum(boxes[best, 2:], boxes[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), 1)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], 1)
+    iou = inter / (area[best] + area - inter + 1e-9)
+    wgt = sc * (iou > 0.3)
+    wgt = wgt / wgt.sum()
+    box = (wgt[:, None] * boxes).sum(0) * size
+    kp = (wgt[:, None, None] * kps).sum(0) * size
+    to_img = lambda p: p @ m[:, :2].T + m[:, 2]  # noqa: E731
+    return np.concatenate([to_img(box[:2]), to_img(box[2:])]), to_img(kp), float(sc[best])
+
+
+SURE = 0.8  # a detection this confident on the whole picture ends the search
+
+
 def detect(image: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Best face in an (H, W, 3) uint8 image: (box (4,) x0 y0 x1 y1, keypoints (6, 2), score), image
-    pixels, or None. Keypoints: right eye, left eye, nose tip, mouth, right ear, left ear."""
+    pixels, or None. Keypoints: right eye, left eye, nose tip, mouth, right ear, left ear.
+
+    The whole picture first (both detectors); a face that is small in it (a person further from the
+    camera, a wide shot) is found in overlapping square tiles of half and a third of the shorter
+    side, where it is large enough for the short-range detector."""
     h, w = image.shape[:2]
-    side = max(h, w)
+    found = None
     for name in _DETECTORS:
-        size = _DETECTORS[name][0]
-        crop, m = _affine_crop(image, (w / 2, h / 2), side, 0.0, size)  # letterbox: pads with black
-        reg, cls = _invoke(name, crop / 127.5 - 1.0)
-        if reg.shape[-1] != 16:
-            reg, cls = cls, reg
-        score = 1 / (1 + np.exp(-np.clip(cls[0, :, 0], -60, 60)))
-        keep = score > threshold
-        if not keep.any():
-            continue
-        a = _anchors(name)[keep]
-        r = reg[0, keep] / size
-        sc = score[keep]
-        cxy = a + r[:, :2]
-        boxes = np.concatenate([cxy - r[:, 2:4] / 2, cxy + r[:, 2:4] / 2], 1)
-        kps = a[:, None] + r[:, 4:].reshape(-1, 6, 2)
-        best = int(np.argmax(sc))
-        # weighted suppression: average the detections that overlap the best one
-        lo = np.maximum(boxes[best, :2], boxes[:, :2])
-        hi = np.minimum(boxes[best, 2:], boxes[:, 2:])
-        inter = np.prod(np.clip(hi - lo, 0, None), 1)
-        area = np.prod(boxes[:, 2:] - boxes[:, :2], 1)
-        iou = inter / (area[best] + area - inter + 1e-9)
-        wgt = sc * (iou > 0.3)
-        wgt = wgt / wgt.sum()
-        box = (wgt[:, None] * boxes).sum(0) * size
-        kp = (wgt[:, None, None] * kps).sum(0) * size
-        to_img = lambda p: p @ m[:, :2].T + m[:, 2]  # noqa: E731
-        box = np.concatenate([to_img(box[:2]), to_img(box[2:])])
-        return box, to_img(kp), float(sc[best])
-    return None
+        d = _detect_in(image, name, (w / 2, h / 2), max(h, w), threshold)
+        if d is not None and (found is None or d[2] > found[2]):
+            found = d
+    if found is not None and found[2] >= SURE:
+        return found
+    for frac in (0.5, 1 / 3):
+        side = min(h, w) * frac
+        if side < 48:
+            break
+        xs = np.arange(side / 2, w - side / 2 + 1, side / 2)
+        ys = np.arange(side / 2, h - side / 2 + 1, side / 2)
+        for cy in ys:
+            for cx in xs:
+                d = _detect_in(image, "face_detection_short_range", (cx, cy), side, threshold)
+                if d is not None and (found is None or d[2] > found[2]):
+                    found = d
+        if found is not None and found[2] >= SURE:
+            break
+    return found
 
 
 # ---------------------------------------------------------------- landmarks
