@@ -41,7 +41,7 @@ def test_groups_in_plausible_order(mesh):
 
 def test_no_face_names_the_file():
     grey = np.full((256, 256, 3), 128, np.uint8)
-    with pytest.raises(FlowactError, match=r"^grey\.png: no face found"):
+    with pytest.raises(FlowactError, match=r"^/some/where/grey\.png: no face found"):
         analyse(grey, "/some/where/grey.png")
 
 

@@ -58,7 +58,7 @@ def test_a_photo_without_a_face_is_one_line_exit_2(tmp_path, speech):
     Image.fromarray(skimage.data.coffee()).save(coffee)
     code, _, err = run_cli(["render", "-i", str(coffee), "-a", str(speech), "-o", str(tmp_path / "x.mp4")])
     assert code == 2
-    assert "coffee.png: no face found (the photo route needs a face" in err
+    assert f"{coffee}: no face found (the photo route needs a face" in err
     assert len(err.strip().splitlines()) == 2  # the route line + the error
     assert not (tmp_path / "x.mp4").exists()
 

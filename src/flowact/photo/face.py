@@ -261,6 +261,7 @@ def track(image: np.ndarray, previous: FaceMesh) -> FaceMesh:
 
 def _no_face(name) -> FlowactError:
     return FlowactError(
-        f"{Path(str(name)).name}: no face found "
-        "(the photo route needs a face; use --preset toon-128 for a drawn character)"
+        "no face found (the photo route needs a face, at least ~15 px between the eyes at the output size: "
+        "crop a wide shot closer; --preset toon-128 for a drawn character)",
+        path=name,
     )
