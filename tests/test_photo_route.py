@@ -101,3 +101,23 @@ def test_bench_photo_preset(tmp_path):
     r = json.loads(stdout)
     assert r["preset"] == "photo-512" and r["frames"] == 25 and r["ttff_seconds"] > 0
     assert "photo route" in r["conditions"] and set(r["stages"]) >= {"reference", "motion", "warp", "encode"}
+
+
+def test_an_interrupted_photo_render_leaves_a_playable_file(tmp_path, small_photo):
+    import threading
+
+    from flowact.render import Engine
+
+    engine = Engine.load("photo-512")
+    stop = threading.Event()
+    out = tmp_path / "cut.mp4"
+
+    def on_chunk(ev):
+        if ev.index == 1:
+            stop.set()
+
+    # 4 s (13 chunks); the bounded queue keeps generation at most a few chunks ahead of the warp
+    report = engine.render(small_photo, EXAMPLES / "human_speech.wav", out, on_chunk=on_chunk, stop=stop)
+    assert report.interrupted and 16 <= report.frames < 100
+    info = probe(out)
+    assert info.frames == report.frames and (info.width, info.height) == (320, 240)
