@@ -159,12 +159,16 @@ def render(
 ):
     """Stream a talking video of the character in IMAGE speaking AUDIO.
 
-    The file is written live, chunk by chunk (0.32 s of video each on toon-128), and always
-    finalised: Ctrl-C leaves a playable video of what was made (exit code 130).
+    The file is written live, chunk by chunk (0.32 s of video each), and always finalised:
+    Ctrl-C leaves a playable video of what was made (exit code 130). The picture picks the
+    route (--preset auto): a photograph moves its own face (photo-512, the photo's framing up
+    to 512x512), a drawn character is drawn by the video model (toon-128).
 
     Examples:
 
         flowact render --image examples/character_1.png --audio examples/speech_en.wav
+
+        flowact render --image examples/astronaut.jpg --audio examples/human_speech.wav
 
         flowact render -i face.jpg -a talk.mp3 -o talk.mp4 --prompt "speaking calmly" --json
 
