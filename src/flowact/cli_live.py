@@ -9,7 +9,6 @@ from typing import Optional
 
 import typer
 
-from .config import is_photo
 from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
     DeviceOpt,
@@ -122,7 +121,7 @@ def live(
     from .live import EventLog, LiveOptions, load_script, run_live
     from .media.audio import load_audio
     from .media.ffmpeg import check_output, find_ffmpeg
-    from .media.image import fit_within, load_image
+    from .render import load_reference
     from .route import route_preset
 
     sigterm_as_interrupt()
@@ -133,16 +132,9 @@ def live(
     # every input is checked before the model loads
     preset = route_preset(preset, image)[0]
     p = load_preset(preset)
-    face = None
-    if is_photo(p):  # the photo's framing, and its face found before any model loads
-        from .photo.face import analyse
-
-        reference = fit_within(image, p.video.width, p.video.height)
-        face = analyse(reference, name=str(image))
-    else:
-        reference = load_image(image, p.video.width, p.video.height, fit.value)
+    reference, face = load_reference(p, image, fit.value)
     lines = load_script(script) if script is not None else None
-    heard = load_audio(listen_audio, 16_000).samples if listen_audio is not None else None
+    heard = load_audio(listen_audio, p.audio.sample_rate).samples if listen_audio is not None else None
     check_output(out)
     find_ffmpeg(ffmpeg)
     if read_stdin is None:

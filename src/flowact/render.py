@@ -29,7 +29,7 @@ from .errors import FlowactError
 from .handoff import Stage, StageFailed
 from .media.audio import Audio, load_audio
 from .media.ffmpeg import VideoWriter, check_output, find_ffmpeg
-from .media.image import load_image
+from .media.image import fit_within, load_image
 from .model import FlowActModel
 from .model.quant import quantize_blocks
 from .options import Int8Mode
@@ -119,15 +119,23 @@ class RenderInputs:
     face: object = None  # photo route: the reference's face mesh (photo/face.py), found before any model work
 
 
+def load_reference(preset: Preset | PhotoPreset, image: str | Path, fit: str = "cover") -> tuple[np.ndarray, object]:
+    """The reference picture as the preset's route takes it, and its face mesh (photo route, else
+    None): the toon route fits it to the preset's size (`fit`); the photo route keeps its framing,
+    scaled to fit, and finds its face, so a photo without one fails before any model loads."""
+    if isinstance(preset, PhotoPreset):
+        from .photo.face import analyse
+
+        reference = fit_within(image, preset.video.width, preset.video.height)
+        return reference, analyse(reference, name=str(image))
+    return load_image(image, preset.video.width, preset.video.height, fit), None
+
+
 def prepare_inputs(
     preset: Preset | PhotoPreset, image: str | Path, audio: str | Path, fit: str = "cover"
 ) -> RenderInputs:
-    if isinstance(preset, PhotoPreset):
-        from .render_photo import prepare_photo
-
-        return prepare_photo(preset, image, audio)
-    reference = load_image(image, preset.video.width, preset.video.height, fit)
-    return RenderInputs(reference, load_audio(audio, preset.audio.sample_rate), Path(audio))
+    reference, face = load_reference(preset, image, fit)
+    return RenderInputs(reference, load_audio(audio, preset.audio.sample_rate), Path(audio), face)
 
 
 def default_threads(preset: Preset) -> int:

@@ -20,21 +20,9 @@ import torch
 from . import weights as W
 from .config import PhotoPreset
 from .errors import FlowactError
-from .media.audio import load_audio
 from .media.ffmpeg import VideoWriter, find_ffmpeg
-from .media.image import fit_within
-from .render import Engine, RenderInputs, _RenderRun, default_threads, pick_device
+from .render import Engine, _RenderRun, default_threads, pick_device
 from .stream.motion import MotionStream, padded
-
-
-def prepare_photo(preset: PhotoPreset, image: str | Path, audio: str | Path) -> RenderInputs:
-    """The photo at its framing (fitted to the preset's size) and its face mesh: a photo with no
-    face fails here, in milliseconds, before any model loads."""
-    from .photo.face import analyse
-
-    reference = fit_within(image, preset.video.width, preset.video.height)
-    face = analyse(reference, name=str(image))
-    return RenderInputs(reference, load_audio(audio, 16_000), Path(audio), face)
 
 
 class PhotoEngine(Engine):
@@ -68,9 +56,6 @@ class PhotoEngine(Engine):
             model = MotionEngine.load(source.path, device="cpu")
         return cls(preset, model, source, dev, torch.float32, torch.get_num_threads(), "photo route", "off")
 
-    def prepare_inputs(self, image, audio, fit: str = "cover") -> RenderInputs:
-        return prepare_photo(self.preset, image, audio)
-
     def conditions(self, compiled: bool = False) -> str:
         nfe = len(self.model.timesteps) - 1
         return f"CPU x{self.threads} threads, float32, photo route (motion NFE {nfe} + face-mesh warp), compile off"
@@ -95,12 +80,11 @@ class _PhotoRun(_RenderRun):
         self.prompt = prompt or None
         t0 = time.perf_counter()
         h, w = self.inputs.reference.shape[:2]
-        self.rig = build_rig(self.inputs.reference, size=max(h, w), mesh=self.inputs.face)
+        self.rig = build_rig(self.inputs.reference, size=max(h, w), mesh=self.inputs.face)  # once per job
         self.stream = MotionStream(self.engine.model, seed=self.seed)
         self.stages["reference"] = time.perf_counter() - t0
         track = self.inputs.audio
         self.samples = track.samples[: int(self.seconds * track.rate) + 1].astype(np.float32)
-        h, w = self.inputs.reference.shape[:2]
         per = self.preset.frames_per_chunk
         self.writer = VideoWriter(self.out, w, h, self.preset.video.fps, audio=self.inputs.audio_path,
                                   ffmpeg=ffmpeg, shortest=True, queue_frames=2 * per)  # fmt: skip
