@@ -121,3 +121,22 @@ def test_an_interrupted_photo_render_leaves_a_playable_file(tmp_path, small_phot
     assert report.interrupted and 16 <= report.frames < 100
     info = probe(out)
     assert info.frames == report.frames and (info.width, info.height) == (320, 240)
+
+
+def test_live_chunks_hear_what_the_whole_track_gives_render(small_photo):
+    """PhotoChunks fed chunk by chunk (its own audio history, the look-ahead that has arrived)
+    makes the frames the render path makes from the whole track (same seed)."""
+    from flowact.live.chunks import PhotoChunks
+    from flowact.render import Engine, load_reference
+    from flowact.stream.motion import generate
+
+    engine = Engine.load("photo-512")
+    reference, face = load_reference(engine.preset, small_photo)
+    track = load_audio(EXAMPLES / "human_speech.wav").samples[: 16000 * 2]
+    live = PhotoChunks(engine, reference, face, seed=5)
+    n, got = live.chunk_samples, []
+    for k in range(len(track) // n):
+        got.append(live.frames(k, track[k * n : (k + 1) * n], track[(k + 1) * n :], "", "speaking"))
+    got = np.concatenate(got)
+    want = live.rig.render(generate(engine.model, track, None, seed=5, states_per_chunk=["speaking"])[: len(got)])
+    assert np.array_equal(got, want)

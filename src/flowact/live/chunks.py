@@ -18,9 +18,9 @@ from .speech import RATE, IncrementalAudio
 
 
 class ToonChunks:
-    def __init__(self, engine, reference: np.ndarray, seed: int, text: TextTrack | None = None):
+    def __init__(self, engine, reference: np.ndarray, seed: int, like: "ToonChunks | None" = None):
         model = engine.model
-        self.text = text or TextTrack(model)
+        self.text = like.text if like is not None else TextTrack(model)  # prompts encoded once per session
         self.gen = StreamGenerator(model, seed)
         self.gen.start(reference)
         self.audio = IncrementalAudio(model.audio, engine.preset.stream.chunk_latents, engine.device)
@@ -45,11 +45,12 @@ class PhotoChunks:
     """The motion engine hears each chunk with its past and look-ahead (`MotionStream.audio_span`):
     the past is kept here, the look-ahead is what has arrived (zeros beyond)."""
 
-    def __init__(self, engine, reference: np.ndarray, face, seed: int):
+    def __init__(self, engine, reference: np.ndarray, face, seed: int, like: "PhotoChunks | None" = None):
         from ..photo.rig import build_rig
         from ..stream.motion import MotionStream
 
-        self.rig = build_rig(reference, size=max(reference.shape[:2]), mesh=face)
+        # the rig depends on the photo alone: built once per session
+        self.rig = like.rig if like is not None else build_rig(reference, size=max(reference.shape[:2]), mesh=face)
         self.stream = MotionStream(engine.model, seed=seed)
         p = engine.preset
         self.chunk_samples = p.frames_per_chunk * (RATE // p.video.fps)
@@ -63,27 +64,25 @@ class PhotoChunks:
         pass
 
     def frames(self, k: int, pcm: np.ndarray, lookahead: np.ndarray, prompt: str, state: str) -> np.ndarray:
+        from ..stream.motion import padded
+
         self.stage = "generation"
-        ahead = np.zeros(self.lookahead_samples, np.float32)
-        got = lookahead[: self.lookahead_samples]
-        ahead[: len(got)] = got
-        window = np.concatenate([self._history, pcm.astype(np.float32), ahead])
+        pcm = pcm.astype(np.float32)
+        # what is known, from `history_samples` before the chunk's start; the span it needs, cut from
+        # that (zeros where it reaches past what has arrived)
+        known = np.concatenate([self._history, pcm, lookahead[: self.lookahead_samples].astype(np.float32)])
         a, b = self.stream.audio_span(k)
-        start = k * self.chunk_samples
-        # the span as audio_span wants it: cut (at the stream's start) or padded to its exact length
-        lo = self.history_samples - (start - a)
-        window = window[max(lo, 0) :]
-        if lo < 0:
-            window = np.concatenate([np.zeros(-lo, np.float32), window])
-        window = np.pad(window, (0, max(0, (b - a) - len(window))))[: b - a]
-        motion = self.stream.chunk(k, window, prompt=prompt, state=state)
+        origin = k * self.chunk_samples - self.history_samples
+        motion = self.stream.chunk(k, padded(known, (a - origin, b - origin)), prompt=prompt, state=state)
         if self.history_samples:
-            self._history = np.concatenate([self._history, pcm.astype(np.float32)])[-self.history_samples :]
+            self._history = np.concatenate([self._history, pcm])[-self.history_samples :]
         self.stage = "decode"
         return self.rig.render(motion)
 
 
-def chunk_maker(engine, reference: np.ndarray, seed: int, face=None, text: TextTrack | None = None):
+def chunk_maker(engine, reference: np.ndarray, seed: int, face=None, like=None):
+    """A fresh stream for the route of `engine`'s preset; `like`: an earlier maker of the same
+    session (the warm-up's) whose per-session parts (prompt encoder, photo rig) are reused."""
     if is_photo(engine.preset):
-        return PhotoChunks(engine, reference, face, seed)
-    return ToonChunks(engine, reference, seed, text)
+        return PhotoChunks(engine, reference, face, seed, like)
+    return ToonChunks(engine, reference, seed, like)

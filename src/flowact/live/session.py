@@ -33,7 +33,6 @@ from ..errors import FlowactError
 from ..handoff import POLL_SECONDS, StageFailed, put
 from ..media.audio import load_audio
 from ..render import peak_memory_mb, percentiles
-from ..stream.generator import TextTrack
 from .events import EventLog
 from .output import LiveWriter
 from .planner import NullPlanner, Observation, Plan, Planner, RulePlanner, Vad, default_prompt
@@ -233,8 +232,8 @@ class LiveSession:
 
     def run(self, stdin: TextIO | None = None) -> LiveReport:
         engine, p = self.engine, self.p
-        warm_s, primed = self._warm_up()
-        maker = chunk_maker(engine, self.reference, self.opt.seed, self.face, primed)
+        warm_s, warm = self._warm_up()
+        maker = chunk_maker(engine, self.reference, self.opt.seed, self.face, like=warm)
         speech, listen = SpeechQueue(), ListenChannel()
         own_vad, user_vad = Vad(), Vad()
         own_vad.warm_up()
@@ -350,10 +349,10 @@ class LiveSession:
         self.memory.append([round(t_end - self.t0, 2), round(rss_mb(), 1)])
         return self._report(frames_written, t_end, interrupted)
 
-    def _warm_up(self) -> tuple[float, TextTrack | None]:
+    def _warm_up(self):
         """A throwaway stream, so that first-call costs do not make chunk 0 late; returns the
-        second chunk's time (first-call costs paid), which sets the initial `ahead`, and the
-        warm stream's prompt encoder (the common prompts encoded before the clock starts)."""
+        second chunk's time (first-call costs paid), which sets the initial `ahead`, and the warm
+        stream, whose per-session parts (the common prompts encoded, the photo rig) the live one reuses."""
         warm = chunk_maker(self.engine, self.reference, self.opt.seed, self.face)
         warm.prime([default_prompt(st) for st in ("idle", "speaking", "listening", "thinking")])
         silence = np.zeros(warm.chunk_samples, np.float32)
@@ -364,7 +363,7 @@ class LiveSession:
             warm_s = time.perf_counter() - t
         if self.opt.ahead is None:
             self.ahead = min(self.opt.max_ahead, max(0.1, 1.5 * warm_s + 0.05))
-        return warm_s, getattr(warm, "text", None)
+        return warm_s, warm
 
     def _apply_commands(
         self, ctl: "_Control", speech: SpeechQueue, listen: ListenChannel, tstream: float

@@ -43,12 +43,11 @@ def output_size(width: int, height: int, size: int) -> tuple[int, int]:
 class PhotoRig:
     """image: (1, 3, H, W) float32 photo at output size (+0.5, so truncation rounds); mesh: its
     FaceMesh in output pixels; weights: (H * W, V) barycentric weights of every pixel centre in
-    the rest triangulation `tri` of the deformer's vertices."""
+    the rest (Delaunay) triangulation of the deformer's vertices."""
 
     image: torch.Tensor
     mesh: F.FaceMesh
     deformer: Deformer
-    tri: Delaunay
     weights: csr_matrix
     mouth: MouthPainter
 
@@ -148,4 +147,4 @@ def build_rig(
 
     image = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().add(0.5).contiguous()[None]
     mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod)
-    return PhotoRig(image, mesh, deformer, tri, weights, mouth)
+    return PhotoRig(image, mesh, deformer, weights, mouth)

@@ -41,6 +41,7 @@ from ..model.motion import (
     rope,
     rotate,
 )
+from ..world.motion_vector import MOUTH
 from .sampler import EulerSampler, shifted_timesteps
 
 FORMAT = "flowact-motion-1"
@@ -51,7 +52,6 @@ SHIFT = 2.0
 # width 0.33 -> 0.34) while head and gaze move as much (their noise is untouched); teeth, which
 # followed only the noise (r 0.03), stop moving. docs/motion.md.
 MOUTH_NOISE = 0.5
-MOUTH = slice(0, 5)  # the mouth numbers' place in the motion vector (world/motion_vector.py)
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 # the contract's ranges (world/motion_vector.py), in MOTION_KEYS order
 LOW = np.array([0] * 5 + [-1] * 5 + [0, -1, -0.3, -1, -1, -1], np.float32)
