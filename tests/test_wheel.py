@@ -221,3 +221,21 @@ def test_installed_wheel_renders_the_embedded_default(installed):
     assert report["weights"].startswith("bundled") and str(installed["venv"]) in report["weights"], report["weights"]
     info = probe(cwd / "out.mp4")
     assert info.frames == report["frames"] == 25 and (info.width, info.height) == (128, 128)
+
+
+def test_installed_wheel_renders_a_photograph(installed):
+    """The photo route from the wheel: the motion weights ship in it, the face models load."""
+    cwd = installed["cwd"]
+    t = np.arange(16000) / 16000
+    write_wav(cwd / "talk.wav", 0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0), 16000)
+    shutil.copy2(ROOT / "examples" / "astronaut.jpg", cwd / "photo.jpg")
+    proc = subprocess.run(
+        [installed["venv"] / "bin" / "flowact", "render", "-i", "photo.jpg", "-a", "talk.wav", "--out", "p.mp4",
+         "--json"],
+        cwd=cwd, env=installed["env"], capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["preset"] == "photo-512" and str(installed["venv"]) in report["weights"], report["weights"]
+    info = probe(cwd / "p.mp4")
+    assert info.frames == report["frames"] == 25 and (info.width, info.height) == (512, 512)
