@@ -633,3 +633,90 @@ def test_engine_can_leave_the_lip_refiner_out(tmp_path):
     assert on.model.lips is not None and off.model.lips is None
     assert "lip refiner on" in on.conditions() and "lip refiner off" in off.conditions()
     assert "lip refiner" not in Engine.load(TINY, device="cpu", random_weights=True).conditions()
+
+
+def _shipped_stride_tiny():
+    """The tiny model with toon-128's memory: 4 long-term slots at stride 4, chunks of 2."""
+    import dataclasses
+
+    p, shipped = load_preset(TINY), load_preset("toon-128")
+    return dataclasses.replace(p, stream=shipped.stream)
+
+
+def test_bank_holds_the_frames_the_layout_says_over_many_chunks():
+    from flowact.stream.bank import MemoryBank
+
+    p = _shipped_stride_tiny()
+    lay, bank = TokenLayout.of(p), MemoryBank(p)
+    C = p.stream.chunk_latents
+    for index in range(30):  # the bank as chunk `index` is denoised
+        lt, st = lay.memory_frames(index)
+        assert bank.long_term == lt and (bank.short_term or []) == st, index
+        bank.commit(index * C)
+    assert lay.memory_frames(12) == ([8, 12, 16, 20], [22, 23])  # the stride gaps pretrain never shows
+    assert lay.memory_cycle() == 10  # toon-128's bank shows every layout it will by chunk 9
+
+
+def test_memory_stage_trains_exactly_what_the_stream_computes_over_many_chunks():
+    """The memory stage's pass for chunk j (its context written by teacher-forced memory passes)
+    is the streaming denoiser's pass for chunk j, for j up to 13 on the shipped stride: the bank
+    layouts of a long stream (long-term slots at stride gaps) are the ones training sees."""
+    from flowact.stream.generator import AudioTrack, TextTrack, from_pixels
+    from flowact.train.stages import Stage, StageSettings
+
+    p = _shipped_stride_tiny()
+    m = FlowActModel(p)
+    m.init_random(0)
+    m.eval()
+    C, per, chunks = p.stream.chunk_latents, p.frames_per_chunk, 14
+    clip = SynthSource(3, 64, 64, seconds=6.0).sample(0, 0, chunks * per)
+    gen = StreamGenerator(m, 7)
+    atrack, ttrack = AudioTrack(m, clip.stream_audio(), gen.device), TextTrack(m)
+    gen.start(clip.reference)
+    first_v, latents = [], []
+    with torch.no_grad():
+        for j in range(chunks):
+            a, tx = atrack.tokens(j * C, C), ttrack.tokens(clip.prompts[j * per])
+            first_v.append(m.dit(gen.noise(j), torch.ones(1), a, tx, gen.bank.view(), gen.cos, gen.sin))
+            latents.append(gen.chunk(j, a, tx))
+    assert (gen.bank.long_term, gen.bank.short_term) == TokenLayout.of(p).memory_frames(chunks)
+    stage = Stage("memory", m, p, StageSettings())
+    z = torch.cat(latents, dim=2)
+    for j in (0, 1, 5, 10, 13):
+        tf, atr, ttr = stage.rollout_bank(m, clip, j, z, 0)
+        with torch.no_grad():
+            a, tx = atr.tokens(j * C, C), ttr.tokens(clip.prompts[j * per])
+            v = m.dit(gen.noise(j), torch.ones(1), a, tx, tf.bank.view(), tf.cos, tf.sin)
+        assert tf.bank.long_term == TokenLayout.of(p).memory_frames(j)[0]
+        assert torch.allclose(v, first_v[j], atol=1e-5), j
+    # pretrain's one pass over consecutive frames (every earlier frame, at consecutive times) agrees
+    # with the stream on chunk 1 and not on chunk 5, whose bank holds frames 0 and 4 of the first 8
+    text = torch.cat([ttrack.tokens(clip.prompts[j * per]) for j in range(6)])[None]
+    with torch.no_grad():
+        ref = m.vae.encode(from_pixels(clip.reference, "cpu", torch.float32))
+        gap = {}
+        for j in (1, 5):
+            x = torch.cat([z[:, :, : j * C], gen.noise(j)], dim=2)
+            t = torch.tensor([[0.0] * j + [1.0]])
+            audio = atrack.tokens(0, (j + 1) * C)
+            v = m.dit.forward_train(ref, x, t, audio, text[:, : j + 1], TokenLayout.of(p))[:, :, -C:]
+            gap[j] = float((v - first_v[j]).abs().max())
+    print(gap)
+    assert gap[1] < 1e-5 and gap[5] > 100 * gap[1], gap
+
+
+def test_memory_stage_learns_on_a_fixed_clip(tmp_path, vae_weights):
+    s = _run(tmp_path, "memory", 12, 2e-3, init=vae_weights[0] / "vae.safetensors", preset=_shipped_stride_tiny())
+    assert s["loss_last"] < 0.9 * s["loss_first"], s
+
+
+def test_augmented_audio_is_another_microphone_and_repeatable():
+    from flowact.train.loop import heard_elsewhere
+
+    clip = SynthSource(3, 64, 64, seconds=2.0, speaking=1.0).sample(0, 0, 16)
+    a = heard_elsewhere(clip, 1.0, (0, 5, 1))
+    b = heard_elsewhere(clip, 1.0, (0, 5, 1))
+    assert np.array_equal(a.audio, b.audio) and a.audio.shape == clip.audio.shape
+    assert not np.allclose(a.audio, clip.audio, atol=1e-3)
+    assert a.frames is clip.frames and a.prompts == clip.prompts  # only the sound changes
+    assert heard_elsewhere(clip, 0.0, (0, 5, 1)) is clip

@@ -17,7 +17,7 @@ from .errors import FlowactError
 # the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
 StageName = Enum(
     "StageName",
-    {n: n for n in ("vae", "decoder", "pretrain", "selfforce", "distill", "visemes", "lips", "audio")},
+    {n: n for n in ("vae", "decoder", "pretrain", "memory", "selfforce", "distill", "visemes", "lips", "audio")},
     type=str,
 )
 # --stage also takes the motion engine's stages (train/motion.py MOTION_STAGES), which train their own model
@@ -107,6 +107,14 @@ def train(
             "pretrain (audio.frame_tokens): weight of the audio encoder's mouth-parameter error beside the "
             "flow-matching loss, so its tokens keep saying how the mouth is shaped (a latent cache built "
             "with --labels)."
+        ),
+    ),
+    augment: float = typer.Option(
+        0.0,
+        "--augment",
+        help=(
+            "Transformer and audio stages: this fraction of the samples hears its audio as another "
+            "microphone would (band limits, noise, -30 to +8 dB), so human recordings sound familiar."
         ),
     ),
     only: Optional[str] = typer.Option(
@@ -206,6 +214,7 @@ def train(
                 motion_weight=motion_weight,
                 mouth_weight=mouth_weight,
                 viseme_weight=viseme_weight,
+                augment=augment,
             ),
         )
         train, distributed = run_train, run.distributed

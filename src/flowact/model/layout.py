@@ -34,6 +34,7 @@ class TokenLayout:
     rope_axes: tuple[int, int, int]
     rope_theta: float
     audio_subframe: bool = False
+    long_term_stride: int = 1
 
     @classmethod
     def of(cls, preset) -> "TokenLayout":
@@ -48,6 +49,7 @@ class TokenLayout:
             tuple(m.rope_axes),
             m.rope_theta,
             preset.audio.frame_tokens,
+            preset.stream.long_term_stride,
         )
 
     # -- slot times --------------------------------------------------------------------------
@@ -69,6 +71,32 @@ class TokenLayout:
         """Time of a training clip's first latent frame: its last chunk sits where inference
         puts the chunk being made."""
         return self.chunk_time + self.chunk_latents - clip_latents
+
+    def memory_frames(self, index: int) -> tuple[list[int | None], list[int]]:
+        """Which stream latent frames the memory bank (bank.py) holds while chunk `index` is
+        denoised: (long-term slots oldest first, None = empty; short-term frames). A frame that
+        leaves short-term memory is admitted to long-term when frame % stride == 0; the newest L
+        admitted frames stay. E.g. toon-128 (L 4, stride 4, C 2), chunk 12: ([8, 12, 16, 20], [22, 23])."""
+        c, L = self.chunk_latents, self.long_term
+        short = list(range(c * (index - 1), c * index)) if index > 0 else []
+        left = c * (index - 1) if index > 1 else 0  # frames [0, left) have left short-term memory
+        kept = list(range(0, left, self.long_term_stride))[-L:] if L else []
+        return [None] * (L - len(kept)) + kept, short
+
+    def memory_cycle(self) -> int:
+        """How many chunks a stream runs before the bank has shown every layout it ever will (the
+        relative frame offsets of its slots then repeat with the stride's period): training that
+        draws its chunk index below this sees every layout inference makes."""
+
+        def offsets(j):
+            lt, st = self.memory_frames(j)
+            return tuple(None if f is None else j * self.chunk_latents - f for f in lt + st)
+
+        seen, j = set(), 0
+        while offsets(j) not in seen:
+            seen.add(offsets(j))
+            j += 1
+        return j
 
     # -- positions (tokens, 3) ---------------------------------------------------------------
     def frame(self, time: float) -> torch.Tensor:

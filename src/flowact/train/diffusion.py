@@ -3,6 +3,10 @@
 - pretrain: chunkwise diffusion forcing: every chunk of a clip gets its own noise level
   (context chunks clean with some probability), one pass over the whole clip with the
   group-causal mask of `MMDiT.forward_train`; audio and text dropped out for guidance;
+- memory: teacher-forced denoising through the real memory bank: the clip's clean chunks are
+  written by the stream's own memory passes (no grad), so the chunk being learnt sees exactly
+  the slots and positions the bank gives it at inference, every layout the long-term stride
+  makes (`TokenLayout.memory_cycle`), not the consecutive frames of pretrain's one pass;
 - selfforce: the model rolls itself out chunk by chunk through the real inference path
   (memory bank and all, no grad), then learns to denoise the clip's true next chunk on top
   of its own context, through the same inference pass (grad through that pass only);
@@ -31,9 +35,8 @@ class TransformerObjective(Objective):
     mouth-weighted chunk loss, and a generator whose bank holds the clip's first chunks."""
 
     def chunks(self, rng: np.random.Generator) -> int:
-        st = self.preset.stream
-        most = (st.long_term + 2 * st.chunk_latents) // st.chunk_latents
-        return int(rng.integers(2, most + 2))  # selfforce / distill: at least one context chunk
+        # selfforce / distill: at least one context chunk, and every bank layout a stream makes
+        return int(rng.integers(2, self.layout.memory_cycle() + 2))
 
     def frames_needed(self, step_rng: np.random.Generator) -> int:
         return self.chunks(step_rng) * self.preset.stream.chunk_latents * self.preset.vae.temporal
@@ -126,6 +129,67 @@ class PretrainObjective(TransformerObjective):
             logs["mse"] = float(loss.detach())
             loss = loss + self.s.viseme_weight * vis_mse
         return loss, {"chunks": chunks, "mse_last": float(sq[:, :, -C:].detach().mean()), **logs}
+
+
+class MemoryObjective(TransformerObjective):
+    """Teacher-forced diffusion through the stream's memory bank. The chunk index j is drawn
+    uniformly below `TokenLayout.memory_cycle()` (toon-128: 0..9), so every bank layout inference
+    ever produces is trained, among them the long-term slots at stride gaps that pretrain's
+    consecutive windows never show ([8, 12, 16, 20] + [22, 23] at chunk 12 shows the same offsets
+    as chunk 10's). Chunks 0..j-1 are written clean by `StreamGenerator.remember` (no grad), chunk
+    j is noised (logit-normal, shifted) and its velocity is learnt through the inference pass,
+    mouth-weighted; with --viseme-weight the audio encoder's mouth-parameter error is kept in the
+    loss (a cache built with --labels). Audio and text are dropped for guidance as in pretrain."""
+
+    name = "memory"
+
+    def chunks(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(1, self.layout.memory_cycle() + 1))  # chunk j = chunks - 1
+
+    def loss(self, samples, g):
+        p, C = self.preset, self.preset.stream.chunk_latents
+        z = self.latents(samples)
+        n_chunks = (z.shape[2] - 1) // C
+        j = n_chunks - 1
+
+        def draw():  # one sample's noise level, noise and dropouts, in this order
+            u = torch.randn(1, generator=g, device=z.device)
+            noise = torch.randn((1, z.shape[1], C, *z.shape[3:]), generator=g, device=z.device)
+            return u, noise, torch.rand(2, generator=g, device=z.device)
+
+        losses, vis_err = [], []
+        enc = self.model.audio
+        for i, (s, (u, noise, drop)) in enumerate(zip(samples, self.per_sample(len(samples), draw))):
+            gt = z[i : i + 1, :, 1:]
+            gen, atrack, ttrack = self.rollout_bank(self.model, s, j, gt, 0)
+            x0 = gt[:, :, j * C : (j + 1) * C]
+            t = shifted(torch.sigmoid(u), p.sampler.shift)
+            win = enc.windows(atrack.mel, j * C, C)[None]
+            if self.s.viseme_weight > 0:
+                if s.visemes is None:
+                    raise FlowactError(
+                        "--viseme-weight needs the world's mouth parameters: a latent cache built with --labels"
+                    )
+                a, vis = enc(win, with_visemes=True)
+                per = p.frames_per_chunk
+                target = torch.from_numpy(s.visemes[j * per : (j + 1) * per]).to(vis.device)
+                vis_err.append(F.mse_loss(vis.float()[0], target))
+            else:
+                a = enc(win)
+            if bool(drop[0] < self.s.p_drop_audio):
+                a = torch.zeros_like(a)
+            prompt = "" if bool(drop[1] < self.s.p_drop_text) else s.prompts[j * p.frames_per_chunk]
+            v = self.model.dit(
+                interpolate(x0, noise, t), t, a, ttrack.tokens(prompt), gen.bank.view(), gen.cos, gen.sin
+            )
+            losses.append(self.chunk_mse(v, velocity_target(x0, noise), s, z[i : i + 1], j))
+        loss = torch.stack(losses).mean()
+        logs = {"chunk": j}
+        if vis_err:
+            vis_mse = torch.stack(vis_err).mean()
+            logs |= {"mse": float(loss.detach()), "viseme_mse": float(vis_mse.detach())}
+            loss = loss + self.s.viseme_weight * vis_mse
+        return loss, logs
 
 
 class SelfForceObjective(TransformerObjective):

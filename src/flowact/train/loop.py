@@ -156,7 +156,10 @@ def _train(run: TrainRun, ranks: Ranks, on_step, source) -> dict:
     for step in range(start, run.steps):
         t0 = time.perf_counter()
         frames = stage.frames_needed(np.random.default_rng([run.seed, step, 0xB]))
-        samples = [source.sample(step, i, frames) for i in range(global_batch)[ranks.rows(run.batch)]]
+        rows = range(global_batch)[ranks.rows(run.batch)]
+        samples = [source.sample(step, i, frames) for i in rows]
+        if run.settings.augment:
+            samples = [heard_elsewhere(s, run.settings.augment, (run.seed, step, i)) for s, i in zip(samples, rows)]
         t_data = time.perf_counter() - t0
         g = torch.Generator(device=dev).manual_seed(run.seed * 1_000_003 + step)
         for group in opt.param_groups:
@@ -212,3 +215,16 @@ def _train(run: TrainRun, ranks: Ranks, on_step, source) -> dict:
         "loss_last": float(np.mean(losses[-k:])) if losses else None,
         "last": history[-1] if history else None,
     }
+
+
+def heard_elsewhere(sample, share: float, key: tuple[int, int, int]):
+    """The sample, its audio augmented (band limits, noise, loudness) with probability `share`;
+    drawn from (seed, step, index in batch), so a resumed run augments alike."""
+    import dataclasses
+
+    from .motion_data import augment
+
+    rng = np.random.default_rng([*key, 0xA6])
+    if rng.random() >= share:
+        return sample
+    return dataclasses.replace(sample, audio=augment(sample.audio, rng))

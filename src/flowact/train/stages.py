@@ -1,9 +1,10 @@
-"""The eight training stages (`STAGES`), each a loss over one batch of training clips, one
+"""The nine training stages (`STAGES`), each a loss over one batch of training clips, one
 small class per objective over `objective.Objective`:
 
 - vae, decoder (autoencoder.py): the causal VAE, and its decoder alone on a frozen latent space;
-- pretrain, selfforce, distill (diffusion.py): the MMDiT by chunkwise diffusion forcing, on its
-  own rollouts, and distilled to the preset's few steps from a guided many-step teacher;
+- pretrain, memory, selfforce, distill (diffusion.py): the MMDiT by chunkwise diffusion
+  forcing, teacher-forced through the real memory bank (every slot layout inference makes), on
+  its own rollouts, and distilled to the preset's few steps from a guided many-step teacher;
 - visemes, lips (lipsync.py): the lip refiner's ear, and its drawing net;
 - audio (lipsync.py): the transformer's audio encoder on the world's mouth parameters.
 
@@ -18,7 +19,7 @@ import torch
 from ..errors import FlowactError
 from ..model import FlowActModel
 from .autoencoder import DecoderObjective, VAEObjective
-from .diffusion import DistillObjective, PretrainObjective, SelfForceObjective
+from .diffusion import DistillObjective, MemoryObjective, PretrainObjective, SelfForceObjective
 from .distributed import Ranks
 from .lipsync import AudioObjective, LipsObjective, VisemesObjective
 from .objective import Objective, StageSettings
@@ -29,6 +30,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
         VAEObjective,
         DecoderObjective,
         PretrainObjective,
+        MemoryObjective,
         SelfForceObjective,
         DistillObjective,
         VisemesObjective,
