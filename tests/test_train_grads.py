@@ -73,7 +73,7 @@ for name in sys.argv[3].split(","):
 print("RESULT " + json.dumps(out))
 """
 
-STAGES = ("pretrain", "selfforce", "distill")
+STAGES = ("pretrain", "memory", "selfforce", "distill")
 
 
 def _grads(backend: str) -> dict:

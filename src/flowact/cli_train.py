@@ -151,13 +151,18 @@ def train(
 
         flowact train --stage pretrain --init runs/t128/vae.safetensors --out runs/t128
 
-        flowact train --stage selfforce --init runs/t128/pretrain.safetensors --out runs/t128
+        flowact train --stage memory --init runs/t128/pretrain.safetensors --out runs/t128
+
+        flowact train --stage selfforce --init runs/t128/memory.safetensors --out runs/t128
 
         flowact train --stage distill --init runs/t128/selfforce.safetensors --out runs/t128
 
     and, on the finished model, the lip refiner (a preset with a `lips:` section):
 
         flowact train --stage lips --preset P --init runs/t128/distill.safetensors --data synth --speaking 0.7
+
+    memory learns the next chunk through the real memory bank, on every slot layout a long
+    stream makes (pretrain's one pass shows every earlier frame at consecutive times).
 
     Every stage is seeded and resumable (--resume), logs one JSON line per step, and
     writes safetensors. The transformer stages train fastest from a latent cache
