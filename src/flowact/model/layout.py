@@ -77,11 +77,7 @@ class TokenLayout:
         denoised: (long-term slots oldest first, None = empty; short-term frames). A frame that
         leaves short-term memory is admitted to long-term when frame % stride == 0; the newest L
         admitted frames stay. E.g. toon-128 (L 4, stride 4, C 2), chunk 12: ([8, 12, 16, 20], [22, 23])."""
-        c, L = self.chunk_latents, self.long_term
-        short = list(range(c * (index - 1), c * index)) if index > 0 else []
-        left = c * (index - 1) if index > 1 else 0  # frames [0, left) have left short-term memory
-        kept = list(range(0, left, self.long_term_stride))[-L:] if L else []
-        return [None] * (L - len(kept)) + kept, short
+        return memory_frames(self.chunk_latents, self.long_term, self.long_term_stride, index)
 
     def memory_cycle(self) -> int:
         """How many chunks a stream runs before the bank has shown every layout it ever will (the
@@ -145,6 +141,17 @@ class TokenLayout:
         """(cos, sin), each (tokens, head_dim / 2) float32, on `device`."""
         cos, sin = rope_tables(positions, self.rope_axes, self.rope_theta)
         return (cos, sin) if device is None else (cos.to(device), sin.to(device))
+
+
+def memory_frames(chunk: int, long_term: int, stride: int, index: int) -> tuple[list[int | None], list[int]]:
+    """The long-term policy of a memory bank of `long_term` slots fed by chunks of `chunk` frames
+    (the video bank, bank.py, in latent frames; the motion engine's, in video frames): while chunk
+    `index` is denoised, (long-term slots oldest first, None = empty; short-term frames). A frame
+    that leaves short-term memory is kept when frame % stride == 0; the newest `long_term` stay."""
+    short = list(range(chunk * (index - 1), chunk * index)) if index > 0 else []
+    left = chunk * (index - 1) if index > 1 else 0  # frames [0, left) have left short-term memory
+    kept = list(range(0, left, stride))[-long_term:] if long_term else []
+    return [None] * (long_term - len(kept)) + kept, short
 
 
 def local_audio_mask(frame_q: torch.Tensor, video_q: torch.Tensor, frame_k: torch.Tensor, audio_k: torch.Tensor):

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layout import memory_frames
 from .audio import HOP, LOG_FLOOR, N_FFT, VISEMES, Ear, LogMel
 from .mmdit import WeightSet, modulate, timestep_embedding
 from .rope import axis_frequencies
@@ -117,11 +118,7 @@ class MotionLayout:
         """Which stream frames the bank holds while chunk `index` is denoised: (long-term slots,
         oldest first, None = empty; short-term frames). Frames that leave short-term memory are
         kept when frame % stride == 0, the newest L of them."""
-        c = self.chunk
-        short = list(range(c * (index - 1), c * index)) if index > 0 else []
-        left = c * (index - 1) if index > 1 else 0  # frames [0, left) have left short-term memory
-        kept = [f for f in range(0, left, self.stride)][-self.long_term :] if self.long_term else []
-        return [None] * (self.long_term - len(kept)) + kept, short
+        return memory_frames(self.chunk, self.long_term, self.stride, index)
 
     def window(self, index: int) -> tuple[list[int], list[float], list[list[bool]]]:
         """The chunks that training (and the recomputing reference) places to denoise chunk `index`
