@@ -4,8 +4,9 @@
         --model teacher=runs/t128/selfforce.safetensors:steps=16,guidance=2 \
         --clips 6 --seconds 8 --drift 10,60,300 --out runs/t128/eval.json
 
-Each --model is NAME=WEIGHTS[:steps=N,guidance=G,dtype=D,int8=1,lips=0,preset=P] (default: the preset's 3 steps,
-no guidance, --dtype; int8=1 quantises the transformer's block linears as a CPU without native
+Each --model is NAME=WEIGHTS[:steps=N,guidance=G,guide_on=audio,guide_below=T,dtype=D,int8=1,lips=0,preset=P]
+(default: the preset's 3 steps, no guidance, --dtype; guide_on / guide_below as `flowact train --stage distill`'s
+--guide-on / --guide-below; int8=1 quantises the transformer's block linears as a CPU without native
 bf16 runs them; lips=0 drops the lip refiner, as `flowact render --no-lips`; preset=P: the model's
 own preset instead of --preset, at the same size).
 Prints one line per clip and model, then a JSON summary (also written to --out).
@@ -29,7 +30,7 @@ def parse_model(text: str):
     kw = {}
     for item in filter(None, opts.split(",")):
         k, _, v = item.partition("=")
-        kw[k] = int(v) if k in ("steps", "int8", "lips") else v if k in ("dtype", "preset") else float(v)
+        kw[k] = int(v) if k in ("steps", "int8", "lips") else v if k in ("dtype", "preset", "guide_on") else float(v)
     return name, Path(path), kw
 
 

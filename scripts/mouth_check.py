@@ -10,8 +10,9 @@ mouth at rest; the pixels where the two differ, over the whole clip and dilated,
 region. A frame's mouth activity is how far that region's pixels stand from their median over the
 clip. Its correlation with the world's labelled openness (mouth parameter `open`) is reported at
 lag 0 and at the best lag within +-8 frames (positive: the frames trail the labels), for the
-ground truth, for every model (streamed as `flowact render` does) and, per model, over the
-frames where the world says someone speaks.
+ground truth, for its VAE reconstruction (the first model's VAE: the ceiling of that latent
+space), for every model (streamed as `flowact render` does) and, per model, over the frames
+where the world says someone speaks.
 
 Each --model is NAME=WEIGHTS[:steps=N,lips=0,preset=P] (lips=0: the lip refiner off, as `--no-lips`;
 preset: that model's own preset instead of --preset, at the same size).
@@ -75,7 +76,7 @@ def main() -> int:
     from flowact.config import load_preset
     from flowact.model import FlowActModel
     from flowact.train.data import closed_frames
-    from flowact.train.evaluate import heldout_clips, prompt_at, stream
+    from flowact.train.evaluate import heldout_clips, prompt_at, reconstruct, stream
 
     torch.set_num_threads(args.threads)
     preset = load_preset(args.preset)
@@ -91,7 +92,9 @@ def main() -> int:
         if kw.pop("lips", "1") == "0":
             m.lips = None
         models[name] = (m, {"steps": int(kw["steps"])} if "steps" in kw else {})
-    rows: dict[str, list] = {"ground_truth": [], **{n: [] for n in models}}
+    # the VAE's reconstruction of the ground truth (the first model's VAE): the most any transformer
+    # drawing in that latent space can show
+    rows: dict[str, list] = {"ground_truth": [], "vae_reconstruction": [], **{n: [] for n in models}}
     for i, clip in enumerate(heldout_clips(args.clips, args.seconds, preset.video.width, preset.video.height)):
         gt = clip.render_all()
         n = len(gt) // 4 * 4
@@ -102,7 +105,9 @@ def main() -> int:
         label = clip.mouth.stack()[:n, 0].astype(np.float32)
         speaking = label > 0.02
         speaking = dilate(speaking, 6)  # the stretches of speech, pauses between words included
-        outs = {"ground_truth": gt}
+        first = next(iter(models.values()))[0]
+        with torch.no_grad():
+            outs = {"ground_truth": gt, "vae_reconstruction": reconstruct(first, clip.reference(), gt)}
         for name, (m, kw) in models.items():
             outs[name] = stream(m, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), n, seed=i, **kw)
         for name, frames in outs.items():

@@ -117,6 +117,34 @@ def test_distill_student_moves_toward_the_teacher(tmp_path, vae_weights):
     assert s["loss_last"] < 0.8 * s["loss_first"], s
 
 
+def test_distill_guidance_interval_and_audio_only_guidance():
+    """--guide-below 0 leaves every teacher step unguided (the loss of --guidance 1, exactly);
+    guidance everywhere changes it; --guide-on audio keeps the prompt in the unguided pass, so
+    it changes the teacher only where the clip has a prompt."""
+    from flowact.train.stages import Stage, StageSettings
+
+    p = load_preset(TINY)
+    m, other = FlowActModel(p), FlowActModel(p)
+    m.init_random(0)
+    other.init_random(1)
+    other.dit.init_random(torch.Generator().manual_seed(1), std=0.2)  # conditions that move its velocity
+    src = FixedSource(seed=5)
+    teacher = Stage("distill", other, p).teacher  # a teacher the student does not copy yet
+
+    def loss(**kw):
+        st = Stage("distill", m, p, StageSettings(teacher_steps=4, **kw), teacher)
+        batch = [src.sample(0, 0, st.frames_needed(np.random.default_rng(1)))]
+        assert any(batch[0].prompts)  # the clip has a prompt for the audio-only guidance to keep
+        with torch.no_grad():
+            return float(st.loss(batch, torch.Generator().manual_seed(0))[0])
+
+    plain = loss(guidance=1.0)
+    assert loss(guidance=2.0, guide_below=0.0) == plain
+    everywhere, audio_only = loss(guidance=2.0), loss(guidance=2.0, guide_on="audio")
+    assert abs(everywhere - plain) > 1e-7 and abs(audio_only - plain) > 1e-7 and abs(audio_only - everywhere) > 1e-7
+    assert abs(loss(guidance=2.0, guide_below=0.7) - everywhere) > 1e-7  # the first teacher steps unguided
+
+
 def test_resume_gives_the_same_next_losses(tmp_path, vae_weights):
     init = vae_weights[0] / "vae.safetensors"
     _run(tmp_path / "straight", "pretrain", 4, 1e-3, init=init, save_every=4)

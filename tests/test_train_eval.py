@@ -47,6 +47,16 @@ def test_stream_matches_inference_and_guidance_changes_it():
     assert np.array_equal(frames, ref[:20])
     guided = E.stream(m, clip.reference(), clip.audio, lambda t: "waving", 20, seed=3, steps=4, guidance=2.0)
     assert guided.shape == frames.shape and not np.array_equal(guided, frames)
+    # a guidance interval below every step's noise level is no guidance; audio-only guidance keeps the prompt
+    unguided = E.stream(m, clip.reference(), clip.audio, lambda t: "waving", 20, seed=3, steps=4)
+    none = E.stream(
+        m, clip.reference(), clip.audio, lambda t: "waving", 20, seed=3, steps=4, guidance=2.0, guide_below=0
+    )
+    assert np.array_equal(none, unguided)
+    audio_only = E.stream(
+        m, clip.reference(), clip.audio, lambda t: "waving", 20, seed=3, steps=4, guidance=2.0, guide_on="audio"
+    )
+    assert not np.array_equal(audio_only, guided) and not np.array_equal(audio_only, unguided)
 
 
 def test_evaluate_models_scores_every_row():

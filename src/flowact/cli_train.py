@@ -83,6 +83,24 @@ def train(
     guidance: float = typer.Option(
         2.0, "--guidance", help="distill: the teacher's classifier-free guidance scale (1 = off)."
     ),
+    guide_on: str = typer.Option(
+        "audio+text",
+        "--guide-on",
+        help=(
+            "distill: what the teacher's guidance amplifies: audio+text (the unconditional pass drops both) "
+            "or audio (the prompt stays in both passes; guidance then changes only what the speech changes)."
+        ),
+    ),
+    guide_below: float = typer.Option(
+        1.0,
+        "--guide-below",
+        min=0.0,
+        max=1.0,
+        help=(
+            "distill: the teacher guides only at noise levels t <= this (1 = everywhere; 0.7 leaves the first "
+            "steps, where the head's place is decided, unguided)."
+        ),
+    ),
     motion_weight: float = typer.Option(
         0.0,
         "--motion-weight",
@@ -185,6 +203,8 @@ def train(
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
     stage = stage.value
+    if guide_on not in ("audio+text", "audio"):
+        raise FlowactError(f"--guide-on must be audio+text or audio, not {guide_on!r}")
     if stage.startswith("motion-"):
         from .train.motion import MotionSettings, train_motion
 
@@ -216,6 +236,8 @@ def train(
             settings=StageSettings(
                 teacher_steps=teacher_steps,
                 guidance=guidance,
+                guide_on=guide_on,
+                guide_below=guide_below,
                 motion_weight=motion_weight,
                 mouth_weight=mouth_weight,
                 viseme_weight=viseme_weight,

@@ -240,13 +240,14 @@ class DistillObjective(TransformerObjective):
             teacher, tatrack, tttrack = self.rollout_bank(self.teacher, s, j, gt, 0)
             prompt = s.prompts[j * p.frames_per_chunk]
             ta, tt = tatrack.tokens(j * C, C), tttrack.tokens(prompt)
-            null_a, null_t = torch.zeros_like(ta), tttrack.tokens("")
+            null_a = torch.zeros_like(ta)
+            null_t = tt if self.s.guide_on == "audio" else tttrack.tokens("")
             bank = teacher.bank.view()
 
             def teacher_v(x, t):
                 tvec = torch.full((1,), t, device=x.device)
                 vc = self.teacher.dit(x, tvec, ta, tt, bank, teacher.cos, teacher.sin)
-                if self.s.guidance == 1.0:
+                if self.s.guidance == 1.0 or t > self.s.guide_below:
                     return vc
                 vu = self.teacher.dit(x, tvec, null_a, null_t, bank, teacher.cos, teacher.sin)
                 return vu + self.s.guidance * (vc - vu)

@@ -59,10 +59,13 @@ def stream(
     seed: int = 0,
     steps: int | None = None,
     guidance: float = 1.0,
+    guide_on: str = "audio+text",
+    guide_below: float = 1.0,
 ) -> np.ndarray:
     """Stream `frames` video frames (uint8) as inference does. `steps` replaces the preset's
     step count (same shift); `guidance` > 1 adds classifier-free guidance on audio + text
-    (a many-step guided teacher)."""
+    (a many-step guided teacher), or on audio alone (`guide_on` "audio"), at noise levels t <=
+    `guide_below` only (the distill stage's options of the same names)."""
     p: Preset = model.preset
     gen = StreamGenerator(model, seed)
     if steps is not None:
@@ -78,10 +81,12 @@ def stream(
             z = gen.chunk(k, a, tx)
         else:
             bank, dit = gen.bank.view(), model.dit
-            null_a, null_t = torch.zeros_like(a), ttrack.tokens("")
+            null_a, null_t = torch.zeros_like(a), tx if guide_on == "audio" else ttrack.tokens("")
 
             def velocity(x, t):
                 vc = dit(x, t, a, tx, bank, gen.cos, gen.sin)
+                if float(t.reshape(-1)[0]) > guide_below:
+                    return vc
                 vu = dit(x, t, null_a, null_t, bank, gen.cos, gen.sin)
                 return vu + guidance * (vc - vu)
 

@@ -34,6 +34,12 @@ class StageSettings:
     # distill: teacher Euler steps per chunk, split evenly over the student's steps (16 -> 15 on 3 steps, 8 -> 6)
     teacher_steps: int = 16
     guidance: float = 2.0  # distill: teacher classifier-free guidance on audio + text
+    # distill: what the guided teacher's unconditional pass drops: "audio+text", or "audio" (the prompt
+    # is kept in both passes, so guidance amplifies only what the speech changes)
+    guide_on: str = "audio+text"
+    # distill: the teacher guides only at noise levels t <= this (a guidance interval: at high noise
+    # guidance also amplifies where the head is, which the frames show as a double image)
+    guide_below: float = 1.0
     lips_leak: float = 0.3  # lips: the input's mouth is the closed one plus up to this share of the real one
     # pretrain (audio.frame_tokens): the audio encoder keeps predicting the world's mouth parameters,
     # this weight on their squared error beside the flow-matching loss (a latent cache built with --labels)
