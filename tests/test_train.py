@@ -748,3 +748,69 @@ def test_augmented_audio_is_another_microphone_and_repeatable():
     assert not np.allclose(a.audio, clip.audio, atol=1e-3)
     assert a.frames is clip.frames and a.prompts == clip.prompts  # only the sound changes
     assert heard_elsewhere(clip, 0.0, (0, 5, 1)) is clip
+
+
+def test_pixel_weight_decodes_the_predicted_mouth(tmp_path, vae_weights):
+    """--pixel-weight: a cache built with --frames serves the window's pixels; the decoded-mouth
+    L1 of the true latents is exactly the L1 of the stream's own decode on the mouth region; on
+    pretrain and memory it adds to the loss and its gradient reaches the transformer; without
+    pixels it is refused, naming --frames."""
+    from flowact import weights as W
+    from flowact.errors import FlowactError
+    from flowact.train.cache import LatentSource, build_cache
+    from flowact.train.objective import decoded_mouth_l1, latent_mouth
+    from flowact.train.stages import Stage, StageSettings
+
+    p = load_preset(TINY)
+    m = FlowActModel(p)
+    W.load_into(m, W.resolve(p, weights=vae_weights[0] / "vae.safetensors"))
+    m.eval()
+    build_cache(m, tmp_path / "c", 2, 1.0, seed=5, labels=True, frames_too=True, speaking=1.0)
+    build_cache(m, tmp_path / "nf", 1, 1.0, seed=5, labels=True)
+    src = LatentSource(tmp_path / "c")
+    W.load_into(m, W.resolve(p, weights=tmp_path / "c" / "init.safetensors"))
+    s = src.sample(0, 1, 16)
+    assert s.frames.shape == (16, 64, 64, 3) and s.frames.dtype == np.uint8
+    c = next(c for c in range(2) if np.array_equal(src.ref[c], s.reference))
+    f0 = next(f for f in range(0, 25 - 16 + 1, 4) if np.array_equal(src.frames[c, f : f + 16], s.frames))
+    assert np.array_equal(s.latents[:, 1:], src.z[c, :, 1 + f0 // 4 : 1 + f0 // 4 + 4].astype(np.float32))
+    # the true latents of the window's second chunk: the same L1 as decoding the whole window by hand
+    z = torch.from_numpy(s.latents)[None]
+    with torch.no_grad():
+        l1, has = decoded_mouth_l1(m, [s], z, z[:, :, 3:5], 2)
+        ref = torch.from_numpy(s.reference).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+        video = m.vae.decode(z, reference=ref)
+    truth = torch.from_numpy(s.frames[8:16]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    region = torch.nn.functional.interpolate(latent_mouth([s], z[:, :, 1:]).amax(dim=2), size=(64, 64))[:, :, None]
+    assert region.sum() > 0 and has.item() == 1
+    want = ((video[:, :, 9:17] - truth).abs().mean(dim=1, keepdim=True) * region).sum() / (region.sum() * 8)
+    assert abs(l1.item() - want.item()) < 1e-5 and l1.item() > 0.01
+    batch = [src.sample(0, 0, 16)]
+    for name in ("pretrain", "memory"):
+        stage = Stage(name, m, p, StageSettings(pixel_weight=2.0))
+        plain = Stage(name, m, p, StageSettings())
+        m.zero_grad()
+        loss, logs = stage.loss(batch, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            loss_p, _ = plain.loss(batch, torch.Generator().manual_seed(0))
+        assert logs["pixel_l1"] > 0 and abs(float(loss.detach()) - float(loss_p) - 2.0 * logs["pixel_l1"]) < 1e-4, name
+        (loss - loss_p).backward()  # the pixel term alone
+        assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in m.dit.parameters()), name
+        with pytest.raises(FlowactError, match="--frames"):
+            stage.loss([LatentSource(tmp_path / "nf").sample(0, 0, 16)], torch.Generator().manual_seed(0))
+    out = train(
+        TrainRun(
+            stage="pretrain",
+            preset=p,
+            data=str(tmp_path / "c"),
+            out=tmp_path / "run",
+            steps=2,
+            batch=2,
+            lr=1e-3,
+            warmup=1,
+            init=tmp_path / "c" / "init.safetensors",
+            bf16=False,
+            settings=StageSettings(pixel_weight=1.0),
+        )
+    )
+    assert out["steps"] == 2 and np.isfinite(out["loss_last"])

@@ -11,6 +11,8 @@ synthetic world (training characters and voices only), encodes each whole clip c
   prompts.json                             - the prompt of every video frame, per clip
   with labels: visemes (clips, frames, 5) float16  - the world's mouth parameters per frame
                mouth (clips, latents, h, w) uint8  - the open mouth on the latent grid (0/255)
+  with frames: frames (clips, frames, H, W, 3) uint8 - the clip's pixels (for --pixel-weight, a loss
+               on the decoded mouth; about 7 MB a clip of 6 s at 128x128)
 
 and `init.safetensors`: the given weights plus the VAE's per-channel latent statistics
 (measured here, or the given weights' own with `keep_stats`, for a transformer already
@@ -51,6 +53,7 @@ def build_cache(
     speaking: float = 0.0,
     labels: bool = False,
     keep_stats: bool = False,
+    frames_too: bool = False,
 ) -> Path:
     """Encode clips [0, clips) of the training world `seed` into `out`, resumable per shard.
     `part` (k, n) does shards k, k + n, ... only, so n processes can share the work."""
@@ -78,7 +81,7 @@ def build_cache(
         path = out / f"shard_{s0 // SHARD:04d}.npz"
         if path.exists():
             continue
-        zs, refs, auds, prompts, vis, mouths = [], [], [], [], [], []
+        zs, refs, auds, prompts, vis, mouths, pixels = [], [], [], [], [], [], []
         for i in range(s0, min(clips, s0 + SHARD)):
             clip, video, x = clip_video(i)
             ref = video[0]
@@ -93,10 +96,14 @@ def build_cache(
                 m = torch.from_numpy(mouth_masks(clip, 0, video[1:]))[None]
                 grid = mouth_grid(m, z.shape[1] - 1, tuple(z.shape[2:]))[0]
                 mouths.append((grid.numpy() * 255).astype(np.uint8))
+            if frames_too:
+                pixels.append(video[1:])
             if on_clip:
                 on_clip(i)
         tmp = path.with_name(path.stem + ".tmp.npz")
         extra = {"visemes": np.stack(vis), "mouth": np.stack(mouths)} if labels else {}
+        if frames_too:
+            extra["frames"] = np.stack(pixels)
         np.savez(tmp, z=np.stack(zs), reference=np.stack(refs), audio=np.stack(auds), **extra)
         (out / f"shard_{s0 // SHARD:04d}.prompts.json").write_text(json.dumps(prompts))
         tmp.replace(path)
@@ -110,6 +117,7 @@ def build_cache(
                 "temporal": p.vae.temporal,
                 "speaking": speaking,
                 "labels": labels,
+                "frames": frames_too,
             }
         )
     )
@@ -125,7 +133,7 @@ class LatentSource:
         if not shards:
             raise FlowactError("no latent cache shards (shard_*.npz) in the folder", path=self.root)
         self.seed = seed
-        z, ref, audio, prompts, vis, mouth = [], [], [], [], [], []
+        z, ref, audio, prompts, vis, mouth, pixels = [], [], [], [], [], [], []
         for sh in shards:
             with np.load(sh) as d:
                 z.append(d["z"])
@@ -134,11 +142,14 @@ class LatentSource:
                 if "visemes" in d:
                     vis.append(d["visemes"])
                     mouth.append(d["mouth"])
+                if "frames" in d:
+                    pixels.append(d["frames"])
             prompts += json.loads(sh.with_name(sh.name.replace(".npz", ".prompts.json")).read_text())
         self.z, self.ref, self.audio = np.concatenate(z), np.concatenate(ref), np.concatenate(audio)
         # the world's labels, where every shard has them (`flowact cache --labels`)
         self.visemes = np.concatenate(vis) if len(vis) == len(shards) else None
         self.mouth = np.concatenate(mouth) if len(mouth) == len(shards) else None
+        self.frames = np.concatenate(pixels) if len(pixels) == len(shards) else None  # `flowact cache --frames`
         self.prompts = prompts
         self.temporal = (
             json.loads((self.root / "cache.json").read_text())["temporal"] if (self.root / "cache.json").exists() else 4
@@ -164,6 +175,13 @@ class LatentSource:
                 "visemes": self.visemes[c, f0 : f0 + frames].astype(np.float32),
                 "latent_mouth": self.mouth[c, j : j + lat].astype(np.float32) / 255.0,
             }
+        pixels = None if self.frames is None else self.frames[c, f0 : f0 + frames]
         return Sample(
-            self.ref[c], None, audio, self.prompts[c][f0 : f0 + frames], latents=z, audio_margin=AUDIO_MARGIN, **labels
+            self.ref[c],
+            pixels,
+            audio,
+            self.prompts[c][f0 : f0 + frames],
+            latents=z,
+            audio_margin=AUDIO_MARGIN,
+            **labels,
         )

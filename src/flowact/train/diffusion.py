@@ -26,7 +26,7 @@ from ..model import FlowActModel
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
 from ..stream.sampler import interpolate, velocity_target
 from ..errors import FlowactError
-from .objective import Objective, latent_mouth, no_prompts, shifted, world_visemes
+from .objective import Objective, decoded_mouth_l1, latent_mouth, no_prompts, shifted, world_visemes
 from .sample import Sample
 
 
@@ -125,9 +125,17 @@ class PretrainObjective(TransformerObjective):
             err = sq.mean(dim=(1, 3, 4))  # (b, n)
         w = (t_frames > 0).float()
         loss = (err * w).sum() / self.ranks.mean(w.sum())  # over ranks: the global batch's noisy frames
-        if self.s.viseme_weight > 0:
+        if self.s.viseme_weight > 0 or self.s.pixel_weight > 0:
             logs["mse"] = float(loss.detach())
+        if self.s.viseme_weight > 0:
             loss = loss + self.s.viseme_weight * vis_mse
+        if self.s.pixel_weight > 0:  # the last chunk (always noisy), decoded from the predicted clean latents
+            tl = t[:, -1].view(b, 1, 1, 1, 1).to(v.dtype)
+            x0_hat = xt[:, :, -C:] - tl * v[:, :, -C:]
+            l1, has = decoded_mouth_l1(self.model, samples, z, x0_hat, n - C)
+            pix = (l1 * has).sum() / self.ranks.mean(has.sum()).clamp_min(1)
+            logs["pixel_l1"] = float(pix.detach())
+            loss = loss + self.s.pixel_weight * pix
         return loss, {"chunks": chunks, "mse_last": float(sq[:, :, -C:].detach().mean()), **logs}
 
 
@@ -157,7 +165,7 @@ class MemoryObjective(TransformerObjective):
             noise = torch.randn((1, z.shape[1], C, *z.shape[3:]), generator=g, device=z.device)
             return u, noise, torch.rand(2, generator=g, device=z.device)
 
-        losses, vis_err = [], []
+        losses, vis_err, pix_err = [], [], []
         enc = self.model.audio
         for i, (s, (u, noise, drop)) in enumerate(zip(samples, self.per_sample(len(samples), draw))):
             gt = z[i : i + 1, :, 1:]
@@ -183,8 +191,17 @@ class MemoryObjective(TransformerObjective):
                 interpolate(x0, noise, t), t, a, ttrack.tokens(prompt), gen.bank.view(), gen.cos, gen.sin
             )
             losses.append(self.chunk_mse(v, velocity_target(x0, noise), s, z[i : i + 1], j))
+            if self.s.pixel_weight > 0:  # the chunk's mouth, decoded from the predicted clean latents
+                x0_hat = interpolate(x0, noise, t) - t.view(1, 1, 1, 1, 1).to(v.dtype) * v
+                pix_err.append(decoded_mouth_l1(self.model, [s], z[i : i + 1], x0_hat, j * C))
         loss = torch.stack(losses).mean()
         logs = {"chunk": j}
+        if pix_err:
+            l1 = torch.cat([e for e, _ in pix_err])
+            has = torch.cat([h for _, h in pix_err])
+            pix = (l1 * has).sum() / self.ranks.mean(has.sum()).clamp_min(1)
+            logs |= {"mse": float(loss.detach()), "pixel_l1": float(pix.detach())}
+            loss = loss + self.s.pixel_weight * pix
         if vis_err:
             vis_mse = torch.stack(vis_err).mean()
             logs |= {"mse": float(loss.detach()), "viseme_mse": float(vis_mse.detach())}

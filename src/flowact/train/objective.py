@@ -47,6 +47,11 @@ class StageSettings:
     # this fraction of the samples hears its audio through another microphone: band limits, noise,
     # loudness from -30 to +8 dB (train/motion_data.py `augment`), so human recordings sound familiar
     augment: float = 0.0
+    # pretrain/memory: weight of an L1 loss on the mouth's pixels, decoded through the frozen VAE decoder
+    # from the transformer's predicted clean latents (x0 = xt - t v): the encoder's latents blur the
+    # mouth, so the flow-matching target alone cannot ask the decoder for a shaped one (needs pixels:
+    # a latent cache built with --frames and --labels, or --data synth)
+    pixel_weight: float = 0.0
 
 
 class Objective:
@@ -135,6 +140,42 @@ class Objective:
             return torch.from_numpy(np.stack([s.latents for s in samples])).to(dev)
         x = to_video(samples, dev)
         return self.model.vae.encode(x)
+
+
+# clean latent frames decoded before a predicted chunk, so the causal decoder has its past
+PIXEL_WARMUP = 2
+
+
+def decoded_mouth_l1(
+    model: FlowActModel, samples: list[Sample], z: torch.Tensor, x0_hat: torch.Tensor, first: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 on the mouth region's pixels of a predicted chunk, decoded through the (frozen) VAE decoder.
+
+    z (b, c, 1 + n, h, w): the window's clean latents, the reference first; x0_hat (b, c, C, h, w):
+    the prediction for latent frames [first, first + C) of the window. The decoder sees the reference
+    latent, up to PIXEL_WARMUP clean latents before the chunk, then the prediction, as a stream would
+    decode them. The region is every latent cell where the mouth opens anywhere in the window (dilated
+    by a cell), closed frames included, so shutting the mouth is learnt as well as opening it.
+    Returns (per-sample L1 (b,), per-sample mask of windows that have a mouth region (b,))."""
+    if any(s.frames is None for s in samples):
+        raise FlowactError(
+            "--pixel-weight needs the clips' pixels: a latent cache built with --frames --labels, or --data synth"
+        )
+    vae = model.vae
+    T = vae.cfg.temporal
+    C = x0_hat.shape[2]
+    w0 = max(0, first - PIXEL_WARMUP)
+    zin = torch.cat([z[:, :, :1], z[:, :, 1 + w0 : 1 + first], x0_hat], dim=2)
+    dev = x0_hat.device
+    ref = torch.from_numpy(np.stack([s.reference for s in samples])).to(dev).float().div(127.5).sub(1)
+    video = vae.decode(zin, reference=ref.permute(0, 3, 1, 2))[:, :, -T * C :].float()  # (b, 3, T*C, H, W)
+    target = torch.from_numpy(np.stack([s.frames[first * T : (first + C) * T] for s in samples])).to(dev)
+    target = target.float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+    region = latent_mouth(samples, z[:, :, 1:]).float().amax(dim=2)  # (b, 1, h, w)
+    region = F.interpolate(region, size=target.shape[-2:], mode="nearest")[:, :, None]  # (b, 1, 1, H, W)
+    err = (video - target).abs().mean(dim=1, keepdim=True) * region
+    count = region.sum(dim=(1, 2, 3, 4)) * target.shape[2]
+    return err.sum(dim=(1, 2, 3, 4)) / count.clamp_min(1), (count > 0).float()
 
 
 def to_video(samples: list[Sample], device) -> torch.Tensor:
