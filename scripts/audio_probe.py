@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 
-def speech_windows(count: int, chunks: int, preset, seed: int):
-    """`count` held-out speech windows of `chunks` chunks each, with mouth masks."""
+def speech_windows(count: int, chunks: int, preset, seed: int, engine: str = "espeak"):
+    """`count` held-out speech windows of `chunks` chunks each, with mouth masks; `engine`: their speech."""
     from flowact.train.data import heldout_speech, mouth_masks
     from flowact.train.sample import AUDIO_MARGIN, Sample, cut_audio, prompt_at
     from flowact.world.clip import FPS
@@ -39,7 +39,8 @@ def speech_windows(count: int, chunks: int, preset, seed: int):
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
-        clip, start = heldout_speech(rng, frames, preset.video.width, preset.video.height, max(4.0, frames / FPS + 1.0))
+        seconds = max(4.0, frames / FPS + 1.0)
+        clip, start = heldout_speech(rng, frames, preset.video.width, preset.video.height, seconds, engine)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         prompts = [prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
         out.append(
@@ -102,6 +103,7 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=3, help="chunks per window: the last is scored, the rest are context")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--engine", default="espeak", choices=["espeak", "festival"], help="held-out clips' speech engine")
     ap.add_argument("--json", action="store_true", help="one JSON object per weights file on stdout")
     args = ap.parse_args()
     from flowact import weights as W
@@ -114,7 +116,7 @@ def main() -> int:
         preset = load_preset(args.preset)
         if args.chunks < 2:
             raise FlowactError("--chunks must be at least 2 (context, then the scored chunk)")
-        samples = speech_windows(args.clips, args.chunks, preset, args.seed)
+        samples = speech_windows(args.clips, args.chunks, preset, args.seed, args.engine)
         for path in args.weights:
             model = FlowActModel(preset)
             W.load_into(model, W.resolve(preset, weights=path))

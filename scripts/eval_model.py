@@ -46,6 +46,7 @@ def main() -> int:
         "--drift-seed", type=int, default=0, help="which held-out character, voice and noise the drift stream uses"
     )
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--engine", default="espeak", choices=["espeak", "festival"], help="held-out clips' speech engine")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -81,18 +82,22 @@ def main() -> int:
             "dtype": args.dtype,
             "clips": args.clips,
             "seconds": args.seconds,
-            "held_out": "characters with seed 7 mod 16, voices m7/f5/klatt3",
+            "held_out": "characters with seed 7 mod 16, "
+            + ("voices m7/f5/klatt3" if args.engine == "espeak" else "Festival voices (docs/speech-engines.md)"),
             "models": {
                 n: {"weights": str(parse_model(s)[1]), **kw} for s in args.model for n, _, kw in [parse_model(s)]
             },
         }
     }
     if args.clips:
-        report["clips"] = evaluate_models(models, args.clips, args.seconds, log)
+        report["clips"] = evaluate_models(models, args.clips, args.seconds, log, engine=args.engine)
     if args.drift:
         marks = tuple(float(v) for v in args.drift.split(","))
         names = [n for n in args.drift_models.split(",") if n] or list(models)
-        report["drift"] = {n: drift(models[n][0], marks, seed=args.drift_seed, log=log, **models[n][1]) for n in names}
+        report["drift"] = {
+            n: drift(models[n][0], marks, seed=args.drift_seed, log=log, engine=args.engine, **models[n][1])
+            for n in names
+        }
     report["seconds_taken"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=2)
     print(text)

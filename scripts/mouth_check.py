@@ -69,6 +69,7 @@ def main() -> int:
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--engine", default="espeak", choices=["espeak", "festival"], help="held-out clips' speech engine")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -95,7 +96,8 @@ def main() -> int:
     # the VAE's reconstruction of the ground truth (the first model's VAE): the most any transformer
     # drawing in that latent space can show
     rows: dict[str, list] = {"ground_truth": [], "vae_reconstruction": [], **{n: [] for n in models}}
-    for i, clip in enumerate(heldout_clips(args.clips, args.seconds, preset.video.width, preset.video.height)):
+    clips = heldout_clips(args.clips, args.seconds, preset.video.width, preset.video.height, engine=args.engine)
+    for i, clip in enumerate(clips):
         gt = clip.render_all()
         n = len(gt) // 4 * 4
         gt = gt[:n]
@@ -127,7 +129,8 @@ def main() -> int:
         name: {k: round(float(np.nanmean([r[k] for r in rs])), 4) for k in rs[0]} | {"clips": len(rs)}
         for name, rs in rows.items()
     }
-    report = {"conditions": {"preset": args.preset, "clips": args.clips, "seconds": args.seconds}, "summary": summary}
+    conditions = {"preset": args.preset, "clips": args.clips, "seconds": args.seconds, "engine": args.engine}
+    report = {"conditions": conditions, "summary": summary}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

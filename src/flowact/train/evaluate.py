@@ -24,14 +24,17 @@ from ..world import FPS
 from .sample import prompt_at as segment_prompt_at
 
 
-def heldout_clips(count: int, seconds: float, width: int, height: int, first_seed: int = 1_000_000):
-    """`count` clips whose characters and voices are held out of training."""
+def heldout_clips(
+    count: int, seconds: float, width: int, height: int, first_seed: int = 1_000_000, engine: str = "espeak"
+):
+    """`count` clips whose characters and voices are held out of training; `engine` "festival":
+    spoken by Festival's voices (the same characters; sentences and timelines drawn afresh)."""
     from ..world.clip import make_clip, split_seed
 
     seed = first_seed
     for _ in range(count):
         seed = split_seed(seed, "heldout")
-        yield make_clip(seed, seconds, width, height, split="heldout", first_state="speaking")
+        yield make_clip(seed, seconds, width, height, split="heldout", first_state="speaking", engine=engine)
         seed += 1
 
 
@@ -125,13 +128,16 @@ def score(frames: np.ndarray, clip, states: bool = True) -> dict:
     }
 
 
-def evaluate_models(models: dict[str, tuple[FlowActModel, dict]], clips: int, seconds: float, log=print) -> dict:
+def evaluate_models(
+    models: dict[str, tuple[FlowActModel, dict]], clips: int, seconds: float, log=print, engine: str = "espeak"
+) -> dict:
     """Score every named model (with its `stream` keyword arguments) on the same held-out
-    clips, plus the ground truth and the VAE reconstruction (first model's VAE)."""
+    clips, plus the ground truth and the VAE reconstruction (first model's VAE); `engine`: the
+    clips' speech engine (`heldout_clips`)."""
     first = next(iter(models.values()))[0]
     p = first.preset
     rows: dict[str, list[dict]] = {"ground_truth": [], "vae_reconstruction": [], **{k: [] for k in models}}
-    for i, clip in enumerate(heldout_clips(clips, seconds, p.video.width, p.video.height)):
+    for i, clip in enumerate(heldout_clips(clips, seconds, p.video.width, p.video.height, engine=engine)):
         gt = clip.render_all()
         n = len(gt) // 4 * 4
         rows["ground_truth"].append(score(gt[:n], clip))
@@ -153,7 +159,7 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def drift_clip(seed: int, seconds: float, width: int, height: int):
+def drift_clip(seed: int, seconds: float, width: int, height: int, engine: str = "espeak"):
     """The held-out clip of drift stream `seed`: the seed-th held-out character and voice from
     2_000_000, stepped as `heldout_clips` steps (consecutive first seeds would give the same one)."""
     from ..world.clip import split_seed
@@ -161,7 +167,7 @@ def drift_clip(seed: int, seconds: float, width: int, height: int):
     first = 2_000_000
     for _ in range(seed):
         first = split_seed(first, "heldout") + 1
-    return next(heldout_clips(1, seconds, width, height, first_seed=first))
+    return next(heldout_clips(1, seconds, width, height, first_seed=first, engine=engine))
 
 
 def drift(
@@ -170,15 +176,16 @@ def drift(
     window_s: float = 5.0,
     seed: int = 0,
     log=print,
+    engine: str = "espeak",
     **kw,
 ) -> dict:
     """One continuous stream as long as the last mark, on a held-out character and voice:
     the identity distance to the reference, averaged over the `window_s` seconds before
-    each mark, and the lip-sync correlation over that window."""
+    each mark, and the lip-sync correlation over that window. `engine`: as `heldout_clips`."""
     from ..judge.evaluate import evaluate_frames
 
     p = model.preset
-    clip = drift_clip(seed, max(marks_s), p.video.width, p.video.height)
+    clip = drift_clip(seed, max(marks_s), p.video.width, p.video.height, engine)
     t = time.perf_counter()
     frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), clip.frames, seed=seed, **kw)
     log(f"drift stream: {len(frames) / FPS:.0f} s of video in {time.perf_counter() - t:.0f} s")

@@ -84,6 +84,8 @@ class Clip:
                 "rate": self.voice.rate,
                 "pitch": self.voice.pitch,
                 "range": self.voice.pitch_range,
+                # only other engines say so: espeak clips keep their labels byte for byte
+                **({"engine": self.voice.engine} if self.voice.engine != "espeak" else {}),
             },
             "utterances": [
                 {"start": round(u.start, 3), "end": round(u.start + u.speech.seconds, 3), "text": u.speech.text}
@@ -143,13 +145,15 @@ def make_clip(
     first_state: str | None = None,
     lead: float | None = None,
     split: str | None = None,
+    engine: str = "espeak",
 ) -> Clip:
     """Everything about a clip, decided by `seed` (the character by `character_seed`, default: seed).
     `split` "train" / "heldout" restricts the voice to training / held-out voices (the caller
-    picks the character seed with `split_seed`)."""
+    picks the character seed with `split_seed`). `engine` "festival" speaks with a Festival
+    voice instead of espeak-ng: held out as a whole, so only with `split` "heldout"."""
     rng = np.random.default_rng([int(seed), 0xC11])
     character = sample_character(seed if character_seed is None else character_seed)
-    voice = random_voice(rng, language, split)
+    voice = random_voice(rng, language, split, engine)
     frames = max(1, int(round(seconds * FPS)))
     seconds = frames / FPS
     lead = float(rng.uniform(0.2, 1.2)) if lead is None else lead  # the clip starts mid-behaviour

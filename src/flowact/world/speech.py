@@ -8,7 +8,8 @@ The library keeps state from one utterance to the next (the same text comes out 
 milliseconds different after other speech), which would make clips depend on what a
 process said before. So the library is initialised once, never used in this process, and
 every utterance is spoken in a forked child that starts from that same clean state, libc's
-random seed included.
+random seed included. Festival voices (held-out evaluation only) speak through world/festival.py
+into the same `Speech`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ VARIANTS = [v for v in VARIANTS if v != "whisper"]  # whispered speech barely mo
 # Voices kept out of model training so that evaluation hears voices the model never heard.
 HELDOUT_VARIANTS = ("m7", "f5", "klatt3")
 SPLITS = (None, "train", "heldout")
+ENGINES = ("espeak", "festival")
 
 _WORDS = {
     "en": (
@@ -124,6 +126,7 @@ class Voice:
     rate: int  # words per minute
     pitch: int  # 0..100
     pitch_range: int  # 0..100
+    engine: str = "espeak"  # "festival": a held-out engine (world/festival.py), never in training
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,19 @@ def check_espeak() -> None:
     _engine()
 
 
-def random_voice(rng: np.random.Generator, language: str | None = None, split: str | None = None) -> Voice:
-    """A random espeak-ng voice; `split` "train" never picks a held-out variant, "heldout" only those."""
+def random_voice(
+    rng: np.random.Generator, language: str | None = None, split: str | None = None, engine: str = "espeak"
+) -> Voice:
+    """A random espeak-ng voice; `split` "train" never picks a held-out variant, "heldout" only those.
+    `engine` "festival": a Festival voice, held out as a whole (only `split` "heldout" may ask)."""
     if split not in SPLITS:
         raise ValueError(f"unknown voice split {split!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown speech engine {engine!r}")
+    if engine == "festival":
+        from . import festival
+
+        return festival.random_voice(rng, language, split)
     lang = language or str(rng.choice(list(LANGUAGES), p=_LANGUAGE_WEIGHTS))
     base = str(rng.choice(LANGUAGES[lang]))
     variants = VARIANTS if split is None else [v for v in VARIANTS if (v in HELDOUT_VARIANTS) == (split == "heldout")]
@@ -262,8 +274,12 @@ def synthesize(text: str, voice: Voice) -> Speech:
     """Speak `text`; returns 16 kHz samples and phoneme intervals (seconds from the start).
 
     Deterministic: the same text and voice give the same samples in any process, whatever
-    was spoken before (see the module note).
+    was spoken before (see the module note). A Festival voice is spoken by world/festival.py.
     """
+    if voice.engine == "festival":
+        from . import festival
+
+        return festival.synthesize(text, voice)
     import soxr  # noqa: F401 - imported here, before the fork, not once per child
 
     eng = _engine()
