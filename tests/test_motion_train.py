@@ -80,3 +80,27 @@ def test_cli_stage_names_match_the_motion_stages():
     from flowact.train.motion import MOTION_STAGES
 
     assert MOTION_STAGE_NAMES == MOTION_STAGES == tuple(STAGE_CLASSES)
+
+
+def test_rooms_and_telephone_lines_sound_like_them():
+    """room(): a click leaves a decaying tail (energy where the dry signal is silent), level kept;
+    telephone(): nothing left above 3.4 kHz or below 300 Hz, and the codec's mu-law keeps 256
+    levels at most; augment() draws both and stays repeatable."""
+    from flowact.train.motion_data import mu_law, room, telephone
+
+    rng = np.random.default_rng(1)
+    x = np.zeros(16_000, np.float32)
+    x[1000:1160] = np.sin(np.arange(160) / 3) * 0.5
+    y = room(x, rng)
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=1e-3)
+    assert np.mean(y[1400:3000] ** 2) > 1e-3 * np.mean(y[1000:1160] ** 2)  # the dry signal is 0 there
+    assert np.abs(y[1400:3000]).max() > 2 * np.abs(y[12_000:]).max()  # and the tail decays
+    assert len(np.unique(mu_law(np.linspace(-1, 1, 10_000).astype(np.float32)))) <= 256
+    noise = np.random.default_rng(2).standard_normal(32_000).astype(np.float32) * 0.1
+    t = telephone(noise)
+    spec = np.abs(np.fft.rfft(t)) ** 2
+    f = np.fft.rfftfreq(len(t), 1 / 16_000)
+    assert spec[(f > 4500) | (f < 150)].sum() < 0.01 * spec.sum()
+    assert spec[(f > 500) & (f < 3000)].sum() > 0.8 * spec.sum()
+    a = [augment(noise, np.random.default_rng(s)) for s in range(30)]
+    assert all(np.array_equal(u, augment(noise, np.random.default_rng(s))) for s, u in enumerate(a))

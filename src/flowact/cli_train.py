@@ -142,7 +142,8 @@ def train(
         "--augment",
         help=(
             "Transformer and audio stages: this fraction of the samples hears its audio as another "
-            "microphone would (band limits, noise, -30 to +8 dB), so human recordings sound familiar."
+            "microphone, room or phone line would (reverberation, band limits, noise, a G.711 codec, "
+            "-30 to +8 dB), so human recordings sound familiar."
         ),
     ),
     only: Optional[str] = typer.Option(

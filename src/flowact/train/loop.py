@@ -218,7 +218,7 @@ def _train(run: TrainRun, ranks: Ranks, on_step, source) -> dict:
 
 
 def heard_elsewhere(sample, share: float, key: tuple[int, int, int]):
-    """The sample, its audio augmented (band limits, noise, loudness) with probability `share`;
+    """The sample, its audio augmented (room, band limits, noise, telephone codec, loudness) with probability `share`;
     drawn from (seed, step, index in batch), so a resumed run augments alike."""
     import dataclasses
 

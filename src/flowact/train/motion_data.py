@@ -1,6 +1,6 @@
 """The motion engine's training data: a cache of world clips (audio, motion labels, per-frame
 state and prompt), built once; audio augmentation so human voices work (speed/pitch by resampling
-with the labels warped alike, gain, noise, band limits); batches of stream windows."""
+with the labels warped alike, rooms, band limits, noise, a telephone codec, gain); batches of stream windows."""
 
 from __future__ import annotations
 
@@ -70,19 +70,61 @@ class ClipCache:
 
 # -- audio augmentation ------------------------------------------------------------------------
 def augment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Loudness, noise and band limits of other microphones and voices (speed/pitch: `Batch`)."""
+    """What lies between a voice and the model in other recordings (speed/pitch: `Batch`): a room's
+    reverberation, a microphone's band limits, noise, a telephone line's codec, the loudness."""
     x = audio
+    if rng.random() < 0.3:
+        x = room(x, rng)
     if rng.random() < 0.5:  # band limits: phone-like to full band
-        spec = np.fft.rfft(x)
-        f = np.fft.rfftfreq(len(x), 1 / 16_000)
-        lo, hi = rng.uniform(40, 300), rng.uniform(2500, 8000)
-        spec *= 1 / (1 + (lo / np.maximum(f, 1)) ** 4) / (1 + (f / hi) ** 8)
-        x = np.fft.irfft(spec, len(x)).astype(np.float32)
+        x = band(x, rng.uniform(40, 300), rng.uniform(2500, 8000))
     level = np.sqrt(np.mean(x**2) + 1e-10)
     if rng.random() < 0.5:  # noise at 0-40 dB below speech level
         x = x + rng.standard_normal(len(x)).astype(np.float32) * level * 10 ** (-rng.uniform(0, 40) / 20)
+    if rng.random() < 0.2:
+        x = telephone(x)
     gain = 10 ** (rng.uniform(-30, 8) / 20)  # quiet to loud recordings
     return np.clip(x * gain, -1, 1).astype(np.float32)
+
+
+def band(x: np.ndarray, lo: float, hi: float, order: int = 4) -> np.ndarray:
+    """x (16 kHz) through a high-pass at `lo` and a low-pass at `hi` Hz (smooth, zero-phase)."""
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(len(x), 1 / 16_000)
+    spec *= 1 / (1 + (lo / np.maximum(f, 1)) ** order) / (1 + (f / hi) ** (2 * order))
+    return np.fft.irfft(spec, len(x)).astype(np.float32)
+
+
+def room(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """x heard in a room: convolved with an impulse response of exponentially decaying noise
+    (reverberation time RT60 0.15-0.8 s: -60 dB after RT60), the reverberant sound 10 dB below to
+    3 dB above the direct one; the result keeps x's level. The tail smears syllables into the
+    pauses after them, as in a real room."""
+    rt60 = rng.uniform(0.15, 0.8)
+    n = max(2, min(len(x), int(rt60 * 16_000)))
+    t = np.arange(n) / 16_000
+    ir = rng.standard_normal(n) * 10 ** (-3 * t / rt60)
+    ir[0] = 0.0  # the direct path is added below
+    size = 1 << int(np.ceil(np.log2(len(x) + n)))
+    wet = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(ir, size), size)[: len(x)]
+    level = np.sqrt(np.mean(x**2) + 1e-10)
+    wet *= level / np.sqrt(np.mean(wet**2) + 1e-10) * 10 ** (rng.uniform(-10, 3) / 20)
+    y = x + wet
+    return (y * level / np.sqrt(np.mean(y**2) + 1e-10)).astype(np.float32)
+
+
+def mu_law(x: np.ndarray, bits: int = 8, mu: float = 255.0) -> np.ndarray:
+    """x in [-1, 1] through mu-law companding quantised to 2**bits levels and back (G.711's law)."""
+    y = np.sign(x) * np.log1p(mu * np.abs(np.clip(x, -1, 1))) / np.log1p(mu)
+    half = 2 ** (bits - 1)
+    q = np.clip(np.round(y * half), -half, half - 1) / half
+    return (np.sign(q) * np.expm1(np.abs(q) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+def telephone(x: np.ndarray) -> np.ndarray:
+    """x over a G.711 telephone line: 300-3400 Hz, mu-law 8-bit at a level near the codec's full scale."""
+    x = band(x, 300, 3400, order=6)
+    peak = float(np.abs(x).max()) + 1e-10
+    return band(mu_law(x / peak * 0.9) * peak / 0.9, 300, 3400, order=6)
 
 
 @dataclass

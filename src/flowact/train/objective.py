@@ -44,8 +44,9 @@ class StageSettings:
     # pretrain (audio.frame_tokens): the audio encoder keeps predicting the world's mouth parameters,
     # this weight on their squared error beside the flow-matching loss (a latent cache built with --labels)
     viseme_weight: float = 0.0
-    # this fraction of the samples hears its audio through another microphone: band limits, noise,
-    # loudness from -30 to +8 dB (train/motion_data.py `augment`), so human recordings sound familiar
+    # this fraction of the samples hears its audio through another microphone: a room, band limits,
+    # noise, a telephone codec, loudness from -30 to +8 dB (train/motion_data.py `augment`), so human
+    # recordings sound familiar
     augment: float = 0.0
     # pretrain/memory: weight of an L1 loss on the mouth's pixels, decoded through the frozen VAE decoder
     # from the transformer's predicted clean latents (x0 = xt - t v): the encoder's latents blur the
