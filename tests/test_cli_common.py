@@ -23,6 +23,7 @@ def test_a_bad_choice_is_a_usage_error_naming_the_option(tmp_path):
         (["train", "--stage", "distill", "--guide-below", "1.5", "--out", str(tmp_path)], "--guide-below"),
         (["train", "--stage", "vae", "--pixel-weight", "1", "--out", str(tmp_path)], "--pixel-weight"),
         (["train", "--stage", "pretrain", "--pixel-weight", "-1", "--out", str(tmp_path)], "--pixel-weight"),
+        (["train", "--stage", "vae", "--posterior-noise", "-1", "--out", str(tmp_path)], "--posterior-noise"),
     ):
         code, _, err = run_cli(args)
         assert code == 2 and option in err, (args, err)

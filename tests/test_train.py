@@ -96,6 +96,24 @@ def test_vae_stage_learns(vae_weights):
     assert s["loss_last"] < 0.75 * s["loss_first"], s
 
 
+def test_posterior_noise_zero_decodes_the_encoders_mean():
+    """--posterior-noise 0: the vae stage's loss no longer depends on the noise draw (the decoder
+    reads the mean); at 1 it does."""
+    from flowact.train.stages import Stage, StageSettings
+
+    p = load_preset(TINY)
+    m = FlowActModel(p)
+    m.init_random(0)
+    src = FixedSource(seed=4)
+    batch = [src.sample(0, 0, 16)]
+    with torch.no_grad():
+        for noise, same in ((0.0, True), (1.0, False)):
+            stage = Stage("vae", m, p, StageSettings(posterior_noise=noise))
+            a, _ = stage.loss(batch, torch.Generator().manual_seed(0))
+            b, _ = stage.loss(batch, torch.Generator().manual_seed(1))
+            assert (float(a) == float(b)) == same, noise
+
+
 @pytest.mark.parametrize("stage,steps,lr", [("pretrain", 25, 2e-3), ("selfforce", 10, 2e-3)])
 def test_stage_learns_on_a_fixed_clip(tmp_path, vae_weights, stage, steps, lr):
     init = vae_weights[0] / "vae.safetensors"

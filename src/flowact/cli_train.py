@@ -127,6 +127,14 @@ def train(
             "with --labels)."
         ),
     ),
+    posterior_noise: float = typer.Option(
+        1.0,
+        "--posterior-noise",
+        help=(
+            "vae/decoder: scale of the noise in the latent sample the decoder reads (1: as trained; 0: the "
+            "encoder's mean, as a latent cache and a stream use it)."
+        ),
+    ),
     pixel_weight: float = typer.Option(
         0.0,
         "--pixel-weight",
@@ -216,6 +224,8 @@ def train(
     stage = stage.value
     if guide_on not in ("audio+text", "audio"):
         raise FlowactError(f"--guide-on must be audio+text or audio, not {guide_on!r}")
+    if posterior_noise < 0:
+        raise FlowactError(f"--posterior-noise is a scale >= 0 (got {posterior_noise:g})")
     if pixel_weight < 0 or (pixel_weight > 0 and stage not in ("pretrain", "memory")):
         raise FlowactError(
             f"--pixel-weight is a weight >= 0 for --stage pretrain or memory (got {pixel_weight:g} for {stage})"
@@ -258,6 +268,7 @@ def train(
                 viseme_weight=viseme_weight,
                 augment=augment,
                 pixel_weight=pixel_weight,
+                posterior_noise=posterior_noise,
             ),
         )
         train, distributed = run_train, run.distributed

@@ -28,6 +28,9 @@ class StageSettings:
     p_drop_audio: float = 0.1
     p_drop_text: float = 0.1
     kl_weight: float = 1e-4
+    # vae/decoder: the scale of the posterior sample's noise (1: z = mean + std * eps, the VAE as
+    # trained; 0: the mean itself, so the decoder is asked to draw what the mean alone says)
+    posterior_noise: float = 1.0
     motion_weight: float = 0.0  # vae/decoder: extra reconstruction weight on pixels that differ from the reference
     mouth_weight: float = 0.0  # extra loss weight on the open mouth (synthetic world's masks): pixels for
     # vae/decoder, latent cells for pretrain/selfforce/distill
