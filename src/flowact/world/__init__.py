@@ -1,5 +1,6 @@
-"""The synthetic humanoid world: procedural characters, espeak-ng speech with visemes,
-behaviour timelines, and clips with exact per-frame labels (`flowact synth`).
+"""The synthetic humanoid world: procedural characters, espeak-ng speech with visemes (and
+Festival's voices for held-out evaluation, festival.py), behaviour timelines, and clips with
+exact per-frame labels (`flowact synth`).
 
 Data flow: seed -> character.py (style) + speech.py (voice, wav, phoneme timings)
 -> visemes.py (mouth per frame) + behaviour.py (timeline -> head, gaze, arms per frame)
