@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scores of the frame-token audio path (scripts/train_hear.sh) against the shipped toon-128, on
-# held-out characters and voices: the probe, the pixel check and the judge (lip refiner off and on),
+# held-out characters and voices: the probe, the pixel check (espeak and Festival voices) and the judge (lip refiner off and on),
 # then 5-minute drift streams of the new model on 3 characters (the shipped model's are in
 # docs/experiments.md, same seeds). NEW=runs/a17/distill.safetensors bash scripts/eval_hear.sh
 set -euo pipefail
@@ -16,6 +16,9 @@ models=(--model shipped_nolips="$S:lips=0" --model new_nolips="$NEW:lips=0,prese
 python scripts/mouth_check.py --preset toon-128 "${models[@]}" --clips 4 --seconds 8 --out "$OUT/mouth.json" &
 python scripts/eval_model.py --preset toon-128 "${models[@]}" --clips 4 --seconds 8 --out "$OUT/eval.json"
 wait
+# the same pixel check on Festival's voices: an engine no model heard (docs/speech-engines.md)
+python scripts/mouth_check.py --preset toon-128 "${models[@]}" --clips 4 --seconds 8 --engine festival \
+  --out "$OUT/mouth_festival.json"
 if [ "${DRIFT:-1}" = 1 ]; then
   for seed in 0 1 2; do
     python scripts/eval_model.py --preset toon-128 --model new_nolips="$NEW:lips=0,preset=$HEAR" --clips 0 \
