@@ -441,6 +441,24 @@ def test_speaking_windows_hold_speech_and_are_synth_only(tmp_path):
         make_source("synth", 64, 64, 0, speaking=1.5)
 
 
+def _pretrain_on_cache(cache, preset, **kw):
+    """2 pretrain steps (batch 2) on a latent cache folder, from its init weights."""
+    run = TrainRun(
+        stage="pretrain",
+        preset=preset,
+        data=str(cache),
+        out=cache.parent / "run",
+        steps=2,
+        batch=2,
+        lr=1e-3,
+        warmup=1,
+        init=cache / "init.safetensors",
+        bf16=False,
+        **kw,
+    )
+    return train(run)
+
+
 def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
     """The cache holds what the VAE's encode() gives on [reference | frames] (zero mean, unit
     variance per channel), the pretrain stage trains on it, and decode() inverts the normalisation."""
@@ -484,19 +502,7 @@ def test_latent_cache_serves_the_vaes_normalised_latents(tmp_path, vae_weights):
     assert 0 <= s.latent_mouth.min() and s.latent_mouth.max() <= 1 and 0 <= s.visemes.min() and s.visemes.max() <= 1
     assert src.visemes.shape == (3, 24, 5) and src.mouth.shape == (3, 6, 8, 8)
     assert np.allclose(src.visemes[1], clip.mouth.stack()[:24], atol=1e-3)  # float16 storage
-    run = TrainRun(
-        stage="pretrain",
-        preset=p,
-        data=str(tmp_path / "c"),
-        out=tmp_path / "run",
-        steps=2,
-        batch=2,
-        lr=1e-3,
-        warmup=1,
-        init=tmp_path / "c" / "init.safetensors",
-        bf16=False,
-    )
-    assert train(run)["steps"] == 2
+    assert _pretrain_on_cache(tmp_path / "c", p)["steps"] == 2
     with pytest.raises(Exception, match="needs video frames"):
         train(
             TrainRun(stage="vae", preset=p, data=str(tmp_path / "c"), out=tmp_path / "v", steps=1, batch=1, bf16=False)
@@ -816,19 +822,5 @@ def test_pixel_weight_decodes_the_predicted_mouth(tmp_path, vae_weights):
         assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in m.dit.parameters()), name
         with pytest.raises(FlowactError, match="--frames"):
             stage.loss([LatentSource(tmp_path / "nf").sample(0, 0, 16)], torch.Generator().manual_seed(0))
-    out = train(
-        TrainRun(
-            stage="pretrain",
-            preset=p,
-            data=str(tmp_path / "c"),
-            out=tmp_path / "run",
-            steps=2,
-            batch=2,
-            lr=1e-3,
-            warmup=1,
-            init=tmp_path / "c" / "init.safetensors",
-            bf16=False,
-            settings=StageSettings(pixel_weight=1.0),
-        )
-    )
+    out = _pretrain_on_cache(tmp_path / "c", p, settings=StageSettings(pixel_weight=1.0))
     assert out["steps"] == 2 and np.isfinite(out["loss_last"])

@@ -53,6 +53,11 @@ class TransformerObjective(Objective):
         w = 1 + self.s.mouth_weight * m
         return ((v - target).pow(2) * w).mean() / w.mean()
 
+    def pixel_mean(self, l1: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+        """The mean of `decoded_mouth_l1`'s per-sample L1 over the samples (of the global batch)
+        whose window has a mouth region."""
+        return (l1 * has).sum() / self.ranks.mean(has.sum()).clamp_min(1)
+
     def rollout_bank(self, model: FlowActModel, sample: Sample, context: int, gt: torch.Tensor | None, seed: int):
         """A generator whose bank holds `context` chunks: self-generated (gt None) or the given
         clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
@@ -132,8 +137,7 @@ class PretrainObjective(TransformerObjective):
         if self.s.pixel_weight > 0:  # the last chunk (always noisy), decoded from the predicted clean latents
             tl = t[:, -1].view(b, 1, 1, 1, 1).to(v.dtype)
             x0_hat = xt[:, :, -C:] - tl * v[:, :, -C:]
-            l1, has = decoded_mouth_l1(self.model, samples, z, x0_hat, n - C)
-            pix = (l1 * has).sum() / self.ranks.mean(has.sum()).clamp_min(1)
+            pix = self.pixel_mean(*decoded_mouth_l1(self.model, samples, z, x0_hat, n - C))
             logs["pixel_l1"] = float(pix.detach())
             loss = loss + self.s.pixel_weight * pix
         return loss, {"chunks": chunks, "mse_last": float(sq[:, :, -C:].detach().mean()), **logs}
@@ -187,19 +191,16 @@ class MemoryObjective(TransformerObjective):
             if bool(drop[0] < self.s.p_drop_audio):
                 a = torch.zeros_like(a)
             prompt = "" if bool(drop[1] < self.s.p_drop_text) else s.prompts[j * p.frames_per_chunk]
-            v = self.model.dit(
-                interpolate(x0, noise, t), t, a, ttrack.tokens(prompt), gen.bank.view(), gen.cos, gen.sin
-            )
+            xt = interpolate(x0, noise, t)
+            v = self.model.dit(xt, t, a, ttrack.tokens(prompt), gen.bank.view(), gen.cos, gen.sin)
             losses.append(self.chunk_mse(v, velocity_target(x0, noise), s, z[i : i + 1], j))
             if self.s.pixel_weight > 0:  # the chunk's mouth, decoded from the predicted clean latents
-                x0_hat = interpolate(x0, noise, t) - t.view(1, 1, 1, 1, 1).to(v.dtype) * v
+                x0_hat = xt - t.view(1, 1, 1, 1, 1).to(v.dtype) * v
                 pix_err.append(decoded_mouth_l1(self.model, [s], z[i : i + 1], x0_hat, j * C))
         loss = torch.stack(losses).mean()
         logs = {"chunk": j}
         if pix_err:
-            l1 = torch.cat([e for e, _ in pix_err])
-            has = torch.cat([h for _, h in pix_err])
-            pix = (l1 * has).sum() / self.ranks.mean(has.sum()).clamp_min(1)
+            pix = self.pixel_mean(torch.cat([e for e, _ in pix_err]), torch.cat([h for _, h in pix_err]))
             logs |= {"mse": float(loss.detach()), "pixel_l1": float(pix.detach())}
             loss = loss + self.s.pixel_weight * pix
         if vis_err:

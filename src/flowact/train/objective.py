@@ -170,11 +170,9 @@ def decoded_mouth_l1(
     C = x0_hat.shape[2]
     w0 = max(0, first - PIXEL_WARMUP)
     zin = torch.cat([z[:, :, :1], z[:, :, 1 + w0 : 1 + first], x0_hat], dim=2)
-    dev = x0_hat.device
-    ref = torch.from_numpy(np.stack([s.reference for s in samples])).to(dev).float().div(127.5).sub(1)
-    video = vae.decode(zin, reference=ref.permute(0, 3, 1, 2))[:, :, -T * C :].float()  # (b, 3, T*C, H, W)
-    target = torch.from_numpy(np.stack([s.frames[first * T : (first + C) * T] for s in samples])).to(dev)
-    target = target.float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+    x = to_video(samples, x0_hat.device)  # (b, 3, 1 + frames, H, W): the reference first
+    video = vae.decode(zin, reference=x[:, :, 0])[:, :, -T * C :].float()  # (b, 3, T*C, H, W)
+    target = x[:, :, 1 + first * T : 1 + (first + C) * T]
     region = latent_mouth(samples, z[:, :, 1:]).float().amax(dim=2)  # (b, 1, h, w)
     region = F.interpolate(region, size=target.shape[-2:], mode="nearest")[:, :, None]  # (b, 1, 1, H, W)
     err = (video - target).abs().mean(dim=1, keepdim=True) * region
