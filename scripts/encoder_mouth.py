@@ -9,7 +9,7 @@ ask for a blob. Fine-tuning the encoder with the `vae` stage's loss did not move
 pixels where the mouth is open in that frame (a closed true mouth under a drawn blob costs
 nothing extra), and the rest of the frame, already at its optimum, sets the gradient's scale.
 
-Here the encoder trains alone (the decoder frozen, no posterior noise, no KL) on:
+Here the encoder trains alone (the decoder frozen unless `--decoder`; no posterior noise, no KL) on:
 - L1 over the mouth's region: every pixel where the mouth opens anywhere in the window,
   dilated by 3 px, in every frame of the window, open or closed (the region the pixel check
   reads), weighted `--region-weight`, plus the plain L1 over the frame at weight 1;
@@ -88,6 +88,49 @@ class HeldOut:
         return out
 
 
+_SOURCE = None
+
+
+def _draw(job: tuple) -> list:
+    """One batch of training windows (in a worker process, or in line)."""
+    global _SOURCE
+    seed, size, speaking, frames, batch, step = job
+    from flowact.train.data import SynthSource
+
+    if _SOURCE is None or _SOURCE.seed != seed:
+        _SOURCE = SynthSource(seed, size, size, seconds=4.0, mouth=True, speaking=speaking)
+    return [_SOURCE.sample(step, i, frames) for i in range(batch)]
+
+
+class Windows:
+    """The world's training windows, batch by batch; with workers, the next batches are drawn
+    ahead in other processes (a GPU step is far shorter than drawing a batch on one core)."""
+
+    def __init__(self, seed: int, size: int, speaking: float, frames: int, batch: int, workers: int):
+        self.job = (seed, size, speaking, frames, batch)
+        self.pool = None
+        self.ahead: dict = {}
+        if workers > 0:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers)
+            self.depth = 2 * workers
+
+    def batch(self, step: int) -> list:
+        if self.pool is None:
+            return _draw((*self.job, step))
+        for s in range(step, step + self.depth):
+            if s not in self.ahead:
+                self.ahead[s] = self.pool.submit(_draw, (*self.job, s))
+        return self.ahead.pop(step).result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for f in self.ahead.values():
+                f.cancel()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="toon-128")
@@ -102,92 +145,136 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--clips", type=int, default=4, help="held-out clips of the pixel check")
-    ap.add_argument("--out", type=Path, required=True, help="the whole model's weights, the encoder replaced")
-    ap.add_argument("--log", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="the whole model's weights, the VAE replaced")
+    ap.add_argument("--vae-out", type=Path, default=None, help="the VAE's weights alone (a few MB)")
+    ap.add_argument("--log", type=Path, default=None, help="one JSON line per evaluation, appended")
+    ap.add_argument("--json", type=Path, default=None, help="conditions and every evaluation, rewritten after each")
     ap.add_argument(
         "--fixed",
         action="store_true",
         help="overfit one batch (drawn at step 1) and, after it, optimise that batch's latents directly for "
         "as many steps (lr 0.05): can the encoder reach what the decoder can draw?",
     )
-    ap.add_argument("--bf16", action="store_true", help="train under bf16 autocast (for CPUs with native bf16)")
+    ap.add_argument("--decoder", action="store_true", help="train the decoder too (the whole VAE)")
+    ap.add_argument("--bf16", action="store_true", help="train under bf16 autocast (native-bf16 CPUs, GPUs)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=0, help="processes drawing the world's windows (0: in line)")
+    ap.add_argument("--minutes", type=float, default=0.0, help="stop training after this long (0: --steps only)")
+    ap.add_argument("--random-weights", action="store_true", help="start from random weights (dry runs)")
     a = ap.parse_args()
+    if not (a.out or a.vae_out):
+        ap.error("name --out or --vae-out")
 
     from flowact import weights as W
     from flowact.config import load_preset
     from flowact.model import FlowActModel
-    from flowact.train.data import SynthSource
     from flowact.train.objective import to_video
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    device = torch.device(a.device)
     p = load_preset(a.preset)
+    frames = 2 * p.vae.temporal * p.stream.chunk_latents
+    # the workers fork before the model reaches a GPU
+    draw = Windows(a.seed, p.video.width, a.speaking, frames, a.batch, a.workers)
     m = FlowActModel(p)
-    W.load_into(m, W.resolve(p, weights=a.weights))
-    m.eval()
+    if not a.random_weights:
+        W.load_into(m, W.resolve(p, weights=a.weights))
+    m.to(device).eval()
     for q in m.parameters():
         q.requires_grad_(False)
     enc = m.vae.encoder
     anchor = copy.deepcopy(enc)
     for q in enc.parameters():
         q.requires_grad_(True)
+    params = list(enc.parameters())
+    if a.decoder:
+        params += list(m.vae.decoder.parameters())
+        for q in m.vae.decoder.parameters():
+            q.requires_grad_(True)
     enc.train()
-    opt = torch.optim.AdamW(enc.parameters(), lr=a.lr, weight_decay=0.0)
-    src = SynthSource(a.seed, p.video.width, p.video.height, seconds=4.0, mouth=True, speaking=a.speaking)
-    frames = 2 * p.vae.temporal * p.stream.chunk_latents
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
     held = HeldOut(a.clips, 8.0, p.video.width)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
+    for path in (a.out, a.vae_out, a.log, a.json):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
     log = a.log.open("a") if a.log else None
+    conditions = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()} | {
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "frames": frames,
+        "region": "mouth opens anywhere in the window, dilated 3 px, every frame",
+    }
+    evals: list[dict] = []
 
     def evaluate(step: int, stats: dict) -> None:
         enc.eval()
-        res = {"step": step, **stats, **held.check(m)}
+        res = {"step": step, "seconds": round(time.perf_counter() - t0, 1), **stats, **held.check(m)}
         enc.train()
+        evals.append(res)
         print(json.dumps(res), flush=True)
         if log:
             log.write(json.dumps(res) + "\n")
             log.flush()
+        if a.json:
+            a.json.write_text(json.dumps({"conditions": conditions, "evals": evals}, indent=1) + "\n")
 
+    def save() -> None:
+        if a.out:
+            W.save(m, a.out)
+        if a.vae_out:
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in m.vae.state_dict().items()}, a.vae_out)
+
+    t0 = time.perf_counter()
     evaluate(0, {})
     spread = None
     hist: list[tuple[float, float, float]] = []
-    t0 = time.perf_counter()
-    for step in range(1, a.steps + 1):
-        samples = [src.sample(1 if a.fixed else step, i, frames) for i in range(a.batch)]
-        x = to_video(samples, "cpu")
-        with torch.no_grad():
-            z0, _ = anchor(x)
-        if spread is None:  # the latent channels' spread, fixed from the first batch
-            spread = z0.std(dim=(0, 2, 3, 4), keepdim=True).clamp_min(1e-3)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            z, _ = enc(x)
-            rec = m.vae.decoder(z, reference=x[:, :, 0]).float()
-        z = z.float()
-        w = 1 + a.region_weight * region_weights(samples, x)
-        err = (rec - x).abs()
-        l1 = (err * w).sum() / (w.sum() * 3)
-        region = (err * (w - 1)).sum() / ((w - 1).sum() * 3).clamp_min(1e-6)
-        anc = (((z - z0) / spread) ** 2).mean()
-        loss = l1 + a.anchor * anc
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        hist.append((float(l1.detach()), float(region.detach()), float(anc.detach())))
-        if step % 10 == 0:
-            h = np.array(hist[-10:]).mean(axis=0)
-            dt = (time.perf_counter() - t0) / step
-            print(f"step {step}: l1 {h[0]:.4f} region {h[1]:.4f} anchor {h[2]:.4f} ({dt:.2f} s/step)", flush=True)
-        if step % a.eval_every == 0 or step == a.steps:
-            h = np.array(hist[-a.eval_every :]).mean(axis=0)
-            evaluate(step, {"l1": round(h[0], 4), "region_l1": round(h[1], 4), "anchor": round(h[2], 4)})
-            W.save(m, a.out)
+    step = 0
+    try:
+        for step in range(1, a.steps + 1):
+            samples = draw.batch(1 if a.fixed else step)
+            x = to_video(samples, device)
+            with torch.no_grad():
+                z0, _ = anchor(x)
+            if spread is None:  # the latent channels' spread, fixed from the first batch
+                spread = z0.std(dim=(0, 2, 3, 4), keepdim=True).clamp_min(1e-3)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
+                z, _ = enc(x)
+                rec = m.vae.decoder(z, reference=x[:, :, 0]).float()
+            z = z.float()
+            w = 1 + a.region_weight * region_weights(samples, x)
+            err = (rec - x).abs()
+            l1 = (err * w).sum() / (w.sum() * 3)
+            region = (err * (w - 1)).sum() / ((w - 1).sum() * 3).clamp_min(1e-6)
+            anc = (((z - z0) / spread) ** 2).mean()
+            loss = l1 + a.anchor * anc
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            hist.append((float(l1.detach()), float(region.detach()), float(anc.detach())))
+            late = a.minutes > 0 and time.perf_counter() - t0 > 60 * a.minutes
+            if step % 10 == 0:
+                h = np.array(hist[-10:]).mean(axis=0)
+                dt = (time.perf_counter() - t0) / step
+                print(f"step {step}: l1 {h[0]:.4f} region {h[1]:.4f} anchor {h[2]:.4f} ({dt:.2f} s/step)", flush=True)
+            if step % a.eval_every == 0 or step == a.steps or late:
+                h = np.array(hist[-min(a.eval_every, len(hist)) :]).mean(axis=0)
+                evaluate(step, {"l1": round(h[0], 4), "region_l1": round(h[1], 4), "anchor": round(h[2], 4)})
+                save()
+            if late:
+                break
+    finally:
+        draw.close()
+    save()
     if a.fixed:  # the same batch, its latents optimised directly from the shipped encoder's
         with torch.no_grad():
             z0, _ = anchor(x)
         zz = z0.clone().requires_grad_(True)
         zopt = torch.optim.Adam([zz], lr=0.05)
         for step in range(1, a.steps + 1):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
                 rec = m.vae.decoder(zz, reference=x[:, :, 0]).float()
             err = (rec - x).abs()
             l1 = (err * w).sum() / (w.sum() * 3)
