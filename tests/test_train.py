@@ -646,6 +646,7 @@ def test_lip_refiner_trains_on_closed_mouths_and_runs_in_the_stream(tmp_path, va
     assert out["loss_last"] < 0.8 * out["loss_first"], out
     trained, before = load_file(str(tmp_path / "lips.safetensors")), load_file(str(init))
     assert any(k.startswith("lips.") for k in trained)
+    assert float(trained["lips.gate_on"]) == 1  # the stage turns the mouth map on
     assert all(torch.equal(trained[k], v) for k, v in before.items())  # the refiner alone trained
     with pytest.raises(FlowactError, match="lip refiner"):
         _run(tmp_path / "none", "lips", 1, 1e-3, init=init, source=src)
@@ -669,6 +670,19 @@ def test_lip_refiner_trains_on_closed_mouths_and_runs_in_the_stream(tmp_path, va
         frames[lips] = gen.decode(z, mel)
     assert frames[True].shape == frames[False].shape == (8, 64, 64, 3)
     assert np.abs(frames[True].astype(int) - frames[False].astype(int)).max() > 0
+
+
+def test_the_lip_refiners_mouth_map_learns_where_the_mouth_is(tmp_path, vae_weights):
+    """--only lips.gate.: the map alone trains, and on a fixed clip it comes to open on the
+    mouth's cells and close elsewhere."""
+    src = FixedSource(seed=4, mouth=True, speaking=1.0)
+    init = vae_weights[0] / "vae.safetensors"
+    _run(tmp_path, "lips", 40, 1e-2, init=init, preset=_lips_preset(), source=src, only=("lips.gate.",))
+    rows = [json.loads(line) for line in (tmp_path / "lips" / "log.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "gate_bce" in r]
+    first, last = rows[0], rows[-1]
+    assert last["gate_bce"] < 0.5 * first["gate_bce"], (first, last)
+    assert last["gate_in"] > 0.7 and last["gate_out"] < 0.2, last
 
 
 def test_engine_can_leave_the_lip_refiner_out(tmp_path):

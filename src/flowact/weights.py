@@ -129,6 +129,8 @@ def resolve(
 
 # weights saved before the VAE kept latent statistics lack these: they default to identity
 OPTIONAL_KEYS = frozenset({"vae.latent_mean", "vae.latent_std"})
+# weights saved before the lip refiner's mouth map lack it: they load with the map off (gate_on 0)
+OPTIONAL_PREFIXES = ("lips.gate",)
 
 
 def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, ...] = ()) -> None:
@@ -146,7 +148,11 @@ def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, 
     except (SafetensorError, OSError, ValueError) as exc:
         raise FlowactError(f"not a readable safetensors file ({exc})", path=source.path) from exc
     own = model.state_dict()
-    missing = [k for k in sorted(set(own) - set(state) - OPTIONAL_KEYS) if not (new_ok and k.startswith(new_ok))]
+    missing = [
+        k
+        for k in sorted(set(own) - set(state) - OPTIONAL_KEYS)
+        if not (new_ok and k.startswith(new_ok)) and not k.startswith(OPTIONAL_PREFIXES)
+    ]
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"

@@ -20,12 +20,20 @@ teeth), and the image network draws from those five numbers only.
 Training supervises the parameters directly and feeds the image network the world's own
 parameters half of the time, so the two halves learn apart: hearing a mouth shape, drawing it.
 (Trained end to end from frames alone, the refiner did not get off the identity in 100 steps.)
+
+Where it may draw: the residual is scaled by a map of where the mouth is, which a small head reads
+from the frame's own features at 1/8 size (not from the audio). Without it the refiner painted
+mouth-like patches wherever the frame looked like lips: on a striped shirt, around the eyes of a
+small, far face (docs/experiments.md, "the lip refiner's spill"). The head learns from the world's
+mouth position (`flowact train --stage lips --only lips.gate.`), whether the mouth is open or not.
+Weights that predate it load with the map off (`gate_on` 0): the refiner draws as before.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..config import LipsConfig
 from .audio import VISEMES, Ear
@@ -63,6 +71,9 @@ class LipRefiner(nn.Module, Ear):
         self.dec2 = _Conv(2 * w + w, w)  # /2, with enc1's skip
         self.dec1 = _Conv(w + 3, w)  # /1, with the frame
         self.head = nn.Conv2d(w, 3, 3, 1, 1)  # the RGB residual
+        # where the mouth is, at 1/8 size, from the frame's features alone (logits)
+        self.gate = nn.Sequential(nn.Conv2d(4 * w, w, 3, 1, 1), nn.SiLU(), nn.Conv2d(w, 1, 3, 1, 1))
+        self.register_buffer("gate_on", torch.zeros(()))  # 1 once the gate is trained (the lips stage sets it)
         with torch.no_grad():  # starts near the identity; every output pixel gets its own gradient
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
@@ -83,10 +94,24 @@ class LipRefiner(nn.Module, Ear):
         _, out = self.hear(windows, self.context, self.per_frame, self.temporal)
         return torch.sigmoid(out.reshape(b * frames, VISEMES))
 
-    def forward(self, frames: torch.Tensor, windows: torch.Tensor, visemes: torch.Tensor | None = None) -> torch.Tensor:
+    def mouth_map(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Gate logits (n, 1, h, w) at 1/8 size -> (n, 1, H, W) in [0, 1]: where the residual counts.
+        Widened by one cell first (a 3x3 max): a small face's mouth spans one or two cells, and the
+        bilinear blend with its closed neighbours would mute the mouth's own pixels."""
+        logits = F.max_pool2d(logits, 3, 1, 1)
+        return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        windows: torch.Tensor,
+        visemes: torch.Tensor | None = None,
+        gate_logits: bool = False,
+    ):
         """frames (b, 3, T, H, W) in [-1, 1], T = latents * temporal; windows (b, latents, window,
         mel_bins). Returns refined frames, same shape. `visemes` (b * T, 5) replaces the
-        predicted mouth parameters (training)."""
+        predicted mouth parameters (training). `gate_logits`: also return the mouth map's logits
+        (b * T, 1, H/8, W/8) (training)."""
         b, _, T, H, W = frames.shape
         x = frames.permute(0, 2, 1, 3, 4).reshape(b * T, 3, H, W).to(self.head.weight.dtype)
         x = x.contiguous(memory_format=torch.channels_last)  # the CPU's 2-D convs run faster in it
@@ -105,5 +130,9 @@ class LipRefiner(nn.Module, Ear):
         h = self._up(self.dec3, h, e2)
         h = self._up(self.dec2, h, e1)
         h = self._up(self.dec1, h, x)
-        y = x + self.head(h)
-        return y.reshape(b, T, 3, H, W).permute(0, 2, 1, 3, 4).to(frames.dtype)
+        res = self.head(h)
+        logits = self.gate(e3) if gate_logits or bool(self.gate_on) else None
+        if bool(self.gate_on):
+            res = res * self.mouth_map(logits, (H, W)).to(res.dtype)
+        y = (x + res).reshape(b, T, 3, H, W).permute(0, 2, 1, 3, 4).to(frames.dtype)
+        return (y, logits) if gate_logits else y

@@ -65,6 +65,7 @@ class SynthSource:
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         closed = closed_frames(clip, start, frames) if self.mouth else None
         mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
+        place = mouth_place(clip, start, frames, closed, mouth) if self.mouth else None
         return Sample(
             clip.reference(),
             video,
@@ -73,6 +74,7 @@ class SynthSource:
             mouth=mouth,
             closed=closed,
             visemes=visemes,
+            place=place,
             audio_margin=AUDIO_MARGIN,
         )
 
@@ -117,6 +119,19 @@ def mouth_masks(clip, start: int, video: np.ndarray, closed: np.ndarray | None =
     closed = closed_frames(clip, start, len(video)) if closed is None else closed
     diff = np.abs(video.astype(np.int16) - closed.astype(np.int16)).max(axis=-1)
     return (diff > 12).astype(np.float32)
+
+
+WIDE_OPEN = np.array([1.0, 0.6, 0.3, 0.0, 0.6], np.float32)  # MOUTH_KEYS: open, width, round, closed, teeth
+
+
+def mouth_place(clip, start: int, count: int, closed: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """(H, W) float32: where the window's mouth is, open or not: the pixels where its middle frame
+    drawn with the mouth wide open differs from it drawn at rest, and every pixel where the
+    mouth opens in the window. (The head moves a pixel or two in a window of a few frames.)"""
+    mid = count // 2
+    wide = clip.renderer.frame(clip.motion, WIDE_OPEN, start + mid)
+    diff = np.abs(wide.astype(np.int16) - closed[mid].astype(np.int16)).max(axis=-1) > 12
+    return np.maximum(diff.astype(np.float32), mouth.max(axis=0))
 
 
 class FolderSource:

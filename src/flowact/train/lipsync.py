@@ -17,6 +17,9 @@ from ..model.audio import VISEMES
 from .objective import Objective, mouth_weights, to_video, wmean, world_visemes
 
 
+GATE_POS_WEIGHT = 10.0  # the mouth is 4-8 of 256 cells at 1/8 size: its cells weigh 10 in the gate's loss
+
+
 class _LipRefinerObjective(Objective):
     @classmethod
     def trainable(cls, model: FlowActModel) -> list[torch.nn.Parameter]:
@@ -100,8 +103,12 @@ class LipsObjective(_LipRefinerObjective):
         error, the mouth weighted 1 + mouth_weight (default 20). (Not L1: without the audio, L1's
         best answer is the median mouth, which is the closed one the input already shows, and 100 steps of L1 stayed at
         exactly the identity; the mean, which squared error seeks, opens the mouth by how likely
-        it is open, so the audio's gradient is there from the first step.)"""
-        if any(s.closed is None or s.mouth is None or s.visemes is None for s in samples):
+        it is open, so the audio's gradient is there from the first step.)
+
+        The mouth map (the refiner's gate) learns where the mouth is, open or closed, from the
+        world's mouth place on the 1/8 grid: binary cross-entropy, the mouth's few cells weighted
+        up (GATE_POS_WEIGHT). The stage turns the map on in the weights it saves (gate_on)."""
+        if any(s.closed is None or s.mouth is None or s.visemes is None or s.place is None for s in samples):
             raise FlowactError("the lips stage needs the world's closed-mouth frames: use --data synth")
         m = self.model
         dev = next(m.lips.parameters()).device
@@ -118,12 +125,19 @@ class LipsObjective(_LipRefinerObjective):
         gt = world_visemes(samples, dev)
         pred = m.lips.visemes(wins, T).float()
         forced = (self.rand((b,), g, dev) < 0.5).repeat_interleave(T)[:, None]
-        out = m.lips(inp, wins, visemes=torch.where(forced, gt, pred)).float()
+        m.lips.gate_on.fill_(1.0)
+        out, logits = m.lips(inp, wins, visemes=torch.where(forced, gt, pred), gate_logits=True)
+        out = out.float()
         mouth = mouth_weights(samples, x)[:, :, 1:]
         target = inp + mouth * (x[:, :, 1:] - inp)
         w = 1 + (self.s.mouth_weight or 20.0) * mouth
         vis = F.mse_loss(pred, gt)
-        loss = wmean((out - target).pow(2), w, self.ranks) + vis
+        place = torch.from_numpy(np.stack([s.place for s in samples])).to(dev)[:, None]  # (b, 1, H, W)
+        cells = F.adaptive_max_pool2d(place, logits.shape[-2:]).repeat_interleave(T, dim=0)  # (b*T, 1, h, w)
+        gate = F.binary_cross_entropy_with_logits(
+            logits.float(), cells, pos_weight=torch.tensor(GATE_POS_WEIGHT, device=dev)
+        )
+        loss = wmean((out - target).pow(2), w, self.ranks) + vis + gate
         with torch.no_grad():
             on_mouth = mouth.sum().clamp_min(1) * 3
             logs = {
@@ -132,5 +146,8 @@ class LipsObjective(_LipRefinerObjective):
                 "l1": float((out - target).abs().mean()),
                 "viseme_mse": float(vis),
                 "viseme_var": float(gt.var(dim=0).mean()),
+                "gate_bce": float(gate),
+                "gate_in": float((torch.sigmoid(logits.float()) * cells).sum() / cells.sum().clamp_min(1)),
+                "gate_out": float((torch.sigmoid(logits.float()) * (1 - cells)).sum() / (1 - cells).sum().clamp_min(1)),
             }
         return loss, logs

@@ -27,6 +27,9 @@ class Sample:
     visemes: np.ndarray | None = (
         None  # float32 (frames, 5) in [0, 1]: the world's mouth parameters (MOUTH_KEYS; synthetic world only)
     )
+    place: np.ndarray | None = (
+        None  # float32 (H, W) in [0, 1]: where the mouth is drawn in the window, open or not (synthetic world only)
+    )
     latent_mouth: np.ndarray | None = (
         None  # float32 (latents, h, w) in [0, 1]: the open mouth on the latent grid (a latent cache of the world)
     )
