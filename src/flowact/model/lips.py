@@ -131,8 +131,10 @@ class LipRefiner(nn.Module, Ear):
         h = self._up(self.dec2, h, e1)
         h = self._up(self.dec1, h, x)
         res = self.head(h)
-        logits = self.gate(e3) if gate_logits or bool(self.gate_on) else None
-        if bool(self.gate_on):
+        # on the meta device (chunk_cost's FLOP count) the flag has no value: count the map
+        on = self.gate_on.is_meta or bool(self.gate_on)
+        logits = self.gate(e3) if gate_logits or on else None
+        if on:
             res = res * self.mouth_map(logits, (H, W)).to(res.dtype)
         y = (x + res).reshape(b, T, 3, H, W).permute(0, 2, 1, 3, 4).to(frames.dtype)
         return (y, logits) if gate_logits else y
