@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mouth_check import activity, corr, dilate, lagged  # noqa: E402
+from mouth_check import activity, clip_truth, corr, lagged  # noqa: E402
 
 
 def region_weights(samples, x: torch.Tensor) -> torch.Tensor:
@@ -52,19 +52,9 @@ class HeldOut:
     """The pixel check's held-out clips, rendered once: truth, mouth region, labels."""
 
     def __init__(self, clips: int, seconds: float, size: int):
-        from flowact.train.data import closed_frames
         from flowact.train.evaluate import heldout_clips
 
-        self.items = []
-        for clip in heldout_clips(clips, seconds, size, size):
-            gt = clip.render_all()
-            n = len(gt) // 4 * 4
-            gt = gt[:n]
-            closed = closed_frames(clip, 0, n)
-            moved = (np.abs(gt.astype(np.int16) - closed.astype(np.int16)).max(axis=-1) > 12).any(axis=0)
-            label = clip.mouth.stack()[:n, 0].astype(np.float32)
-            speaking = dilate(label > 0.02, 6)
-            self.items.append((clip.reference(), gt, dilate(moved, 3), label, speaking))
+        self.items = [(clip.reference(), *clip_truth(clip)) for clip in heldout_clips(clips, seconds, size, size)]
 
     def check(self, model) -> dict:
         from flowact.train.evaluate import reconstruct

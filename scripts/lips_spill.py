@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mouth_check import dilate  # noqa: E402
+from mouth_check import clip_truth, dilate  # noqa: E402
 
 
 def spill(on: np.ndarray, off: np.ndarray, region: np.ndarray) -> tuple[dict, int]:
@@ -56,7 +56,6 @@ def main() -> int:
     from flowact import weights as W
     from flowact.config import load_preset
     from flowact.model import FlowActModel
-    from flowact.train.data import closed_frames
     from flowact.train.evaluate import heldout_clips, prompt_at, stream
 
     torch.set_num_threads(a.threads)
@@ -69,10 +68,8 @@ def main() -> int:
         models[name] = m.eval()
     rows: dict[str, list] = {n: [] for n in models}
     for i, clip in enumerate(heldout_clips(a.clips, a.seconds, p.video.width, p.video.height)):
-        gt = clip.render_all()
-        n = len(gt) // 4 * 4
-        moved = (np.abs(gt[:n].astype(np.int16) - closed_frames(clip, 0, n).astype(np.int16)).max(axis=-1) > 12).any(0)
-        region = dilate(moved, 3)
+        gt, region, _, _ = clip_truth(clip)
+        n = len(gt)
         for name, m in models.items():
             lips, out = m.lips, {}
             for on in (True, False):

@@ -62,6 +62,21 @@ def lagged(act: np.ndarray, label: np.ndarray, max_lag: int = 8) -> tuple[float,
     return best
 
 
+def clip_truth(clip) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A held-out clip's ground truth as this check reads it: its frames (a multiple of 4), the
+    mouth's region (where the mouth opens anywhere in the clip, dilated 3 px), the world's
+    openness per frame, and the stretches of speech (pauses between words included)."""
+    from flowact.train.data import closed_frames
+
+    gt = clip.render_all()
+    n = len(gt) // 4 * 4
+    gt = gt[:n]
+    closed = closed_frames(clip, 0, n)
+    moved = (np.abs(gt.astype(np.int16) - closed.astype(np.int16)).max(axis=-1) > 12).any(axis=0)
+    label = clip.mouth.stack()[:n, 0].astype(np.float32)
+    return gt, dilate(moved, 3), label, dilate(label > 0.02, 6)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="NAME=WEIGHTS[:steps=N,lips=0]")
@@ -76,7 +91,6 @@ def main() -> int:
     from flowact import weights as W
     from flowact.config import load_preset
     from flowact.model import FlowActModel
-    from flowact.train.data import closed_frames
     from flowact.train.evaluate import heldout_clips, prompt_at, reconstruct, stream
 
     torch.set_num_threads(args.threads)
@@ -98,15 +112,8 @@ def main() -> int:
     rows: dict[str, list] = {"ground_truth": [], "vae_reconstruction": [], **{n: [] for n in models}}
     clips = heldout_clips(args.clips, args.seconds, preset.video.width, preset.video.height, engine=args.engine)
     for i, clip in enumerate(clips):
-        gt = clip.render_all()
-        n = len(gt) // 4 * 4
-        gt = gt[:n]
-        closed = closed_frames(clip, 0, n)
-        moved = (np.abs(gt.astype(np.int16) - closed.astype(np.int16)).max(axis=-1) > 12).any(axis=0)
-        region = dilate(moved, 3)
-        label = clip.mouth.stack()[:n, 0].astype(np.float32)
-        speaking = label > 0.02
-        speaking = dilate(speaking, 6)  # the stretches of speech, pauses between words included
+        gt, region, label, speaking = clip_truth(clip)
+        n = len(gt)
         first = next(iter(models.values()))[0]
         with torch.no_grad():
             outs = {"ground_truth": gt, "vae_reconstruction": reconstruct(first, clip.reference(), gt)}
