@@ -675,6 +675,8 @@ def test_lip_refiner_trains_on_closed_mouths_and_runs_in_the_stream(tmp_path, va
 def test_the_lip_refiners_mouth_map_learns_where_the_mouth_is(tmp_path, vae_weights):
     """--only lips.gate.: the map alone trains, and on a fixed clip it comes to open on the
     mouth's cells and close elsewhere."""
+    from safetensors.torch import load_file
+
     src = FixedSource(seed=4, mouth=True, speaking=1.0)
     init = vae_weights[0] / "vae.safetensors"
     _run(tmp_path, "lips", 40, 1e-2, init=init, preset=_lips_preset(), source=src, only=("lips.gate.",))
@@ -683,6 +685,10 @@ def test_the_lip_refiners_mouth_map_learns_where_the_mouth_is(tmp_path, vae_weig
     first, last = rows[0], rows[-1]
     assert last["gate_bce"] < 0.5 * first["gate_bce"], (first, last)
     assert last["gate_in"] > 0.7 and last["gate_out"] < 0.2, last
+    assert float(load_file(str(tmp_path / "lips.safetensors"))["lips.gate_on"]) == 1
+    # a lips run that leaves the map out does not turn an untrained map on
+    _run(tmp_path / "ear", "lips", 1, 1e-3, init=init, preset=_lips_preset(), source=src, only=("lips.ear_",))
+    assert float(load_file(str(tmp_path / "ear" / "lips.safetensors"))["lips.gate_on"]) == 0
 
 
 def test_engine_can_leave_the_lip_refiner_out(tmp_path):

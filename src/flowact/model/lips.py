@@ -23,8 +23,8 @@ parameters half of the time, so the two halves learn apart: hearing a mouth shap
 
 Where it may draw: the residual is scaled by a map of where the mouth is, which a small head reads
 from the frame's own features at 1/8 size (not from the audio). Without it the refiner painted
-mouth-like patches wherever the frame looked like lips: on a striped shirt, around the eyes of a
-small, far face (docs/experiments.md, "the lip refiner's spill"). The head learns from the world's
+mouth-like patches wherever the frame looked like lips: on striped shirts, and a little on the
+eyes, glasses and hands (docs/experiments.md, "the lip refiner's spill"). The head learns from the world's
 mouth position (`flowact train --stage lips --only lips.gate.`), whether the mouth is open or not.
 Weights that predate it load with the map off (`gate_on` 0): the refiner draws as before.
 """

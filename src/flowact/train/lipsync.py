@@ -107,7 +107,8 @@ class LipsObjective(_LipRefinerObjective):
 
         The mouth map (the refiner's gate) learns where the mouth is, open or closed, from the
         world's mouth place on the 1/8 grid: binary cross-entropy, the mouth's few cells weighted
-        up (GATE_POS_WEIGHT). The stage turns the map on in the weights it saves (gate_on)."""
+        up (GATE_POS_WEIGHT). When the map trains (not left out by --only), the stage turns it on in
+        the weights it saves (gate_on)."""
         if any(s.closed is None or s.mouth is None or s.visemes is None or s.place is None for s in samples):
             raise FlowactError("the lips stage needs the world's closed-mouth frames: use --data synth")
         m = self.model
@@ -125,7 +126,8 @@ class LipsObjective(_LipRefinerObjective):
         gt = world_visemes(samples, dev)
         pred = m.lips.visemes(wins, T).float()
         forced = (self.rand((b,), g, dev) < 0.5).repeat_interleave(T)[:, None]
-        m.lips.gate_on.fill_(1.0)
+        if m.lips.gate[0].weight.requires_grad:  # the map trains here: it is on in what the stage saves
+            m.lips.gate_on.fill_(1.0)
         out, logits = m.lips(inp, wins, visemes=torch.where(forced, gt, pred), gate_logits=True)
         out = out.float()
         mouth = mouth_weights(samples, x)[:, :, 1:]
