@@ -130,11 +130,9 @@ class LipRefiner(nn.Module, Ear):
         h = self._up(self.dec3, h, e2)
         h = self._up(self.dec2, h, e1)
         h = self._up(self.dec1, h, x)
-        res = self.head(h)
-        # on the meta device (chunk_cost's FLOP count) the flag has no value: count the map
-        on = self.gate_on.is_meta or bool(self.gate_on)
-        logits = self.gate(e3) if gate_logits or on else None
-        if on:
-            res = res * self.mouth_map(logits, (H, W)).to(res.dtype)
-        y = (x + res).reshape(b, T, 3, H, W).permute(0, 2, 1, 3, 4).to(frames.dtype)
+        logits = self.gate(e3)
+        # the flag picks the map or 1 without being read on the host (no device sync per chunk);
+        # off, the residual is multiplied by exactly 1
+        keep = torch.where(self.gate_on > 0, self.mouth_map(logits, (H, W)), 1.0)
+        y = (x + self.head(h) * keep.to(x.dtype)).reshape(b, T, 3, H, W).permute(0, 2, 1, 3, 4).to(frames.dtype)
         return (y, logits) if gate_logits else y
