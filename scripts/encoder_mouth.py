@@ -48,6 +48,13 @@ def region_weights(samples, x: torch.Tensor) -> torch.Tensor:
     return w.to(x.device)
 
 
+def region_l1(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the weighted L1 that trains, the plain L1 over the mouth's region alone) of a
+    reconstruction, for weights w = 1 + region_weight * region."""
+    err = (rec - x).abs()
+    return (err * w).sum() / (w.sum() * 3), (err * (w - 1)).sum() / ((w - 1).sum() * 3).clamp_min(1e-6)
+
+
 class HeldOut:
     """The pixel check's held-out clips, rendered once: truth, mouth region, labels."""
 
@@ -221,7 +228,7 @@ def main() -> int:
     evaluate(0, {})
     spread = None
     hist: list[tuple[float, float, float]] = []
-    step = 0
+    step, saved = 0, -1
     try:
         for step in range(1, a.steps + 1):
             samples = draw.batch(1 if a.fixed else step)
@@ -235,9 +242,7 @@ def main() -> int:
                 rec = m.vae.decoder(z, reference=x[:, :, 0]).float()
             z = z.float()
             w = 1 + a.region_weight * region_weights(samples, x)
-            err = (rec - x).abs()
-            l1 = (err * w).sum() / (w.sum() * 3)
-            region = (err * (w - 1)).sum() / ((w - 1).sum() * 3).clamp_min(1e-6)
+            l1, region = region_l1(rec, x, w)
             anc = (((z - z0) / spread) ** 2).mean()
             loss = l1 + a.anchor * anc
             opt.zero_grad(set_to_none=True)
@@ -253,11 +258,13 @@ def main() -> int:
                 h = np.array(hist[-min(a.eval_every, len(hist)) :]).mean(axis=0)
                 evaluate(step, {"l1": round(h[0], 4), "region_l1": round(h[1], 4), "anchor": round(h[2], 4)})
                 save()
+                saved = step
             if late:
                 break
     finally:
         draw.close()
-    save()
+    if saved != step:  # --steps 0, or stopped between evaluations
+        save()
     if a.fixed:  # the same batch, its latents optimised directly from the shipped encoder's
         with torch.no_grad():
             z0, _ = anchor(x)
@@ -266,9 +273,7 @@ def main() -> int:
         for step in range(1, a.steps + 1):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
                 rec = m.vae.decoder(zz, reference=x[:, :, 0]).float()
-            err = (rec - x).abs()
-            l1 = (err * w).sum() / (w.sum() * 3)
-            region = (err * (w - 1)).sum() / ((w - 1).sum() * 3)
+            l1, region = region_l1(rec, x, w)
             zopt.zero_grad(set_to_none=True)
             l1.backward()
             zopt.step()

@@ -11,7 +11,8 @@ more than 20 levels (of 255) in a frame. A refiner that draws only the mouth sco
 near 0. `--sheet DIR` writes, per clip, the frame with the largest change outside the mouth:
 with the refiner, without it, and the change (x4).
 
-Each --model is NAME=WEIGHTS.
+Each --model is NAME=WEIGHTS[:preset=P] (scripts/mouth_check.py's specs; the refiner is always
+compared on and off).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mouth_check import clip_truth, dilate  # noqa: E402
+from mouth_check import clip_truth, dilate, load_models  # noqa: E402
 
 
 def spill(on: np.ndarray, off: np.ndarray, region: np.ndarray) -> tuple[dict, int]:
@@ -53,19 +54,12 @@ def main() -> int:
     ap.add_argument("--sheet", type=Path, default=None, help="folder for one PNG per model and clip")
     a = ap.parse_args()
 
-    from flowact import weights as W
     from flowact.config import load_preset
-    from flowact.model import FlowActModel
     from flowact.train.evaluate import heldout_clips, prompt_at, stream
 
     torch.set_num_threads(a.threads)
     p = load_preset(a.preset)
-    models = {}
-    for spec in a.model:
-        name, _, path = spec.partition("=")
-        m = FlowActModel(p)
-        W.load_into(m, W.resolve(p, weights=path))
-        models[name] = m.eval()
+    models = {name: m for name, (m, _) in load_models(a.model, p).items()}
     rows: dict[str, list] = {n: [] for n in models}
     for i, clip in enumerate(heldout_clips(a.clips, a.seconds, p.video.width, p.video.height)):
         gt, region, _, _ = clip_truth(clip)

@@ -77,6 +77,27 @@ def clip_truth(clip) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return gt, dilate(moved, 3), label, dilate(label > 0.02, 6)
 
 
+def load_models(specs: list[str], preset) -> dict:
+    """NAME=WEIGHTS[:steps=N,lips=0,preset=P] specs -> {name: (model in eval mode, stream kwargs)}."""
+    from flowact import weights as W
+    from flowact.config import load_preset
+    from flowact.model import FlowActModel
+
+    models = {}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        path, _, opts = rest.partition(":")
+        kw = dict(item.split("=") for item in opts.split(",") if item)
+        own = load_preset(kw.pop("preset")) if "preset" in kw else preset
+        m = FlowActModel(own)
+        W.load_into(m, W.resolve(own, weights=path))
+        m.eval()
+        if kw.pop("lips", "1") == "0":
+            m.lips = None
+        models[name] = (m, {"steps": int(kw["steps"])} if "steps" in kw else {})
+    return models
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="NAME=WEIGHTS[:steps=N,lips=0]")
@@ -88,25 +109,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    from flowact import weights as W
     from flowact.config import load_preset
-    from flowact.model import FlowActModel
     from flowact.train.evaluate import heldout_clips, prompt_at, reconstruct, stream
 
     torch.set_num_threads(args.threads)
     preset = load_preset(args.preset)
-    models = {}
-    for spec in args.model:
-        name, _, rest = spec.partition("=")
-        path, _, opts = rest.partition(":")
-        kw = dict(item.split("=") for item in opts.split(",") if item)
-        own = load_preset(kw.pop("preset")) if "preset" in kw else preset
-        m = FlowActModel(own)
-        W.load_into(m, W.resolve(own, weights=path))
-        m.eval()
-        if kw.pop("lips", "1") == "0":
-            m.lips = None
-        models[name] = (m, {"steps": int(kw["steps"])} if "steps" in kw else {})
+    models = load_models(args.model, preset)
     # the VAE's reconstruction of the ground truth (the first model's VAE): the most any transformer
     # drawing in that latent space can show
     rows: dict[str, list] = {"ground_truth": [], "vae_reconstruction": [], **{n: [] for n in models}}
