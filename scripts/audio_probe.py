@@ -12,7 +12,10 @@ world's mouth masks on the latent grid, as `--mouth-weight` uses them):
 - own < zero and own < other: the model reads the mouth from the speech;
 - own = zero = other: it ignores the speech for the mouth (the lips then only follow the
   prompt's state, and a picture with no state prompt barely talks);
-- "copy" is the error of repeating the last context latent frame: the bar to beat.
+- "copy" is the error of repeating the last context latent frame: the bar to beat;
+- "closed" is the error of the true latents of the same frames drawn with the mouth at rest
+  (same head, eyes, body): how much of the mouth cells' error the mouth itself can explain. A
+  model that knew everything but the mouth would score about this with another clip's audio.
 
 Also printed: how much the audio moves the velocity at all (mean |v_own - v_zero|) next to
 the velocity's own size. One forward pass per clip, noise level and audio: about 30 s for 12
@@ -29,9 +32,10 @@ import numpy as np
 import torch
 
 
-def speech_windows(count: int, chunks: int, preset, seed: int, engine: str = "espeak"):
-    """`count` held-out speech windows of `chunks` chunks each, with mouth masks; `engine`: their speech."""
-    from flowact.train.data import heldout_speech, mouth_masks
+def speech_windows(count: int, chunks: int, preset, seed: int, engine: str = "espeak", closed: list | None = None):
+    """`count` held-out speech windows of `chunks` chunks each, with mouth masks; `engine`: their speech.
+    `closed`, a list, receives the same windows drawn with the mouth at rest (the probe's "closed" row)."""
+    from flowact.train.data import closed_frames, heldout_speech, mouth_masks
     from flowact.train.sample import AUDIO_MARGIN, Sample, cut_audio, prompt_at
     from flowact.world.clip import FPS
 
@@ -42,22 +46,18 @@ def speech_windows(count: int, chunks: int, preset, seed: int, engine: str = "es
         seconds = max(4.0, frames / FPS + 1.0)
         clip, start = heldout_speech(rng, frames, preset.video.width, preset.video.height, seconds, engine)
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
+        rest = closed_frames(clip, start, frames)
         prompts = [prompt_at(clip.segments, (start + i) / FPS) for i in range(frames)]
-        out.append(
-            Sample(
-                clip.reference(),
-                video,
-                cut_audio(clip.audio, start, frames, AUDIO_MARGIN),  # the sound around it, as a stream hears
-                prompts,
-                mouth=mouth_masks(clip, start, video),
-                audio_margin=AUDIO_MARGIN,
-            )
-        )
+        audio = cut_audio(clip.audio, start, frames, AUDIO_MARGIN)  # the sound around it, as a stream hears
+        mouth = mouth_masks(clip, start, video, rest)
+        out.append(Sample(clip.reference(), video, audio, prompts, mouth=mouth, audio_margin=AUDIO_MARGIN))
+        if closed is not None:
+            closed.append(Sample(clip.reference(), rest, audio, prompts, mouth=mouth, audio_margin=AUDIO_MARGIN))
     return out
 
 
 @torch.no_grad()
-def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0) -> dict:
+def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0, closed: list | None = None) -> dict:
     from flowact.train.objective import latent_mouth
     from flowact.train.stages import Stage
 
@@ -92,6 +92,8 @@ def probe(model, samples, noise_levels=(0.6, 0.9, 1.0), seed: int = 0) -> dict:
         row["v_size"] = float(vs["own"].abs().mean())
         res["noise"][str(tv)] = row
     res["copy"] = mouth_err(x0[:, :, -C - 1 : -C].expand_as(target))
+    if closed is not None:  # the true latents of the same frames with the mouth at rest
+        res["closed"] = mouth_err(st.latents(closed)[:, :, 1:][:, :, -C:])
     return res
 
 
@@ -116,17 +118,18 @@ def main() -> int:
         preset = load_preset(args.preset)
         if args.chunks < 2:
             raise FlowactError("--chunks must be at least 2 (context, then the scored chunk)")
-        samples = speech_windows(args.clips, args.chunks, preset, args.seed, args.engine)
+        rest: list = []
+        samples = speech_windows(args.clips, args.chunks, preset, args.seed, args.engine, rest)
         for path in args.weights:
             model = FlowActModel(preset)
             W.load_into(model, W.resolve(preset, weights=path))
-            res = {"weights": path, **probe(model.eval(), samples)}
+            res = {"weights": path, **probe(model.eval(), samples, closed=rest)}
             if args.json:
                 print(json.dumps(res), flush=True)
                 continue
             print(
                 f"{path}: mouth-cell x0 error over {res['clips']} held-out speech windows (copy-last-frame "
-                f"{res['copy']:.4f})"
+                f"{res['copy']:.4f}; the true latents with the mouth at rest {res['closed']:.4f})"
             )
             for tv, r in res["noise"].items():
                 print(

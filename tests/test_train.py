@@ -579,13 +579,16 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     spec.loader.exec_module(ap)
     p = load_preset(TINY)
     p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=True))
-    samples = ap.speech_windows(3, 2, p, seed=5)
+    rest: list = []
+    samples = ap.speech_windows(3, 2, p, seed=5, closed=rest)
     assert all(s.mouth[-p.frames_per_chunk :].sum() > 0 for s in samples)  # the scored chunk has an open mouth
     m = FlowActModel(p)
     m.init_random(0)
-    live = ap.probe(m.eval(), samples, noise_levels=(1.0,))
+    live = ap.probe(m.eval(), samples, noise_levels=(1.0,), closed=rest)
     r = live["noise"]["1.0"]
     assert r["audio_moves_v"] > 1e-4 and len({r["own"], r["zero"], r["other"]}) == 3 and live["copy"] > 0
+    # the closed row: the mouth at rest differs from the truth on the open mouth's cells, the truth does not
+    assert live["closed"] > 0 and ap.probe(m, samples, noise_levels=(1.0,), closed=samples)["closed"] == 0
     with torch.no_grad():
         m.dit.embed["audio"].weight.zero_()
         m.dit.embed["audio"].bias.zero_()
@@ -616,7 +619,7 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     )
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.splitlines()[-1])
-    assert res["clips"] == 2 and set(res["noise"]) == {"0.6", "0.9", "1.0"}
+    assert res["clips"] == 2 and set(res["noise"]) == {"0.6", "0.9", "1.0"} and res["closed"] > 0
 
 
 def _lips_preset():
