@@ -9,7 +9,9 @@ ask for a blob. Fine-tuning the encoder with the `vae` stage's loss did not move
 pixels where the mouth is open in that frame (a closed true mouth under a drawn blob costs
 nothing extra), and the rest of the frame, already at its optimum, sets the gradient's scale.
 
-Here the encoder trains alone (the decoder frozen unless `--decoder`; no posterior noise, no KL) on:
+Here the encoder trains alone (the decoder frozen unless `--decoder`; no posterior noise, no KL) on
+(with `--decoder-only`, the decoder alone on the frozen encoder's latents, so that every
+transformer built on the latent space can use it as it is):
 - L1 over the mouth's region: every pixel where the mouth opens anywhere in the window,
   dilated by 3 px, in every frame of the window, open or closed (the region the pixel check
   reads), weighted `--region-weight`, plus the plain L1 over the frame at weight 1;
@@ -153,6 +155,12 @@ def main() -> int:
         "as many steps (lr 0.05): can the encoder reach what the decoder can draw?",
     )
     ap.add_argument("--decoder", action="store_true", help="train the decoder too (the whole VAE)")
+    ap.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train the decoder alone, the encoder frozen: the latent space (and every transformer and "
+        "latent cache built on it) stays as it is",
+    )
     ap.add_argument("--bf16", action="store_true", help="train under bf16 autocast (native-bf16 CPUs, GPUs)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=0, help="processes drawing the world's windows (0: in line)")
@@ -161,6 +169,8 @@ def main() -> int:
     a = ap.parse_args()
     if not (a.out or a.vae_out):
         ap.error("name --out or --vae-out")
+    if a.decoder_only and (a.decoder or a.fixed):
+        ap.error("--decoder-only trains the decoder alone: not with --decoder or --fixed")
 
     from flowact import weights as W
     from flowact.config import load_preset
@@ -182,14 +192,12 @@ def main() -> int:
         q.requires_grad_(False)
     enc = m.vae.encoder
     anchor = copy.deepcopy(enc)
-    for q in enc.parameters():
-        q.requires_grad_(True)
-    params = list(enc.parameters())
-    if a.decoder:
+    params = [] if a.decoder_only else list(enc.parameters())
+    if a.decoder or a.decoder_only:
         params += list(m.vae.decoder.parameters())
-        for q in m.vae.decoder.parameters():
-            q.requires_grad_(True)
-    enc.train()
+    for q in params:
+        q.requires_grad_(True)
+    enc.train(not a.decoder_only)
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
     held = HeldOut(a.clips, 8.0, p.video.width)
     for path in (a.out, a.vae_out, a.log, a.json):
@@ -207,7 +215,7 @@ def main() -> int:
     def evaluate(step: int, stats: dict) -> None:
         enc.eval()
         res = {"step": step, "seconds": round(time.perf_counter() - t0, 1), **stats, **held.check(m)}
-        enc.train()
+        enc.train(not a.decoder_only)
         evals.append(res)
         print(json.dumps(res), flush=True)
         if log:
@@ -233,17 +241,19 @@ def main() -> int:
         for step in range(1, a.steps + 1):
             samples = draw.batch(1 if a.fixed else step)
             x = to_video(samples, device)
-            with torch.no_grad():
-                z0, _ = anchor(x)
-            if spread is None:  # the latent channels' spread, fixed from the first batch
-                spread = z0.std(dim=(0, 2, 3, 4), keepdim=True).clamp_min(1e-3)
+            if not a.decoder_only:  # (the frozen encoder's latents are the anchor's: nothing to pull)
+                with torch.no_grad():
+                    z0, _ = anchor(x)
+                if spread is None:  # the latent channels' spread, fixed from the first batch
+                    spread = z0.std(dim=(0, 2, 3, 4), keepdim=True).clamp_min(1e-3)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
-                z, _ = enc(x)
+                with torch.set_grad_enabled(not a.decoder_only):
+                    z, _ = enc(x)
                 rec = m.vae.decoder(z, reference=x[:, :, 0]).float()
             z = z.float()
             w = 1 + a.region_weight * region_weights(samples, x)
             l1, region = region_l1(rec, x, w)
-            anc = (((z - z0) / spread) ** 2).mean()
+            anc = torch.zeros(()) if a.decoder_only else (((z - z0) / spread) ** 2).mean()
             loss = l1 + a.anchor * anc
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -14,8 +14,9 @@ ground truth, for its VAE reconstruction (the first model's VAE: the ceiling of 
 space), for every model (streamed as `flowact render` does) and, per model, over the frames
 where the world says someone speaks.
 
-Each --model is NAME=WEIGHTS[:steps=N,lips=0,preset=P] (lips=0: the lip refiner off, as `--no-lips`;
-preset: that model's own preset instead of --preset, at the same size).
+Each --model is NAME=WEIGHTS[:steps=N,lips=0,blend=0,preset=P] (lips=0: the lip refiner off, as
+`--no-lips`; blend=0: the decoder's blend towards the reference off, a diagnostic; preset: that
+model's own preset instead of --preset, at the same size).
 """
 
 from __future__ import annotations
@@ -77,6 +78,18 @@ def clip_truth(clip) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return gt, dilate(moved, 3), label, dilate(label > 0.02, 6)
 
 
+def blend_off(model) -> None:
+    """The reference-conditioned decoder without its blend towards the reference (alpha 0): its own
+    drawing everywhere. The check reads only the mouth's region, so there this is what a blend that
+    spared the mouth would show."""
+    dec = model.vae.decoder
+    if getattr(dec, "alpha_out", None) is None:
+        raise ValueError("blend=0 needs a reference-conditioned decoder (vae.ref_decoder)")
+    with torch.no_grad():
+        dec.alpha_out.weight.zero_()
+        dec.alpha_out.bias.fill_(-30.0)
+
+
 def load_models(specs: list[str], preset) -> dict:
     """NAME=WEIGHTS[:steps=N,lips=0,preset=P] specs -> {name: (model in eval mode, stream kwargs)}."""
     from flowact import weights as W
@@ -94,6 +107,8 @@ def load_models(specs: list[str], preset) -> dict:
         m.eval()
         if kw.pop("lips", "1") == "0":
             m.lips = None
+        if kw.pop("blend", "1") == "0":
+            blend_off(m)
         models[name] = (m, {"steps": int(kw["steps"])} if "steps" in kw else {})
     return models
 

@@ -125,3 +125,59 @@ def test_patchify_roundtrip_and_velocity_shape():
     tokens = dit.patchify(z)
     assert tokens.shape == (2, 2 * 16, 16)
     assert torch.equal(dit.unpatchify(tokens, 2, 8, 8), z)
+
+
+def test_decoder_mouth_keep_out_lifts_the_blend_only_when_on_and_streams_exactly(tmp_path):
+    """The decoder's mouth keep-out: weights that predate it load with it off and draw exactly as
+    before; on, a map that covers everything gives the decoder's own drawing (no blend), a map that
+    covers nothing gives the blended output; a random map streams exactly."""
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from flowact import weights as W
+
+    p = load_preset(TINY)
+    p = dataclasses.replace(p, vae=dataclasses.replace(p.vae, ref_decoder=True))
+    m = FlowActModel(p)
+    m.init_random(0)
+    vae = m.vae.eval()
+    dec = vae.decoder
+    torch.manual_seed(0)
+    for prm in dec.ref.parameters():
+        torch.nn.init.normal_(prm, std=0.05)
+    torch.nn.init.normal_(dec.alpha_out.weight, std=0.05)
+    torch.nn.init.constant_(dec.alpha_out.bias, 1.0)  # mostly the reference, as the trained blend
+    video = torch.randn(1, 3, 9, 64, 64)
+    ref = video[:, :, 0]
+    with torch.no_grad():
+        z = vae.encode(video)
+        blended = vae.decode(z, reference=ref)
+        # weights saved before the keep-out existed load with it off
+        old = {k: v for k, v in m.state_dict().items() if not k.startswith("vae.decoder.mouth")}
+        save_file({k: v.contiguous() for k, v in old.items()}, str(tmp_path / "old.safetensors"))
+        fresh = FlowActModel(p)
+        torch.nn.init.constant_(fresh.vae.decoder.mouth[2].bias, 30.0)  # a map that would cover everything
+        W.load_into(fresh, W.resolve(p, weights=str(tmp_path / "old.safetensors")))
+        assert float(fresh.vae.decoder.mouth_on) == 0.0
+        assert torch.equal(fresh.vae.eval().decode(z, reference=ref), blended)
+        # on, everywhere: the decoder's own drawing, as with the blend shut
+        dec.mouth_on.fill_(1.0)
+        torch.nn.init.zeros_(dec.mouth[2].weight)
+        torch.nn.init.constant_(dec.mouth[2].bias, 30.0)
+        lifted = vae.decode(z, reference=ref)
+        torch.nn.init.constant_(dec.mouth[2].bias, -30.0)
+        assert torch.allclose(vae.decode(z, reference=ref), blended, atol=1e-6)  # on, nowhere: as before
+        dec.mouth_on.fill_(0.0)
+        torch.nn.init.constant_(dec.alpha_out.bias, -30.0)
+        torch.nn.init.zeros_(dec.alpha_out.weight)
+        assert torch.allclose(lifted, vae.decode(z, reference=ref), atol=1e-6)
+        assert (lifted - blended).abs().mean() > 1e-3
+        # a random map streams chunk by chunk as it decodes whole
+        torch.nn.init.normal_(dec.alpha_out.weight, std=0.05)
+        torch.nn.init.normal_(dec.mouth[2].weight, std=0.5)
+        dec.mouth_on.fill_(1.0)
+        whole = vae.decode(z, reference=ref)
+        st = DecoderState()
+        parts = [vae.decode(z[:, :, :1], st, reference=video[:, :, :1]), vae.decode(z[:, :, 1:], st)]
+        assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-5)

@@ -129,8 +129,9 @@ def resolve(
 
 # weights saved before the VAE kept latent statistics lack these: they default to identity
 OPTIONAL_KEYS = frozenset({"vae.latent_mean", "vae.latent_std"})
-# weights saved before the lip refiner's mouth map lack it: they load with the map off (gate_on 0)
-OPTIONAL_PREFIXES = ("lips.gate",)
+# weights saved before the lip refiner's mouth map lack it: they load with the map off (gate_on 0);
+# so do weights saved before the decoder's mouth keep-out (mouth_on 0)
+OPTIONAL_PREFIXES = ("lips.gate", "vae.decoder.mouth")
 
 
 def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, ...] = ()) -> None:

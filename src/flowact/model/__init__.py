@@ -45,8 +45,8 @@ class FlowActModel(nn.Module):
         with torch.no_grad():
             for module in (self.vae, self.audio, self.text) + ((self.lips,) if self.lips is not None else ()):
                 for name, prm in module.named_parameters():
-                    if module is self.lips and name.startswith("gate."):
-                        continue  # off (gate_on 0) until trained; drawing it would shift every draw after it
+                    if (module is self.lips and name.startswith("gate.")) or name.startswith("decoder.mouth."):
+                        continue  # off (gate_on, mouth_on 0) until trained; drawing them would shift every draw after
                     if prm.dim() > 1:  # matrices and conv kernels: fan-in scaled normal
                         prm.normal_(0.0, prm[0].numel() ** -0.5, generator=g)
                     elif name.endswith("weight"):  # norm gains

@@ -16,6 +16,12 @@ has to carry what changes (mouth, eyes, hands, head), not the character's whole 
 small decoder no longer spends its capacity redrawing each identity, and the static parts
 come out as sharp as the reference. It adds no per-frame cost beyond one add per scale and
 a 1-channel output conv, and it reads nothing from the future, so streaming stays exact.
+
+The blend has a cost at the mouth: the reference's mouth is closed, and the trained blend sits
+at 0.73-0.88 over the mouth's region even when the mouth opens, so it paints the closed mouth
+over what the latents say (docs/experiments.md, "The reference blend hides the mouth"). The
+mouth's keep-out (`mouth`, on once trained: `mouth_on`) is a small map of where the mouth is,
+from each frame's 1/8 activations, that lifts the blend there.
 """
 
 from __future__ import annotations
@@ -203,7 +209,7 @@ class Decoder(nn.Module):
     first latent, when decoded with a fresh state, yields 1 frame: the first frame alone)."""
 
     # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
-    REFERENCE_BRANCH = ("ref.", "alpha_out.")
+    REFERENCE_BRANCH = ("ref.", "alpha_out.", "mouth.", "mouth_on")
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -223,6 +229,18 @@ class Decoder(nn.Module):
             self.alpha_out = nn.Conv2d(c2, 1, 3, padding=1)
             nn.init.zeros_(self.alpha_out.weight)
             nn.init.constant_(self.alpha_out.bias, -3.0)
+            # the mouth's keep-out: where the mouth is (open or closed), from a frame's 1/8 activations;
+            # there the blend towards the reference (whose mouth is closed) is lifted. Off (mouth_on 0)
+            # until trained: weights that predate it draw as before.
+            self.mouth = nn.Sequential(nn.Conv2d(c0, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 1, 3, padding=1))
+            self.register_buffer("mouth_on", torch.zeros(()))
+
+    @staticmethod
+    def mouth_map(logits: torch.Tensor, size) -> torch.Tensor:
+        """Keep-out logits (n, 1, h, w) at 1/8 -> (n, 1, H, W) in [0, 1]: where the blend is lifted.
+        Not widened (unlike the lip refiner's map): on a small face a cell's neighbours are the eyes,
+        and there the decoder's own drawing is a blur that only the blend makes sharp."""
+        return torch.sigmoid(F.interpolate(logits.float(), size=tuple(size), mode="bilinear", align_corners=False))
 
     def _rgb_alpha(self) -> tuple[torch.Tensor, torch.Tensor]:
         """conv_out's and alpha_out's kernels stacked (4 output channels), cached for inference."""
@@ -279,6 +297,7 @@ class Decoder(nn.Module):
         if first:  # the stream's first latent frame stands for one video frame
             t -= 3
             x = x.view(b, 4 * n, -1, h, w)[:, 3:].reshape(b * t, -1, h, w)
+        mouth = self.mouth(x) if ref is not None else None  # (b*t, 1, h, w) logits at 1/8
         # channels-last from here on: the 2-D convs at 32-128 px run ~2x faster on a CPU in it
         x = x.contiguous(memory_format=torch.channels_last)
         x = up2_conv(x, self.up1)  # nearest x2, then the 3x3 conv
@@ -296,6 +315,8 @@ class Decoder(nn.Module):
         if ref is not None:  # rgb and the blend logit from one 4-channel conv (one pass over hid)
             out = F.conv2d(hid, *self._rgb_alpha(), padding=1)
             x, alpha = out[:, :3], torch.sigmoid(out[:, 3:])
+            # the mouth's keep-out (never read on the host: no device sync per chunk)
+            alpha = alpha * torch.where(self.mouth_on > 0, 1 - self.mouth_map(mouth, x.shape[-2:]), 1.0).to(x.dtype)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
         else:
             x = self.conv_out(hid)

@@ -1,0 +1,61 @@
+"""scripts/decoder_mouth.py: the keep-out's target and loss, and a dry run that switches it on."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _module():
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec = importlib.util.spec_from_file_location("decoder_mouth", SCRIPTS / "decoder_mouth.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    return mod
+
+
+def test_place_cells_mark_the_mouths_cells_in_every_frame_and_the_loss_weighs_them():
+    mod = _module()
+    place = np.zeros((32, 32), np.float32)
+    place[9, 20] = 1  # one pixel of the mouth: cell (2, 5) of the 8x8 grid (4 px per cell)
+    windows = [SimpleNamespace(place=place), SimpleNamespace(place=np.zeros_like(place))]
+    cells = mod.place_cells(windows, (8, 8), 3, "cpu")
+    assert cells.shape == (6, 1, 8, 8)
+    assert all(float(cells[i, 0, 2, 5]) == 1 and float(cells[i].sum()) == 1 for i in range(3))
+    assert float(cells[3:].sum()) == 0
+    right = torch.where(cells > 0, 4.0, -4.0)
+    bce_right, inside, outside = mod.map_loss(right, cells)
+    assert inside > 0.98 and outside < 0.02
+    miss = right.clone()
+    miss[:3, 0, 2, 5] = -4.0  # missing the mouth costs POS_WEIGHT times a false alarm elsewhere
+    alarm = right.clone()
+    alarm[:3, 0, 0, 0] = 4.0
+    extra_miss = float(mod.map_loss(miss, cells)[0] - bce_right)
+    extra_alarm = float(mod.map_loss(alarm, cells)[0] - bce_right)
+    assert abs(extra_miss / extra_alarm - mod.POS_WEIGHT) < 1e-3
+
+
+def test_dry_run_switches_the_keep_out_on_only_after_the_map_trains(tmp_path):
+    def run(map_steps: int) -> dict:
+        out = tmp_path / f"vae{map_steps}.safetensors"
+        cmd = [sys.executable, str(SCRIPTS / "decoder_mouth.py"), "--random-weights", "--map-steps", str(map_steps)]
+        cmd += ["--draw-steps", "1", "--batch", "1", "--clips", "1", "--threads", "1", "--vae-out", str(out)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert '"phase": "draw"' in res.stdout
+        return load_file(str(out))
+
+    on = run(2)
+    assert float(on["decoder.mouth_on"]) == 1.0
+    off = run(0)
+    assert float(off["decoder.mouth_on"]) == 0.0
