@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encoder_mouth import HeldOut, Windows, region_l1, region_weights  # noqa: E402
+from encoder_mouth import HeldOut, Windows, region_l1, region_weights, save_weights  # noqa: E402
 
 POS_WEIGHT = 10.0  # the mouth is a few of 256 cells at 1/8 size
 
@@ -126,12 +126,7 @@ def main() -> int:
             a.json.write_text(json.dumps({"conditions": conditions, "evals": evals}, indent=1) + "\n")
 
     def save() -> None:
-        if a.out:
-            W.save(m, a.out)
-        if a.vae_out:
-            from safetensors.torch import save_file
-
-            save_file({k: v.detach().float().cpu().contiguous() for k, v in m.vae.state_dict().items()}, a.vae_out)
+        save_weights(m, a.out, a.vae_out)
 
     logits_out: list[torch.Tensor] = []
     hook = dec.mouth.register_forward_hook(lambda mod, inp, out: logits_out.append(out))

@@ -87,6 +87,18 @@ class HeldOut:
         return out
 
 
+def save_weights(model, out: Path | None, vae_out: Path | None) -> None:
+    """The whole model (`out`) and/or its VAE alone in fp32 (`vae_out`, a few MB)."""
+    if out:
+        from flowact import weights as W
+
+        W.save(model, out)
+    if vae_out:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in model.vae.state_dict().items()}, vae_out)
+
+
 _SOURCE = None
 
 
@@ -225,12 +237,7 @@ def main() -> int:
             a.json.write_text(json.dumps({"conditions": conditions, "evals": evals}, indent=1) + "\n")
 
     def save() -> None:
-        if a.out:
-            W.save(m, a.out)
-        if a.vae_out:
-            from safetensors.torch import save_file
-
-            save_file({k: v.detach().float().cpu().contiguous() for k, v in m.vae.state_dict().items()}, a.vae_out)
+        save_weights(m, a.out, a.vae_out)
 
     t0 = time.perf_counter()
     evaluate(0, {})
