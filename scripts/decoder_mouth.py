@@ -73,6 +73,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--clips", type=int, default=4, help="held-out clips of the pixel check")
+    ap.add_argument("--eval-seconds", type=float, default=8.0, help="their length (the check's: 8 s)")
     ap.add_argument("--out", type=Path, default=None, help="the whole model's weights, the VAE replaced")
     ap.add_argument("--vae-out", type=Path, default=None, help="the VAE's weights alone (a few MB)")
     ap.add_argument("--json", type=Path, default=None, help="conditions and every evaluation, rewritten after each")
@@ -106,7 +107,7 @@ def main() -> int:
     for q in m.parameters():
         q.requires_grad_(False)
     enc, dec = m.vae.encoder, m.vae.decoder
-    held = HeldOut(a.clips, 8.0, p.video.width)
+    held = HeldOut(a.clips, a.eval_seconds, p.video.width)
     for path in (a.out, a.vae_out, a.json):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,8 @@ def test_dry_run_switches_the_keep_out_on_only_after_the_map_trains(tmp_path):
     def run(map_steps: int) -> dict:
         out = tmp_path / f"vae{map_steps}.safetensors"
         cmd = [sys.executable, str(SCRIPTS / "decoder_mouth.py"), "--random-weights", "--map-steps", str(map_steps)]
-        cmd += ["--draw-steps", "1", "--batch", "1", "--clips", "1", "--threads", "1", "--vae-out", str(out)]
+        cmd += ["--draw-steps", "1", "--batch", "1", "--clips", "1", "--eval-seconds", "1", "--threads", "1"]
+        cmd += ["--vae-out", str(out)]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-2000:]
         assert '"phase": "draw"' in res.stdout
