@@ -47,6 +47,15 @@ def place_cells(samples, size: tuple[int, int], frames: int, device) -> torch.Te
     return cells.repeat_interleave(frames, dim=0).to(device)
 
 
+def open_weights(samples, x: torch.Tensor) -> torch.Tensor:
+    """(b, 1, T, H, W): 1 where the mouth is open in that frame (the world's mouth mask), dilated
+    3 px; never on the reference frame."""
+    m = torch.from_numpy(np.stack([s.mouth for s in samples])).float()  # (b, T - 1, H, W)
+    b, t = m.shape[:2]
+    m = F.max_pool2d(m.view(b * t, 1, *m.shape[2:]), 7, 1, 3).view(b, 1, t, *m.shape[2:])
+    return torch.cat([torch.zeros_like(m[:, :, :1]), m], dim=2).to(x.device)
+
+
 def map_loss(logits: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     """(BCE with the mouth's cells weighted, the map's mean on them, its mean elsewhere)."""
     logits = logits.float()
@@ -68,6 +77,13 @@ def main() -> int:
     ap.add_argument("--map-lr", type=float, default=1e-3)
     ap.add_argument("--lr", type=float, default=3e-4, help="the draw phase's learning rate")
     ap.add_argument("--region-weight", type=float, default=50.0)
+    ap.add_argument(
+        "--draw-on",
+        choices=["region", "open"],
+        default="region",
+        help="draw phase: weight the mouth's whole region in every frame (region), or only the pixels "
+        "where the mouth is open in that frame (open: the closed median no longer wins the region)",
+    )
     ap.add_argument("--speaking", type=float, default=0.7)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -181,7 +197,8 @@ def main() -> int:
                 with torch.no_grad():
                     z, _ = enc(x)
                 rec = dec(z, reference=x[:, :, 0]).float()
-            l1, region = region_l1(rec, x, 1 + a.region_weight * region_weights(samples, x))
+            where = region_weights(samples, x) if a.draw_on == "region" else open_weights(samples, x)
+            l1, region = region_l1(rec, x, 1 + a.region_weight * where)
             opt.zero_grad(set_to_none=True)
             l1.backward()
             opt.step()

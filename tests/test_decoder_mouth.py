@@ -60,3 +60,13 @@ def test_dry_run_switches_the_keep_out_on_only_after_the_map_trains(tmp_path):
     assert float(on["decoder.mouth_on"]) == 1.0
     off = run(0)
     assert float(off["decoder.mouth_on"]) == 0.0
+
+
+def test_open_weights_cover_only_the_frames_where_the_mouth_is_open():
+    mod = _module()
+    mouth = np.zeros((4, 16, 16), np.float32)
+    mouth[2, 8, 8] = 1  # open in the window's third frame only
+    w = mod.open_weights([SimpleNamespace(mouth=mouth)], torch.zeros(1, 3, 5, 16, 16))
+    assert w.shape == (1, 1, 5, 16, 16)
+    assert float(w[0, 0, 3].sum()) == 49 and float(w[0, 0, 3, 5, 5]) == 1  # that frame, dilated 3 px
+    assert float(w[0, 0, :3].sum()) == 0 and float(w[0, 0, 4].sum()) == 0  # the reference and closed frames

@@ -242,6 +242,11 @@ class Decoder(nn.Module):
         and there the decoder's own drawing is a blur that only the blend makes sharp."""
         return torch.sigmoid(F.interpolate(logits.float(), size=tuple(size), mode="bilinear", align_corners=False))
 
+    def _mouth_live(self) -> bool:
+        """Whether the keep-out is on: read on the host once per change of `mouth_on`, not per call
+        (no device sync per chunk), so that weights without it pay nothing for it."""
+        return derived(self, "_mouth_on_cache", (self.mouth_on,), lambda: bool(self.mouth_on > 0))
+
     def _rgb_alpha(self) -> tuple[torch.Tensor, torch.Tensor]:
         """conv_out's and alpha_out's kernels stacked (4 output channels), cached for inference."""
         ws, bs = (self.conv_out.weight, self.alpha_out.weight), (self.conv_out.bias, self.alpha_out.bias)
@@ -297,7 +302,9 @@ class Decoder(nn.Module):
         if first:  # the stream's first latent frame stands for one video frame
             t -= 3
             x = x.view(b, 4 * n, -1, h, w)[:, 3:].reshape(b * t, -1, h, w)
-        mouth = self.mouth(x) if ref is not None else None  # (b*t, 1, h, w) logits at 1/8
+        # the keep-out's logits (b*t, 1, h, w) at 1/8: when it is on, or while its map trains
+        live = ref is not None and self._mouth_live()
+        mouth = self.mouth(x) if live or (ref is not None and self.mouth[-1].weight.requires_grad) else None
         # channels-last from here on: the 2-D convs at 32-128 px run ~2x faster on a CPU in it
         x = x.contiguous(memory_format=torch.channels_last)
         x = up2_conv(x, self.up1)  # nearest x2, then the 3x3 conv
@@ -315,8 +322,8 @@ class Decoder(nn.Module):
         if ref is not None:  # rgb and the blend logit from one 4-channel conv (one pass over hid)
             out = F.conv2d(hid, *self._rgb_alpha(), padding=1)
             x, alpha = out[:, :3], torch.sigmoid(out[:, 3:])
-            # the mouth's keep-out (never read on the host: no device sync per chunk)
-            alpha = alpha * torch.where(self.mouth_on > 0, 1 - self.mouth_map(mouth, x.shape[-2:]), 1.0).to(x.dtype)
+            if live:  # the mouth's keep-out lifts the blend there
+                alpha = alpha * (1 - self.mouth_map(mouth, x.shape[-2:])).to(x.dtype)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
         else:
             x = self.conv_out(hid)
