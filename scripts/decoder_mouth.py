@@ -12,7 +12,8 @@ the mouth"). Two phases, everything else frozen:
    1/8 grid (binary cross-entropy, the mouth's cells weighted 10, as the lip refiner's map);
    then its bias is calibrated (the weight's lift of the logits, log 10, taken out) and it is
    switched on (`mouth_on`).
-2. draw: the decoder (its keep-out frozen) fine-tunes on the frozen encoder's latents with
+2. draw: the decoder after the map's inputs (its 1/8 layers and the reference's features stay
+   frozen, so the map stays where it was trained) fine-tunes on the frozen encoder's latents with
    scripts/encoder_mouth.py's loss, the mouth's whole region weighted: with the blend lifted
    there, that region's gradient reaches the decoder's own drawing in full.
 
@@ -37,6 +38,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from encoder_mouth import HeldOut, Windows, region_l1, region_weights, save_weights  # noqa: E402
 
+# the decoder's parameters the keep-out's map depends on (its own and its inputs')
+MAP_INPUTS = ("mouth.", "conv_in.", "res0.", "time_up.", "ref.")
 POS_WEIGHT = 10.0  # the mouth is a few of 256 cells at 1/8 size
 
 
@@ -185,7 +188,9 @@ def main() -> int:
             evaluate("map", a.map_steps, {"bce": round(h[0], 4), "map_in": round(h[1], 3), "map_out": round(h[2], 3)})
             save()
         # 2. draw: the decoder's own drawing where the blend is lifted
-        params = [q for n, q in dec.named_parameters() if not n.startswith("mouth.")]
+        # what the map reads (the 1/8 layers and the reference's features, which reach them) stays
+        # frozen too: trained, it moves the map off the mouth (the small faces first)
+        params = [q for n, q in dec.named_parameters() if not n.startswith(MAP_INPUTS)]
         for q in params:
             q.requires_grad_(True)
         opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)

@@ -304,7 +304,8 @@ class Decoder(nn.Module):
             x = x.view(b, 4 * n, -1, h, w)[:, 3:].reshape(b * t, -1, h, w)
         # the keep-out's logits (b*t, 1, h, w) at 1/8: when it is on, or while its map trains
         live = ref is not None and self._mouth_live()
-        mouth = self.mouth(x) if live or (ref is not None and self.mouth[-1].weight.requires_grad) else None
+        training_map = ref is not None and torch.is_grad_enabled() and self.mouth[-1].weight.requires_grad
+        mouth = self.mouth(x) if live or training_map else None
         # channels-last from here on: the 2-D convs at 32-128 px run ~2x faster on a CPU in it
         x = x.contiguous(memory_format=torch.channels_last)
         x = up2_conv(x, self.up1)  # nearest x2, then the 3x3 conv
