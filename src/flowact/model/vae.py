@@ -245,6 +245,8 @@ class Decoder(nn.Module):
     def _mouth_live(self) -> bool:
         """Whether the keep-out is on: read on the host once per change of `mouth_on`, not per call
         (no device sync per chunk), so that weights without it pay nothing for it."""
+        if self.mouth_on.is_meta:  # a model without values (the analytic cost model): off, as it is built
+            return False
         return derived(self, "_mouth_on_cache", (self.mouth_on,), lambda: bool(self.mouth_on > 0))
 
     def _rgb_alpha(self) -> tuple[torch.Tensor, torch.Tensor]:
