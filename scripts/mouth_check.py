@@ -115,7 +115,7 @@ def load_models(specs: list[str], preset) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", required=True, help="NAME=WEIGHTS[:steps=N,lips=0]")
+    ap.add_argument("--model", action="append", required=True, help="NAME=WEIGHTS[:steps=N,lips=0,blend=0,preset=P]")
     ap.add_argument("--preset", default="toon-128")
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8.0)
