@@ -91,7 +91,7 @@ def blend_off(model) -> None:
 
 
 def load_models(specs: list[str], preset) -> dict:
-    """NAME=WEIGHTS[:steps=N,lips=0,preset=P] specs -> {name: (model in eval mode, stream kwargs)}."""
+    """NAME=WEIGHTS[:steps=N,lips=0,blend=0,preset=P] specs -> {name: (model in eval mode, stream kwargs)}."""
     from flowact import weights as W
     from flowact.config import load_preset
     from flowact.model import FlowActModel
