@@ -48,6 +48,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--engine", default="espeak", choices=["espeak", "festival"], help="held-out clips' speech engine")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--judge", default=None, help="the judge's weights (default: the shipped assets/judge.safetensors)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -90,12 +91,14 @@ def main() -> int:
         }
     }
     if args.clips:
-        report["clips"] = evaluate_models(models, args.clips, args.seconds, log, engine=args.engine)
+        report["clips"] = evaluate_models(models, args.clips, args.seconds, log, engine=args.engine, judge=args.judge)
     if args.drift:
         marks = tuple(float(v) for v in args.drift.split(","))
         names = [n for n in args.drift_models.split(",") if n] or list(models)
         report["drift"] = {
-            n: drift(models[n][0], marks, seed=args.drift_seed, log=log, engine=args.engine, **models[n][1])
+            n: drift(
+                models[n][0], marks, seed=args.drift_seed, log=log, engine=args.engine, judge=args.judge, **models[n][1]
+            )
             for n in names
         }
     report["seconds_taken"] = round(time.perf_counter() - t0, 1)

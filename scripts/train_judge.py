@@ -1,6 +1,6 @@
 """Train the evaluator (`flowact eval`'s judge) from the synthetic world, reproducibly.
 
-    python scripts/train_judge.py                 # ~25 min on a 2-core CPU
+    python scripts/train_judge.py                 # ~21 min on a 2-core CPU
     python scripts/train_judge.py --steps 50 --audio-steps 20 --out /tmp/judge.safetensors
 
 Writes src/flowact/assets/judge.safetensors (weights + metadata) and judge.json beside
@@ -16,7 +16,7 @@ from flowact.judge import train
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=400, help="vision training steps (10 clips x 17 frames each)")
+    ap.add_argument("--steps", type=int, default=600, help="vision training steps (10 clips x 17 frames each)")
     ap.add_argument("--audio-steps", type=int, default=150, help="audio-to-mouth training steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

@@ -82,6 +82,29 @@ def test_ground_truth_scores_near_the_top_and_damage_is_caught(clip_files):
     assert flickering["flicker"]["second_diff"] > 4 * gt["flicker"]["second_diff"]
 
 
+def test_lipsync_reads_the_mouth_not_the_body(clip_files):
+    """The world's head and body move with the speech, so a judge can read "openness" off them.
+    The same speaking clip redrawn with the mouth at rest, or with the mouth of half a clip later,
+    must lose its lip-sync (version 1 of the judge scored 6 held-out clips with the mouth at rest
+    0.60-0.80, their own frames 0.72-0.86)."""
+    from flowact.world.clip import REST_MOUTH
+
+    _, clip = clip_files
+    truth = clip.mouth.stack()
+    ref = clip.reference()
+    frames = clip.render_all()
+    at_rest = np.stack([clip.renderer.frame(clip.motion, REST_MOUTH, i) for i in range(clip.frames)])
+    later = np.roll(truth, clip.frames // 2, axis=0)
+    shifted = np.stack([clip.renderer.frame(clip.motion, later[i], i) for i in range(clip.frames)])
+    gt = evaluate_frames(frames, clip.audio, ref)
+    rest = evaluate_frames(at_rest, clip.audio, ref)
+    moved = evaluate_frames(shifted, clip.audio, ref)
+    assert gt["lipsync"]["correlation"] > 0.6
+    assert rest["mouth"]["open_std"] < 0.4 * gt["mouth"]["open_std"]
+    assert rest["lipsync"]["correlation"] < 0.3
+    assert moved["lipsync"]["correlation"] < gt["lipsync"]["correlation"] - 0.4
+
+
 def test_behaviour_is_read_and_a_frozen_video_fails_it():
     clip = make_clip(BEHAVIOUR, 8.0, 128, 128)
     assert len({s.state for s in clip.segments}) >= 3

@@ -87,3 +87,25 @@ def test_gestures_and_head_pose_are_visible():
         ref = r.frame(neutral_motion(c), REST_MOUTH, 0).astype(int)
         changed = (np.abs(img - ref).max(axis=2) > 40).sum()
         assert changed > 150, (state, changed)
+
+
+@pytest.mark.parametrize("seed,size", [(5, (128, 128)), (77, (256, 256)), (1234, (224, 128))])
+def test_mouth_place_is_where_the_mouth_is_drawn(seed, size):
+    """Renderer.mouth_place (the judge's target for where to read the mouth) against the pixels
+    that change between the mouth drawn wide open and at rest, over a clip whose head moves."""
+    from flowact.train.data import WIDE_OPEN
+    from flowact.world.clip import make_clip
+
+    w, h = size
+    clip = make_clip(seed, 3.0, w, h, first_state="speaking")
+    place = clip.renderer.mouth_place(clip.motion)
+    assert np.ptp(place[:, 1]) * h > 0.5  # the head moves, so the place does too
+    for i in range(0, clip.frames, 9):
+        moved = np.abs(
+            clip.renderer.frame(clip.motion, WIDE_OPEN, i).astype(int)
+            - clip.renderer.frame(clip.motion, REST_MOUTH, i).astype(int)
+        ).max(-1)
+        ys, xs = np.nonzero(moved > 12)
+        x, y = 0.5 + (xs.mean() + 0.5 - w / 2) / h, (ys.mean() + 0.5) / h
+        assert abs(x - place[i, 0]) * h < 0.6 and abs(y - place[i, 1]) * h < 0.6
+        assert 0.9 < (xs.max() - xs.min()) / h / 2 / place[i, 2] < 1.3  # the half-width's scale

@@ -38,14 +38,14 @@ def audio_openness(model: AudioMouth, samples: np.ndarray, frames: int | None = 
 @torch.no_grad()
 def read_video(model: FrameJudge, frames: np.ndarray, batch: int = 64) -> dict:
     """Per-frame regression (n, len(REG_KEYS)), embeddings (n, EMBED) and states (n,) from uint8 frames."""
-    feats, embs = [], []
+    regs, embs = [], []
     for i in range(0, len(frames), batch):
         x = prepare(frames[i : i + batch])
-        feats.append(model.features(x))
+        regs.append(model.readings(x))
         embs.append(model.embed(x))
-    feats = torch.cat(feats)
-    states = model.states(feats[None])[0].argmax(-1)
-    return {"reg": model.read(feats).numpy(), "embed": torch.cat(embs).numpy(), "state": states.numpy()}
+    reg = torch.cat(regs)
+    states = model.states(reg[None])[0].argmax(-1)
+    return {"reg": reg.numpy(), "embed": torch.cat(embs).numpy(), "state": states.numpy()}
 
 
 def load_timeline(path: str | Path, frames: int, fps: float = FPS) -> np.ndarray:
@@ -137,6 +137,7 @@ def evaluate_frames(
         "identity": metrics.identity(distance, FPS, meta.get("identity_threshold")),
         "flicker": metrics.flicker(frames),
         "mouth": {"open_mean": round(float(video_open.mean()), 4), "open_std": round(float(video_open.std()), 4)},
+        "judge_version": int(meta.get("version", 1)),
     }
 
 

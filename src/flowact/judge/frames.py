@@ -43,6 +43,15 @@ def prepare(frames: np.ndarray) -> torch.Tensor:
     return to_tensor(np.stack([to_input_uint8(f) for f in frames]))
 
 
+def label_to_input(place: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(..., 3) mouth places from `Renderer.mouth_place` (label coordinates of a width x height
+    frame) -> the judge input's [0, 1] units (the centre square, as `to_input_uint8`)."""
+    side = min(width, height)
+    x = 0.5 + (place[..., 0] - 0.5) * height / side
+    y = (place[..., 1] * height - (height - side) / 2) / side
+    return np.stack([x, y, place[..., 2] * height / side], -1).astype(np.float32)
+
+
 def targets(mouth: np.ndarray, head: np.ndarray, gaze: np.ndarray, blink: np.ndarray, joints: np.ndarray) -> np.ndarray:
     """Per-frame regression targets (n, len(REG_KEYS)); joints (n, 6, 2) in label coordinates."""
     n = len(mouth)

@@ -1,7 +1,10 @@
 """The evaluator networks: a frame reader and an audio-to-mouth reader.
 
 `FrameJudge` reads any 128x128 frame: a small CNN gives a feature per frame, from which
-a linear head reads the mouth, head pose, gaze, blink and arm joints; a separate small
+a linear head reads the head pose, gaze, blink and arm joints, and where the mouth is; the
+mouth itself (open, width, round, closed, teeth) is read by a second small CNN from a crop
+around that place (version 2: read from the whole frame, the mouth's few pixels lost to the
+head and body, which move with the speech); a separate small
 branch gives a normalised appearance embedding (identity). The state head (dilated 1-D convolutions, ~0.8 s
 receptive field) reads the behaviour state from the sequence of those readings, because
 waving, nodding and speaking are motions, not poses: a frozen video cannot look like them.
@@ -28,6 +31,10 @@ INPUT = 128
 REG_KEYS = ("open", "width", "round", "closed", "teeth", "yaw", "pitch", "roll", "gaze_x", "gaze_y", "blink") + tuple(
     f"{j}_{a}" for j in ("ls", "le", "lw", "rs", "re", "rw") for a in "xy"
 )
+AUX_PREFIXES = ("proj.", "temporal.")  # training-only modules, left out of saved weights
+MOUTH_KEYS = 5  # the first readings: open, width, round, closed, teeth
+MOUTH_CROP = 32  # the mouth reader's input, pixels a side
+MOUTH_SPAN = 1.7  # the crop's half side, in the character's resting mouth half-widths
 EMBED = 64
 FEATURE = 256
 AUDIO_RATE = 16_000
@@ -82,6 +89,18 @@ class FrameJudge(nn.Module):
             nn.Flatten(),
             nn.Linear(128, EMBED),
         )
+        # where the mouth is: centre x, y and its resting half-width, in the input's [0, 1] units
+        self.where = nn.Linear(FEATURE, 3)
+        self.mouth = nn.Sequential(  # small: the shipped weights' 40 MB budget
+            _block(3, 24, 1),
+            _block(24, 32, 2),  # 16
+            _block(32, 48, 2),  # 8
+            _block(48, 64, 1),
+            _block(64, 64, 2),  # 4
+            nn.Flatten(),
+            nn.Linear(64 * 16, MOUTH_KEYS),
+        )
+        # stage one's auxiliary state head (AUX_PREFIXES): trained, not shipped
         self.proj = nn.Linear(FEATURE, 72)
         self.temporal = _state_convs(72 + len(REG_KEYS))
         self.state_head = _state_convs(len(REG_KEYS))
@@ -91,20 +110,45 @@ class FrameJudge(nn.Module):
         return self.fc(self.cnn(frames - 0.5))
 
     def read(self, feats: torch.Tensor) -> torch.Tensor:
-        """Per-frame readings (n, len(REG_KEYS)) in REG_KEYS order."""
+        """The whole frame's readings (n, len(REG_KEYS)) in REG_KEYS order (its mouth columns are
+        an auxiliary target; `readings` takes the mouth from the crop)."""
         return self.reg(feats)
+
+    def locate(self, feats: torch.Tensor) -> torch.Tensor:
+        """(n, 3): the mouth's centre x, y and resting half-width in the input's [0, 1] units."""
+        return self.where(feats)
+
+    def crop(self, frames: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
+        """frames (n, 3, 128, 128) in [0, 1], place (n, 3) as `locate` -> (n, 3, MOUTH_CROP, MOUTH_CROP)."""
+        half = place[:, 2].clamp(0.01, 0.2) * MOUTH_SPAN
+        theta = torch.zeros(len(frames), 2, 3, dtype=frames.dtype, device=frames.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 2 * half
+        theta[:, 0, 2], theta[:, 1, 2] = 2 * place[:, 0] - 1, 2 * place[:, 1] - 1
+        grid = F.affine_grid(theta, [len(frames), 3, MOUTH_CROP, MOUTH_CROP], align_corners=False)
+        return F.grid_sample(frames - 0.5, grid, align_corners=False, padding_mode="border")
+
+    def read_mouth(self, frames: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
+        """(n, MOUTH_KEYS) read from the crop at `place`."""
+        return self.mouth(self.crop(frames, place))
+
+    def readings(self, frames: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-frame readings (n, len(REG_KEYS)): the mouth from its crop at the located place,
+        the rest from the whole frame. frames (n, 3, 128, 128) in [0, 1]."""
+        feats = self.features(frames) if feats is None else feats
+        mouth = self.read_mouth(frames, self.locate(feats))
+        return torch.cat([mouth, self.reg(feats)[:, MOUTH_KEYS:]], 1)
 
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (n, 3, 128, 128) in [0, 1] -> unit appearance embedding (n, EMBED)."""
         return F.normalize(self.identity(frames - 0.5), dim=-1)
 
-    def states(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats (batch, frames, FEATURE) -> state logits (batch, frames, len(STATES)).
+    def states(self, reg: torch.Tensor) -> torch.Tensor:
+        """reg (batch, frames, len(REG_KEYS)), as `readings` -> state logits (batch, frames, len(STATES)).
 
         Read from the per-frame readings (mouth, pose, gaze, joints): a wave is a raised
         wrist going back and forth, a nod a pitch oscillation, speech a moving mouth.
         """
-        return self.states_from_readings(self.reg(feats))
+        return self.states_from_readings(reg)
 
     def states_from_readings(self, reg: torch.Tensor) -> torch.Tensor:
         """reg (batch, frames, len(REG_KEYS)) -> state logits (batch, frames, len(STATES))."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from ..errors import FlowactError
-from .net import AudioMouth, FrameJudge
+from .net import AUX_PREFIXES, AudioMouth, FrameJudge
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "assets" / "judge.safetensors"
 
@@ -17,7 +17,8 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "assets" / "judge.safete
 def load_judge(path: str | None = None, strict: bool = True) -> tuple[FrameJudge, AudioMouth, dict]:
     """(frame judge, audio mouth model, metadata), in eval mode, float32.
 
-    strict=False accepts weights missing some modules (a run from before the state head).
+    strict=False accepts weights missing some modules (a run from before the state head); the
+    training-only auxiliary head (AUX_PREFIXES) is never required.
     """
     from safetensors import safe_open
 
@@ -33,7 +34,10 @@ def load_judge(path: str | None = None, strict: bool = True) -> tuple[FrameJudge
                 t = f.get_tensor(k)
                 t = t.float() if t.is_floating_point() else t
                 (sd_v if k.startswith("vision.") else sd_a)[k.split(".", 1)[1]] = t
-        vision.load_state_dict(sd_v, strict=strict)
+        missing, unexpected = vision.load_state_dict(sd_v, strict=False)
+        missing = [k for k in missing if not k.startswith(AUX_PREFIXES)]  # training-only, never shipped
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"missing {missing[:4]}, unexpected {unexpected[:4]}")
         audio.load_state_dict(sd_a)
     except (OSError, RuntimeError, ValueError) as exc:
         raise FlowactError(f"cannot load evaluator weights ({exc})", path=p) from exc

@@ -110,12 +110,13 @@ def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray) 
     return ((rec.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()[1:]
 
 
-def score(frames: np.ndarray, clip, states: bool = True) -> dict:
+def score(frames: np.ndarray, clip, states: bool = True, judge: str | None = None) -> dict:
+    """The judge's figures for `frames` of `clip`; `judge`: its weights (None: the shipped ones)."""
     from ..judge.evaluate import evaluate_frames
 
     n = len(frames)
     r = evaluate_frames(
-        frames, clip.audio[: n * 16_000 // FPS], clip.reference(), clip_states(clip)[:n] if states else None
+        frames, clip.audio[: n * 16_000 // FPS], clip.reference(), clip_states(clip)[:n] if states else None, judge
     )
     return {
         "lipsync": r["lipsync"]["correlation"],
@@ -129,23 +130,28 @@ def score(frames: np.ndarray, clip, states: bool = True) -> dict:
 
 
 def evaluate_models(
-    models: dict[str, tuple[FlowActModel, dict]], clips: int, seconds: float, log=print, engine: str = "espeak"
+    models: dict[str, tuple[FlowActModel, dict]],
+    clips: int,
+    seconds: float,
+    log=print,
+    engine: str = "espeak",
+    judge: str | None = None,
 ) -> dict:
     """Score every named model (with its `stream` keyword arguments) on the same held-out
     clips, plus the ground truth and the VAE reconstruction (first model's VAE); `engine`: the
-    clips' speech engine (`heldout_clips`)."""
+    clips' speech engine (`heldout_clips`); `judge`: the judge's weights (None: shipped)."""
     first = next(iter(models.values()))[0]
     p = first.preset
     rows: dict[str, list[dict]] = {"ground_truth": [], "vae_reconstruction": [], **{k: [] for k in models}}
     for i, clip in enumerate(heldout_clips(clips, seconds, p.video.width, p.video.height, engine=engine)):
         gt = clip.render_all()
         n = len(gt) // 4 * 4
-        rows["ground_truth"].append(score(gt[:n], clip))
-        rows["vae_reconstruction"].append(score(reconstruct(first, clip.reference(), gt[:n]), clip))
+        rows["ground_truth"].append(score(gt[:n], clip, judge=judge))
+        rows["vae_reconstruction"].append(score(reconstruct(first, clip.reference(), gt[:n]), clip, judge=judge))
         for name, (model, kw) in models.items():
             t = time.perf_counter()
             frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), n, seed=i, **kw)
-            rows[name].append(score(frames, clip))
+            rows[name].append(score(frames, clip, judge=judge))
             log(f"clip {i} ({clip.voice.name}) {name}: {rows[name][-1]} [{time.perf_counter() - t:.1f} s]")
     return {name: summarise(r) for name, r in rows.items()}
 
@@ -177,11 +183,13 @@ def drift(
     seed: int = 0,
     log=print,
     engine: str = "espeak",
+    judge: str | None = None,
     **kw,
 ) -> dict:
     """One continuous stream as long as the last mark, on a held-out character and voice:
     the identity distance to the reference, averaged over the `window_s` seconds before
-    each mark, and the lip-sync correlation over that window. `engine`: as `heldout_clips`."""
+    each mark, and the lip-sync correlation over that window. `engine`: as `heldout_clips`;
+    `judge`: the judge's weights (None: shipped)."""
     from ..judge.evaluate import evaluate_frames
 
     p = model.preset
@@ -192,7 +200,7 @@ def drift(
     out = {}
     for m in marks_s:
         a, b = max(0, int((m - window_s) * FPS)), int(m * FPS)  # a mark before window_s: from the start
-        r = evaluate_frames(frames[a:b], clip.audio[a * 640 : b * 640], clip.reference(), clip_states(clip)[a:b])
+        r = evaluate_frames(frames[a:b], clip.audio[a * 640 : b * 640], clip.reference(), clip_states(clip)[a:b], judge)
         out[f"{m:g}s"] = {
             "identity": r["identity"]["mean"],
             "lipsync": r["lipsync"]["correlation"],

@@ -14,6 +14,7 @@ from .character import Character
 
 WHITE = (250, 250, 250)
 DARK = (30, 22, 28)
+MOUTH_BELOW_EYES = 0.078  # the mouth's centre below the eyes' line, character units
 
 
 class Renderer:
@@ -37,14 +38,39 @@ class Renderer:
         y = 1 + c.scale * (pts[..., 1] - 1)
         return np.stack([x, y], -1)
 
+    def _head_place(self, motion: Motion, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame i's neck top (the head's pivot) and head centre, in character units."""
+        c = self.c
+        yaw, pitch, _ = motion.head[i]
+        sway, breath, lift = motion.body[i]
+        neck_top = np.array([sway * 0.6, HEAD_Y + c.head_ry * 0.75 - lift * 0.5])
+        head_c = np.array([sway * 0.6 + yaw * 0.01, HEAD_Y + 0.012 * pitch - lift * 0.6 - breath * 0.5])
+        return neck_top, head_c
+
+    def mouth_place(self, motion: Motion) -> np.ndarray:
+        """(frames, 3): each frame's mouth centre (x, y in label coordinates, as `to_label_xy`) and
+        the character's resting mouth half-width in label units (the scale of the mouth)."""
+        c = self.c
+        out = np.zeros((len(motion.head), 3))
+        for i in range(len(motion.head)):
+            neck_top, hc = self._head_place(motion, i)
+            yaw, pitch, roll = motion.head[i]
+            x, y = hc[0] + yaw * 0.35 * c.head_rx, hc[1] + pitch * 0.22 * c.head_ry + MOUTH_BELOW_EYES
+            cos, sin = np.cos(roll * 0.35), np.sin(roll * 0.35)  # the head's rotation about the neck (Canvas.rot)
+            dx, dy = x - neck_top[0], y - neck_top[1]
+            out[i, :2] = self.to_label_xy(
+                np.array([neck_top[0] + cos * dx - sin * dy, neck_top[1] + sin * dx + cos * dy])
+            )
+        out[:, 2] = c.scale * c.mouth_width
+        return out
+
     def frame(self, motion: Motion, mouth: np.ndarray, i: int) -> np.ndarray:
         """uint8 (height, width, 3) for frame i; mouth: (5,) open, width, round, closed, teeth."""
         c = self.c
         cv = Canvas(self.bg, self.width, self.height, self.ss, c.scale, c.x_offset, self.outline, 0.005)
         yaw, pitch, roll = motion.head[i]
         sway, breath, lift = motion.body[i]
-        neck_top = np.array([sway * 0.6, HEAD_Y + c.head_ry * 0.75 - lift * 0.5])
-        head_c = np.array([sway * 0.6 + yaw * 0.01, HEAD_Y + 0.012 * pitch - lift * 0.6 - breath * 0.5])
+        neck_top, head_c = self._head_place(motion, i)
         if c.hair_style in ("long", "bob", "curly") or c.top == "hoodie":
             cv.rot = (neck_top, np.cos(roll * 0.35), np.sin(roll * 0.35))
             _hair_back(cv, c, head_c, yaw)
@@ -218,7 +244,7 @@ def _head(cv: Canvas, c: Character, hc: np.ndarray, m: Motion, mouth: np.ndarray
         cv.poly(beard, shade(c.hair, 0.9), outline=False)
     _eyes(cv, c, cx, cy, m.gaze[i], float(m.blink[i]), float(m.brow[i]))
     _nose(cv, c, cx + fx * 0.3, cy + 0.035)
-    _mouth(cv, c, cx, cy + 0.078, mouth, float(m.smile[i]))
+    _mouth(cv, c, cx, cy + MOUTH_BELOW_EYES, mouth, float(m.smile[i]))
     if c.facial_hair == "moustache":
         cv.poly(ellipse(cx, cy + 0.058, c.mouth_width * 1.1, 0.009, n=14), shade(c.hair, 0.9), outline=False)
     elif c.facial_hair == "goatee":
