@@ -229,14 +229,18 @@ def train_vision(
 
 @torch.no_grad()
 def reading_pool(model: FrameJudge, windows: int, window: int = 24, seed: int = 0, log=print) -> dict:
-    """Readings of the frozen frame judge over `windows` degraded training windows, with their states."""
+    """Readings of the frozen frame judge over `windows` degraded training windows, with their states.
+
+    Half the windows draw a mouth apart from the voice (DECOUPLE), as in stage one: the state is
+    the behaviour the body performs, and a state head that read "speaking" off the mouth alone
+    would count a soft or still mouth twice (in lip-sync, and again in behaviour)."""
     rng = np.random.default_rng([seed, 0x57A7E])
     sizes, probs = zip(*SIZES)
     regs, states, weights = [], [], []
     t0 = time.time()
     for k in range(windows):
         size = sizes[int(rng.choice(len(sizes), p=probs))]
-        it = clip_window(int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1)), rng, window, size, seconds=4.0)
+        it = clip_window(int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1)), rng, window, size, 4.0, decouple=DECOUPLE)
         x = torch.from_numpy(it["frames"][:-1]).permute(0, 3, 1, 2).float().div(255)
         regs.append(model.readings(x))
         states.append(torch.from_numpy(it["state"]))
