@@ -120,7 +120,8 @@ def test_eval_prints_a_table_and_reports_bad_input_in_one_line(clip_files, tmp_p
     res = CliRunner().invoke(
         app, ["eval", str(d / "gt.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.ref.png")]
     )
-    assert res.exit_code == 0 and "lip-sync" in res.stdout and "identity" in res.stdout
+    assert res.exit_code == 0 and "lip-sync" in res.stdout and "identity" in res.stdout and "judge v2" in res.stdout
+    assert "mouth motion" in res.stdout
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
     cases = [
         ([str(tmp_path / "nope.mp4"), "--audio", str(d / "gt.wav"), "--reference", str(d / "gt.ref.png")], "nope.mp4"),

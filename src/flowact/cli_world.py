@@ -119,7 +119,7 @@ def evaluate(
         Console().print(_photo_table(video, report))
         return
 
-    t = Table(title=f"flowact eval: {video}", show_header=True)
+    t = Table(title=f"flowact eval (judge v{report.get('judge_version', 1)}): {video}", show_header=True)
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_column("meaning")
@@ -133,6 +133,11 @@ def evaluate(
         )
     else:
         t.add_row("lip-sync", "n/a", ls["reason"])
+    t.add_row(
+        "mouth motion",
+        f"{report['mouth']['open_std']:.3f}",
+        "std of the openness read (speech: ~0.1-0.25; a still mouth: under ~0.07)",
+    )
     acc = beh.get("accuracy")
     t.add_row("behaviour accuracy", "-" if acc is None else f"{acc:.3f}", "state read from frames vs timeline")
     t.add_row("identity distance", f"{ident['mean']:.3f}", "to the reference, mean (0 is identical)")
