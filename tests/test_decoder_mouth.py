@@ -1,27 +1,18 @@
 """scripts/decoder_mouth.py: the keep-out's target and loss, and a dry run that switches it on."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from helpers import SCRIPTS, load_script
 
 
 def _module():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        spec = importlib.util.spec_from_file_location("decoder_mouth", SCRIPTS / "decoder_mouth.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return mod
+    return load_script("decoder_mouth")
 
 
 def test_place_cells_mark_the_mouths_cells_in_every_frame_and_the_loss_weighs_them():

@@ -1,24 +1,15 @@
 """scripts/encoder_mouth.py: the mouth's region is weighted in every frame, open or closed."""
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from helpers import load_script
+
 
 def _module():
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    sys.path.insert(0, str(scripts))
-    try:
-        spec = importlib.util.spec_from_file_location("encoder_mouth", scripts / "encoder_mouth.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(scripts))
-    return mod
+    return load_script("encoder_mouth")
 
 
 def test_region_covers_every_frame_where_the_mouth_opens_anywhere():

@@ -1,8 +1,6 @@
 """scripts/grow_latent.py: a model grown to more latent channels renders what it did before."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +9,11 @@ import torch
 from flowact.config import load_preset
 from flowact.model import FlowActModel
 from flowact.model.layout import TokenLayout
-from helpers import TINY
+from helpers import TINY, load_script
 
 
 def _grow_module():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "grow_latent.py"
-    spec = importlib.util.spec_from_file_location("grow_latent", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("grow_latent")
 
 
 @pytest.mark.parametrize("ref_decoder", [False, True])

@@ -1,27 +1,15 @@
 """scripts/mouth_readout.py: the readout tells features that carry the openness from ones that do not."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from flowact.config import load_preset
 from flowact.model import FlowActModel
 from flowact.train.evaluate import heldout_clips
-from helpers import TINY
+from helpers import TINY, load_script
 
 
 def _module():
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    sys.path.insert(0, str(scripts))
-    try:
-        spec = importlib.util.spec_from_file_location("mouth_readout", scripts / "mouth_readout.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(scripts))
-    return mod
+    return load_script("mouth_readout")
 
 
 def _rows(rng, carried: bool, clips: int = 8, frames: int = 40):

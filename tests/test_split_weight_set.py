@@ -1,8 +1,6 @@
 """scripts/split_weight_set.py: a stream given a weight set of its own computes what it did, then trains apart."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,15 +8,11 @@ import torch
 from flowact.config import load_preset
 from flowact.model import FlowActModel
 from flowact.model.layout import TokenLayout
-from helpers import TINY
+from helpers import TINY, load_script
 
 
 def _split_module():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "split_weight_set.py"
-    spec = importlib.util.spec_from_file_location("split_weight_set", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("split_weight_set")
 
 
 def _models():

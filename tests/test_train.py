@@ -14,7 +14,7 @@ from flowact.stream.generator import StreamGenerator
 from flowact.train.data import FolderSource, Sample, SynthSource
 from flowact.train.loop import TrainRun, train
 from flowact.train.sample import AUDIO_MARGIN
-from helpers import TINY
+from helpers import SCRIPTS, TINY, load_script
 
 
 class FixedSource:
@@ -566,17 +566,12 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     hear, and the probe must say so exactly (own = zero = other audio); a model with the
     injection live gives the three different errors. The script runs end to end."""
     import dataclasses
-    import importlib.util
     import subprocess
     import sys
-    from pathlib import Path
 
     from flowact import weights as W
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("audio_probe", root / "scripts" / "audio_probe.py")
-    ap = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ap)
+    ap = load_script("audio_probe")
     p = load_preset(TINY)
     p = dataclasses.replace(p, model=dataclasses.replace(p.model, audio_inject=True))
     rest: list = []
@@ -601,7 +596,7 @@ def test_audio_probe_tells_a_model_that_reads_the_audio_from_one_that_cannot(tmp
     out = subprocess.run(
         [
             sys.executable,
-            str(root / "scripts" / "audio_probe.py"),
+            str(SCRIPTS / "audio_probe.py"),
             str(tmp_path / "m.safetensors"),
             "--preset",
             TINY,

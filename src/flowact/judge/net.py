@@ -148,10 +148,6 @@ class FrameJudge(nn.Module):
         Read from the per-frame readings (mouth, pose, gaze, joints): a wave is a raised
         wrist going back and forth, a nod a pitch oscillation, speech a moving mouth.
         """
-        return self.states_from_readings(reg)
-
-    def states_from_readings(self, reg: torch.Tensor) -> torch.Tensor:
-        """reg (batch, frames, len(REG_KEYS)) -> state logits (batch, frames, len(STATES))."""
         return self.state_head(reg.transpose(1, 2)).transpose(1, 2)
 
     def aux_states(self, feats: torch.Tensor) -> torch.Tensor:

@@ -270,7 +270,7 @@ def train_states(
     for step in range(steps):
         idx = torch.randint(0, windows, (32,), generator=gen)
         reg = pool["reg"][idx] + 0.02 * torch.randn(pool["reg"][idx].shape, generator=gen)
-        logits = model.states_from_readings(reg)
+        logits = model.states(reg)
         w = pool["state_weight"][idx].clamp(min=0.3)
         loss = (
             F.cross_entropy(logits.reshape(-1, len(STATES)), pool["state"][idx].reshape(-1), reduction="none")

@@ -55,7 +55,8 @@ class Renderer:
         for i in range(len(motion.head)):
             neck_top, hc = self._head_place(motion, i)
             yaw, pitch, roll = motion.head[i]
-            x, y = hc[0] + yaw * 0.35 * c.head_rx, hc[1] + pitch * 0.22 * c.head_ry + MOUTH_BELOW_EYES
+            fx, fy = _feature_slide(c, yaw, pitch)
+            x, y = hc[0] + fx, hc[1] + fy + MOUTH_BELOW_EYES
             cos, sin = np.cos(roll * 0.35), np.sin(roll * 0.35)  # the head's rotation about the neck (Canvas.rot)
             dx, dy = x - neck_top[0], y - neck_top[1]
             out[i, :2] = self.to_label_xy(
@@ -220,10 +221,15 @@ def _face_shape(c: Character, hc: np.ndarray) -> np.ndarray:
     return pts + hc
 
 
+def _feature_slide(c: Character, yaw: float, pitch: float) -> tuple[float, float]:
+    """How far the facial features slide from the head's centre as the head turns."""
+    return yaw * 0.35 * c.head_rx, pitch * 0.22 * c.head_ry
+
+
 def _head(cv: Canvas, c: Character, hc: np.ndarray, m: Motion, mouth: np.ndarray, i: int) -> None:
-    rx, ry = c.head_rx, c.head_ry
+    rx = c.head_rx
     yaw, pitch, _ = m.head[i]
-    fx, fy = yaw * 0.35 * rx, pitch * 0.22 * ry  # facial features slide as the head turns
+    fx, fy = _feature_slide(c, yaw, pitch)
     for s in (-1, 1):  # ears, behind the face
         ex = hc[0] + s * rx * (0.97 - 0.15 * s * yaw) - fx * 0.3
         cv.poly(ellipse(ex, hc[1] + 0.01 + fy * 0.3, 0.018, 0.028, n=12), shade(c.skin, 0.92))
