@@ -81,7 +81,6 @@ def tiny_stream() -> dict:
 def live_chunks(preset: str, image: Path, audio: Path, dtype: str | None = None) -> str:
     """What `flowact live` makes per chunk: the route's chunk maker fed the speech chunk by chunk."""
     from flowact.live.chunks import chunk_maker
-    from flowact.media.audio import load_audio
     from flowact.render import Engine
 
     engine = Engine.load(preset, dtype=dtype)
