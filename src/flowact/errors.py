@@ -25,12 +25,6 @@ class FlowactError(Exception):
             self.exit_code = exit_code
 
 
-class RenderInterrupted(Exception):
-    """Raised inside the chunk loop on Ctrl-C / SIGTERM once the partial file is finalised."""
-
-    exit_code = 130
-
-
 def sigterm_as_interrupt():
     """Make SIGTERM stop work the way Ctrl-C does (KeyboardInterrupt), so `kill` also leaves
     finalised, playable files. Main thread only (Python's rule); returns the old handler."""

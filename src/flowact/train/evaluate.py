@@ -10,7 +10,6 @@ identity distance to the reference averaged over a window ending at each checkpo
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -207,7 +206,3 @@ def drift(
             "state_accuracy": r["behaviour"]["accuracy"],
         }
     return out
-
-
-def with_steps(preset: Preset, steps: int) -> Preset:
-    return dataclasses.replace(preset, sampler=dataclasses.replace(preset.sampler, steps=steps, timesteps=None))
