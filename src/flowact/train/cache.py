@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .. import weights as W
-from .data import mouth_masks
+from .mouth_masks import mouth_masks
 from .objective import mouth_grid
 from ..errors import FlowactError
 from .sample import AUDIO_MARGIN, FPS, Sample, cut_audio, prompt_at, sample_rng

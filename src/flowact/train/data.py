@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowactError
+from .mouth_masks import closed_frames, mouth_masks
 from .sample import AUDIO_MARGIN, FPS, Sample, cut_audio, prompt_at, sample_rng
 
 
@@ -102,23 +103,6 @@ def heldout_speech(
         last = min(clip.frames, int((u.start + u.speech.seconds) * FPS)) - frames
         if last >= 0:
             return clip, int(rng.integers(0, last + 1))
-
-
-def closed_frames(clip, start: int, count: int) -> np.ndarray:
-    """uint8 (count, H, W, 3): frames start.. of the clip drawn with the mouth at rest (same head,
-    body, eyes)."""
-    from ..world.clip import REST_MOUTH
-
-    return np.stack([clip.renderer.frame(clip.motion, REST_MOUTH, start + i) for i in range(count)])
-
-
-def mouth_masks(clip, start: int, video: np.ndarray, closed: np.ndarray | None = None) -> np.ndarray:
-    """(frames, H, W) float32: 1 where frame start+i differs from the same frame drawn with the
-    mouth at rest (same head, body, eyes): exactly the open mouth, teeth and lips that moved.
-    The world knows this; real video does not (there, `--motion-weight` is the label-free cousin)."""
-    closed = closed_frames(clip, start, len(video)) if closed is None else closed
-    diff = np.abs(video.astype(np.int16) - closed.astype(np.int16)).max(axis=-1)
-    return (diff > 12).astype(np.float32)
 
 
 WIDE_OPEN = np.array([1.0, 0.6, 0.3, 0.0, 0.6], np.float32)  # MOUTH_KEYS: open, width, round, closed, teeth

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowactError
-from .speech import SAMPLE_RATE, Phoneme, Speech, Voice
+from .speech_types import SAMPLE_RATE, Phoneme, Speech, Voice
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ milliseconds different after other speech), which would make clips depend on wha
 process said before. So the library is initialised once, never used in this process, and
 every utterance is spoken in a forked child that starts from that same clean state, libc's
 random seed included. Festival voices (held-out evaluation only) speak through world/festival.py
-into the same `Speech`.
+into the same `Speech` (speech_types.py).
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ import ctypes.util
 import os
 import pickle
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FlowactError
-
-SAMPLE_RATE = 16_000
+from .speech_types import SAMPLE_RATE, Phoneme, Speech, Voice
 
 _EVENT_END_OF_LIST = 0
 _EVENT_WORD = 1
@@ -117,35 +115,6 @@ _WORDS = {
         "vandaag morgen altijd nooit heel misschien samen met voor na mensen water weer antwoord"
     ),
 }
-
-
-@dataclass(frozen=True)
-class Voice:
-    language: str  # key of LANGUAGES
-    name: str  # espeak-ng voice, e.g. "en-us+f3"
-    rate: int  # words per minute
-    pitch: int  # 0..100
-    pitch_range: int  # 0..100
-    engine: str = "espeak"  # "festival": a held-out engine (world/festival.py), never in training
-
-
-@dataclass(frozen=True)
-class Phoneme:
-    start: float  # seconds
-    end: float
-    ipa: str  # "" for a pause
-
-
-@dataclass(frozen=True)
-class Speech:
-    samples: np.ndarray  # (samples,) float32 mono at SAMPLE_RATE
-    phonemes: tuple[Phoneme, ...]
-    text: str
-    voice: Voice
-
-    @property
-    def seconds(self) -> float:
-        return len(self.samples) / SAMPLE_RATE
 
 
 class _Event(ctypes.Structure):
