@@ -14,7 +14,7 @@ from flowact.config import load_preset
 from flowact.model import FlowActModel
 from flowact import weights as W
 from flowact.world.clip import make_clip
-from flowact.train.data import Sample
+from flowact.train.sample import Sample
 from flowact.train.objective import to_video
 
 torch.set_num_threads(1)

@@ -14,11 +14,6 @@
 #   bench_reference  bench_reference.json: the same with FLOWACT_KERNELS=reference                 75 s
 #   flat             flat.json: benchmarks/bench_flat.py, 60 s: p50/p99, first vs last 10 s       110 s
 #   train            train.json: a few steps of every training stage of toon-128, steps/s         140 s
-# and one step that runs only when ONLY names it (issue 17, the VAE's mouth at a GPU's data scale):
-#   vae_mouth        vae_mouth.json + vae_mouth.safetensors: scripts/encoder_mouth.py --decoder   480 s
-#                    for MOUTH_MINUTES (6) on the GPU, the world drawn by MOUTH_WORKERS (14)
-#                    processes; the pixel check of the VAE's reconstruction every
-#                    MOUTH_EVAL_EVERY (250) steps. Its own call: ONLY=vae_mouth (docs/gpu-run.md).
 # The timeouts sum to 525 s (8 min 45 s); expected on an H200: about 6 minutes.
 # summary.json (rewritten after every step: ok, rc, seconds, headline figures, the log's tail
 # for a failure) and log.txt (every step's output): 8 files, the most $OUT brings back.
@@ -43,7 +38,7 @@ CARRY=${CARRY:-$ROOT/.carry/bench}
 case $CARRY in /*) ;; *) CARRY=$ROOT/$CARRY ;; esac
 
 T_SETUP=${T_SETUP:-20} T_ENV=${T_ENV:-30} T_KERNELS=${T_KERNELS:-75} T_BENCH=${T_BENCH:-75}
-T_FLAT=${T_FLAT:-110} T_TRAIN=${T_TRAIN:-140} T_VAE_MOUTH=${T_VAE_MOUTH:-480}
+T_FLAT=${T_FLAT:-110} T_TRAIN=${T_TRAIN:-140}
 
 # -- prepare (here, with network): what the device machine lacks, small enough to travel -----
 # The tree travels whole (tracked + untracked files, 64 MiB in all) and the bundled toon-128
@@ -202,9 +197,7 @@ threads=()
 [ -n "$THREADS" ] && threads=(--threads "$THREADS")
 T0=$(date +%s)
 
-OPT_IN=" vae_mouth "  # steps that run only when ONLY names them
 want() {  # setup: always
-  if [[ "$OPT_IN" == *" $1 "* ]]; then [[ " $ONLY " == *" $1 "* ]]; return; fi
   [ -z "$ONLY" ] || [ "$1" = setup ] || [[ " $ONLY " == *" $1 "* ]]
 }
 
@@ -240,13 +233,6 @@ def headline(name, d):
                 "first_p50_p99": [a["p50"], a["p99"]], "last_p50_p99": [b["p50"], b["p99"]],
                 "last_over_first_p50": d["last_over_first_p50"], "memory_mb": d["memory_mb"],
                 "stopped_by_budget": d["stopped_by_budget"]}
-    if name == "vae_mouth":
-        e0, e1 = d["evals"][0], d["evals"][-1]
-        return {"steps": e1["step"], "seconds": e1["seconds"], "device": d["conditions"].get("gpu") or "cpu",
-                "pixel_check_corr": [e0["corr"], e1["corr"]],
-                "within_speech": [e0["corr_speech"], e1["corr_speech"]],
-                "region_psnr_db": [e0["region_psnr"], e1["region_psnr"]],
-                "region_l1_last": e1.get("region_l1")}
     if name == "train":
         def line(s):
             if not s.get("ok"):
@@ -281,8 +267,7 @@ for line in steps_file.read_text().splitlines():
         s["log_tail"] = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
     steps.append(s)
 keys = ("DEVICE", "PRESET", "KERNEL_SHAPES", "BENCH_KERNELS", "BENCH_SECONDS", "FLAT_SECONDS", "FLAT_WINDOW",
-        "FLAT_BUDGET", "TRAIN_PRESET", "TRAIN_STEPS", "TRAIN_BATCH", "TRAIN_STAGES", "CACHE_CLIPS", "ONLY",
-        "MOUTH_MINUTES", "MOUTH_BATCH", "MOUTH_WORKERS", "MOUTH_LR", "MOUTH_ANCHOR")
+        "FLAT_BUDGET", "TRAIN_PRESET", "TRAIN_STEPS", "TRAIN_BATCH", "TRAIN_STAGES", "CACHE_CLIPS", "ONLY")
 summary = {"all_ok": bool(steps) and all(s["ok"] for s in steps), "wall_seconds": wall,
            "timeouts_sum_s": sum(s["timeout_s"] for s in steps), "steps": steps,
            "settings": {k: os.environ.get(k, "") for k in keys}}
@@ -502,15 +487,6 @@ for stage in E["TRAIN_STAGES"].split():
     print(json.dumps(row), flush=True)
     out_json.write_text(json.dumps(report, indent=1))
 EOF
-
-# issue 17 (opt-in): the whole VAE on the mouth's region at the GPU's data scale; the pixel
-# check of its reconstruction at the start and every MOUTH_EVAL_EVERY steps (docs/experiments.md,
-# "fifth run": on the 2-core CPU, 400 steps of batch 4 left it flat)
-run_step vae_mouth "$T_VAE_MOUTH" vae_mouth.json log "$PY" scripts/encoder_mouth.py --device "$DEVICE" \
-  --decoder --bf16 --lr "${MOUTH_LR:-5e-4}" --anchor "${MOUTH_ANCHOR:-0.1}" --batch "${MOUTH_BATCH:-16}" \
-  --workers "${MOUTH_WORKERS:-14}" --minutes "${MOUTH_MINUTES:-6}" --steps "${MOUTH_STEPS:-100000}" \
-  --eval-every "${MOUTH_EVAL_EVERY:-250}" --clips "${MOUTH_CLIPS:-4}" --preset "${MOUTH_PRESET:-toon-128}" \
-  --json "$OUT/vae_mouth.json" --vae-out "$OUT/vae_mouth.safetensors" "${threads[@]}"
 
 summarize
 echo "== done in $(($(date +%s) - T0)) s; $OUT:"

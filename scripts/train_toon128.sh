@@ -6,7 +6,7 @@
 #       -> selfforce -> distill (3 steps)
 #   decoder -> refdecoder (the same decoder grown a reference branch: vae.ref_decoder)
 #           -> refdecoder with --mouth-weight (the world's mouth masks)
-#       -> lips (the lip refiner) -> visemes (its ear alone) -> calibrate_lips
+#       -> lips (the lip refiner) -> visemes (its ear alone) -> calibrate (flowact.train.calibrate)
 #       -> ship (bf16 into the package, sha256 into the preset)
 #   ablation: distill straight from pretrain (no self-forcing), for the drift comparison
 #
@@ -73,6 +73,6 @@ lips_round() {
 lips_round "$OUT/lips" "$OUT/base.safetensors" 31 41 1e-3 30 0.3 "${STEPS_LIPS:-500}" "${STEPS_EAR:-300}"
 # round 2: both again, at half the learning rate
 lips_round "$OUT/lips2" "$OUT/lips/visemes.safetensors" 33 43 5e-4 10 0.5 "${STEPS_LIPS2:-300}" "${STEPS_EAR2:-300}"
-python scripts/calibrate_lips.py --preset presets/toon-128.yaml --weights "$OUT/lips2/visemes.safetensors" \
+python -m flowact.train.calibrate --preset presets/toon-128.yaml --weights "$OUT/lips2/visemes.safetensors" \
   --out "$OUT/lips/calibrated.safetensors"
 python scripts/ship_weights.py --weights "$OUT/lips/calibrated.safetensors"

@@ -1,4 +1,4 @@
-"""Shared test helpers: the tiny preset, input files, an in-process CLI runner, and scripts/ as modules."""
+"""Shared test helpers: the tiny preset, input files and an in-process CLI runner."""
 
 from __future__ import annotations
 
@@ -10,21 +10,6 @@ from pathlib import Path
 import numpy as np
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load_script(name: str):
-    """scripts/NAME.py as a module (scripts import their siblings, so scripts/ is on the path meanwhile)."""
-    import importlib.util
-
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return mod
 
 
 def make_inputs(

@@ -130,35 +130,3 @@ def test_a_failing_and_a_timed_out_step_are_recorded_and_the_run_goes_on(tmp_pat
     assert any("no CUDA device" in line for line in steps["kernels"]["log_tail"])  # full shapes on CPU
     assert steps["flat"]["rc"] == 124 and not steps["flat"]["ok"] and steps["flat"]["seconds"] < 10
     assert "SOME STEPS FAILED" in proc.stdout
-
-
-def test_the_vae_mouth_step_runs_only_when_named_and_brings_back_its_json_and_weights(tmp_path):
-    proc, out = _run(
-        tmp_path,
-        ONLY="vae_mouth",
-        MOUTH_PRESET=TINY,
-        MOUTH_STEPS="2",
-        MOUTH_EVAL_EVERY="1",
-        MOUTH_CLIPS="1",
-        MOUTH_BATCH="1",
-        MOUTH_WORKERS="1",
-        MOUTH_MINUTES="5",
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == [
-        "log.txt",
-        "summary.json",
-        "vae_mouth.json",
-        "vae_mouth.safetensors",
-    ]
-    summary = json.loads((out / "summary.json").read_text())
-    assert [s["name"] for s in summary["steps"]] == ["setup", "vae_mouth"] and summary["all_ok"]
-    head = summary["steps"][1]["headline"]
-    assert head["steps"] == 2 and head["device"] == "cpu" and len(head["pixel_check_corr"]) == 2
-    run = json.loads((out / "vae_mouth.json").read_text())
-    assert [e["step"] for e in run["evals"]] == [0, 1, 2] and run["conditions"]["decoder"] is True
-    assert run["conditions"]["workers"] == 1 and run["evals"][-1]["region_l1"] > 0
-    from safetensors.torch import load_file
-
-    vae = load_file(out / "vae_mouth.safetensors")
-    assert any(k.startswith("encoder.") for k in vae) and any(k.startswith("decoder.") for k in vae)
