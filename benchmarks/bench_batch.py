@@ -59,7 +59,7 @@ def main() -> None:
     import torch
 
     from flowact.config import load_preset
-    from flowact.render import default_threads
+    from flowact.routes.toon import default_threads
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

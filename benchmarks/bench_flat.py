@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from flowact.render import quantile
+from flowact.render import quantile, render
 
 
 def summary(values: list[float]) -> dict:
@@ -83,8 +83,8 @@ def run_flat(engine, seconds: float, window_s: float, budget_s: float | None = N
     with tempfile.TemporaryDirectory(prefix="flowact-flat-") as tmp:
         folder = Path(tmp)
         image, audio = bench_inputs(folder, p.video.width, p.video.height, max(seconds, 1.0), seed)
-        engine.render(
-            image, audio, folder / "warmup.mp4", seed=seed, max_seconds=1.0, prompt="speaking", sync_timing=True
+        render(
+            engine, image, audio, folder / "warmup.mp4", seed=seed, max_seconds=1.0, prompt="speaking", sync_timing=True
         )
         if engine.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(engine.device)
@@ -92,7 +92,8 @@ def run_flat(engine, seconds: float, window_s: float, budget_s: float | None = N
         if timer:
             timer.start()
         try:
-            report = engine.render(
+            report = render(
+                engine,
                 image,
                 audio,
                 folder / "flat.mp4",
@@ -151,10 +152,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the report to this JSON file")
     args = ap.parse_args(argv)
 
-    from flowact.render import Engine
+    from flowact.routes import load_route
 
     t = time.perf_counter()
-    engine = Engine.load(
+    engine = load_route(
         args.preset,
         device=args.device,
         dtype=args.dtype,

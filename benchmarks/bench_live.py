@@ -59,9 +59,9 @@ def main() -> None:
     from flowact.live import EventLog, LiveOptions, run_live
     from flowact.media.audio import load_audio, write_wav
     from flowact.media.image import load_image
-    from flowact.render import Engine
+    from flowact.routes import load_route
 
-    engine = Engine.load(
+    engine = load_route(
         a.preset, device=a.device, weights=a.weights, random_weights=a.weights is None, threads=a.threads
     )
     p = engine.preset

@@ -79,19 +79,19 @@ def tiny_stream() -> dict:
 
 
 def live_chunks(preset: str, image: Path, audio: Path, dtype: str | None = None) -> str:
-    """What `flowact live` makes per chunk: the route's chunk maker fed the speech chunk by chunk."""
-    from flowact.live.chunks import chunk_maker
-    from flowact.render import Engine
+    """What `flowact live` makes per chunk: the route's live stream fed the speech chunk by chunk."""
+    from flowact.config import load_preset
+    from flowact.routes import load_inputs, load_route
 
-    engine = Engine.load(preset, dtype=dtype)
-    inputs = engine.prepare_inputs(image, audio)
-    maker = chunk_maker(engine, inputs.reference, 3, inputs.face)
+    route = load_route(preset, dtype=dtype)
+    inputs = load_inputs(load_preset(preset), image, audio)
+    stream = route.stream(route.prepare(inputs.reference, inputs.face), 3)
     pcm = inputs.audio.samples.astype(np.float32)
-    n, la = maker.chunk_samples, maker.lookahead_samples
+    n, la = stream.chunk_samples, stream.lookahead_samples
     frames = []
     for k in range(5):
         chunk = pcm[k * n : (k + 1) * n]
-        frames.append(maker.frames(k, chunk, pcm[(k + 1) * n : (k + 1) * n + la], "speaking", "speaking"))
+        frames.append(stream.frames(k, "speaking", "speaking", chunk, pcm[(k + 1) * n : (k + 1) * n + la]))
     return sha(*frames)
 
 

@@ -45,15 +45,15 @@ def _partials(folder: Path) -> list[Path]:
 
 
 def _count_loads(monkeypatch) -> list:
-    from flowact.render import Engine
+    from flowact import routes
 
-    loads, original = [], Engine.load
+    loads, original = [], routes.load_route
 
     def counting(*args, **kwargs):
         loads.append(args[0] if args else kwargs.get("preset"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(Engine, "load", counting)
+    monkeypatch.setattr(routes, "load_route", counting)
     return loads
 
 
@@ -151,9 +151,10 @@ def test_ten_jobs_two_bad_one_load_then_resume_and_force(tmp_path, monkeypatch):
     assert "2 failed" in stderr and "8 rendered" in stderr and "broken.png" in stderr
 
     # the model reused across jobs (and the next job overlapping this one's encode) changes nothing
-    from flowact.render import Engine
+    from flowact.render import render
+    from flowact.routes import load_route
 
-    fresh = Engine.load(TINY).render(img, wav, tmp_path / "fresh.mp4", seed=5)
+    fresh = render(load_route(TINY), img, wav, tmp_path / "fresh.mp4", seed=5)
     assert fresh.frames == want
     assert np.array_equal(read_frames(out / "v5.mp4"), read_frames(tmp_path / "fresh.mp4"))
     assert not np.array_equal(read_frames(out / "v5.mp4"), read_frames(out / "v4.mp4"))  # seeds differ

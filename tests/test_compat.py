@@ -9,10 +9,10 @@ def test_old_imports_are_the_new_modules():
     import flowact.model.vae
     import flowact_cli
     import flowact_cli.model.vae
-    from flowact.render import Engine
-    from flowact_cli.render import Engine as OldEngine
+    from flowact.render import render
+    from flowact_cli.render import render as old_render
 
-    assert flowact_cli is flowact and flowact_cli.model.vae is flowact.model.vae and OldEngine is Engine
+    assert flowact_cli is flowact and flowact_cli.model.vae is flowact.model.vae and old_render is render
 
 
 def test_old_imports_in_a_fresh_process():

@@ -13,7 +13,7 @@ import torch
 
 from flowact import precision
 from flowact.config import load_preset
-from flowact.render import Engine
+from flowact.routes import load_route
 from helpers import TINY, make_inputs, run_cli
 
 FLOOR_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
@@ -49,20 +49,20 @@ def _bf16_preset():
 )
 def test_cpu_bf16_only_where_native(detect, flags, dtype, why):
     detect(flags)
-    e = Engine.load(_bf16_preset(), device="cpu", random_weights=True)
+    e = load_route(_bf16_preset(), device="cpu", random_weights=True)
     assert e.dtype == dtype and next(e.model.parameters()).dtype == dtype
     assert why in e.conditions()
 
 
 def test_dtype_flag_overrides_the_check(detect):
     detect({"avx2"})  # no native bf16: auto would pick float32
-    e = Engine.load(_bf16_preset(), device="cpu", random_weights=True, dtype="bfloat16")
+    e = load_route(_bf16_preset(), device="cpu", random_weights=True, dtype="bfloat16")
     assert e.dtype == torch.bfloat16 and "bfloat16 (--dtype)" in e.conditions()
     detect({"avx512_bf16"})
-    e = Engine.load(_bf16_preset(), device="cpu", random_weights=True, dtype="float32")
+    e = load_route(_bf16_preset(), device="cpu", random_weights=True, dtype="float32")
     assert e.dtype == torch.float32 and "float32 (--dtype)" in e.conditions()
     # a preset that asks for float32 keeps it, whatever the CPU
-    assert "float32 (preset)" in Engine.load(TINY, device="cpu", random_weights=True).conditions()
+    assert "float32 (preset)" in load_route(TINY, device="cpu", random_weights=True).conditions()
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_emulated_floor_variables_count(detect, monkeypatch, var, value, capped)
     assert native is not capped
     if capped:
         assert f"{var}={value}" in why
-        e = Engine.load(_bf16_preset(), device="cpu", random_weights=True)
+        e = load_route(_bf16_preset(), device="cpu", random_weights=True)
         assert e.dtype == torch.float32 and f"float32 (auto: {var}={value} caps" in e.conditions()
 
 

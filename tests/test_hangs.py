@@ -19,7 +19,8 @@ from flowact.live.session import LiveOptions, run_live
 from flowact.media.ffmpeg import VideoWriter, find_ffmpeg
 from flowact.media.image import load_image
 from flowact.media.probe import probe
-from flowact.render import Engine
+from flowact.render import render
+from flowact.routes import load_route
 from flowact.stream.generator import StreamGenerator
 from helpers import TINY, make_inputs, run_cli
 
@@ -53,7 +54,7 @@ def short_waits(monkeypatch):
 
 @pytest.fixture(scope="module")
 def engine():
-    return Engine.load(TINY, device="cpu", random_weights=True)
+    return load_route(TINY, device="cpu", random_weights=True)
 
 
 def patch_decode(monkeypatch, seconds: float = 0.0, fail_at: int | None = None):
@@ -123,7 +124,7 @@ def test_render_survives_decode_slower_than_every_wait(tmp_path, engine, monkeyp
     img, wav = make_inputs(tmp_path, seconds=1.0)
     calls = patch_decode(monkeypatch, seconds=0.15)
     out = tmp_path / "slow.mp4"
-    report = bounded(lambda: engine.render(img, wav, out, overlap=True))
+    report = bounded(lambda: render(engine, img, wav, out, overlap=True))
     # the first chunk decodes one latent frame at a time (time to first frame), the rest whole
     assert report.chunks == 4 and calls[0] == report.chunks - 1 + engine.preset.stream.chunk_latents
     assert report.frames == 25 and probe(out).frames == 25
@@ -137,7 +138,7 @@ def test_render_decode_failure_is_named_and_the_file_keeps_what_was_made(
     patch_decode(monkeypatch, seconds=0.05, fail_at=3)  # chunk 0 decodes in two calls (one per latent frame)
     out = tmp_path / "fail.mp4"
     with pytest.raises(StageFailed, match=r"the decode stage failed: ValueError: decode boom") as err:
-        bounded(lambda: engine.render(img, wav, out, overlap=overlap))
+        bounded(lambda: render(engine, img, wav, out, overlap=overlap))
     assert err.value.stage == "decode" and isinstance(err.value.__cause__, ValueError)
     assert "finalised with the 8 frames" in str(err.value)
     assert probe(out).frames == 8  # chunk 0, playable
@@ -157,7 +158,7 @@ def test_render_generation_failure_is_named(tmp_path, engine, monkeypatch, short
     monkeypatch.setattr(StreamGenerator, "chunk", chunk)
     out = tmp_path / "gen.mp4"
     with pytest.raises(StageFailed, match="the generation stage failed: RuntimeError: generation boom"):
-        bounded(lambda: engine.render(img, wav, out, overlap=True))
+        bounded(lambda: render(engine, img, wav, out, overlap=True))
     assert probe(out).frames == 16  # the two chunks made before it, decoded and finalised
 
 
@@ -168,7 +169,7 @@ def test_render_with_an_encoder_slow_to_start(tmp_path, engine, short_waits):
     slow.chmod(slow.stat().st_mode | stat.S_IEXEC)
     img, wav = make_inputs(tmp_path, seconds=1.0)
     out = tmp_path / "slowenc.mp4"
-    report = bounded(lambda: engine.render(img, wav, out, ffmpeg=str(slow)))
+    report = bounded(lambda: render(engine, img, wav, out, ffmpeg=str(slow)))
     assert report.frames == 25 and probe(out).frames == 25
 
 

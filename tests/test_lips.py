@@ -42,11 +42,12 @@ def test_render_with_and_without_the_lip_refiner(tmp_path):
         assert code == 0, err
         info = probe(out)
         assert info.frames == 25 and info.width == 64
-    from flowact.render import Engine
+    from flowact.render import render
+    from flowact.routes import load_route
 
     for overlap in (True, False):  # the refiner runs in the decode thread and in the main one alike
-        e = Engine.load(preset, device="cpu", random_weights=True)
-        r = e.render(img, wav, tmp_path / f"o{overlap}.mp4", overlap=overlap)
+        e = load_route(preset, device="cpu", random_weights=True)
+        r = render(e, img, wav, tmp_path / f"o{overlap}.mp4", overlap=overlap)
         assert r.frames == 25 and "lip refiner on" in r.conditions
 
 

@@ -106,9 +106,10 @@ def test_bench_photo_preset(tmp_path):
 def test_an_interrupted_photo_render_leaves_a_playable_file(tmp_path, small_photo):
     import threading
 
-    from flowact.render import Engine
+    from flowact.render import render
+    from flowact.routes import load_route
 
-    engine = Engine.load("photo-512")
+    route = load_route("photo-512")
     stop = threading.Event()
     out = tmp_path / "cut.mp4"
 
@@ -117,26 +118,26 @@ def test_an_interrupted_photo_render_leaves_a_playable_file(tmp_path, small_phot
             stop.set()
 
     # 4 s (13 chunks); the bounded queue keeps generation at most a few chunks ahead of the warp
-    report = engine.render(small_photo, EXAMPLES / "human_speech.wav", out, on_chunk=on_chunk, stop=stop)
+    report = render(route, small_photo, EXAMPLES / "human_speech.wav", out, on_chunk=on_chunk, stop=stop)
     assert report.interrupted and 16 <= report.frames < 100
     info = probe(out)
     assert info.frames == report.frames and (info.width, info.height) == (320, 240)
 
 
 def test_live_chunks_hear_what_the_whole_track_gives_render(small_photo):
-    """PhotoChunks fed chunk by chunk (its own audio history, the look-ahead that has arrived)
-    makes the frames the render path makes from the whole track (same seed)."""
-    from flowact.live.chunks import PhotoChunks
-    from flowact.render import Engine, load_reference
+    """A live photo stream fed chunk by chunk (its own audio history, the look-ahead that has
+    arrived) makes the frames the render path makes from the whole track (same seed)."""
+    from flowact.routes import load_route
     from flowact.stream.motion import generate
 
-    engine = Engine.load("photo-512")
-    reference, face = load_reference(engine.preset, small_photo)
+    route = load_route("photo-512")
+    reference, face = route.load_picture(route.preset, small_photo)
+    rig = route.prepare(reference, face)
     track = load_audio(EXAMPLES / "human_speech.wav").samples[: 16000 * 2]
-    live = PhotoChunks(engine, reference, face, seed=5)
+    live = route.stream(rig, seed=5)
     n, got = live.chunk_samples, []
     for k in range(len(track) // n):
-        got.append(live.frames(k, track[k * n : (k + 1) * n], track[(k + 1) * n :], "", "speaking"))
+        got.append(live.frames(k, "", "speaking", track[k * n : (k + 1) * n], track[(k + 1) * n :]))
     got = np.concatenate(got)
-    want = live.rig.render(generate(engine.model, track, None, seed=5, states_per_chunk=["speaking"])[: len(got)])
+    want = rig.render(generate(route.engine, track, None, seed=5, states_per_chunk=["speaking"])[: len(got)])
     assert np.array_equal(got, want)

@@ -62,18 +62,18 @@ def test_refuses_a_bf16_model_and_says_why():
 
 def test_engine_int8_modes():
     from flowact.errors import FlowactError
-    from flowact.render import Engine
+    from flowact.routes import load_route
 
-    auto = Engine.load(TINY, device="cpu", dtype="float32", random_weights=True)
+    auto = load_route(TINY, device="cpu", dtype="float32", random_weights=True)
     assert auto.int8 == "on" and "int8 transformer linears" in auto.conditions()
     assert type(auto.model.dit.blocks[0].sets["video"].qkv) is not nn.Linear
-    off = Engine.load(TINY, device="cpu", dtype="float32", random_weights=True, int8="off")
+    off = load_route(TINY, device="cpu", dtype="float32", random_weights=True, int8="off")
     assert off.int8 == "off" and "int8" not in off.conditions()
     assert type(off.model.dit.blocks[0].sets["video"].qkv) is nn.Linear
-    bf16 = Engine.load(TINY, device="cpu", dtype="bfloat16", random_weights=True)  # auto: bf16 stays float
+    bf16 = load_route(TINY, device="cpu", dtype="bfloat16", random_weights=True)  # auto: bf16 stays float
     assert bf16.int8 == "off" and type(bf16.model.dit.blocks[0].sets["video"].qkv) is nn.Linear
     try:
-        Engine.load(TINY, device="cpu", dtype="bfloat16", random_weights=True, int8="on")
+        load_route(TINY, device="cpu", dtype="bfloat16", random_weights=True, int8="on")
     except FlowactError as exc:
         assert "--int8 on" in str(exc) and "float32" in str(exc)
     else:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowact.config import PhotoPreset, is_photo, load_preset
+from flowact.config import PhotoPreset, load_preset
 from flowact.errors import FlowactError
 from flowact.media.image import fit_within
-from flowact.route import flat_share, looks_like_photo, route_preset
+from flowact.routes import PhotoRoute, ToonRoute, route_of
+from flowact.routes.choose import flat_share, looks_like_photo, route_preset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -46,8 +47,8 @@ def test_route_follows_the_picture_unless_forced(tmp_path):
 
 def test_photo_preset_loads_and_validates(tmp_path):
     p = load_preset("photo-512")
-    assert is_photo(p) and isinstance(p, PhotoPreset) and p.frames_per_chunk == 8 and p.video.width == 512
-    assert not is_photo(load_preset("toon-128"))
+    assert isinstance(p, PhotoPreset) and p.frames_per_chunk == 8 and p.video.width == 512
+    assert route_of(p) is PhotoRoute and route_of(load_preset("toon-128")) is ToonRoute
     bad = tmp_path / "odd.yaml"
     bad.write_text("name: odd\nroute: photo\ndescription: x\nvideo: {width: 511, height: 512}\n")
     with pytest.raises(FlowactError, match="odd.yaml: key 'video' size 511x512 must be positive and even"):

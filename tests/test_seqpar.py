@@ -200,11 +200,12 @@ def test_presets_table_shows_per_rank_costs_or_why_not(monkeypatch):
 @gloo
 def test_render_seq_parallel_under_torchrun_writes_the_single_process_video(tmp_path):
     from flowact.media.probe import read_frames
-    from flowact.render import Engine
+    from flowact.render import render
+    from flowact.routes import load_route
 
     image, audio = make_inputs(tmp_path, seconds=1.0)
     single = tmp_path / "single.mp4"
-    Engine.load(TINY, device="cpu", random_weights=True, int8="off").render(image, audio, single)
+    render(load_route(TINY, device="cpu", random_weights=True, int8="off"), image, audio, single)
     out = tmp_path / "sp.mp4"
     args = ["render", "-i", str(image), "-a", str(audio), "-o", str(out), "--preset", TINY, "--random-weights"]
     args += ["--seq-parallel", "--decode-rank", "--json"]

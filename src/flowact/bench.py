@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import is_photo
 from .media.audio import write_wav
-from .render import Engine
+from .render import render
+from .routes import Route
 from .weights import bundled_path
 
 BENCH_PHOTO = "astronaut.jpg"  # scikit-image's public-domain NASA portrait (examples/astronaut.jpg)
@@ -62,14 +62,15 @@ def bench_photo(folder: Path, width: int, height: int) -> Path:
     return path
 
 
-def run_bench(engine: Engine, seconds: float = 10.0, seed: int = 0, warmup_seconds: float = 1.0, on_chunk=None) -> dict:
-    p = engine.preset
+def run_bench(route: Route, seconds: float = 10.0, seed: int = 0, warmup_seconds: float = 1.0, on_chunk=None) -> dict:
+    p = route.preset
     with tempfile.TemporaryDirectory(prefix="flowact-bench-") as tmp:
         folder = Path(tmp)
         image, audio = bench_inputs(folder, p.video.width, p.video.height, max(seconds, warmup_seconds), seed)
-        if is_photo(p):  # the photo route needs a face: a real portrait ships in the package
+        if route.needs_face:  # a face to move: a real portrait ships in the package
             image = bench_photo(folder, p.video.width, p.video.height)
-        engine.render(
+        render(
+            route,
             image,
             audio,
             folder / "warmup.mp4",
@@ -78,7 +79,8 @@ def run_bench(engine: Engine, seconds: float = 10.0, seed: int = 0, warmup_secon
             prompt="speaking",
             sync_timing=True,
         )
-        report = engine.render(
+        report = render(
+            route,
             image,
             audio,
             folder / "bench.mp4",

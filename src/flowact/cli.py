@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import cli_live, cli_train, cli_world
-from .config import DEFAULT_PRESET, is_photo
+from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
     DeviceOpt,
@@ -27,7 +26,7 @@ from .cli_common import (
     ThreadsOpt,
     WeightsOpt,
     emit_json,
-    load_engine,
+    load_route,
     stderr_console,
 )
 
@@ -211,18 +210,18 @@ def render(
         raise FlowactError("render needs --image and --audio (or --manifest for a batch)")
     from .config import load_preset
     from .media.ffmpeg import check_output, find_ffmpeg
-    from .render import prepare_inputs
+    from .routes import load_inputs
 
     sigterm_as_interrupt()
     out = out if out is not None else f"{audio.stem}.flowact.mp4"
     # every input is checked before the model loads: bad input fails in milliseconds
-    from .route import route_preset
+    from .routes.choose import route_preset
 
     preset, why = route_preset(preset, image)
     p = load_preset(preset)
     if why.startswith("auto"):
         err.print(f"route: {p.name} ({why}; --preset forces one)")
-    inputs = prepare_inputs(p, image, audio, fit.value)
+    inputs = load_inputs(p, image, audio, fit.value)
     check_output(out)
     find_ffmpeg(ffmpeg)
     if decode_rank and not seq_parallel:
@@ -231,12 +230,14 @@ def render(
         _render_seq_parallel(p, inputs, out, prompt, seed, device, dtype, weights, random_weights, no_lips, int8,
                              max_seconds, threads, ffmpeg, as_json, decode_rank)  # fmt: skip
         return
-    engine = load_engine(err, p, device, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
+    from .render import render as render_video
+
+    route = load_route(err, p, device, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
     with _progress(f"rendering {Path(out).name if out != '-' else 'stdout'}") as bar:
         task = bar.add_task("render", total=None, speed="")
 
         def on_chunk(ev):
-            rtf = (ev.frames_done / engine.preset.video.fps) / max(ev.elapsed, 1e-9)
+            rtf = (ev.frames_done / route.preset.video.fps) / max(ev.elapsed, 1e-9)
             bar.update(
                 task,
                 total=ev.chunks,
@@ -244,7 +245,8 @@ def render(
                 speed=f"{ev.frames_done / ev.elapsed:.1f} fps  RTF {rtf:.2f}",
             )
 
-        report = engine.render(
+        report = render_video(
+            route,
             None,
             None,
             out,
@@ -283,9 +285,9 @@ def _render_seq_parallel(p, inputs, out, prompt, seed, device, dtype, weights, r
     console = err if os.environ["RANK"] == "0" else Console(stderr=True, quiet=True)  # one warning, not one a rank
     # dynamic int8 scales activations per call, i.e. per rank's shard: only on request
     int8 = Int8Mode.off if int8 == Int8Mode.auto else int8
-    engine = load_engine(console, p, dev, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
+    route = load_route(console, p, dev, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
     report = render_seq_parallel(
-        engine, inputs, out, prompt=prompt, seed=seed, max_seconds=max_seconds, ffmpeg=ffmpeg, decode_rank=decode_rank
+        route, inputs, out, prompt=prompt, seed=seed, max_seconds=max_seconds, ffmpeg=ffmpeg, decode_rank=decode_rank
     )
     if report is None:
         return
@@ -296,7 +298,7 @@ def _render_seq_parallel(p, inputs, out, prompt, seed, device, dtype, weights, r
         err.print(
             f"wrote {report.frames} frames ({report.video_seconds:.2f} s) to {out} on {report.transformer_ranks} "
             f"transformer ranks{' + a decode rank' if decode_rank else ''}  |  TTFF {ttff}  |  "
-            f"RTF {report.realtime_factor:.2f}  |  {engine.conditions()}"
+            f"RTF {report.realtime_factor:.2f}  |  {route.conditions()}"
         )
 
 
@@ -329,11 +331,11 @@ def bench(
     """
     from .bench import run_bench
 
-    engine = load_engine(err, preset, device, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
-    with _progress(f"bench {engine.preset.name}") as bar:
+    route = load_route(err, preset, device, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
+    with _progress(f"bench {route.preset.name}") as bar:
         task = bar.add_task("bench", total=None, speed="")
         r = run_bench(
-            engine,
+            route,
             seconds=seconds,
             seed=seed,
             on_chunk=lambda ev: bar.update(task, total=ev.chunks, completed=ev.index + 1, speed=""),
@@ -388,40 +390,15 @@ def presets(
     Example:  flowact presets --ranks 4
     """
     from .config import load_preset, preset_names
-    from .stream.cost import chunk_cost, seq_parallel_cost
+    from .routes import route_of
 
     rows = []
     for name in preset_names():
         p = load_preset(name)
         w = p.weights
         source = f"bundled {w.bundled}" if w.bundled else (f"hub {w.hub.repo}" if w.hub else "none yet (random)")
-        if is_photo(p):
-            rows.append(_photo_row(p, source))
-            continue
-        cost = chunk_cost(p)
-        rows.append(
-            {
-                "name": name,
-                "resolution": f"{p.video.width}x{p.video.height}",
-                "fps": p.video.fps,
-                "chunk_latents": p.stream.chunk_latents,
-                "chunk_frames": p.frames_per_chunk,
-                "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps,
-                "steps": len(p.sampler_timesteps()) - 1,
-                "params": cost.params,
-                "params_total": sum(cost.params.values()),
-                "flops_per_pass": cost.flops_per_pass,
-                "flops_per_chunk": cost.flops_per_chunk,
-                "tflops_per_s_for_realtime": cost.flops_per_chunk / (p.frames_per_chunk / p.video.fps) / 1e12,
-                "weights": source,
-                "where": p.where,
-                "default": name == DEFAULT_PRESET,
-                "description": p.description,
-                "route": "toon",
-            }
-        )
-        if ranks > 1:
-            rows[-1]["seq_parallel"] = _seq_parallel_row(p, ranks, seq_parallel_cost)
+        row = {"name": name, "route": p.route, "default": name == DEFAULT_PRESET, "description": p.description}
+        rows.append(row | route_of(p).facts(p, ranks) | {"weights": source, "where": p.where})
     if as_json:
         emit_json({"presets": rows})
         return
@@ -462,35 +439,6 @@ def presets(
         out_console.print(_seq_parallel_table(rows, ranks))
 
 
-def _photo_row(p, source: str) -> dict:
-    """A photo preset's row: the motion engine's parameters (read from its weights file's header)."""
-    from . import weights as W
-
-    params, steps = 0, None
-    if p.weights.bundled and W.bundled_path(p.weights.bundled).is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(W.bundled_path(p.weights.bundled)), "pt") as f:
-            params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-            steps = int((f.metadata() or {}).get("steps", 0)) or None
-    return {
-        "name": p.name,
-        "route": "photo",
-        "resolution": f"{p.video.width}x{p.video.height}",
-        "fps": p.video.fps,
-        "chunk_frames": p.frames_per_chunk,
-        "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps,
-        "steps": steps,
-        "params": {"motion": params},
-        "params_total": params,
-        "flops_per_chunk": None,
-        "weights": source,
-        "where": p.where,
-        "default": False,
-        "description": p.description,
-    }
-
-
 def _seq_parallel_table(rows: list[dict], ranks: int) -> Table:
     t = Table(
         title=f"one chunk on {ranks} sequence-parallel ranks, per rank (the busiest; the VAE decode runs on one rank)",
@@ -511,7 +459,8 @@ def _seq_parallel_table(rows: list[dict], ranks: int) -> Table:
     for r in rows:
         sp = r["seq_parallel"]
         if "error" in sp:
-            t.add_row(r["name"], f"n/a: {sp['heads']} heads", "", "", "", "", "")
+            why = f"{sp['heads']} heads" if "heads" in sp else sp["error"]
+            t.add_row(r["name"], f"n/a: {why}", "", "", "", "", "")
             continue
         sent = max(sp["sent_bytes_per_chunk"])
         t.add_row(
@@ -524,25 +473,6 @@ def _seq_parallel_table(rows: list[dict], ranks: int) -> Table:
             f"{sent / (r['chunk_ms'] / 1000) / 1e9:.2f} GB/s",
         )
     return t
-
-
-def _seq_parallel_row(p, ranks: int, seq_parallel_cost) -> dict:
-    """`flowact presets --ranks`: one preset's per-rank costs, or why it cannot split that way."""
-    try:
-        sp = seq_parallel_cost(p, ranks)
-    except FlowactError as exc:
-        return {"ranks": ranks, "heads": p.model.heads, "error": str(exc)}
-    return {
-        "ranks": ranks,
-        "dtype": sp.dtype,
-        "flops_per_pass": sp.flops_per_pass,
-        "flops_per_chunk": sp.flops_per_chunk,
-        "sent_bytes_per_pass": sp.sent_bytes_per_pass,
-        "sent_bytes_per_chunk": sp.sent_bytes_per_chunk,
-        "reference_sent_bytes": sp.reference_sent_bytes,
-        "bank_bytes": sp.bank_bytes,
-        "dit_weight_bytes": sp.dit_weight_bytes,
-    }
 
 
 @app.command()

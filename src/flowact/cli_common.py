@@ -113,7 +113,7 @@ def warn_random(console, source, preset: str | None = None) -> None:
         )
 
 
-def load_engine(
+def load_route(
     console,
     preset,
     device: str,
@@ -125,14 +125,14 @@ def load_engine(
     int8: Int8Mode,
     lips: bool = True,
 ):
-    """`Engine.load` from the shared model options (in their declaration order), warning loudly
+    """`routes.load_route` from the shared model options (in their declaration order), warning loudly
     when the weights are random."""
-    from .render import Engine
+    from . import routes
 
-    engine = Engine.load(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
-                         seed=seed, threads=threads, lips=lips, int8=int8.value)  # fmt: skip
-    warn_random(console, engine.source)
-    return engine
+    route = routes.load_route(preset, device=device, dtype=dtype, weights=weights, random_weights=random_weights,
+                              seed=seed, threads=threads, lips=lips, int8=int8.value)  # fmt: skip
+    warn_random(console, route.source)
+    return route
 
 
 def emit_json(data: dict, to_stderr: bool = False) -> None:

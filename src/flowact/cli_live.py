@@ -20,7 +20,7 @@ from .cli_common import (
     RoutePresetOpt,
     RandomWeightsOpt,
     WeightsOpt,
-    load_engine,
+    load_route,
     stderr_console,
 )
 
@@ -121,8 +121,8 @@ def live(
     from .live import EventLog, LiveOptions, load_script, run_live
     from .media.audio import load_audio
     from .media.ffmpeg import check_output, find_ffmpeg
-    from .render import load_reference
-    from .route import route_preset
+    from .routes import route_of
+    from .routes.choose import route_preset
 
     sigterm_as_interrupt()
     if duration is not None and duration <= 0:
@@ -132,15 +132,15 @@ def live(
     # every input is checked before the model loads
     preset = route_preset(preset, image)[0]
     p = load_preset(preset)
-    reference, face = load_reference(p, image, fit.value)
+    reference, face = route_of(p).load_picture(p, image, fit.value)
     lines = load_script(script) if script is not None else None
-    heard = load_audio(listen_audio, p.audio.sample_rate).samples if listen_audio is not None else None
+    heard = load_audio(listen_audio, p.sample_rate).samples if listen_audio is not None else None
     check_output(out)
     find_ffmpeg(ffmpeg)
     if read_stdin is None:
         read_stdin = script is None
     err = stderr_console()
-    engine = load_engine(err, p, device, dtype, weights, random_weights, seed, threads, int8)
+    route = load_route(err, p, device, dtype, weights, random_weights, seed, threads, int8)
     sink = None
     if events_file is not None:
         check_output(events_file)
@@ -168,7 +168,7 @@ def live(
     options = LiveOptions(out=out, duration=duration, ahead=ahead, seed=seed, ffmpeg=ffmpeg, planner=planner.value)
     try:
         report = run_live(
-            engine,
+            route,
             reference,
             options,
             events=events,

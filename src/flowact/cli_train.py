@@ -213,7 +213,7 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .config import load_preset
-    from .render import pick_device
+    from .routes import pick_device
     from .train.distributed import launched
     from .train.loop import TrainRun, train as run_train
     from .train.stages import StageSettings

@@ -104,7 +104,7 @@ def evaluate(
     from .judge.evaluate import evaluate_video
     from .judge.photo import evaluate_photo_video
     from .media.image import read_image
-    from .route import looks_like_photo
+    from .routes.choose import looks_like_photo
 
     photo = looks_like_photo(read_image(reference))
     with stderr_console(soft_wrap=False).status("evaluating", spinner="dots") if not as_json else _null():

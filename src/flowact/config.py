@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -145,9 +146,24 @@ class Preset:
         h, w = self.latent_hw
         return (h // self.model.patch) * (w // self.model.patch)
 
+    route: ClassVar[str] = "toon"  # routes/toon.py
+
     @property
     def frames_per_chunk(self) -> int:
         return self.stream.chunk_latents * self.vae.temporal
+
+    @property
+    def sample_rate(self) -> int:
+        return self.audio.sample_rate
+
+    @property
+    def queue_chunks(self) -> int:
+        return self.stream.queue_chunks
+
+    @property
+    def overlap(self) -> bool:
+        """Decode in its own thread while the next chunk generates."""
+        return self.stream.overlap_decode
 
     @property
     def head_dim(self) -> int:
@@ -178,22 +194,12 @@ class PhotoPreset:
     weights: WeightsConfig = WeightsConfig()  # the motion engine's
     where: str = ""  # where it is meant to run, for `flowact presets`
 
+    sample_rate: ClassVar[int] = 16_000  # the motion engine hears 16 kHz speech
+    overlap: ClassVar[bool] = True  # the warp runs in its own thread while the next chunk's motion is made
+
     @property
     def frames_per_chunk(self) -> int:
         return self.chunk_frames
-
-    # what the shared render loop, batch and bench read of a preset
-    @property
-    def stream(self) -> StreamConfig:
-        return StreamConfig(queue_chunks=self.queue_chunks, overlap_decode=True)  # the warp is the decode stage
-
-    @property
-    def audio(self) -> AudioConfig:
-        return AudioConfig()  # 16 kHz speech
-
-
-def is_photo(preset) -> bool:
-    return isinstance(preset, PhotoPreset)
 
 
 # -- loading and validation -------------------------------------------------------------

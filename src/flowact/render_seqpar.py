@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from .errors import FlowactError
 from .media.ffmpeg import VideoWriter
-from .render import Engine, RenderInputs
+from .routes import RenderInputs, ToonRoute
 from .stream.generator import AudioTrack, TextTrack
 from .stream.seqpar import DecodeRank, LatentSender, SeqParallelStream, transformer_comm
 
@@ -65,7 +65,7 @@ class SeqParallelReport:
 
 
 def render_seq_parallel(
-    engine: Engine,
+    route: ToonRoute,
     inputs: RenderInputs,
     out: str | Path,
     *,
@@ -77,8 +77,10 @@ def render_seq_parallel(
 ) -> SeqParallelReport | None:
     """Called on every rank with the same arguments (after `init_ranks`); the writing rank
     returns the report, the others None."""
+    if not isinstance(route, ToonRoute):
+        raise FlowactError(f"--seq-parallel shards the video MMDiT: preset {route.preset.name} has none (photo route)")
     t0 = time.perf_counter()
-    p, model = engine.preset, engine.model
+    p, model = route.preset, route.model
     world, rank = dist.get_world_size(), dist.get_rank()
     comm = transformer_comm(decode_rank)
     writer_rank = world - 1 if decode_rank else 0
@@ -88,7 +90,7 @@ def render_seq_parallel(
     total = max(1, round(seconds * p.video.fps))
     chunks = math.ceil(total / per)
     with torch.no_grad():
-        audio = AudioTrack(model, track.samples[: int(seconds * track.rate) + 1], engine.device)
+        audio = AudioTrack(model, track.samples[: int(seconds * track.rate) + 1], route.device)
         text = TextTrack(model).tokens(prompt)
     writer = None
     if rank == writer_rank:

@@ -134,7 +134,7 @@ def cli_manifest(
 ) -> int:
     """`flowact render --manifest`: returns the exit code. `ray`: an address for --ray (or None)."""
     from ..media.ffmpeg import find_ffmpeg
-    from ..render import pick_device
+    from ..routes import pick_device
 
     if jobs is not None and jobs < 1:
         raise FlowactError(f"--jobs must be at least 1 (got {jobs})")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import FlowactError
-from .job import BatchOptions, Engines, JobResult, check_job, partial_path, record_failure, run_job
+from .job import BatchOptions, Routes, JobResult, check_job, partial_path, record_failure, run_job
 from .manifest import Job
 
 INSTALL_HINT = "pip install flowact[ray]"
@@ -59,8 +59,8 @@ def import_ray():
     return ray
 
 
-class _ShippedEngines(Engines):
-    """A worker's engines: presets come from the driver with each job, so a preset YAML file
+class _ShippedRoutes(Routes):
+    """A worker's routes: presets come from the driver with each job, so a preset YAML file
     need not exist on the worker's node."""
 
     def __init__(self, *args, **kwargs):
@@ -79,12 +79,12 @@ class FarmWorker:
         _sweep_scratch()
         self.loads: list[tuple] = []  # (preset, weights source, device) since the last job
         on_load = lambda name, source, dev: self.loads.append((name, source, dev))  # noqa: E731
-        self.engines = _ShippedEngines(replace(options, device=device, threads=threads), on_load=on_load)
+        self.routes = _ShippedRoutes(replace(options, device=device, threads=threads), on_load=on_load)
         self.stop = threading.Event()  # set once, by halt: the farm is stopping
         self.chunks: tuple[int, int, int] | None = None  # (line, chunks done, chunks) of the running job
 
     def info(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "device": self.engines.device}
+        return {"pid": os.getpid(), "host": socket.gethostname(), "device": self.routes.device}
 
     def progress(self):
         return self.chunks
@@ -95,7 +95,7 @@ class FarmWorker:
     def render(self, job: Job, preset, files: dict[str, tuple[str, bytes]]) -> tuple[JobResult, bytes | None, list]:
         """Run `job` on copies of its inputs (`files`: kind -> (file name, bytes)); returns its
         result (with the driver's paths), the finished video's bytes when ok, and model loads."""
-        self.engines.shipped[job.preset] = preset
+        self.routes.shipped[job.preset] = preset
         _sweep_scratch()  # a killed actor may have been reaped only after this one started
         scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
         local = {}
@@ -108,7 +108,7 @@ class FarmWorker:
             local["out"] = scratch / "out" / Path(job.out).name
             here = replace(job, image=str(local["image"]), audio=str(local["audio"]), out=str(local["out"]))
             on_chunk = lambda line, done, total: setattr(self, "chunks", (job.line, done, total))  # noqa: E731
-            r = run_job(here, self.engines, stop=self.stop, on_chunk=on_chunk)
+            r = run_job(here, self.routes, stop=self.stop, on_chunk=on_chunk)
             data = local["out"].read_bytes() if r.status == "ok" else None
         except Exception as exc:  # noqa: BLE001 - e.g. the node's scratch disk is full
             r, data = record_failure(JobResult(job.line, job.image, job.audio, job.out, "failed"), exc), None
@@ -207,7 +207,7 @@ def run_farm(
     driver before Ray starts. `on_worker(slot, info)`: an actor is up (pid, host, device);
     `notice`: one-line news (a worker died, its job retried)."""
     ray = import_ray()
-    engines = Engines(options)  # the driver's: presets for the checks, never a model
+    routes = Routes(options)  # the driver's: presets for the checks, never a model
     todo: deque[Job] = deque()
     connected = ray.is_initialized()
     try:
@@ -216,7 +216,7 @@ def run_farm(
                 return True
             res = JobResult(job.line, job.image, job.audio, job.out, "failed")
             try:
-                checked = check_job(job, engines)
+                checked = check_job(job, routes)
             except Exception as exc:  # noqa: BLE001 - a bad job (or a bug): it fails, the batch goes on
                 checked = record_failure(res, exc)
             if isinstance(checked, JobResult):
@@ -233,7 +233,7 @@ def run_farm(
             ray.shutdown()
         return True
     try:
-        return _Farm(ray, engines, farm, on_result, on_chunk, on_load, on_worker, notice).run(todo, stop)
+        return _Farm(ray, routes, farm, on_result, on_chunk, on_load, on_worker, notice).run(todo, stop)
     finally:
         if not connected:
             ray.shutdown()
@@ -254,11 +254,11 @@ class _Farm:
     """The driver's loop: actors that are up get the next job, finished jobs are reported as they
     come (ray.wait), dead actors are replaced and their jobs queued again."""
 
-    def __init__(self, ray, engines, farm, on_result, on_chunk, on_load, on_worker, notice):
-        self.ray, self.engines, self.farm = ray, engines, farm
+    def __init__(self, ray, routes, farm, on_result, on_chunk, on_load, on_worker, notice):
+        self.ray, self.routes, self.farm = ray, routes, farm
         self.on_result, self.on_chunk, self.on_load = on_result, on_chunk, on_load
         self.on_worker, self.notice = on_worker or (lambda slot, info: None), notice or (lambda text: None)
-        o = engines.options
+        o = routes.options
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if o.device.startswith("cuda") and not gpus:
             raise FlowactError("--device cuda requested but the Ray cluster has no GPUs")
@@ -284,7 +284,7 @@ class _Farm:
         self.why_gone = ""  # why the last actor that never came up died
 
     def _start(self, index: int, failed_starts: int = 0) -> None:
-        slot = _Slot(index, self.actor_class.remote(self.engines.options, self.device, self.threads), failed_starts)
+        slot = _Slot(index, self.actor_class.remote(self.routes.options, self.device, self.threads), failed_starts)
         self.starting[slot.actor.info.remote()] = slot
         if index < len(self.slots):
             self.slots[index] = slot
@@ -340,7 +340,7 @@ class _Farm:
             self.on_result(record_failure(JobResult(job.line, job.image, job.audio, job.out, "failed"), exc))
             return
         slot.job = job
-        self.running[slot.actor.render.remote(job, self.engines.preset(job.preset), files)] = slot
+        self.running[slot.actor.render.remote(job, self.routes.preset(job.preset), files)] = slot
 
     def _started(self, ref) -> None:
         slot = self.starting.pop(ref)

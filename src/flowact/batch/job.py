@@ -37,7 +37,7 @@ class BatchOptions:
     threads: int | None = None
     max_seconds: float | None = None
     force: bool = False
-    int8: str = "auto"  # the transformer's int8 linears (render.Engine.load)
+    int8: str = "auto"  # the transformer's int8 linears (routes.load_route)
 
 
 @dataclass
@@ -79,8 +79,8 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(f".{out.stem}.partial{out.suffix}")
 
 
-class Engines:
-    """Presets and loaded models of one process, by preset name: each loads once. A preset
+class Routes:
+    """Presets and loaded routes of one process, by preset name: each loads once. A preset
     that failed to load fails every later job that names it, with the same message."""
 
     def __init__(
@@ -94,18 +94,18 @@ class Engines:
         self.threads = threads if threads is not None else options.threads
         self.on_load = on_load
         self._presets: dict[str, Preset | FlowactError] = {}
-        self._engines: dict[str, object] = {}
+        self._routes: dict[str, object] = {}
         self._lock = threading.Lock()  # overlapped jobs run in two threads
 
     def preset(self, name: str) -> Preset:
         return _remembered(self._presets, name, lambda: load_preset(name))
 
-    def engine(self, name: str):
-        from ..render import Engine
+    def route(self, name: str):
+        from ..routes import load_route
 
         def load():
             o = self.options
-            e = Engine.load(
+            e = load_route(
                 self.preset(name),
                 device=self.device,
                 dtype=o.dtype,
@@ -120,7 +120,7 @@ class Engines:
             return e
 
         with self._lock:
-            return _remembered(self._engines, name, load)
+            return _remembered(self._routes, name, load)
 
 
 def _remembered(cache: dict, key: str, make: Callable):
@@ -137,32 +137,32 @@ def _remembered(cache: dict, key: str, make: Callable):
 
 
 def expected_frames(preset: Preset, seconds: float, max_seconds: float | None) -> int:
-    """Frames `Engine.render` makes for `seconds` of audio."""
+    """Frames `render` makes for `seconds` of audio."""
     s = seconds if max_seconds is None else min(seconds, max_seconds)
     return max(1, round(s * preset.video.fps))
 
 
-def check_job(job: Job, engines: Engines):
+def check_job(job: Job, routes: Routes):
     """Everything a job needs before model work: its skipped result when the output is already
     complete (and no --force), else its loaded, validated inputs (`render.RenderInputs`).
     Raises FlowactError for a bad job (malformed line, bad preset, bad input, unwritable output)."""
     from ..media.audio import load_audio
     from ..media.ffmpeg import check_output
     from ..media.probe import probe
-    from ..render import prepare_inputs
+    from ..routes import load_inputs
 
     if job.error:
         raise FlowactError(job.error)
-    o = engines.options
-    preset = engines.preset(job.preset)
+    o = routes.options
+    preset = routes.preset(job.preset)
     out = Path(job.out)
     if out.exists() and not o.force:
-        want = expected_frames(preset, load_audio(job.audio, preset.audio.sample_rate).seconds, o.max_seconds)
+        want = expected_frames(preset, load_audio(job.audio, preset.sample_rate).seconds, o.max_seconds)
         info = probe(out, o.ffmpeg)
         if info.frames == want:
             fps = info.fps or preset.video.fps
             return JobResult(job.line, job.image, job.audio, job.out, "skipped", want, want / fps, fps)
-    inputs = prepare_inputs(preset, job.image, job.audio, o.fit)  # bad input fails before any model work
+    inputs = load_inputs(preset, job.image, job.audio, o.fit)  # bad input fails before any model work
     check_output(out)
     return inputs
 
@@ -182,7 +182,7 @@ def record_failure(res: JobResult, exc: Exception) -> JobResult:
 
 def run_job(
     job: Job,
-    engines: Engines,
+    routes: Routes,
     *,
     stop=None,
     on_chunk: Callable | None = None,
@@ -202,11 +202,11 @@ def run_job(
                 on_generated()
 
     try:
-        inputs = check_job(job, engines)
+        inputs = check_job(job, routes)
         if isinstance(inputs, JobResult):  # complete already: skipped
             res = inputs
             return res
-        engine = engines.engine(job.preset)
+        route = routes.route(job.preset)
 
         def chunk(ev):
             if on_chunk:
@@ -214,9 +214,12 @@ def run_job(
             if ev.index + 1 == ev.chunks:
                 generated()
 
-        o = engines.options
+        o = routes.options
         try:
-            report = engine.render(
+            from ..render import render
+
+            report = render(
+                route,
                 None,
                 None,
                 tmp,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..config import DEFAULT_PRESET
 from ..errors import FlowactError
-from ..route import AUTO, route_preset
+from ..routes.choose import AUTO, route_preset
 
 COLUMNS = ("image", "audio", "out", "prompt", "seed", "preset")  # also the order of a CSV without header
 

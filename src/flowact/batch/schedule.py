@@ -17,7 +17,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Callable
 
-from .job import BatchOptions, Engines, JobResult, run_job
+from .job import BatchOptions, Routes, JobResult, run_job
 from .manifest import Job
 
 OnResult = Callable[[JobResult], None]
@@ -38,7 +38,7 @@ def run_here(
     """Jobs back to back in this process; returns True if interrupted. With `overlap`, job
     i+1 starts as soon as job i's model work is done, while job i's last frames are still
     being encoded and its file finalised (two threads; the model is used by one at a time)."""
-    engines = Engines(options, on_load=on_load)
+    routes = Routes(options, on_load=on_load)
     futures: list[Future] = []
     interrupted = False
     with ThreadPoolExecutor(2, thread_name_prefix="flowact-job") as pool:
@@ -47,7 +47,7 @@ def run_here(
                 if stop.is_set():
                     break
                 generated, finished = threading.Event(), threading.Event()
-                fut = pool.submit(run_job, job, engines, stop=stop, on_chunk=on_chunk, on_generated=generated.set)
+                fut = pool.submit(run_job, job, routes, stop=stop, on_chunk=on_chunk, on_generated=generated.set)
                 fut.add_done_callback(lambda f, finished=finished: _report(f, on_result, finished))
                 futures.append(fut)
                 gate = generated if overlap else finished
@@ -89,7 +89,7 @@ def worker_threads(options: BatchOptions, workers: int) -> int:
     return options.threads or max(1, (os.cpu_count() or 1) // workers)
 
 
-_worker: dict = {}  # this worker process's engines, stop event and event queue
+_worker: dict = {}  # this worker process's routes, stop event and event queue
 
 
 def _init_worker(options: BatchOptions, workers: int, slots, stop, events) -> None:
@@ -100,7 +100,7 @@ def _init_worker(options: BatchOptions, workers: int, slots, stop, events) -> No
     device = worker_device(options.device, index)
     threads = worker_threads(options, workers)
     on_load = lambda name, source, dev: events.put(("load", name, source, dev))  # noqa: E731
-    _worker.update(engines=Engines(options, device=device, threads=threads, on_load=on_load), stop=stop, events=events)
+    _worker.update(routes=Routes(options, device=device, threads=threads, on_load=on_load), stop=stop, events=events)
     parent = os.getppid()
 
     def orphan_watch():  # a SIGKILLed parent must not leave workers behind
@@ -125,7 +125,7 @@ def _work(job: Job) -> JobResult:
     events = _worker["events"]
     return run_job(
         job,
-        _worker["engines"],
+        _worker["routes"],
         stop=_worker["stop"],
         on_chunk=lambda line, done, total: events.put(("chunk", line, done, total)),
     )

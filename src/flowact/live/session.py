@@ -37,7 +37,6 @@ from .events import EventLog
 from .output import LiveWriter
 from .planner import NullPlanner, Observation, Plan, Planner, RulePlanner, Vad, default_prompt
 from .protocol import Command, ProtocolError, ScriptLine, parse_command
-from .chunks import chunk_maker
 from .speech import RATE, ListenChannel, SpeechQueue
 
 _END = object()
@@ -130,7 +129,7 @@ class LiveSession:
 
     def __init__(
         self,
-        engine,
+        route,
         reference: np.ndarray,
         options: LiveOptions,
         events: EventLog,
@@ -138,9 +137,11 @@ class LiveSession:
         listen_audio: np.ndarray | None = None,
         face=None,
     ):
-        self.engine, self.p, self.opt, self.events = engine, engine.preset, options, events
+        """route: a loaded route (routes/); reference: the picture as its `load_picture` gave it, with
+        its face mesh (`face`, the photo route)."""
+        self.route, self.p, self.opt, self.events = route, route.preset, options, events
         self.reference = reference
-        self.face = face  # the photo route: the reference's face mesh (photo/face.py)
+        self.picture = route.prepare(reference, face)  # per picture, once: shared by the warm-up and the stream
         self.fps = self.p.video.fps
         self.F = self.p.frames_per_chunk
         self.spf = RATE // self.fps
@@ -231,9 +232,9 @@ class LiveSession:
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self, stdin: TextIO | None = None) -> LiveReport:
-        engine, p = self.engine, self.p
-        warm_s, warm = self._warm_up()
-        maker = chunk_maker(engine, self.reference, self.opt.seed, self.face, like=warm)
+        route, p = self.route, self.p
+        warm_s = self._warm_up()
+        stream = route.stream(self.picture, self.opt.seed)
         speech, listen = SpeechQueue(), ListenChannel()
         own_vad, user_vad = Vad(), Vad()
         own_vad.warm_up()
@@ -251,8 +252,8 @@ class LiveSession:
             ahead_ms=round(1000 * self.ahead, 1),
             warmup_ms=round(1000 * warm_s, 1),
             out=self.opt.out,
-            weights=engine.source.describe(),
-            conditions=engine.conditions(),
+            weights=route.source.describe(),
+            conditions=route.conditions(),
             planner=type(self.planner).__name__,
         )
         if self._initial_listen is not None:
@@ -308,9 +309,10 @@ class LiveSession:
                 # --- generate and decode
                 try:
                     with torch.no_grad():
-                        frames = maker.frames(k, pcm, speech.peek(maker.lookahead_samples), plan.prompt, plan.state)
+                        ahead = speech.peek(stream.lookahead_samples)
+                        frames = stream.frames(k, plan.prompt, plan.state, pcm, ahead)
                 except Exception as exc:  # noqa: BLE001 - raised once what was queued is written and the file finalised
-                    self._failure.append((maker.stage, exc))
+                    self._failure.append((stream.stage, exc))
                     break
                 gen_s = time.perf_counter() - t_gen
                 self._gen_ms.append(gen_s * 1000)
@@ -351,19 +353,19 @@ class LiveSession:
 
     def _warm_up(self):
         """A throwaway stream, so that first-call costs do not make chunk 0 late; returns the
-        second chunk's time (first-call costs paid), which sets the initial `ahead`, and the warm
-        stream, whose per-session parts (the common prompts encoded, the photo rig) the live one reuses."""
-        warm = chunk_maker(self.engine, self.reference, self.opt.seed, self.face)
+        second chunk's time (first-call costs paid), which sets the initial `ahead`. The common
+        prompts are encoded on the way (the route keeps them for the live stream)."""
+        warm = self.route.stream(self.picture, self.opt.seed)
         warm.prime([default_prompt(st) for st in ("idle", "speaking", "listening", "thinking")])
         silence = np.zeros(warm.chunk_samples, np.float32)
         for i in range(2):
             t = time.perf_counter()
             with torch.no_grad():
-                warm.frames(i, silence, silence, default_prompt("idle"), "idle")
+                warm.frames(i, default_prompt("idle"), "idle", silence, silence)
             warm_s = time.perf_counter() - t
         if self.opt.ahead is None:
             self.ahead = min(self.opt.max_ahead, max(0.1, 1.5 * warm_s + 0.05))
-        return warm_s, warm
+        return warm_s
 
     def _apply_commands(
         self, ctl: "_Control", speech: SpeechQueue, listen: ListenChannel, tstream: float
@@ -547,7 +549,7 @@ class LiveSession:
             kinds.setdefault(kind, []).append(ms)
         latency = {k: {**percentiles(v), "n": len(v)} for k, v in sorted(kinds.items())}
         latency["all"] = {**percentiles([ms for _, ms in self._latency]), "n": len(self._latency)}
-        e = self.engine
+        e = self.route
         return LiveReport(
             output=self.opt.out,
             preset=self.p.name,
@@ -572,7 +574,7 @@ class LiveSession:
 
 
 def run_live(
-    engine,
+    route,
     reference: np.ndarray,
     options: LiveOptions,
     *,
@@ -586,7 +588,7 @@ def run_live(
 ) -> LiveReport:
     """A whole live session as one call: commands from `stdin` (a text stream) and/or a `script`.
     `face`: the reference's face mesh, on the photo route."""
-    session = LiveSession(engine, reference, options, events or EventLog(), planner, listen_audio, face)
+    session = LiveSession(route, reference, options, events or EventLog(), planner, listen_audio, face)
     if script:
         session.play_script(script, script_base)
     return session.run(stdin)

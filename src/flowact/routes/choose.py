@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DEFAULT_PRESET
+from ..config import DEFAULT_PRESET
 
 AUTO = "auto"
 PHOTO_PRESET = "photo-512"
@@ -39,7 +39,7 @@ def route_preset(preset: str, image: str | Path | None) -> tuple[str, str]:
         return preset, "--preset"
     if image is None or str(image) == "-":
         return DEFAULT_PRESET, "default"
-    from .media.image import read_image
+    from ..media.image import read_image
 
     share = flat_share(read_image(image))
     if share < FLAT_SHARE_DRAWN:

@@ -1,0 +1,54 @@
+"""Routes: what differs between a drawn character and a photograph, behind one seam (base.py).
+
+    toon.py    the video MMDiT draws every frame (toon-128, toon-256, r1-480p)
+    photo.py   the motion engine moves the photo's own pixels (photo-512, photo-720p)
+    choose.py  which route a picture takes when the preset is "auto"
+
+The route is chosen once, from the preset (`route_of`); nothing else asks which route it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Chunk, ChunkStream, RenderInputs, Route, pick_device
+from .photo import PhotoRoute
+from .toon import ToonRoute
+
+ROUTES: dict[str, type[Route]] = {"toon": ToonRoute, "photo": PhotoRoute}
+
+
+def route_of(preset) -> type[Route]:
+    """The route class of a preset (its `route`: toon or photo)."""
+    return ROUTES[preset.route]
+
+
+def load_route(preset="auto", **options) -> Route:
+    """A loaded route for `preset` (a name, a YAML path or a loaded preset); `options`: device, dtype,
+    weights, random_weights, seed, threads, lips, int8 (those that do not apply to a route are refused)."""
+    from ..config import DEFAULT_PRESET, load_preset
+
+    p = load_preset(DEFAULT_PRESET if preset == "auto" else preset) if isinstance(preset, (str, Path)) else preset
+    return route_of(p).load(p, **options)
+
+
+def load_inputs(preset, image, audio, fit: str = "cover") -> RenderInputs:
+    """A job's picture (as its route takes it) and audio, validated before any model work."""
+    from ..media.audio import load_audio
+
+    reference, face = route_of(preset).load_picture(preset, image, fit)
+    return RenderInputs(reference, load_audio(audio, preset.sample_rate), Path(audio), face)
+
+
+__all__ = [
+    "Chunk",
+    "ChunkStream",
+    "PhotoRoute",
+    "RenderInputs",
+    "Route",
+    "ToonRoute",
+    "load_inputs",
+    "load_route",
+    "pick_device",
+    "route_of",
+]

@@ -1,0 +1,177 @@
+"""The photo route: a photograph's own pixels move.
+
+prepare:  face mesh (found when the picture loads) -> rig (photo/rig.py: triangulation, weights), once
+generate: speech -> the motion engine (stream/motion.py: motion MMDiT over its memory bank, 3
+          steps) -> 16 motion numbers a frame
+draw:     the rig's warp of the photo, frame by frame
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import weights as W
+from ..errors import FlowactError
+from ..media.image import fit_within
+from ..stream.motion import MotionStream, padded
+from .base import Chunk, ChunkStream, Route, pick_device
+from .toon import default_threads
+
+
+def _refuse(option: str, value, preset) -> None:
+    raise FlowactError(f"{option} {value} does not apply to the photo route ({preset.name}): {_WHY[option]}")
+
+
+_WHY = {
+    "--device": "its motion engine and warp are small and run on the CPU",
+    "--dtype": "its motion engine runs in float32",
+    "--int8": "its motion engine has no int8 path",
+    "--no-lips": "it has no lip refiner (the motion engine moves the mouth)",
+}
+
+
+class PhotoRoute(Route):
+    name = "photo"
+    stages = ("reference", "motion", "warp", "encode")
+    counted = "warp+encode"
+    needs_face = True
+
+    def __init__(self, preset, engine, source, device, threads: int):
+        super().__init__(preset, source, device, torch.float32, threads)
+        self.engine = engine  # the motion engine (stream/motion.py)
+
+    @classmethod
+    def load(
+        cls,
+        preset,
+        *,
+        device: str = "auto",
+        dtype: str | None = None,
+        weights: str | Path | None = None,
+        random_weights: bool = False,
+        seed: int = 0,
+        threads: int | None = None,
+        lips: bool = True,
+        int8: str = "auto",
+    ) -> "PhotoRoute":
+        """The toon route's options, where they mean something here; the others are refused."""
+        from ..model.motion import MotionConfig, MotionDiT
+        from ..stream.motion import MotionEngine
+
+        if device not in ("auto", "cpu"):
+            _refuse("--device", device, preset)
+        if dtype not in (None, "float32"):
+            _refuse("--dtype", dtype, preset)
+        if int8 == "on":
+            _refuse("--int8", int8, preset)
+        if not lips:
+            _refuse("--no-lips", "", preset)
+        dev = pick_device("cpu")
+        torch.set_num_threads(threads or default_threads(preset))  # motion and warp run side by side
+        source = W.resolve(preset, weights=weights, random_weights=random_weights, seed=seed)
+        torch.manual_seed(seed)
+        if source.kind == "random":
+            engine = MotionEngine(MotionDiT(MotionConfig()).eval().requires_grad_(False))
+        else:
+            engine = MotionEngine.load(source.path, device="cpu")
+        return cls(preset, engine, source, dev, torch.get_num_threads())
+
+    @staticmethod
+    def load_picture(preset, image, fit: str = "cover"):
+        """The photo keeps its framing, scaled to fit; its face is found now, so a photo without
+        one fails before any model loads (`fit` is the toon route's)."""
+        from ..photo.face import analyse
+
+        reference = fit_within(image, preset.video.width, preset.video.height)
+        return reference, analyse(reference, name=str(image))
+
+    def prepare(self, reference: np.ndarray, face=None):
+        from ..photo.rig import build_rig
+
+        return build_rig(reference, size=max(reference.shape[:2]), mesh=face)
+
+    def stream(self, picture, seed: int, samples=None, stages=None, sync=None) -> "PhotoStream":
+        return PhotoStream(self, picture, seed, samples, {} if stages is None else stages, sync or (lambda: None))
+
+    @staticmethod
+    def facts(preset, ranks: int = 1) -> dict:
+        """The motion engine's parameters, read from its weights file's header."""
+        import math
+
+        from safetensors import safe_open
+
+        p, params, steps = preset, 0, None
+        if p.weights.bundled and W.bundled_path(p.weights.bundled).is_file():
+            with safe_open(str(W.bundled_path(p.weights.bundled)), "pt") as f:
+                params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+                steps = int((f.metadata() or {}).get("steps", 0)) or None
+        out = {
+            "resolution": f"{p.video.width}x{p.video.height}",
+            "fps": p.video.fps,
+            "chunk_frames": p.frames_per_chunk,
+            "chunk_ms": 1000 * p.frames_per_chunk / p.video.fps,
+            "steps": steps,
+            "params": {"motion": params},
+            "params_total": params,
+            "flops_per_chunk": None,
+        }
+        if ranks > 1:
+            out["seq_parallel"] = {"ranks": ranks, "error": "the photo route runs on one CPU"}
+        return out
+
+    def conditions(self, compiled: bool = False) -> str:
+        nfe = len(self.engine.timesteps) - 1
+        return f"CPU x{self.threads} threads, float32, photo route (motion NFE {nfe} + face-mesh warp), compile off"
+
+
+class PhotoStream(ChunkStream):
+    """The motion engine hears each chunk with its past and look-ahead (`MotionStream.audio_span`):
+    from the whole recording, or live from the past kept here and the look-ahead that has arrived."""
+
+    gen_stage = "motion"
+
+    def __init__(self, route: PhotoRoute, rig, seed: int, samples, stages, sync):
+        super().__init__(stages, sync)
+        self.rig = rig
+        self.motion = MotionStream(route.engine, seed=seed)
+        self.samples = None if samples is None else samples.astype(np.float32)
+        p = route.preset
+        self.chunk_samples = p.frames_per_chunk * (p.sample_rate // p.video.fps)
+        a, b = self.motion.audio_span(1)  # chunk 1: away from the stream's start
+        self.history_samples = max(0, self.chunk_samples - a)
+        self.lookahead_samples = max(0, b - 2 * self.chunk_samples)
+        self._history = np.zeros(self.history_samples, np.float32)  # silence before the stream
+
+    def _audio(self, index: int, pcm, lookahead) -> np.ndarray:
+        if pcm is None:
+            return padded(self.samples, self.motion.audio_span(index))
+        pcm = pcm.astype(np.float32)
+        # what is known, from `history_samples` before the chunk's start; the span it needs, cut from
+        # that (zeros where it reaches past what has arrived)
+        known = np.concatenate([self._history, pcm, lookahead[: self.lookahead_samples].astype(np.float32)])
+        a, b = self.motion.audio_span(index)
+        origin = index * self.chunk_samples - self.history_samples
+        if self.history_samples:
+            self._history = np.concatenate([self._history, pcm])[-self.history_samples :]
+        return padded(known, (a - origin, b - origin))
+
+    def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
+        with self.timed("motion"):
+            motion = self.motion.chunk(index, self._audio(index, pcm, lookahead), prompt=prompt or None, state=state)
+        return Chunk(index, motion, keep)
+
+    def draw(self, chunk: Chunk, early: bool = False):
+        motion = chunk.output
+        n = min(chunk.keep, len(motion))
+        if not early:
+            with self.timed("warp"):
+                frames = self.rig.render(motion[:n])
+            yield frames
+            return
+        for i in range(n):  # frame by frame: the first frame reaches ffmpeg after one warp, not eight
+            with self.timed("warp"):
+                frame = self.rig.render(motion[i : i + 1])
+            yield frame
