@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from ..world import FPS
+from ..world.visemes import MOUTH_KEYS
 from .data import SynthSource, heldout_speech
 from .sample import Sample, cut_audio
 from .stages import Stage
 
 WINDOW = 64  # video frames per speech window
-MOUTH_KEYS = ("open", "width", "round", "closed", "teeth")
 
 
 class _HeldOut:
