@@ -45,7 +45,7 @@ def test_stream_and_bank_take_their_tables_from_the_layout():
     gen = StreamGenerator(m)
     cos, sin = lay.tables(lay.chunk(lay.chunk_time))
     assert torch.equal(gen.cos, cos) and torch.equal(gen.sin, sin)
-    bank = MemoryBank(p)
+    bank = MemoryBank.of(p)
     st = lay.frames([lay.short_term_time(i) for i in range(p.stream.chunk_latents)])
     assert torch.equal(bank.chunk_write().cos, lay.tables(st)[0])
     # a key moved from short-term frame 0 to the newest long-term slot is rotated by that time delta

@@ -166,7 +166,7 @@ def test_r1_480p_per_rank_cost_adds_up_and_its_all_to_all_volume(monkeypatch):
     assert max(sp["flops_per_pass"]) == pytest.approx(row["flops_per_pass"] / P, rel=1e-3)
     # memory: all weights on every rank, 1/P of the bank's keys and values (and the whole valid mask)
     p, m = load_preset("r1-480p"), load_preset("r1-480p").model
-    full = MemoryBank(p, 1, "meta", torch.bfloat16)
+    full = MemoryBank.of(p, 1, "meta", torch.bfloat16)
     assert sp["bank_bytes"] - full.valid.numel() == (full.nbytes() - full.valid.numel()) // P
     assert sp["dit_weight_bytes"] == 2 * row["params"]["dit"]
     # all-to-all volume, element for element: per block q, k, v to heads and attention back; per

@@ -71,7 +71,7 @@ def test_long_term_stride_policy_and_slot_rotation():
     import dataclasses
 
     p = dataclasses.replace(p, stream=dataclasses.replace(p.stream, long_term=3, long_term_stride=2))
-    bank = MemoryBank(p)
+    bank = MemoryBank.of(p)
     T, C = bank.T, bank.C
     # fill the current region with recognisable keys and commit chunk after chunk
     history = {}

@@ -130,6 +130,24 @@ class TokenLayout:
         pos[:, 0] = dt
         return pos
 
+    # -- what a memory bank (stream/bank.py) asks of its layout ------------------------------
+    @property
+    def slot_tokens(self) -> int:
+        """Tokens per slot (a latent frame's patch tokens)."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def chunk_slots(self) -> int:
+        return self.chunk_latents
+
+    def slot_tables(self, times, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE of whole slots at these times, in order: (cos, sin) (len(times) * slot_tokens, head_dim/2)."""
+        return self.tables(self.frames(times), device)
+
+    def shift_tables(self, dt: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotation that moves one slot's keys by `dt` in time."""
+        return self.tables(self.time_shift(dt), device)
+
     # -- masks -------------------------------------------------------------------------------
     def chunk_mask(self) -> torch.Tensor:
         """model.audio_local within one chunk (chunk tokens, chunk tokens)."""

@@ -13,219 +13,43 @@ weight set, plus a learned per-block table; one t per chunk (diffusion forcing).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import flowact_kernels as K
-
 from ..config import ModelConfig
+from .block import BankAttention, BankView, BankWrite, BankWriter, Block, MaskedAttention, modulate, timestep_embedding
 from .layout import TokenLayout, chunk_audio_mask, local_audio_mask
 
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of t in [0, 1] (scaled by 1000). t: (batch,) -> (batch, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = (t.float() * 1000.0)[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+__all__ = ["MMDiT", "BankView", "BankWrite", "Split"]
 
 
-@dataclass
-class BankView:
-    """What one forward pass sees of the memory bank (see stream/bank.py for the owner).
+class Split:
+    """How a pass's tokens are shared out: here, not at all (one process holds them all).
+    stream/seqpar.py's `SeqSplit` shares them over ranks (sequence parallelism as a transform of this
+    model: the same blocks, their attention wrapped in all-to-all exchanges)."""
 
-    k, v: (depth, batch, heads, capacity, head_dim); valid: (batch, capacity) bool.
-    Attention reads only slots [0, attend): the region behind it is write-only (the bank's
-    "current" region), so no pass spends FLOPs on slots that are always masked.
-    """
+    def tokens(self, segments):
+        """This process's share of the pass's segments (same structure)."""
+        return segments
 
-    k: torch.Tensor
-    v: torch.Tensor
-    valid: torch.Tensor
-    attend: int
+    def video(self, segments, n_video: int) -> torch.Tensor:
+        """This process's video tokens (the first segment's first `n_video`, the chunk's)."""
+        return segments[0][1][:, :n_video]
 
-    def layer(self, i: int) -> "BankView":
-        """Block i's share: k, v (batch, heads, capacity, head_dim), the same slots valid."""
-        return BankView(self.k[i], self.v[i], self.valid, self.attend)
+    def attention(self, attend, segments, block):
+        """`block`'s attention over all of the pass's tokens (`segments`: the whole pass's)."""
+        return attend
 
+    def writer(self, bank, write, n_video: int):
+        return BankWriter(bank, write)
 
-@dataclass
-class BankWrite:
-    """Where a pass writes its video tokens' keys/values: slots [start, start + tokens)
-    with keys rotated at the given positions (cos/sin: (tokens, head_dim/2))."""
-
-    start: int
-    cos: torch.Tensor
-    sin: torch.Tensor
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN: one modulation per chunk (batch, width) goes through the kernel dispatch; one
-    per token (batch, tokens, width), as in training with per-chunk noise levels, is plain torch."""
-    if shift.dim() == 2:
-        return K.adaln_modulate(x, shift, scale)
-    y = F.layer_norm(x.float(), (x.shape[-1],), eps=1e-6)
-    return (y * (1 + scale.float()) + shift.float()).to(x.dtype)
-
-
-def gated(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    if gate.dim() == 2:
-        return K.gated_residual(x, y, gate)
-    return x + gate.to(y.dtype) * y
-
-
-class WeightSet(nn.Module):
-    """One block's weights for one weight set: modulated pre-norms, qkv, qk-norm, out, MLP."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.q_norm = nn.Parameter(torch.ones(width // heads))
-        self.k_norm = nn.Parameter(torch.ones(width // heads))
-        self.out = nn.Linear(width, width)
-        hidden = int(width * mlp_ratio)
-        self.mlp_in = nn.Linear(width, hidden)
-        self.mlp_out = nn.Linear(hidden, width)
-        self.mod_table = nn.Parameter(torch.zeros(6, width))  # per-block share of AdaLN-single
-
-    def qkv_heads(self, x: torch.Tensor, shift, scale):
-        b, n, w = x.shape
-        h = modulate(x, shift, scale)
-        qkv = self.qkv(h).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        return qkv[0], qkv[1], qkv[2]  # each (batch, heads, tokens, head_dim)
-
-    def mlp(self, x: torch.Tensor, shift, scale) -> torch.Tensor:
-        return self.mlp_out(F.gelu(self.mlp_in(modulate(x, shift, scale)), approximate="tanh"))
-
-    def finish(self, x: torch.Tensor, attn: torch.Tensor, m) -> torch.Tensor:
-        """Output projection, gated residual, modulated MLP, gated residual. m: (..., 6, width)
-        or its 6 slices (training: `unbind`'s backward stacks, where indexing's would fill
-        a zero tensor of the whole modulation per slice)."""
-        m = m.unbind(-2) if torch.is_tensor(m) else m
-        x = gated(x, self.out(attn), m[2])
-        return gated(x, self.mlp(x, m[3], m[4]), m[5])
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, set_names: tuple[str, ...]):
-        super().__init__()
-        self.sets = nn.ModuleDict({s: WeightSet(cfg.width, cfg.heads, cfg.mlp_ratio) for s in set_names})
-
-    def forward(
-        self,
-        segments: list[tuple[str, torch.Tensor]],
-        mods: dict[str, torch.Tensor],
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        bank: BankView,
-        write: BankWrite | None,
-        write_tokens: int,
-        chunk_mask: torch.Tensor | None = None,
-    ):
-        """segments: [(weight set, tokens (batch, n, width))] in sequence order; mods: set ->
-        (batch, 6, width) modulation; bank: this block's layer of the memory bank
-        (`BankView.layer`); chunk_mask: which of the chunk's tokens each may read
-        (model.audio_local), None = all. Returns the updated segments."""
-        qs, ks, vs = [], [], []
-        for name, x in segments:
-            ws = self.sets[name]
-            m = mods[name] + ws.mod_table
-            q, k, v = ws.qkv_heads(x, m[:, 0], m[:, 1])
-            qs.append((q, ws.q_norm))
-            ks.append((k, ws.k_norm))
-            vs.append(v)
-        # QK-norm + RoPE per weight set (norm weights differ), then one joint attention.
-        q_all, k_all, start = [], [], 0
-        for (q, qw), (k, kw) in zip(qs, ks):
-            n = q.shape[2]
-            q_all.append(K.rms_norm_rope(q, qw, cos[start : start + n], sin[start : start + n]))
-            k_all.append(K.rms_norm_rope(k, kw, cos[start : start + n], sin[start : start + n]))
-            start += n
-        q_cat = torch.cat(q_all, 2) if len(q_all) > 1 else q_all[0]
-        k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
-        v_cat = torch.cat(vs, 2) if len(vs) > 1 else vs[0]
-        a = bank.attend
-        attn = K.bank_attention(q_cat, k_cat, v_cat, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a], chunk_mask)
-        if write is not None:
-            # After this layer's attention (which read the old bank): the video tokens'
-            # keys/values become memory, rotated at their bank positions.
-            ks0, kw0 = ks[0]
-            K.bank_write(
-                ks0[:, :, :write_tokens],
-                vs[0][:, :, :write_tokens],
-                kw0,
-                write.cos,
-                write.sin,
-                bank.k,
-                bank.v,
-                write.start,
-            )
-        b, h, n, d = attn.shape
-        attn = attn.transpose(1, 2).reshape(b, n, h * d)
-        out, start = [], 0
-        for name, x in segments:
-            ws = self.sets[name]
-            n = x.shape[1]
-            out.append((name, ws.finish(x, attn[:, start : start + n], mods[name] + ws.mod_table)))
-            start += n
+    def gather(self, out: torch.Tensor) -> torch.Tensor:
+        """The velocity's patch tokens of this process -> all of them."""
         return out
 
-    def write_only(
-        self,
-        segments: list[tuple[str, torch.Tensor]],
-        mods: dict[str, torch.Tensor],
-        bank: BankView,
-        write: BankWrite,
-        write_tokens: int,
-    ) -> None:
-        """The last block of a pass that only fills the bank: its video tokens' keys/values
-        are all that is kept, so no attention, output projection or MLP runs."""
-        name, x = segments[0]
-        ws = self.sets[name]
-        m = mods[name] + ws.mod_table
-        _, k, v = ws.qkv_heads(x[:, :write_tokens], m[:, 0], m[:, 1])
-        K.bank_write(k, v, ws.k_norm, write.cos, write.sin, bank.k, bank.v, write.start)
 
-    def forward_train(
-        self,
-        x: torch.Tensor,
-        sets: dict[str, int],
-        mods: dict[str, torch.Tensor],
-        cos: dict[str, torch.Tensor],
-        sin: dict[str, torch.Tensor],
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """Training pass over a whole clip: x (batch, tokens, width) with the tokens grouped
-        by weight set, `sets` giving each set's token count in order; mods / cos / sin: per
-        set, its tokens' modulation (batch, n, 6, width) and RoPE tables; mask (tokens,
-        tokens) bool, True = may attend. (Splits, not gathers: their backward is a concat.)"""
-        b, n, w = x.shape
-        parts = []
-        for name, xs in zip(sets, x.split(list(sets.values()), dim=1)):
-            ws = self.sets[name]
-            m = (mods[name] + ws.mod_table).unbind(2)
-            qs, ks, vs = ws.qkv_heads(xs, m[0], m[1])
-            parts.append(
-                (
-                    K.reference.rms_norm_rope(qs, ws.q_norm, cos[name], sin[name]),
-                    K.reference.rms_norm_rope(ks, ws.k_norm, cos[name], sin[name]),
-                    vs,
-                    xs,
-                    m,
-                )
-            )
-        dt = parts[0][0].dtype  # the projections' dtype (bf16 under autocast, while x stays fp32)
-        q, k, v = (torch.cat([pt[i].to(dt) for pt in parts], dim=2) for i in range(3))
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, n, w)
-        outs = []
-        for (name, a_s), pt in zip(zip(sets, attn.split(list(sets.values()), dim=1)), parts):
-            outs.append(self.sets[name].finish(pt[3], a_s, pt[4]).to(x.dtype))
-        return torch.cat(outs, dim=1)
+WHOLE = Split()
 
 
 class MMDiT(nn.Module):
@@ -259,7 +83,7 @@ class MMDiT(nn.Module):
         self.stream_type = nn.Parameter(torch.zeros(len(self.STREAMS), w))
         self.t_mlp = nn.Sequential(nn.Linear(256, w), nn.SiLU(), nn.Linear(w, w))
         self.t_mod = nn.ModuleDict({s: nn.Linear(w, 6 * w) for s in self.set_names})
-        self.blocks = nn.ModuleList(Block(cfg, self.set_names) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(Block(w, cfg.heads, cfg.mlp_ratio, self.set_names) for _ in range(cfg.depth))
         self.final_mod = nn.Linear(w, 2 * w)
         self.final = nn.Linear(w, patch_dim)
         self._mask, self._mask_key = None, None  # local_mask's cache
@@ -338,25 +162,30 @@ class MMDiT(nn.Module):
         sin: torch.Tensor,
         write: BankWrite | None = None,
         video_stream: str = "video",
+        split: Split = WHOLE,
     ) -> torch.Tensor | None:
         """One pass. `video_stream="reference"` embeds the latents as the reference stream
         (the once-per-render pass that fills the bank's reference region). cos/sin cover
         the chunk's tokens in order [video | audio | text]. A pass with `write` only fills the
         bank (the memory pass, the reference pass) and returns None: its last block writes its
-        keys/values and stops there."""
+        keys/values and stops there. `split`: how the tokens are shared out (stream/seqpar.py)."""
         b, _, f, h, w = latents.shape
         segments, n_video = self.embed_chunk(latents, audio, text, video_stream)
         emb, mods = self.modulations(t)
         chunk_mask = self.local_mask(f, h // self.patch * (w // self.patch), audio, text, latents.device)
+        local = split.tokens(segments)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
+            layer = bank.layer(i)
             if write is not None and i == last:
-                block.write_only(segments, mods, bank.layer(i), write, n_video)
+                video = [(segments[0][0], split.video(local, n_video))]
+                block(video, mods, split.writer(layer, write, n_video))
                 return None
-            segments = block(segments, mods, cos, sin, bank.layer(i), write, n_video, chunk_mask)
-        video = segments[0][1][:, :n_video]
+            attend = BankAttention(cos, sin, layer, write, n_video, chunk_mask)
+            local = block(local, mods, split.attention(attend, segments, block))
+        video = split.video(local, n_video)
         shift, scale = self.final_mod(F.silu(emb)).chunk(2, dim=-1)
-        out = self.final(modulate(video, shift, scale))
+        out = split.gather(self.final(modulate(video, shift, scale)))
         return self.unpatchify(out.float(), f, h, w)
 
     def forward_train(
@@ -437,9 +266,11 @@ class MMDiT(nn.Module):
         e = F.silu(emb)
         sizes = list(sets.values())
         mods = {s: self.t_mod[s](es).view(b, -1, 6, self.cfg.width) for s, es in zip(sets, e.split(sizes, dim=1))}
-        cos_s, sin_s = dict(zip(sets, cos.split(sizes))), dict(zip(sets, sin.split(sizes)))
+        attend = MaskedAttention(cos, sin, mask)
+        segments = list(zip(sets, x.split(sizes, dim=1)))
         for block in self.blocks:
-            x = block.forward_train(x, sets, mods, cos_s, sin_s, mask)
+            segments = block(segments, mods, attend)
+        x = torch.cat([xs for _, xs in segments], dim=1)
         vid = [i for i, k in enumerate(kinds) if k == "video"]  # in clip order (the sort is stable)
         vid_idx = slice(vid[0], vid[-1] + 1) if vid[-1] - vid[0] + 1 == len(vid) else torch.tensor(vid, device=x.device)
         shift, scale = self.final_mod(e[:, vid_idx]).chunk(2, dim=-1)

@@ -9,10 +9,12 @@ Token streams, each with its own weight set (projection, norms, MLP; mmdit.Weigh
                the frame's own 40 ms, `context_ms` before and `lookahead_ms` after
     behaviour  one token per chunk: the state (world/behaviour.py STATES) and the prompt's words
 
-Attention is joint over the streams and the memory bank's cached motion keys/values. Timestep
-conditioning is AdaLN-single with one t per chunk. Positions are 1-D RoPE in time: audio token f
-and motion token f share frame f's position. `MotionLayout` is the one place where slots and
-positions are laid out, for the stream (stream/motion.py) and training (train/motion.py) alike:
+The blocks are the video MMDiT's (model/block.py: one `Block`, attention a plug-in); attention is
+joint over the streams and the memory bank's cached motion keys/values (stream/bank.py's
+`MemoryBank`, the video model's bank, one token a slot). Timestep conditioning is AdaLN-single with
+one t per chunk. Positions are 1-D RoPE in time: audio token f and motion token f share frame f's
+position. `MotionLayout` is the one place where slots and positions are laid out, for the stream
+(stream/motion.py), its bank and training (train/motion.py) alike:
 
     reference 0 | long-term 1..L | short-term L+1..L+C | chunk being denoised L+C+1..L+2C
 
@@ -28,12 +30,22 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .layout import memory_frames
 from .audio import HOP, LOG_FLOOR, N_FFT, VISEMES, Ear, LogMel
-from .mmdit import WeightSet, modulate, timestep_embedding
-from .rope import axis_frequencies
+from .block import (
+    BankAttention,
+    BankView,
+    BankWrite,
+    BankWriter,
+    Block,
+    MaskedAttention,
+    modulate,
+    prepare,
+    qk_rope,
+    timestep_embedding,
+)
+from .layout import memory_frames
+from .rope import time_tables
 from .text import MAX_WORDS, tokenize
 
 MOTION_DIM = 16  # world/motion_vector.py MOTION_DIM (the model does not import the world)
@@ -89,10 +101,41 @@ class MotionLayout:
     chunk: int  # C frames per chunk
     long_term: int  # L
     stride: int
+    pairs: int = 8  # RoPE rotation pairs: head_dim / 2
+    theta: float = 100.0
 
     @classmethod
     def of(cls, cfg: MotionConfig) -> "MotionLayout":
-        return cls(cfg.chunk_frames, cfg.long_term, cfg.long_term_stride)
+        return cls(cfg.chunk_frames, cfg.long_term, cfg.long_term_stride, cfg.width // cfg.heads // 2, cfg.rope_theta)
+
+    # -- what a memory bank (stream/bank.py) asks of its layout: one token a slot --------------
+    slot_tokens = 1
+    reference_time = 0.0
+
+    @property
+    def chunk_slots(self) -> int:
+        return self.chunk
+
+    @property
+    def long_term_stride(self) -> int:
+        return self.stride
+
+    def short_term_time(self, i: int) -> float:
+        return float(1 + self.long_term + i)
+
+    @property
+    def newest_long_term_time(self) -> float:
+        return float(self.long_term)
+
+    def slot_tables(self, times, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return time_tables(torch.tensor(times, dtype=torch.float32, device=device), self.pairs, self.theta)
+
+    def shift_tables(self, dt: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.slot_tables([dt], device)
+
+    def tables(self, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE of tokens at these times (..., tokens) -> (cos, sin) (..., tokens, head_dim / 2)."""
+        return time_tables(times, self.pairs, self.theta)
 
     @property
     def slots(self) -> int:
@@ -141,23 +184,6 @@ class MotionLayout:
         return chunks, firsts, keep
 
 
-def rope(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Time positions (..., tokens) -> (cos, sin), each (..., tokens, head_dim/2) float32."""
-    ang = pos.double()[..., None] * axis_frequencies(head_dim // 2, theta)
-    return ang.cos().float(), ang.sin().float()
-
-
-def rms(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    # plain ops: F.rms_norm costs ~3x more per call at these tiny shapes on CPU
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on (..., tokens, head_dim), halves as pairs; cos/sin (tokens, head_dim/2)."""
-    a, b = x.chunk(2, dim=-1)
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
-
-
 def mel_frames(mel: LogMel, samples: torch.Tensor) -> torch.Tensor:
     """samples (n,) at 16 kHz, starting N_FFT/2 before the first mel frame's centre -> log-mel
     (frames, bins), frame m centred at sample N_FFT/2 + m*HOP. No edge padding, so a chunk's mel
@@ -171,60 +197,6 @@ def frame_windows(mel: torch.Tensor, frames: int, window: int) -> torch.Tensor:
     """mel (..., rows, bins) whose row 0 is the first frame's window start -> (..., frames, window, bins)."""
     w = mel.unfold(-2, window, MEL_PER_FRAME)[..., :frames, :, :]  # (..., frames, bins, window)
     return w.transpose(-1, -2)
-
-
-class MotionBlock(nn.Module):
-    def __init__(self, cfg: MotionConfig):
-        super().__init__()
-        self.heads = cfg.heads
-        self.sets = nn.ModuleDict({s: WeightSet(cfg.width, cfg.heads, cfg.mlp_ratio) for s in STREAMS})
-
-    def forward(self, segs, mods, cos, sin, mem_k=None, mem_v=None, mask=None, kv_only=False, last=False):
-        """segs: [(stream, tokens (b, n, width))]; mods: stream -> (b, 6, width) or per token
-        (b, n, 6, width); cos/sin: (..., tokens, head_dim/2) over the concatenated segments; mem_k
-        (rotated) / mem_v: (b, heads, slots, head_dim) read before the tokens; mask: bool, True = may
-        attend, broadcast to (b, heads, tokens, slots + tokens). Returns (segments, k (normed,
-        unrotated), v) of all tokens; `kv_only`: keys/values are all that is needed (no attention);
-        `last`: only the first segment's output is needed (the motion tokens)."""
-        qks, vs, ms = [], [], []
-        for name, x in segs:
-            ws = self.sets[name]
-            bs, n, w = x.shape
-            m = mods[name]
-            if isinstance(m, tuple):  # prepared (`MotionDiT.prepare`): fewer small ops on the stream's hot path
-                qkv = ws.qkv(F.layer_norm(x, (w,), eps=1e-6) * m[1] + m[0])
-            else:
-                m = m + ws.mod_table
-                qkv = ws.qkv(modulate(x, m[..., 0, :], m[..., 1, :]))
-            qkv = qkv.view(bs, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)  # (3, b, heads, n, hd)
-            # q and k normed in one go (their weights stacked): half the small ops of the hot path
-            qks.append(rms(qkv[:2], torch.stack([ws.q_norm, ws.k_norm])[:, None, None, None]))
-            vs.append(qkv[2])
-            ms.append(m)
-        qk = torch.cat(qks, 3) if len(qks) > 1 else qks[0]
-        k0, v0 = qk[1], torch.cat(vs, 2) if len(vs) > 1 else vs[0]
-        if kv_only:
-            return segs, k0, v0
-        q, k = rotate(qk, cos, sin).unbind(0)
-        v = v0
-        if mem_k is not None:
-            k, v = torch.cat([mem_k, k], 2), torch.cat([mem_v, v], 2)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        b, h, n, d = a.shape
-        a = a.transpose(1, 2).reshape(b, n, h * d)
-        out, start = [], 0
-        for (name, x), m in zip(segs[:1] if last else segs, ms):
-            n = x.shape[1]
-            ws = self.sets[name]
-            if isinstance(m, tuple):  # the same as WeightSet.finish on prepared modulation
-                x = x + m[2] * ws.out(a[:, start : start + n])
-                h = F.layer_norm(x, (x.shape[-1],), eps=1e-6) * m[4] + m[3]
-                x = x + m[5] * ws.mlp_out(F.gelu(ws.mlp_in(h), approximate="tanh"))
-                out.append((name, x))
-            else:
-                out.append((name, ws.finish(x, a[:, start : start + n], m)))
-            start += n
-        return out, k0, v0
 
 
 class MotionDiT(nn.Module, Ear):
@@ -250,7 +222,7 @@ class MotionDiT(nn.Module, Ear):
         self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
         self.final_mod = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
         self.out = nn.Linear(w, MOTION_DIM)
-        self.blocks = nn.ModuleList(MotionBlock(cfg) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(Block(w, cfg.heads, cfg.mlp_ratio, STREAMS) for _ in range(cfg.depth))
         self.register_buffer("mean", torch.zeros(MOTION_DIM))
         self.register_buffer("scale", torch.ones(MOTION_DIM))
         for lin in (self.out, self.final_mod[1], self.adaln[1]):
@@ -303,38 +275,54 @@ class MotionDiT(nn.Module, Ear):
         return [("audio", self.audio_in(audio)), ("behaviour", behaviour)]
 
     # -- passes ---------------------------------------------------------------------------------
-    def run(self, segs, mods, final, cos, sin, memory=None, mask=None, kv_only=False):
-        """The blocks. mods: stream -> modulation; final: the first segment's final (..., 2, width);
-        memory: per layer (k rotated, v) read before the tokens, or None. Returns (the first segment's
-        velocity, or None with `kv_only`; [(k normed unrotated, v)] per layer of all tokens)."""
-        kv = []
+    def run(self, segs, mods, attend, final=None):
+        """The blocks. mods: stream -> modulation (a `Prepared` list, one per block, or a tensor);
+        attend(i): block i's attention (model/block.py). Returns the first segment's velocity (None
+        without `final`, its final modulation (..., 2, width), or when a block's attention stops the pass)."""
         last = len(self.blocks) - 1
         for i, blk in enumerate(self.blocks):
-            mk, mv = memory[i] if memory is not None else (None, None)
             bm = {k: m[i] if isinstance(m, list) else m for k, m in mods.items()}
-            segs, k, v = blk(segs, bm, cos, sin, mk, mv, mask, kv_only=kv_only and i == last, last=i == last)
-            kv.append((k, v))
-        if kv_only:
-            return None, kv
+            # the last block: only the motion tokens' output is read
+            segs = blk(segs, bm, attend(i), finish=1 if i == last else None)
+            if segs is None:
+                return None
+        if final is None:
+            return None
         f = final.unbind(-2)
-        return self.out(modulate(segs[0][1], f[0], f[1])), kv
+        return self.out(modulate(segs[0][1], f[0], f[1]))
 
-    def prepare(self, ada: torch.Tensor, stream: str) -> list[tuple[torch.Tensor, ...]]:
-        """A chunk-wide modulation (b, 6, width) made ready for `stream`'s weight set in every block:
-        per block (shift, 1 + scale, gate, shift, 1 + scale, gate), each (b, 1, width). The stream
-        computes these once, for its fixed timesteps."""
-        out = []
-        for blk in self.blocks:
-            m = (ada + blk.sets[stream].mod_table)[:, None].unbind(-2)
-            out.append((m[0], 1 + m[1], m[2], m[3], 1 + m[4], m[5]))
-        return out
+    def prepare(self, ada: torch.Tensor, stream: str) -> list:
+        """A chunk-wide modulation (b, 6, width) made ready for `stream`'s weight set in every block
+        (`block.Prepared`). The stream computes these once, for its fixed timesteps."""
+        return [prepare(ada, blk.sets[stream].mod_table) for blk in self.blocks]
 
-    def condition_kv(self, audio: torch.Tensor, behaviour: torch.Tensor, clean_mods, cos, sin):
-        """A chunk's condition tokens through the blocks once (they read only each other, modulated
-        as clean): per layer (k rotated at cos/sin, v), (b, heads, n, head_dim)."""
-        mods = {"audio": clean_mods, "behaviour": clean_mods} if torch.is_tensor(clean_mods) else clean_mods
-        _, kv = self.run(self.condition_tokens(audio, behaviour), mods, None, cos, sin, kv_only=True)
-        return [(rotate(k, cos, sin), v) for k, v in kv]
+    def condition_kv(self, audio: torch.Tensor, behaviour: torch.Tensor, clean_mods, cos, sin) -> BankView:
+        """A chunk's condition tokens through the blocks once (they read only each other, modulated as
+        clean): their keys (rotated at cos/sin) and values per layer, as a view the chunk's passes read."""
+        segs = self.condition_tokens(audio, behaviour)
+        kv: list = []
+        nothing = empty_view(segs[0][1], self.cfg)
+        last = len(self.blocks) - 1
+
+        def attend(i):
+            return BankAttention(cos, sin, nothing, record=kv) if i < last else _Keys(cos, sin, kv)
+
+        self.run(segs, clean_mods, attend)
+        k, v = torch.stack([k for k, _ in kv]), torch.stack([v for _, v in kv])
+        return BankView(k, v, torch.ones(k.shape[1], k.shape[3], dtype=torch.bool, device=k.device), k.shape[3])
+
+    def write_pass(self, segs, mods, cos, sin, reads: BankView, into: BankView, write: BankWrite) -> None:
+        """A pass that only fills the bank (`into`, all layers): the first segment's keys/values go to
+        `write`'s slots, layer by layer, its tokens reading `reads` (e.g. their chunk's conditions)."""
+        last = len(self.blocks) - 1
+        n = segs[0][1].shape[1]
+
+        def attend(i):
+            if i == last:
+                return BankWriter(into.layer(i), write)
+            return BankAttention(cos, sin, reads.layer(i), write, n, into=into.layer(i))
+
+        self.run(segs, mods, attend)
 
     def forward_train(self, reference, x, t, audio, behaviour, first, keep):
         """One pass over a window of chunks laid out as the stream sees them (`MotionLayout.window`).
@@ -359,7 +347,7 @@ class MotionDiT(nn.Module, Ear):
         mods = {"motion": ada[:, m_ids], "audio": clean, "behaviour": clean}
         frames = first[:, :, None] + torch.arange(c, device=dev)
         pos = torch.cat([torch.zeros(b, 1, device=dev), frames.flatten(1), frames.flatten(1), first + (c - 1) / 2], 1)
-        cos, sin = rope(pos, self.cfg.width // self.cfg.heads, self.cfg.rope_theta)
+        cos, sin = self.layout.tables(pos)
         ids = torch.cat([m_ids, c_ids])
         is_motion = torch.arange(ids.shape[0], device=dev) < m_ids.shape[0]
         same = ids[:, None] == ids[None, :]
@@ -370,5 +358,24 @@ class MotionDiT(nn.Module, Ear):
         reads[:, 1 : 1 + k * c] = keep.flatten(1)
         current = ((ids == k) & is_motion)[None, :, None]
         mask = (mask[None] | (current & reads[:, None, :]))[:, None]
-        v, _ = self.run(segs, mods, fin[:, m_ids], cos[:, None], sin[:, None], mask=mask)
+        attend = MaskedAttention(cos[:, None], sin[:, None], mask)
+        v = self.run(segs, mods, lambda i: attend, fin[:, m_ids])
         return v[:, 1:].reshape(b, k, c, -1)
+
+
+def empty_view(like: torch.Tensor, cfg: MotionConfig) -> BankView:
+    """No memory (a pass whose tokens read only each other), for a batch like `like` (b, n, width)."""
+    b, hd = like.shape[0], cfg.width // cfg.heads
+    z = like.new_zeros(1, b, cfg.heads, 0, hd)
+    return BankView(z, z, torch.ones(b, 0, dtype=torch.bool, device=like.device), 0).layer(0)
+
+
+class _Keys:
+    """The last block of the condition pass: only its keys (rotated) and values are kept."""
+
+    def __init__(self, cos, sin, record: list):
+        self.cos, self.sin, self.record = cos, sin, record
+
+    def __call__(self, parts) -> None:
+        _, k, v = qk_rope(parts, self.cos, self.sin)
+        self.record.append((k, v))

@@ -31,3 +31,10 @@ def grid_positions(time: float, height: int, width: int) -> torch.Tensor:
     """(height*width, 3) positions of one latent frame's patch tokens, row-major."""
     hh, ww = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     return torch.stack([torch.full_like(hh, 0).float() + time, hh.float(), ww.float()], dim=-1).reshape(-1, 3)
+
+
+def time_tables(times: torch.Tensor, pairs: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D RoPE in time (the motion MMDiT: one token per frame): times (..., tokens) -> (cos, sin),
+    each (..., tokens, pairs) float32."""
+    ang = times.double()[..., None] * axis_frequencies(pairs, theta)
+    return ang.cos().float(), ang.sin().float()

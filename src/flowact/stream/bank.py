@@ -1,6 +1,9 @@
-"""The structured memory bank: fixed-capacity cached keys/values, one region per role.
+"""The structured memory bank: fixed-capacity cached keys/values, one region per role. One type for
+both models: the video MMDiT's (a slot = one latent frame's patch tokens, model/layout.py
+`TokenLayout`) and the motion MMDiT's (a slot = one video frame's motion token, model/motion.py
+`MotionLayout`); the layout gives the slot sizes and the RoPE tables.
 
-Layout along the token axis, in latent-frame slots of `tokens_per_latent` tokens each:
+Layout along the token axis, in slots of `slot_tokens` tokens each:
 
     [ reference (1) | long-term (L) | short-term (C) | current (C) ]
 
@@ -26,31 +29,33 @@ import torch
 import flowact_kernels as K
 
 from ..config import Preset
-from ..model.mmdit import BankView, BankWrite
+from ..model.block import BankView, BankWrite
 from ..model.layout import TokenLayout
 
 
 class MemoryBank:
     def __init__(
         self,
-        preset: Preset,
+        layout,
+        depth: int,
+        heads: int,
+        head_dim: int,
         batch: int = 1,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-        heads: int | None = None,
     ):
-        """`heads`: how many attention heads the bank holds (default all); a sequence-parallel
-        rank holds only its share (stream/seqpar.py). Every operation is per head."""
-        m, st = preset.model, preset.stream
-        self.preset = preset
-        self.T = preset.tokens_per_latent
-        self.C = st.chunk_latents
-        self.L = st.long_term
-        self.stride = st.long_term_stride
+        """`layout`: a `TokenLayout` or `MotionLayout` (slot sizes, the long-term policy, RoPE tables);
+        `heads`: how many attention heads the bank holds (a sequence-parallel rank holds only its share,
+        stream/seqpar.py). Every operation is per head."""
+        self.layout = layout
+        self.T = layout.slot_tokens
+        self.C = layout.chunk_slots
+        self.L = layout.long_term
+        self.stride = layout.long_term_stride
         self.slots = 1 + self.L + 2 * self.C
         self.capacity = self.slots * self.T
         self.ref_slot, self.lt_slot, self.st_slot, self.cur_slot = 0, 1, 1 + self.L, 1 + self.L + self.C
-        shape = (m.depth, batch, m.heads if heads is None else heads, self.capacity, preset.head_dim)
+        shape = (depth, batch, heads, self.capacity, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch, self.capacity, dtype=torch.bool, device=device)
@@ -58,16 +63,30 @@ class MemoryBank:
         # bookkeeping (host-side ints, no tensor syncs): stream index of each long-term slot
         self.long_term: list[int | None] = [None] * self.L
         self.short_term: list[int] | None = None
-        self.admitted = 0  # latent frames that have left short-term memory
+        self.admitted = 0  # slots' frames that have left short-term memory
 
-        lay = TokenLayout.of(preset)
-        self._ref_write = BankWrite(0, *lay.tables(lay.frame(lay.reference_time), device))
+        lay = layout
+        self._ref_write = BankWrite(0, *lay.slot_tables([lay.reference_time], device))
         st_times = [lay.short_term_time(i) for i in range(self.C)]
-        self._chunk_write = BankWrite(self.cur_slot * self.T, *lay.tables(lay.frames(st_times), device))
+        self._chunk_write = BankWrite(self.cur_slot * self.T, *lay.slot_tables(st_times, device))
         # rotation deltas: long-term shift (-1 frame) and short-term frame i -> newest long-term slot
-        self._shift = lay.tables(lay.time_shift(-1.0), device)
-        self._st_to_lt = [lay.tables(lay.time_shift(lay.newest_long_term_time - t), device) for t in st_times]
+        self._shift = lay.shift_tables(-1.0, device)
+        self._st_to_lt = [lay.shift_tables(lay.newest_long_term_time - t, device) for t in st_times]
         self._slot_index = torch.arange(self.capacity, device=device).view(self.slots, self.T)
+
+    @classmethod
+    def of(
+        cls,
+        preset: Preset,
+        batch: int = 1,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        heads: int | None = None,
+    ) -> "MemoryBank":
+        """The video MMDiT's bank for a preset (`heads`: default all)."""
+        m = preset.model
+        lay = TokenLayout.of(preset)
+        return cls(lay, m.depth, m.heads if heads is None else heads, preset.head_dim, batch, device, dtype)
 
     # -- what passes see ---------------------------------------------------------------
     def view(self) -> BankView:

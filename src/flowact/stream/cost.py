@@ -30,7 +30,7 @@ def chunk_cost(preset: Preset) -> ChunkCost:
         model = FlowActModel(preset)
     p = preset
     c, T = p.stream.chunk_latents, p.tokens_per_latent
-    bank = MemoryBank(p, 1, "meta", torch.float32)
+    bank = MemoryBank.of(p, 1, "meta", torch.float32)
     h, w = p.latent_hw
     z = torch.empty(1, p.vae.latent_channels, c, h, w, device="meta")
     audio = torch.empty(1, c * p.audio.tokens_per_latent, p.audio.width, device="meta")
@@ -103,7 +103,7 @@ def seq_parallel_cost(preset: Preset, ranks: int, dtype: torch.dtype | None = No
     cos = torch.empty(n, p.head_dim // 2, device="meta")
     ref_cos = torch.empty(p.tokens_per_latent, p.head_dim // 2, device="meta")
     nfe = len(p.sampler_timesteps()) - 1
-    bank = MemoryBank(p, 1, "meta", dtype, heads=p.model.heads // ranks)
+    bank = MemoryBank.of(p, 1, "meta", dtype, heads=p.model.heads // ranks)
     bounds, ref_bounds = token_bounds(n, ranks), token_bounds(p.tokens_per_latent, ranks)
     n_video = c * p.tokens_per_latent
     counted: dict[tuple, tuple] = {}  # a rank's costs depend only on how many tokens of each kind it holds

@@ -91,7 +91,7 @@ class StreamGenerator:
 
     def new_bank(self) -> MemoryBank:
         """The stream's memory bank, all heads (a sequence-parallel rank's holds its share)."""
-        return MemoryBank(self.preset, 1, self.device, self.dtype)
+        return MemoryBank.of(self.preset, 1, self.device, self.dtype)
 
     @torch.no_grad()
     def start(self, reference: np.ndarray) -> torch.Tensor:

@@ -6,16 +6,17 @@ as it arrives and a behaviour prompt/state that may change between chunks.
     a, b = stream.audio_span(i)                       # the 16 kHz samples chunk i needs
     motion = stream.chunk(i, audio[a:b], prompt="nodding yes")   # (8, 16) float32
 
-Per chunk: 3 Euler steps of the motion MMDiT over [bank | chunk], then one memory pass that
-turns the chunk into keys/values for the bank. The bank (`MotionBank`) has the video engine's
-structure (stream/bank.py), sized in frames:
+Per chunk: the chunk's condition tokens (audio, behaviour) through the blocks once, 3 Euler steps of
+the motion MMDiT over [bank | conditions | chunk], then one memory pass that writes the chunk's
+keys/values into the bank. The bank is the video model's (stream/bank.py `MemoryBank`), one motion
+token a slot:
 
-    [ reference (1) | long-term (L) | short-term (C) ]
+    [ reference (1) | long-term (L) | short-term (C) | current (C) ]
 
 reference: the rest pose, written once; long-term: one of every `stride` frames leaving
 short-term memory, the newest L (`MotionLayout.memory_frames` is the policy, shared with
-training); short-term: the previous chunk. Keys are stored un-rotated and rotated once per
-commit at their slot's fixed position, so every chunk costs the same forever.
+training); short-term: the previous chunk. Keys are stored rotated at their slot's fixed position
+(a frame that moves slot is re-rotated by the delta), so every chunk costs the same forever.
 """
 
 from __future__ import annotations
@@ -30,18 +31,10 @@ from safetensors.torch import save_file
 
 from ..errors import FlowactError
 from ..model.audio import HOP, N_FFT
-from ..model.motion import (
-    MEL_PER_FRAME,
-    MOTION_DIM,
-    MotionConfig,
-    MotionDiT,
-    MotionLayout,
-    frame_windows,
-    mel_frames,
-    rope,
-    rotate,
-)
+from ..model.block import BankAttention, BankView
+from ..model.motion import MEL_PER_FRAME, MOTION_DIM, MotionConfig, MotionDiT, frame_windows, mel_frames
 from ..world.motion_vector import MOUTH
+from .bank import MemoryBank
 from .sampler import EulerSampler, shifted_timesteps
 
 FORMAT = "flowact-motion-1"
@@ -108,63 +101,6 @@ def save_motion(model: MotionDiT, path: str | Path, steps: int = STEPS, shift: f
     return Path(path)
 
 
-class MotionBank:
-    """Fixed-capacity motion keys/values per layer: k, v (depth, batch, heads, slots, head_dim)."""
-
-    def __init__(
-        self, layout: MotionLayout, depth: int, heads: int, head_dim: int, theta: float, batch: int = 1, device="cpu"
-    ):
-        self.layout = layout
-        self.C, self.L = layout.chunk, layout.long_term
-        self.ref_slot, self.lt_slot, self.st_slot = 0, 1, 1 + self.L
-        shape = (depth, batch, heads, layout.slots, head_dim)
-        self.k = torch.zeros(shape, device=device)
-        self.k_rot = torch.zeros(shape, device=device)
-        self.v = torch.zeros(shape, device=device)
-        self.valid = torch.zeros(batch, layout.slots, dtype=torch.bool, device=device)
-        self.cos, self.sin = rope(layout.slot_times().to(device), head_dim, theta)  # fixed slot positions
-        self.long_term: list[int | None] = [None] * self.L
-        self.short_term: list[int] = []
-
-    def memory(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(self.k_rot[i], self.v[i]) for i in range(self.k.shape[0])]
-
-    def _write(self, slot: int, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        for i, (k, v) in enumerate(kv):
-            n = k.shape[2]
-            self.k[i, :, :, slot : slot + n] = k
-            self.v[i, :, :, slot : slot + n] = v
-
-    def _rotate(self) -> None:
-        self.k_rot.copy_(rotate(self.k, self.cos, self.sin))
-
-    def admit_reference(self, kv) -> None:
-        self._write(self.ref_slot, kv)
-        self.valid[:, self.ref_slot] = True
-        self._rotate()
-
-    def commit(self, index: int, kv) -> None:
-        """Chunk `index`'s motion keys/values (per layer (batch, heads, C, head_dim)) become short-term;
-        the frames they displace go through the long-term policy (frame % stride == 0)."""
-        for i, frame in enumerate(self.short_term):
-            if self.L and frame % self.layout.stride == 0:
-                lt = slice(self.lt_slot, self.lt_slot + self.L)
-                self.k[:, :, :, lt] = torch.roll(self.k[:, :, :, lt], -1, dims=3)
-                self.v[:, :, :, lt] = torch.roll(self.v[:, :, :, lt], -1, dims=3)
-                last = self.lt_slot + self.L - 1
-                self.k[:, :, :, last] = self.k[:, :, :, self.st_slot + i]
-                self.v[:, :, :, last] = self.v[:, :, :, self.st_slot + i]
-                self.long_term = self.long_term[1:] + [frame]
-        self._write(self.st_slot, kv)
-        self.short_term = list(range(index * self.C, (index + 1) * self.C))
-        self.valid[:, self.lt_slot : self.lt_slot + self.L] = torch.tensor([f is not None for f in self.long_term])
-        self.valid[:, self.st_slot :] = True
-        self._rotate()
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.k, self.k_rot, self.v, self.valid))
-
-
 class MotionStream:
     """One character's motion, chunk by chunk. Chunks must come in order 0, 1, 2, ..."""
 
@@ -187,10 +123,13 @@ class MotionStream:
         self.reference = reference.reshape(-1, MOTION_DIM).to(dev)
         b = self.batch = self.reference.shape[0]
         self.generator = torch.Generator(device=dev).manual_seed(int(seed))
-        hd = cfg.width // cfg.heads
-        self.bank = MotionBank(self.layout, cfg.depth, cfg.heads, hd, cfg.rope_theta, b, dev)
-        self.cos, self.sin = rope(self.layout.chunk_times().to(dev), hd, cfg.rope_theta)
+        self.bank = MemoryBank(self.layout, cfg.depth, cfg.heads, cfg.width // cfg.heads, b, dev)
+        self.cos, self.sin = self.layout.tables(self.layout.chunk_times().to(dev))
         self.sampler = EulerSampler(engine.timesteps, 1, dev)
+        c = self.chunk_frames
+        # positions: the chunk's motion tokens, then its condition tokens (audio, behaviour)
+        self.cos_m, self.sin_m = self.cos[:c], self.sin[:c]
+        self.cos_c, self.sin_c = self.cos[c:], self.sin[c:]
         with torch.no_grad():
             # static per stream: the modulation of every sampler step and of the memory pass
             self._mods = {}
@@ -201,16 +140,16 @@ class MotionStream:
             self._memory_mods = {"motion": model.prepare(ada, "motion")}
             clean = model.modulation(torch.zeros(1, device=dev))[0]
             self._clean_mods = {s: model.prepare(clean, s) for s in ("audio", "behaviour")}
+            # the reference pass: the rest pose's token alone -> the bank's reference slot
             ref_tokens = [("motion", model.reference_token(self.reference))]
-            _, kv = model.run(ref_tokens, self._memory_mods, None, self.cos[:1], self.sin[:1], kv_only=True)
-            self.bank.admit_reference(kv)
+            nothing = self.bank.view()
+            nothing = BankView(nothing.k, nothing.v, nothing.valid, 0)
+            bank = self.bank.view()
+            model.write_pass(ref_tokens, self._memory_mods, self.cos[:1], self.sin[:1], nothing, bank,
+                             self.bank.reference_write())  # fmt: skip
+            self.bank.mark_reference()
         self._behaviour: dict[tuple, torch.Tensor] = {}
         self.next_index = 0
-        c = self.chunk_frames
-        self._mask = torch.ones(b, 1, 1, self.layout.slots + 2 * c + 1, dtype=torch.bool, device=dev)
-        # positions: the chunk's motion tokens, then its condition tokens (audio, behaviour)
-        self.cos_m, self.sin_m = self.cos[:c], self.sin[:c]
-        self.cos_c, self.sin_c = self.cos[c:], self.sin[c:]
 
     def audio_span(self, index: int) -> tuple[int, int]:
         """(first, end) 16 kHz samples chunk `index` needs; may lie before 0 or past the audio's end
@@ -257,25 +196,29 @@ class MotionStream:
         its memory pass and commit to the bank."""
         model = self.model
         cond = model.condition_kv(feat, behaviour, self._clean_mods, self.cos_c, self.sin_c)  # once per chunk
-        memory = [
-            (torch.cat([bk, ck], 2), torch.cat([bv, cv], 2)) for (bk, bv), (ck, cv) in zip(self.bank.memory(), cond)
-        ]
-        self._mask[..., : self.layout.slots] = self.bank.valid[:, None, None]
+        bank = self.bank.view()
+        a = bank.attend
+        # what the chunk's passes read: [the bank's readable slots | the chunk's conditions]
+        memory = BankView(
+            torch.cat([bank.k[:, :, :, :a], cond.k], 3),
+            torch.cat([bank.v[:, :, :, :a], cond.v], 3),
+            torch.cat([bank.valid[:, :a], cond.valid], 1),
+            a + cond.attend,
+        )
         local = model.audio_local(feat)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             mods, fin = self._mods[float(t[0])]
             segs = [("motion", model.motion_in(x) + local)]
-            v, _ = model.run(segs, mods, fin, self.cos_m, self.sin_m, memory, self._mask)
-            return v
+            return model.run(segs, mods, lambda i: BankAttention(self.cos_m, self.sin_m, memory.layer(i)), fin)
 
         x = self.sampler.sample(velocity, noise)
-        # the memory pass: the chunk (reading its conditions) at the memory noise level -> its keys/values
+        # the memory pass: the chunk (reading its conditions) at the memory noise level -> the bank
         t_mem = self.engine.memory_t
         x_mem = x if t_mem == 0 else (1 - t_mem) * x + t_mem * torch.randn_like(x)
         segs = [("motion", model.motion_in(x_mem) + local)]
-        _, kv = model.run(segs, self._memory_mods, None, self.cos_m, self.sin_m, cond, kv_only=True)
-        self.bank.commit(self.next_index, kv)
+        model.write_pass(segs, self._memory_mods, self.cos_m, self.sin_m, cond, bank, self.bank.chunk_write())
+        self.bank.commit(self.next_index * self.chunk_frames)
         self.next_index += 1
         return x
 

@@ -1,6 +1,7 @@
 """One chunk on several ranks: Ulysses-style sequence parallelism for the MMDiT.
 
-Every transformer rank runs the same `Block` weights on its share of the chunk's tokens
+A transform of the one model, not a copy of it (`SeqSplit`, a `mmdit.Split`): every transformer
+rank runs the same `MMDiT.forward` and `Block` weights on its share of the chunk's tokens
 (contiguous, sizes differing by at most one) for the per-token work: modulation, the q/k/v
 projections, the output projection, the MLP. Around attention, an all-to-all turns
 [its tokens, all heads] into [all tokens, its heads], and back:
@@ -28,13 +29,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-
-import flowact_kernels as K
 
 from ..errors import FlowactError
 from ..model import FlowActModel
-from ..model.mmdit import MMDiT, BankView, BankWrite, Block, modulate
+from ..model.block import BankWriter
+from ..model.mmdit import MMDiT, Split
 from ..model.vae import DecoderState
 from .bank import MemoryBank
 from .generator import StreamGenerator, from_pixels, to_pixels
@@ -123,10 +122,83 @@ class MetaComm(Comm):
         return send.new_empty(sum(recv_sizes))
 
 
+class SeqSplit(Split):
+    """`MMDiT.forward`'s tokens shared over the ranks of `comm` (one pass): contiguous shares for the
+    per-token work, attention on all tokens and this rank's heads between two all-to-alls."""
+
+    def __init__(self, comm: Comm):
+        self.comm = comm
+
+    def tokens(self, segments):
+        self.spans = [(name, x.shape[1]) for name, x in segments]
+        self.bounds = token_bounds(sum(n for _, n in self.spans), self.comm.ranks)
+        if self.bounds[-1] < self.comm.ranks:
+            raise ValueError(f"{self.bounds[-1]} tokens cannot be split over {self.comm.ranks} ranks")
+        lo, hi = self.bounds[self.comm.rank], self.bounds[self.comm.rank + 1]
+        local, start = [], 0
+        for name, x in segments:
+            a, z = max(lo, start), min(hi, start + x.shape[1])
+            if a < z:
+                local.append((name, x[:, a - start : z - start]))
+            start += x.shape[1]
+        return local
+
+    def _video_bounds(self, n_video: int) -> list[int]:
+        return [min(bd, n_video) for bd in self.bounds]
+
+    def video(self, local, n_video: int) -> torch.Tensor:
+        # this rank's video tokens are the first of its first segment (video comes first); none on a
+        # rank past the video
+        vb, r = self._video_bounds(n_video), self.comm.rank
+        self.video_bounds = vb
+        return local[0][1][:, : vb[r + 1] - vb[r]]
+
+    def attention(self, attend, segments, block):
+        return _Exchanged(attend, self.comm, self.bounds, [(block.sets[name], n) for name, n in self.spans])
+
+    def writer(self, bank, write, n_video: int):
+        return _ExchangedWriter(BankWriter(bank, write), self.comm, self._video_bounds(n_video))
+
+    def gather(self, out: torch.Tensor) -> torch.Tensor:
+        return self.comm.gather(out, self.video_bounds)
+
+
+class _Exchanged:
+    """An attention run on all the pass's tokens and this rank's heads: this rank's packed q/k/v
+    (3, b, H, its tokens, d) --all-to-all--> (3, b, H/P, all tokens, d), the attention (`inner`,
+    e.g. `BankAttention` with its bank write, on the rank's head shard), and its output back
+    (b, H/P, all tokens, d) --all-to-all--> (b, H, its tokens, d)."""
+
+    def __init__(self, inner, comm: Comm, bounds: list[int], spans: list):
+        self.inner, self.comm, self.bounds, self.spans = inner, comm, bounds, spans
+
+    def __call__(self, parts):
+        qkv = torch.cat([p for _, p in parts], dim=3) if len(parts) > 1 else parts[0][1]
+        three, b = qkv.shape[:2]
+        qkv = self.comm.to_heads(qkv.flatten(0, 1), self.bounds).unflatten(0, (three, b))
+        whole, start = [], 0
+        for ws, n in self.spans:
+            whole.append((ws, qkv[:, :, :, start : start + n]))
+            start += n
+        return self.comm.to_tokens(self.inner(whole), self.bounds)
+
+
+class _ExchangedWriter:
+    """The last block of a memory pass: only the video tokens' k, v go to the heads' ranks, then `inner` writes them."""
+
+    def __init__(self, inner: BankWriter, comm: Comm, video_bounds: list[int]):
+        self.inner, self.comm, self.video_bounds = inner, comm, video_bounds
+
+    def __call__(self, parts) -> None:
+        ws, qkv = parts[0]
+        k, v = self.comm.to_heads(torch.cat([qkv[1], qkv[2]]), self.video_bounds).chunk(2)
+        self.inner.keep(ws, k, v)
+
+
 class SeqParallelDiT:
-    """`MMDiT.forward` with the chunk's tokens split over the ranks of `comm`: the same
-    arguments, except that `bank` is this rank's head shard of the memory bank; the velocity
-    comes back whole on every rank."""
+    """`MMDiT.forward` with the chunk's tokens split over the ranks of `comm` (`SeqSplit`): the same
+    arguments, except that `bank` is this rank's head shard of the memory bank; the velocity comes
+    back whole on every rank."""
 
     def __init__(self, dit: MMDiT, comm: Comm):
         check_heads(dit.cfg.heads, comm.ranks)
@@ -137,94 +209,8 @@ class SeqParallelDiT:
         h = self.dit.cfg.heads // self.comm.ranks
         return slice(self.comm.rank * h, (self.comm.rank + 1) * h)
 
-    def __call__(
-        self,
-        latents: torch.Tensor,
-        t: torch.Tensor,
-        audio: torch.Tensor | None,
-        text: torch.Tensor | None,
-        bank: BankView,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        write: BankWrite | None = None,
-        video_stream: str = "video",
-    ) -> torch.Tensor | None:
-        dit = self.dit
-        b, _, f, h, w = latents.shape
-        whole, n_video = dit.embed_chunk(latents, audio, text, video_stream)
-        chunk_mask = dit.local_mask(f, h // dit.patch * (w // dit.patch), audio, text, latents.device)
-        spans = [(name, x.shape[1]) for name, x in whole]
-        bounds = token_bounds(sum(n for _, n in spans), self.comm.ranks)
-        if bounds[-1] < self.comm.ranks:
-            raise ValueError(f"{bounds[-1]} tokens cannot be split over {self.comm.ranks} ranks")
-        lo, hi = bounds[self.comm.rank], bounds[self.comm.rank + 1]
-        local, start = [], 0
-        for name, x in whole:
-            a, z = max(lo, start), min(hi, start + x.shape[1])
-            if a < z:
-                local.append((name, x[:, a - start : z - start]))
-            start += x.shape[1]
-        emb, mods = dit.modulations(t)
-        video_bounds = [min(bd, n_video) for bd in bounds]
-        last = len(dit.blocks) - 1
-        for i, block in enumerate(dit.blocks):
-            if write is not None and i == last:
-                self._write_only(block, local, spans, mods, bank.layer(i), write, video_bounds)
-                return None
-            local = self._block(block, local, spans, mods, cos, sin, bank.layer(i), write, n_video, bounds, chunk_mask)
-        # this rank's video tokens are the first of its first segment (video comes first)
-        mine = video_bounds[self.comm.rank + 1] - video_bounds[self.comm.rank]
-        video = local[0][1][:, :mine]
-        shift, scale = dit.final_mod(F.silu(emb)).chunk(2, dim=-1)
-        out = self.comm.gather(dit.final(modulate(video, shift, scale)), video_bounds)
-        return dit.unpatchify(out.float(), f, h, w)
-
-    def _block(self, block: Block, local, spans, mods, cos, sin, bank: BankView, write, n_video, bounds, chunk_mask):
-        """`Block.forward` on this rank's tokens (`local`, the same segment structure) and heads;
-        attention sees every token of the chunk, so model.audio_local's mask applies unchanged."""
-        qkv = []
-        for name, x in local:
-            ws = block.sets[name]
-            m = mods[name] + ws.mod_table
-            qkv.append(torch.stack(ws.qkv_heads(x, m[:, 0], m[:, 1])))  # (3, b, H, n, d)
-        qkv = torch.cat(qkv, dim=3) if len(qkv) > 1 else qkv[0]
-        three, b = qkv.shape[:2]
-        q, k, v = self.comm.to_heads(qkv.flatten(0, 1), bounds).unflatten(0, (three, b))
-        # from here on as Block.forward, on all the chunk's tokens and this rank's heads
-        q_all, k_all, start = [], [], 0
-        for name, n in spans:
-            ws = block.sets[name]
-            c, s = cos[start : start + n], sin[start : start + n]
-            q_all.append(K.rms_norm_rope(q[:, :, start : start + n], ws.q_norm, c, s))
-            k_all.append(K.rms_norm_rope(k[:, :, start : start + n], ws.k_norm, c, s))
-            start += n
-        q_cat = torch.cat(q_all, 2) if len(q_all) > 1 else q_all[0]
-        k_cat = torch.cat(k_all, 2) if len(k_all) > 1 else k_all[0]
-        a = bank.attend
-        attn = K.bank_attention(q_cat, k_cat, v, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a], chunk_mask)
-        if write is not None:
-            kw = block.sets[spans[0][0]].k_norm
-            K.bank_write(k[:, :, :n_video], v[:, :, :n_video], kw, write.cos, write.sin, bank.k, bank.v, write.start)
-        attn = self.comm.to_tokens(attn, bounds)  # (b, H, this rank's tokens, d)
-        bb, hh, n, d = attn.shape
-        attn = attn.transpose(1, 2).reshape(bb, n, hh * d)
-        out, start = [], 0
-        for name, x in local:
-            ws = block.sets[name]
-            n = x.shape[1]
-            out.append((name, ws.finish(x, attn[:, start : start + n], mods[name] + ws.mod_table)))
-            start += n
-        return out
-
-    def _write_only(self, block: Block, local, spans, mods, bank: BankView, write, video_bounds) -> None:
-        """`Block.write_only`: only the video tokens' k, v, to the heads' ranks, then the bank write."""
-        ws = block.sets[spans[0][0]]
-        r = self.comm.rank
-        x = local[0][1][:, : video_bounds[r + 1] - video_bounds[r]]  # none on a rank past the video
-        m = mods[spans[0][0]] + ws.mod_table
-        _, k, v = ws.qkv_heads(x, m[:, 0], m[:, 1])
-        k, v = self.comm.to_heads(torch.cat([k, v]), video_bounds).chunk(2)
-        K.bank_write(k, v, ws.k_norm, write.cos, write.sin, bank.k, bank.v, write.start)
+    def __call__(self, *args, **kwargs) -> torch.Tensor | None:
+        return self.dit(*args, **kwargs, split=SeqSplit(self.comm))
 
 
 class SeqParallelStream(StreamGenerator):
@@ -239,7 +225,7 @@ class SeqParallelStream(StreamGenerator):
         self.dit = SeqParallelDiT(model.dit, comm)
 
     def new_bank(self) -> MemoryBank:
-        return MemoryBank(self.preset, 1, self.device, self.dtype, heads=self.preset.model.heads // self.comm.ranks)
+        return MemoryBank.of(self.preset, 1, self.device, self.dtype, heads=self.preset.model.heads // self.comm.ranks)
 
 
 def transformer_comm(decode_rank: bool = False) -> DistComm | None:
