@@ -98,6 +98,13 @@ class StreamConfig:
     overlap_decode: bool = True  # decode in its own thread while the next chunk generates
 
 
+def shifted_timesteps(steps: int, shift: float) -> list[float]:
+    """Uniform steps warped toward the noisy end (SD3's shift): t' = s t / (1 + (s - 1) t). The
+    sampler's step list is preset data (stream/sampler.py integrates over it)."""
+    ts = [1.0 - i / steps for i in range(steps + 1)]
+    return [shift * t / (1 + (shift - 1) * t) for t in ts]
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     steps: int = 3
@@ -174,8 +181,6 @@ class Preset:
         s = self.sampler
         if s.timesteps is not None:
             return tuple(float(t) for t in s.timesteps)
-        from .stream.sampler import shifted_timesteps
-
         return tuple(shifted_timesteps(s.steps, s.shift))
 
 

@@ -7,6 +7,10 @@ from typing import Callable
 
 import torch
 
+from ..config import shifted_timesteps
+
+__all__ = ["EulerSampler", "interpolate", "shifted_timesteps", "velocity_target"]
+
 
 def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """x_t for t broadcast over the leading batch dim."""
@@ -17,12 +21,6 @@ def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) 
 
 def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
-
-
-def shifted_timesteps(steps: int, shift: float) -> list[float]:
-    """Uniform steps warped toward the noisy end (SD3's shift): t' = s t / (1 + (s - 1) t)."""
-    ts = [1.0 - i / steps for i in range(steps + 1)]
-    return [shift * t / (1 + (shift - 1) * t) for t in ts]
 
 
 class EulerSampler:
