@@ -1,19 +1,29 @@
-"""The motion engine's training (train/motion.py): each stage's loss falls on a fixed batch, the
-stages run through `flowact train` and resume."""
+"""The motion engine's training (train/motion.py): each stage's loss falls on a fixed batch; the
+stages run through the one training loop (`flowact train`), resume exactly, stop on a NaN, and
+draw each window of a batch on its own (what a rank's share of a batch needs)."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from flowact.errors import FlowactError
 from flowact.model.motion import MotionDiT
-from flowact.train.motion import STAGE_CLASSES, MotionSettings
+from flowact.train.motion import OBJECTIVES, MotionRun, MotionSettings, train_motion
 from flowact.train.motion_data import ClipCache, augment, build_cache, make_batch
 
 
 @pytest.fixture(scope="module")
 def cache_file(tmp_path_factory):
     return build_cache(tmp_path_factory.mktemp("motion") / "cache.npz", 2, seconds=4.0, seed=5)
+
+
+@pytest.fixture(scope="module")
+def long_cache(tmp_path_factory):
+    """Clips long enough for every chunk a run draws (13 chunks of 8 frames, 15% slower)."""
+    return build_cache(tmp_path_factory.mktemp("motion") / "cache.npz", 2, seconds=6.0, seed=5)
 
 
 def fitted(cache_file, stage: str, steps: int, lr: float, k: int = 2, teacher: bool = False):
@@ -24,12 +34,12 @@ def fitted(cache_file, stage: str, steps: int, lr: float, k: int = 2, teacher: b
     m.mean.copy_(torch.from_numpy(mean))
     m.scale.copy_(torch.from_numpy(scale))
     t = MotionDiT().eval().requires_grad_(False) if teacher else None
-    obj = STAGE_CLASSES[stage](m, MotionSettings(teacher_steps=3, rollout_steps=2), t)
-    batch = make_batch(cache, m, np.random.default_rng(0), 4, k)
-    opt = torch.optim.Adam(obj.trainable(), lr=lr)
+    obj = OBJECTIVES[stage](m, MotionSettings(teacher_steps=3, rollout_steps=2), t)
+    batch = make_batch(cache, m, [np.random.default_rng([0, i]) for i in range(4)], k)
+    opt = torch.optim.Adam(obj.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
-        loss, _ = obj.loss(batch, k, torch.Generator().manual_seed(0))  # the same noise every step
+        loss, _ = obj.loss(batch, torch.Generator().manual_seed(0))  # the same noise every step
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -75,11 +85,78 @@ def test_cli_runs_a_motion_stage_and_resumes(cache_file, tmp_path):
     assert bad.exit_code != 0 and "motion cache" in str(bad.exception) + bad.output
 
 
-def test_cli_stage_names_match_the_motion_stages():
-    from flowact.cli_train import MOTION_STAGE_NAMES
-    from flowact.train.motion import MOTION_STAGES
+def test_cli_stage_names_are_the_motion_objectives():
+    from flowact.cli_train import TrainStage
+    from flowact.train.stage_names import MOTION_STAGES
 
-    assert MOTION_STAGE_NAMES == MOTION_STAGES == tuple(STAGE_CLASSES)
+    assert tuple(OBJECTIVES) == MOTION_STAGES
+    assert {s.value for s in TrainStage} >= set(OBJECTIVES)
+
+
+def run(cache_file, out, stage="motion-pretrain", **kw) -> MotionRun:
+    """A tiny fp32 run of `stage` on the test cache: batch 2, steps 4."""
+    kw = {"steps": 4, "batch": 2, "warmup": 1, "save_every": 2, "bf16": False, **kw}
+    return MotionRun(stage=stage, out=out, cache=cache_file, settings=MotionSettings(rollout_steps=2), **kw)
+
+
+def logged_losses(out, stage="motion-pretrain") -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / stage / "log.jsonl").read_text().splitlines()]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_at(step: int):
+    def on_step(s, rec):
+        if s == step:
+            raise Interrupted
+
+    return on_step
+
+
+@pytest.mark.parametrize("stage", ["motion-pretrain", "motion-selfforce"])
+def test_a_resumed_motion_run_continues_exactly(long_cache, tmp_path, stage):
+    """A 4-step run killed during step 3 (its last checkpoint: step 2) and resumed: steps 3 and 4 give
+    an uninterrupted run's losses, bit for bit (batches from (seed, step), the noise re-seeded per
+    step, the optimizer's moments restored; the learning rate's cosine spans the 4 steps in both);
+    selfforce also streams its own context."""
+    straight = train_motion(run(long_cache, tmp_path / "straight", stage))
+    with pytest.raises(Interrupted):
+        train_motion(run(long_cache, tmp_path / "stopped", stage), interrupt_at(3))
+    resumed = train_motion(run(long_cache, tmp_path / "stopped", stage, resume=True))
+    assert resumed["resumed_from"] == 2 and straight["resumed_from"] == 0
+    a, b = logged_losses(tmp_path / "straight", stage), logged_losses(tmp_path / "stopped", stage)
+    assert len(a) == 4 and len(b) == 5 and b[:3] == a[:3], (a, b)  # steps 1, 2, 3, then 3, 4 again
+    assert b[3:] == a[2:], (a, b)
+    assert len(set(a)) == 4  # the steps differ: the comparison could fail
+
+
+def test_a_nan_in_a_motion_run_stops_it_before_the_weights(long_cache, tmp_path):
+    """A cache whose labels hold a NaN: the first step that reads it stops the run with an error that
+    names the stage, the step and the loss; no weights or checkpoint are written from it."""
+    z = dict(np.load(long_cache))
+    z["motion"] = z["motion"].copy()
+    z["motion"][:, :, 5] = np.nan  # the head's yaw, everywhere
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **z)
+    with pytest.raises(FlowactError, match=r"motion-pretrain step 1: the loss is nan .*diverged"):
+        train_motion(run(bad, tmp_path / "out"))
+    assert not (tmp_path / "out" / "motion-pretrain.safetensors").exists()
+    assert not (tmp_path / "out" / "motion-pretrain" / "ckpt").exists()
+
+
+def test_a_window_is_the_same_in_any_batch(cache_file):
+    """make_batch draws window i from its own generator: rows 2..3 of a batch of 4 are the batch of
+    rows 2..3 alone (what each rank draws of a data-parallel batch)."""
+    m = MotionDiT()
+    cache = ClipCache(cache_file)
+    rngs = lambda rows: [np.random.default_rng([7, 3, i]) for i in rows]  # noqa: E731
+    whole, part = make_batch(cache, m, rngs(range(4)), 2), make_batch(cache, m, rngs(range(2, 4)), 2)
+    for f in ("windows", "motion", "reference", "state", "words", "no_audio"):
+        assert torch.equal(getattr(whole, f)[2:], getattr(part, f)), f
+    assert not torch.equal(whole.windows[:2], part.windows)  # the rows differ: the comparison could fail
+    assert whole.k == 2
 
 
 def test_rooms_and_telephone_lines_sound_like_them():

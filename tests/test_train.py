@@ -636,17 +636,17 @@ def test_the_lip_refiners_mouth_map_learns_where_the_mouth_is(tmp_path, vae_weig
 def test_engine_can_leave_the_lip_refiner_out(tmp_path):
     import yaml
 
-    from flowact.render import Engine
+    from flowact.routes import load_route
 
     doc = yaml.safe_load(open(TINY))
     doc["lips"] = {"width": 8}
     yml = tmp_path / "tiny-lips.yaml"
     yml.write_text(yaml.safe_dump(doc))
-    on = Engine.load(str(yml), device="cpu", random_weights=True)
-    off = Engine.load(str(yml), device="cpu", random_weights=True, lips=False)
+    on = load_route(str(yml), device="cpu", random_weights=True)
+    off = load_route(str(yml), device="cpu", random_weights=True, lips=False)
     assert on.model.lips is not None and off.model.lips is None
     assert "lip refiner on" in on.conditions() and "lip refiner off" in off.conditions()
-    assert "lip refiner" not in Engine.load(TINY, device="cpu", random_weights=True).conditions()
+    assert "lip refiner" not in load_route(TINY, device="cpu", random_weights=True).conditions()
 
 
 def _shipped_stride_tiny():
@@ -661,7 +661,7 @@ def test_bank_holds_the_frames_the_layout_says_over_many_chunks():
     from flowact.stream.bank import MemoryBank
 
     p = _shipped_stride_tiny()
-    lay, bank = TokenLayout.of(p), MemoryBank(p)
+    lay, bank = TokenLayout.of(p), MemoryBank.of(p)
     C = p.stream.chunk_latents
     for index in range(30):  # the bank as chunk `index` is denoised
         lt, st = lay.memory_frames(index)
@@ -725,7 +725,7 @@ def test_memory_stage_learns_on_a_fixed_clip(tmp_path, vae_weights):
 
 
 def test_augmented_audio_is_another_microphone_and_repeatable():
-    from flowact.train.loop import heard_elsewhere
+    from flowact.train.objective import heard_elsewhere
 
     clip = SynthSource(3, 64, 64, seconds=2.0, speaking=1.0).sample(0, 0, 16)
     a = heard_elsewhere(clip, 1.0, (0, 5, 1))

@@ -13,6 +13,7 @@ import typer
 from .cli_common import stderr_console
 from .config import DEFAULT_PRESET
 from .errors import FlowactError
+from .train.stage_names import MOTION_STAGES
 
 # the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
 StageName = Enum(
@@ -20,9 +21,9 @@ StageName = Enum(
     {n: n for n in ("vae", "decoder", "pretrain", "memory", "selfforce", "distill", "visemes", "lips", "audio")},
     type=str,
 )
-# --stage also takes the motion engine's stages (train/motion.py MOTION_STAGES), which train their own model
-MOTION_STAGE_NAMES = ("motion-audio", "motion-pretrain", "motion-selfforce", "motion-distill")
-TrainStage = Enum("TrainStage", {n: n for n in (*(s.value for s in StageName), *MOTION_STAGE_NAMES)}, type=str)
+# --stage also takes the motion engine's stages (train/motion.py), which train their own model; their
+# names come from train/stage_names.py, which the motion objectives take theirs from
+TrainStage = Enum("TrainStage", {n: n for n in (*(s.value for s in StageName), *MOTION_STAGES)}, type=str)
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +42,7 @@ def train(
             "on a finished model) | audio (the transformer's own audio encoder, audio.frame_tokens: "
             "audio -> mouth parameters) | motion-audio | motion-pretrain | motion-selfforce | motion-distill "
             "(the motion engine, train/motion.py: --out is its run folder, --data synth[:SEED] or a cache .npz; "
-            "--preset is not used)"
+            "--preset and --device are not used: it trains on the CPU)"
         ),
     ),
     preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="Preset name or YAML file."),
@@ -230,14 +231,13 @@ def train(
         raise FlowactError(
             f"--pixel-weight is a weight >= 0 for --stage pretrain or memory (got {pixel_weight:g} for {stage})"
         )
-    if stage.startswith("motion-"):
+    if stage in MOTION_STAGES:
         from .train.motion import MotionSettings, train_motion
 
-        if distributed or launched():
-            raise FlowactError(f"--stage {stage} trains in one process (its model is small), not under torchrun")
+        settings = MotionSettings(teacher_steps=teacher_steps, guidance=guidance)
         run = _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher, resume, save_every,
-                          MotionSettings(teacher_steps=teacher_steps, guidance=guidance))  # fmt: skip
-        train, distributed = train_motion, False
+                          distributed or launched(), settings)  # fmt: skip
+        train, distributed = train_motion, run.distributed
     else:
         run = TrainRun(
             stage=stage,
@@ -298,9 +298,10 @@ def train(
         )
 
 
-def _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher, resume, save_every, settings):
-    """A motion engine stage's run (train/motion.py; CPU, the model is small). --data: synth[:SEED]
-    or a motion cache .npz."""
+def _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher, resume, save_every, distributed,
+                settings):  # fmt: skip
+    """A motion engine stage's run (train/motion.py; on the CPU, the model is small; under torchrun
+    on gloo ranks). --data: synth[:SEED] or a motion cache .npz."""
     from .train.motion import MotionRun
 
     cache_file = None
@@ -312,7 +313,7 @@ def _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher,
             raise FlowactError(f"--data for a motion stage is synth[:SEED] or a motion cache .npz, got '{data}'")
     return MotionRun(stage=stage, out=out, steps=steps, batch=batch, lr=lr, warmup=warmup, seed=seed, init=init,
                      teacher=teacher, resume=resume, save_every=save_every, cache=cache_file,
-                     settings=settings)  # fmt: skip
+                     distributed=distributed, settings=settings)  # fmt: skip
 
 
 def cache(

@@ -34,7 +34,7 @@ class VAEObjective(Objective):
         x = to_video(samples, next(vae.parameters()).device)
         with torch.set_grad_enabled(not self.frozen_encoder and torch.is_grad_enabled()):
             mean, logvar = vae.encoder(x)
-        z = mean + self.randn(mean.shape, g, mean.device) * (0.5 * logvar).exp() * self.s.posterior_noise
+        z = mean + self.ranks.randn(mean.shape, g, mean.device) * (0.5 * logvar).exp() * self.s.posterior_noise
         rec = vae.decoder(z, reference=x[:, :, 0])
         w = motion_weights(x, self.s.motion_weight)
         if self.s.mouth_weight > 0:

@@ -93,12 +93,12 @@ class PretrainObjective(TransformerObjective):
         b, n = x0.shape[0], x0.shape[2]
         chunks = n // C
         dev = x0.device
-        u = torch.sigmoid(self.randn((b, chunks), g, dev))  # logit-normal
+        u = torch.sigmoid(self.ranks.randn((b, chunks), g, dev))  # logit-normal
         t = shifted(u, p.sampler.shift)
-        clean = self.rand((b, chunks), g, dev) < self.s.p_clean_context
+        clean = self.ranks.rand((b, chunks), g, dev) < self.s.p_clean_context
         clean[:, -1] = False  # the last chunk always carries a loss
         t = torch.where(clean, torch.zeros_like(t), t)
-        noise = self.randn(x0.shape, g, dev)
+        noise = self.ranks.randn(x0.shape, g, dev)
         t_frames = t.repeat_interleave(C, dim=1)  # (b, n)
         tf = t_frames[:, None, :, None, None]
         xt = (1 - tf) * x0 + tf * noise  # each chunk at its own noise level
@@ -113,10 +113,11 @@ class PretrainObjective(TransformerObjective):
             logs["viseme_mse"] = float(vis_mse.detach())
         else:
             audio = self.audio_tokens(samples, n)
-        drop_a = self.rand((b,), g, dev) < self.s.p_drop_audio
+        drop_a = self.ranks.rand((b,), g, dev) < self.s.p_drop_audio
         audio = torch.where(drop_a[:, None, None], torch.zeros_like(audio), audio)
         kept = [
-            s if not bool(d) else no_prompts(s) for s, d in zip(samples, self.rand((b,), g, dev) < self.s.p_drop_text)
+            s if not bool(d) else no_prompts(s)
+            for s, d in zip(samples, self.ranks.rand((b,), g, dev) < self.s.p_drop_text)
         ]
         text = self.text_tokens(kept, chunks)
         v = dit.forward_train(ref, xt, t, audio, text, self.layout)
@@ -171,7 +172,7 @@ class MemoryObjective(TransformerObjective):
 
         losses, vis_err, pix_err = [], [], []
         enc = self.model.audio
-        for i, (s, (u, noise, drop)) in enumerate(zip(samples, self.per_sample(len(samples), draw))):
+        for i, (s, (u, noise, drop)) in enumerate(zip(samples, self.ranks.per_sample(len(samples), draw))):
             gt = z[i : i + 1, :, 1:]
             gen, atrack, ttrack = self.rollout_bank(self.model, s, j, gt, 0)
             x0 = gt[:, :, j * C : (j + 1) * C]
@@ -225,7 +226,7 @@ class SelfForceObjective(TransformerObjective):
             return seed, u, torch.randn((1, z.shape[1], C, *z.shape[3:]), generator=g, device=z.device)
 
         losses = []
-        for i, (s, (seed, u, noise)) in enumerate(zip(samples, self.per_sample(len(samples), draw))):
+        for i, (s, (seed, u, noise)) in enumerate(zip(samples, self.ranks.per_sample(len(samples), draw))):
             self.model.eval()
             gen, atrack, ttrack = self.rollout_bank(self.model, s, n_chunks - 1, None, seed)
             self.model.train()
@@ -246,7 +247,7 @@ class DistillObjective(TransformerObjective):
         p, C = self.preset, self.preset.stream.chunk_latents
         ts = p.sampler_timesteps()
         z = self.latents(samples)
-        starts = self.per_sample(
+        starts = self.ranks.per_sample(
             len(samples), lambda: torch.randn(1, z.shape[1], C, *z.shape[3:], generator=g, device=z.device)
         )
         losses = []

@@ -4,7 +4,7 @@ backward, before clipping and the optimizer step, so every rank holds the same w
 
 A rank's share is exact, not a look-alike: samples are pure functions of (step, index), so rank
 r takes the global indices [r * b, (r + 1) * b) of a batch of b per rank; the noise of a step is
-drawn for the whole global batch on every rank (`Objective.randn`, `per_sample`), which keeps the
+drawn for the whole global batch on every rank (`Ranks.randn`, `per_sample`), which keeps the
 draws of a one-process run; and a loss that is a weighted mean divides by the mean over ranks of
 its weights (`Ranks.mean`), so the mean of the ranks' losses is the global batch's loss.
 
@@ -106,6 +106,26 @@ class Ranks:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+    # -- noise: the global batch's draws, this rank's rows ----------------------------------
+    def randn(self, shape: tuple[int, ...], g: torch.Generator, device=None) -> torch.Tensor:
+        """torch.randn of (b, ...) for this rank's b samples: every rank draws the noise of the
+        whole global batch, as one process would, and keeps its rows."""
+        return self._rows(torch.randn, shape, g, device)
+
+    def rand(self, shape: tuple[int, ...], g: torch.Generator, device=None) -> torch.Tensor:
+        return self._rows(torch.rand, shape, g, device)
+
+    def _rows(self, draw, shape, g, device) -> torch.Tensor:
+        if self.world == 1:
+            return draw(shape, generator=g, device=device)
+        full = draw((shape[0] * self.world, *shape[1:]), generator=g, device=device)
+        return full[self.rows(shape[0])]
+
+    def per_sample(self, count: int, draw) -> list:
+        """draw() for each sample of the global batch in turn (count per rank), this rank's share:
+        for losses that draw their noise sample by sample."""
+        return [draw() for _ in range(count * self.world)][self.rows(count)]
 
 
 def _buckets(tensors: list[torch.Tensor], elements: int):

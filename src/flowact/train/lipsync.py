@@ -120,12 +120,12 @@ class LipsObjective(_LipRefinerObjective):
             vae, ref = m.vae, x[:, :, 0]
             dec_closed = vae.decoder(vae.encoder(closed)[0], reference=ref)[:, :, 1:].float()
             dec_real = vae.decoder(vae.encoder(x)[0], reference=ref)[:, :, 1:].float()
-            leak = self.rand((b,), g, dev) * self.s.lips_leak
+            leak = self.ranks.rand((b,), g, dev) * self.s.lips_leak
             inp = dec_closed + leak.view(b, 1, 1, 1, 1) * (dec_real - dec_closed)
             wins = self.audio_windows(samples, T // self.preset.vae.temporal)
         gt = world_visemes(samples, dev)
         pred = m.lips.visemes(wins, T).float()
-        forced = (self.rand((b,), g, dev) < 0.5).repeat_interleave(T)[:, None]
+        forced = (self.ranks.rand((b,), g, dev) < 0.5).repeat_interleave(T)[:, None]
         if m.lips.gate[0].weight.requires_grad:  # the map trains here: it is on in what the stage saves
             m.lips.gate_on.fill_(1.0)
         out, logits = m.lips(inp, wins, visemes=torch.where(forced, gt, pred), gate_logits=True)

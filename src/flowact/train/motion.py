@@ -11,16 +11,15 @@ Stages, chained through --init, each resumable (train/checkpoint.py):
 - motion-distill: the 3-step student matches a guided many-step teacher's trajectory, the
   teacher's steps split evenly over the student's.
 
-Data (train/motion_data.py): a cache of world clips built once into <out>/cache.npz; audio augmented
-per sample so human voices work.
+Each stage is an objective of the one training loop (train/loop.py `fit`): seeded, resumable,
+data-parallel, bf16 where the CPU has it natively. Data (train/motion_data.py): a cache of world
+clips built once into <out>/cache.npz; window i of step s drawn from (seed, s, i), its audio
+augmented so human voices work.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import FlowactError
 from ..model.audio import VISEMES
 from ..model.motion import MotionConfig, MotionDiT
 from ..stream.motion import SHIFT, STEPS, MotionEngine, MotionStream, save_motion
 from ..stream.sampler import shifted_timesteps
-from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import Ranks
+from .loop import Run, fit
 from .motion_data import Batch, ClipCache, build_cache, make_batch
+from .stage_names import MOTION_AUDIO, MOTION_DISTILL, MOTION_PRETRAIN, MOTION_SELFFORCE, MOTION_STAGES
 
-MOTION_STAGES = ("motion-audio", "motion-pretrain", "motion-selfforce", "motion-distill")
 MAX_CHUNK = 12  # training windows denoise chunk k in [0, MAX_CHUNK] of a stream (long-term full from 6)
 MOUTH_WEIGHT = 2.0  # flow-matching weight of the mouth numbers (lip sync) beside the others (1)
 
@@ -92,19 +93,42 @@ class MotionSettings:
 
 
 class MotionObjective:
+    """A motion stage, as the training loop's `Objective` asks: batches of stream windows from the
+    clip cache (chunks 0..k of each, one k per step), and a loss on chunk k. Noise comes from
+    `ranks.randn`/`rand`: the global batch's draws, this rank's rows."""
+
     name = ""
+    drops = True  # the batch drops states, prompts and audio at random (for guidance)
 
-    def __init__(self, model: MotionDiT, settings: MotionSettings, teacher: MotionDiT | None = None):
-        self.model, self.s, self.teacher = model, settings, teacher
+    def __init__(
+        self,
+        model: MotionDiT,
+        settings: MotionSettings = MotionSettings(),
+        teacher: MotionDiT | None = None,
+        ranks: Ranks = Ranks(),
+        cache: ClipCache | None = None,
+        seed: int = 0,
+    ):
+        self.model, self.s, self.teacher, self.ranks = model, settings, teacher, ranks
+        self.cache, self.seed = cache, seed
 
-    def trainable(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters()]
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters())
 
     def chunk_index(self, rng: np.random.Generator) -> int:
         return int(rng.integers(0, MAX_CHUNK + 1))
 
-    def loss(self, b: Batch, k: int, g: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def batch(self, step: int, rows: range) -> Batch:
+        """Windows `rows` of the step's global batch: k drawn from (seed, step), window i from (seed, step, i)."""
+        k = self.chunk_index(np.random.default_rng([self.seed, step, 0x30710]))
+        rngs = [np.random.default_rng([self.seed, step, i, 0x30710]) for i in rows]
+        return make_batch(self.cache, self.model, rngs, k, drop=self.drops)
+
+    def loss(self, b: Batch, g: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        save_motion(self.model, path, dtype=torch.float32)
 
 
 def ear_loss(logits: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
@@ -112,58 +136,61 @@ def ear_loss(logits: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
 
 
 class AudioStage(MotionObjective):
-    name = "motion-audio"
+    name = MOTION_AUDIO
+    drops = False
 
-    def trainable(self):
+    def parameters(self):
         return [p for n, p in self.model.named_parameters() if n.startswith("ear_")]
 
     def chunk_index(self, rng):
         return 3
 
-    def loss(self, b, k, g):
+    def loss(self, b, g):
         bs, kk, c = b.windows.shape[:3]
         _, logits = self.model.audio_features(b.windows.reshape(bs, kk * c, *b.windows.shape[3:]))
         loss = ear_loss(logits.view(bs, kk, c, -1), b.motion)
-        return loss, {"ear": loss.item()}
+        return loss, {"ear": loss.item(), "k": b.k}
 
 
-def denoise_target(model: MotionDiT, b: Batch, w: Window, x0: torch.Tensor, g: torch.Generator, p_clean: float):
-    """Noise every chunk of the window at its own level -> (x_t, t, noise)."""
+def denoise_target(x0: torch.Tensor, g: torch.Generator, p_clean: float, ranks: Ranks):
+    """Noise every chunk of the window (b, K, C, 16) at its own level -> (x_t, t, noise)."""
     bs, kk = x0.shape[:2]
-    t_cur = torch.sigmoid(torch.randn(bs, 1, generator=g))  # logit-normal for the chunk being made
-    t_mem = torch.rand(bs, kk - 1, generator=g) * (torch.rand(bs, kk - 1, generator=g) > p_clean)
+    t_cur = torch.sigmoid(ranks.randn((bs, 1), g))  # logit-normal for the chunk being made
+    t_mem = ranks.rand((bs, kk - 1), g) * (ranks.rand((bs, kk - 1), g) > p_clean)
     t = torch.cat([t_mem, t_cur], 1)
-    noise = torch.randn(x0.shape, generator=g)
+    noise = ranks.randn(x0.shape, g)
     tt = t[..., None, None]
     return (1 - tt) * x0 + tt * noise, t, noise
 
 
 class PretrainStage(MotionObjective):
-    name = "motion-pretrain"
+    name = MOTION_PRETRAIN
 
     @property
     def p_clean(self) -> float:
         return self.s.p_clean_memory
 
-    def context(self, b: Batch, w: Window) -> torch.Tensor:
+    def context(self, b: Batch, w: Window, g: torch.Generator) -> torch.Tensor:
         """The window's clean normalised motion (b, K, C, 16): the labels."""
         return self.model.normalise(b.motion[:, w.chunks].flatten(1, 2), b.reference).view(
             b.motion.shape[0], len(w.chunks), -1, 16
         )
 
-    def loss(self, b, k, g):
+    def loss(self, b, g):
         m = self.model
-        w = Window.of(m, k, b.motion.shape[0])
-        x0 = self.context(b, w)
-        xt, t, noise = denoise_target(m, b, w, x0, g, self.p_clean)
+        w = Window.of(m, b.k, b.motion.shape[0])
+        x0 = self.context(b, w, g)
+        xt, t, noise = denoise_target(x0, g, self.p_clean, self.ranks)
         feat, logits, beh = conditioning(m, b, w.chunks)
         v = m.forward_train(b.reference, xt, t, feat, beh, w.first, w.keep)
         fm = flow_loss(v[:, -1], (noise - x0)[:, -1])
         ear = ear_loss(logits, b.motion[:, w.chunks])
-        return fm + self.s.ear_weight * ear, {"flow": fm.item(), "ear": ear.item()}
+        return fm + self.s.ear_weight * ear, {"flow": fm.item(), "ear": ear.item(), "k": b.k}
 
 
-def rollout(model: MotionDiT, b: Batch, k: int, steps: int, g: torch.Generator, shift: float = SHIFT) -> torch.Tensor:
+def rollout(
+    model: MotionDiT, b: Batch, k: int, steps: int, g: torch.Generator, ranks: Ranks = Ranks(), shift: float = SHIFT
+) -> torch.Tensor:
     """Chunks 0..k-1 of every window streamed by the model itself through the bank (as at inference):
     (b, k, C, 16) normalised motion."""
     engine = MotionEngine(model, steps, shift)
@@ -172,43 +199,38 @@ def rollout(model: MotionDiT, b: Batch, k: int, steps: int, g: torch.Generator, 
     with torch.no_grad():
         feat, _, beh = conditioning(model, b, torch.arange(k))
         for j in range(k):
-            noise = torch.randn(feat.shape[0], feat.shape[2], 16, generator=g)
+            noise = ranks.randn((feat.shape[0], feat.shape[2], 16), g)
             out.append(stream.denoise(feat[:, j], beh[:, j : j + 1], noise))
     return torch.stack(out, 1)
 
 
 class SelfForceStage(PretrainStage):
-    name = "motion-selfforce"
+    name = MOTION_SELFFORCE
+    p_clean = 1.0  # the context as streamed: clean
 
     def chunk_index(self, rng):
         return int(rng.integers(1, MAX_CHUNK + 1))
 
-    def context(self, b, w):
+    def context(self, b, w, g):
         k = int(w.chunks[-1])
         m = self.model
         labels = m.normalise(b.motion.flatten(1, 2), b.reference).view(b.motion.shape)
-        own = rollout(m, b, k, self.s.rollout_steps, self.g)
+        own = rollout(m, b, k, self.s.rollout_steps, g, self.ranks)
         x = torch.cat([own, labels[:, k:]], 1)  # generated context, the chunk itself from the labels
         return x[:, w.chunks]
 
-    p_clean = 1.0  # the context as streamed: clean
-
-    def loss(self, b, k, g):
-        self.g = g
-        return super().loss(b, k, g)
-
 
 class DistillStage(PretrainStage):
-    name = "motion-distill"
+    name = MOTION_DISTILL
 
-    def loss(self, b, k, g):
+    def loss(self, b, g):
         m, teacher, s = self.model, self.teacher, self.s
-        w = Window.of(m, k, b.motion.shape[0])
-        x0 = self.context(b, w)
+        w = Window.of(m, b.k, b.motion.shape[0])
+        x0 = self.context(b, w, g)
         bs, kk = x0.shape[:2]
         t_all = shifted_timesteps(s.teacher_steps, SHIFT)
         every = s.teacher_steps // STEPS
-        noise = torch.randn(bs, 1, *x0.shape[2:], generator=g)
+        noise = self.ranks.randn((bs, 1, *x0.shape[2:]), g)
         xs = [noise]
         with torch.no_grad():
             tc = conditioning(teacher, b, w.chunks)
@@ -245,28 +267,33 @@ class DistillStage(PretrainStage):
         )
         fm = flow_loss(v[:, -1], torch.cat(target, 0)[:, 0])
         ear = ear_loss(logits, b.motion[:, w.chunks])
-        return fm + s.ear_weight * ear, {"flow": fm.item(), "ear": ear.item()}
+        return fm + s.ear_weight * ear, {"flow": fm.item(), "ear": ear.item(), "k": b.k}
 
 
-STAGE_CLASSES = {c.name: c for c in (AudioStage, PretrainStage, SelfForceStage, DistillStage)}
+OBJECTIVES: dict[str, type[MotionObjective]] = {
+    o.name: o for o in (AudioStage, PretrainStage, SelfForceStage, DistillStage)
+}
 
 
-# -- the loop -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MotionRun:
+# -- a run -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class MotionRun(Run):
+    """A motion stage's run: the loop's settings (motion's defaults: AdamW without weight decay, a
+    cosine to 10% over the whole run), the clip cache, the weights to start from."""
+
     stage: str
-    out: Path
-    steps: int = 1000
     batch: int = 16
     lr: float = 1e-3
     warmup: int = 50
-    seed: int = 0
-    init: Path | None = None
-    teacher: Path | None = None
-    resume: bool = False
+    decay: float = 1.0
+    cosine: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
     save_every: int = 100
+    init: Path | None = None
+    teacher: Path | None = None  # distill: the teacher's weights (default: a copy of the student's start)
     clips: int = 800
-    cache: Path | None = None  # default <out>/cache.npz
+    cache: Path | None = None  # default <out>/cache.npz, built when missing
     settings: MotionSettings = field(default_factory=MotionSettings)
     config: MotionConfig = field(default_factory=MotionConfig)
 
@@ -281,73 +308,30 @@ def load_model(path: Path) -> MotionDiT:
 
 
 def train_motion(run: MotionRun, on_step=None) -> dict:
-    """One stage; returns a summary. Writes <out>/<stage>.safetensors, <out>/<stage>/ckpt, log.jsonl."""
-    from ..errors import FlowactError
-
-    if run.stage not in STAGE_CLASSES:
+    """One stage through the training loop; returns its summary. Writes <out>/<stage>.safetensors,
+    <out>/<stage>/ckpt and log.jsonl. The model is small: it trains on the CPU."""
+    if run.stage not in OBJECTIVES:
         raise FlowactError(f"unknown motion stage '{run.stage}' (stages: {', '.join(MOTION_STAGES)})")
-    torch.manual_seed(run.seed)
-    cache_path = run.cache or run.out / "cache.npz"
-    if not cache_path.is_file():
-        build_cache(cache_path, run.clips, seed=run.seed)
-    cache = ClipCache(cache_path)
-    if run.init is not None:
-        model = load_model(run.init)
-    else:
-        model = MotionDiT(run.config)
-        mean, scale = cache.statistics()
-        model.mean.copy_(torch.from_numpy(mean))
-        model.scale.copy_(torch.from_numpy(scale))
-    teacher = None
-    if run.stage == "motion-distill":
-        teacher = load_model(run.teacher) if run.teacher else copy.deepcopy(model)
-        teacher.eval().requires_grad_(False)
-    obj = STAGE_CLASSES[run.stage](model, run.settings, teacher)
-    params = obj.trainable()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=run.lr, weight_decay=0.0)
-    folder = run.out / run.stage
-    start = 0
-    if run.resume and (folder / "ckpt").is_dir():
-        start = int(load_checkpoint(folder, model, opt)["step"])
-    folder.mkdir(parents=True, exist_ok=True)
-    log = (folder / "log.jsonl").open("a")
-    first = last = None
-    t0 = time.time()
-    for step in range(start, run.steps):
-        rng = np.random.default_rng([run.seed, step, 0x30710])
-        g = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
-        k = obj.chunk_index(rng)
-        b = make_batch(cache, model, rng, run.batch, k, drop=run.stage != "motion-audio")
-        lr = run.lr * min(1.0, (step + 1) / max(1, run.warmup))
-        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, run.steps)))
-        for grp in opt.param_groups:
-            grp["lr"] = lr
-        loss, parts = obj.loss(b, k, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        rec = {"step": step + 1, "loss": float(loss), "lr": lr, "k": k, **parts, "s": round(time.time() - t0, 2)}
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        first = rec["loss"] if first is None else first
-        last = rec["loss"]
-        if on_step:
-            on_step(step + 1, rec)
-        if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
-            save_checkpoint(folder, model, opt, step + 1)
-    log.close()
-    weights = save_motion(model, run.out / f"{run.stage}.safetensors", dtype=torch.float32)
-    return {
-        "stage": run.stage,
-        "loss_first": first,
-        "loss_last": last,
-        "resumed_from": start,
-        "steps": run.steps,
-        "seconds": round(time.time() - t0, 1),
-        "weights": str(weights),
-    }
+    if run.device != "cpu":
+        raise FlowactError(f"the motion engine trains on the CPU (its model is small), not {run.device}")
+
+    def make(ranks: Ranks) -> MotionObjective:
+        cache_path = run.cache or run.out / "cache.npz"
+        if ranks.main and not cache_path.is_file():
+            build_cache(cache_path, run.clips, seed=run.seed)
+        ranks.barrier()  # the other ranks read the cache rank 0 built
+        cache = ClipCache(cache_path)
+        if run.init is not None:
+            model = load_model(run.init)
+        else:
+            model = MotionDiT(run.config)
+            mean, scale = cache.statistics()
+            model.mean.copy_(torch.from_numpy(mean))
+            model.scale.copy_(torch.from_numpy(scale))
+        teacher = None
+        if run.stage == MOTION_DISTILL:
+            teacher = load_model(run.teacher) if run.teacher else copy.deepcopy(model)
+            teacher.eval().requires_grad_(False)
+        return OBJECTIVES[run.stage](model, run.settings, teacher, ranks, cache, run.seed)
+
+    return fit(run, make, on_step)

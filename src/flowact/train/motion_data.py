@@ -138,18 +138,24 @@ class Batch:
     words: torch.Tensor  # (b, k+1, MAX_WORDS)
     no_audio: torch.Tensor  # (b, k+1) bool: audio dropped (guidance)
 
+    @property
+    def k(self) -> int:
+        """The last chunk's index: the one a stage learns."""
+        return self.motion.shape[1] - 1
 
-def make_batch(
-    cache: ClipCache, model: MotionDiT, rng: np.random.Generator, batch: int, k: int, drop: bool = True
-) -> Batch:
+
+def make_batch(cache: ClipCache, model: MotionDiT, rngs: list[np.random.Generator], k: int, drop: bool = True) -> Batch:
+    """Chunks 0..k of one stream window per generator: the clip, the place, speed and pitch, the
+    audio's augmentation and (with `drop`, for guidance) the dropped states, prompts and audio of
+    window i are drawn from rngs[i] alone, so a window is the same whichever batch holds it."""
     cfg = model.cfg
     c = cfg.chunk_frames
     n = c * (k + 1)
     rows = MEL_PER_FRAME * n + cfg.context + cfg.lookahead
     span = (rows - 1) * HOP + N_FFT
-    wins, mot, states, words = [], [], [], []
-    idx = rng.integers(0, len(cache.audio), batch)
-    for i in idx:
+    wins, mot, refs, states, words, no_audio = [], [], [], [], [], []
+    for rng in rngs:
+        i = int(rng.integers(0, len(cache.audio)))
         r = rng.uniform(0.85, 1.15) if rng.random() < 0.6 else 1.0  # speed and pitch by resampling
         o = rng.uniform(0, cache.frames - 1 - n * r)
         s0 = o * SAMPLES_PER_FRAME + ((-cfg.context * HOP) - N_FFT // 2) * r
@@ -163,6 +169,7 @@ def make_batch(
         f = o + np.arange(n) * r
         fi = np.arange(cache.frames)
         mot.append(np.stack([np.interp(f, fi, cache.motion[i, :, d]) for d in range(16)], 1))
+        refs.append(cache.reference[i])
         near = np.clip(np.round(f).astype(int), 0, cache.frames - 1).reshape(k + 1, c)
         st = [np.bincount(cache.state[i, row], minlength=len(cfg.states)).argmax() + 1 for row in near]
         pr = [cache.prompts[cache.prompt[i, row[c // 2]]] for row in near]
@@ -175,15 +182,13 @@ def make_batch(
             ids[j, : len(t)] = t
         states.append(st)
         words.append(ids)
-    no_audio = torch.from_numpy(rng.random((batch, k + 1)) < (0.1 if drop else 0.0))
+        no_audio.append(rng.random(k + 1) < (0.1 if drop else 0.0))
+    b = len(rngs)
     return Batch(
-        torch.stack(wins).view(batch, k + 1, c, cfg.window, -1),
-        torch.from_numpy(np.stack(mot).astype(np.float32)).view(batch, k + 1, c, 16),
-        torch.from_numpy(cache.reference[idx].astype(np.float32)),
+        torch.stack(wins).view(b, k + 1, c, cfg.window, -1),
+        torch.from_numpy(np.stack(mot).astype(np.float32)).view(b, k + 1, c, 16),
+        torch.from_numpy(np.stack(refs).astype(np.float32)),
         torch.tensor(np.array(states), dtype=torch.long),
         torch.from_numpy(np.stack(words)),
-        no_audio,
+        torch.from_numpy(np.stack(no_audio)),
     )
-
-
-# -- the window as the stream sees it ----------------------------------------------------------

@@ -1,7 +1,7 @@
-"""What every training objective shares: the settings, the conditioning built from a batch
-(mel windows, audio and text tokens, VAE latents), and the loss weights. Each objective is a
-small class over `Objective` in its own module (autoencoder.py, diffusion.py, lipsync.py);
-stages.py names them.
+"""What every toon objective shares: the settings, its batches (clips drawn from a source), the
+conditioning built from a batch (mel windows, audio and text tokens, VAE latents), and the loss
+weights. Each objective is a small class over `Objective` in its own module (autoencoder.py,
+diffusion.py, lipsync.py); stages.py names them, and loop.py trains them.
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import weights as W
 from ..config import Preset
 from ..errors import FlowactError
 from ..model import FlowActModel
@@ -59,11 +61,13 @@ class StageSettings:
 
 
 class Objective:
-    """One training stage's loss over a batch of clips. Subclasses set `name`, say which
-    parameters train (`trainable`) and how many frames a sample needs, and define `loss`.
+    """One training stage's loss over a batch of clips, as loop.py's `Objective` asks. Subclasses
+    set `name`, say which parameters train (`trainable`) and how many frames a sample needs, and
+    define `loss`. Clips come from `source` (data.py make_source): sample i of step s is a pure
+    function of (seed, s, i), so a resumed run sees the batches an uninterrupted one would.
 
     Under data parallelism (distributed.py) the batch is this rank's share of the global one:
-    a loss draws its noise with `randn`/`rand`/`per_sample` (the global batch's draws, this
+    a loss draws its noise with `ranks.randn`/`rand`/`per_sample` (the global batch's draws, this
     rank's rows) and divides a weighted sum by `ranks.mean` of its weights, so that the mean of
     the ranks' losses is the loss of the global batch."""
 
@@ -77,43 +81,41 @@ class Objective:
         settings: StageSettings = StageSettings(),
         teacher: FlowActModel | None = None,
         ranks: Ranks = Ranks(),
+        source=None,
+        seed: int = 0,
     ):
         self.model, self.preset, self.s, self.ranks = model, preset, settings, ranks
         if teacher is None and self.copies_teacher:  # the student starts as the teacher
             teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.teacher = teacher
         self.layout = TokenLayout.of(preset)
+        self.source, self.seed = source, seed
 
     @staticmethod
     def trainable(model: FlowActModel) -> list[torch.nn.Parameter]:
         """The transformer's stages train the MMDiT and its audio and text encoders."""
         return [p for m in (model.dit, model.audio, model.text) for p in m.parameters()]
 
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return self.trainable(self.model)
+
     def frames_needed(self, step_rng: np.random.Generator) -> int:
         raise NotImplementedError
+
+    def batch(self, step: int, rows: range) -> list[Sample]:
+        """The clips of the global batch's `rows` at `step` (of the same length), audio heard
+        elsewhere for a share of them (`settings.augment`)."""
+        frames = self.frames_needed(np.random.default_rng([self.seed, step, 0xB]))
+        samples = [self.source.sample(step, i, frames) for i in rows]
+        if self.s.augment:
+            samples = [heard_elsewhere(s, self.s.augment, (self.seed, step, i)) for s, i in zip(samples, rows)]
+        return samples
 
     def loss(self, samples: list[Sample], g: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
-    # -- noise: the global batch's draws, this rank's rows --------------------------------
-    def randn(self, shape: tuple[int, ...], g: torch.Generator, device) -> torch.Tensor:
-        """torch.randn of (b, ...) for this rank's b samples: every rank draws the noise of the
-        whole global batch, as one process would, and keeps its rows."""
-        return self._rows(torch.randn, shape, g, device)
-
-    def rand(self, shape: tuple[int, ...], g: torch.Generator, device) -> torch.Tensor:
-        return self._rows(torch.rand, shape, g, device)
-
-    def _rows(self, draw, shape, g, device) -> torch.Tensor:
-        if self.ranks.world == 1:
-            return draw(shape, generator=g, device=device)
-        full = draw((shape[0] * self.ranks.world, *shape[1:]), generator=g, device=device)
-        return full[self.ranks.rows(shape[0])]
-
-    def per_sample(self, count: int, draw) -> list:
-        """draw() for each sample of the global batch in turn (count per rank), this rank's share:
-        for losses that draw their noise sample by sample."""
-        return [draw() for _ in range(count * self.ranks.world)][self.ranks.rows(count)]
+    def save(self, path: Path) -> None:
+        W.save(self.model, path)
 
     # -- shared conditioning ---------------------------------------------------------------
     def audio_windows(self, samples: list[Sample], latents: int) -> torch.Tensor:
@@ -262,3 +264,14 @@ def wmean(err: torch.Tensor, w: torch.Tensor, ranks: Ranks = Ranks()) -> torch.T
 
 def no_prompts(s: Sample) -> Sample:
     return dataclasses.replace(s, prompts=[""] * len(s.prompts))
+
+
+def heard_elsewhere(sample: Sample, share: float, key: tuple[int, int, int]) -> Sample:
+    """The sample, its audio augmented (room, band limits, noise, telephone codec, loudness) with probability `share`;
+    drawn from (seed, step, index in batch), so a resumed run augments alike."""
+    from .motion_data import augment
+
+    rng = np.random.default_rng([*key, 0xA6])
+    if rng.random() >= share:
+        return sample
+    return dataclasses.replace(sample, audio=augment(sample.audio, rng))

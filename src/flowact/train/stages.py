@@ -54,9 +54,12 @@ def Stage(
     settings: StageSettings = StageSettings(),  # noqa: N802 - a factory
     teacher: FlowActModel | None = None,
     ranks: Ranks = Ranks(),
+    source=None,
+    seed: int = 0,
 ) -> Objective:
-    """The objective of stage `name` for this model; `ranks`: this process's share of a data-parallel run."""
-    return _objective(name)(model, preset, settings, teacher, ranks)
+    """The objective of stage `name` for this model; `ranks`: this process's share of a data-parallel run;
+    `source` (data.py make_source) and `seed`: where its batches come from."""
+    return _objective(name)(model, preset, settings, teacher, ranks, source, seed)
 
 
 def trainable(model: FlowActModel, stage: str) -> list[torch.nn.Parameter]:
