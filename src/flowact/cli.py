@@ -286,19 +286,18 @@ def _render_seq_parallel(p, inputs, out, prompt, seed, device, dtype, weights, r
     # dynamic int8 scales activations per call, i.e. per rank's shard: only on request
     int8 = Int8Mode.off if int8 == Int8Mode.auto else int8
     route = load_route(console, p, dev, dtype, weights, random_weights, seed, threads, int8, lips=not no_lips)
-    report = render_seq_parallel(
+    r = render_seq_parallel(
         route, inputs, out, prompt=prompt, seed=seed, max_seconds=max_seconds, ffmpeg=ffmpeg, decode_rank=decode_rank
     )
-    if report is None:
+    if r is None:
         return
     if as_json:
-        emit_json(report.to_dict(), to_stderr=(out == "-"))
+        emit_json(r, to_stderr=(out == "-"))
     else:
-        ttff = f"{report.ttff_seconds:.2f} s" if report.ttff_seconds is not None else "n/a"
+        ttff = f"{r['ttff_seconds']:.2f} s" if r["ttff_seconds"] is not None else "n/a"
         err.print(
-            f"wrote {report.frames} frames ({report.video_seconds:.2f} s) to {out} on {report.transformer_ranks} "
-            f"transformer ranks{' + a decode rank' if decode_rank else ''}  |  TTFF {ttff}  |  "
-            f"RTF {report.realtime_factor:.2f}  |  {route.conditions()}"
+            f"wrote {r['frames']} frames ({r['video_seconds']:.2f} s) to {out}  |  TTFF {ttff}  |  "
+            f"RTF {r['realtime_factor']:.2f}  |  {r['conditions']}"
         )
 
 

@@ -25,7 +25,7 @@ import torch
 
 from .errors import FlowactError
 from .handoff import Stage, StageFailed
-from .media.ffmpeg import VideoWriter, check_output, find_ffmpeg
+from .media.ffmpeg import VideoWriter, WriterStats, check_output, find_ffmpeg
 from .routes import Chunk, RenderInputs, Route, load_inputs
 
 
@@ -104,17 +104,19 @@ def render(
     stop: threading.Event | None = None,
     inputs: RenderInputs | None = None,
     overlap: bool | None = None,
+    writes: bool = True,
 ) -> RenderReport:
     """Stream one video from image + audio paths (or already loaded `inputs`, routes.load_inputs).
     `stop` (optional) ends the render early, like Ctrl-C does. `overlap` draws (decodes or warps) in
-    its own thread while the next chunk generates (default: the preset's)."""
+    its own thread while the next chunk generates (default: the preset's). `writes=False`: no file
+    (a sequence-parallel rank that does not write, render_seqpar.py)."""
     t_request = time.perf_counter()
     p = route.preset
     overlap = p.overlap if overlap is None else overlap
     if inputs is None:
         inputs = load_inputs(p, image, audio, fit)
     run = _RenderRun(route, inputs, out, t_request, seed, max_seconds, on_chunk, sync_timing)
-    run.start(prompt, ffmpeg)
+    run.start(prompt, ffmpeg, writes)
     drawer = Stage("decode", run.emit, p.queue_chunks) if overlap else None
     failure: tuple[str, BaseException] | None = None  # (stage, error): the first stage that died
     interrupted = False
@@ -168,7 +170,7 @@ class _RenderRun:
         self.seed = seed
         self.sync = route.sync() if sync_timing else (lambda: None)
 
-    def start(self, prompt: str, ffmpeg: str | None) -> None:
+    def start(self, prompt: str, ffmpeg: str | None, writes: bool = True) -> None:
         p, track = self.preset, self.inputs.audio
         find_ffmpeg(ffmpeg)
         self.prompt = prompt
@@ -178,6 +180,9 @@ class _RenderRun:
         samples = track.samples[: int(self.seconds * track.rate) + 1]
         self.stream = self.route.stream(picture, self.seed, samples, self.stages, self.sync)
         h, w = self.inputs.reference.shape[:2]  # the preset's size (toon) or the photo's framing (photo)
+        if not writes:
+            self.writer = _NoFile(self.out)
+            return
         self.writer = VideoWriter(self.out, w, h, p.video.fps, audio=self.inputs.audio_path, ffmpeg=ffmpeg,
                                   shortest=True, queue_frames=2 * p.frames_per_chunk)  # fmt: skip
 
@@ -217,7 +222,8 @@ class _RenderRun:
         return None
 
     def finish(self, drawer: Stage | None, failure, interrupted: bool):
-        """Flush the draw stage, finalise the container; returns (failure, interrupted, writer stats)."""
+        """Flush the draw stage, close the stream, finalise the container; returns (failure,
+        interrupted, writer stats)."""
         if drawer is not None:
             try:
                 drawer.finish()
@@ -225,6 +231,11 @@ class _RenderRun:
                 interrupted = True
             if drawer.error is not None:
                 failure = ("decode", drawer.error)
+        if failure is None and not interrupted:
+            try:
+                self.stream.close()
+            except Exception as exc:  # noqa: BLE001 - raised once the file is finalised
+                failure = ("decode", exc)
         t = time.perf_counter()
         try:
             wstats = self.writer.close()
@@ -262,3 +273,17 @@ class _RenderRun:
             interrupted=interrupted,
             conditions=r.conditions() + f", {r.counted} counted in e2e/RTF/TTFF",
         )
+
+
+class _NoFile:
+    """The writer of a render that writes no file: it counts what it is given."""
+
+    def __init__(self, path: str):
+        self.path, self.frames_written, self.first_frame_at = path, 0, None
+
+    def write(self, frames) -> None:
+        self.first_frame_at = self.first_frame_at or time.perf_counter()
+        self.frames_written += len(frames)
+
+    def close(self) -> WriterStats:
+        return WriterStats(self.frames_written, self.first_frame_at, 0.0, self.path)

@@ -3,28 +3,29 @@
     torchrun --nproc-per-node 2 -m flowact.cli render -i IMG -a AUDIO --seq-parallel
     torchrun --nproc-per-node 3 -m flowact.cli render -i IMG -a AUDIO --seq-parallel --decode-rank
 
-Every rank loads the model and the inputs. The transformer ranks (all, or all but the last with
-`--decode-rank`) make each chunk together; the writing rank (the decode rank, else rank 0)
-decodes and feeds ffmpeg. With a decode rank, rank 0 hands each chunk's latents over and the
-transformer ranks go on with the next chunk while it decodes. A rank that dies takes the others
-down with it (torchrun ends the group); the writing rank finalises what it wrote.
+Every rank loads the model and the inputs and runs the one render loop (render.py) on a
+`SeqParallelRoute`: the route's streams differ per rank, the loop does not. The transformer ranks
+(all, or all but the last with `--decode-rank`) generate each chunk together (`SeqParallelStream`:
+the same MMDiT, its tokens split, stream/seqpar.py); the writing rank (the decode rank, else rank 0)
+draws and feeds ffmpeg, the others draw nothing. With a decode rank, rank 0's draw hands the
+chunk's latents over and the transformer ranks go on with the next chunk while the decode rank's
+stream (its "generate" receives them) decodes. A rank that dies takes the others down with it
+(torchrun ends the group); the writing rank finalises what it wrote.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from .errors import FlowactError
-from .media.ffmpeg import VideoWriter
-from .routes import RenderInputs, ToonRoute
-from .stream.generator import AudioTrack, TextTrack
+from .render import render
+from .routes import Chunk, RenderInputs, Route, ToonRoute
+from .routes.toon import ToonStream
 from .stream.seqpar import DecodeRank, LatentSender, SeqParallelStream, transformer_comm
 
 
@@ -46,22 +47,96 @@ def init_ranks(device: str = "auto") -> str:
     return "cpu" if device == "auto" else device
 
 
-@dataclass
-class SeqParallelReport:
-    output: str
-    ranks: int  # all processes
-    transformer_ranks: int
-    decode_rank: bool
-    frames: int
-    chunks: int
-    video_seconds: float
-    wall_seconds: float  # after the model load -> file finalised
-    ttff_seconds: float | None
-    realtime_factor: float
-    chunk_ms: list[float]  # rank 0's time per chunk (transformer)
+class SeqParallelRoute(Route):
+    """A loaded toon route on one rank of a sequence-parallel group: its streams are this rank's
+    part (see the module's docstring); everything else is the toon route's."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __init__(self, toon: ToonRoute, decode_rank: bool = False):
+        if not isinstance(toon, ToonRoute):
+            name = toon.preset.name
+            raise FlowactError(f"--seq-parallel shards the video MMDiT: preset {name} has none (photo route)")
+        super().__init__(toon.preset, toon.source, toon.device, toon.dtype, toon.threads)
+        self.toon, self.decode_rank = toon, decode_rank
+        self.name, self.stages, self.counted = toon.name, toon.stages, toon.counted
+        self.comm = transformer_comm(decode_rank)  # None on the decode rank
+        world, self.rank = dist.get_world_size(), dist.get_rank()
+        self.ranks, self.transformer_ranks = world, world - 1 if decode_rank else world
+        self.writes = self.rank == (world - 1 if decode_rank else 0)
+        self._sender = LatentSender(world - 1, toon.preset.queue_chunks) if decode_rank and self.rank == 0 else None
+
+    load_picture = staticmethod(ToonRoute.load_picture)
+    facts = staticmethod(ToonRoute.facts)
+
+    def prepare(self, reference: np.ndarray, face=None):
+        return self.toon.prepare(reference, face)
+
+    def conditions(self, compiled: bool = False) -> str:
+        extra = " + a decode rank" if self.decode_rank else ""
+        return f"{self.toon.conditions(compiled)}, {self.transformer_ranks} transformer ranks{extra}"
+
+    def stream(self, picture, seed: int, samples=None, stages=None, sync=None):
+        stages = {} if stages is None else stages
+        if self.comm is None:
+            return _ReceivingStream(self.toon, picture, samples, stages, sync or (lambda: None))
+        gen = SeqParallelStream(self.toon.model, self.comm, seed)
+        stream = ToonStream(self.toon, picture, seed, samples, stages, sync or (lambda: None), gen=gen)
+        if self._sender is not None:
+            return _SendingStream(stream, self._sender)
+        return stream if self.writes else _GeneratingStream(stream)
+
+
+class _GeneratingStream:
+    """A transformer rank that does not write: it generates with the others and draws nothing."""
+
+    def __init__(self, stream: ToonStream):
+        self.stream = stream
+        self.gen_stage, self.stages = stream.gen_stage, stream.stages
+
+    def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
+        return self.stream.generate(index, keep, prompt, state, pcm, lookahead)
+
+    def draw(self, chunk: Chunk, early: bool = False):
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+class _SendingStream(_GeneratingStream):
+    """Transformer rank 0 beside a decode rank: its draw hands the chunk's latents over, then goes on."""
+
+    def __init__(self, stream: ToonStream, sender: LatentSender):
+        super().__init__(stream)
+        self.sender = sender
+
+    def draw(self, chunk: Chunk, early: bool = False):
+        self.sender.send(chunk.index, chunk.output[0])
+        return iter(())
+
+    def close(self) -> None:
+        self.sender.close()  # end of stream, then wait until the decode rank has everything
+
+
+class _ReceivingStream(ToonStream):
+    """The decode rank: its "generate" receives the latents transformer rank 0 sends (the mel windows
+    for the lip refiner are its own), its draw is the toon route's streaming decode."""
+
+    def __init__(self, route: ToonRoute, picture, samples, stages, sync):
+        self.dec = DecodeRank(route.model, src=0)
+        super().__init__(route, picture, 0, samples, stages, sync, gen=self.dec)
+
+    def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
+        with self.timed("transformer"):  # waiting for the transformer ranks' chunk
+            item = self.dec.recv()
+        if item is None or item[0] != index:
+            raise FlowactError(f"the decode rank expected chunk {index}, got {None if item is None else item[0]}")
+        with self.timed("audio"), torch.no_grad():
+            mel = self.audio.chunk(index * self.C, self.C)[1]
+        return Chunk(index, (item[1], mel), keep)
+
+    def close(self) -> None:
+        if self.dec.recv() is not None:  # the end of the stream
+            raise FlowactError("the decode rank got more chunks than the render has")
 
 
 def render_seq_parallel(
@@ -74,73 +149,19 @@ def render_seq_parallel(
     max_seconds: float | None = None,
     ffmpeg: str | None = None,
     decode_rank: bool = False,
-) -> SeqParallelReport | None:
-    """Called on every rank with the same arguments (after `init_ranks`); the writing rank
-    returns the report, the others None."""
-    if not isinstance(route, ToonRoute):
-        raise FlowactError(f"--seq-parallel shards the video MMDiT: preset {route.preset.name} has none (photo route)")
-    t0 = time.perf_counter()
-    p, model = route.preset, route.model
-    world, rank = dist.get_world_size(), dist.get_rank()
-    comm = transformer_comm(decode_rank)
-    writer_rank = world - 1 if decode_rank else 0
-    C, per = p.stream.chunk_latents, p.frames_per_chunk
-    track = inputs.audio
-    seconds = track.seconds if max_seconds is None else min(track.seconds, max_seconds)
-    total = max(1, round(seconds * p.video.fps))
-    chunks = math.ceil(total / per)
-    with torch.no_grad():
-        audio = AudioTrack(model, track.samples[: int(seconds * track.rate) + 1], route.device)
-        text = TextTrack(model).tokens(prompt)
-    writer = None
-    if rank == writer_rank:
-        writer = VideoWriter(
-            out, p.video.width, p.video.height, p.video.fps, audio=inputs.audio_path, ffmpeg=ffmpeg, shortest=True
-        )
-    chunk_ms: list[float] = []
-    try:
-        if comm is None:  # the decode rank
-            dec = DecodeRank(model, src=0)
-            dec.start(inputs.reference)
-            while (item := dec.recv()) is not None:
-                k, z = item
-                with torch.no_grad():
-                    mel = audio.chunk(k * C, C)[1]
-                writer.write(dec.decode(z, mel)[: min(per, total - k * per)])
-        else:
-            gen = SeqParallelStream(model, comm, seed)
-            sender = LatentSender(world - 1, p.stream.queue_chunks) if decode_rank and rank == 0 else None
-            gen.start(inputs.reference)
-            for k in range(chunks):
-                with torch.no_grad():
-                    a, mel = audio.chunk(k * C, C)
-                t = time.perf_counter()
-                z = gen.chunk(k, a, text)
-                chunk_ms.append((time.perf_counter() - t) * 1000)
-                if sender is not None:
-                    sender.send(k, z)
-                elif writer is not None:
-                    writer.write(gen.decode(z, mel)[: min(per, total - k * per)])
-            if sender is not None:
-                sender.close()
-    finally:
-        stats = writer.close() if writer is not None else None
-    timing = [chunk_ms]
+) -> dict | None:
+    """Called on every rank with the same arguments (after `init_ranks`): the one render loop on this
+    rank's part. The writing rank returns the report (`render.RenderReport` as a dict, with the
+    ranks; per-chunk latency is transformer rank 0's), the others None."""
+    sp = SeqParallelRoute(route, decode_rank)
+    report = render(sp, None, None, out, prompt=prompt, seed=seed, max_seconds=max_seconds, ffmpeg=ffmpeg,
+                    inputs=inputs, overlap=False, writes=sp.writes)  # fmt: skip
+    timing = [report.chunk_ms]
     dist.broadcast_object_list(timing, src=0)
     dist.barrier()
-    if stats is None:
+    if not sp.writes:
         return None
-    wall = time.perf_counter() - t0
-    return SeqParallelReport(
-        output=str(out),
-        ranks=world,
-        transformer_ranks=world - 1 if decode_rank else world,
-        decode_rank=decode_rank,
-        frames=stats.frames,
-        chunks=chunks,
-        video_seconds=stats.frames / p.video.fps,
-        wall_seconds=wall,
-        ttff_seconds=(stats.first_frame_at - t0) if stats.first_frame_at else None,
-        realtime_factor=(stats.frames / p.video.fps) / wall,
-        chunk_ms=[round(ms, 2) for ms in timing[0]],
-    )
+    report.chunk_ms = timing[0]
+    summary = report.to_dict()
+    summary.update(ranks=sp.ranks, transformer_ranks=sp.transformer_ranks, decode_rank=decode_rank)
+    return summary

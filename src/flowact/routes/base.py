@@ -106,6 +106,9 @@ class ChunkStream(ABC):
     def prime(self, prompts: list[str]) -> None:
         """Encode what will be asked for (a live stream's common prompts) before it is due."""
 
+    def close(self) -> None:
+        """After the last chunk is drawn (a stream that hands chunks to another process says so)."""
+
 
 class Route(ABC):
     """One loaded model for one preset on one device; makes streams for many pictures."""

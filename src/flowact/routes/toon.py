@@ -151,7 +151,9 @@ class ToonRoute(Route):
 class ToonStream(ChunkStream):
     gen_stage = "transformer"
 
-    def __init__(self, route: ToonRoute, picture: np.ndarray, seed: int, samples, stages, sync):
+    def __init__(self, route: ToonRoute, picture: np.ndarray, seed: int, samples, stages, sync, gen=None):
+        """`gen`: the generator to run (default a `StreamGenerator` of the route's model; a
+        sequence-parallel rank's is sharded, render_seqpar.py)."""
         super().__init__(stages, sync)
         model, self.route = route.model, route
         self.C = route.preset.stream.chunk_latents
@@ -164,7 +166,7 @@ class ToonStream(ChunkStream):
             self.audio = IncrementalAudio(model.audio, self.C, route.device)
             self.chunk_samples = self.audio.chunk_samples
             self.lookahead_samples = self.audio.lookahead_samples
-        self.gen = StreamGenerator(model, seed)
+        self.gen = StreamGenerator(model, seed) if gen is None else gen
         with self.timed("reference"):
             self.gen.start(picture)
 
@@ -188,7 +190,7 @@ class ToonStream(ChunkStream):
         keep = chunk.keep
         # streaming decode is exact per latent frame: the first chunk decoded one at a time, its first
         # frames reach the writer after part of the decode, not all of it
-        for zp, mp in self.gen.split_latents(z, mel) if early and chunk.index == 0 else [(z, mel)]:
+        for zp, mp in StreamGenerator.split_latents(z, mel) if early and chunk.index == 0 else [(z, mel)]:
             with self.timed("decode"):
                 frames = self.gen.decode(zp, mp)[:keep]
             keep -= len(frames)
