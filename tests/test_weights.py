@@ -1,5 +1,6 @@
 """Weight sources: local file, bundled, hub cache (offline, on files made here), random."""
 
+import json
 import time
 
 import pytest
@@ -108,3 +109,71 @@ def test_the_embedded_default_matches_its_preset():
     src = W.resolve(p)
     assert src.kind == "bundled"
     W.load_into(FlowActModel(p), src)
+
+
+def test_every_model_saves_one_self_describing_format(tmp_path):
+    from flowact.model.motion import MotionConfig, MotionDiT
+    from flowact.stream.motion import MotionEngine, save_motion
+
+    p = load_preset(TINY)
+    m = FlowActModel(p)
+    m.init_random(1)
+    h = W.read_header(W.save(m, tmp_path / "toon.safetensors"))
+    assert (h.format, h.model, h.config["model"]["width"], h.extra["preset"]) == (
+        W.FORMAT,
+        "toon",
+        p.model.width,
+        p.name,
+    )
+    cfg = MotionConfig(width=32, depth=2)
+    h = W.read_header(save_motion(MotionDiT(cfg), tmp_path / "motion.safetensors", steps=4))
+    assert (h.model, h.config["width"], h.config["depth"], h.extra["steps"]) == ("motion", 32, 2, 4)
+    engine = MotionEngine.load(tmp_path / "motion.safetensors")  # its architecture comes from the file
+    assert (engine.model.cfg.width, engine.model.cfg.depth, len(engine.timesteps)) == (32, 2, 5)
+    for model in ("toon", "motion", "judge"):  # the shipped ones too
+        assert W.read_header(W.bundled_path(f"{'toon-128' if model == 'toon' else model}.safetensors")).model == model
+
+
+def test_a_file_says_why_it_does_not_fit(tmp_path):
+    from dataclasses import replace
+
+    from flowact.stream.motion import MotionEngine
+
+    p = load_preset(TINY)
+    deep = replace(p, model=replace(p.model, depth=3))
+    m = FlowActModel(deep)
+    m.init_random(0)
+    path = W.save(m, tmp_path / "wide.safetensors")
+    with pytest.raises(FlowactError, match=r"it was saved for model\.depth 3 \(file\) vs 2 \(preset\)"):
+        W.load_into(FlowActModel(p), W.WeightsSource("local", path))
+    with pytest.raises(FlowactError, match="wide.safetensors: this file holds toon weights, not motion weights"):
+        MotionEngine.load(path)
+    with pytest.raises(FlowactError, match="holds motion weights, not toon weights"):
+        W.load_into(FlowActModel(p), W.WeightsSource("local", W.bundled_path("motion.safetensors")))
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(FlowactError, match="other.safetensors: not a flowact weights file"):
+        W.read_header(tmp_path / "other.safetensors")
+
+
+def test_files_of_the_older_formats_still_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from flowact.stream.motion import MotionEngine
+
+    p = load_preset(TINY)
+    m = FlowActModel(p)
+    m.init_random(2)
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(tmp_path / "old.safetensors"),
+              metadata={"format": "flowact-weights-1", "preset": p.name})  # fmt: skip
+    fresh = FlowActModel(p)
+    W.load_into(fresh, W.WeightsSource("local", tmp_path / "old.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), m.state_dict().values()))
+    shipped = W.bundled_path("motion.safetensors")
+    header = W.read_header(shipped)
+    meta = {"format": "flowact-motion-1", "config": json.dumps(header.config), "steps": "3", "shift": "2.0"}
+    save_file(load_file(str(shipped)), str(tmp_path / "old_motion.safetensors"), metadata=meta)
+    old, new = MotionEngine.load(tmp_path / "old_motion.safetensors"), MotionEngine.load(shipped)
+    assert old.timesteps == new.timesteps
+    assert all(torch.equal(a, b) for a, b in zip(old.model.state_dict().values(), new.model.state_dict().values()))

@@ -1,4 +1,9 @@
-"""Where a preset's weights come from: a local file, the package (bundled), or the hub.
+"""Weights: one file format for every model, and where a preset's weights come from.
+
+The format (`write`, `read`): safetensors whose header says what it holds, so a file describes its
+own architecture: {"format": "flowact-weights-2", "model": "toon" | "motion" | "judge", "config":
+the architecture as JSON, "extra": what else the file says (sampler steps, training facts)}.
+Files of the older formats ("flowact-weights-1", "flowact-motion-1", the judge's) still load.
 
 Resolution order: `--weights FILE` > `--random-weights` > bundled file > hub (cache first,
 then download) > seeded random weights when the preset publishes none (said loudly).
@@ -9,9 +14,10 @@ that says what to do, instead of waiting ~24 s on huggingface-hub's retries.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,7 +27,92 @@ import torch
 from .config import HubSource, Preset
 from .errors import FlowactError
 
-FORMAT = "flowact-weights-1"
+FORMAT = "flowact-weights-2"
+MODELS = ("toon", "motion", "judge")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a weights file says of itself."""
+
+    model: str  # "toon" | "motion" | "judge"
+    config: dict  # the architecture ({} in a file of the first toon format, which named only its preset)
+    extra: dict = field(default_factory=dict)
+    format: str = FORMAT
+
+
+def _legacy(meta: dict) -> Header | None:
+    """The header of a file in an older format, or None."""
+    fmt = meta.get("format")
+    if fmt == "flowact-weights-1":
+        return Header("toon", {}, {"preset": meta.get("preset")}, fmt)
+    if fmt == "flowact-motion-1":
+        extra = {k: meta[k] for k in ("steps", "shift") if k in meta}
+        return Header("motion", json.loads(meta["config"]), extra, fmt)
+    if "flowact_judge" in meta:
+        return Header("judge", {}, json.loads(meta["flowact_judge"]), "flowact-judge-1")
+    return None
+
+
+def read_header(path: str | Path) -> Header:
+    """A weights file's header; a file that is not flowact's is a user error naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FlowactError(f"not a readable safetensors file ({exc})", path=path) from exc
+    if meta.get("format") == FORMAT:
+        return Header(meta["model"], json.loads(meta["config"]), json.loads(meta.get("extra", "{}")))
+    old = _legacy(meta)
+    if old is None:
+        raise FlowactError(f"not a flowact weights file (format {meta.get('format')!r})", path=path)
+    return old
+
+
+def read(path: str | Path, model: str | None = None) -> tuple[Header, dict[str, torch.Tensor]]:
+    """(header, tensors) of a weights file; `model`: the kind expected (another kind is a user error)."""
+    from safetensors.torch import load_file
+
+    header = read_header(path)
+    if model is not None and header.model != model:
+        raise FlowactError(f"this file holds {header.model} weights, not {model} weights", path=path)
+    return header, load_file(str(path))
+
+
+def write(path: str | Path, state: dict, model: str, config: dict, extra: dict | None = None) -> Path:
+    """Tensors + the header that describes them (`model`: one of MODELS; `config`: its architecture)."""
+    from safetensors.torch import save_file
+
+    if model not in MODELS:
+        raise ValueError(f"unknown model kind {model!r}")
+    meta = {"format": FORMAT, "model": model, "config": json.dumps(config), "extra": json.dumps(extra or {})}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=meta)
+    return Path(path)
+
+
+def architecture(preset: Preset) -> dict:
+    """What shapes a toon preset's networks (weights saved for it carry this)."""
+    return {
+        "model": asdict(preset.model),
+        "vae": asdict(preset.vae),
+        "audio": asdict(preset.audio),
+        "text": asdict(preset.text),
+        "lips": None if preset.lips is None else asdict(preset.lips),
+    }
+
+
+def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} {a} (file) vs {b} (preset)")
+    return out
 
 
 @dataclass(frozen=True)
@@ -141,14 +232,11 @@ def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, 
     if source.kind == "random":
         model.init_random(source.seed or 0)
         return
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(source.path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise FlowactError(f"not a readable safetensors file ({exc})", path=source.path) from exc
+    header, state = read(source.path, "toon")
     own = model.state_dict()
+    # the file's own description of its architecture says why it does not fit, where it does not
+    saved = _differences(header.config, architecture(model.preset)) if header.config else []
+    why = f"; it was saved for {', '.join(saved[:3])}" if saved else ""
     missing = [
         k
         for k in sorted(set(own) - set(state) - OPTIONAL_KEYS)
@@ -159,25 +247,22 @@ def load_into(model: torch.nn.Module, source: WeightsSource, new_ok: tuple[str, 
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise FlowactError(
             f"weights do not fit preset '{model.preset.name}': {len(missing)} missing, "
-            f"{len(unexpected)} unexpected keys ({detail})",
+            f"{len(unexpected)} unexpected keys ({detail}){why}",
             path=source.path,
         )
     for key, value in state.items():
         if value.shape != own[key].shape:
             raise FlowactError(
                 f"weights do not fit preset '{model.preset.name}': {key} has shape "
-                f"{tuple(value.shape)}, the model wants {tuple(own[key].shape)}",
+                f"{tuple(value.shape)}, the model wants {tuple(own[key].shape)}{why}",
                 path=source.path,
             )
     model.load_state_dict(state, strict=False)
 
 
 def save(model: torch.nn.Module, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-    from safetensors.torch import save_file
-
+    """A toon model's weights (a `FlowActModel`), with its preset's architecture."""
     state = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-        for k, v in model.state_dict().items()
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in model.state_dict().items()
     }
-    save_file(state, str(path), metadata={"format": FORMAT, "preset": model.preset.name})
-    return Path(path)
+    return write(path, state, "toon", architecture(model.preset), {"preset": model.preset.name})

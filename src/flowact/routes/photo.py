@@ -98,16 +98,12 @@ class PhotoRoute(Route):
 
     @staticmethod
     def facts(preset, ranks: int = 1) -> dict:
-        """The motion engine's parameters, read from its weights file's header."""
-        import math
-
-        from safetensors import safe_open
-
+        """The motion engine's parameters and steps, read from its weights file."""
         p, params, steps = preset, 0, None
         if p.weights.bundled and W.bundled_path(p.weights.bundled).is_file():
-            with safe_open(str(W.bundled_path(p.weights.bundled)), "pt") as f:
-                params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-                steps = int((f.metadata() or {}).get("steps", 0)) or None
+            header, state = W.read(W.bundled_path(p.weights.bundled), "motion")
+            params = sum(t.numel() for t in state.values())
+            steps = int(header.extra.get("steps", 0)) or None
         out = {
             "resolution": f"{p.video.width}x{p.video.height}",
             "fps": p.video.fps,

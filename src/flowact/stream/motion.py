@@ -21,14 +21,13 @@ training); short-term: the previous chunk. Keys are stored rotated at their slot
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-
+from .. import weights as W
 from ..errors import FlowactError
 from ..model.audio import HOP, N_FFT
 from ..model.block import BankAttention, BankView
@@ -37,7 +36,6 @@ from ..world.motion_vector import MOUTH
 from .bank import MemoryBank
 from .sampler import EulerSampler, shifted_timesteps
 
-FORMAT = "flowact-motion-1"
 STEPS = 3
 SHIFT = 2.0
 # The mouth numbers start from half the noise: on 12 held-out clips the mouth follows the speech
@@ -74,31 +72,24 @@ class MotionEngine:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu") -> "MotionEngine":
-        """From a motion safetensors file (None: the bundled one)."""
+        """From a motion weights file (None: the bundled one); the file describes its architecture."""
         path = Path(path) if path is not None else bundled_path()
         if not path.is_file():
             raise FlowactError(f"no motion weights at {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise FlowactError(f"{path} is not a flowact motion weights file (format {meta.get('format')!r})")
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
-        model = MotionDiT(MotionConfig.from_json(meta["config"]))
-        model.load_state_dict(state)
+        header, state = W.read(path, "motion")
+        model = MotionDiT(MotionConfig.from_json(json.dumps(header.config)))
+        model.load_state_dict({k: v.float() for k, v in state.items()})
         model = model.to(device).eval().requires_grad_(False)
-        return cls(model, int(meta.get("steps", STEPS)), float(meta.get("shift", SHIFT)))
+        return cls(model, int(header.extra.get("steps", STEPS)), float(header.extra.get("shift", SHIFT)))
 
 
 def save_motion(model: MotionDiT, path: str | Path, steps: int = STEPS, shift: float = SHIFT, dtype=torch.float16):
-    """Weights (`dtype`, statistics in float32) + config as safetensors metadata."""
+    """Weights (`dtype`, statistics in float32) in the one weights format (weights.py), its config the header's."""
     state = {
-        k: v.detach().cpu().to(torch.float32 if k in ("mean", "scale") else dtype).contiguous()
+        k: v.detach().cpu().to(torch.float32 if k in ("mean", "scale") else dtype)
         for k, v in model.state_dict().items()
     }
-    meta = {"format": FORMAT, "config": model.cfg.to_json(), "steps": str(steps), "shift": str(shift)}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=meta)
-    return Path(path)
+    return W.write(path, state, "motion", json.loads(model.cfg.to_json()), {"steps": steps, "shift": shift})
 
 
 class MotionStream:
