@@ -152,9 +152,14 @@ def test_a_file_says_why_it_does_not_fit(tmp_path):
         W.load_into(FlowActModel(p), W.WeightsSource("local", W.bundled_path("motion.safetensors")))
     from safetensors.torch import save_file
 
-    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "pt"})
     with pytest.raises(FlowactError, match="other.safetensors: not a flowact weights file"):
         W.read_header(tmp_path / "other.safetensors")
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))  # no header: the tensors must fit
+    with pytest.raises(FlowactError, match="plain.safetensors: weights do not fit preset"):
+        W.load_into(FlowActModel(p), W.WeightsSource("local", tmp_path / "plain.safetensors"))
+    with pytest.raises(FlowactError, match="no motion architecture in the file's header"):
+        MotionEngine.load(tmp_path / "plain.safetensors")
 
 
 def test_files_of_the_older_formats_still_load(tmp_path):

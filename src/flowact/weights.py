@@ -51,6 +51,8 @@ def _legacy(meta: dict) -> Header | None:
         return Header("motion", json.loads(meta["config"]), extra, fmt)
     if "flowact_judge" in meta:
         return Header("judge", {}, json.loads(meta["flowact_judge"]), "flowact-judge-1")
+    if fmt is None:  # a plain safetensors state dict (another tool's): its tensors must say whether it fits
+        return Header("", {}, {}, "")
     return None
 
 
@@ -76,7 +78,7 @@ def read(path: str | Path, model: str | None = None) -> tuple[Header, dict[str, 
     from safetensors.torch import load_file
 
     header = read_header(path)
-    if model is not None and header.model != model:
+    if model is not None and header.model not in (model, ""):
         raise FlowactError(f"this file holds {header.model} weights, not {model} weights", path=path)
     return header, load_file(str(path))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Chunk, ChunkStream, RenderInputs, Route, pick_device
+from .base import Chunk, ChunkStream, LoadOptions, RenderInputs, Route, pick_device
 from .photo import PhotoRoute
 from .toon import ToonRoute
 
@@ -29,7 +29,7 @@ def load_route(preset="auto", **options) -> Route:
     from ..config import DEFAULT_PRESET, load_preset
 
     p = load_preset(DEFAULT_PRESET if preset == "auto" else preset) if isinstance(preset, (str, Path)) else preset
-    return route_of(p).load(p, **options)
+    return route_of(p).load(p, LoadOptions(**options))
 
 
 def load_inputs(preset, image, audio, fit: str = "cover") -> RenderInputs:
@@ -43,6 +43,7 @@ def load_inputs(preset, image, audio, fit: str = "cover") -> RenderInputs:
 __all__ = [
     "Chunk",
     "ChunkStream",
+    "LoadOptions",
     "PhotoRoute",
     "RenderInputs",
     "Route",

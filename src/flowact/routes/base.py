@@ -38,6 +38,20 @@ class RenderInputs:
     face: object = None  # photo route: the reference's face mesh (photo/face.py), found before any model work
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a route loads: the command line's model options (each route says what it does with them)."""
+
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    dtype: str | None = None  # None: the preset's for the device (toon: bf16 only on a CPU with native bf16)
+    weights: str | Path | None = None  # a local .safetensors file instead of the preset's
+    random_weights: bool = False
+    seed: int = 0  # of random weights
+    threads: int | None = None  # CPU threads (None: the route's default)
+    lips: bool = True  # the toon preset's lip refiner
+    int8: str = "auto"  # the toon transformer's int8 linears: auto | on | off
+
+
 @dataclass
 class Chunk:
     """What `generate` hands to `draw`: chunk `index`'s model output and how many of its frames to keep."""
@@ -120,6 +134,11 @@ class Route(ABC):
 
     def __init__(self, preset, source, device: torch.device, dtype: torch.dtype, threads: int):
         self.preset, self.source, self.device, self.dtype, self.threads = preset, source, device, dtype, threads
+
+    @classmethod
+    @abstractmethod
+    def load(cls, preset, options: LoadOptions = LoadOptions()) -> "Route":
+        """The preset's weights on its device; options that do not apply to the route are refused."""
 
     @staticmethod
     @abstractmethod

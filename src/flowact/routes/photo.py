@@ -8,7 +8,6 @@ draw:     the rig's warp of the photo, frame by frame
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from .. import weights as W
 from ..errors import FlowactError
 from ..media.image import fit_within
 from ..stream.motion import MotionStream, padded
-from .base import Chunk, ChunkStream, Route, pick_device
+from .base import Chunk, ChunkStream, LoadOptions, Route, pick_device
 from .toon import default_threads
 
 
@@ -44,35 +43,24 @@ class PhotoRoute(Route):
         self.engine = engine  # the motion engine (stream/motion.py)
 
     @classmethod
-    def load(
-        cls,
-        preset,
-        *,
-        device: str = "auto",
-        dtype: str | None = None,
-        weights: str | Path | None = None,
-        random_weights: bool = False,
-        seed: int = 0,
-        threads: int | None = None,
-        lips: bool = True,
-        int8: str = "auto",
-    ) -> "PhotoRoute":
+    def load(cls, preset, options: LoadOptions = LoadOptions()) -> "PhotoRoute":
         """The toon route's options, where they mean something here; the others are refused."""
         from ..model.motion import MotionConfig, MotionDiT
         from ..stream.motion import MotionEngine
 
-        if device not in ("auto", "cpu"):
-            _refuse("--device", device, preset)
-        if dtype not in (None, "float32"):
-            _refuse("--dtype", dtype, preset)
-        if int8 == "on":
-            _refuse("--int8", int8, preset)
-        if not lips:
+        o = options
+        if o.device not in ("auto", "cpu"):
+            _refuse("--device", o.device, preset)
+        if o.dtype not in (None, "float32"):
+            _refuse("--dtype", o.dtype, preset)
+        if o.int8 == "on":
+            _refuse("--int8", o.int8, preset)
+        if not o.lips:
             _refuse("--no-lips", "", preset)
         dev = pick_device("cpu")
-        torch.set_num_threads(threads or default_threads(preset))  # motion and warp run side by side
-        source = W.resolve(preset, weights=weights, random_weights=random_weights, seed=seed)
-        torch.manual_seed(seed)
+        torch.set_num_threads(o.threads or default_threads(preset))  # motion and warp run side by side
+        source = W.resolve(preset, weights=o.weights, random_weights=o.random_weights, seed=o.seed)
+        torch.manual_seed(o.seed)
         if source.kind == "random":
             engine = MotionEngine(MotionDiT(MotionConfig()).eval().requires_grad_(False))
         else:

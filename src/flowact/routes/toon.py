@@ -9,7 +9,6 @@ draw:     causal VAE decode (+ lip refiner) -> frames
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from ..model.quant import quantize_blocks
 from ..options import Int8Mode
 from ..precision import choose_dtype
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
-from .base import Chunk, ChunkStream, Route, pick_device
+from .base import Chunk, ChunkStream, LoadOptions, Route, pick_device
 
 INT8_MODES = tuple(m.value for m in Int8Mode)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -52,47 +51,35 @@ class ToonRoute(Route):
         self.text = TextTrack(model)  # prompts encoded once per route, shared by its streams
 
     @classmethod
-    def load(
-        cls,
-        preset,
-        *,
-        device: str = "auto",
-        dtype: str | None = None,
-        weights: str | Path | None = None,
-        random_weights: bool = False,
-        seed: int = 0,
-        threads: int | None = None,
-        lips: bool = True,
-        int8: str = "auto",
-    ) -> "ToonRoute":
+    def load(cls, preset, options: LoadOptions = LoadOptions()) -> "ToonRoute":
         """`lips=False` leaves a preset's lip refiner out: frames as the VAE decodes them.
         `dtype` None: the preset's for the device, except a CPU's bfloat16 becomes float32
         where the CPU only emulates bf16 (`precision.choose_dtype`). `int8`: "auto" quantises
         the transformer's block linears to int8 when it runs in float32 on a CPU (the fast
         path of a CPU without native bf16, model/quant.py), "on" asks for it, "off" never."""
-        if int8 not in INT8_MODES:
-            raise FlowactError(f"unknown int8 mode '{int8}' (use {', '.join(INT8_MODES)})")
-        p = preset
-        dev = pick_device(device)
-        choice = choose_dtype(dtype, p.dtype, dev.type)
+        o, p = options, preset
+        if o.int8 not in INT8_MODES:
+            raise FlowactError(f"unknown int8 mode '{o.int8}' (use {', '.join(INT8_MODES)})")
+        dev = pick_device(o.device)
+        choice = choose_dtype(o.dtype, p.dtype, dev.type)
         dname = choice.name
         if dname not in DTYPES:
             raise FlowactError(f"unknown dtype '{dname}' (use {', '.join(DTYPES)})")
         if dev.type == "cpu":
-            torch.set_num_threads(threads or default_threads(p))
-        source = W.resolve(p, weights=weights, random_weights=random_weights, seed=seed)
-        torch.manual_seed(seed)
+            torch.set_num_threads(o.threads or default_threads(p))
+        source = W.resolve(p, weights=o.weights, random_weights=o.random_weights, seed=o.seed)
+        torch.manual_seed(o.seed)
         # built on the target device: a 1.4B-parameter preset never round-trips through host RAM
         with torch.device(dev):
             model = FlowActModel(p)
         W.load_into(model, source)
-        if not lips:
+        if not o.lips:
             model.lips = None
         model.eval().to(device=dev, dtype=DTYPES[dname])
         int8_state = "off"
-        if int8 == "on" or (int8 == "auto" and dev.type == "cpu" and dname == "float32"):
+        if o.int8 == "on" or (o.int8 == "auto" and dev.type == "cpu" and dname == "float32"):
             model.dit, why = quantize_blocks(model.dit)
-            if why and int8 == "on":
+            if why and o.int8 == "on":
                 raise FlowactError(f"--int8 on: {why}")
             int8_state = f"off ({why})" if why else "on"
         return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why, int8_state)

@@ -77,6 +77,8 @@ class MotionEngine:
         if not path.is_file():
             raise FlowactError(f"no motion weights at {path}")
         header, state = W.read(path, "motion")
+        if not header.config:
+            raise FlowactError(f"{path}: no motion architecture in the file's header (not saved by flowact)")
         model = MotionDiT(MotionConfig.from_json(json.dumps(header.config)))
         model.load_state_dict({k: v.float() for k, v in state.items()})
         model = model.to(device).eval().requires_grad_(False)
