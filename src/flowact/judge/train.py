@@ -1,20 +1,29 @@
-"""Train the evaluator from the world alone, reproducibly (seeded; one data worker).
+"""Train the evaluator from the world alone, reproducibly: three objectives of the one training
+loop (train/loop.py `fit`: seeded, resumable, data-parallel, logged), run in turn by `main`.
 
 Training characters have seeds >= TRAIN_SEED_MIN; held-out characters (seeds below it,
 never seen in training) give the accuracy figures written beside the weights.
 
-Vision batches: `clips` fresh characters, a window of consecutive frames from each (the
-temporal head needs motion) plus the clip's neutral reference; frames are degraded like
-real video (JPEG, blur, noise, colour jitter) and sometimes rendered at another size or
-aspect and brought back through the same centre-crop/resize the evaluator uses.
-Losses: smooth-L1 on the labels, cross-entropy on the states, supervised contrastive
-loss on the appearance embedding (same character = positive).
+- judge-audio (`AudioObjective`): speech -> the mouth's openness at 100 per second.
+- judge-vision (`VisionObjective`), stage one: windows of consecutive frames of fresh characters
+  (the temporal head needs motion) plus the clip's neutral reference; frames are degraded like
+  real video (JPEG, blur, noise, colour jitter) and sometimes rendered at another size or aspect
+  and brought back through the same centre-crop/resize the evaluator uses. Losses: smooth-L1 on
+  the labels, cross-entropy on the states, supervised contrastive loss on the appearance
+  embedding (same character = positive).
+- judge-states (`StatesObjective`), stage two: the state head on the frozen frame readings.
+
+Under torchrun each rank trains on its share of the windows; BatchNorm's statistics and the
+contrastive loss's negatives are then those of the rank's share (as DistributedDataParallel
+without SyncBatchNorm would have them).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
+from ..train.distributed import Ranks, launched
+from ..train.loop import Run, fit
 from ..world.behaviour import STATES, neutral_motion
 from ..world.clip import REST_MOUTH, make_clip
 from ..world.speech import SAMPLE_RATE, random_sentence, random_voice, synthesize
@@ -123,21 +134,13 @@ def clip_window(
     }
 
 
-class _VisionStream(torch.utils.data.IterableDataset):
-    def __init__(self, seed: int, clips: int, window: int):
-        self.seed, self.clips, self.window = seed, clips, window
-
-    def __iter__(self):
-        torch.set_num_threads(1)
-        rng = np.random.default_rng([self.seed, 0x7A1])
-        sizes, probs = zip(*SIZES)
-        while True:
-            items = []
-            for _ in range(self.clips):
-                size = sizes[int(rng.choice(len(sizes), p=probs))]
-                seed = int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1))
-                items.append(clip_window(seed, rng, self.window, size, decouple=DECOUPLE))
-            yield {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
+def vision_window(seed: int, step: int, index: int, window: int) -> dict:
+    """Window `index` of step `step`'s batch: a training character at one of SIZES, drawn from (seed, step, index)."""
+    rng = np.random.default_rng([seed, step, index, 0x7A1])
+    sizes, probs = zip(*SIZES)
+    size = sizes[int(rng.choice(len(sizes), p=probs))]
+    character = int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1))
+    return clip_window(character, rng, window, size, decouple=DECOUPLE)
 
 
 def supcon(emb: torch.Tensor, ident: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -151,7 +154,9 @@ def supcon(emb: torch.Tensor, ident: torch.Tensor, temperature: float = 0.1) -> 
     return -(logp * pos).sum(1).div(pos.sum(1).clamp(min=1)).mean()
 
 
-def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
+def vision_loss(
+    model: FrameJudge, batch: dict, g: torch.Generator, ranks: Ranks = Ranks()
+) -> tuple[torch.Tensor, dict]:
     frames = batch["frames"]  # (clips, window+1, 128, 128, 3)
     b, t1 = frames.shape[:2]
     x = frames.reshape(b * t1, *frames.shape[2:]).permute(0, 3, 1, 2).float().div(255)
@@ -162,7 +167,8 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     place = batch["place"].reshape(b * t1, 3)
     # the mouth reader learns on crops around the true place, jittered as the locator will err
     jitter = torch.cat(
-        [(torch.rand(b * t1, 2) * 2 - 1) * PLACE_JITTER, place[:, 2:] * (torch.rand(b * t1, 1) * 0.3 - 0.15)], 1
+        [(ranks.rand((b * t1, 2), g) * 2 - 1) * PLACE_JITTER, place[:, 2:] * (ranks.rand((b * t1, 1), g) * 0.3 - 0.15)],
+        1,
     )
     mouth = model.read_mouth(x, place + jitter).float()
     reg_loss = (
@@ -192,41 +198,6 @@ def vision_step(model: FrameJudge, batch: dict) -> tuple[torch.Tensor, dict]:
     }
 
 
-def train_vision(
-    steps: int,
-    seed: int = 0,
-    clips: int = 10,
-    window: int = 16,
-    lr: float = 1e-3,
-    log=print,
-    model: FrameJudge | None = None,
-) -> FrameJudge:
-    torch.manual_seed(seed)
-    model = model or FrameJudge()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    loader = torch.utils.data.DataLoader(
-        _VisionStream(seed, clips, window), batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=False
-    )
-    model.train()
-    t0, it = time.time(), iter(loader)
-    for step in range(steps):
-        batch = next(it)
-        loss, parts = vision_step(model, batch)  # fp32: bf16 autocast was faster but the run collapsed
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 25 == 0 or step == steps - 1:
-            log(
-                f"vision {step:5d}/{steps} loss {loss.item():.4f} "
-                + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
-                + f" {time.time() - t0:.0f}s"
-            )
-    model.eval()
-    return model
-
-
 @torch.no_grad()
 def reading_pool(model: FrameJudge, windows: int, window: int = 24, seed: int = 0, log=print) -> dict:
     """Readings of the frozen frame judge over `windows` degraded training windows, with their states.
@@ -250,43 +221,6 @@ def reading_pool(model: FrameJudge, windows: int, window: int = 24, seed: int = 
     return {"reg": torch.stack(regs), "state": torch.stack(states), "state_weight": torch.stack(weights)}
 
 
-def train_states(
-    model: FrameJudge, steps: int, windows: int = 480, seed: int = 0, lr: float = 2e-3, log=print
-) -> FrameJudge:
-    """Second stage: the state head learns from the frozen frame readings (fast, and it generalises)."""
-    model.eval()
-    pool = reading_pool(model, windows, seed=seed, log=log)
-    head = model.state_head
-    torch.manual_seed(seed)
-    for p in head.parameters():  # start fresh, whatever stage one left here
-        if p.ndim > 1:
-            torch.nn.init.kaiming_uniform_(p, a=5**0.5)
-        else:
-            torch.nn.init.zeros_(p)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    gen = torch.Generator().manual_seed(seed)
-    head.train()
-    for step in range(steps):
-        idx = torch.randint(0, windows, (32,), generator=gen)
-        reg = pool["reg"][idx] + 0.02 * torch.randn(pool["reg"][idx].shape, generator=gen)
-        logits = model.states(reg)
-        w = pool["state_weight"][idx].clamp(min=0.3)
-        loss = (
-            F.cross_entropy(logits.reshape(-1, len(STATES)), pool["state"][idx].reshape(-1), reduction="none")
-            * w.reshape(-1)
-        ).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            acc = (logits.argmax(-1) == pool["state"][idx]).float().mean().item()
-            log(f"states {step:5d}/{steps} loss {loss.item():.4f} acc {acc:.3f}")
-    head.eval()
-    return model
-
-
 def audio_example(rng: np.random.Generator, seconds: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """A speech track (16 kHz) with one or two utterances, and the openness at 100 per second."""
     n = int(seconds * SAMPLE_RATE)
@@ -307,28 +241,153 @@ def audio_example(rng: np.random.Generator, seconds: float = 3.0) -> tuple[np.nd
     return np.clip(audio, -1, 1), open_
 
 
-def train_audio(steps: int, seed: int = 0, batch: int = 16, lr: float = 3e-3, log=print) -> AudioMouth:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng([seed, 0xA0D])
-    model = AudioMouth()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    model.train()
-    t0 = time.time()
-    for step in range(steps):
-        ex = [audio_example(rng) for _ in range(batch)]
+# -- the objectives, and their runs through the training loop -------------------------------------
+class _JudgeObjective:
+    """What the judge's objectives share: all of `model` learns; its weights saved in float32."""
+
+    name = ""
+
+    def __init__(self, model: torch.nn.Module, ranks: Ranks = Ranks(), seed: int = 0):
+        self.model, self.ranks, self.seed = model, ranks, seed
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters())
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()}, str(path))
+
+
+class AudioObjective(_JudgeObjective):
+    """Speech (one or two utterances of a random voice) -> the mouth's openness at 100 per second."""
+
+    name = "judge-audio"
+
+    def batch(self, step: int, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
+        ex = [audio_example(np.random.default_rng([self.seed, step, i, 0xA0D])) for i in rows]
         mel = torch.stack([log_mel(torch.from_numpy(a)) for a, _ in ex])
-        y = torch.from_numpy(np.stack([o for _, o in ex]))
-        pred = model(mel)[:, : y.shape[1]]
-        loss = F.smooth_l1_loss(pred, y, beta=0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == steps - 1:
-            log(f"audio {step:5d}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s")
+        return mel, torch.from_numpy(np.stack([o for _, o in ex]))
+
+    def loss(self, batch, g):
+        mel, y = batch
+        loss = F.smooth_l1_loss(self.model(mel)[:, : y.shape[1]].float(), y, beta=0.05)
+        return loss, {}
+
+
+class VisionObjective(_JudgeObjective):
+    """Stage one: the frame judge on degraded windows of `window` frames (+ the reference) of fresh characters."""
+
+    name = "judge-vision"
+
+    def __init__(self, model: FrameJudge, ranks: Ranks = Ranks(), seed: int = 0, window: int = 16):
+        super().__init__(model, ranks, seed)
+        self.window = window
+
+    def batch(self, step: int, rows: range) -> dict:
+        items = [vision_window(self.seed, step, i, self.window) for i in rows]
+        return {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
+
+    def loss(self, batch, g):
+        return vision_loss(self.model, batch, g, self.ranks)
+
+
+class StatesObjective(_JudgeObjective):
+    """Stage two: the state head alone (started afresh) on the frozen frame judge's readings of a
+    pool of windows (`reading_pool`), with a little noise: fast, and it generalises."""
+
+    name = "judge-states"
+
+    def __init__(self, judge: FrameJudge, pool: dict, ranks: Ranks = Ranks(), seed: int = 0):
+        super().__init__(judge.state_head, ranks, seed)
+        self.judge, self.pool = judge, pool
+        for p in self.model.parameters():  # start fresh, whatever stage one left here
+            if p.ndim > 1:
+                torch.nn.init.kaiming_uniform_(p, a=5**0.5)
+            else:
+                torch.nn.init.zeros_(p)
+
+    def batch(self, step: int, rows: range) -> torch.Tensor:
+        windows = len(self.pool["reg"])
+        return torch.tensor([int(np.random.default_rng([self.seed, step, i, 0x57A7]).integers(windows)) for i in rows])
+
+    def loss(self, idx, g):
+        reg = self.pool["reg"][idx]
+        logits = self.judge.states(reg + 0.02 * self.ranks.randn(reg.shape, g)).float()
+        w = self.pool["state_weight"][idx].clamp(min=0.3)
+        ce = F.cross_entropy(logits.reshape(-1, len(STATES)), self.pool["state"][idx].reshape(-1), reduction="none")
+        acc = (logits.argmax(-1) == self.pool["state"][idx]).float().mean()
+        return (ce * w.reshape(-1)).mean(), {"acc": acc.item()}
+
+
+def judge_run(folder: Path, steps: int, batch: int, lr: float, seed: int, resume: bool, bf16: bool | None) -> Run:
+    """The judge's recipe for the loop: AdamW with weight decay 1e-4, no gradient clipping, 5% of
+    the steps of warm-up then half a cosine to zero (its one-cycle schedule, as first trained)."""
+    return Run(out=folder, steps=steps, batch=batch, lr=lr, warmup=max(1, steps // 20), decay=0.95, cosine=True,
+               floor=0.0, betas=(0.9, 0.999), weight_decay=1e-4, clip=math.inf, seed=seed, resume=resume,
+               save_every=max(1, steps // 6), bf16=bf16, distributed=launched())  # fmt: skip
+
+
+def progress(log, name: str, every: int):
+    """on_step for the loop: a line to `log` at the first step and every `every` steps (rank 0's only)."""
+    t0 = time.time()
+    main = not launched() or os.environ["RANK"] == "0"
+
+    def on_step(step: int, rec: dict) -> None:
+        if main and (step == 1 or step % every == 0):
+            parts = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k in ("loss", "acc"))
+            log(f"{name} {step:5d} {parts} {time.time() - t0:.0f}s")
+
+    return on_step
+
+
+def train_audio(
+    folder: Path, steps: int, seed: int = 0, batch: int = 16, lr: float = 3e-3, resume: bool = False, log=print
+) -> AudioMouth:
+    """The audio model, through the loop: <folder>/judge-audio/ (log, checkpoints) and judge-audio.safetensors."""
+    torch.manual_seed(seed)
+    model = AudioMouth()
+    run = judge_run(folder, steps, batch, lr, seed, resume, bf16=None)
+    fit(run, lambda ranks: AudioObjective(model, ranks, seed), progress(log, "audio", 50))
+    return model.eval()
+
+
+def train_vision(
+    folder: Path,
+    steps: int,
+    seed: int = 0,
+    clips: int = 10,
+    window: int = 16,
+    lr: float = 1e-3,
+    resume: bool = False,
+    log=print,
+    model: FrameJudge | None = None,
+) -> FrameJudge:
+    """Stage one, through the loop: <folder>/judge-vision/ and judge-vision.safetensors. In float32:
+    bf16 autocast was faster but the run collapsed."""
+    torch.manual_seed(seed)
+    model = model or FrameJudge()
+    run = judge_run(folder, steps, clips, lr, seed, resume, bf16=False)
+    fit(run, lambda ranks: VisionObjective(model, ranks, seed, window), progress(log, "vision", 25))
+    return model.eval()
+
+
+def train_states(
+    model: FrameJudge,
+    folder: Path,
+    steps: int,
+    windows: int = 480,
+    seed: int = 0,
+    lr: float = 2e-3,
+    resume: bool = False,
+    log=print,
+) -> FrameJudge:
+    """Stage two, through the loop (32 windows a step): <folder>/judge-states/ and judge-states.safetensors."""
     model.eval()
-    return model
+    pool = reading_pool(model, windows, seed=seed, log=log)
+    run = judge_run(folder, steps, 32, lr, seed, resume, bf16=None)
+    fit(run, lambda ranks: StatesObjective(model, pool, ranks, seed), progress(log, "states", 100))
+    return model.eval()
 
 
 @torch.no_grad()
@@ -440,24 +499,35 @@ def main(
     heldout: int = 40,
     state_steps: int = 600,
     init: str | Path | None = None,
+    runs: str | Path = "runs/judge",
+    resume: bool = False,
 ) -> dict:
     """Audio model, frame judge (stage one), state head (stage two), held-out report, save.
 
     `init`: weights saved by an earlier run; its audio model and frame judge are kept and
-    only stage two runs (how the shipped weights were finished: see judge.json).
+    only stage two runs (how the shipped weights were finished: see judge.json). `runs`: the
+    stages' logs and checkpoints; `resume` continues each stage from its checkpoint there.
+    Under torchrun every rank trains its share and rank 0 writes the report and the weights.
     """
+    import torch.distributed as dist
+
     from . import weights
 
     torch.set_num_threads(threads)
     out = Path(out) if out else weights.DEFAULT_PATH
+    runs = Path(runs)
+    if launched() and not dist.is_initialized():  # one process group for the three stages
+        dist.init_process_group("gloo")
     t0 = time.time()
     if init is None:
-        audio = train_audio(audio_steps, seed)
-        vision = train_vision(steps, seed)
+        audio = train_audio(runs, audio_steps, seed, resume=resume)
+        vision = train_vision(runs, steps, seed, resume=resume)
         earlier = {}
     else:
         vision, audio, earlier = weights.load_judge(str(init), strict=False)
-    vision = train_states(vision, state_steps, seed=seed)
+    vision = train_states(vision, runs, state_steps, seed=seed, resume=resume)
+    if dist.is_initialized() and dist.get_rank() > 0:
+        return {}
     report = heldout_report(vision, audio, characters=heldout)
     meta = {
         # 2: the mouth read from a crop at its located place; windows drawn with a mouth apart from the voice
