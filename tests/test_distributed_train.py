@@ -1,9 +1,10 @@
 """Data-parallel training (train/distributed.py) on 2 gloo ranks on the CPU, started by torchrun:
 the same losses as one process with the same global batch, step by step, for a stage whose loss
-is a weighted mean over pixels (vae with motion and mouth weights, on the synthetic world) and
-one whose loss is a mean over the noisy frames only (pretrain, on a latent cache); an exact
-resume on the same ranks; a 2-rank checkpoint resumed on 1 rank; rank 0 alone writes; `torchrun -m
-flowact train` trains data-parallel."""
+is a weighted mean over pixels (vae with motion and mouth weights, on the synthetic world), one
+whose loss is a mean over the noisy frames only (pretrain, on a latent cache) and a motion
+engine's stage (the one loop trains it too); an exact resume on the same ranks; a 2-rank
+checkpoint resumed on 1 rank; rank 0 alone writes; `torchrun -m flowact train` trains
+data-parallel."""
 
 from __future__ import annotations
 
@@ -27,12 +28,12 @@ HERE = Path(__file__).parent
 FIRST_STEP_RTOL, RTOL = 1e-5, 1e-4
 
 
-def torchrun(args: list[str], timeout: float = 300) -> str:
+def torchrun(args: list[str], timeout: float = 300, env: dict | None = None) -> str:
     """`torchrun --standalone --nproc-per-node 2 ARGS` (a free port of its own); its output. Killed
     with its ranks if it outlives `timeout`."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     cmd += ["--monitor-interval", "0.1", *args]  # the agent's default polling adds seconds
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
@@ -125,3 +126,24 @@ def test_distributed_without_torchrun_is_a_user_error(tmp_path, monkeypatch):
     code, _, err = run_cli(args)
     assert code == 2 and "torchrun" in err and "Traceback" not in err, err
     assert not any(tmp_path.iterdir())  # nothing trained alone
+
+
+def test_a_motion_stage_on_two_ranks_gives_the_losses_of_one_process(tmp_path):
+    """`torchrun -m flowact train --stage motion-pretrain`, 1 window per rank, against one process
+    with a batch of 2: each rank draws its own windows of the global batch and its rows of the
+    noise. Both in float32 (ONEDNN_MAX_CPU_ISA=AVX2 reads bf16 as emulated: no autocast)."""
+    from flowact.train.motion import MotionRun, train_motion
+    from flowact.train.motion_data import build_cache
+
+    cache = build_cache(tmp_path / "cache.npz", 2, seconds=6.0, seed=5)
+    args = ["-m", "flowact", "train", "--stage", "motion-pretrain", "--data", str(cache), "--steps", "3"]
+    args += ["--batch", "1", "--lr", "3e-3", "--warmup", "1", "--threads", "1", "--out", str(tmp_path / "two")]
+    out = torchrun(args, env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert out.count("motion-pretrain: loss") == 1 and "on 2 ranks (batch 2)" in out, out
+    one = MotionRun(stage="motion-pretrain", out=tmp_path / "one", cache=cache, steps=3, batch=2, lr=3e-3, warmup=1)
+    train_motion(replace(one, bf16=False))
+    two, one = log(tmp_path / "two", "motion-pretrain"), log(tmp_path / "one", "motion-pretrain")
+    assert [(r["world"], r["batch"]) for r in two] == [(2, 2)] * 3 and [r["world"] for r in one] == [1] * 3
+    assert rel(two[0]["loss"], one[0]["loss"]) < FIRST_STEP_RTOL, (two[0], one[0])
+    diffs = [rel(a["loss"], b["loss"]) for a, b in zip(two, one)]
+    assert max(diffs) < RTOL and len({r["loss"] for r in one}) == 3, diffs

@@ -540,6 +540,64 @@ def test_learning_rate_warms_up_holds_and_decays():
         )
         == 1.0
     )
+    # the motion engine's and the judge's shape: half a cosine from lr at the ramp's first step to the floor
+    from flowact.train.loop import Run
+
+    cos = [
+        learning_rate(Run(out=None, steps=100, lr=1.0, warmup=1, decay=1.0, cosine=True, floor=0.0), s)
+        for s in range(100)
+    ]
+    assert cos[0] == 1.0 and abs(cos[50] - 0.5) < 1e-12 and all(a > b for a, b in zip(cos, cos[1:])) and cos[99] < 1e-3
+
+
+class Toy:
+    """An objective of the loop at its smallest: w^2 on one weight, starting at 1; at `nan_at` (a
+    0-based step) the loss is NaN, and with `sqrt` it is sqrt(|w|) at w = 0 (a finite loss, an
+    infinite gradient)."""
+
+    name = "toy"
+
+    def __init__(self, nan_at: int = -1, sqrt: bool = False):
+        self.model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.constant_(self.model.weight, 0.0 if sqrt else 1.0)
+        self.nan_at, self.sqrt = nan_at, sqrt
+
+    def parameters(self):
+        return list(self.model.parameters())
+
+    def batch(self, step, rows):
+        return step
+
+    def loss(self, step, g):
+        w = self.model.weight.sum()
+        loss = w.abs().sqrt() if self.sqrt else w**2
+        return loss * (float("nan") if step == self.nan_at else 1.0), {}
+
+    def save(self, path):
+        path.write_text("toy")
+
+
+@pytest.mark.parametrize("case", ["loss", "gradient"])
+def test_the_loop_stops_on_a_nan_before_it_reaches_the_weights(tmp_path, case):
+    """A NaN loss at step 3 (a checkpoint at step 2), or an infinite gradient at step 1: the run
+    stops with an error that names the objective, the step and what is not finite, and says where
+    to resume; the weights keep the last finite step's values and no weights file is written."""
+    from flowact.errors import FlowactError
+    from flowact.train.loop import Run, fit
+
+    toy = Toy(nan_at=2) if case == "loss" else Toy(sqrt=True)
+    run = Run(out=tmp_path, steps=5, lr=0.1, warmup=1, save_every=2, bf16=False)
+    expect = (
+        r"toy step 3: the loss is nan .*checkpoint at step 2"
+        if case == "loss"
+        else r"toy step 1: the gradient's norm is (nan|inf) .*start again"
+    )
+    seen = []
+    with pytest.raises(FlowactError, match=expect):
+        fit(run, lambda ranks: toy, lambda step, rec: seen.append(float(toy.model.weight)))
+    assert len(seen) == (2 if case == "loss" else 0)
+    assert float(toy.model.weight) == (seen[-1] if seen else 0.0)  # the failing step did not move it
+    assert not (tmp_path / "toy.safetensors").exists()
 
 
 def test_motion_weights_mark_what_differs_from_the_reference():
