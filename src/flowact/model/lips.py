@@ -56,7 +56,7 @@ class LipRefiner(nn.Module, Ear):
         # the ear: 1-D convs over the latent frame's mel window, then one feature per video frame
         self._init_ear(mel_bins, e, temporal)
         self.cond = nn.Sequential(nn.Linear(VISEMES, 2 * w), nn.SiLU(), nn.Linear(2 * w, 2 * w))
-        # calibration of the ear (scripts/calibrate_lips.py): a regression to the world's mouth
+        # calibration of the ear (flowact.train.calibrate): a regression to the world's mouth
         # parameters predicts their mean well and their swings muted; scale and shift per
         # parameter give the predictions the world's mean and spread. Identity until calibrated.
         self.register_buffer("cal_scale", torch.ones(VISEMES))

@@ -2,6 +2,7 @@
 
     toon.py    the video MMDiT draws every frame (toon-128, toon-256, r1-480p)
     photo.py   the motion engine moves the photo's own pixels (photo-512, photo-720p)
+    seqpar.py  the toon route on one rank of a sequence-parallel group (render_seqpar.py)
     choose.py  which route a picture takes when the preset is "auto"
 
 The route is chosen once, from the preset (`route_of`); nothing else asks which route it is.
