@@ -123,7 +123,7 @@ def fit(run: Run, make: Callable[[Ranks], Objective], on_step: Callable[[int, di
 def _fit(run: Run, ranks: Ranks, make, on_step) -> dict:
     torch.manual_seed(run.seed)
     obj = make(ranks)
-    model, params = obj.model, learning(obj, run.only)
+    model, params = obj.model, trainable(obj, run.only)
     model.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
@@ -208,7 +208,7 @@ def _fit(run: Run, ranks: Ranks, make, on_step) -> dict:
     }
 
 
-def learning(obj: Objective, only: tuple[str, ...]) -> list[torch.nn.Parameter]:
+def trainable(obj: Objective, only: tuple[str, ...]) -> list[torch.nn.Parameter]:
     """The objective's parameters that learn; with `only`, those whose names start with one of its prefixes."""
     params = obj.parameters()
     if only:
