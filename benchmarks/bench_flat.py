@@ -69,31 +69,31 @@ def flat_report(chunk_ms: list[float], chunk_s: float, window_s: float) -> dict:
     }
 
 
-def run_flat(engine, seconds: float, window_s: float, budget_s: float | None = None, seed: int = 0) -> dict:
+def run_flat(route, seconds: float, window_s: float, budget_s: float | None = None, seed: int = 0) -> dict:
     from flowact.bench import bench_inputs
 
-    p = engine.preset
+    p = route.preset
     chunk_s = p.frames_per_chunk / p.video.fps
     marks: list[tuple[float, float]] = []  # (video seconds done, memory MB) after each chunk is written
 
     def on_chunk(ev) -> None:
-        marks.append((ev.frames_done / p.video.fps, memory_mb(engine.device)))
+        marks.append((ev.frames_done / p.video.fps, memory_mb(route.device)))
 
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="flowact-flat-") as tmp:
         folder = Path(tmp)
         image, audio = bench_inputs(folder, p.video.width, p.video.height, max(seconds, 1.0), seed)
         render(
-            engine, image, audio, folder / "warmup.mp4", seed=seed, max_seconds=1.0, prompt="speaking", sync_timing=True
+            route, image, audio, folder / "warmup.mp4", seed=seed, max_seconds=1.0, prompt="speaking", sync_timing=True
         )
-        if engine.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(engine.device)
+        if route.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(route.device)
         timer = threading.Timer(budget_s, stop.set) if budget_s else None
         if timer:
             timer.start()
         try:
             report = render(
-                engine,
+                route,
                 image,
                 audio,
                 folder / "flat.mp4",
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     from flowact.routes import load_route
 
     t = time.perf_counter()
-    engine = load_route(
+    route = load_route(
         args.preset,
         device=args.device,
         dtype=args.dtype,
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         threads=args.threads,
     )
     load_s = time.perf_counter() - t
-    out = run_flat(engine, args.seconds, args.window, args.budget, args.seed)
+    out = run_flat(route, args.seconds, args.window, args.budget, args.seed)
     out["load_seconds"] = round(load_s, 2)
     lat, a, b = out["chunk_latency_ms"], out["first_window"], out["last_window"]
     print(

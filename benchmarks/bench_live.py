@@ -61,10 +61,10 @@ def main() -> None:
     from flowact.media.image import load_image
     from flowact.routes import load_route
 
-    engine = load_route(
+    route = load_route(
         a.preset, device=a.device, weights=a.weights, random_weights=a.weights is None, threads=a.threads
     )
-    p = engine.preset
+    p = route.preset
     tmp = Path(tempfile.mkdtemp(prefix="flowact-bench-live-"))
     clip = tmp / "clip.wav"
     speech = load_audio(ROOT / "examples" / "speech_en.wav").samples
@@ -76,7 +76,7 @@ def main() -> None:
     log = EventLog(sink, on_event=lambda ev: events.append(ev) if ev["event"] != "received" else None)
     out = a.out or str(tmp / "live.mp4")
     report = run_live(
-        engine,
+        route,
         reference,
         LiveOptions(out=out, duration=seconds, ahead=a.ahead, memory_every=30.0),
         events=log,

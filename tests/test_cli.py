@@ -146,8 +146,8 @@ def test_overlapped_and_inline_decode_give_the_same_video(tmp_path):
     from flowact.routes import load_route
 
     img, wav = make_inputs(tmp_path, seconds=1.0)
-    engine = load_route(TINY, seed=1)
-    a = render(engine, img, wav, tmp_path / "a.mp4", seed=1, overlap=True)
-    b = render(engine, img, wav, tmp_path / "b.mp4", seed=1, overlap=False)
+    route = load_route(TINY, seed=1)
+    a = render(route, img, wav, tmp_path / "a.mp4", seed=1, overlap=True)
+    b = render(route, img, wav, tmp_path / "b.mp4", seed=1, overlap=False)
     assert a.frames == b.frames == 25
     assert np.array_equal(read_frames(tmp_path / "a.mp4"), read_frames(tmp_path / "b.mp4"))

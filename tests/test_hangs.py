@@ -53,7 +53,7 @@ def short_waits(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def engine():
+def route():
     return load_route(TINY, device="cpu", random_weights=True)
 
 
@@ -118,33 +118,33 @@ def test_finish_with_a_timeout_gives_up_on_a_stuck_stage(short_waits):
 # ---- render ---------------------------------------------------------------------------------
 
 
-def test_render_survives_decode_slower_than_every_wait(tmp_path, engine, monkeypatch, short_waits):
+def test_render_survives_decode_slower_than_every_wait(tmp_path, route, monkeypatch, short_waits):
     """Decode takes 30x the hand-off's wait per chunk and the generator outruns it: the queue is
     full when the stream ends (the end-of-stream marker once got dropped right there)."""
     img, wav = make_inputs(tmp_path, seconds=1.0)
     calls = patch_decode(monkeypatch, seconds=0.15)
     out = tmp_path / "slow.mp4"
-    report = bounded(lambda: render(engine, img, wav, out, overlap=True))
+    report = bounded(lambda: render(route, img, wav, out, overlap=True))
     # the first chunk decodes one latent frame at a time (time to first frame), the rest whole
-    assert report.chunks == 4 and calls[0] == report.chunks - 1 + engine.preset.stream.chunk_latents
+    assert report.chunks == 4 and calls[0] == report.chunks - 1 + route.preset.stream.chunk_latents
     assert report.frames == 25 and probe(out).frames == 25
 
 
 @pytest.mark.parametrize("overlap", [True, False])
 def test_render_decode_failure_is_named_and_the_file_keeps_what_was_made(
-    tmp_path, engine, monkeypatch, short_waits, overlap
+    tmp_path, route, monkeypatch, short_waits, overlap
 ):
     img, wav = make_inputs(tmp_path, seconds=1.0)
     patch_decode(monkeypatch, seconds=0.05, fail_at=3)  # chunk 0 decodes in two calls (one per latent frame)
     out = tmp_path / "fail.mp4"
     with pytest.raises(StageFailed, match=r"the decode stage failed: ValueError: decode boom") as err:
-        bounded(lambda: render(engine, img, wav, out, overlap=overlap))
+        bounded(lambda: render(route, img, wav, out, overlap=overlap))
     assert err.value.stage == "decode" and isinstance(err.value.__cause__, ValueError)
     assert "finalised with the 8 frames" in str(err.value)
     assert probe(out).frames == 8  # chunk 0, playable
 
 
-def test_render_generation_failure_is_named(tmp_path, engine, monkeypatch, short_waits):
+def test_render_generation_failure_is_named(tmp_path, route, monkeypatch, short_waits):
     img, wav = make_inputs(tmp_path, seconds=1.0)
     calls = [0]
     real = StreamGenerator.chunk
@@ -158,18 +158,18 @@ def test_render_generation_failure_is_named(tmp_path, engine, monkeypatch, short
     monkeypatch.setattr(StreamGenerator, "chunk", chunk)
     out = tmp_path / "gen.mp4"
     with pytest.raises(StageFailed, match="the generation stage failed: RuntimeError: generation boom"):
-        bounded(lambda: render(engine, img, wav, out, overlap=True))
+        bounded(lambda: render(route, img, wav, out, overlap=True))
     assert probe(out).frames == 16  # the two chunks made before it, decoded and finalised
 
 
-def test_render_with_an_encoder_slow_to_start(tmp_path, engine, short_waits):
+def test_render_with_an_encoder_slow_to_start(tmp_path, route, short_waits):
     """ffmpeg that takes a second before it reads anything: every frame hand-off waits."""
     slow = tmp_path / "slow-ffmpeg"
     slow.write_text(f"#!/bin/sh\nsleep 1\nexec '{find_ffmpeg()}' \"$@\"\n")
     slow.chmod(slow.stat().st_mode | stat.S_IEXEC)
     img, wav = make_inputs(tmp_path, seconds=1.0)
     out = tmp_path / "slowenc.mp4"
-    report = bounded(lambda: render(engine, img, wav, out, ffmpeg=str(slow)))
+    report = bounded(lambda: render(route, img, wav, out, ffmpeg=str(slow)))
     assert report.frames == 25 and probe(out).frames == 25
 
 
@@ -209,29 +209,29 @@ def test_bench_with_slow_decode_finishes(monkeypatch, short_waits):
 # ---- live ---------------------------------------------------------------------------------
 
 
-def _live(tmp_path, engine, duration):
+def _live(tmp_path, route, duration):
     img, _ = make_inputs(tmp_path)
-    p = engine.preset
+    p = route.preset
     reference = load_image(img, p.video.width, p.video.height, "cover")
     out = tmp_path / "live.mp4"
     opts = LiveOptions(out=str(out), duration=duration, planner="none", max_ahead=1.0)
-    return out, lambda: run_live(engine, reference, opts, events=EventLog())
+    return out, lambda: run_live(route, reference, opts, events=EventLog())
 
 
-def test_live_survives_decode_slower_than_real_time(tmp_path, engine, monkeypatch, short_waits):
+def test_live_survives_decode_slower_than_real_time(tmp_path, route, monkeypatch, short_waits):
     """Each chunk (0.32 s of video) takes 0.4 s to decode: the stream falls behind, holds
     frames, and still ends on time with a playable file."""
     calls = patch_decode(monkeypatch, seconds=0.4)
-    out, run = _live(tmp_path, engine, duration=2.0)
+    out, run = _live(tmp_path, route, duration=2.0)
     report = bounded(run)
     assert calls[0] >= 3 and report.frames == 50 and report.held_frames > 0
     assert probe(out).frames == 50
 
 
-def test_live_decode_failure_ends_an_endless_stream(tmp_path, engine, monkeypatch, short_waits):
+def test_live_decode_failure_ends_an_endless_stream(tmp_path, route, monkeypatch, short_waits):
     """No duration, no stop command: only the failure can end the stream, and it must."""
     patch_decode(monkeypatch, seconds=0.02, fail_at=4)  # warm-up 2, chunk 0, then chunk 1 fails
-    out, run = _live(tmp_path, engine, duration=None)
+    out, run = _live(tmp_path, route, duration=None)
     with pytest.raises(StageFailed, match="the decode stage failed: ValueError: decode boom") as err:
         bounded(run)
     assert err.value.stage == "decode"
