@@ -26,6 +26,8 @@ def main() -> None:
         "--init", default=None, help="keep the audio model and frame judge of these weights; run stage two only"
     )
     ap.add_argument("--out", default=None, help="weights path (default: the packaged asset)")
+    ap.add_argument("--runs", default="runs/judge", help="each stage's log and checkpoints")
+    ap.add_argument("--resume", action="store_true", help="continue each stage from its checkpoint in --runs")
     a = ap.parse_args()
     train.main(
         steps=a.steps,
@@ -36,6 +38,8 @@ def main() -> None:
         heldout=a.heldout,
         state_steps=a.state_steps,
         init=a.init,
+        runs=a.runs,
+        resume=a.resume,
     )
 
 

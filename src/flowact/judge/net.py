@@ -32,6 +32,8 @@ REG_KEYS = ("open", "width", "round", "closed", "teeth", "yaw", "pitch", "roll",
     f"{j}_{a}" for j in ("ls", "le", "lw", "rs", "re", "rw") for a in "xy"
 )
 AUX_PREFIXES = ("proj.", "temporal.")  # training-only modules, left out of saved weights
+# what a judge weights file says it holds (weights.py): the two networks, whose shapes live in this file
+ARCHITECTURE = {"vision": "FrameJudge", "audio": "AudioMouth"}
 MOUTH_KEYS = 5  # the first readings: open, width, round, closed, teeth
 MOUTH_CROP = 32  # the mouth reader's input, pixels a side
 MOUTH_SPAN = 1.7  # the crop's half side, in the character's resting mouth half-widths

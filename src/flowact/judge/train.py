@@ -39,7 +39,7 @@ from ..world.clip import REST_MOUTH, make_clip
 from ..world.speech import SAMPLE_RATE, random_sentence, random_voice, synthesize
 from ..world.visemes import mouth_track
 from .frames import label_to_input, prepare, targets, to_input_uint8
-from .net import AUX_PREFIXES, MEL_HOP, MOUTH_KEYS, REG_KEYS, AudioMouth, FrameJudge, log_mel
+from .net import ARCHITECTURE, AUX_PREFIXES, MEL_HOP, MOUTH_KEYS, REG_KEYS, AudioMouth, FrameJudge, log_mel
 
 TRAIN_SEED_MIN = 1_000_000
 REG_WEIGHTS = torch.tensor([3.0, 1.5, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.3, 0.3, 0.5] + [1.0] * 12)
@@ -479,7 +479,8 @@ def _auc(same: np.ndarray, diff: np.ndarray) -> float:
 
 
 def save(path: str | Path, vision: FrameJudge, audio: AudioMouth, meta: dict) -> None:
-    from safetensors.torch import save_file
+    """The judge in the one weights format (weights.py); `meta` (training facts, held-out scores) in its header."""
+    from .. import weights as W
 
     tensors = {
         f"vision.{k}": v.detach().to(torch.float16 if v.is_floating_point() and v.ndim > 1 else v.dtype).contiguous()
@@ -487,7 +488,7 @@ def save(path: str | Path, vision: FrameJudge, audio: AudioMouth, meta: dict) ->
         if not k.startswith(AUX_PREFIXES)
     }
     tensors.update({f"audio.{k}": v.detach().contiguous() for k, v in audio.state_dict().items()})
-    save_file(tensors, str(path), metadata={"flowact_judge": json.dumps(meta)})
+    W.write(path, tensors, "judge", ARCHITECTURE | {"version": meta.get("version")}, meta)
 
 
 def main(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,20 +19,19 @@ def load_judge(path: str | None = None, strict: bool = True) -> tuple[FrameJudge
     strict=False accepts weights missing some modules (a run from before the state head); the
     training-only auxiliary head (AUX_PREFIXES) is never required.
     """
-    from safetensors import safe_open
+    from .. import weights as W
 
     p = Path(path) if path else DEFAULT_PATH
     if not p.is_file():
         raise FlowactError("evaluator weights not found; train them with `python scripts/train_judge.py`", path=p)
     vision, audio = FrameJudge(), AudioMouth()
     sd_v, sd_a = {}, {}
+    header, tensors = W.read(p, "judge")
+    meta = header.extra
     try:
-        with safe_open(str(p), "pt") as f:
-            meta = json.loads((f.metadata() or {}).get("flowact_judge", "{}"))
-            for k in f.keys():
-                t = f.get_tensor(k)
-                t = t.float() if t.is_floating_point() else t
-                (sd_v if k.startswith("vision.") else sd_a)[k.split(".", 1)[1]] = t
+        for k, t in tensors.items():
+            t = t.float() if t.is_floating_point() else t
+            (sd_v if k.startswith("vision.") else sd_a)[k.split(".", 1)[1]] = t
         missing, unexpected = vision.load_state_dict(sd_v, strict=False)
         missing = [k for k in missing if not k.startswith(AUX_PREFIXES)]  # training-only, never shipped
         if strict and (missing or unexpected):
