@@ -416,23 +416,10 @@ def presets(
     ):
         t.add_column(col)
     for r in rows:
-        if r["route"] == "photo":
-            t.add_row(r["name"], f"up to {r['resolution']}", str(r["fps"]), f"{r['chunk_frames']} fr "
-                      f"({r['chunk_ms']:.0f} ms)", str(r["steps"]), f"{r['params_total'] / 1e6:.2f}M",
-                      "motion + warp", "a CPU core", r["weights"], r["where"])  # fmt: skip
-            continue
-        t.add_row(
-            r["name"] + (" (default)" if r["default"] else ""),
-            r["resolution"],
-            str(r["fps"]),
-            f"{r['chunk_latents']} lat = {r['chunk_frames']} fr ({r['chunk_ms']:.0f} ms)",
-            str(r["steps"]),
-            f"{r['params_total'] / 1e6:.1f}M",
-            f"{r['flops_per_chunk'] / 1e9:,.0f}",
-            f"{r['tflops_per_s_for_realtime']:.2f} TFLOP/s",
-            r["weights"],
-            r["where"],
-        )
+        c = r["cells"]  # the route's own words for its size, chunk, parameters and cost
+        name = r["name"] + (" (default)" if r["default"] else "")
+        t.add_row(name, c["size"], str(r["fps"]), c["chunk"], str(r["steps"]), c["params"], c["cost"], c["needs"],
+                  r["weights"], r["where"])  # fmt: skip
     out_console.print(t)
     if ranks > 1:
         out_console.print(_seq_parallel_table(rows, ranks))

@@ -157,8 +157,8 @@ class Route(ABC):
     @staticmethod
     @abstractmethod
     def facts(preset, ranks: int = 1) -> dict:
-        """`flowact presets`: the preset's size, chunk, steps, parameters and cost on this route
-        (`ranks` > 1: per sequence-parallel rank, "seq_parallel")."""
+        """`flowact presets`: the preset's size, chunk, steps, parameters and cost on this route, with
+        "cells", the route's own words for the table (`ranks` > 1: per sequence-parallel rank, "seq_parallel")."""
 
     @abstractmethod
     def conditions(self, compiled: bool = False) -> str:

@@ -102,6 +102,13 @@ class PhotoRoute(Route):
             "params_total": params,
             "flops_per_chunk": None,
         }
+        out["cells"] = {
+            "size": f"up to {out['resolution']}",
+            "chunk": f"{out['chunk_frames']} fr ({out['chunk_ms']:.0f} ms)",
+            "params": f"{params / 1e6:.2f}M",
+            "cost": "motion + warp",
+            "needs": "a CPU core",
+        }
         if ranks > 1:
             out["seq_parallel"] = {"ranks": ranks, "error": "the photo route runs on one CPU"}
         return out

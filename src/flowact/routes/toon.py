@@ -112,6 +112,13 @@ class ToonRoute(Route):
             "flops_per_chunk": cost.flops_per_chunk,
             "tflops_per_s_for_realtime": cost.flops_per_chunk / (p.frames_per_chunk / p.video.fps) / 1e12,
         }
+        out["cells"] = {
+            "size": out["resolution"],
+            "chunk": f"{out['chunk_latents']} lat = {out['chunk_frames']} fr ({out['chunk_ms']:.0f} ms)",
+            "params": f"{out['params_total'] / 1e6:.1f}M",
+            "cost": f"{out['flops_per_chunk'] / 1e9:,.0f}",
+            "needs": f"{out['tflops_per_s_for_realtime']:.2f} TFLOP/s",
+        }
         if ranks > 1:
             out["seq_parallel"] = seq_parallel_facts(p, ranks)
         return out
