@@ -12,6 +12,7 @@ from .dispatch import (
     bank_gather_rope,
     bank_write,
     gated_residual,
+    qk_norm_rope,
     rms_norm_rope,
     set_backend,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "bank_gather_rope",
     "bank_write",
     "gated_residual",
+    "qk_norm_rope",
     "rms_norm_rope",
     "set_backend",
 ]

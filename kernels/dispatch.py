@@ -60,6 +60,16 @@ def rms_norm_rope(x, weight, cos, sin, eps: float = 1e-6):
     return reference.rms_norm_rope(x, weight, cos, sin, eps)
 
 
+def qk_norm_rope(qkv, q_weight, k_weight, cos, sin, eps: float = 1e-6):
+    """q and k of packed q/k/v (3, batch, heads, tokens, head_dim), each normed and rotated."""
+    if _use_triton(qkv, q_weight, k_weight, cos, sin):
+        return (
+            _triton.rms_norm_rope(qkv[0], q_weight, cos, sin, eps),
+            _triton.rms_norm_rope(qkv[1], k_weight, cos, sin, eps),
+        )
+    return reference.qk_norm_rope(qkv, q_weight, k_weight, cos, sin, eps)
+
+
 def bank_write(k, v, weight, cos, sin, k_bank, v_bank, start: int, eps: float = 1e-6) -> None:
     if _use_triton(k, v, weight, cos, sin, k_bank, v_bank):
         return _triton.bank_write(k, v, weight, cos, sin, k_bank, v_bank, start, eps)

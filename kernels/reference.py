@@ -18,19 +18,39 @@ import torch.nn.functional as F
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate `x` (..., tokens, head_dim) by per-token angles given as cos/sin (tokens, head_dim/2)."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    c, s = cos.to(x.dtype), sin.to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    c, s = _as(cos, x.dtype), _as(sin, x.dtype)
     return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1)
+
+
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # a cast that is already done costs a call all the same: at the motion MMDiT's tiny shapes the
+    # calls are the cost (the numbers are the same either way)
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def rms_norm_rope(
     x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float = 1e-6
 ) -> torch.Tensor:
     """QK-norm then RoPE: rope(rmsnorm(x) * weight). x: (batch, heads, tokens, head_dim)."""
-    xf = x.float()
-    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
-    return rope(y, cos.float(), sin.float()).to(x.dtype)
+    xf = _as(x, torch.float32)
+    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * _as(weight, torch.float32)
+    return _as(rope(y, cos, sin), x.dtype)
+
+
+def qk_norm_rope(
+    qkv: torch.Tensor,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rms_norm_rope` of q and k at once from packed q/k/v (3, batch, heads, tokens, head_dim): the
+    same numbers as two calls, in half the small ops (what the motion MMDiT's tiny shapes pay for)."""
+    w = torch.stack([q_weight, k_weight])[:, None, None, None]
+    q, k = rms_norm_rope(qkv[:2], w, cos, sin, eps).unbind(0)
+    return q, k
 
 
 def bank_write(
@@ -47,8 +67,8 @@ def bank_write(
     """Write a chunk's keys (normed and rotated at their bank positions) and values into
     bank slots [start, start + tokens). k, v: raw projections (batch, heads, tokens, head_dim)."""
     n = k.shape[2]
-    k_bank[:, :, start : start + n] = rms_norm_rope(k, weight, cos, sin, eps).to(k_bank.dtype)
-    v_bank[:, :, start : start + n] = v.to(v_bank.dtype)
+    k_bank[:, :, start : start + n] = _as(rms_norm_rope(k, weight, cos, sin, eps), k_bank.dtype)
+    v_bank[:, :, start : start + n] = _as(v, v_bank.dtype)
 
 
 def bank_gather_rope(
@@ -75,19 +95,23 @@ def bank_attention(
     v: torch.Tensor,
     k_bank: torch.Tensor,
     v_bank: torch.Tensor,
-    bank_valid: torch.Tensor,
+    bank_valid: torch.Tensor | None,
     chunk_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of the chunk's queries over [valid bank slots | the chunk's own keys].
 
     q, k, v: (batch, heads, chunk_tokens, head_dim); k_bank, v_bank: (batch, heads,
-    capacity, head_dim); bank_valid: (batch, capacity) bool; chunk_mask (optional):
-    (chunk_tokens, chunk_tokens) bool, which of the chunk's own keys each query may read
-    (True = may; every row must keep one). Returns (batch, heads, chunk_tokens, head_dim).
+    capacity, head_dim); bank_valid: (batch, capacity) bool, or None: every slot is valid;
+    chunk_mask (optional): (chunk_tokens, chunk_tokens) bool, which of the chunk's own keys each
+    query may read (True = may; every row must keep one). Returns (batch, heads, chunk_tokens, head_dim).
     """
-    keys = torch.cat((k_bank.to(q.dtype), k), dim=2)
-    values = torch.cat((v_bank.to(q.dtype), v), dim=2)
-    b, cap = bank_valid.shape
+    keys = torch.cat((_as(k_bank, q.dtype), k), dim=2) if k_bank.shape[2] else k
+    values = torch.cat((_as(v_bank, q.dtype), v), dim=2) if v_bank.shape[2] else v
+    if bank_valid is None and chunk_mask is None:
+        return F.scaled_dot_product_attention(q, keys, values)
+    b, cap = q.shape[0], k_bank.shape[2]
+    if bank_valid is None:
+        bank_valid = torch.ones(b, cap, dtype=torch.bool, device=q.device)
     if chunk_mask is None:
         mask = torch.cat((bank_valid, bank_valid.new_ones(b, k.shape[2])), dim=1)[:, None, None, :]
     else:

@@ -133,7 +133,8 @@ class Block(nn.Module):
         out, start = [], 0
         for (name, x), (ws, _), m in zip(segments[:finish], parts, ms):
             n = x.shape[1]
-            out.append((name, ws.finish(x, attn[:, start : start + n], m).to(x.dtype)))
+            y = ws.finish(x, attn[:, start : start + n], m)
+            out.append((name, y if y.dtype == x.dtype else y.to(x.dtype)))  # training: bf16 back to fp32
             start += n
         return out
 
@@ -142,14 +143,15 @@ class Block(nn.Module):
 class BankView:
     """What one forward pass sees of a memory bank (stream/bank.py owns it).
 
-    k, v: (depth, batch, heads, capacity, head_dim); valid: (batch, capacity) bool.
-    Attention reads only slots [0, attend): the region behind it is write-only (the bank's
-    "current" region), so no pass spends FLOPs on slots that are always masked.
+    k, v: (depth, batch, heads, capacity, head_dim); valid: (batch, capacity) bool, or None when
+    every slot is known to be valid (no mask to build). Attention reads only slots [0, attend):
+    the region behind it is write-only (the bank's "current" region), so no pass spends FLOPs on
+    slots that are always masked.
     """
 
     k: torch.Tensor
     v: torch.Tensor
-    valid: torch.Tensor
+    valid: torch.Tensor | None
     attend: int
 
     def layer(self, i: int) -> "BankView":
@@ -167,15 +169,16 @@ class BankWrite:
     sin: torch.Tensor
 
 
-def qk_rope(parts, cos: torch.Tensor, sin: torch.Tensor, norm=K.rms_norm_rope):
+def qk_rope(parts, cos: torch.Tensor, sin: torch.Tensor, qk_norm=K.qk_norm_rope):
     """QK-norm (each weight set's own weights) and RoPE over the streams in order -> (q, k, v) of all
     the tokens, each (batch, heads, tokens, head_dim). cos/sin: (..., tokens, head_dim/2)."""
     qs, ks, vs, start = [], [], [], 0
     for ws, qkv in parts:
         n = qkv.shape[3]
-        c, s = cos.narrow(-2, start, n), sin.narrow(-2, start, n)
-        qs.append(norm(qkv[0], ws.q_norm, c, s))
-        ks.append(norm(qkv[1], ws.k_norm, c, s))
+        c, s = (cos, sin) if n == cos.shape[-2] else (cos.narrow(-2, start, n), sin.narrow(-2, start, n))
+        q, k = qk_norm(qkv, ws.q_norm, ws.k_norm, c, s)
+        qs.append(q)
+        ks.append(k)
         vs.append(qkv[2])
         start += n
     return tuple(torch.cat(t, 2) if len(t) > 1 else t[0] for t in (qs, ks, vs))
@@ -200,11 +203,16 @@ class BankAttention:
         if self.record is not None:
             self.record.append((k, v))
         bank, a = self.bank, self.bank.attend
-        attn = K.bank_attention(q, k, v, bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a], self.chunk_mask)
+        if a == bank.k.shape[2]:  # the whole view is readable (the motion stream's memory): no slicing
+            bk, bv, valid = bank.k, bank.v, bank.valid
+        else:
+            bk, bv, valid = bank.k[:, :, :a], bank.v[:, :, :a], bank.valid[:, :a]
+        attn = K.bank_attention(q, k, v, bk, bv, valid, self.chunk_mask)
         if self.write is not None:
             ws, qkv = parts[0]
             n, w, into = self.write_tokens, self.write, self.into
-            K.bank_write(qkv[1][:, :, :n], qkv[2][:, :, :n], ws.k_norm, w.cos, w.sin, into.k, into.v, w.start)
+            kv = qkv[1:] if n == qkv.shape[3] else qkv[1:, :, :, :n]
+            K.bank_write(kv[0], kv[1], ws.k_norm, w.cos, w.sin, into.k, into.v, w.start)
         return attn
 
 
@@ -233,7 +241,7 @@ class MaskedAttention:
         self.cos, self.sin, self.mask = cos, sin, mask
 
     def __call__(self, parts):
-        q, k, v = qk_rope(parts, self.cos, self.sin, K.reference.rms_norm_rope)
+        q, k, v = qk_rope(parts, self.cos, self.sin, K.reference.qk_norm_rope)
         dt = parts[0][1].dtype  # the projections' dtype (bf16 under autocast, while activations stay fp32)
         q, k, v = q.to(dt), k.to(dt), v.to(dt)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)

@@ -305,11 +305,11 @@ class MotionDiT(nn.Module, Ear):
         last = len(self.blocks) - 1
 
         def attend(i):
-            return BankAttention(cos, sin, nothing, record=kv) if i < last else _Keys(cos, sin, kv)
+            return BankAttention(cos, sin, nothing.layer(i), record=kv) if i < last else _Keys(cos, sin, kv)
 
         self.run(segs, clean_mods, attend)
         k, v = torch.stack([k for k, _ in kv]), torch.stack([v for _, v in kv])
-        return BankView(k, v, torch.ones(k.shape[1], k.shape[3], dtype=torch.bool, device=k.device), k.shape[3])
+        return BankView(k, v, None, k.shape[3])  # every condition token is there
 
     def write_pass(self, segs, mods, cos, sin, reads: BankView, into: BankView, write: BankWrite) -> None:
         """A pass that only fills the bank (`into`, all layers): the first segment's keys/values go to
@@ -364,10 +364,10 @@ class MotionDiT(nn.Module, Ear):
 
 
 def empty_view(like: torch.Tensor, cfg: MotionConfig) -> BankView:
-    """No memory (a pass whose tokens read only each other), for a batch like `like` (b, n, width)."""
+    """No memory, every layer (a pass whose tokens read only each other), for a batch like `like` (b, n, width)."""
     b, hd = like.shape[0], cfg.width // cfg.heads
-    z = like.new_zeros(1, b, cfg.heads, 0, hd)
-    return BankView(z, z, torch.ones(b, 0, dtype=torch.bool, device=like.device), 0).layer(0)
+    z = like.new_zeros(cfg.depth, b, cfg.heads, 0, hd)
+    return BankView(z, z, None, 0)
 
 
 class _Keys:

@@ -10,18 +10,27 @@ The route is chosen once, from the preset (`route_of`); nothing else asks which 
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from .base import Chunk, ChunkStream, LoadOptions, RenderInputs, Route, pick_device
-from .photo import PhotoRoute
-from .toon import ToonRoute
 
-ROUTES: dict[str, type[Route]] = {"toon": ToonRoute, "photo": PhotoRoute}
+# a preset's `route` -> (module, class); a route's modules load when a preset asks for it (a toon
+# render never imports the photo route's face models and motion engine)
+ROUTES = {"toon": ("toon", "ToonRoute"), "photo": ("photo", "PhotoRoute")}
 
 
 def route_of(preset) -> type[Route]:
     """The route class of a preset (its `route`: toon or photo)."""
-    return ROUTES[preset.route]
+    module, name = ROUTES[preset.route]
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __getattr__(name: str):
+    for module, cls in ROUTES.values():
+        if name == cls:
+            return getattr(importlib.import_module(f".{module}", __name__), cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_route(preset="auto", **options) -> Route:

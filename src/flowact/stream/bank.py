@@ -116,12 +116,18 @@ class MemoryBank:
                 if self.L and self.admitted % self.stride == 0:
                     self._admit_long_term(i, frame)
                 self.admitted += 1
-        st = self._slot_index[self.st_slot : self.st_slot + self.C].reshape(-1)
-        cur = self._slot_index[self.cur_slot : self.cur_slot + self.C].reshape(-1)
+        # short-term and current are contiguous regions of equal size: one copy each
+        st = slice(self.st_slot * self.T, (self.st_slot + self.C) * self.T)
+        cur = slice(self.cur_slot * self.T, (self.cur_slot + self.C) * self.T)
         self.k[:, :, :, st] = self.k[:, :, :, cur]
         self.v[:, :, :, st] = self.v[:, :, :, cur]
         self.valid[:, st] = True
         self.short_term = list(range(first_latent, first_latent + self.C))
+
+    @property
+    def full(self) -> bool:
+        """Every readable slot holds a frame (known on the host: no device sync)."""
+        return self.short_term is not None and all(f is not None for f in self.long_term)
 
     def _admit_long_term(self, st_index: int, frame: int) -> None:
         occupied = [j for j, f in enumerate(self.long_term) if f is not None]

@@ -31,7 +31,7 @@ from .. import weights as W
 from ..errors import FlowactError
 from ..model.audio import HOP, N_FFT
 from ..model.block import BankAttention, BankView
-from ..model.motion import MEL_PER_FRAME, MOTION_DIM, MotionConfig, MotionDiT, frame_windows, mel_frames
+from ..model.motion import MEL_PER_FRAME, MOTION_DIM, MotionConfig, MotionDiT, empty_view, frame_windows, mel_frames
 from ..world.motion_vector import MOUTH
 from .bank import MemoryBank
 from .sampler import EulerSampler, shifted_timesteps
@@ -135,9 +135,7 @@ class MotionStream:
             self._clean_mods = {s: model.prepare(clean, s) for s in ("audio", "behaviour")}
             # the reference pass: the rest pose's token alone -> the bank's reference slot
             ref_tokens = [("motion", model.reference_token(self.reference))]
-            nothing = self.bank.view()
-            nothing = BankView(nothing.k, nothing.v, nothing.valid, 0)
-            bank = self.bank.view()
+            bank, nothing = self.bank.view(), empty_view(ref_tokens[0][1], cfg)
             model.write_pass(ref_tokens, self._memory_mods, self.cos[:1], self.sin[:1], nothing, bank,
                              self.bank.reference_write())  # fmt: skip
             self.bank.mark_reference()
@@ -192,18 +190,19 @@ class MotionStream:
         bank = self.bank.view()
         a = bank.attend
         # what the chunk's passes read: [the bank's readable slots | the chunk's conditions]
-        memory = BankView(
-            torch.cat([bank.k[:, :, :, :a], cond.k], 3),
-            torch.cat([bank.v[:, :, :, :a], cond.v], 3),
-            torch.cat([bank.valid[:, :a], cond.valid], 1),
-            a + cond.attend,
+        # a full bank (known on the host) needs no mask: attention is then one plain product
+        valid = (
+            None if self.bank.full else torch.cat([bank.valid[:, :a], bank.valid.new_ones(self.batch, cond.attend)], 1)
         )
+        memory = BankView(torch.cat([bank.k[:, :, :, :a], cond.k], 3), torch.cat([bank.v[:, :, :, :a], cond.v], 3),
+                          valid, a + cond.attend)  # fmt: skip
         local = model.audio_local(feat)
+        attends = [BankAttention(self.cos_m, self.sin_m, memory.layer(i)) for i in range(len(model.blocks))]
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             mods, fin = self._mods[float(t[0])]
             segs = [("motion", model.motion_in(x) + local)]
-            return model.run(segs, mods, lambda i: BankAttention(self.cos_m, self.sin_m, memory.layer(i)), fin)
+            return model.run(segs, mods, attends.__getitem__, fin)
 
         x = self.sampler.sample(velocity, noise)
         # the memory pass: the chunk (reading its conditions) at the memory noise level -> the bank
