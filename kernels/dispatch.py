@@ -83,8 +83,12 @@ def bank_gather_rope(k_bank, v_bank, src, dst, cos, sin) -> None:
 
 
 def bank_attention(q, k, v, k_bank, v_bank, bank_valid, chunk_mask=None):
-    # a mask within the chunk (model.audio_local) has no Triton kernel: the reference op takes it
-    if chunk_mask is None and _use_triton(q, k, v, k_bank, v_bank):
+    """`bank_valid` None: every bank slot is valid (a memory known full, or none at all)."""
+    # a mask within the chunk (model.audio_local) has no Triton kernel, nor an empty bank (tokens that
+    # read only each other): the reference op takes them
+    if chunk_mask is None and k_bank.shape[2] and _use_triton(q, k, v, k_bank, v_bank):
+        if bank_valid is None:
+            bank_valid = torch.ones(q.shape[0], k_bank.shape[2], dtype=torch.bool, device=q.device)
         return _triton.bank_attention(q, k, v, k_bank, v_bank, bank_valid)
     return reference.bank_attention(q, k, v, k_bank, v_bank, bank_valid, chunk_mask)
 

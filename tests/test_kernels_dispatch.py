@@ -101,3 +101,31 @@ def test_auto_uses_kernels_for_cuda_tensors_unless_forced_off(spies):
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="expected one of"):
         flowact_kernels.set_backend("cuda")
+
+
+def test_forced_triton_qk_norm_rope_runs_the_kernel_twice_and_matches(spies):
+    """qk_norm_rope has no kernel of its own: on the kernel side it is rms_norm_rope's, once for q, once for k."""
+    if not torch.cuda.is_available() and not dispatch._triton.INTERPRET:
+        pytest.skip("no CUDA and TRITON_INTERPRET unset")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x, w, cos, sin = _args("rms_norm_rope", device)
+    qkv = torch.stack([x, 2 * x, -x])
+    flowact_kernels.set_backend("triton")
+    q, k = flowact_kernels.qk_norm_rope(qkv, w, w.flip(0), cos, sin)
+    assert spies == [("triton", "rms_norm_rope")] * 2
+    flowact_kernels.set_backend("reference")
+    rq, rk = flowact_kernels.qk_norm_rope(qkv, w, w.flip(0), cos, sin)
+    torch.testing.assert_close((q, k), (rq, rk), atol=1e-5, rtol=1e-5)
+
+
+def test_forced_triton_bank_attention_with_a_full_bank_matches(spies):
+    if not torch.cuda.is_available() and not dispatch._triton.INTERPRET:
+        pytest.skip("no CUDA and TRITON_INTERPRET unset")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    q, k, v, kb, vb, _ = _args("bank_attention", device)
+    flowact_kernels.set_backend("triton")
+    out = flowact_kernels.bank_attention(q, k, v, kb, vb, None)  # None: every slot valid
+    assert spies == [("triton", "bank_attention")]
+    flowact_kernels.set_backend("reference")
+    ref = flowact_kernels.bank_attention(q, k, v, kb, vb, torch.ones(1, kb.shape[2], dtype=torch.bool, device=device))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
