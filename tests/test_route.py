@@ -1,5 +1,6 @@
 """The route a picture takes (photo vs drawn), photo presets, and the photo inputs' framing."""
 
+import re
 import io
 from pathlib import Path
 
@@ -66,3 +67,17 @@ def test_photo_framing_is_kept_scaled_down_never_up(tmp_path):
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((101, 77, 3), np.uint8)).save(small)
     assert fit_within(small, 512, 512).shape == (100, 76, 3)  # not upscaled, trimmed to even
+
+
+def test_options_that_do_not_apply_to_the_photo_route_are_refused_not_dropped():
+    from flowact.routes import load_route
+
+    for options, said in [
+        ({"dtype": "bfloat16"}, "--dtype bfloat16 does not apply to the photo route (photo-512): its motion engine"),
+        ({"lips": False}, "--no-lips does not apply to the photo route (photo-512): it has no lip refiner"),
+        ({"int8": "on"}, "--int8 on does not apply to the photo route"),
+        ({"device": "cuda"}, "--device cuda does not apply to the photo route"),
+    ]:
+        with pytest.raises(FlowactError, match=re.escape(said)):
+            load_route("photo-512", **options)
+    assert load_route("photo-512", dtype="float32", int8="off").conditions().startswith("CPU")  # what it is anyway

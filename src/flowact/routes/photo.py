@@ -21,7 +21,8 @@ from .toon import default_threads
 
 
 def _refuse(option: str, value, preset) -> None:
-    raise FlowactError(f"{option} {value} does not apply to the photo route ({preset.name}): {_WHY[option]}")
+    given = f"{option} {value}" if value else option
+    raise FlowactError(f"{given} does not apply to the photo route ({preset.name}): {_WHY[option]}")
 
 
 _WHY = {
