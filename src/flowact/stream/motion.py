@@ -32,7 +32,7 @@ from ..errors import FlowactError
 from ..model.audio import HOP, N_FFT
 from ..model.block import BankAttention, BankView
 from ..model.motion import MEL_PER_FRAME, MOTION_DIM, MotionConfig, MotionDiT, empty_view, frame_windows, mel_frames
-from ..world.motion_vector import MOUTH
+from ..world.motion_vector import HIGH, LOW, MOUTH  # the contract's ranges (LOW, HIGH: re-exported)
 from .bank import MemoryBank
 from .sampler import EulerSampler, shifted_timesteps
 
@@ -44,9 +44,6 @@ SHIFT = 2.0
 # followed only the noise (r 0.03), stop moving. docs/motion.md.
 MOUTH_NOISE = 0.5
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
-# the contract's ranges (world/motion_vector.py), in MOTION_KEYS order
-LOW = np.array([0] * 5 + [-1] * 5 + [0, -1, -0.3, -1, -1, -1], np.float32)
-HIGH = np.array([1] * 5 + [1] * 5 + [1, 1, 1, 1, 1, 1], np.float32)
 
 
 def bundled_path() -> Path:

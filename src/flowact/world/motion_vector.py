@@ -36,6 +36,11 @@ MOTION_KEYS: tuple[str, ...] = (
     "body_shrug",
 )
 MOTION_DIM = len(MOTION_KEYS)
+# the contract's range of each key, by its group (the table above); a generated motion is clipped to it
+RANGES = {"mouth": (0.0, 1.0), "head": (-1.0, 1.0), "gaze": (-1.0, 1.0), "blink": (0.0, 1.0), "brow": (-1.0, 1.0),
+          "smile": (-0.3, 1.0), "body": (-1.0, 1.0)}  # fmt: skip
+LOW = np.array([RANGES[k.split("_")[0]][0] for k in MOTION_KEYS], np.float32)
+HIGH = np.array([RANGES[k.split("_")[0]][1] for k in MOTION_KEYS], np.float32)
 MOUTH = slice(0, 5)
 HEAD = slice(5, 8)
 GAZE = slice(8, 10)
