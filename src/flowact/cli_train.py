@@ -13,12 +13,12 @@ import typer
 from .cli_common import stderr_console
 from .config import DEFAULT_PRESET
 from .errors import FlowactError
-from .train.stage_names import MOTION_STAGES
+from .train.stage_names import MOTION_STAGES, TOON_STAGES
 
-# the stages of train/stages.py STAGES (kept here as names: --help must not import torch)
+# the stages of train/stages.py STAGES (by name, from a torch-free module: --help must not import torch)
 StageName = Enum(
     "StageName",
-    {n: n for n in ("vae", "decoder", "pretrain", "memory", "selfforce", "distill", "visemes", "lips", "audio")},
+    {n: n for n in TOON_STAGES},
     type=str,
 )
 # --stage also takes the motion engine's stages (train/motion.py), which train their own model; their
