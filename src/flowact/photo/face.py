@@ -1,7 +1,7 @@
 """Face analysis of a photo: MediaPipe's face detector and 468-point face mesh, run with LiteRT.
 
-The `.tflite` models (Apache-2.0) ship in this package (photo/models/, with their licence), so a
-plain `pip install` renders a photograph. Detection: an SSD over a
+The `.tflite` models (Apache-2.0) ship in flowact's wheel (photo/models/, with their licence;
+photo/face_models.py puts them there), so an installed wheel renders a photograph. Detection: an SSD over a
 letterboxed square (short-range model for portraits, full-range for small faces); its eye
 keypoints level the crop that the landmark model reads. `track` skips detection and crops around
 a previous mesh, which is what a video wants.
@@ -73,14 +73,13 @@ class FaceMesh:
 # ---------------------------------------------------------------- models
 
 
-MODELS = Path(__file__).resolve().parent / "models"
-
-
 def data_dir() -> Path:
-    """The folder of the face models (in the package)."""
-    if not (MODELS / "face_landmark.tflite").is_file():
-        raise FlowactError("face models missing from this install (reinstall flowact)", path=MODELS)
-    return MODELS
+    """The folder of the face models (in the package: photo/face_models.py)."""
+    from . import face_models as M
+
+    if M.missing():
+        raise FlowactError(f"MediaPipe's face models are missing from this install: {M.FETCH}", path=M.FOLDER)
+    return M.FOLDER
 
 
 @functools.cache
