@@ -27,9 +27,10 @@ def speech(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def small_photo(tmp_path_factory) -> Path:
-    """The portrait at 320x240 (framing changed, a non-square output)."""
+    """The portrait at 320x256 (framing changed, a non-square output; 256: the smallest side the photo
+    route keeps without scaling up)."""
     path = tmp_path_factory.mktemp("photo") / "face.jpg"
-    im = Image.open(PHOTO).crop((40, 0, 480, 330)).resize((320, 240), Image.Resampling.LANCZOS)
+    im = Image.open(PHOTO).crop((40, 0, 480, 352)).resize((320, 256), Image.Resampling.LANCZOS)
     im.save(path, quality=90)
     return path
 
@@ -42,7 +43,7 @@ def test_render_routes_a_photo_and_its_mouth_moves(tmp_path, speech, small_photo
     report = json.loads(stdout)
     assert report["preset"] == "photo-512" and "photo route" in report["conditions"] and report["frames"] == 40
     info = probe(out)
-    assert (info.width, info.height, info.frames) == (320, 240, 40)  # the photo's framing, kept
+    assert (info.width, info.height, info.frames) == (320, 256, 40)  # the photo's framing, kept
     frames = read_frames(out)
     ref = np.asarray(Image.open(small_photo).convert("RGB"), np.float32)
     mouth = frames[:, 100:160, 130:210].astype(np.float32)  # the mouth region of this framing
@@ -92,7 +93,7 @@ def test_live_session_on_a_photo(tmp_path, small_photo):
     summary = json.loads(stdout)
     assert summary["frames"] == 50 and summary["preset"] == "photo-512"
     info = probe(out)
-    assert (info.width, info.height) == (320, 240)
+    assert (info.width, info.height) == (320, 256)
 
 
 def test_bench_photo_preset(tmp_path):
@@ -121,7 +122,7 @@ def test_an_interrupted_photo_render_leaves_a_playable_file(tmp_path, small_phot
     report = render(route, small_photo, EXAMPLES / "human_speech.wav", out, on_chunk=on_chunk, stop=stop)
     assert report.interrupted and 16 <= report.frames < 100
     info = probe(out)
-    assert info.frames == report.frames and (info.width, info.height) == (320, 240)
+    assert info.frames == report.frames and (info.width, info.height) == (320, 256)
 
 
 def test_live_chunks_hear_what_the_whole_track_gives_render(small_photo):

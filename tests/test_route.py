@@ -67,6 +67,19 @@ def test_photo_framing_is_kept_scaled_down_never_up(tmp_path):
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((101, 77, 3), np.uint8)).save(small)
     assert fit_within(small, 512, 512).shape == (100, 76, 3)  # not upscaled, trimmed to even
+    assert fit_within(small, 512, 512, min_side=256).shape == (334, 256, 3)  # a tiny one: up to 256, aspect kept
+    assert fit_within(wide, 512, 512, min_side=256).shape == (152, 512, 3)  # no further than the preset allows
+
+
+def test_a_tiny_face_crop_makes_a_watchable_video(tmp_path):
+    """A 112 px face crop of a real portrait takes the photo route at 256 x 256, its face found."""
+    from flowact.routes import route_of
+
+    crop = tmp_path / "crop.png"
+    Image.open(EXAMPLES / "astronaut.jpg").convert("RGB").crop((150, 40, 330, 220)).resize((112, 112)).save(crop)
+    p = load_preset("photo-512")
+    picture, face = route_of(p).load_picture(p, crop)
+    assert picture.shape == (256, 256, 3) and face.score > 0.5
 
 
 def test_options_that_do_not_apply_to_the_photo_route_are_refused_not_dropped():

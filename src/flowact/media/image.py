@@ -53,14 +53,16 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.asarray(_read(path), dtype=np.uint8)
 
 
-def fit_within(path: str | Path, width: int, height: int) -> np.ndarray:
-    """The picture at its own framing, scaled down (never up) to fit width x height, sides even
-    (H.264 needs them): uint8 (height', width', 3). The photo route keeps the user's framing."""
+def fit_within(path: str | Path, width: int, height: int, min_side: int = 0) -> np.ndarray:
+    """The picture at its own framing, scaled down to fit width x height, sides even (H.264 needs
+    them): uint8 (height', width', 3). The photo route keeps the user's framing. Scaled up only where
+    its shorter side is under `min_side` (a tiny crop still makes a video a person can watch), and
+    then no further than width x height allows."""
     from PIL import Image
 
     img = _read(path)
     sw, sh = img.size
-    s = min(1.0, width / sw, height / sh)
+    s = max(min(1.0, width / sw, height / sh), min(min_side / min(sw, sh), width / sw, height / sh))
     nw, nh = max(MIN_SIDE, int(sw * s) // 2 * 2), max(MIN_SIDE, int(sh * s) // 2 * 2)
     if (nw, nh) != (sw, sh):
         img = img.resize((nw, nh), Image.Resampling.LANCZOS)

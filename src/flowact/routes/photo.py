@@ -25,6 +25,8 @@ def _refuse(option: str, value, preset) -> None:
     raise FlowactError(f"{given} does not apply to the photo route ({preset.name}): {_WHY[option]}")
 
 
+MIN_SIDE = 256  # a smaller photo (a 112 px face crop) is scaled up to this shorter side
+
 _WHY = {
     "--device": "its motion engine and warp are small and run on the CPU",
     "--dtype": "its motion engine runs in float32",
@@ -70,11 +72,11 @@ class PhotoRoute(Route):
 
     @staticmethod
     def load_picture(preset, image, fit: str = "cover"):
-        """The photo keeps its framing, scaled to fit; its face is found now, so a photo without
-        one fails before any model loads (`fit` is the toon route's)."""
+        """The photo keeps its framing, scaled to fit (a tiny one up to a 256 px shorter side); its face
+        is found now, so a photo without one fails before any model loads (`fit` is the toon route's)."""
         from ..photo.face import analyse
 
-        reference = fit_within(image, preset.video.width, preset.video.height)
+        reference = fit_within(image, preset.video.width, preset.video.height, min_side=MIN_SIDE)
         return reference, analyse(reference, name=str(image))
 
     def prepare(self, reference: np.ndarray, face=None):
