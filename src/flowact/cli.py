@@ -93,6 +93,12 @@ def render(
         "--fit",
         help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad).",
     ),
+    motion: Optional[Path] = typer.Option(
+        None,
+        "--motion",
+        help="Drive the picture with this per-frame motion track (.npy, .csv or .jsonl; 16 numbers a frame, "
+        "docs/usage.md) instead of the motion engine. Photo route.",
+    ),
     max_seconds: Optional[float] = typer.Option(
         None, "--seconds", help="Render only the first S seconds of the audio."
     ),
@@ -173,6 +179,8 @@ def render(
 
         flowact render -i face.png -a talk.wav --out - | ffplay -
 
+        flowact render -i face.jpg -a talk.wav --motion track.csv -o driven.mp4
+
         find faces -name '*.png' | sed 's/.*/{"image": "&", "audio": "talk.wav"}/' \\
             | flowact render --manifest - --out-dir out --json
 
@@ -181,6 +189,8 @@ def render(
         torchrun --nproc-per-node 3 -m flowact.cli render -i face.png -a talk.wav --seq-parallel --decode-rank
     """
     if manifest is not None:
+        if motion is not None:
+            raise FlowactError("--motion goes with --image and --audio (one render), not --manifest")
         from .batch import cli_manifest
 
         code = cli_manifest(
@@ -221,7 +231,7 @@ def render(
     p = load_preset(preset)
     if why.startswith("auto"):
         err.print(f"route: {p.name} ({why}; --preset forces one)")
-    inputs = load_inputs(p, image, audio, fit.value)
+    inputs = load_inputs(p, image, audio, fit.value, motion)
     check_output(out)
     find_ffmpeg(ffmpeg)
     if decode_rank and not seq_parallel:

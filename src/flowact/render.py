@@ -178,7 +178,7 @@ class _RenderRun:
         picture = self.route.prepare(self.inputs.reference, self.inputs.face)
         self.stages["reference"] += time.perf_counter() - t0
         samples = track.samples[: int(self.seconds * track.rate) + 1]
-        self.stream = self.route.stream(picture, self.seed, samples, self.stages, self.sync)
+        self.stream = self.route.stream(picture, self.seed, samples, self.stages, self.sync, self.inputs.motion)
         h, w = self.inputs.reference.shape[:2]  # the preset's size (toon) or the photo's framing (photo)
         if not writes:
             self.writer = _NoFile(self.out)
@@ -246,6 +246,10 @@ class _RenderRun:
         self.stages["encode"] = (time.perf_counter() - t) + (wstats.write_seconds if wstats else 0.0)
         return failure, interrupted, wstats
 
+    def _motion_note(self) -> str:
+        m = self.inputs.motion
+        return "" if m is None else f", motion from the given track ({len(m)} frames) instead of the motion engine"
+
     def report(self, wstats, interrupted: bool) -> RenderReport:
         r, p = self.route, self.preset
         wall = time.perf_counter() - self.t_request
@@ -271,7 +275,7 @@ class _RenderRun:
             stages={k: round(v, 4) for k, v in self.stages.items()},
             peak_memory_mb=peak_memory_mb(r.device),
             interrupted=interrupted,
-            conditions=r.conditions() + f", {r.counted} counted in e2e/RTF/TTFF",
+            conditions=r.conditions() + self._motion_note() + f", {r.counted} counted in e2e/RTF/TTFF",
         )
 
 

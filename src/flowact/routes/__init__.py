@@ -42,12 +42,23 @@ def load_route(preset="auto", **options) -> Route:
     return route_of(p).load(p, LoadOptions(**options))
 
 
-def load_inputs(preset, image, audio, fit: str = "cover") -> RenderInputs:
-    """A job's picture (as its route takes it) and audio, validated before any model work."""
+def load_inputs(preset, image, audio, fit: str = "cover", motion=None) -> RenderInputs:
+    """A job's picture (as its route takes it), audio and optional motion track (`motion`: a file,
+    media/motion.py), validated before any model work."""
+    from ..errors import FlowactError
     from ..media.audio import load_audio
 
-    reference, face = route_of(preset).load_picture(preset, image, fit)
-    return RenderInputs(reference, load_audio(audio, preset.sample_rate), Path(audio), face)
+    route = route_of(preset)
+    track = None
+    if motion is not None:
+        if not route.reads_motion:
+            raise FlowactError(f"--motion drives the photo route; {preset.name}'s video model draws from the audio "
+                               "and does not read a motion track yet")  # fmt: skip
+        from ..media.motion import load_motion
+
+        track = load_motion(motion)
+    reference, face = route.load_picture(preset, image, fit)
+    return RenderInputs(reference, load_audio(audio, preset.sample_rate), Path(audio), face, track)
 
 
 __all__ = [

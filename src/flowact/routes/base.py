@@ -36,6 +36,7 @@ class RenderInputs:
     audio: Audio
     audio_path: Path
     face: object = None  # photo route: the reference's face mesh (photo/face.py), found before any model work
+    motion: np.ndarray | None = None  # a given motion track (frames, 16) instead of the motion engine (--motion)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class Route(ABC):
     stages: tuple[str, ...]  # the report's stages, in order (after "load_inputs")
     counted: str  # what end-to-end figures count beside the generator
     needs_face: bool = False  # the picture must show a face (load_picture finds it)
+    reads_motion: bool = False  # a given motion track can drive it (--motion)
 
     def __init__(self, preset, source, device: torch.device, dtype: torch.dtype, threads: int):
         self.preset, self.source, self.device, self.dtype, self.threads = preset, source, device, dtype, threads
@@ -150,9 +152,9 @@ class Route(ABC):
         """What the route keeps per picture (`load_picture`'s), built once (toon: the picture; photo: the rig)."""
 
     @abstractmethod
-    def stream(self, picture, seed: int, samples: np.ndarray | None = None, stages=None, sync=None) -> ChunkStream:
+    def stream(self, picture, seed: int, samples=None, stages=None, sync=None, motion=None) -> ChunkStream:
         """A fresh stream of `picture` (from `prepare`); `samples`: the whole recording at 16 kHz
-        (None: live, heard chunk by chunk)."""
+        (None: live, heard chunk by chunk); `motion`: a given track (frames, 16), where `reads_motion`."""
 
     @staticmethod
     @abstractmethod

@@ -40,6 +40,7 @@ class PhotoRoute(Route):
     stages = ("reference", "motion", "warp", "encode")
     counted = "warp+encode"
     needs_face = True
+    reads_motion = True
 
     def __init__(self, preset, engine, source, device, threads: int):
         super().__init__(preset, source, device, torch.float32, threads)
@@ -84,8 +85,10 @@ class PhotoRoute(Route):
 
         return build_rig(reference, size=max(reference.shape[:2]), mesh=face)
 
-    def stream(self, picture, seed: int, samples=None, stages=None, sync=None) -> "PhotoStream":
-        return PhotoStream(self, picture, seed, samples, {} if stages is None else stages, sync or (lambda: None))
+    def stream(self, picture, seed: int, samples=None, stages=None, sync=None, motion=None) -> "PhotoStream":
+        stream = PhotoStream(self, picture, seed, samples, {} if stages is None else stages, sync or (lambda: None))
+        stream.track = None if motion is None else np.asarray(motion, np.float32)
+        return stream
 
     @staticmethod
     def facts(preset, ranks: int = 1) -> dict:
@@ -133,6 +136,7 @@ class PhotoStream(ChunkStream):
         self.motion = MotionStream(route.engine, seed=seed)
         self.samples = None if samples is None else samples.astype(np.float32)
         p = route.preset
+        self.frames = p.frames_per_chunk
         self.chunk_samples = p.frames_per_chunk * (p.sample_rate // p.video.fps)
         a, b = self.motion.audio_span(1)  # chunk 1: away from the stream's start
         self.history_samples = max(0, self.chunk_samples - a)
@@ -152,8 +156,13 @@ class PhotoStream(ChunkStream):
             self._history = np.concatenate([self._history, pcm])[-self.history_samples :]
         return padded(known, (a - origin, b - origin))
 
+    track: np.ndarray | None = None  # a given motion track (--motion) instead of the motion engine
+
     def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
         with self.timed("motion"):
+            if self.track is not None:  # the given frames, the last one held past the track's end
+                rows = np.minimum(np.arange(index * self.frames, (index + 1) * self.frames), len(self.track) - 1)
+                return Chunk(index, self.track[rows], keep)
             motion = self.motion.chunk(index, self._audio(index, pcm, lookahead), prompt=prompt or None, state=state)
         return Chunk(index, motion, keep)
 

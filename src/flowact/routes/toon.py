@@ -91,7 +91,9 @@ class ToonRoute(Route):
     def prepare(self, reference: np.ndarray, face=None) -> np.ndarray:
         return reference
 
-    def stream(self, picture, seed: int, samples=None, stages=None, sync=None) -> "ToonStream":
+    def stream(self, picture, seed: int, samples=None, stages=None, sync=None, motion=None) -> "ToonStream":
+        if motion is not None:
+            raise FlowactError(f"{self.preset.name}'s video model does not read a motion track")
         return ToonStream(self, picture, seed, samples, {} if stages is None else stages, sync or (lambda: None))
 
     @staticmethod
