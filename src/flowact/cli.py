@@ -93,6 +93,13 @@ def render(
         "--fit",
         help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad).",
     ),
+    face: Optional[int] = typer.Option(
+        None,
+        "--face",
+        min=1,
+        help="Which face of a group photo moves: N counts the faces found left to right (default: the most "
+        "confident one; the conditions line says which).",
+    ),
     motion: Optional[Path] = typer.Option(
         None,
         "--motion",
@@ -189,8 +196,8 @@ def render(
         torchrun --nproc-per-node 3 -m flowact.cli render -i face.png -a talk.wav --seq-parallel --decode-rank
     """
     if manifest is not None:
-        if motion is not None:
-            raise FlowactError("--motion goes with --image and --audio (one render), not --manifest")
+        if motion is not None or face is not None:
+            raise FlowactError("--motion and --face go with --image and --audio (one render), not --manifest")
         from .batch import cli_manifest
 
         code = cli_manifest(
@@ -231,7 +238,7 @@ def render(
     p = load_preset(preset)
     if why.startswith("auto"):
         err.print(f"route: {p.name} ({why}; --preset forces one)")
-    inputs = load_inputs(p, image, audio, fit.value, motion)
+    inputs = load_inputs(p, image, audio, fit.value, motion, face)
     check_output(out)
     find_ffmpeg(ffmpeg)
     if decode_rank and not seq_parallel:

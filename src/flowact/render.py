@@ -246,9 +246,14 @@ class _RenderRun:
         self.stages["encode"] = (time.perf_counter() - t) + (wstats.write_seconds if wstats else 0.0)
         return failure, interrupted, wstats
 
-    def _motion_note(self) -> str:
-        m = self.inputs.motion
-        return "" if m is None else f", motion from the given track ({len(m)} frames) instead of the motion engine"
+    def _input_notes(self) -> str:
+        """What the inputs decided: which face of the photo, a given motion track."""
+        notes = []
+        if getattr(self.inputs.face, "which", ""):
+            notes.append(f"{self.inputs.face.which} of the photo")
+        if self.inputs.motion is not None:
+            notes.append(f"motion from the given track ({len(self.inputs.motion)} frames) instead of the motion engine")
+        return "".join(", " + n for n in notes)
 
     def report(self, wstats, interrupted: bool) -> RenderReport:
         r, p = self.route, self.preset
@@ -275,7 +280,7 @@ class _RenderRun:
             stages={k: round(v, 4) for k, v in self.stages.items()},
             peak_memory_mb=peak_memory_mb(r.device),
             interrupted=interrupted,
-            conditions=r.conditions() + self._motion_note() + f", {r.counted} counted in e2e/RTF/TTFF",
+            conditions=r.conditions() + self._input_notes() + f", {r.counted} counted in e2e/RTF/TTFF",
         )
 
 

@@ -55,6 +55,7 @@ class FaceMesh:
     points: np.ndarray
     box: tuple[float, float, float, float]
     score: float
+    which: str = ""  # how it was chosen: "the most confident face", "face 2 of 3, left to right"
 
     @property
     def eye_centres(self) -> np.ndarray:
@@ -155,6 +156,12 @@ def _affine_crop(image: np.ndarray, centre, side: float, angle: float, out: int)
 def _detect_in(image: np.ndarray, name: str, centre, side: float, threshold: float):
     """The best face of detector `name` in the square of `side` image pixels around `centre`
     (letterboxed with black where it leaves the image): (box, keypoints, score) or None."""
+    found = _detect_all_in(image, name, centre, side, threshold, most=1)
+    return found[0] if found else None
+
+
+def _detect_all_in(image: np.ndarray, name: str, centre, side: float, threshold: float, most: int = 64) -> list:
+    """Every face of detector `name` in that square, most confident first: [(box, keypoints, score)]."""
     size = _DETECTORS[name][0]
     crop, m = _affine_crop(image, centre, side, 0.0, size)
     reg, cls = _invoke(name, crop / 127.5 - 1.0)
@@ -163,26 +170,62 @@ def _detect_in(image: np.ndarray, name: str, centre, side: float, threshold: flo
     score = 1 / (1 + np.exp(-np.clip(cls[0, :, 0], -60, 60)))
     keep = score > threshold
     if not keep.any():
-        return None
+        return []
     a = _anchors(name)[keep]
     r = reg[0, keep] / size
     sc = score[keep]
     cxy = a + r[:, :2]
     boxes = np.concatenate([cxy - r[:, 2:4] / 2, cxy + r[:, 2:4] / 2], 1)
     kps = a[:, None] + r[:, 4:].reshape(-1, 6, 2)
-    best = int(np.argmax(sc))
-    # weighted suppression: average the detections that overlap the best one
-    lo = np.maximum(boxes[best, :2], boxes[:, :2])
-    hi = np.minimum(boxes[best, 2:], boxes[:, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), 1)
-    area = np.prod(boxes[:, 2:] - boxes[:, :2], 1)
-    iou = inter / (area[best] + area - inter + 1e-9)
-    wgt = sc * (iou > 0.3)
-    wgt = wgt / wgt.sum()
-    box = (wgt[:, None] * boxes).sum(0) * size
-    kp = (wgt[:, None, None] * kps).sum(0) * size
     to_img = lambda p: p @ m[:, :2].T + m[:, 2]  # noqa: E731
-    return np.concatenate([to_img(box[:2]), to_img(box[2:])]), to_img(kp), float(sc[best])
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], 1)
+    left, out = np.ones(len(sc), bool), []
+    while left.any() and len(out) < most:
+        best = int(np.argmax(np.where(left, sc, -1.0)))
+        # weighted suppression: average the detections that overlap the best one
+        lo = np.maximum(boxes[best, :2], boxes[:, :2])
+        hi = np.minimum(boxes[best, 2:], boxes[:, 2:])
+        inter = np.prod(np.clip(hi - lo, 0, None), 1)
+        iou = inter / (area[best] + area - inter + 1e-9)
+        near = left & (iou > 0.3)
+        wgt = sc * near
+        wgt = wgt / wgt.sum()
+        box = (wgt[:, None] * boxes).sum(0) * size
+        kp = (wgt[:, None, None] * kps).sum(0) * size
+        out.append((np.concatenate([to_img(box[:2]), to_img(box[2:])]), to_img(kp), float(sc[best])))
+        left &= ~near
+    return out
+
+
+def faces(image: np.ndarray, threshold: float = 0.5) -> list:
+    """Every face in an (H, W, 3) uint8 picture, numbered left to right: [(box, keypoints, score)]
+    (a group photo: `--face N` picks the N-th). The whole picture with both detectors, then tiles of
+    half and a third of the shorter side (small faces); one face seen twice is kept once."""
+    h, w = image.shape[:2]
+    found = [d for name in _DETECTORS for d in _detect_all_in(image, name, (w / 2, h / 2), max(h, w), threshold)]
+    for frac in (0.5, 1 / 3):
+        side = min(h, w) * frac
+        if side < 48:
+            break
+        for cy in np.arange(side / 2, h - side / 2 + 1, side / 2):
+            for cx in np.arange(side / 2, w - side / 2 + 1, side / 2):
+                found += _detect_all_in(image, "face_detection_short_range", (cx, cy), side, threshold)
+    kept: list = []
+    for d in sorted(found, key=lambda d: -d[2]):
+        # a face counts when the detector is sure of it (the tiles' many looks make weak false ones: a
+        # badge, a flag); the best detection counts in any case, as `detect` would take it
+        if (d[2] >= LISTED or not kept) and all(_iou(d[0], k[0]) < 0.3 for k in kept):
+            kept.append(d)
+    return sorted(kept, key=lambda d: d[0][0] + d[0][2])
+
+
+LISTED = 0.75  # the score at which a detection counts as one of a group photo's faces
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    lo, hi = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
+    inter = float(np.prod(np.clip(hi - lo, 0, None)))
+    return inter / (float(np.prod(a[2:] - a[:2])) + float(np.prod(b[2:] - b[:2])) - inter + 1e-9)
 
 
 SURE = 0.8  # a detection this confident on the whole picture ends the search
@@ -235,11 +278,22 @@ def _landmarks(image: np.ndarray, centre, side: float, angle: float) -> tuple[np
     return pts, 1 / (1 + np.exp(-logit))
 
 
-def analyse(image: np.ndarray, name: str | Path = "photo", min_presence: float = 0.5) -> FaceMesh:
-    """Detect the face in an (H, W, 3) uint8 photo and fit the 468-point mesh. Raises
-    FlowactError naming `name` when there is no face."""
+def analyse(
+    image: np.ndarray, name: str | Path = "photo", min_presence: float = 0.5, face: int | None = None
+) -> FaceMesh:
+    """Detect the face in an (H, W, 3) uint8 photo and fit the 468-point mesh: the most confident face,
+    or with `face` the N-th (1-based) of `faces`, numbered left to right. Raises FlowactError naming
+    `name` when there is no face (or no N-th)."""
     image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
-    found = detect(image)
+    which = "the most confident face"
+    if face is None:
+        found = detect(image)
+    else:
+        every = faces(image)
+        if not 1 <= face <= len(every):
+            raise FlowactError(f"--face {face}: {len(every)} face(s) found, numbered 1 to {len(every)} left to right",
+                               path=name)  # fmt: skip
+        found, which = every[face - 1], f"face {face} of {len(every)}, left to right"
     if found is None:
         raise _no_face(name)
     box, kp, score = found
@@ -256,7 +310,7 @@ def analyse(image: np.ndarray, name: str | Path = "photo", min_presence: float =
         presence = presence2
     else:
         pts = _landmarks(image, centre, side, angle)[0]
-    return FaceMesh(pts, tuple(float(v) for v in box), float(min(score, presence)))
+    return FaceMesh(pts, tuple(float(v) for v in box), float(min(score, presence)), which)
 
 
 def _roi_from_points(pts: np.ndarray, scale: float = 1.5) -> tuple[np.ndarray, float, float]:

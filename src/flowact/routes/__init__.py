@@ -42,9 +42,9 @@ def load_route(preset="auto", **options) -> Route:
     return route_of(p).load(p, LoadOptions(**options))
 
 
-def load_inputs(preset, image, audio, fit: str = "cover", motion=None) -> RenderInputs:
-    """A job's picture (as its route takes it), audio and optional motion track (`motion`: a file,
-    media/motion.py), validated before any model work."""
+def load_inputs(preset, image, audio, fit: str = "cover", motion=None, face: int | None = None) -> RenderInputs:
+    """A job's picture (as its route takes it; `face`: which face of a group photo), audio and optional
+    motion track (`motion`: a file, media/motion.py), validated before any model work."""
     from ..errors import FlowactError
     from ..media.audio import load_audio
 
@@ -57,8 +57,8 @@ def load_inputs(preset, image, audio, fit: str = "cover", motion=None) -> Render
         from ..media.motion import load_motion
 
         track = load_motion(motion)
-    reference, face = route.load_picture(preset, image, fit)
-    return RenderInputs(reference, load_audio(audio, preset.sample_rate), Path(audio), face, track)
+    reference, mesh = route.load_picture(preset, image, fit, face)
+    return RenderInputs(reference, load_audio(audio, preset.sample_rate), Path(audio), mesh, track)
 
 
 __all__ = [

@@ -144,8 +144,11 @@ class Route(ABC):
 
     @staticmethod
     @abstractmethod
-    def load_picture(preset, image: str | Path, fit: str = "cover") -> tuple[np.ndarray, object]:
-        """The reference picture as this route takes it, and its face mesh (or None), before any model loads."""
+    def load_picture(
+        preset, image: str | Path, fit: str = "cover", face: int | None = None
+    ) -> tuple[np.ndarray, object]:
+        """The reference picture as this route takes it, and its face mesh (or None), before any model loads;
+        `face`: which face of a group photo (1-based, left to right; None: the most confident)."""
 
     @abstractmethod
     def prepare(self, reference: np.ndarray, face=None) -> object:

@@ -72,13 +72,14 @@ class PhotoRoute(Route):
         return cls(preset, engine, source, dev, torch.get_num_threads())
 
     @staticmethod
-    def load_picture(preset, image, fit: str = "cover"):
+    def load_picture(preset, image, fit: str = "cover", face: int | None = None):
         """The photo keeps its framing, scaled to fit (a tiny one up to a 256 px shorter side); its face
-        is found now, so a photo without one fails before any model loads (`fit` is the toon route's)."""
+        (the most confident, or the `face`-th left to right) is found now, so a photo without one fails
+        before any model loads (`fit` is the toon route's)."""
         from ..photo.face import analyse
 
         reference = fit_within(image, preset.video.width, preset.video.height, min_side=MIN_SIDE)
-        return reference, analyse(reference, name=str(image))
+        return reference, analyse(reference, name=str(image), face=face)
 
     def prepare(self, reference: np.ndarray, face=None):
         from ..photo.rig import build_rig
@@ -136,7 +137,7 @@ class PhotoStream(ChunkStream):
         self.motion = MotionStream(route.engine, seed=seed)
         self.samples = None if samples is None else samples.astype(np.float32)
         p = route.preset
-        self.frames = p.frames_per_chunk
+        self.chunk_frames = p.frames_per_chunk
         self.chunk_samples = p.frames_per_chunk * (p.sample_rate // p.video.fps)
         a, b = self.motion.audio_span(1)  # chunk 1: away from the stream's start
         self.history_samples = max(0, self.chunk_samples - a)
@@ -161,7 +162,9 @@ class PhotoStream(ChunkStream):
     def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
         with self.timed("motion"):
             if self.track is not None:  # the given frames, the last one held past the track's end
-                rows = np.minimum(np.arange(index * self.frames, (index + 1) * self.frames), len(self.track) - 1)
+                rows = np.minimum(
+                    np.arange(index * self.chunk_frames, (index + 1) * self.chunk_frames), len(self.track) - 1
+                )
                 return Chunk(index, self.track[rows], keep)
             motion = self.motion.chunk(index, self._audio(index, pcm, lookahead), prompt=prompt or None, state=state)
         return Chunk(index, motion, keep)

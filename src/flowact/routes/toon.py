@@ -85,7 +85,9 @@ class ToonRoute(Route):
         return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why, int8_state)
 
     @staticmethod
-    def load_picture(preset, image, fit: str = "cover"):
+    def load_picture(preset, image, fit: str = "cover", face: int | None = None):
+        if face is not None:
+            raise FlowactError(f"--face picks a face of a photograph; {preset.name} draws a character")
         return load_image(image, preset.video.width, preset.video.height, fit), None
 
     def prepare(self, reference: np.ndarray, face=None) -> np.ndarray:
