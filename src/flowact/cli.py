@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import cli_live, cli_train, cli_world
+from . import cli_live, cli_serve, cli_train, cli_world
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
@@ -44,6 +44,7 @@ err = stderr_console()
 out_console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in pipes and logs
 cli_world.register(app)
 cli_live.register(app)
+cli_serve.register(app)
 cli_train.register(app)
 
 

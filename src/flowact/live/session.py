@@ -136,9 +136,12 @@ class LiveSession:
         planner: Planner | None = None,
         listen_audio: np.ndarray | None = None,
         face=None,
+        output=None,
     ):
         """route: a loaded route (routes/); reference: the picture as its `load_picture` gave it, with
-        its face mesh (`face`, the photo route)."""
+        its face mesh (`face`, the photo route). `output`: where the paced frames go, an object with
+        LiveWriter's `write(frame, pcm) -> time`, `frames` and `close()` (None: ffmpeg into `options.out`;
+        `flowact serve` passes its WebRTC tracks)."""
         self.route, self.p, self.opt, self.events = route, route.preset, options, events
         self.reference = reference
         self.picture = route.prepare(reference, face)  # per picture, once: shared by the warm-up and the stream
@@ -148,7 +151,9 @@ class LiveSession:
         self.chunk_seconds = self.F / self.fps
         self.planner: Planner = planner or (NullPlanner() if options.planner == "none" else RulePlanner())
         self._initial_listen = listen_audio
+        self._output = output
         self._commands: queue.Queue = queue.Queue()
+        self._heard: queue.SimpleQueue = queue.SimpleQueue()  # (samples, arrival) from `hear`
         self._out: queue.Queue = queue.Queue(maxsize=max(2, math.ceil(options.max_ahead / self.chunk_seconds) + 2))
         self._stop = threading.Event()  # stop requested (command, duration): finish what is queued
         self._abort = threading.Event()  # Ctrl-C / failure: end now
@@ -188,6 +193,11 @@ class LiveSession:
             self.n_errors += 1
             self.events.emit("error", line=lineno, message=str(exc), text=line.strip()[:200])
             return
+        self.enqueue(cmd, lineno)
+
+    def enqueue(self, cmd: Command, lineno: int = 0) -> None:
+        """A parsed command whose audio (if any) is already in `cmd.samples`: what `submit` ends with,
+        and what an embedding server calls once it has checked the command itself."""
         with self._seq_lock:
             self._seq += 1
             cmd.extra["seq"] = self._seq
@@ -221,6 +231,11 @@ class LiveSession:
 
         self._pending_script = loop
 
+    def hear(self, samples: np.ndarray, at: float | None = None) -> None:
+        """The user's microphone, streamed in-process (16 kHz float32 pieces that arrived at `at`, a
+        perf_counter time; default now): like `listen_pcm`, without a command event per piece."""
+        self._heard.put((samples, time.perf_counter() if at is None else at))
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -240,7 +255,9 @@ class LiveSession:
         own_vad.warm_up()
         user_vad.warm_up()
         h, w = self.reference.shape[:2]  # the preset's size (toon) or the photo's framing (photo route)
-        writer = LiveWriter(self.opt.out, w, h, self.fps, RATE, ffmpeg=self.opt.ffmpeg)
+        writer = self._output
+        if writer is None:
+            writer = LiveWriter(self.opt.out, w, h, self.fps, RATE, ffmpeg=self.opt.ffmpeg)
 
         self.t0 = self.events.t0 = time.perf_counter() + self.ahead
         self.events.emit(
@@ -290,6 +307,8 @@ class LiveSession:
                 pcm, started = speech.take(self.F * self.spf)
                 for seq, at in started:  # speech is reflected by the frame where its first sample plays
                     reflects.append((self._pending.pop(seq), at // self.spf))
+                while not self._heard.empty():
+                    listen.extend(*self._heard.get_nowait())
                 heard = listen.poll(time.perf_counter())
                 obs = Observation(
                     index=k,
@@ -409,7 +428,7 @@ class LiveSession:
                     ctl.user_active = cmd.active
                 reflects.append((cmd, 0))
             elif kind == "listen_pcm":
-                listen.add(cmd.samples, time.perf_counter())
+                listen.extend(cmd.samples, cmd.received)
                 reflects.append((cmd, 0))
             elif kind == "interrupt":
                 self._drop_pending_speech(speech)

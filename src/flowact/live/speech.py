@@ -76,9 +76,22 @@ class ListenChannel:
 
     def __init__(self):
         self._sources: list[list] = []  # [start perf_counter, samples, consumed]
+        self._stream: list | None = None  # the source that streamed pieces extend
 
     def add(self, samples: np.ndarray, start: float) -> None:
         self._sources.append([start, np.asarray(samples, np.float32), 0])
+
+    def extend(self, samples: np.ndarray, arrival: float) -> None:
+        """A piece of a streamed voice (listen_pcm, a microphone): heard right after the stream's
+        previous piece while that still plays, else from its arrival. Pieces that come together are
+        heard one after another, never on top of each other."""
+        s = self._stream
+        if s is not None and any(src is s for src in self._sources):
+            start, old, used = s
+            s[:] = [start + used / RATE, np.concatenate([old[used:], np.asarray(samples, np.float32)]), 0]
+        else:
+            self._stream = [arrival, np.asarray(samples, np.float32), 0]
+            self._sources.append(self._stream)
 
     def poll(self, now: float) -> np.ndarray:
         """Samples heard since the last poll (sources mixed)."""

@@ -1,0 +1,170 @@
+"""How sessions share the CPU: one pool of worker threads, as many as cores, runs the model work of
+every session; the routes (weights) are loaded once and shared.
+
+Each session keeps its own live loop (live/session.py: a generation thread and a pacing thread),
+but its chunk work (`stream.frames`: motion engine + warp, or the toon model + decode) runs on the
+pool: the session's thread hands the chunk over and waits. torch runs one thread per operation
+(`torch.set_num_threads(1)`, process-wide), so N workers keep N cores busy and never more: with
+more sessions than cores, chunks queue (first come, first served, live chunks before set-up work)
+instead of all running at once at a fraction of the speed, and each chunk runs at one core's full
+speed, which keeps the live loop's `ahead` (and so the reaction to a command) short. Measured on a
+2-core CPU (photo-512, 1 thread per op): two streams in two threads made 1.8x the chunks of one,
+three threads no more than two. The heavy per-chunk parts release the GIL (torch, the warp's
+scipy/numpy), so threads suffice; a process per session would copy the weights and pay a start-up
+per session for no gain. Batching the motion model across sessions is not done: it is ~15% of a
+photo chunk (the warp, per picture, is the rest).
+
+Video encoding (VP8) and audio (Opus) run on aiortc's own threads, beside the pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+LIVE, SETUP = 0, 1  # priorities: a session's chunks before set-up work (face mesh, rig, warm-up prompts)
+
+
+class _Job:
+    __slots__ = ("fn", "args", "done", "result", "error")
+
+    def __init__(self, fn, args):
+        self.fn, self.args, self.done = fn, args, threading.Event()
+        self.result = self.error = None
+
+
+class WorkerPool:
+    """`workers` daemon threads that run submitted calls, lower priority number first, FIFO within."""
+
+    def __init__(self, workers: int):
+        self.workers = max(1, int(workers))
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._busy = [0.0] * self.workers  # seconds each worker spent running calls
+        self._started = time.perf_counter()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(i,), name=f"flowact-serve-worker-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def run(self, priority: int, fn, *args):
+        """Run fn(*args) on a worker; the caller waits and gets the result (or the exception)."""
+        job = _Job(fn, args)
+        self._queue.put((priority, next(self._seq), job))
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _loop(self, i: int) -> None:
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            t = time.perf_counter()
+            try:
+                job.result = job.fn(*job.args)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                job.error = exc
+            finally:
+                self._busy[i] += time.perf_counter() - t
+                job.done.set()
+
+    def load(self) -> float:
+        """Mean share of the workers' time spent running calls since the pool started."""
+        return sum(self._busy) / (self.workers * max(1e-9, time.perf_counter() - self._started))
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put((99, next(self._seq), None))
+
+
+class PooledStream:
+    """A route's chunk stream whose chunk work runs on the pool (the live loop calls `frames`)."""
+
+    def __init__(self, stream, pool: WorkerPool):
+        self._stream, self._pool = stream, pool
+
+    def frames(self, index: int, prompt: str, state, pcm: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
+        # ChunkStream.frames through the class: the photo stream keeps an int of its own named `frames`
+        work = type(self._stream).frames
+        return self._pool.run(LIVE, work, self._stream, index, prompt, state, pcm, lookahead)
+
+    def prime(self, prompts: list[str]) -> None:
+        self._pool.run(SETUP, self._stream.prime, prompts)
+
+    def __getattr__(self, name):  # stage, chunk_samples, lookahead_samples, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+class PooledRoute:
+    """A loaded route as a LiveSession sees it, with the per-picture and per-chunk work on the pool."""
+
+    def __init__(self, route, pool: WorkerPool):
+        self._route, self._pool = route, pool
+
+    def prepare(self, reference: np.ndarray, face=None):
+        return self._pool.run(SETUP, self._route.prepare, reference, face)
+
+    def stream(self, picture, seed: int, samples=None, stages=None, sync=None) -> PooledStream:
+        return PooledStream(self._route.stream(picture, seed, samples, stages, sync), self._pool)
+
+    def conditions(self, compiled: bool = False) -> str:
+        return f"{self._route.conditions(compiled)}; served: {self._pool.workers} worker threads shared by all sessions"
+
+    def __getattr__(self, name):  # preset, source, device, name, ...: the route's own
+        return getattr(self._route, name)
+
+
+class Workers:
+    """The pool and the routes loaded once per preset (the shared weights)."""
+
+    def __init__(self, workers: int | None = None, load_options: dict | None = None):
+        self.pool = WorkerPool(workers or os.cpu_count() or 1)
+        self._options = dict(load_options or {})
+        self._routes: dict[str, PooledRoute] = {}
+        self._lock = threading.Lock()
+        self._pictures = threading.Lock()  # the face models (LiteRT interpreters) take one picture at a time
+
+    def route(self, preset) -> PooledRoute:
+        """The route of a loaded preset, loaded on first use (one thread per torch op, see above)."""
+        import torch
+
+        from ..routes import load_route
+
+        with self._lock:
+            if preset.name not in self._routes:
+                route = load_route(preset, **{**self._options, "threads": 1})
+                torch.set_num_threads(1)  # process-wide: a route's load may have set more
+                self._routes[preset.name] = PooledRoute(route, self.pool)
+            return self._routes[preset.name]
+
+    def load_picture(self, preset, path: Path, name: str):
+        """The picture as the preset's route takes it (its face mesh on the photo route), on the pool."""
+        from ..routes import route_of
+
+        def load():
+            try:
+                with self._pictures:
+                    return route_of(preset).load_picture(preset, path)
+            except Exception as exc:
+                if str(path) in str(exc):  # name the file as the user named it, not the server's path
+                    exc.args = (str(exc).replace(str(path), name),)
+                raise
+
+        return self.pool.run(SETUP, load)
+
+    @property
+    def loaded(self) -> list[str]:
+        return sorted(self._routes)
+
+    def close(self) -> None:
+        self.pool.close()
