@@ -50,7 +50,9 @@ class SeqParallelRoute(Route):
         extra = " + a decode rank" if self.decode_rank else ""
         return f"{self.toon.conditions(compiled)}, {self.transformer_ranks} transformer ranks{extra}"
 
-    def stream(self, picture, seed: int, samples=None, stages=None, sync=None):
+    def stream(self, picture, seed: int, samples=None, stages=None, sync=None, motion=None):
+        if motion is not None:
+            raise FlowactError("--seq-parallel renders from the audio: the video model does not read a motion track")
         stages = {} if stages is None else stages
         if self.comm is None:
             return _ReceivingStream(self.toon, picture, samples, stages, sync or (lambda: None))
