@@ -94,9 +94,7 @@ class PooledStream:
         self._stream, self._pool = stream, pool
 
     def frames(self, index: int, prompt: str, state, pcm: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
-        # ChunkStream.frames through the class: the photo stream keeps an int of its own named `frames`
-        work = type(self._stream).frames
-        return self._pool.run(LIVE, work, self._stream, index, prompt, state, pcm, lookahead)
+        return self._pool.run(LIVE, self._stream.frames, index, prompt, state, pcm, lookahead)
 
     def prime(self, prompts: list[str]) -> None:
         self._pool.run(SETUP, self._stream.prime, prompts)
