@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamError
 from PIL import Image
 
 from flowact.live.speech import ListenChannel
 from flowact.media.audio import load_audio
 from flowact.serve import media as M
 from flowact.serve.media import MediaLibrary, Refused
-from flowact.serve.tracks import RtcOutput, RtpOrigin
+from flowact.serve.streams import StreamOutput
+from flowact.serve.tracks import RtpOrigin, ViewerTracks
 from flowact.serve.workers import LIVE, SETUP, WorkerPool
 from helpers import TINY, make_inputs, run_cli
 
@@ -180,33 +182,47 @@ def drain(loop, track, n: int) -> list:
     return [asyncio.run_coroutine_threadsafe(track.recv(), loop).result(5) for _ in range(n)]
 
 
-def test_the_webrtc_output_stamps_slots_and_starts_each_viewer_on_a_keyframe(loop):
-    out = RtcOutput(loop, 64, 48, 25)
-    frame, pcm = np.full((48, 64, 3), 120, np.uint8), np.zeros(640, np.float32)
-    out.write(frame, pcm)  # nobody receives yet: nothing is encoded
-    time.sleep(0.05)
-    assert out.video._items.qsize() == 0 and out.audio._items.qsize() == 1
-    out.video.receiving = True
+def test_the_stream_output_encodes_only_while_watched_and_starts_on_a_keyframe():
+    sent = []
+    out = StreamOutput(lambda *msg: sent.append(msg), "s1", 25)
+    frame, pcm = np.full((48, 64, 3), 120, np.uint8), np.full(640, 0.5, np.float32)
+    out.write(frame, pcm)  # nobody watches yet: nothing is encoded or sent
+    assert sent == [] and out.frames == 1
+    out.watching = True
     for _ in range(3):
         out.write(frame, pcm)
-    time.sleep(0.05)
-    packets = drain(loop, out.video, 3)
-    assert [p.pts for p in packets] == [3600, 7200, 10800]  # slot n -> n * 90000 / 25
-    assert [p.is_keyframe for p in packets] == [True, False, False]
-    audio = drain(loop, out.audio, 4)  # every slot's speech, viewer or not: 640 samples at 16 kHz
-    assert [a.pts for a in audio] == [0, 640, 1280, 1920] and {a.samples for a in audio} == {640}
-    for _ in range(5):  # the sender falls behind: the track keeps 3 and the next frame is a keyframe
-        out.write(frame, pcm)
-    time.sleep(0.05)
+    out.key_next = True  # the web process dropped a frame
     out.write(frame, pcm)
+    assert [m[:3] for m in sent] == [("media", "s1", slot) for slot in (1, 2, 3, 4)]
+    keys = [[key for _, key in m[3]] for m in sent]
+    assert keys == [[True], [False], [False], [True]], keys
+    pcm16 = np.frombuffer(sent[0][4], "<i2")
+    assert len(pcm16) == 640 and pcm16[0] == round(0.5 * 32767)
+
+
+def test_viewer_tracks_stamp_slots_and_ask_for_what_they_need(loop):
+    asked = []
+    tracks = ViewerTracks(25, watch=lambda: asked.append("watch"), keyframe=lambda: asked.append("keyframe"))
+    sent = []
+    out = StreamOutput(lambda *msg: sent.append(msg), "s1", 25)
+    out.watching = True
+    for _ in range(3):
+        out.write(np.zeros((48, 64, 3), np.uint8), np.zeros(640, np.float32))
+    for _, _, slot, packets, pcm16 in sent:
+        loop.call_soon_threadsafe(tracks.deliver, slot, packets, pcm16)
+    video, audio = drain(loop, tracks.video, 3), drain(loop, tracks.audio, 3)
+    assert asked == ["watch"]  # the first frame the sender asked for
+    assert [p.pts for p in video] == [0, 3600, 7200] and video[0].is_keyframe  # slot n -> n * 90000 / 25
+    assert [a.pts for a in audio] == [0, 640, 1280] and {a.samples for a in audio} == {640}
+    for _ in range(5):  # the sender falls behind: the track keeps 3 and asks for a keyframe
+        loop.call_soon_threadsafe(tracks.deliver, 9, sent[1][3], sent[1][4])
+    time.sleep(0.1)
+    assert "keyframe" in asked and tracks.video.dropped == 2
+    loop.call_soon_threadsafe(tracks.end)
     time.sleep(0.05)
-    kept = drain(loop, out.video, 3)
-    assert kept[-1].is_keyframe and out.video.dropped > 0
-    assert out.frames == 10
-    out.close()
-    time.sleep(0.05)
-    with pytest.raises(Exception):
-        drain(loop, out.video, 1)
+    with pytest.raises(MediaStreamError):  # what was kept, then the end
+        drain(loop, tracks.video, 4)
+    assert tracks.video.readyState == "ended"
 
 
 def test_the_rtp_origin_is_announced_once_two_frames_agree():

@@ -97,18 +97,19 @@ async def page(request: web.Request) -> web.FileResponse:
 
 async def health(request: web.Request) -> web.Response:
     m: SessionManager = request.app["sessions"]
-    w = m.workers
+    f = m.facts  # the stream process's, at most half a second old
     return web.json_response(
         {
-            "ok": True,
+            "ok": not m.dead.done(),
             "version": _version(),
             "sessions": len(m.sessions),
             "max_sessions": m.max_sessions,
             "started_total": m.started_total,
-            "unreleased": m.unreleased(),
-            "workers": w.pool.workers,
-            "worker_load": round(w.pool.load(), 3),
-            "routes": w.loaded,
+            # ended sessions still in the stream process's memory (or still running there)
+            "unreleased": f.get("unreleased", 0) + len(set(f.get("sessions", {})) - set(m.sessions)),
+            "workers": f.get("workers"),
+            "worker_load": f.get("worker_load"),
+            "routes": f.get("routes", []),
             "uptime_s": round(time.monotonic() - request.app["started"], 1),
         }
     )
@@ -257,18 +258,10 @@ def make_app(manager: SessionManager, media_lib: MediaLibrary, token: str | None
 
 
 async def _serve(
-    host: str,
-    port: int,
-    media_dir: Path | None,
-    max_sessions: int,
-    token: str | None,
-    workers,
-    preset: str,
-    preload: list,
-    log: Callable[[str], None],
-) -> None:
+    host: str, port: int, media_dir: Path | None, max_sessions: int, token: str | None, options: dict, log
+) -> int:
     loop = asyncio.get_running_loop()
-    # aiortc encodes every track's frames on the default executor: room for all of them at once
+    # aiortc encodes the audio of every track on the default executor: room for all of them at once
     loop.set_default_executor(ThreadPoolExecutor(max_workers=2 * max_sessions + 4, thread_name_prefix="flowact-rtc"))
     setup = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flowact-serve-setup")
 
@@ -276,41 +269,39 @@ async def _serve(
         return await loop.run_in_executor(setup, partial(fn, *args, **kwargs))
 
     media_lib = MediaLibrary(media_dir)
-    manager = SessionManager(workers, media_lib, max_sessions, loop, blocking, preset, log)
-    for p in preload:  # the weights load before the server says it is ready
-        await blocking(workers.route, p)
-    app = make_app(manager, media_lib, token, log)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
     sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    manager = SessionManager(media_lib, max_sessions, loop, blocking, options, log)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    runner = None
     try:
-        site = web.SockSite(runner, sock)
-        await site.start()
+        waits = [asyncio.ensure_future(stop.wait()), manager.ready]  # the weights load before "ready"
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            return 0
+        manager.ready.result()  # the stream process's failure to start, as a FlowactError
+        runner = web.AppRunner(make_app(manager, media_lib, token, log), handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         log(f"flowact serve: http://{shown}:{bound}/ ready (max {max_sessions} sessions; Ctrl-C stops)")
-        await stop.wait()
+        await asyncio.wait([asyncio.ensure_future(stop.wait()), manager.dead], return_when=asyncio.FIRST_COMPLETED)
         log("flowact serve: stopping")
+        return 1 if manager.dead.done() else 0
     finally:
-        await runner.cleanup()  # ends every session (on_shutdown), closes sockets
+        if runner is not None:
+            await runner.cleanup()  # ends every session (on_shutdown), closes sockets
+        sock.close()
+        await loop.run_in_executor(None, manager.close)  # the stream process quits
         setup.shutdown(wait=False, cancel_futures=True)
         media_lib.close()
-        workers.close()
 
 
 def run_server(
-    host: str,
-    port: int,
-    media_dir: Path | None,
-    max_sessions: int,
-    token: str | None,
-    workers,
-    preset: str,
-    preload: list,
-    log: Callable[[str], None],
-) -> None:
-    """Serve until SIGINT/SIGTERM; then every session ends and the server stops cleanly."""
-    asyncio.run(_serve(host, port, media_dir, max_sessions, token, workers, preset, preload, log))
+    host: str, port: int, media_dir: Path | None, max_sessions: int, token: str | None, options: dict, log
+) -> int:
+    """Serve until SIGINT/SIGTERM (0), or until the stream process stops on its own (1). `options`:
+    the stream process's (workers, preset, preload). Every session ends and both processes stop."""
+    return asyncio.run(_serve(host, port, media_dir, max_sessions, token, options, log))

@@ -1,120 +1,93 @@
-"""Sessions: one LiveSession each (the engine of `flowact live`), its viewer's WebRTC connection,
-its command and event channels, and its end.
+"""Sessions as the web process sees them: each one's viewer (WebRTC), its command and event
+channels, and its end. The stream itself (a `flowact live` LiveSession) runs in the stream process
+(streams.py); they talk through link.py.
 
-    create (POST /api/sessions)   picture checked (face mesh on the photo route), LiveSession built,
-                                  its loop started in a thread; frames flow to the tracks at once
+    create (POST /api/sessions)   the picture's name checked here, the picture loaded and its face
+                                  found there; the live loop starts at once
     attach (POST .../offer)       the browser's WebRTC offer -> answer: video + speech out, mic in
-    command (WebSocket or HTTP)   the live protocol; file names are checked against the media roots
+    command (WebSocket or HTTP)   the live protocol; file names are checked against the media roots and
+                                  their audio loaded here, so the stream process opens no file by name
     end                           a stop command, the viewer leaving (its page's socket closes or its
                                   connection fails), nobody attaching in time, or the server stopping:
                                   the loop stops, the connection closes, nothing keeps the session
-
-All of it runs on the server's event loop except the live loop itself (its own threads) and the
-blocking set-up (a small thread pool of the server's, the model work on workers.py's pool).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import secrets
-import threading
 import time
-import traceback
-import weakref
 from typing import Callable
 
 from ..errors import FlowactError
-from ..live import EventLog, LiveOptions, LiveSession
 from ..live.protocol import ProtocolError, command_from_dict
 from ..live.speech import RATE
 from ..media.audio import load_audio
+from .link import StreamProcess
 from .media import MediaLibrary, Refused
-from .tracks import VIDEO_CLOCK, RtcOutput, RtpOrigin, read_microphone
+from .tracks import VIDEO_CLOCK, RtpOrigin, ViewerTracks, read_microphone
 
 ATTACH_SECONDS = 30.0  # a session nobody watches ends after this
 DISCONNECT_SECONDS = 5.0  # a viewer's connection that stays "disconnected" this long has left
+CREATE_SECONDS = 60.0  # a picture's set-up (face mesh, rig) that takes longer is refused
 PLANNERS = ("rules", "none")
 
 
 class ServedSession:
-    """One character's live stream, served. Built off the event loop (`build`), used on it."""
+    """One character's live stream, served: created from the stream process's `created` facts."""
 
-    def __init__(self, manager: "SessionManager", sid: str, name: str, preset, route, reference, face, planner: str):
-        self.manager, self.loop = manager, manager.loop
-        self.id, self.name, self.preset = sid, name, preset.name
-        self.height, self.width = (int(v) for v in reference.shape[:2])
-        self.fps = preset.video.fps
+    def __init__(self, manager: "SessionManager", sid: str, name: str, facts: dict):
+        self.manager, self.loop, self.link = manager, manager.loop, manager.link
+        self.id, self.name, self.preset = sid, name, facts["preset"]
+        self.width, self.height, self.fps = facts["width"], facts["height"], facts["fps"]
         self.status, self.state, self.error = "starting", None, None
-        self.created = time.time()
         self.listeners: set[asyncio.Queue] = set()
         self.viewer_sockets = 0
         self.pc = None
         self.rtp_origin: int | None = None
-        self.latency_ms: list[float] = []  # server side: command received -> its first frame handed to WebRTC
-        self.output = RtcOutput(self.loop, self.width, self.height, self.fps, RATE)
+        self.latency_ms: list[float] = []  # command received -> its first frame handed to WebRTC (server side)
+        self.stats: dict = {"frames": 0, "held_frames": 0, "late_chunks": 0, "ahead_ms": None}
+        self.tracks = ViewerTracks(
+            self.fps, RATE, watch=lambda: self.link.send("watch", sid), keyframe=lambda: self.link.send("keyframe", sid)
+        )
         self._origin = RtpOrigin(self._announce_origin)
-        self.output.video.on_recv = self._origin
-        events = EventLog(on_event=self._on_event)
-        options = LiveOptions(out="webrtc", planner=planner)
-        self.live = LiveSession(route, reference, options, events, face=face, output=self.output)
+        self.tracks.video.on_recv = self._origin
         self._ending: str | None = None
-        self._timers: list[asyncio.TimerHandle] = []  # cancelled at the end: they must not keep the session
-        self._thread = threading.Thread(target=self._run, name=f"flowact-serve-{sid}", daemon=True)
+        self._ended = False
+        self._timers = [self.loop.call_later(ATTACH_SECONDS, self._check_attached)]  # cancelled at the end
 
-    # ---- the live loop (its own thread) ---------------------------------------------------------
+    def end(self, reason: str) -> None:
+        """Stop the stream (what is queued still plays out, ~ahead seconds); idempotent."""
+        if self._ending is None and not self._ended:
+            self._ending = reason
+            if not self.link.send("stop", self.id, reason):
+                asyncio.ensure_future(self.finished(None, "the stream process has stopped"))
 
-    def start(self) -> None:
-        self._thread.start()
-        self._timers.append(self.loop.call_later(ATTACH_SECONDS, self._check_attached))
-
-    def _run(self) -> None:
-        error = report = None
-        try:
-            report = self.live.run().to_dict()
-        except FlowactError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - one session's failure must not take the server down
-            error = f"{type(exc).__name__}: {exc}"
-            self.manager.log(f"session {self.id} failed:\n{traceback.format_exc()}")
-        try:
-            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._finished(report, error)))
-        except RuntimeError:  # the loop has closed (server stopped)
-            pass
-
-    async def _finished(self, report: dict | None, error: str | None) -> None:
+    async def finished(self, report: dict | None, error: str | None) -> None:
+        """The stream process says the session has ended (or it is gone): tell the listeners, close."""
+        if self._ended:
+            return
+        self._ended = True
         self.status, self.error = ("failed" if error else "ended"), error
         ended = {"event": "ended", "reason": self._ending or ("failed" if error else "stopped"), "error": error}
         if report is not None:
-            ended["summary"] = {
-                k: report[k] for k in ("frames", "held_frames", "late_chunks", "commands", "latency_ms")
-            }
+            kept = ("frames", "held_frames", "late_chunks", "commands", "latency_ms")
+            ended["summary"] = {k: report[k] for k in kept}
         self._broadcast(ended)
         for timer in self._timers:
             timer.cancel()
-        self.output.video.on_recv = None  # aiortc may hold the track a while; it must not hold the session
+        self.tracks.end()
+        self.tracks.video.on_recv = self.tracks.video.on_first = self.tracks.video.on_drop = None
         pc, self.pc = self.pc, None
         if pc is not None:
             await pc.close()
         for q in list(self.listeners):
             q.put_nowait(None)  # the sockets close
-        self.manager._forget(self)
-
-    def end(self, reason: str) -> None:
-        """Stop the stream (what is queued still plays out, ~ahead seconds); idempotent."""
-        if self._ending is None:
-            self._ending = reason
-            self.live.stop()
+        self.manager.forget(self)
 
     # ---- events out ---------------------------------------------------------------------------
 
-    def _on_event(self, ev: dict) -> None:  # any thread
-        try:
-            self.loop.call_soon_threadsafe(self._broadcast, ev)
-        except RuntimeError:
-            pass
-
-    def _broadcast(self, ev: dict) -> None:
+    def on_event(self, ev: dict) -> None:
         kind = ev.get("event")
         if kind == "start":
             self.status = "live"
@@ -122,6 +95,9 @@ class ServedSession:
             self.state = ev.get("state")
         elif kind == "command" and ev.get("latency_ms") is not None:
             self.latency_ms = (self.latency_ms + [ev["latency_ms"]])[-100:]
+        self._broadcast(ev)
+
+    def _broadcast(self, ev: dict) -> None:
         for q in list(self.listeners):
             if q.full():  # a socket that does not read loses its oldest events, never blocks the stream
                 q.get_nowait()
@@ -147,10 +123,7 @@ class ServedSession:
             "width": self.width,
             "height": self.height,
             "fps": self.fps,
-            "frames": self.output.frames,
-            "held_frames": self.live.held,  # frames shown twice because a chunk was late (not real time)
-            "late_chunks": self.live.late_chunks,
-            "ahead_ms": round(1000 * self.live.ahead),  # chunks are made this long before they are shown
+            **self.stats,  # frames, held_frames (shown twice because a chunk was late), late_chunks, ahead_ms
             "viewer": self.pc is not None,
             "rtp_origin": self.rtp_origin,
             "error": self.error,
@@ -166,7 +139,7 @@ class ServedSession:
         here. A bad command raises Refused (and is reported as an `error` event to every listener)."""
         received = time.perf_counter() if received is None else received
         try:
-            if self.status in ("ended", "failed") or self._ending:
+            if self._ended or self._ending:
                 raise Refused("the session has ended", 410)
             try:
                 cmd = command_from_dict(obj, received)
@@ -180,18 +153,19 @@ class ServedSession:
                     raise Refused(str(exc).replace(str(path), self.manager.media.display(cmd.audio))) from exc
                 cmd.samples = audio.samples
         except Refused as exc:
-            cid = obj.get("id") if isinstance(obj, dict) else None
-            self._broadcast({"event": "error", "message": str(exc), "id": cid, "t": self.live.events.now()})
+            self._broadcast(
+                {"event": "error", "message": str(exc), "id": obj.get("id") if isinstance(obj, dict) else None}
+            )
             raise
-        self.live.enqueue(cmd)
-        return {"accepted": cmd.kind, "seq": cmd.extra["seq"], "id": cmd.id}
+        self.link.send("command", self.id, cmd)
+        return {"accepted": cmd.kind, "id": cmd.id}
 
     # ---- the viewer (WebRTC) ----------------------------------------------------------------------
 
     async def answer(self, sdp: str, kind: str) -> dict:
         from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-        if self.status in ("ended", "failed") or self._ending:
+        if self._ended or self._ending:
             raise Refused("the session has ended", 410)
         if self.pc is not None:
             raise Refused("this session already has a viewer", 409)
@@ -211,17 +185,17 @@ class ServedSession:
         @pc.on("track")
         def _track(track):
             if track.kind == "audio":  # the browser's microphone: the planner listens
-                asyncio.ensure_future(read_microphone(track, self.live.hear))
+                asyncio.ensure_future(read_microphone(track, lambda x, at: self.link.send("hear", self.id, x, at)))
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            self._origin.sender = pc.addTrack(self.output.video)
+            self._origin.sender = pc.addTrack(self.tracks.video)
             vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
-            for t in pc.getTransceivers():  # the video is VP8, encoded by the session (tracks.py)
+            for t in pc.getTransceivers():  # the video is VP8, encoded by the stream process
                 if t.sender is self._origin.sender:
                     t.setCodecPreferences(vp8)
             if any(t.kind == "audio" for t in pc.getTransceivers()):
-                pc.addTrack(self.output.audio)
+                pc.addTrack(self.tracks.audio)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # noqa: BLE001 - a malformed offer is the client's error
             self.pc = None
@@ -244,18 +218,73 @@ class ServedSession:
 
 
 class SessionManager:
-    """The server's sessions: at most `max_sessions` at once (more: 503), each ended and forgotten."""
+    """The server's sessions: at most `max_sessions` at once (more: 503), each ended and forgotten.
+    It owns the stream process and routes its messages."""
 
     def __init__(
-        self, workers, media: MediaLibrary, max_sessions: int, loop, blocking: Callable, preset="auto", log=print
+        self,
+        media: MediaLibrary,
+        max_sessions: int,
+        loop,
+        blocking: Callable,
+        options: dict,
+        log: Callable[[str], None] = print,
     ):
-        self.workers, self.media, self.max_sessions, self.loop, self.log = workers, media, max_sessions, loop, log
-        self.preset = preset  # the server's --preset: "auto" lets each picture choose its route
-        self.blocking = blocking  # async fn(f, *args, **kw): f on the server's set-up threads
+        self.media, self.max_sessions, self.loop, self.log = media, max_sessions, loop, log
+        self.blocking = blocking  # async fn(f, *args, **kw): f on the web process's set-up threads
+        self.preset = options.get("preset", "auto")  # the server's --preset: "auto" lets each picture choose
         self.sessions: dict[str, ServedSession] = {}
-        self._starting = 0
-        self._ended: weakref.WeakSet = weakref.WeakSet()  # LiveSessions ended but not yet freed
         self.started_total = 0
+        self.facts: dict = {}  # the stream process's latest stats
+        self.ready: asyncio.Future = loop.create_future()
+        self.dead: asyncio.Future = loop.create_future()  # set when the stream process stops on its own
+        self._creating: dict[str, tuple[str, asyncio.Future]] = {}
+        self.link = StreamProcess(options, loop, self._on_message)
+
+    # ---- the stream process's messages (on the event loop) ------------------------------------------
+
+    def _on_message(self, msg: tuple) -> None:
+        kind, *args = msg
+        if kind == "media":
+            s = self.sessions.get(args[0])
+            if s is not None:
+                s.tracks.deliver(*args[1:])
+        elif kind == "event":
+            s = self.sessions.get(args[0])
+            if s is not None:
+                s.on_event(args[1])
+        elif kind == "stats":
+            self.facts = args[0]
+            for sid, stats in self.facts["sessions"].items():
+                if sid in self.sessions:
+                    self.sessions[sid].stats = stats
+        elif kind in ("created", "refused"):
+            pending = self._creating.pop(args[0], None)
+            if pending is not None and not pending[1].done():
+                pending[1].set_result(msg)
+            elif kind == "created":  # its request gave up waiting: end it
+                self.link.send("stop", args[0], "abandoned")
+        elif kind == "ended":
+            s = self.sessions.get(args[0])
+            if s is not None:
+                asyncio.ensure_future(s.finished(args[1], args[2]))
+        elif kind == "ready":
+            self.facts = {**self.facts, **args[0]}
+            if not self.ready.done():
+                self.ready.set_result(args[0])
+        elif kind == "exited" and not self.link.closing:
+            self.log(f"flowact serve: the stream process stopped (exit code {args[0]}); stopping")
+            for s in list(self.sessions.values()):
+                asyncio.ensure_future(s.finished(None, "the stream process stopped"))
+            for _, fut in self._creating.values():
+                if not fut.done():
+                    fut.set_result(("refused", "", "the stream process stopped", 503))
+            if not self.ready.done():
+                self.ready.set_exception(FlowactError(f"the stream process did not start (exit code {args[0]})"))
+            if not self.dead.done():
+                self.dead.set_result(args[0])
+
+    # ---- sessions ------------------------------------------------------------------------------------
 
     def get(self, sid: str) -> ServedSession:
         s = self.sessions.get(sid)
@@ -264,7 +293,7 @@ class SessionManager:
         return s
 
     async def create(self, image, planner: str = "rules") -> ServedSession:
-        if len(self.sessions) + self._starting >= self.max_sessions:
+        if len(self.sessions) + len(self._creating) >= self.max_sessions:
             raise Refused(
                 f"server busy: {self.max_sessions} sessions running (--max-sessions {self.max_sessions}); "
                 "try again when one ends",
@@ -272,41 +301,27 @@ class SessionManager:
             )
         if planner not in PLANNERS:
             raise Refused(f"unknown planner {planner!r} (use {' or '.join(PLANNERS)})")
+        if self.dead.done():
+            raise Refused("the stream process has stopped", 503)
         path = self.media.resolve(image, "picture")
-        self._starting += 1
+        sid = secrets.token_urlsafe(9)
+        done = self.loop.create_future()
+        self._creating[sid] = (image, done)
+        self.link.send("create", sid, str(path), self.media.display(image), self.preset, planner)
         try:
-            session = await self.blocking(self._build, image, path, self.preset, planner)
-        finally:
-            self._starting -= 1
-        self.sessions[session.id] = session
+            kind, _, *rest = await asyncio.wait_for(done, CREATE_SECONDS)
+        except asyncio.TimeoutError:
+            self._creating.pop(sid, None)
+            raise Refused(f"{image}: the picture's set-up took longer than {CREATE_SECONDS:.0f} s", 503) from None
+        if kind == "refused":
+            raise Refused(rest[0], rest[1])
+        session = self.sessions[sid] = ServedSession(self, sid, image, rest[0])
         self.started_total += 1
-        session.start()
         return session
 
-    def _build(self, name: str, path, preset_name: str, planner: str) -> ServedSession:
-        from ..config import load_preset
-        from ..routes.choose import route_preset
-
-        try:
-            p = load_preset(route_preset(preset_name, path)[0])
-            route = self.workers.route(p)
-            reference, face = self.workers.load_picture(p, path, self.media.display(name))
-        except Refused:
-            raise
-        except FlowactError as exc:
-            raise Refused(str(exc).replace(str(path), self.media.display(name))) from exc
-        return ServedSession(self, secrets.token_urlsafe(9), name, p, route, reference, face, planner)
-
-    def _forget(self, session: ServedSession) -> None:
+    def forget(self, session: ServedSession) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
-        self._ended.add(session.live)
-
-    def unreleased(self) -> int:
-        """Ended sessions whose live stream (frames, rig, memory bank) is still in memory."""
-        if len(self._ended):
-            gc.collect()
-        return len(self._ended)
 
     async def close_all(self, timeout: float = 5.0) -> None:
         for s in list(self.sessions.values()):
@@ -314,3 +329,6 @@ class SessionManager:
         deadline = time.monotonic() + timeout
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+    def close(self) -> int | None:
+        return self.link.close()

@@ -1,21 +1,15 @@
-"""The session's media over WebRTC (aiortc): its paced frames and speech out, the browser's microphone in.
+"""A viewer's media over WebRTC (aiortc), in the web process: the session's frames and speech out,
+the browser's microphone in.
 
-`RtcOutput` takes the place of the live loop's ffmpeg writer (LiveWriter's `write(frame, pcm)`,
-`frames`, `close()`): the pacing thread encodes each frame (VP8, `Vp8`) and hands it with its 40 ms
-of speech to a video and an audio track; aiortc packetises the video and encodes the audio (Opus).
-Slot n of the stream carries the video timestamp n * 3600 (90 kHz clock, 25 fps) and the audio
-timestamp n * 640 (16 kHz), so the page can name the stream slot of every frame it shows from its
-RTP timestamp (`rtp_origin`, below) and time a command from the moment it sent it to the frame that
-first shows it.
+`ViewerTracks` holds a session's video and audio tracks. The stream process sends each paced slot
+as VP8 packets and 40 ms of 16-bit speech (streams.py); here they become the video track's packets
+(aiortc only packetises them) and the audio track's frames (aiortc encodes Opus). Slot n carries
+the video timestamp n * 3600 (90 kHz clock, 25 fps) and the audio timestamp n * 640 (16 kHz), so
+the page can name the stream slot of every frame it shows from its RTP timestamp (`RtpOrigin`)
+and time a command from the moment it sent it to the frame that first shows it.
 
-The video is encoded here rather than by aiortc's encoder because that one runs libvpx's denoiser
-and a slower speed setting, meant for camera noise: on these clean, generated frames it cost 3.5 ms
-a frame at 512x512 where this costs ~1 ms (one core, measured 2026-12-06), and nothing is encoded
-until a viewer receives. A keyframe starts every viewer's stream, follows any dropped frame, and
-comes every 2 s besides (aiortc's keyframe requests do not reach pre-encoded video).
-
-A track keeps only the newest few items: a browser that has not connected yet, or falls behind,
-gets the live edge, and the pacing thread never waits on the network.
+A track keeps only the newest few items: a browser that falls behind gets the live edge (and a
+keyframe, asked of the stream process, to restart its picture), and nothing waits on the network.
 """
 
 from __future__ import annotations
@@ -26,7 +20,6 @@ import time
 from typing import Callable
 
 import numpy as np
-
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
@@ -35,15 +28,15 @@ RTP_WRAP = 1 << 32
 
 
 class QueueTrack(MediaStreamTrack):
-    """A track fed from the event loop (`put`), newest items kept; `None` ends it."""
+    """A track fed on the event loop (`put`), newest items kept; `end()` ends it."""
 
     def __init__(self, kind: str, keep: int):
         super().__init__()
         self.kind = kind
         self._items: asyncio.Queue = asyncio.Queue(maxsize=keep)
-        self.sent = 0  # items handed to the sender
-        self.receiving = False  # a sender has asked for an item: a viewer is connected
-        self.dropped = 0
+        self.sent = self.dropped = 0
+        self.on_first: Callable[[], None] | None = None  # the sender asked for its first item
+        self.on_drop: Callable[[], None] | None = None
         self.on_recv: Callable[[object], None] | None = None
 
     def put(self, item) -> None:
@@ -52,6 +45,8 @@ class QueueTrack(MediaStreamTrack):
         if self._items.full():
             self._items.get_nowait()  # the oldest goes: the browser gets the live edge
             self.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop()
         self._items.put_nowait(item)
 
     def end(self) -> None:
@@ -62,7 +57,8 @@ class QueueTrack(MediaStreamTrack):
     async def recv(self):
         if self.readyState != "live":
             raise MediaStreamError
-        self.receiving = True
+        if self.sent == 0 and self.on_first is not None:
+            self.on_first()
         item = await self._items.get()
         if item is None:
             self.stop()
@@ -77,8 +73,8 @@ class RtpOrigin:
     """The video sender's random RTP timestamp origin, so the page can turn a frame's `rtpTimestamp`
     into its stream slot. aiortc keeps it private (RTCRtpSender stamps origin + pts); the last
     stamped timestamp minus the last frame's pts gives it, checked on two frames in a row before
-    it is announced. None of this is needed to watch; without it the page times commands by the
-    server's clock."""
+    it is announced. None of this is needed to watch; without it the page shows the server's
+    latency figures only."""
 
     def __init__(self, announce: Callable[[int], None]):
         self.sender = None
@@ -97,100 +93,30 @@ class RtpOrigin:
         self._last_pts = frame.pts
 
 
-class Vp8:
-    """VP8 for live generated frames: realtime deadline, fast speed setting, no denoiser, constant
-    bitrate, no frame lag (each frame's packet comes out of its own `encode`)."""
+class ViewerTracks:
+    """A session's two tracks; `deliver` one slot's media (on the event loop)."""
 
-    def __init__(self, width: int, height: int, bitrate: int = 600_000, keyframe_every: int = 50):
-        import av
-
-        c = self.codec = av.CodecContext.create("libvpx", "w")
-        c.width, c.height, c.pix_fmt = width, height, "yuv420p"
-        c.bit_rate, c.time_base = bitrate, fractions.Fraction(1, VIDEO_CLOCK)
-        c.gop_size, c.qmin, c.qmax, c.thread_count = keyframe_every, 2, 56, 1
-        c.options = {
-            "deadline": "realtime",
-            "cpu-used": "-12",
-            "noise-sensitivity": "0",
-            "lag-in-frames": "0",
-            "static-thresh": "1",
-            "minrate": str(bitrate),
-            "maxrate": str(bitrate),
-            "bufsize": str(bitrate),
-            "undershoot-pct": "100",
-            "overshoot-pct": "15",
-        }
-
-    def encode(self, frame: np.ndarray, pts: int, key: bool = False) -> list:
-        import av
-
-        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, np.uint8), format="rgb24").reformat(format="yuv420p")
-        f.pts, f.time_base = pts, self.codec.time_base
-        f.pict_type = av.video.frame.PictureType.I if key else av.video.frame.PictureType.NONE
-        packets = self.codec.encode(f)
-        for p in packets:
-            p.pts, p.time_base = pts, self.codec.time_base
-        return packets
-
-
-class RtcOutput:
-    """LiveWriter's interface over two WebRTC tracks. `write` runs on the live loop's pacing thread."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, width: int, height: int, fps: int, rate: int = 16_000):
+    def __init__(self, fps: int, rate: int = 16_000, *, watch: Callable[[], None], keyframe: Callable[[], None]):
         if VIDEO_CLOCK % fps or rate % fps:
             raise ValueError(f"{fps} fps does not divide the 90 kHz video clock and the {rate} Hz audio rate")
-        self.loop, self.width, self.height, self.fps, self.rate = loop, width, height, fps, rate
-        self.spf = rate // fps
+        self.fps, self.rate, self.spf = fps, rate, rate // fps
         self.video = QueueTrack("video", keep=3)
         self.audio = QueueTrack("audio", keep=6)
-        self.frames = 0
-        self.first_frame_at: float | None = None
-        self._vp8: Vp8 | None = None
-        self._dropped = 0
-        self._closed = False
+        self.video.on_first, self.video.on_drop = watch, keyframe
+        self._base = fractions.Fraction(1, VIDEO_CLOCK)
 
-    def write(self, frame: np.ndarray, pcm: np.ndarray) -> float:
-        """One frame and its speech (pacing thread). The frame is encoded only while a viewer receives."""
+    def deliver(self, slot: int, packets: list[tuple[bytes, bool]], pcm16: bytes) -> None:
         import av
 
-        if len(pcm) != self.spf:
-            raise ValueError(f"need {self.spf} samples per frame, got {len(pcm)}")
-        packets = []
-        if self.video.receiving:
-            first = self._vp8 is None
-            if first:
-                self._vp8 = Vp8(frame.shape[1], frame.shape[0])
-            dropped = self.video.dropped  # a dropped frame breaks the chain of deltas: start a new one
-            key, self._dropped = first or dropped != self._dropped, dropped
-            packets = self._vp8.encode(frame, self.frames * (VIDEO_CLOCK // self.fps), key)
-        pcm16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype(np.int16)
-        a = av.AudioFrame.from_ndarray(pcm16[None], format="s16", layout="mono")
-        a.sample_rate, a.pts, a.time_base = self.rate, self.frames * self.spf, fractions.Fraction(1, self.rate)
-        try:
-            self.loop.call_soon_threadsafe(self._deliver, packets, a)
-        except RuntimeError:  # the event loop has closed: the server is stopping
-            pass
-        now = time.perf_counter()
-        if self.first_frame_at is None:
-            self.first_frame_at = now
-        self.frames += 1
-        return now
-
-    def _deliver(self, packets, a) -> None:
-        for p in packets:
+        for data, key in packets:
+            p = av.Packet(data)
+            p.pts, p.time_base, p.is_keyframe = slot * (VIDEO_CLOCK // self.fps), self._base, key
             self.video.put(p)
+        a = av.AudioFrame.from_ndarray(np.frombuffer(pcm16, "<i2")[None], format="s16", layout="mono")
+        a.sample_rate, a.pts, a.time_base = self.rate, slot * self.spf, fractions.Fraction(1, self.rate)
         self.audio.put(a)
 
-    def close(self) -> int:
-        if not self._closed:
-            self._closed = True
-            try:
-                self.loop.call_soon_threadsafe(self._end)
-            except RuntimeError:
-                pass
-        return self.frames
-
-    def _end(self) -> None:
+    def end(self) -> None:
         self.video.end()
         self.audio.end()
 
