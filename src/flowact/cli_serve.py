@@ -81,7 +81,6 @@ def serve(
     from .config import load_preset
     from .routes.choose import PHOTO_PRESET
     from .serve.app import run_server
-    from .serve.workers import Workers
 
     if not _loopback(host) and not token:
         raise FlowactError(f"--host {host} lets other machines in: give a --token (or FLOWACT_TOKEN) as well")
@@ -96,13 +95,16 @@ def serve(
     if media is not None and not media.is_dir():
         raise FlowactError("--media must be an existing folder", path=media)
     # the preset sessions start with ("auto": each picture's route); its weights load before "ready"
-    preload = [load_preset(PHOTO_PRESET if preset == "auto" else preset)]
-    pool = Workers(workers or os.cpu_count() or 1)
+    first = PHOTO_PRESET if preset == "auto" else preset
+    load_preset(first)  # a bad --preset is refused here
+    options = {"workers": workers or os.cpu_count() or 1, "preset": preset, "preload": [first]}
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     try:
-        run_server(host, port, media, max_sessions, token, pool, preset, preload, log)
+        code = run_server(host, port, media, max_sessions, token, options, log)
     except OSError as exc:
         raise FlowactError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+    if code:
+        raise typer.Exit(code)
