@@ -62,6 +62,10 @@ def test_the_token_guards_the_api_and_health_stays_open(served):
     status, listed = server.get("/api/media")
     assert status == 200 and "hello.wav" in listed["audio"] and "astronaut.jpg" in listed["pictures"]
     assert server.get(f"/api/media?token={TOKEN}", token=None)[0] == 200
+    # a page of another site, in the user's browser, may not use the API (its Origin says so)
+    code, body = server.post("/api/sessions", {"image": "astronaut.jpg"}, headers={"Origin": "http://evil.example"})
+    assert code == 403 and "evil.example" in body["error"], body
+    assert server.get("/api/media", headers={"Origin": server.url.rstrip("/")})[0] == 200
 
 
 def test_names_outside_the_media_folder_are_refused_and_never_opened(served):

@@ -21,9 +21,28 @@ from serve_browser import LIGHT_PAGE, Server, chromium, facts, hard_limit, launc
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25
-# Bounds a loaded 2-core CI machine meets; the measured figures are in docs/serve.md.
-MAX_LATENCY_MS = 2000
-MAX_HELD_SHARE = 0.15  # of the frames: the stream slips at most this much behind the clock
+# Bounds a 2-core CI machine running the server and three pages meets; the measured figures (and the
+# conditions they hold in) are in docs/serve.md.
+MAX_LATENCY_MS = 2500
+MIN_RATE = 0.85 * FPS  # frames a second each page receives
+MAX_HELD_SHARE = 0.25  # of the frames: shown twice because their chunk was late
+
+
+@pytest.fixture
+def pages(env):
+    """New pages in the module's browser; closed (their sessions end) even when the test fails."""
+    server, browser = env
+    opened = []
+
+    def new_page(**kw):
+        opened.append(browser.new_page(**kw))
+        return opened[-1]
+
+    yield new_page
+    with hard_limit(60, "closing the pages"):
+        for page in opened:
+            page.close()
+        wait_released(server)
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +78,15 @@ def wait_released(server: Server, seconds: float = 20) -> dict:
     raise AssertionError(f"sessions not ended and freed within {seconds:.0f} s: {health}")
 
 
-def test_the_autoplay_page_gets_video_and_speech_and_hears_the_microphone(env):
-    server, browser = env
+def test_the_autoplay_page_gets_video_and_speech_and_hears_the_microphone(env, pages):
+    server, _ = env
     seen = set()
 
     def saw(state):
         return lambda f: seen.add(f["state"]) or state in seen
 
     with hard_limit(120, "the autoplay page"):
-        page = browser.new_page()
+        page = pages()
         page.goto(server.url + "?image=astronaut.jpg&say=human_speech.wav&autoplay=1")
         f = wait_facts(page, lambda f: seen.add(f["state"]) or (f["frames"] >= 25 and f["audio"]), 60, "video + audio")
         assert (f["width"], f["height"]) == (512, 512) and f["status"] == "live", f
@@ -80,53 +99,50 @@ def test_the_autoplay_page_gets_video_and_speech_and_hears_the_microphone(env):
         first, t0 = facts(page)["frames"], time.monotonic()
         page.wait_for_timeout(3000)
         got = (facts(page)["frames"] - first) / (time.monotonic() - t0)
-        assert 0.85 * FPS <= got <= 1.15 * FPS, f"{got:.1f} frames a second received"
+        assert MIN_RATE <= got <= 1.15 * FPS, f"{got:.1f} frames a second received"
         assert server.get("/health")[1]["sessions"] == 1
         page.close()  # the browser leaves: its session ends and is freed
         wait_released(server)
 
 
-def test_three_pages_at_once_stay_real_time_and_react(env):
-    server, browser = env
+def test_three_pages_at_once_stay_real_time_and_react(env, pages):
+    server, _ = env
     with hard_limit(150, "three pages at once"):
-        pages = [browser.new_page(viewport=LIGHT_PAGE["viewport"]) for _ in range(3)]
-        for p in pages:
+        three = [pages(viewport=LIGHT_PAGE["viewport"]) for _ in range(3)]
+        for p in three:
             p.goto(server.url + "?image=astronaut.jpg&autoplay=1" + LIGHT_PAGE["query"])
-        for p in pages:  # all three running for ~2 s: the set-up of one no longer weighs on the others
+        for p in three:  # all three running for ~2 s: the set-up of one no longer weighs on the others
             wait_facts(p, lambda f: f["frames"] >= 50, 60, "video on every page")
         code, busy = server.post("/api/sessions", {"image": "astronaut.jpg"})
         assert code == 503 and "--max-sessions 3" in busy["error"], busy
 
         held0 = {s["id"]: s["held_frames"] for s in server.get("/api/sessions")[1]}
-        start, t0 = [facts(p)["frames"] for p in pages], time.monotonic()
-        for i, p in enumerate(pages):  # each page speaks once, at its own moment
+        start, t0 = [facts(p) for p in three], time.monotonic()
+        for i, p in enumerate(three):  # each page speaks once, at its own moment
             p.wait_for_timeout(700 + 300 * i)
             p.evaluate("() => send({cmd: 'speak', audio: 'human_speech.wav'})")
-        pages[-1].wait_for_timeout(max(0, 6000 - 1000 * (time.monotonic() - t0)))
+        three[-1].wait_for_timeout(max(0, 8000 - 1000 * (time.monotonic() - t0)))
         wall = time.monotonic() - t0
-        got = [facts(p) for p in pages]
+        got = [facts(p) for p in three]
         held = {s["id"]: s["held_frames"] - held0[s["id"]] for s in server.get("/api/sessions")[1]}
-        rates = [(f["frames"] - a) / wall for f, a in zip(got, start)]
-        assert all(r >= 0.9 * FPS for r in rates), f"frames a second received: {rates}"
+        rates = [1000 * (f["frames"] - a["frames"]) / (f["framesAt"] - a["framesAt"]) for f, a in zip(got, start)]
+        assert all(r >= MIN_RATE for r in rates), f"frames a second received: {rates}"
         assert all(h <= MAX_HELD_SHARE * FPS * wall for h in held.values()), f"frames held for late chunks: {held}"
-        for p in pages:
+        for p in three:
             f = wait_facts(p, lambda f: len(f["latency"]) == 1, 20, "the speak command shown")
             assert 0 < f["latency"][0] < MAX_LATENCY_MS, f
         print(f"3 pages: {[round(r, 1) for r in rates]} fps, held {held} in {wall:.1f} s, "
-              f"latency {[facts(p)['latency'][0] for p in pages]} ms")  # fmt: skip
-        for p in pages:
-            p.close()
-        wait_released(server)
+              f"latency {[facts(p)['latency'][0] for p in three]} ms")  # fmt: skip
 
 
-def test_a_bad_upload_shows_its_error_and_the_server_goes_on(env, tmp_path):
-    server, browser = env
+def test_a_bad_upload_shows_its_error_and_the_server_goes_on(env, pages, tmp_path):
+    server, _ = env
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
     faceless = tmp_path / "wall.png"
     Image.fromarray((np.random.default_rng(1).random((300, 300, 3)) * 255).astype(np.uint8)).save(faceless)
     with hard_limit(90, "bad uploads on the page"):
-        page = browser.new_page()
+        page = pages()
         page.goto(server.url + "?mic=0")
         page.set_input_files("#picture-file", str(bad))
         f = wait_facts(page, lambda f: f["errors"], 20, "the upload's error")
@@ -140,11 +156,10 @@ def test_a_bad_upload_shows_its_error_and_the_server_goes_on(env, tmp_path):
         assert f["status"] == "error"
         status, health = server.get("/health")
         assert status == 200 and health["ok"] and health["sessions"] == 0, health
-        page.close()
 
 
-def test_an_assistant_drives_a_session_a_page_watches(env):
-    server, browser = env
+def test_an_assistant_drives_a_session_a_page_watches(env, pages):
+    server, _ = env
     with hard_limit(120, "an assistant and a watching page"):
         client = subprocess.Popen(
             [sys.executable, str(ROOT / "examples" / "serve_client.py"), "--server", server.url.rstrip("/")],
@@ -155,7 +170,7 @@ def test_an_assistant_drives_a_session_a_page_watches(env):
         try:
             watch = client.stdout.readline().strip()
             assert watch.startswith(f"watch: {server.url.rstrip('/')}/?session="), watch
-            page = browser.new_page()
+            page = pages()
             page.goto(watch.removeprefix("watch: ") + "&mic=0")
             seen = set()
             wait_facts(page, lambda f: seen.add(f["state"]) or "speaking" in seen, 40, "speech streamed by the client")
@@ -166,5 +181,3 @@ def test_an_assistant_drives_a_session_a_page_watches(env):
         assert client.returncode == 0, out
         final = json.loads(out.strip().splitlines()[-1])
         assert final["viewer"] and final["frames"] > 100, final
-        page.close()
-        wait_released(server)

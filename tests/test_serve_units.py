@@ -142,16 +142,18 @@ def test_uploads_beyond_the_cap_evict_the_oldest(library, monkeypatch):
     assert kept == sorted(names[1:])
 
 
-def test_the_pool_runs_live_work_before_set_up_work_and_hands_back_errors():
+def test_the_pool_runs_the_chunk_due_soonest_first_then_set_up_work():
     pool = WorkerPool(1)
     gate, order = threading.Event(), []
+    now = time.perf_counter()
     try:
         blocker = threading.Thread(target=pool.run, args=(LIVE, gate.wait))
         blocker.start()
-        time.sleep(0.05)  # the one worker is now busy: the next two queue
+        time.sleep(0.05)  # the one worker is now busy: the next three queue
         waiting = [
             threading.Thread(target=pool.run, args=(SETUP, order.append, "setup")),
-            threading.Thread(target=pool.run, args=(LIVE, order.append, "live")),
+            threading.Thread(target=pool.run, args=(LIVE, order.append, "due later"), kwargs={"due": now + 2}),
+            threading.Thread(target=pool.run, args=(LIVE, order.append, "due soon"), kwargs={"due": now + 1}),
         ]
         for t in waiting:
             t.start()
@@ -159,7 +161,7 @@ def test_the_pool_runs_live_work_before_set_up_work_and_hands_back_errors():
         gate.set()
         for t in [blocker, *waiting]:
             t.join(5)
-        assert order == ["live", "setup"]
+        assert order == ["due soon", "due later", "setup"]
         with pytest.raises(ZeroDivisionError):
             pool.run(LIVE, lambda: 1 / 0)
         assert 0 < pool.load() <= 1

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -69,8 +70,14 @@ async def _errors(request: web.Request, handler):
 
 
 def _auth(token: str | None):
+    """The token (when set) on /api, and browsers only from this server's own pages: another site's
+    page (its Origin differs) may not start sessions, upload or open a session's socket here."""
+
     @web.middleware
     async def check(request: web.Request, handler):
+        origin = request.headers.get("Origin")
+        if origin and request.path.startswith("/api/") and urlsplit(origin).netloc != request.host:
+            return _error(403, f"requests from {origin} are not allowed: open the page this server serves")
         if token and request.path.startswith("/api/"):
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             given = given or request.query.get("token", "")
@@ -238,6 +245,7 @@ def make_app(manager: SessionManager, media_lib: MediaLibrary, token: str | None
     app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=MAX_JSON_BYTES)
     app["sessions"], app["media"], app["log"], app["started"] = manager, media_lib, log, time.monotonic()
     app.router.add_get("/", page)
+    app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     app.router.add_get("/health", health)
     app.router.add_get("/api/media", media)

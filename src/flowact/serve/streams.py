@@ -16,7 +16,6 @@ from __future__ import annotations
 import fractions
 import gc
 import json
-import os
 import signal
 import sys
 import threading
@@ -71,21 +70,6 @@ class Vp8:
         return [(bytes(p), bool(p.is_keyframe)) for p in self.codec.encode(f)]
 
 
-PACING_NICE = 5
-
-
-def yield_to_chunks() -> None:
-    """Lower the calling thread's priority (Linux: a thread's own nice value). The pacing thread,
-    which encodes here, needs ~3 ms of each 40 ms frame; the chunk work on the pool is what makes
-    a session late. Measured with three sessions and three browsers on 2 cores: frames held for late
-    chunks fell from ~6% to <1% with the pacing threads at nice 5."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PACING_NICE)
-        except OSError:
-            pass
-
-
 class StreamOutput:
     """LiveWriter's interface (`write(frame, pcm) -> time`, `frames`, `close()`) for a served
     session: slot n's frame (VP8, timestamp n * 3600 at 90 kHz) and speech (16-bit PCM) go to the
@@ -99,8 +83,6 @@ class StreamOutput:
         self._vp8: Vp8 | None = None
 
     def write(self, frame: np.ndarray, pcm: np.ndarray) -> float:
-        if self.frames == 0:
-            yield_to_chunks()
         if self.watching:
             first = self._vp8 is None
             if first:
@@ -123,8 +105,10 @@ class StreamSession:
         self.hub, self.sid = hub, sid
         self.output = StreamOutput(hub.send, sid, preset.video.fps)
         events = EventLog(on_event=lambda ev: hub.send("event", sid, ev))
+        route = route.for_session()  # its chunks queue by their due times
         self.live = LiveSession(route, reference, LiveOptions(out="webrtc", planner=planner), events, face=face,
                                 output=self.output)  # fmt: skip
+        route.live = self.live
         self.facts = {
             "preset": preset.name,
             "width": int(reference.shape[1]),

@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -40,7 +41,8 @@ class _Job:
 
 
 class WorkerPool:
-    """`workers` daemon threads that run submitted calls, lower priority number first, FIFO within."""
+    """`workers` daemon threads that run submitted calls: lower priority number first, then the
+    earliest due time (a live chunk's: when its first frame is shown; otherwise when it was asked)."""
 
     def __init__(self, workers: int):
         self.workers = max(1, int(workers))
@@ -55,10 +57,11 @@ class WorkerPool:
         for t in self._threads:
             t.start()
 
-    def run(self, priority: int, fn, *args):
-        """Run fn(*args) on a worker; the caller waits and gets the result (or the exception)."""
+    def run(self, priority: int, fn, *args, due: float | None = None):
+        """Run fn(*args) on a worker; the caller waits and gets the result (or the exception).
+        `due`: a perf_counter time the result is needed by (None: now)."""
         job = _Job(fn, args)
-        self._queue.put((priority, next(self._seq), job))
+        self._queue.put((priority, time.perf_counter() if due is None else due, next(self._seq), job))
         job.done.wait()
         if job.error is not None:
             raise job.error
@@ -66,7 +69,7 @@ class WorkerPool:
 
     def _loop(self, i: int) -> None:
         while True:
-            _, _, job = self._queue.get()
+            *_, job = self._queue.get()
             if job is None:
                 return
             t = time.perf_counter()
@@ -84,17 +87,18 @@ class WorkerPool:
 
     def close(self) -> None:
         for _ in self._threads:
-            self._queue.put((99, next(self._seq), None))
+            self._queue.put((99, 0.0, next(self._seq), None))
 
 
 class PooledStream:
     """A route's chunk stream whose chunk work runs on the pool (the live loop calls `frames`)."""
 
-    def __init__(self, stream, pool: WorkerPool):
-        self._stream, self._pool = stream, pool
+    def __init__(self, stream, pool: WorkerPool, due: Callable[[int], float | None]):
+        self._stream, self._pool, self._due = stream, pool, due
 
     def frames(self, index: int, prompt: str, state, pcm: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
-        return self._pool.run(LIVE, self._stream.frames, index, prompt, state, pcm, lookahead)
+        work = self._stream.frames
+        return self._pool.run(LIVE, work, index, prompt, state, pcm, lookahead, due=self._due(index))
 
     def prime(self, prompts: list[str]) -> None:
         self._pool.run(SETUP, self._stream.prime, prompts)
@@ -104,16 +108,30 @@ class PooledStream:
 
 
 class PooledRoute:
-    """A loaded route as a LiveSession sees it, with the per-picture and per-chunk work on the pool."""
+    """A loaded route as a LiveSession sees it, with the per-picture and per-chunk work on the pool.
+    Each session gets its own (`for_session`) and says which LiveSession it serves (`live`), so that
+    its chunks are queued by when they are due: the pool serves the chunk needed soonest first,
+    whatever each session's margin (its `ahead`) is."""
 
     def __init__(self, route, pool: WorkerPool):
         self._route, self._pool = route, pool
+        self.live = None  # the LiveSession served (None: the shared copy)
+
+    def for_session(self) -> "PooledRoute":
+        return PooledRoute(self._route, self._pool)
+
+    def due(self, index: int) -> float | None:
+        """When chunk `index`'s first frame is shown (live/session.py's schedule); None before the clock starts."""
+        live = self.live
+        if live is None or live.t0 is None:
+            return None
+        return live.t0 + (index * live.F + live.held) / live.fps
 
     def prepare(self, reference: np.ndarray, face=None):
         return self._pool.run(SETUP, self._route.prepare, reference, face)
 
     def stream(self, picture, seed: int, samples=None, stages=None, sync=None) -> PooledStream:
-        return PooledStream(self._route.stream(picture, seed, samples, stages, sync), self._pool)
+        return PooledStream(self._route.stream(picture, seed, samples, stages, sync), self._pool, self.due)
 
     def conditions(self, compiled: bool = False) -> str:
         return f"{self._route.conditions(compiled)}; served: {self._pool.workers} worker threads shared by all sessions"

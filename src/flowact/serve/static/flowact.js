@@ -5,7 +5,8 @@
 // not ask for the microphone), and
 // window.flowact is kept current:
 //   state   the character's state (idle, speaking, listening, thinking, ...) as shown now
-//   frames  video frames this browser has received        width, height: the video's size
+//   frames  video frames this browser has received (framesAt: when, performance.now() ms)
+//   width, height: the video's size
 //   audio   true while an audio track is playing (unmuted, samples arriving)
 //   status  idle | starting | live | ended | error         error: the last error message (or null)
 //   latency [ms, ...]: each command sent from this page to the first frame showing it, as displayed
@@ -250,6 +251,7 @@ async function pollStats() {
     }
   });
   const t = performance.now(), video = $("video");
+  flowact.framesAt = t;  // when `frames` was read (performance.now(), ms): rates over exact spans
   if (lastTime) flowact.fps = Math.round((10000 * (flowact.frames - lastFrames)) / (t - lastTime)) / 10;
   const tracks = video.srcObject ? video.srcObject.getAudioTracks() : [];
   flowact.audio = samples > lastSamples && !video.muted && !video.paused && tracks.some((k) => k.readyState === "live");
