@@ -105,7 +105,12 @@ async function watch(s) {
   const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
   if (mic) await audio.sender.replaceTrack(mic.getAudioTracks()[0]);
   const stream = new MediaStream();
-  pc.ontrack = (e) => { stream.addTrack(e.track); play(stream); };
+  pc.ontrack = (e) => {
+    // live, not smooth: ask the browser to buffer as little as it can (a hint; Chromium honours it)
+    if ("jitterBufferTarget" in e.receiver) e.receiver.jitterBufferTarget = 0;
+    stream.addTrack(e.track);
+    play(stream);
+  };
   pc.onconnectionstatechange = () => {
     if (["failed", "closed"].includes(pc && pc.connectionState) && flowact.status === "live") {
       showError("the connection to the server was lost");
