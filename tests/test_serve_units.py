@@ -331,3 +331,18 @@ def test_serve_imports_only_what_it_may_and_only_the_cli_imports_it():
         if not m.startswith("flowact.serve") and any(d.startswith("flowact.serve") for d in deps)
     }
     assert users == {"flowact.cli_serve"}
+
+
+def test_the_page_and_the_examples_are_package_data():
+    """Every file of serve/static and serve/examples matches the package data pyproject.toml ships
+    (a pip-installed server has its page and its examples)."""
+    import fnmatch
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "pyproject.toml").read_text().split("[tool.setuptools.package-data]")[1].split("\n[")[0]
+    globs = re.findall(r'"([^"]+)"', re.search(r"^flowact = \[(.*?)\]", section, re.M | re.S).group(1))
+    pkg = root / "src" / "flowact"
+    files = [f.relative_to(pkg).as_posix() for d in ("serve/static", "serve/examples") for f in (pkg / d).iterdir()]
+    assert {"serve/static/index.html", "serve/static/flowact.js", "serve/examples/astronaut.jpg"} <= set(files)
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
