@@ -154,6 +154,7 @@ def launch(pw, mic: Path = MIC_WAV):
         timeout=60_000,
         args=[
             "--no-sandbox",
+            "--disable-dev-shm-usage",  # a container's small /dev/shm must not crash it
             "--autoplay-policy=no-user-gesture-required",
             "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream",

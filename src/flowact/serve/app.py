@@ -276,8 +276,8 @@ async def _serve(
     async def blocking(fn, *args, **kwargs):
         return await loop.run_in_executor(setup, partial(fn, *args, **kwargs))
 
-    media_lib = MediaLibrary(media_dir)
     sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    media_lib = MediaLibrary(media_dir)
     manager = SessionManager(media_lib, max_sessions, loop, blocking, options, log)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
