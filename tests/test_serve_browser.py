@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_browser import Server, chromium, facts, hard_limit, launch, playwright, wait_facts
+from serve_browser import LIGHT_PAGE, Server, chromium, facts, hard_limit, launch, playwright, wait_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25
-# Bounds a 2-core CI machine running the server and three pages meets; the measured figures (and the
+# Bounds a 2-core CI machine running the server and the pages meets; the measured figures (and the
 # conditions they hold in) are in docs/serve.md.
 MAX_LATENCY_MS = 2500
-MIN_RATE = 0.85 * FPS  # frames a second each page receives
-MAX_HELD_SHARE = 0.25  # of the frames: shown twice because their chunk was late
+MIN_RATE = 0.9 * FPS  # frames a second each page receives
+MAX_HELD_SHARE = 0.20  # of the frames: shown twice because their chunk was late
 
 
 @pytest.fixture
@@ -103,6 +103,46 @@ def test_the_autoplay_page_gets_video_and_speech_and_hears_the_microphone(env, p
         assert server.get("/health")[1]["sessions"] == 1
         page.close()  # the browser leaves: its session ends and is freed
         wait_released(server)
+
+
+def test_three_pages_at_once_stay_real_time_and_react(env, pages, tmp_path):
+    """Three sessions at once, each in its own page, on the photo route at 256x256: every page gets
+    25 frames a second, the streams keep up with the clock, every speak shows. At 512x512 the server
+    and three browsers fill both cores of a 2-core machine (docs/serve.md, Measured: real time in the
+    median run, up to 10% held frames in a bad one), too close to the edge for a bound that must
+    never fail by chance; a 256 px portrait is the same route at a quarter of the warp and encoding."""
+    server, _ = env
+    portrait = tmp_path / "portrait.png"
+    Image.open(ROOT / "examples" / "astronaut.jpg").convert("RGB").resize((256, 256)).save(portrait)
+    code, up = server.post("/api/uploads?kind=picture&name=portrait.png", portrait.read_bytes())
+    assert code == 201, up
+    with hard_limit(150, "three pages at once"):
+        three = [pages(viewport=LIGHT_PAGE["viewport"]) for _ in range(3)]
+        for p in three:
+            p.goto(server.url + f"?image={up['name']}&autoplay=1" + LIGHT_PAGE["query"])
+        for p in three:  # all three running for ~2 s: the set-up of one no longer weighs on the others
+            wait_facts(p, lambda f: f["frames"] >= 50, 60, "video on every page")
+        assert {(facts(p)["width"], facts(p)["height"]) for p in three} == {(256, 256)}
+        code, busy = server.post("/api/sessions", {"image": "astronaut.jpg"})
+        assert code == 503 and "--max-sessions 3" in busy["error"], busy
+
+        held0 = {s["id"]: s["held_frames"] for s in server.get("/api/sessions")[1]}
+        start, t0 = [facts(p) for p in three], time.monotonic()
+        for i, p in enumerate(three):  # each page speaks once, at its own moment
+            p.wait_for_timeout(700 + 300 * i)
+            p.evaluate("() => send({cmd: 'speak', audio: 'human_speech.wav'})")
+        three[-1].wait_for_timeout(max(0, 8000 - 1000 * (time.monotonic() - t0)))
+        wall = time.monotonic() - t0
+        got = [facts(p) for p in three]
+        held = {s["id"]: s["held_frames"] - held0[s["id"]] for s in server.get("/api/sessions")[1]}
+        rates = [1000 * (f["frames"] - a["frames"]) / (f["framesAt"] - a["framesAt"]) for f, a in zip(got, start)]
+        print(f"3 pages: {[round(r, 1) for r in rates]} fps, held {held} in {wall:.1f} s")
+        assert all(r >= MIN_RATE for r in rates), f"frames a second received: {rates}"
+        assert all(h <= MAX_HELD_SHARE * FPS * wall for h in held.values()), f"frames held for late chunks: {held}"
+        for p in three:
+            f = wait_facts(p, lambda f: len(f["latency"]) == 1, 20, "the speak command shown")
+            assert 0 < f["latency"][0] < MAX_LATENCY_MS, f
+        print(f"3 pages: speak -> first frame shown {[facts(p)['latency'][0] for p in three]} ms")
 
 
 def test_a_bad_upload_shows_its_error_and_the_server_goes_on(env, pages, tmp_path):
