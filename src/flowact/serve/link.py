@@ -2,11 +2,13 @@
 
 The web process (app.py, sessions.py) runs HTTP, the WebSockets and WebRTC (aiohttp, aiortc); the
 stream process (streams.py) runs every session's live loop, the worker pool and the video encoder.
-They are apart so that neither waits on the other's Python lock: in one process, aiortc's
-per-packet Python work on the event loop stretched the chunks of three sessions to ~1.7x their CPU
-time (wall 140-220 ms for 80-95 ms of CPU, measured 2026-12-06), and with them the time a command
-takes to show. Both use the same monotonic clock (`time.perf_counter`), so a command's receipt in
-the web process and its first frame in the stream process time its latency.
+They are apart so that neither waits on the other's Python lock: with three viewers, aiortc's
+per-packet Python work held the lock ~20% of the time on the event loop (py-spy, 2026-12-06), and
+the chunks' many small torch calls each take it back. On the 2-core machine, where the CPU itself
+is the limit with three sessions, the split did not measurably shorten the chunks (their wall time
+stayed ~1.6-2x their CPU time either way); it keeps the HTTP side answering whatever the model work
+does. Both use the same monotonic clock (`time.perf_counter`), so a command's receipt in the web
+process and its first frame in the stream process time its latency.
 
 Messages are tuples, their kind first:
 
