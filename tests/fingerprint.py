@@ -48,33 +48,10 @@ def cli_render(tmp: Path, name: str, *args: str) -> str:
 
 
 def tiny_stream() -> dict:
-    import torch
-
     sys.path.insert(0, str(ROOT / "tests"))
-    from helpers import TINY
+    from test_golden import tiny_stream as stream  # the golden test's stream: one definition
 
-    from flowact.config import load_preset
-    from flowact.model import FlowActModel
-    from flowact.stream.generator import AudioTrack, StreamGenerator, TextTrack
-
-    torch.manual_seed(0)
-    p = load_preset(TINY)
-    m = FlowActModel(p)
-    m.init_random(0)
-    m.eval()
-    gen = StreamGenerator(m, 3)
-    ref = (np.random.default_rng(0).random((p.video.height, p.video.width, 3)) * 255).astype(np.uint8)
-    latents, frames = [], []
-    with torch.no_grad():
-        audio = AudioTrack(m, np.random.default_rng(1).standard_normal(16000 * 3).astype(np.float32) * 0.1, "cpu")
-        text = TextTrack(m).tokens("speaking")
-        gen.start(ref)
-        C = p.stream.chunk_latents
-        for k in range(5):
-            a, mel = audio.chunk(k * C, C)
-            z = gen.chunk(k, a, text)
-            latents.append(z.numpy())
-            frames.append(gen.decode(z, mel))
+    latents, frames = stream()
     return {"tiny_latents": sha(*latents), "tiny_frames": sha(*frames)}
 
 

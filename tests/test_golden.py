@@ -99,7 +99,8 @@ STDS = [
 ]
 
 
-def stream_stats() -> tuple[list[float], list[float]]:
+def tiny_stream(chunks: int = 5) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The tiny preset's stream (seeded random weights, fp32): each chunk's latents and frames."""
     torch.manual_seed(0)
     p = load_preset(TINY)
     m = FlowActModel(p)
@@ -107,16 +108,22 @@ def stream_stats() -> tuple[list[float], list[float]]:
     m.eval()
     gen = StreamGenerator(m, 3)
     ref = (np.random.default_rng(0).random((p.video.height, p.video.width, 3)) * 255).astype(np.uint8)
-    frames = []
+    latents, frames = [], []
     with torch.no_grad():
         audio = AudioTrack(m, np.random.default_rng(1).standard_normal(16000 * 3).astype(np.float32) * 0.1, "cpu")
         text = TextTrack(m).tokens("speaking")
         gen.start(ref)
         C = p.stream.chunk_latents
-        for k in range(5):
+        for k in range(chunks):
             a, mel = audio.chunk(k * C, C)
-            frames.append(gen.decode(gen.chunk(k, a, text), mel))
-    f = np.concatenate(frames).astype(np.float64)
+            z = gen.chunk(k, a, text)
+            latents.append(z.numpy())
+            frames.append(gen.decode(z, mel))
+    return latents, frames
+
+
+def stream_stats() -> tuple[list[float], list[float]]:
+    f = np.concatenate(tiny_stream()[1]).astype(np.float64)
     return f.mean(axis=(1, 2, 3)).tolist(), f.std(axis=(1, 2, 3)).tolist()
 
 

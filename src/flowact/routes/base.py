@@ -1,14 +1,15 @@
 """The seam between the routes: what every route does, and nothing else.
 
-    route = load_route(preset, ...)              # once: weights, device, dtype (routes/__init__.py)
-    picture = route.prepare(inputs)              # once per picture: toon: nothing yet; photo: the rig
-    stream = route.stream(picture, seed, audio)  # one character's stream (memory bank, audio history)
-    for k in 0, 1, 2, ...:                       # the chunk loop (render.py, live/session.py)
-        item = stream.generate(k, prompt, state) # the model's work: latents (toon) or motion (photo)
-        for frames in stream.draw(item): ...     # the picture's work: VAE decode (toon) or warp (photo)
+    route = load_route(preset, ...)                  # once: weights, device, dtype (routes/__init__.py)
+    reference, face = route.load_picture(preset, image)  # before any model work (photo: the face mesh)
+    picture = route.prepare(reference, face)         # once per picture: toon: the picture; photo: the rig
+    stream = route.stream(picture, seed, samples)    # one character's stream (memory bank, audio history)
+    for k in 0, 1, 2, ...:                           # the chunk loop (render.py, live/session.py)
+        chunk = stream.generate(k, keep, prompt)     # the model's work: latents (toon) or motion (photo)
+        for frames in stream.draw(chunk): ...        # the picture's work: VAE decode (toon) or warp (photo)
 
-A stream hears a whole recording (`audio` given: render, batch, bench) or the live speech chunk
-by chunk (`audio` None: `generate(..., pcm=, lookahead=)`), and keeps seconds per stage in
+A stream hears a whole recording (`samples` given: render, batch, bench) or the live speech chunk
+by chunk (`samples` None: `generate(..., pcm=, lookahead=)`), and keeps seconds per stage in
 `stages` so every caller reports the same times.
 """
 

@@ -87,9 +87,9 @@ class PhotoRoute(Route):
         return build_rig(reference, size=max(reference.shape[:2]), mesh=face)
 
     def stream(self, picture, seed: int, samples=None, stages=None, sync=None, motion=None) -> "PhotoStream":
-        stream = PhotoStream(self, picture, seed, samples, {} if stages is None else stages, sync or (lambda: None))
-        stream.track = None if motion is None else np.asarray(motion, np.float32)
-        return stream
+        return PhotoStream(
+            self, picture, seed, samples, {} if stages is None else stages, sync or (lambda: None), motion
+        )
 
     @staticmethod
     def facts(preset, ranks: int = 1) -> dict:
@@ -131,9 +131,10 @@ class PhotoStream(ChunkStream):
 
     gen_stage = "motion"
 
-    def __init__(self, route: PhotoRoute, rig, seed: int, samples, stages, sync):
+    def __init__(self, route: PhotoRoute, rig, seed: int, samples, stages, sync, track=None):
         super().__init__(stages, sync)
         self.rig = rig
+        self.track = None if track is None else np.asarray(track, np.float32)  # given motion (--motion)
         self.motion = MotionStream(route.engine, seed=seed)
         self.samples = None if samples is None else samples.astype(np.float32)
         p = route.preset
@@ -156,8 +157,6 @@ class PhotoStream(ChunkStream):
         if self.history_samples:
             self._history = np.concatenate([self._history, pcm])[-self.history_samples :]
         return padded(known, (a - origin, b - origin))
-
-    track: np.ndarray | None = None  # a given motion track (--motion) instead of the motion engine
 
     def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
         with self.timed("motion"):
