@@ -5,7 +5,9 @@ Crop/fit policy (documented in `flowact render --help`):
   vertically cut a third of the excess from the top and two thirds from the bottom (a
   portrait's face sits in its upper half);
 - `contain`: scale to fit inside the frame and pad with the picture's mean border colour.
-Transparent pixels are composited over mid grey; grayscale becomes RGB.
+Transparent pixels are composited over mid grey; grayscale becomes RGB. A camera's EXIF orientation is
+applied (a phone's portrait shot stands upright); 16-bit and float pictures keep their brightness (scaled to
+8 bits, not clipped); CMYK and palette pictures become RGB.
 """
 
 from __future__ import annotations
@@ -37,15 +39,43 @@ def _read(path: str | Path):
         raise FlowactError("not a readable image (unknown or corrupt format)", path=path) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise FlowactError(f"cannot read image ({exc})", path=path) from exc
+    img = _upright(img)
     if min(img.size) < MIN_SIDE:
         raise FlowactError(
             f"image is too small ({img.size[0]}x{img.size[1]}; need at least {MIN_SIDE} px a side)", path=path
         )
+    img = _eight_bit(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
         img = Image.alpha_composite(bg, rgba)
     return img.convert("RGB")
+
+
+def _upright(img):
+    """The picture as a person sees it: phones store a portrait shot sideways with an EXIF orientation tag."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(img)
+    except (OSError, ValueError, TypeError, KeyError):  # a damaged EXIF block: the pixels as stored
+        return img
+
+
+def _eight_bit(img):
+    """Single-channel pictures of more than 8 bits (16-bit PNG/TIFF open as I;16 or I, float TIFF as F) scaled
+    to 0..255 by their bit depth (PIL's own conversion clips them to white, or float 0..1 to black)."""
+    from PIL import Image
+
+    if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
+        return img
+    a = np.asarray(img, dtype=np.float64)
+    top = float(a.max()) if a.size else 0.0
+    if img.mode == "F":
+        scale = 255.0 if top <= 1.0 else 255.0 / max(top, 255.0)
+    else:
+        scale = 1.0 if top <= 255 else 255.0 / 65535.0 if top <= 65535 else 255.0 / top
+    return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8), "L")
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -310,7 +310,25 @@ def analyse(
         presence = presence2
     else:
         pts = _landmarks(image, centre, side, angle)[0]
+    if turn(pts) > PROFILE:
+        raise FlowactError(
+            "the face is seen nearly in profile: the photo route moves faces turned up to ~45 degrees from the "
+            "camera (use a photo where both eyes face it)",
+            path=name,
+        )
     return FaceMesh(pts, tuple(float(v) for v in box), float(min(score, presence)), which)
+
+
+# The mesh's own depth reads a head's turn low (a head turned ~40 degrees measures ~23, scikit-image's
+# camera.png, a man seen nearly in profile, 50): past this the mesh is a frontal face forced onto a profile,
+# and its warp drags what lies beside the face (his camera) with the head.
+PROFILE = 40.0
+
+
+def turn(points: np.ndarray) -> float:
+    """How far the head is turned left or right (yaw, degrees) from the depth between the outer eye corners."""
+    e = points[263] - points[33]
+    return float(abs(np.degrees(np.arctan2(e[2], np.hypot(e[0], e[1])))))
 
 
 def _roi_from_points(pts: np.ndarray, scale: float = 1.5) -> tuple[np.ndarray, float, float]:
