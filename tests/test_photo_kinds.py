@@ -198,6 +198,30 @@ def test_a_group_photo_moves_the_face_it_is_told_to(folder, group):
     assert code == 2 and "--face 3: 2 face(s) found, numbered 1 to 2 left to right" in err, err
 
 
+def test_live_and_batch_take_the_face_too(folder, group):
+    """`flowact live --face N` and a manifest line's "face": N pick the same face as render's --face."""
+    reference, meshes = group["reference"], group["meshes"]
+    script = folder / "say.jsonl"
+    script.write_text(json.dumps({"at": 0.0, "cmd": "speak", "audio": str(folder / "talk.wav")}) + "\n")
+    code, stdout, err = run_cli(["live", "-i", str(folder / "group.png"), "--face", "2", "--script", str(script),
+                                 "--out", str(folder / "live.mp4"), "--duration", "2", "--json"])  # fmt: skip
+    assert code == 0, err
+    assert "face 2 of 2, left to right of the photo" in json.loads(stdout)["conditions"]
+    manifest = folder / "jobs.jsonl"
+    lines = [{"image": str(folder / "group.png"), "audio": str(folder / "talk.wav"), "out": f"b{n}.mp4", "face": n}
+             for n in (1, 2, 0)]  # fmt: skip
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    code, stdout, err = run_cli(["render", "--manifest", str(manifest), "--out-dir", str(folder), "--json",
+                                 "--threads", "1"])  # fmt: skip
+    results = sorted((json.loads(x) for x in stdout.splitlines()), key=lambda r: r["line"])
+    assert [r["status"] for r in results] == ["ok", "ok", "failed"], results
+    assert "manifest line 3: face 0 is not a face number" in results[2]["error"]
+    for n in (1, 2):
+        frames = read_frames(folder / f"b{n}.mp4").astype(np.float32)
+        talks = [_moves_with_speech(frames, _regions(reference, m)[0], np.zeros(1, bool))[0] for m in meshes]
+        assert talks[n - 1] > 6 and talks[2 - n] < talks[n - 1] / 1.8, (n, talks)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="photo/warp.py: the body's sway moves a shoulder row that spans the frame's whole width and the bottom "

@@ -16,6 +16,7 @@ from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
     DeviceOpt,
     DtypeOpt,
+    FaceOpt,
     Fit,
     Int8Mode,
     Int8Opt,
@@ -94,13 +95,7 @@ def render(
         "--fit",
         help="How the picture fills the frame: cover (scale, crop centre, keep the upper part) | contain (scale, pad).",
     ),
-    face: Optional[int] = typer.Option(
-        None,
-        "--face",
-        min=1,
-        help="Which face of a group photo moves: N counts the faces found left to right (default: the most "
-        "confident one; the conditions line says which).",
-    ),
+    face: FaceOpt = None,
     motion: Optional[Path] = typer.Option(
         None,
         "--motion",
@@ -198,7 +193,10 @@ def render(
     """
     if manifest is not None:
         if motion is not None or face is not None:
-            raise FlowactError("--motion and --face go with --image and --audio (one render), not --manifest")
+            raise FlowactError(
+                "--motion and --face go with --image and --audio (one render), not --manifest (a manifest line "
+                'takes "face": N)'
+            )
         from .batch import cli_manifest
 
         code = cli_manifest(

@@ -82,6 +82,15 @@ Int8Opt = Annotated[
         "without native bf16) | on | off (plain float).",
     ),
 ]
+FaceOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--face",
+        min=1,
+        help="Which face of a group photo moves: N counts the faces found left to right (default: the most "
+        "confident one; the conditions line says which).",
+    ),
+]
 ThreadsOpt = Annotated[
     Optional[int],
     typer.Option(

@@ -13,6 +13,7 @@ from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
     DeviceOpt,
     DtypeOpt,
+    FaceOpt,
     Fit,
     Int8Mode,
     Int8Opt,
@@ -84,6 +85,7 @@ def live(
     weights: WeightsOpt = None,
     random_weights: RandomWeightsOpt = False,
     fit: Fit = typer.Option(Fit.cover, "--fit", help="cover | contain (see render --help)."),
+    face: FaceOpt = None,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     ffmpeg: Optional[str] = typer.Option(None, "--ffmpeg", help="ffmpeg binary to use."),
 ):
@@ -132,7 +134,7 @@ def live(
     # every input is checked before the model loads
     preset = route_preset(preset, image)[0]
     p = load_preset(preset)
-    reference, face = route_of(p).load_picture(p, image, fit.value)
+    reference, mesh = route_of(p).load_picture(p, image, fit.value, face)
     lines = load_script(script) if script is not None else None
     heard = load_audio(listen_audio, p.sample_rate).samples if listen_audio is not None else None
     check_output(out)
@@ -176,7 +178,7 @@ def live(
             script=lines,
             script_base=script.parent if script is not None else None,
             listen_audio=heard,
-            face=face,
+            face=mesh,
         )
         summary = report.to_dict()
         events.emit("summary", **summary)

@@ -162,7 +162,7 @@ def check_job(job: Job, routes: Routes):
         if info.frames == want:
             fps = info.fps or preset.video.fps
             return JobResult(job.line, job.image, job.audio, job.out, "skipped", want, want / fps, fps)
-    inputs = load_inputs(preset, job.image, job.audio, o.fit)  # bad input fails before any model work
+    inputs = load_inputs(preset, job.image, job.audio, o.fit, face=job.face)  # bad input fails before model work
     check_output(out)
     return inputs
 

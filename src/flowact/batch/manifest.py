@@ -1,8 +1,9 @@
 """The manifest: one job per line, JSON lines or CSV, read from a file or stdin.
 
-JSON lines: `{"image": "a.png", "audio": "a.wav", "prompt": "...", "out": "a.mp4", "seed": 3, "preset": "toon-128"}`.
+JSON lines: `{"image": "a.png", "audio": "a.wav", "prompt": "...", "out": "a.mp4", "seed": 3, "preset": "toon-128"}`,
+and `"face": 2` for the second face from the left of a group photo (as `--face`).
 CSV: a header row naming the columns (any order), or no header and the columns in the
-order `image,audio,out,prompt,seed,preset` (trailing ones may be left out). The format is
+order `image,audio,out,prompt,seed,preset,face` (trailing ones may be left out). The format is
 told by the first job line: `{` starts JSON lines. Blank lines and `#` comments are skipped.
 
 A malformed line does not stop the batch: it becomes a `Job` with `error` set, reported
@@ -22,7 +23,7 @@ from ..config import DEFAULT_PRESET
 from ..errors import FlowactError
 from ..routes.choose import AUTO, route_preset
 
-COLUMNS = ("image", "audio", "out", "prompt", "seed", "preset")  # also the order of a CSV without header
+COLUMNS = ("image", "audio", "out", "prompt", "seed", "preset", "face")  # also the order of a CSV without header
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Job:
     seed: int = 0
     preset: str = ""
     error: str | None = None  # a malformed line: reported as a failed job
+    face: int | None = None  # which face of a group photo, 1-based left to right (None: the most confident)
 
 
 def read_manifest(source: str, defaults: Defaults) -> list[Job]:
@@ -126,7 +128,7 @@ def _job(n: int, row, d: Defaults) -> Job:
         v = row.get(key)
         if isinstance(v, str):
             v = v.strip() or None
-        if v is not None and key != "seed" and not isinstance(v, str):
+        if v is not None and key not in ("seed", "face") and not isinstance(v, str):
             return _failed(n, row, "", f"'{key}' must be a string, got {json.dumps(v)}")
         values[key] = v
     for key in ("image", "audio"):
@@ -142,6 +144,14 @@ def _job(n: int, row, d: Defaults) -> Job:
             seed = int(seed)
         except (TypeError, ValueError):
             return _failed(n, row, "", f"seed {json.dumps(seed)} is not an integer")
+    face = values["face"]
+    if face is not None:
+        try:
+            if isinstance(face, bool) or (isinstance(face, float) and not face.is_integer()) or int(face) < 1:
+                raise ValueError
+            face = int(face)
+        except (TypeError, ValueError):
+            return _failed(n, row, "", f"face {json.dumps(face)} is not a face number (1, 2, ... left to right)")
     out = values["out"]
     if out == "-":
         return _failed(n, row, "", "'out' cannot be '-' (stdout) in a batch")
@@ -164,4 +174,5 @@ def _job(n: int, row, d: Defaults) -> Job:
         values["prompt"] if values["prompt"] is not None else d.prompt,
         seed,
         preset,
+        face=face,
     )

@@ -145,6 +145,7 @@ class LiveSession:
         self.route, self.p, self.opt, self.events = route, route.preset, options, events
         self.reference = reference
         self.picture = route.prepare(reference, face)  # per picture, once: shared by the warm-up and the stream
+        self.face_note = f", {face.which} of the photo" if getattr(face, "which", "") else ""
         self.fps = self.p.video.fps
         self.F = self.p.frames_per_chunk
         self.spf = RATE // self.fps
@@ -270,7 +271,7 @@ class LiveSession:
             warmup_ms=round(1000 * warm_s, 1),
             out=self.opt.out,
             weights=route.source.describe(),
-            conditions=route.conditions(),
+            conditions=route.conditions() + self.face_note,
             planner=type(self.planner).__name__,
         )
         if self._initial_listen is not None:
@@ -573,7 +574,7 @@ class LiveSession:
             output=self.opt.out,
             preset=self.p.name,
             weights=e.source.describe(),
-            conditions=e.conditions(),
+            conditions=e.conditions() + self.face_note,
             fps=self.fps,
             frames=frames,
             held_frames=self.held,
