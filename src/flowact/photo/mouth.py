@@ -1,10 +1,25 @@
 """The inside of the mouth: what a warp cannot invent when the lips part.
 
 Between the moved inner-lip contours the warp only stretches the lips' own pixels, so the
-opening is painted over them: a dark cavity, the upper teeth as a light band hanging from the
-upper lip, a tongue hint at the bottom. The paint fades in with how much wider the gap is than
-in the photo (a photo that already shows teeth keeps them at rest) and its edges are feathered
-by a pixel and a half, so no seam shows. All of it lives in a small fixed box around the mouth.
+opening is drawn over them, back to front, each layer a smooth field over a small box around the
+moved lips (no sprites, nothing pasted):
+
+- the cavity: dark red-brown from the photo's own lip colour, lighter and pinker just inside the
+  lips (the wet inner lip), darker with depth and towards the corners, in the upper lip's shadow;
+- the tongue: a dome rising from the floor of the mouth once the jaw is open, lit at its tip and
+  darker towards the back, with a faint middle groove;
+- the lower teeth: their tips above the lower lip at wide openings and on teeth-showing sounds;
+- the upper teeth: a row hanging from the upper lip, laid on a dental arch seen from the front
+  (central incisors widest, the teeth behind them narrower, shorter and darker as the arch turns
+  away), each tooth rounded, separated by a thin shadow, the gum showing between them only when
+  the lip lifts high, shaded under the lip;
+- a photo that shows its own teeth keeps them: they hang from the upper lip rigidly (moved with
+  it, never stretched) and the new opening starts below them.
+
+Colours come from the photo at the mouth's scale: the lips give the cavity and the tongue, the
+whites of the eyes give the teeth (so the photo's white balance carries over; a grayscale photo
+stays gray), and the photo's own grain (a robust estimate of its noise near the mouth) is added,
+so the paint is neither cleaner nor sharper than the pixels around it. Zero motion paints nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +28,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as tF
 
 from . import face as F
+
+# the upper dental arch seen from the front, in inter-ocular distances (an adult's incisor is ~8.5 mm
+# wide, the eyes' centres ~63 mm apart): widths along the arch from the middle outwards, their
+# lengths relative to a central incisor, the arch's radius
+UPPER_TEETH = np.array([0.135, 0.105, 0.12, 0.11, 0.11, 0.12], np.float32)
+UPPER_LENGTH = np.array([1.0, 0.86, 0.94, 0.8, 0.72, 0.65], np.float32)
+LOWER_TEETH = np.array([0.085, 0.09, 0.11, 0.11], np.float32)
+ARCH_RADIUS = 0.45
+CROWN = 0.17  # visible crown height of a central incisor
+NOISE_TILE = 64
 
 
 def _smooth(t: torch.Tensor) -> torch.Tensor:
@@ -30,97 +56,306 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
     return fp[i - 1] + t * (fp[i] - fp[i - 1])
 
 
+def _tint(base: np.ndarray, gains, saturation: float) -> np.ndarray:
+    """base colour times per-channel gains, the gains' colour scaled by the photo's saturation (0: gray)."""
+    g = np.asarray(gains, np.float32)
+    return base * (g.mean() + saturation * (g - g.mean()))
+
+
+def _teeth_edges(widths: np.ndarray) -> np.ndarray:
+    """Arc-length boundaries of the teeth from the middle outwards: 0, w0, w0 + w1, ..."""
+    return np.concatenate([[0.0], np.cumsum(widths)]).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class MouthPainter:
-    """box: (y0, y1, x0, x1) output pixels; upper/lower: vertex indices of the inner-lip contours
-    (corner to corner); rest_gap: (x1 - x0,) the photo's own lip gap per column; colours 0..255."""
+    """upper/lower: vertex indices of the inner-lip contours (corner to corner); lip_up/lip_lo:
+    the outer ones; rest: (V, 2) vertices at rest; rest_gap: (11,) the photo's own lip gap per
+    inner-lip pair; own: (11,) how much of that gap shows the photo's own teeth (pixels); photo:
+    (3, H, W) float32 the rest image (+0.5, as the rig's); colours (3, 1, 1) float 0..255; noise:
+    (3, T, T) the photo's grain; feather: edge softness in pixels."""
 
-    box: tuple[int, int, int, int]
     upper: np.ndarray
     lower: np.ndarray
-    rest_gap: torch.Tensor  # (11,) the photo's own gap at each upper/lower inner-lip pair
+    outer: np.ndarray
+    rest: torch.Tensor
+    rest_gap: torch.Tensor
+    own: torch.Tensor
+    photo: torch.Tensor
     iod: float
     teeth: torch.Tensor
+    gum: torch.Tensor
+    lip: torch.Tensor
+    mucosa: torch.Tensor
     cavity: torch.Tensor
     tongue: torch.Tensor
+    noise: torch.Tensor
+    feather: float
 
     @classmethod
     def build(cls, image: np.ndarray, verts: np.ndarray, iod: float) -> MouthPainter:
         """image: (H, W, 3) uint8 output-sized photo; verts: (V, 2) rig vertices at rest."""
         h, w = image.shape[:2]
+        img = image.astype(np.float32)
         up, lo = np.array(F.LIPS_INNER_UPPER), np.array(F.LIPS_INNER_LOWER)
-        lips = verts[list(F.LIPS_OUTER)]
-        x0 = int(max(0, lips[:, 0].min() - 0.5 * iod))
-        x1 = int(min(w, lips[:, 0].max() + 0.5 * iod + 1))
-        y0 = int(max(0, lips[:, 1].min() - 0.3 * iod))
-        y1 = int(min(h, lips[:, 1].max() + 0.8 * iod + 1))
-        xs = torch.arange(x0, x1, dtype=torch.float32)
-        yu, yl = _contours(torch.from_numpy(verts[up]), torch.from_numpy(verts[lo]), xs)
-        rest_gap = torch.from_numpy(np.clip(verts[lo, 1] - verts[up, 1], 0, None)).float()
-        # colours from the photo: teeth from its own bright mouth pixels if it shows them, else
-        # brightened skin; the cavity is the lip colour darkened
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        inside = (yy >= yu.numpy()[None] + 1) & (yy <= yl.numpy()[None] - 1)
-        pix = image[y0:y1, x0:x1][inside].astype(np.float32)
-        skin = image[int(verts[F.NOSE_TIP, 1]), int(verts[F.NOSE_TIP, 0])].astype(np.float32)
-        lip = image[
-            verts[list(F.LIPS_OUTER_LOWER[3:-3]), 1].astype(int), verts[list(F.LIPS_OUTER_LOWER[3:-3]), 0].astype(int)
-        ]
-        lip = lip.astype(np.float32).mean(0)
-        teeth = 0.35 * skin + 0.65 * np.array([222, 214, 200], np.float32)
-        if len(pix) > 20:
-            lum = pix.mean(1)
-            bright = pix[lum >= np.percentile(lum, 70)].mean(0)
-            if bright.mean() > 130 and bright.max() - bright.min() < 60:
-                teeth = 0.6 * bright + 0.4 * teeth
-        cavity = 0.3 * lip + np.array([12, 3, 4], np.float32)
-        tongue = 0.5 * lip + np.array([18, 2, 6], np.float32)
-        t = lambda c: torch.tensor(c, dtype=torch.float32).view(3, 1, 1)  # noqa: E731
-        return cls((y0, y1, x0, x1), up, lo, rest_gap, float(iod), t(teeth), t(cavity), t(tongue))
+        rest_gap = np.clip(verts[lo, 1] - verts[up, 1], 0, None).astype(np.float32)
 
-    def paint(self, frame: torch.Tensor, verts: torch.Tensor, teeth_amount: float) -> None:
-        """frame: (3, H, W) float 0..255, painted in place; verts: (V, 2) the moved vertices."""
-        y0, y1, x0, x1 = self.box
-        xs = torch.arange(x0, x1, dtype=torch.float32)
-        ys = torch.arange(y0, y1, dtype=torch.float32)[:, None]
-        yu, yl = _contours(verts[self.upper], verts[self.lower], xs)
-        gap = (yl - yu).clamp_min(0)
-        # how much wider each lip pair is than in the photo, along the moved mouth (turn-invariant)
-        pair = (verts[self.lower, 1] - verts[self.upper, 1]).clamp_min(0) - self.rest_gap
-        if float(pair.max()) <= 0.5:
+        # the lower lip's own colour: the middle of the band between its inner and outer contours
+        ol = np.array(F.LIPS_OUTER_LOWER)
+        lip = _band(img, verts[lo[3:-3]], verts[ol[3:-3]])
+        lip = np.median(lip, 0) if len(lip) >= 8 else img[int(verts[ol[5], 1]), int(verts[ol[5], 0])]
+        face = _band(img, verts[list(F.RIGHT_EYE_LOWER)] + [0, 0.3 * iod], verts[ol] + [0, 0.4 * iod])
+        face = face if len(face) >= 8 else lip[None]
+        # saturation of the face (a grayscale photo: 0), for how coloured the paint may be
+        sat = float(np.clip((face.max(1) - face.min(1)).mean() / max(face.mean(), 1.0) / 0.25, 0.0, 1.0))
+
+        # white under this photo's light: the whites of the eyes (bright, low-chroma pixels inside the
+        # eye contours), else a light gray at the face's brightness in the photo's overall colour cast
+        eyes = np.concatenate(
+            [_band(img, verts[list(a)], verts[list(b)]) for a, b in
+             ((F.RIGHT_EYE_UPPER, F.RIGHT_EYE_LOWER), (F.LEFT_EYE_UPPER, F.LEFT_EYE_LOWER))]
+        )  # fmt: skip
+        chroma = lambda p: (p.max(-1) - p.min(-1)) / np.maximum(p.max(-1), 1.0)  # noqa: E731
+        sclera = eyes[(chroma(eyes) < 0.3) & (eyes.mean(1) >= np.percentile(eyes.mean(1), 50))] if len(eyes) else eyes
+        if len(sclera) >= 6:
+            white = np.median(sclera, 0) * 1.1
+        else:
+            cast = img.reshape(-1, 3).mean(0)
+            cast = np.sqrt(cast / max(float(cast.mean()), 1.0))
+            white = np.clip(1.3 * float(np.median(face.mean(1))), 150.0, 230.0) * cast
+        # teeth: a warm off-white at the whites' level, in the face's own colour cast (a little of it)
+        skin = np.median(face, 0)
+        cast = (skin / max(float(skin.mean()), 1.0)) ** 0.25
+        level = float(np.clip(float(white.mean()), 175.0, 215.0))
+        teeth = _tint(level * cast / float(cast.mean()), (1.0, 0.95, 0.84), sat)
+
+        # the photo's own teeth: bright, low-chroma pixels inside its lip gap, per inner-lip pair
+        own = np.zeros(len(up), np.float32)
+        for k in range(1, len(up) - 1):
+            y_a, y_b = verts[up[k], 1], verts[lo[k], 1]
+            if y_b - y_a < 2.0:
+                continue
+            xk = int(round(0.5 * (verts[up[k], 0] + verts[lo[k], 0])))
+            col = img[int(np.ceil(y_a)) : int(np.floor(y_b)) + 1, min(max(xk, 0), w - 1)]
+            bright = (col.mean(1) > 0.55 * float(white.mean())) & (col.max(1) - col.min(1) < 0.35 * col.mean(1) + 12)
+            if bright.mean() > 0.3:  # down to its lowest light row (lower teeth included)
+                own[k] = min(float(np.nonzero(bright)[0][-1] + np.ceil(y_a) + 1 - y_a), float(y_b - y_a))
+
+        # grain: a robust estimate of the photo's noise near the mouth, per channel
+        box = _box(verts[list(F.LIPS_OUTER)], iod, w, h, 0.4)
+        crop = torch.from_numpy(img[box[0] : box[1], box[2] : box[3]]).permute(2, 0, 1)[None]
+        resid = (crop - tF.avg_pool2d(tF.pad(crop, (1, 1, 1, 1), mode="replicate"), 3, 1))[0].flatten(1)
+        sigma = 0.7 * 1.4826 * (resid - resid.median(1, keepdim=True).values).abs().median(1).values
+        gen = torch.Generator().manual_seed(7)
+        noise = torch.randn(1, NOISE_TILE, NOISE_TILE, generator=gen) * sigma.clamp(0.3, 4.0).view(3, 1, 1)
+
+        t = lambda c: torch.tensor(np.asarray(c, np.float32), dtype=torch.float32).view(3, 1, 1)  # noqa: E731
+        return cls(
+            upper=up,
+            lower=lo,
+            outer=np.array(F.LIPS_OUTER),
+            rest=torch.from_numpy(np.asarray(verts[:, :2], np.float32)).clone(),
+            rest_gap=torch.from_numpy(rest_gap),
+            own=torch.from_numpy(own),
+            photo=torch.from_numpy(img).permute(2, 0, 1).add(0.5).contiguous(),
+            iod=float(iod),
+            teeth=t(teeth),
+            gum=t(_tint(lip, (1.0, 0.78, 0.8), sat)),
+            lip=t(lip),
+            mucosa=t(_tint(lip, (0.78, 0.5, 0.52), sat)),
+            cavity=t(_tint(lip, (0.3, 0.15, 0.15), sat)),
+            tongue=t(_tint(lip, (0.92, 0.62, 0.64), sat)),
+            noise=noise,
+            feather=max(1.0, 0.018 * iod),
+        )
+
+    def paint(self, frame: torch.Tensor, verts: torch.Tensor, delta: np.ndarray) -> None:
+        """frame: (3, H, W) float 0..255, painted in place; verts: (V, 2) the moved vertices;
+        delta: (16,) motion minus the photo's pose (mouth open, width, round, closed, teeth first)."""
+        iod, fe = self.iod, self.feather
+        up, lo = verts[self.upper], verts[self.lower]
+        pair = (lo[:, 1] - up[:, 1]).clamp_min(0)
+        lift = up - self.rest[self.upper]  # how the upper lip (and the teeth hanging from it) moved
+        if float((pair - self.rest_gap).abs().max()) <= 0.3 and float(lift.abs().max()) <= 0.3:
+            return  # the photo's own mouth, as it is
+        h, w = frame.shape[1:]
+        y0, y1, x0, x1 = _box(verts[self.outer].numpy(), 0.0, w, h, 0.0, pad=2)
+        if y1 - y0 < 2 or x1 - x0 < 2:
             return
-        ux = verts[self.upper, 0]
-        o = torch.argsort(ux)
-        grown = _smooth((_interp(xs, ux[o].contiguous(), pair[o]) - 0.5) / (0.06 * self.iod))  # (x,)
-        # the photo's own opening (teeth it shows at rest) stays: it hangs from the upper lip as the
-        # upper teeth do, and the cavity opens below it
-        ux_sorted = ux[o].contiguous()
-        own = _interp(xs, ux_sorted, self.rest_gap[o]).clamp(min=0)
-        top = yu + 0.9 * own
-        gap = (yl - top).clamp_min(0)
-        fe = 1.5
-        inside = _smooth((ys - top) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
-        xc = 0.5 * (verts[self.upper[0], 0] + verts[self.upper[-1], 0])
-        half = 0.5 * (verts[self.upper[-1], 0] - verts[self.upper[0], 0]).abs().clamp_min(1.0)
-        across = (xs - xc) / half  # -1..1 corner to corner
-        # the corners stay lips: a thin gap there shows as specks if painted
-        alpha = inside * grown * _smooth((1 - across.abs()) * 5)  # (y, x)
-        # upper teeth: a band under the upper lip, narrower than the mouth, shadowed at the top
-        th = (0.3 * gap).clamp(max=0.11 * self.iod) * (1 + 0.6 * teeth_amount) + 1.0
-        th = th * (1 - _smooth(own / (0.06 * self.iod)))  # painted teeth only where the photo shows none
-        band = _smooth((top + th - ys) / 1.5 + 0.5) * _smooth((0.8 - across.abs()) * 4)
-        shade = (0.62 + 0.3 * _smooth((ys - top) / 3.0)) * (1 - 0.25 * across.abs() ** 2)
-        # tongue: a low ellipse resting on the lower lip
-        ty = yl - 0.18 * gap
-        r2 = (across / 0.6) ** 2 + ((ys - ty) / (0.3 * gap + 1e-3)) ** 2
-        tongue = 0.6 * _smooth((1 - r2) * 2) * _smooth((gap - 0.2 * self.iod) / (0.12 * self.iod))
-        # the cavity: darkest behind the teeth and at the sides, a little light at the back
-        depth = _smooth((ys - top) / (gap + 1e-3))
-        col = self.cavity * (0.55 + 0.45 * (1 - across.abs() ** 2)) * (0.7 + 0.3 * depth)
-        col = col + (self.tongue - col) * tongue
-        col = col + (self.teeth * shade - col) * band
+        xs = torch.arange(x0, x1, dtype=torch.float32) + 0.5
+        ys = torch.arange(y0, y1, dtype=torch.float32)[:, None] + 0.5
+        yu, yl = _contours(up, lo, xs)
+        ox = torch.argsort(up[:, 0])
+        ux = up[ox, 0].contiguous()
+        own = _interp(xs, ux, self.own[ox])  # the photo's own teeth under the upper lip, per column
+        rest_gap = _interp(xs, ux, self.rest_gap[ox])
+        grown = _smooth(((yl - yu) - rest_gap - 0.3) / (0.05 * iod))  # the new opening fades in
+        inside = _smooth((ys - yu) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
+        gap = (yl - yu).clamp_min(0)
+
+        # the mouth's own frame: its middle (the arch's), half width, where each column is across it
+        c0, c1 = verts[self.upper[0]], verts[self.upper[-1]]
+        xc = 0.5 * float(c0[0] + c1[0])
+        half = max(0.5 * abs(float(c1[0] - c0[0])), 1.0)
+        across = ((xs - xc) / half).clamp(-1, 1)
+        d_open, d_teeth = float(max(delta[0], 0.0)), float(delta[4])
+
+        # cavity: wet inner lip at the edges, dark red-brown with depth, darker at the corners, the
+        # upper lip's shadow over the top
+        dtop, dbot = ys - yu, yl - ys
+        depth = _smooth(torch.minimum(dtop, dbot) / (0.05 * iod + 0.25 * gap + 1e-3))
+        col = self.mucosa + (self.cavity - self.mucosa) * depth
+        col = col * (1 - 0.35 * across**2) * (0.55 + 0.45 * _smooth(dtop / (0.07 * iod)))
+
+        # tongue: a dome on the floor of the mouth, visible once the jaw opens
+        h_t = (0.42 * gap - 0.03 * iod).clamp(0, 0.12 * iod)
+        top_t = yl - h_t * (1 - (across / 0.85) ** 2).clamp_min(0).sqrt()
+        a_t = _smooth((ys - top_t) / fe + 0.5) * (h_t > 0.5).float()
+        shade_t = (0.55 + 0.4 * _smooth((ys - top_t) / (h_t + 1e-3))) * (1 - 0.12 * torch.exp(-((across / 0.1) ** 2)))
+        col = col + (self.tongue * shade_t * (1 - 0.3 * across**2) - col) * a_t
+
+        # lower teeth: their tips above the lower lip (on teeth-showing sounds, and as the jaw opens wide)
+        show = (0.03 * max(d_teeth, 0.0) + 0.02 * min(max(d_open - 0.4, 0.0) / 0.4, 1.0)) * iod
+        low, seam_l, _, len_l = self._arch(xs, xc, LOWER_TEETH, np.ones(len(LOWER_TEETH), np.float32))
+        top_l = yl - show * len_l
+        a_l = _smooth((ys - top_l) / fe + 0.5) * low * _smooth((0.55 - across.abs()) / 0.2)
+        a_l = a_l * min(max(show - 1.0, 0.0), 1.0)  # under a pixel and a half they are not drawn
+        shade_l = 0.75 * (1 - 0.3 * across**2)
+        col = col + (self._shaded(shade_l) * (1 - 0.2 * seam_l) - col) * a_l
+
+        # upper teeth: rigid under the upper lip, which lifts on open and teeth-showing sounds
+        # the incisal edge stays where the skull holds it: as far below the lip as the lip lifted (the
+        # warp's fields), plus the little a relaxed lip shows
+        expose = (0.035 + 0.05 * d_open + 0.06 * max(d_teeth, 0.0)) * iod
+        on, seam, edge, length = self._arch(xs, xc, UPPER_TEETH, UPPER_LENGTH)
+        bottom = yu + expose * length  # the incisal edge
+        crown = bottom - CROWN * iod * length + 0.06 * iod * edge**3  # the gum between the teeth comes down
+        a_u = _smooth((bottom - ys) / fe + 0.5) * on
+        shade_u = (0.45 + 0.55 * _smooth(dtop / (0.06 * iod))) * (1 - 0.5 * across**2)
+        shade_u = shade_u * (1 - 0.12 * _smooth((ys - bottom + 0.25 * expose * length) / (0.2 * expose + 1e-3)))
+        tooth = self._shaded(shade_u) * (1 - 0.22 * seam)  # the shadow between two teeth: darker, not redder
+        tooth = tooth + (self.gum * 0.8 - tooth) * _smooth((crown - ys) / fe + 0.5)
+        proc = 1 - _smooth(own / (0.05 * iod))  # painted teeth only where the photo shows none
+        col = col + (tooth - col) * (a_u * proc)
+
+        # the photo's own teeth, carried rigidly by the upper lip (never stretched)
+        alpha = inside * grown
+        if float(own.max()) > 0.5:
+            lift_x, lift_y = _interp(xs, ux, lift[ox, 0]), _interp(xs, ux, lift[ox, 1])
+            src_x = (xs - lift_x)[None].expand(len(ys), -1)
+            src_y = ys - lift_y[None]
+            rest_top = yu - lift_y
+            in_own = _smooth((rest_top + own - src_y) / fe + 0.5) * _smooth(own / (0.05 * iod))
+            grid = torch.stack([src_x / w * 2 - 1, src_y.expand(-1, len(xs)) / h * 2 - 1], -1)[None]
+            mine = tF.grid_sample(self.photo[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+            mine = mine[0]
+            col = col + (mine - col) * in_own
+            alpha = inside * torch.maximum(grown, in_own)
+            # lips pressed together over the photo's teeth: they meet in a seam of lip colour (else
+            # the teeth squeezed between them show as specks)
+            closing = _smooth((rest_gap - gap) / (0.5 * rest_gap + 1.0)) * _smooth(own / (0.05 * iod))
+            mid = 0.5 * (yu + yl)
+            seal = torch.exp(-(((ys - mid) / (0.03 * iod + fe)) ** 2)) * closing
+            lips = self.lip * (0.95 - 0.4 * torch.exp(-(((ys - mid) / 0.8) ** 2)))
+            col = col + (lips - col) * (seal / torch.maximum(alpha, seal).clamp_min(1e-3))
+            alpha = torch.maximum(alpha, seal)
+
+        # the photo's grain over the paint, then into the frame
+        ty = torch.arange(y0, y1) % NOISE_TILE
+        tx = torch.arange(x0, x1) % NOISE_TILE
+        col = (col + self.noise[:, ty][:, :, tx]).clamp(0.5, 255.4)
         roi = frame[:, y0:y1, x0:x1]
         roi += (col - roi) * alpha
+
+    def _shaded(self, light: torch.Tensor) -> torch.Tensor:
+        """Teeth at a light level 0..1: shadow inside a mouth is the cavity's red-brown, not gray."""
+        return self.teeth * light + 0.8 * self.mucosa * (1 - light)
+
+    def _arch(self, xs: torch.Tensor, xc: float, widths: np.ndarray, lengths: np.ndarray):
+        """Teeth on a dental arch seen from the front, at columns xs around its middle xc. Returns
+        (on: 1 on a tooth, fading where the arch turns away; seam: the shadow between two teeth, ~1 px
+        wide, and a tooth's roundness; edge: 0 in a tooth's middle, 1 at its sides; length: the
+        tooth's length relative to a central incisor, its corners rounded)."""
+        r = ARCH_RADIUS * self.iod
+        u = ((xs - xc) / r).clamp(-0.999, 0.999)
+        theta = torch.asin(u)
+        s = (theta * r).abs() / self.iod  # along the arch from the middle, in IODs
+        edges = torch.from_numpy(_teeth_edges(widths))
+        j = (torch.searchsorted(edges, s.contiguous()) - 1).clamp(0, len(widths) - 1)
+        a, b = edges[j], edges[j + 1]
+        f = ((s - a) / (b - a)).clamp(0, 1)
+        px = torch.minimum(f, 1 - f) * (b - a) * self.iod * torch.cos(theta)  # to the nearest seam, in pixels
+        edge = 1 - torch.sin(torch.pi * f)
+        seam = 0.6 * torch.exp(-((px / 0.55) ** 2)) + 0.4 * edge**2
+        length = torch.from_numpy(lengths)[j] * (1 - 0.22 * edge**3)
+        on = _smooth((float(edges[-1]) - s) / 0.05) * _smooth((1 - u.abs()) / 0.15)
+        return on, seam, edge, length
+
+
+def find_parting(image: np.ndarray, points: np.ndarray, iod: float) -> np.ndarray:
+    """A closed mouth's inner-lip contours moved onto the photo's own parting line.
+
+    The face model's inner-lip points of a closed mouth often sit a pixel or two above or below
+    the dark line where the lips meet; the warp would then carry a strip of upper lip down with
+    the jaw (and paint over the rest of it). For a mouth closed in the photo (every inner-lip gap
+    under 2 px), per pair the darkest row within 0.06 IOD (luminance, 3 columns averaged) is
+    found where it is clearly darker than the lips around it, and the whole inner line moves by
+    the median of those offsets (less towards the corners). points: (468, 3) mesh in the image's
+    pixels; returns a copy."""
+    out = np.array(points, np.float32, copy=True)
+    h, w = image.shape[:2]
+    lum = image.astype(np.float32).mean(2)
+    up, lo = F.LIPS_INNER_UPPER, F.LIPS_INNER_LOWER
+    r = max(2, int(round(0.06 * iod)))
+    found = []
+    for k in range(2, len(up) - 2):
+        a, b = out[up[k]], out[lo[k]]
+        if b[1] - a[1] >= 2.0:
+            return out  # lips apart in the photo: its contours are the opening's
+        x, yc = int(round(0.5 * (a[0] + b[0]))), int(round(0.5 * (a[1] + b[1])))
+        if not (1 <= x < w - 1 and r <= yc < h - r):
+            continue
+        prof = lum[yc - r : yc + r + 1, x - 1 : x + 2].mean(1)
+        i = int(np.argmin(prof))
+        if prof[i] < 0.85 * float(np.median(prof)) and 0 < i < len(prof) - 1:
+            found.append(yc - r + i + 0.5 - 0.5 * (a[1] + b[1]))
+    if len(found) < 3:
+        return out
+    # one shift for the whole line (per-column minima follow wrinkles), fading out towards the corners
+    shift = float(np.median(found))
+    xs = out[list(up), 0]
+    mid, half = 0.5 * (xs[0] + xs[-1]), max(0.5 * abs(xs[-1] - xs[0]), 1.0)
+    for k in range(1, len(up) - 1):
+        fade = float(np.clip(1.0 - ((out[up[k], 0] - mid) / half) ** 2, 0.0, 1.0)) ** 0.5
+        out[up[k], 1] += shift * fade
+        out[lo[k], 1] += shift * fade
+    return out
+
+
+def _box(points: np.ndarray, iod: float, w: int, h: int, margin: float, pad: int = 0) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) around points, `margin` IODs (and `pad` pixels) out, clipped to the frame."""
+    m = margin * iod + pad
+    x0 = int(max(0, np.floor(points[:, 0].min() - m)))
+    x1 = int(min(w, np.ceil(points[:, 0].max() + m) + 1))
+    y0 = int(max(0, np.floor(points[:, 1].min() - m)))
+    y1 = int(min(h, np.ceil(points[:, 1].max() + m) + 1))
+    return y0, y1, x0, x1
+
+
+def _band(img: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pixels between two polylines (a above b, both left to right), as (n, 3)."""
+    h, w = img.shape[:2]
+    xs = np.arange(int(max(0, min(a[:, 0].min(), b[:, 0].min()))), int(min(w, max(a[:, 0].max(), b[:, 0].max()) + 1)))
+    if len(xs) == 0:
+        return np.zeros((0, 3), np.float32)
+    oa, ob = np.argsort(a[:, 0]), np.argsort(b[:, 0])
+    ya = np.interp(xs + 0.5, a[oa, 0], a[oa, 1])
+    yb = np.interp(xs + 0.5, b[ob, 0], b[ob, 1])
+    lo_x = max(a[:, 0].min(), b[:, 0].min())
+    hi_x = min(a[:, 0].max(), b[:, 0].max())
+    yy = np.arange(h)[:, None] + 0.5
+    m = (yy > np.minimum(ya, yb) + 0.5) & (yy < np.maximum(ya, yb) - 0.5) & ((xs >= lo_x) & (xs <= hi_x))[None]
+    return img[:, xs][m].reshape(-1, 3)
 
 
 def _contours(up: torch.Tensor, lo: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,6 +78,29 @@ def _curve(points: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.interp(x, points[o, 0], points[o, 1])
 
 
+def _by_x(x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    o = np.argsort(x)
+    return x[o], f[o]
+
+
+def _between(xy: np.ndarray, outer, inner, skip) -> list[tuple[int, float]]:
+    """Mesh points strictly between two lip contours (left to right), with where between (0 at the
+    outer contour, 1 at the inner)."""
+    xo, yo = _by_x(xy[list(outer), 0], xy[list(outer), 1])
+    xi, yi = _by_x(xy[list(inner), 0], xy[list(inner), 1])
+    lo_x, hi_x = max(xo[0], xi[0]), min(xo[-1], xi[-1])
+    out = []
+    skip = set(skip)
+    for i in range(len(xy)):
+        x, y = xy[i]
+        if i in skip or not lo_x < x < hi_x:
+            continue
+        a, b = np.interp(x, xo, yo), np.interp(x, xi, yi)
+        if abs(b - a) > 0.5 and 0.0 < (y - a) / (b - a) < 1.0:
+            out.append((i, float((y - a) / (b - a))))
+    return out
+
+
 def _thin(points: np.ndarray, keep: np.ndarray, min_dist: float) -> np.ndarray:
     """Drop candidate points closer than min_dist to a kept point or an earlier candidate."""
     out = []
@@ -163,10 +186,14 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     below = (np.arange(V) >= r1.start) & (np.arange(V) < r1.stop) & (v[:, 1] > chin_y - 0.2 * iod)
     jaw[below] = 0.35 * np.clip(1 - np.abs(v[below, 0] - mc[0]) / (1.5 * iod), 0, 1)
     jaw[list(F.MOUTH_CORNERS)] = 0.45
-    jaw[inner_lo + outer_lo] = 1.0
+    # the lips part as a lens, not a box: the corners hold them, so their drop (and the upper lip's
+    # lift) falls off towards the corners; the lower lip keeps its thickness (inner and outer alike)
+    across = np.clip(np.abs(v[:, 0] - mc[0]) / half_w, 0.0, 1.0)
+    taper = np.clip(1.0 - across**2, 0.05, 1.0)
+    jaw[inner_lo + outer_lo] = taper[inner_lo + outer_lo]
     drop = 0.3 * iod  # lips 0.1 IOD apart at a typical open=0.35 (about 6 mm), the cartoon drops 0.38 IOD
     B[OPEN, :, 1] = drop * jaw
-    B[OPEN, inner_up + outer_up, 1] = -0.05 * iod
+    B[OPEN, inner_up + outer_up, 1] = -0.05 * iod * taper[inner_up + outer_up]
     # lateral fields: lip points by their x offset, the cheeks by distance to the corners
     side = np.clip((v[:, 0] - mc[0]) / half_w, -1.3, 1.3)
     near_corner = np.exp(-(np.min(np.linalg.norm(v[:, None] - corners[None], axis=2), 1) ** 2) / (2 * (0.3 * iod) ** 2))
@@ -185,6 +212,15 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     B[CLOSED, outer_lo, 1] += -0.03 * iod
     B[TEETH, inner_up + outer_up, 1] = -0.06 * iod
     B[TEETH, inner_lo + outer_lo, 1] = -0.03 * iod
+    # the mesh's points inside each lip (between its outer and inner contour) move as the lip does,
+    # interpolated between the two contours: by height alone a drooping mouth's upper lip fell with the jaw
+    for outer, inner in ((F.LIPS_OUTER_UPPER, F.LIPS_INNER_UPPER), (F.LIPS_OUTER_LOWER, F.LIPS_INNER_LOWER)):
+        for i, t in _between(xy, outer, inner, lips):
+            for k in (OPEN, WIDTH, ROUND, CLOSED, TEETH):
+                for c in (0, 1):
+                    fo = np.interp(xy[i, 0], *_by_x(xy[list(outer), 0], B[k, list(outer), c]))
+                    fi = np.interp(xy[i, 0], *_by_x(xy[list(inner), 0], B[k, list(inner), c]))
+                    B[k, i, c] = (1 - t) * fo + t * fi
     # smile: corners up and out, the cheeks follow, lower lids rise a little
     B[SMILE, :, 0] += 0.08 * iod * np.sign(side) * near_corner * is_face
     B[SMILE, :, 1] += -0.12 * iod * near_corner * is_face
