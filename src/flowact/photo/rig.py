@@ -29,7 +29,7 @@ from scipy.spatial import Delaunay
 
 from ..world.motion_vector import MOTION_DIM, neutral_vector
 from . import face as F
-from .mouth import MouthPainter, _contours, find_parting
+from .mouth import MouthPainter, find_parting
 from .warp import Deformer, build_deformer
 
 
@@ -50,7 +50,6 @@ class PhotoRig:
     deformer: Deformer
     weights: csr_matrix
     mouth: MouthPainter
-    lips: LipMaps
 
     @property
     def size(self) -> tuple[int, int]:
@@ -73,9 +72,7 @@ class PhotoRig:
         V = len(rest)
         for s in range(0, len(motion), chunk):
             n = min(chunk, len(motion) - s)
-            src = source[s : s + n].transpose(1, 0, 2).reshape(V, n * 2)
-            grid = self.weights @ src  # (H*W, n*2)
-            self.lips.apply(grid, src, moved[s : s + n])
+            grid = self.weights @ source[s : s + n].transpose(1, 0, 2).reshape(V, n * 2)  # (H*W, n*2)
             grid = torch.from_numpy(grid).view(h, w, n, 2).permute(2, 0, 1, 3)
             frames = tF.grid_sample(
                 self.image.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
@@ -86,84 +83,15 @@ class PhotoRig:
         return out
 
 
-@dataclass(frozen=True)
-class LipMaps:
-    """Where the lips part, the one triangulation cannot say which lip a pixel belongs to: at rest
-    the inner-lip contours of a closed mouth lie on one another, so its thin triangles join upper
-    and lower lip points, and the first-order backward map smeared a strip of upper lip down with
-    the jaw. Around the mouth the map is therefore also made twice, once without the lower lip's
-    points and once without the upper lip's; every frame, a pixel above the moved upper inner lip
-    takes the first, one below the moved lower inner lip the second (between them is the opening,
-    which the mouth painter draws). box: (y0, y1, x0, x1); rows: the box's pixels in the frame;
-    upper/lower: (box pixels, V) weights; contours: the inner-lip vertex indices."""
-
-    box: tuple[int, int, int, int]
-    rows: np.ndarray
-    upper: csr_matrix
-    lower: csr_matrix
-    inner_up: np.ndarray
-    inner_lo: np.ndarray
-
-    @classmethod
-    def build(cls, deformer: Deformer, w: int, h: int) -> "LipMaps":
-        v = deformer.vertices[:, :2]
-        iod = deformer.iod
-        lips = v[list(F.LIPS_OUTER)]
-        y0 = int(max(0, np.floor(lips[:, 1].min() - 0.25 * iod)))
-        y1 = int(min(h, np.ceil(lips[:, 1].max() + 0.45 * iod)))
-        x0 = int(max(0, np.floor(lips[:, 0].min() - 0.2 * iod)))
-        x1 = int(min(w, np.ceil(lips[:, 0].max() + 0.2 * iod)))
-        box = (y0, y1, x0, x1)
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        rows = (yy * w + xx).ravel()
-        corners = {F.LIPS_INNER_UPPER[0], F.LIPS_INNER_UPPER[-1]}
-        lower_lip = set(F.LIPS_INNER_LOWER + F.LIPS_OUTER_LOWER) - corners - set(F.MOUTH_CORNERS)
-        upper_lip = set(F.LIPS_INNER_UPPER + F.LIPS_OUTER_UPPER) - corners - set(F.MOUTH_CORNERS)
-
-        def without(drop: set) -> csr_matrix:
-            keep = np.array([i for i in range(len(v)) if i not in drop])
-            tri = Delaunay(v[keep].astype(np.float64))
-            m = pixel_weights(v.astype(np.float64), keep[tri.simplices], w, h, region=box)  # columns: all vertices
-            return m[rows]
-
-        return cls(
-            box, rows, without(lower_lip), without(upper_lip),
-            np.array(F.LIPS_INNER_UPPER), np.array(F.LIPS_INNER_LOWER),
-        )  # fmt: skip
-
-    def apply(self, grid: np.ndarray, src: np.ndarray, moved: torch.Tensor) -> None:
-        """grid: (H*W, n*2) the frames' sampling grid, corrected in place around the mouth; src:
-        (V, n*2) the backward map at the vertices; moved: (n, V, 2) the moved vertices."""
-        y0, y1, x0, x1 = self.box
-        up, lo = self.upper @ src, self.lower @ src  # (box pixels, n*2)
-        g = grid[self.rows]
-        xs = torch.arange(x0, x1, dtype=torch.float32) + 0.5
-        ys = (torch.arange(y0, y1, dtype=torch.float32) + 0.5)[:, None]
-        for i in range(len(moved)):
-            yu, yl = _contours(moved[i, self.inner_up], moved[i, self.inner_lo], xs)
-            above = (ys <= yu).reshape(-1).numpy()
-            below = (ys >= yl).reshape(-1).numpy() & ~above
-            c = slice(2 * i, 2 * i + 2)
-            g[above, c] = up[above, c]
-            g[below, c] = lo[below, c]
-        grid[self.rows] = g
-
-
-def pixel_weights(
-    points: np.ndarray, simplices: np.ndarray, w: int, h: int, region: tuple[int, int, int, int] | None = None
-) -> csr_matrix:
+def pixel_weights(points: np.ndarray, simplices: np.ndarray, w: int, h: int) -> csr_matrix:
     """(h * w, V) barycentric weights of every pixel centre in the triangulation, rasterised one
-    triangle at a time over its bounding box (scipy's point location took 1-8 s on some runs).
-    region: (y0, y1, x0, x1) rasterise only there (the other rows stay empty)."""
-    ry0, ry1, rx0, rx1 = region or (0, h, 0, w)
+    triangle at a time over its bounding box (scipy's point location took 1-8 s on some runs)."""
     rows, cols, vals = [], [], []
     done = np.zeros(h * w, bool)
     for tri in simplices:
         a, b, c = points[tri]
-        x0 = max(rx0, int(np.floor(min(a[0], b[0], c[0]) - 0.5)))
-        x1 = min(rx1 - 1, int(np.ceil(max(a[0], b[0], c[0]))))
-        y0 = max(ry0, int(np.floor(min(a[1], b[1], c[1]) - 0.5)))
-        y1 = min(ry1 - 1, int(np.ceil(max(a[1], b[1], c[1]))))
+        x0, x1 = max(0, int(np.floor(min(a[0], b[0], c[0]) - 0.5))), min(w - 1, int(np.ceil(max(a[0], b[0], c[0]))))
+        y0, y1 = max(0, int(np.floor(min(a[1], b[1], c[1]) - 0.5))), min(h - 1, int(np.ceil(max(a[1], b[1], c[1]))))
         if x1 < x0 or y1 < y0:
             continue
         gy, gx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
@@ -183,7 +111,7 @@ def pixel_weights(
         rows.append(np.repeat(idx, 3))
         cols.append(np.tile(tri, len(idx)))
         vals.append(np.stack([l0[inside], l1[inside], l2[inside]], 1).ravel())
-    if not done.reshape(h, w)[ry0:ry1, rx0:rx1].all():
+    if not done.all():
         raise AssertionError("pixel centres outside the rig's triangulation")
     r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals).astype(np.float32)
     return csr_matrix((v, (r, c)), shape=(h * w, len(points)))
@@ -220,5 +148,4 @@ def build_rig(
 
     image = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().add(0.5).contiguous()[None]
     mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod)
-    lips = LipMaps.build(deformer, w, h)
-    return PhotoRig(image, mesh, deformer, weights, mouth, lips)
+    return PhotoRig(image, mesh, deformer, weights, mouth)
