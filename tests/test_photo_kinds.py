@@ -139,8 +139,8 @@ def _regions(reference: np.ndarray, mesh: F.FaceMesh) -> tuple[np.ndarray, np.nd
 
 def _moves_with_speech(frames: np.ndarray, mouth: np.ndarray, far: np.ndarray) -> tuple[float, float, float]:
     """Mean change at the mouth of the speaking frames from the silent ones, the same in the background, and
-    the mouth's change among the silent frames. Silent: the first chunk (frames 2-7); the chunk that holds
-    the voice's onset (frames 8-15) already opens the mouth from its first frame."""
+    the mouth's change among the silent frames. Silent: the first chunk (frames 2-7); from the next chunk on
+    the head's idle motion shifts the whole face in silence too (the mouth stays closed: looked at)."""
     rest = frames[2:8]
     change = np.abs(frames[SILENT_FRAMES + 3 :] - rest.mean(0)).mean(-1)
     silent = np.abs(rest - rest.mean(0)).mean(-1)
