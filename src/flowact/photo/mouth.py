@@ -122,11 +122,12 @@ class MouthPainter:
         else:
             cast = img.reshape(-1, 3).mean(0)
             cast = np.sqrt(cast / max(float(cast.mean()), 1.0))
-            white = np.clip(1.3 * float(np.median(face.mean(1))), 150.0, 230.0) * cast
+            white = min(1.4 * float(np.median(face.mean(1))), 230.0) * cast
         # teeth: a warm off-white at the whites' level, in the face's own colour cast (a little of it)
         skin = np.median(face, 0)
         cast = (skin / max(float(skin.mean()), 1.0)) ** 0.25
-        level = float(np.clip(float(white.mean()), 175.0, 215.0))
+        # as light as the whites, at least a little lighter than the skin, at most 215: a dark photo gets dim teeth
+        level = float(np.clip(float(white.mean()), min(1.2 * float(skin.mean()), 175.0), 215.0))
         teeth = _tint(level * cast / float(cast.mean()), (1.0, 0.95, 0.84), sat)
 
         # the photo's own teeth: bright, low-chroma pixels inside its lip gap, per inner-lip pair

@@ -199,7 +199,7 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     near_corner = np.exp(-(np.min(np.linalg.norm(v[:, None] - corners[None], axis=2), 1) ** 2) / (2 * (0.3 * iod) ** 2))
     lat = np.where(np.isin(np.arange(V), lips), side, np.sign(side) * near_corner * 0.8)
     lat[~is_face] = 0.0
-    B[WIDTH, :, 0] = 0.1 * iod * lat
+    B[WIDTH, :, 0] = 0.18 * iod * lat  # spread lips (ee): at width 0.85 the mouth ~15% wider than at rest
     B[ROUND, :, 0] = -0.16 * iod * lat
     B[ROUND, outer_up, 1] = -0.04 * iod
     B[ROUND, outer_lo, 1] = 0.04 * iod
@@ -208,8 +208,8 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     gap_lo = np.clip(xy[inner_lo, 1] - _curve(xy[inner_up], xy[inner_lo, 0]), 0, None)
     B[CLOSED, inner_up, 1] = gap_up / 2 / 0.45 + 0.01 * iod
     B[CLOSED, inner_lo, 1] = -(gap_lo / 2 / 0.45 + 0.01 * iod)
-    B[CLOSED, outer_up, 1] += 0.03 * iod
-    B[CLOSED, outer_lo, 1] += -0.03 * iod
+    B[CLOSED, outer_up, 1] += 0.06 * iod  # pressed lips roll in: their red thins
+    B[CLOSED, outer_lo, 1] += -0.06 * iod
     B[TEETH, inner_up + outer_up, 1] = -0.06 * iod
     B[TEETH, inner_lo + outer_lo, 1] = -0.03 * iod
     # the mesh's points inside each lip (between its outer and inner contour) move as the lip does,
