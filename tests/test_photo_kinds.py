@@ -9,10 +9,10 @@ PyPI packages (the test extras install them) and variants made from them.
 | a man nearly in profile, small face, grayscale | scikit-image `data/camera.png` | CC0 |
 
 Made from them here: grayscale, darker skin, a low-key exposure, a head tilted 30 degrees, a 112 px crop,
-a 4000x3000 photo, two people side by side. Each render is 1.6 s: 0.6 s of silence, then 1 s of a human
-voice (examples/human_speech.wav). What each must show: the route takes it as a photograph, the mouth moves
-with the speech and not before, the background above the shoulders keeps its pixels, and the output has
-the photo's framing (a tiny one at least 256 px, a large one fitted into 512)."""
+a 4000x3000 photo, a small face in a wide shot, two people side by side. Each render is 1.6 s: 0.6 s of
+silence, then 1 s of a human voice (examples/human_speech.wav). What each must show: the route takes it as
+a photograph, the mouth moves with the speech and not before, the background above the shoulders keeps its
+pixels, and the output has the photo's framing (a tiny one at least 256 px, a large one fitted into 512)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ def _group(p) -> Image.Image:
     return g
 
 
+def _wide_shot(p) -> Image.Image:
+    """The astronaut at 0.6 of her size in a 1024x768 scene (a blurred noise texture): ~12 px between the eyes
+    once fitted into 512x384."""
+    from PIL import ImageFilter
+
+    noise = np.random.default_rng(0).normal(120, 25, (768, 1024, 3)).clip(0, 255).astype(np.uint8)
+    scene = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(2))
+    scene.paste(p["astronaut"].resize((307, 307), Image.Resampling.LANCZOS), (600, 150))
+    return scene
+
+
 def _large(p) -> Image.Image:
     big = Image.new("RGB", (4000, 3000), (60, 70, 80))
     big.paste(p["grace"].resize((2560, 3000), Image.Resampling.BICUBIC), (720, 0))
@@ -95,6 +106,7 @@ KINDS = {
         (256, 256),
     ),
     "4000x3000": (_large, "large.jpg", (512, 384)),
+    "small face in a wide shot": (_wide_shot, "wide.jpg", (512, 384)),
 }
 
 
