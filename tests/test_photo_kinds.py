@@ -234,12 +234,6 @@ def test_live_and_batch_take_the_face_too(folder, group):
         assert talks[n - 1] > 6 and talks[2 - n] < talks[n - 1] / 1.8, (n, talks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="photo/warp.py: the body's sway moves a shoulder row that spans the frame's whole width and the bottom "
-    "edge, so the other people of a group photo sway with the one who talks (measured 2026-12-06: Luis's mouth "
-    "region changes 15 levels while Grace Hopper talks at 31)",
-)
 def test_the_others_in_a_group_photo_keep_still(group):
     for n in (1, 2):
         talks = group[n][1]

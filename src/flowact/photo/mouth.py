@@ -288,6 +288,7 @@ class MouthPainter:
         px = torch.minimum(f, 1 - f) * (b - a) * self.iod * torch.cos(theta)  # to the nearest seam, in pixels
         edge = 1 - torch.sin(torch.pi * f)
         seam = 0.6 * torch.exp(-((px / 0.55) ** 2)) + 0.4 * edge**2
+        seam = seam * min(max((0.135 * self.iod - 2.5) / 3.0, 0.0), 1.0)  # teeth under ~3 px wide: no dots
         length = torch.from_numpy(lengths)[j] * (1 - 0.22 * edge**3)
         on = _smooth((float(edges[-1]) - s) / 0.05) * _smooth((1 - u.abs()) / 0.15)
         return on, seam, edge, length

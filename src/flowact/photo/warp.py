@@ -191,7 +191,7 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     across = np.clip(np.abs(v[:, 0] - mc[0]) / half_w, 0.0, 1.0)
     taper = np.clip(1.0 - across**2, 0.05, 1.0)
     jaw[inner_lo + outer_lo] = taper[inner_lo + outer_lo]
-    drop = 0.3 * iod  # lips 0.1 IOD apart at a typical open=0.35 (about 6 mm), the cartoon drops 0.38 IOD
+    drop = 0.36 * iod  # lips 0.13 IOD apart at a typical open=0.35 (about 8 mm), the cartoon drops 0.38 IOD
     B[OPEN, :, 1] = drop * jaw
     B[OPEN, inner_up + outer_up, 1] = -0.05 * iod * taper[inner_up + outer_up]
     # lateral fields: lip points by their x offset, the cheeks by distance to the corners
@@ -267,9 +267,12 @@ def build_deformer(points: np.ndarray, width: int, height: int) -> Deformer:
     body[shs] = 1.0
     bottom = np.zeros(V, bool)
     bottom[bs] = v[bs, 1] >= height
+    # the body is the talker's: shoulders are ~2.5 eye distances to each side of the face's centre, and
+    # beyond them (another person of a group photo, the background beside the body) nothing sways
+    beside = np.clip(1.0 - (np.abs(v[:, 0] - centre[0]) - 2.6 * iod) / (1.2 * iod), 0.0, 1.0)
     H = float(height)
-    B[SWAY, :, 0] = H * np.where(bottom, 1.0, body)
-    B[BREATH, :, 1] = -H * np.where(bottom, 0.0, body * 0.9)
-    B[SHRUG, :, 1] = -H * np.where(bottom, 0.0, body)
+    B[SWAY, :, 0] = H * np.where(bottom, 1.0, body) * beside
+    B[BREATH, :, 1] = -H * np.where(bottom, 0.0, body * 0.9) * beside
+    B[SHRUG, :, 1] = -H * np.where(bottom, 0.0, body) * beside
     pivot = np.array([centre[0], float(ec[:, 1].mean()), z_back + 0.5 * iod], np.float32)
     return Deformer(verts, B, head_weight, pivot, n_mesh, iod)
