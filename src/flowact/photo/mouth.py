@@ -49,11 +49,12 @@ def _smooth(t: torch.Tensor) -> torch.Tensor:
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """np.interp for increasing xp (clamped at the ends), vectorised over x."""
-    i = torch.searchsorted(xp, x).clamp(1, len(xp) - 1)
-    x0, x1 = xp[i - 1], xp[i]
+    """np.interp for increasing xp (clamped at the ends), row by row: x (n, k), xp and fp (n, m)."""
+    i = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.shape[-1] - 1)
+    x0, x1 = torch.gather(xp, -1, i - 1), torch.gather(xp, -1, i)
+    f0, f1 = torch.gather(fp, -1, i - 1), torch.gather(fp, -1, i)
     t = ((x - x0) / (x1 - x0).clamp_min(1e-6)).clamp(0, 1)
-    return fp[i - 1] + t * (fp[i] - fp[i - 1])
+    return f0 + t * (f1 - f0)
 
 
 def _tint(base: np.ndarray, gains, saturation: float) -> np.ndarray:
@@ -170,36 +171,45 @@ class MouthPainter:
             feather=max(1.0, 0.018 * iod),
         )
 
-    def paint(self, frame: torch.Tensor, verts: torch.Tensor, delta: np.ndarray) -> None:
-        """frame: (3, H, W) float 0..255, painted in place; verts: (V, 2) the moved vertices;
-        delta: (16,) motion minus the photo's pose (mouth open, width, round, closed, teeth first)."""
+    def paint(self, frames: torch.Tensor, verts: torch.Tensor, delta: np.ndarray) -> None:
+        """frames: (n, 3, H, W) float 0..255, painted in place; verts: (n, V, 2) the moved vertices;
+        delta: (n, 16) motion minus the photo's pose (mouth open, width, round, closed, teeth first).
+        All n frames are drawn at once over the union of their mouth boxes (per-frame tensor work
+        is mostly call overhead at these sizes); a frame at rest is left exactly as it is."""
         iod, fe = self.iod, self.feather
-        up, lo = verts[self.upper], verts[self.lower]
-        pair = (lo[:, 1] - up[:, 1]).clamp_min(0)
+        n = len(frames)
+        up, lo = verts[:, self.upper], verts[:, self.lower]  # (n, 11, 2)
+        pair = (lo[..., 1] - up[..., 1]).clamp_min(0)
         lift = up - self.rest[self.upper]  # how the upper lip (and the teeth hanging from it) moved
-        if float((pair - self.rest_gap).abs().max()) <= 0.3 and float(lift.abs().max()) <= 0.3:
+        active = ((pair - self.rest_gap).abs().amax(1) > 0.3) | (lift.abs().amax((1, 2)) > 0.3)
+        if not bool(active.any()):
             return  # the photo's own mouth, as it is
-        h, w = frame.shape[1:]
-        y0, y1, x0, x1 = _box(verts[self.outer].numpy(), 0.0, w, h, 0.0, pad=2)
+        h, w = frames.shape[2:]
+        y0, y1, x0, x1 = _box(verts[active][:, self.outer].reshape(-1, 2).numpy(), 0.0, w, h, 0.0, pad=2)
         if y1 - y0 < 2 or x1 - x0 < 2:
             return
         xs = torch.arange(x0, x1, dtype=torch.float32) + 0.5
-        ys = torch.arange(y0, y1, dtype=torch.float32)[:, None] + 0.5
-        yu, yl = _contours(up, lo, xs)
-        ox = torch.argsort(up[:, 0])
-        ux = up[ox, 0].contiguous()
-        own = _interp(xs, ux, self.own[ox])  # the photo's own teeth under the upper lip, per column
-        rest_gap = _interp(xs, ux, self.rest_gap[ox])
-        grown = _smooth(((yl - yu) - rest_gap - 0.3) / (0.05 * iod))  # the new opening fades in
-        inside = _smooth((ys - yu) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
+        ys = (torch.arange(y0, y1, dtype=torch.float32) + 0.5).view(1, 1, -1, 1)
+        col_ = lambda t: t.view(n, 1, 1, -1)  # noqa: E731  (n, columns) -> broadcast over rows
+        one = lambda t: torch.as_tensor(t, dtype=torch.float32).view(n, 1, 1, 1)  # noqa: E731
+        yu, yl = _contours(up, lo, xs)  # (n, columns)
+        ox = torch.argsort(up[..., 0], 1)
+        ux = torch.gather(up[..., 0], 1, ox).contiguous()
+        at = lambda f: _interp(xs.expand(n, -1), ux, torch.gather(f, 1, ox))  # noqa: E731  per-vertex -> columns
+        own = col_(at(self.own.expand(n, -1)))  # the photo's own teeth under the upper lip, per column
+        rest_gap = col_(at(self.rest_gap.expand(n, -1)))
+        yu, yl = col_(yu), col_(yl)
         gap = (yl - yu).clamp_min(0)
+        grown = _smooth((gap - rest_gap - 0.3) / (0.05 * iod))  # the new opening fades in
+        inside = _smooth((ys - yu) / fe + 0.5) * _smooth((yl - ys) / fe + 0.5)
 
         # the mouth's own frame: its middle (the arch's), half width, where each column is across it
-        c0, c1 = verts[self.upper[0]], verts[self.upper[-1]]
-        xc = 0.5 * float(c0[0] + c1[0])
-        half = max(0.5 * abs(float(c1[0] - c0[0])), 1.0)
-        across = ((xs - xc) / half).clamp(-1, 1)
-        d_open, d_teeth = float(max(delta[0], 0.0)), float(delta[4])
+        c0, c1 = verts[:, self.upper[0], 0], verts[:, self.upper[-1], 0]
+        xc = one(0.5 * (c0 + c1))
+        half = one((0.5 * (c1 - c0).abs()).clamp_min(1.0))
+        across = ((xs.view(1, 1, 1, -1) - xc) / half).clamp(-1, 1)
+        d = torch.from_numpy(np.asarray(delta, np.float32))
+        d_open, d_teeth = one(d[:, 0].clamp_min(0)), one(d[:, 4].clamp_min(0))
 
         # cavity: wet inner lip at the edges, dark red-brown with depth, darker at the corners, the
         # upper lip's shadow over the top
@@ -216,18 +226,18 @@ class MouthPainter:
         col = col + (self.tongue * shade_t * (1 - 0.3 * across**2) - col) * a_t
 
         # lower teeth: their tips above the lower lip (on teeth-showing sounds, and as the jaw opens wide)
-        show = (0.03 * max(d_teeth, 0.0) + 0.02 * min(max(d_open - 0.4, 0.0) / 0.4, 1.0)) * iod
+        show = (0.03 * d_teeth + 0.02 * ((d_open - 0.4) / 0.4).clamp(0, 1)) * iod
         low, seam_l, _, len_l = self._arch(xs, xc, LOWER_TEETH, np.ones(len(LOWER_TEETH), np.float32))
         top_l = yl - show * len_l
         a_l = _smooth((ys - top_l) / fe + 0.5) * low * _smooth((0.55 - across.abs()) / 0.2)
-        a_l = a_l * min(max(show - 1.0, 0.0), 1.0)  # under a pixel and a half they are not drawn
+        a_l = a_l * (show - 1.0).clamp(0, 1)  # under a pixel and a half they are not drawn
         shade_l = 0.75 * (1 - 0.3 * across**2)
         col = col + (self._shaded(shade_l) * (1 - 0.2 * seam_l) - col) * a_l
 
-        # upper teeth: rigid under the upper lip, which lifts on open and teeth-showing sounds
-        # the incisal edge stays where the skull holds it: as far below the lip as the lip lifted (the
+        # upper teeth: rigid under the upper lip, which lifts on open and teeth-showing sounds; the
+        # incisal edge stays where the skull holds it: as far below the lip as the lip lifted (the
         # warp's fields), plus the little a relaxed lip shows
-        expose = (0.035 + 0.05 * d_open + 0.06 * max(d_teeth, 0.0)) * iod
+        expose = (0.035 + 0.05 * d_open + 0.06 * d_teeth) * iod
         on, seam, edge, length = self._arch(xs, xc, UPPER_TEETH, UPPER_LENGTH)
         bottom = yu + expose * length  # the incisal edge
         crown = bottom - CROWN * iod * length + 0.06 * iod * edge**3  # the gum between the teeth comes down
@@ -241,15 +251,14 @@ class MouthPainter:
 
         # the photo's own teeth, carried rigidly by the upper lip (never stretched)
         alpha = inside * grown
-        if float(own.max()) > 0.5:
-            lift_x, lift_y = _interp(xs, ux, lift[ox, 0]), _interp(xs, ux, lift[ox, 1])
-            src_x = (xs - lift_x)[None].expand(len(ys), -1)
-            src_y = ys - lift_y[None]
-            rest_top = yu - lift_y
-            in_own = _smooth((rest_top + own - src_y) / fe + 0.5) * _smooth(own / (0.05 * iod))
-            grid = torch.stack([src_x / w * 2 - 1, src_y.expand(-1, len(xs)) / h * 2 - 1], -1)[None]
-            mine = tF.grid_sample(self.photo[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-            mine = mine[0]
+        if float(self.own.max()) > 0.5:
+            lift_x, lift_y = col_(at(lift[..., 0])), col_(at(lift[..., 1]))
+            src_x = (xs.view(1, 1, 1, -1) - lift_x).expand(-1, -1, len(ys[0, 0]), -1)
+            src_y = (ys - lift_y).expand(-1, -1, -1, len(xs))
+            in_own = _smooth((yu - lift_y + own - src_y) / fe + 0.5) * _smooth(own / (0.05 * iod))
+            grid = torch.stack([src_x[:, 0] / w * 2 - 1, src_y[:, 0] / h * 2 - 1], -1)
+            photo = self.photo[None].expand(n, -1, -1, -1)
+            mine = tF.grid_sample(photo, grid, mode="bilinear", padding_mode="border", align_corners=False)
             col = col + (mine - col) * in_own
             alpha = inside * torch.maximum(grown, in_own)
             # lips pressed together over the photo's teeth: they meet in a seam of lip colour (else
@@ -261,24 +270,24 @@ class MouthPainter:
             col = col + (lips - col) * (seal / torch.maximum(alpha, seal).clamp_min(1e-3))
             alpha = torch.maximum(alpha, seal)
 
-        # the photo's grain over the paint, then into the frame
+        # the photo's grain over the paint, then into the frames (those at rest untouched)
         ty = torch.arange(y0, y1) % NOISE_TILE
         tx = torch.arange(x0, x1) % NOISE_TILE
         col = (col + self.noise[:, ty][:, :, tx]).clamp(0.5, 255.4)
-        roi = frame[:, y0:y1, x0:x1]
-        roi += (col - roi) * alpha
+        roi = frames[:, :, y0:y1, x0:x1]
+        roi += (col - roi) * (alpha * active.view(n, 1, 1, 1))
 
     def _shaded(self, light: torch.Tensor) -> torch.Tensor:
         """Teeth at a light level 0..1: shadow inside a mouth is the cavity's red-brown, not gray."""
         return self.teeth * light + 0.8 * self.mucosa * (1 - light)
 
-    def _arch(self, xs: torch.Tensor, xc: float, widths: np.ndarray, lengths: np.ndarray):
+    def _arch(self, xs: torch.Tensor, xc: torch.Tensor, widths: np.ndarray, lengths: np.ndarray):
         """Teeth on a dental arch seen from the front, at columns xs around its middle xc. Returns
         (on: 1 on a tooth, fading where the arch turns away; seam: the shadow between two teeth, ~1 px
         wide, and a tooth's roundness; edge: 0 in a tooth's middle, 1 at its sides; length: the
         tooth's length relative to a central incisor, its corners rounded)."""
         r = ARCH_RADIUS * self.iod
-        u = ((xs - xc) / r).clamp(-0.999, 0.999)
+        u = ((xs.view(1, 1, 1, -1) - xc) / r).clamp(-0.999, 0.999)  # (n, 1, 1, columns)
         theta = torch.asin(u)
         s = (theta * r).abs() / self.iod  # along the arch from the middle, in IODs
         edges = torch.from_numpy(_teeth_edges(widths))
@@ -361,10 +370,14 @@ def _band(img: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _contours(up: torch.Tensor, lo: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """y of the upper and lower inner-lip curves at columns xs; outside the corners both meet."""
-    ou, ol = torch.argsort(up[:, 0]), torch.argsort(lo[:, 0])
-    yu = _interp(xs, up[ou, 0].contiguous(), up[ou, 1])
-    yl = _interp(xs, lo[ol, 0].contiguous(), lo[ol, 1])
-    out = (xs < torch.minimum(up[:, 0].min(), lo[:, 0].min())) | (xs > torch.maximum(up[:, 0].max(), lo[:, 0].max()))
-    yl = torch.where(out, yu, yl)
+    """y of the upper and lower inner-lip curves at columns xs, (n, columns) for up/lo (n, points, 2);
+    outside the corners both meet."""
+    ou, ol = torch.argsort(up[..., 0], 1), torch.argsort(lo[..., 0], 1)
+    g = lambda p, o, c: torch.gather(p[..., c], 1, o).contiguous()  # noqa: E731
+    x = xs.expand(len(up), -1)
+    yu = _interp(x, g(up, ou, 0), g(up, ou, 1))
+    yl = _interp(x, g(lo, ol, 0), g(lo, ol, 1))
+    first = torch.minimum(up[..., 0].amin(1), lo[..., 0].amin(1))[:, None]
+    last = torch.maximum(up[..., 0].amax(1), lo[..., 0].amax(1))[:, None]
+    yl = torch.where((x < first) | (x > last), yu, yl)
     return yu, yl

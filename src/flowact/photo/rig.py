@@ -77,8 +77,7 @@ class PhotoRig:
             frames = tF.grid_sample(
                 self.image.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
             )
-            for i in range(n):
-                self.mouth.paint(frames[i], moved[s + i], motion[s + i] - ref)
+            self.mouth.paint(frames, moved[s : s + n], motion[s : s + n] - ref)
             torch.from_numpy(out[s : s + n]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
         return out
 
