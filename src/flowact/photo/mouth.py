@@ -171,8 +171,9 @@ class MouthPainter:
             feather=max(1.0, 0.018 * iod),
         )
 
-    def paint(self, frames: torch.Tensor, verts: torch.Tensor, delta: np.ndarray) -> None:
-        """frames: (n, 3, H, W) float 0..255, painted in place; verts: (n, V, 2) the moved vertices;
+    def paint(self, frames: torch.Tensor, verts: torch.Tensor, delta: np.ndarray, origin=(0, 0)) -> None:
+        """frames: (n, 3, H, W) float 0..255, painted in place, its pixel (0, 0) at the frame's `origin`
+        (y, x) (a part of the frame may be given); verts: (n, V, 2) the moved vertices;
         delta: (n, 16) motion minus the photo's pose (mouth open, width, round, closed, teeth first).
         All n frames are drawn at once over the union of their mouth boxes (per-frame tensor work
         is mostly call overhead at these sizes); a frame at rest is left exactly as it is."""
@@ -184,8 +185,11 @@ class MouthPainter:
         active = ((pair - self.rest_gap).abs().amax(1) > 0.3) | (lift.abs().amax((1, 2)) > 0.3)
         if not bool(active.any()):
             return  # the photo's own mouth, as it is
-        h, w = frames.shape[2:]
+        h, w = self.photo.shape[1:]
+        oy, ox_ = origin
         y0, y1, x0, x1 = _box(verts[active][:, self.outer].reshape(-1, 2).numpy(), 0.0, w, h, 0.0, pad=2)
+        y0, y1 = max(y0, oy), min(y1, oy + frames.shape[2])
+        x0, x1 = max(x0, ox_), min(x1, ox_ + frames.shape[3])
         if y1 - y0 < 2 or x1 - x0 < 2:
             return
         xs = torch.arange(x0, x1, dtype=torch.float32) + 0.5
@@ -274,7 +278,7 @@ class MouthPainter:
         ty = torch.arange(y0, y1) % NOISE_TILE
         tx = torch.arange(x0, x1) % NOISE_TILE
         col = (col + self.noise[:, ty][:, :, tx]).clamp(0.5, 255.4)
-        roi = frames[:, :, y0:y1, x0:x1]
+        roi = frames[:, :, y0 - oy : y1 - oy, x0 - ox_ : x1 - ox_]
         roi += (col - roi) * (alpha * active.view(n, 1, 1, 1))
 
     def _shaded(self, light: torch.Tensor) -> torch.Tensor:

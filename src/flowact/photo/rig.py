@@ -50,6 +50,8 @@ class PhotoRig:
     deformer: Deformer
     weights: csr_matrix
     mouth: MouthPainter
+    support: np.ndarray  # (V, 4) x0, y0, x1, y1: the pixels whose triangle holds each vertex (exclusive ends)
+    photo: np.ndarray  # (H, W, 3) uint8 the photo at output size
 
     @property
     def size(self) -> tuple[int, int]:
@@ -72,13 +74,23 @@ class PhotoRig:
         V = len(rest)
         for s in range(0, len(motion), chunk):
             n = min(chunk, len(motion) - s)
-            grid = self.weights @ source[s : s + n].transpose(1, 0, 2).reshape(V, n * 2)  # (H*W, n*2)
-            grid = torch.from_numpy(grid).view(h, w, n, 2).permute(2, 0, 1, 3)
+            out[s : s + n] = self.photo
+            # only where something moves: the box of the triangles around the vertices that move in any
+            # of these frames (the rest of the frame is the photo, exactly)
+            still = np.abs(disp[s : s + n]).max(axis=(0, 2)) == 0.0
+            if still.all():
+                continue
+            box = self.support[~still]
+            x0, y0 = box[:, 0].min(), box[:, 1].min()
+            x1, y1 = box[:, 2].max(), box[:, 3].max()
+            src = source[s : s + n].transpose(1, 0, 2).reshape(V, n * 2)
+            grid = self.weights[y0 * w : y1 * w] @ src  # (rows * W, n*2)
+            grid = torch.from_numpy(grid).view(y1 - y0, w, n, 2)[:, x0:x1].permute(2, 0, 1, 3)
             frames = tF.grid_sample(
                 self.image.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
             )
-            self.mouth.paint(frames, moved[s : s + n], motion[s : s + n] - ref)
-            torch.from_numpy(out[s : s + n]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
+            self.mouth.paint(frames, moved[s : s + n], motion[s : s + n] - ref, origin=(y0, x0))
+            torch.from_numpy(out[s : s + n, y0:y1, x0:x1]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
         return out
 
 
@@ -147,4 +159,20 @@ def build_rig(
 
     image = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().add(0.5).contiguous()[None]
     mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod)
-    return PhotoRig(image, mesh, deformer, weights, mouth)
+    return PhotoRig(image, mesh, deformer, weights, mouth, vertex_support(tri.points, tri.simplices, w, h), photo)
+
+
+def vertex_support(points: np.ndarray, simplices: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(V, 4) int: x0, y0, x1, y1 (ends exclusive) of the pixels a vertex's triangles cover, padded by a
+    pixel: a pixel's sampling position depends on the vertex only inside that box."""
+    corners = points[simplices]  # (T, 3, 2)
+    lo = np.floor(corners.min(1) - 1.0)
+    hi = np.ceil(corners.max(1) + 1.0)
+    out = np.tile(np.array([w, h, 0, 0], np.float64), (len(points), 1))
+    for k in range(3):
+        np.minimum.at(out[:, 0], simplices[:, k], lo[:, 0])
+        np.minimum.at(out[:, 1], simplices[:, k], lo[:, 1])
+        np.maximum.at(out[:, 2], simplices[:, k], hi[:, 0])
+        np.maximum.at(out[:, 3], simplices[:, k], hi[:, 1])
+    out = np.clip(out, 0, [w, h, w, h])
+    return out.astype(np.int64)
