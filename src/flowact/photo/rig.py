@@ -90,7 +90,8 @@ class PhotoRig:
                 self.image.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
             )
             self.mouth.paint(frames, moved[s : s + n], motion[s : s + n] - ref, origin=(y0, x0))
-            torch.from_numpy(out[s : s + n, y0:y1, x0:x1]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
+            # truncation of x + 0.5 (the image carries the +0.5); to bytes first, then the smaller transpose
+            torch.from_numpy(out[s : s + n, y0:y1, x0:x1]).copy_(frames.to(torch.uint8).permute(0, 2, 3, 1))
         return out
 
 
