@@ -29,6 +29,16 @@ def test_drawn_characters_are_not_photos_even_as_jpeg(name):
     assert not looks_like_photo(drawn) and not looks_like_photo(_jpeg(drawn))
 
 
+@pytest.mark.parametrize("seed", [90210, 8])
+def test_a_world_character_in_a_narrow_range_of_brightness_is_drawn(seed):
+    """Soft shading in few levels: stretched to its range it breaks into steps (0.42 / 0.53), as it is
+    it is flat (0.88 / 0.89); it was routed to the photo route for a while (2026-12-06)."""
+    from flowact.world.clip import make_clip
+
+    drawn = make_clip(seed, 1.0, 128, 128).reference()
+    assert flat_share(drawn, stretched=True) < 0.6 and not looks_like_photo(drawn)
+
+
 def test_photographs_are_photos_even_small():
     import skimage.data
 
