@@ -1,13 +1,15 @@
 """The motion engine (model/motion.py, stream/motion.py): streaming through the bank equals the
 training layout's recomputation, the bank stays bounded, the shipped weights load and move in range."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from flowact.errors import FlowactError
 from flowact.model.motion import MotionConfig, MotionDiT, MotionLayout, frame_windows, mel_frames
-from flowact.stream.motion import HIGH, LOW, MotionEngine, MotionStream, bundled_path, generate, padded
+from flowact.stream.motion import HIGH, LOW, MotionEngine, MotionStream, bundled_path, generate, padded, save_motion
 
 
 def random_model(seed: int = 0) -> MotionDiT:
@@ -43,12 +45,15 @@ def test_streaming_equals_recomputing_each_window_through_the_training_layout():
     c, gen = m.cfg.chunk_frames, []
     beh = m.behaviour(torch.tensor([m.state_id("nodding")]), m.word_ids("nodding yes")[None])
     with torch.no_grad():
+        # the ear hears the whole stream at once (its speaker mean runs over the chunks in order)
+        spans = [torch.from_numpy(padded(audio, stream.audio_span(i))) for i in range(chunks)]
+        wins = torch.cat([frame_windows(mel_frames(m.mel, a), c, m.cfg.window) for a in spans])
+        every = m.audio_features(wins[None])[0][0].view(chunks, c, -1)
         for i in range(chunks):
             slots, firsts, keep = m.layout.window(i)
             feats, xs = [], []
             for j in slots:
-                a = torch.from_numpy(padded(audio, stream.audio_span(j if j >= 0 else i)))
-                feats.append(m.audio_features(frame_windows(mel_frames(m.mel, a), c, m.cfg.window)[None])[0][0])
+                feats.append(every[j if j >= 0 else i])
                 xs.append(gen[j] if 0 <= j < i else torch.zeros(c, 16))
             feat = torch.stack(feats)[None]
             x = torch.randn((1, c, 16), generator=g)
@@ -68,6 +73,9 @@ def test_streaming_equals_recomputing_each_window_through_the_training_layout():
                     torch.tensor(keep)[None],
                 )
                 x = x + (ts[s + 1] - ts[s]) * v[:, -1]
+            # these mouth numbers are the ear's reading (the features' last five)
+            e = list(m.cfg.ear_mouth)
+            x[..., e] = (every[i][:, -5:][:, e] - torch.from_numpy(ref[e])) / m.scale[e]
             gen.append(x[0])
     diff = (torch.stack(streamed) - torch.stack(gen)).abs().max().item()
     assert diff < 1e-4, diff
@@ -112,7 +120,7 @@ def test_audio_span_and_chunk_order_are_checked():
 
 def test_shipped_weights_load_and_move_in_range_with_three_steps():
     path = bundled_path()
-    assert path.stat().st_size <= 1_300_000
+    assert path.stat().st_size <= 1_600_000
     engine = MotionEngine.load()
     assert len(engine.timesteps) - 1 == 3
     t = np.arange(16_000 * 3) / 16_000
@@ -127,3 +135,36 @@ def test_shipped_weights_load_and_move_in_range_with_three_steps():
     assert motion[:, 0].std() > 0.02  # the mouth moves with the voice
     chunks = 10
     assert calls.count(False) == 3 * chunks  # 3 denoising passes a chunk (+ conditions and memory)
+
+
+def test_a_changed_config_round_trips_through_the_weights_file(tmp_path):
+    cfg = MotionConfig(ear_width=32, ear_dilations=(1, 2), context_ms=80, lookahead_ms=120, ear_mouth=(2,))
+    torch.manual_seed(0)
+    m = MotionDiT(cfg)
+    path = save_motion(m, tmp_path / "m.safetensors", dtype=torch.float32)
+    engine = MotionEngine.load(path)
+    assert engine.cfg == cfg and engine.model.ear.outputs == cfg.window - cfg.ear_field + 1
+    audio = (np.random.default_rng(0).standard_normal(16_000) * 0.1).astype(np.float32)
+    a = generate(MotionEngine(m.eval()), audio, None, seed=0)
+    b = generate(engine, audio, None, seed=0)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    old = json.loads(cfg.to_json())
+    del old["ear_dilations"]  # weights from before the speaker-normalised ear
+    with pytest.raises(ValueError, match="retrain"):
+        MotionConfig.from_json(json.dumps(old))
+    with pytest.raises(ValueError, match="receptive field"):
+        MotionDiT(MotionConfig(context_ms=40, lookahead_ms=40))
+
+
+def test_the_ear_hears_the_speaker_mean_causally_and_it_moves_its_reading():
+    m = random_model(2)
+    rng = np.random.default_rng(1)
+    wins = torch.from_numpy(rng.uniform(-1, 0.5, (1, 24, m.cfg.window, m.cfg.mel_bins)).astype(np.float32))
+    f, _, stats = m.audio_features(wins, with_stats=True)
+    head, _, mid = m.audio_features(wins[:, :8], with_stats=True)
+    tail, _ = m.audio_features(wins[:, 8:], mid)
+    torch.testing.assert_close(torch.cat([head, tail], 1), f)  # chunk by chunk equals all at once
+    louder = wins.clone()
+    louder[:, 8:16] += 0.5  # a different voice heard in chunk 1 changes what chunk 2 hears, not chunk 0
+    g, _ = m.audio_features(louder)
+    assert torch.equal(g[:, :8], f[:, :8]) and not torch.allclose(g[:, 16:], f[:, 16:])

@@ -26,12 +26,14 @@ frame sits at its slot, and RoPE's relative angles make that pass equal to the s
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .audio import HOP, LOG_FLOOR, N_FFT, VISEMES, Ear, LogMel
+from .audio import HOP, LOG_FLOOR, N_FFT, VISEMES, LogMel
 from .block import (
     BankAttention,
     BankView,
@@ -61,9 +63,13 @@ class MotionConfig:
     heads: int = 4
     mlp_ratio: float = 3.0
     mel_bins: int = 40
-    ear_width: int = 64
-    context_ms: int = 200  # past audio each frame hears
-    lookahead_ms: int = 80  # future audio (lips anticipate sound)
+    ear_width: int = 96
+    ear_dilations: tuple[int, ...] = (1, 1, 2, 2)  # the ear's valid 1-D convs (kernel 5) over the mel
+    speaker_s: float = 3.0  # time constant of the running speaker mean the ear hears beside the mel
+    # the mouth numbers (indices) that the output takes from the ear (deterministic) instead of sampling them
+    ear_mouth: tuple[int, ...] = (1, 2, 3, 4)
+    context_ms: int = 160  # past audio each frame hears
+    lookahead_ms: int = 120  # future audio (lips anticipate sound)
     chunk_frames: int = 8
     long_term: int = 4
     long_term_stride: int = 12  # one of every N frames leaving short-term memory is kept
@@ -84,6 +90,11 @@ class MotionConfig:
         """Mel frames one video frame's audio token hears."""
         return self.context + MEL_PER_FRAME + self.lookahead
 
+    @property
+    def ear_field(self) -> int:
+        """Mel frames one output of the ear's conv stack reads (its receptive field)."""
+        return 1 + sum(4 * d for d in self.ear_dilations)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -91,6 +102,9 @@ class MotionConfig:
     def from_json(cls, text: str) -> "MotionConfig":
         d = json.loads(text)
         d["states"] = tuple(d["states"])
+        if "ear_dilations" not in d:
+            raise ValueError("motion weights from before the speaker-normalised ear (2026-12-06): retrain them")
+        d["ear_dilations"], d["ear_mouth"] = tuple(d["ear_dilations"]), tuple(d["ear_mouth"])
         return cls(**d)
 
 
@@ -199,7 +213,84 @@ def frame_windows(mel: torch.Tensor, frames: int, window: int) -> torch.Tensor:
     return w.transpose(-1, -2)
 
 
-class MotionDiT(nn.Module, Ear):
+class MotionEar(nn.Module):
+    """The motion engine's ear: per video frame, the five mouth numbers and a feature, from the frame's
+    mel window (`context` before its own 40 ms, `lookahead` after) and a running *speaker mean*.
+
+    The mean is what lets it read vowels across voices: a vowel's formants sit higher in a small
+    voice than in a large one, and the mel minus the voice's own average spectrum says which vowel
+    it is more plainly than the mel alone (held-out voices, an ear probe without it: width r 0.59,
+    with it 0.73; runs/probe, docs/motion.md). The mean is causal, per chunk of `chunk` frames: the
+    loudness-weighted mean of the mel rows of the frames heard so far (the chunk's own included),
+    decaying with time constant `speaker_s`, pulled towards a learnt prior while little is heard.
+
+    The convs are valid (no padding) over each frame's window, so a frame's output depends on its
+    window alone: the same whether a chunk or a whole clip is heard at once."""
+
+    PRIOR_ROWS = 30.0  # the prior's weight, in loud mel rows
+
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        self.cfg = cfg
+        w, bins = cfg.ear_width, cfg.mel_bins
+        self.speaker = cfg.speaker_s > 0
+        self.convs = nn.ModuleList(
+            nn.Conv1d(bins * (2 if self.speaker else 1) if i == 0 else w, w, 5, dilation=d)
+            for i, d in enumerate(cfg.ear_dilations)
+        )
+        self.head = nn.Sequential(nn.Linear(w, 2 * w), nn.SiLU(), nn.Linear(2 * w, VISEMES))
+        self.prior = nn.Parameter(torch.zeros(bins))  # the speaker mean before anything is heard
+        self.outputs = cfg.window - cfg.ear_field + 1  # conv outputs inside a frame's window, averaged
+        if self.outputs < 1:
+            raise ValueError(f"the ear's receptive field ({cfg.ear_field} mel frames) exceeds a frame's window")
+        # per chunk of C frames (C * 4 new mel rows), the running sums decay by this factor
+        rows = cfg.chunk_frames * MEL_PER_FRAME
+        self.decay = math.exp(-rows / (100.0 * max(cfg.speaker_s, 1e-6)))
+
+    def spans(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows (b, chunks, C, window, bins) -> each chunk's contiguous mel (b, chunks, (C-1)*4 + window, bins)."""
+        own = windows[:, :, :, :MEL_PER_FRAME].flatten(2, 3)  # rows of frames 0..C-1 (window starts)
+        return torch.cat([own[:, :, :-MEL_PER_FRAME], windows[:, :, -1]], 2)
+
+    def speaker_mean(self, windows: torch.Tensor, stats=None):
+        """windows (b, chunks, C, window, bins) of consecutive chunks -> (the mean per chunk (b, chunks, bins),
+        the running sums after the last chunk: (sum (b, bins), weight (b,)))."""
+        b, k = windows.shape[:2]
+        rows = windows[:, :, :, self.cfg.context : self.cfg.context + MEL_PER_FRAME].flatten(2, 3).float()
+        wt = (rows.mean(-1) + 1.0).clamp_min(0) ** 2  # loudness above the silence floor (-1)
+        add_s, add_w = (wt[..., None] * rows).sum(2), wt.sum(2)  # (b, k, bins), (b, k)
+        if stats is None:
+            stats = (rows.new_zeros(b, rows.shape[-1]), rows.new_zeros(b))
+        s, n = stats
+        means = []
+        for j in range(k):
+            s, n = self.decay * s + add_s[:, j], self.decay * n + add_w[:, j]
+            means.append((s + self.PRIOR_ROWS * self.prior.float()) / (n + self.PRIOR_ROWS)[:, None])
+        return torch.stack(means, 1), (s, n)
+
+    def forward(self, windows: torch.Tensor, stats=None):
+        """windows (b, chunks, C, window, bins) of consecutive chunks (stats: the running sums before the
+        first; None = a stream's start) -> (features (b, chunks, C, width), mouth logits (b, chunks, C, 5),
+        the running sums after the last chunk)."""
+        b, k, c = windows.shape[:3]
+        x = self.spans(windows)  # (b, k, rows, bins)
+        if self.speaker:
+            mean, stats = self.speaker_mean(windows, stats)
+            x = torch.cat([x, x - mean[:, :, None].to(x.dtype)], -1)
+        x = x.flatten(0, 1).transpose(1, 2).to(self.convs[0].weight.dtype)  # (b*k, bins', rows)
+        for i, conv in enumerate(self.convs):
+            y = F.gelu(conv(x))
+            if i:
+                cut = (x.shape[2] - y.shape[2]) // 2
+                y = y + x[:, :, cut : cut + y.shape[2]]
+            x = y
+        # frame f's window starts at row 4f of the span: its outputs are f*4 .. f*4 + outputs - 1
+        f = F.avg_pool1d(x, self.outputs, MEL_PER_FRAME)[:, :, :c].transpose(1, 2)  # (b*k, C, width)
+        f = f.reshape(b, k, c, -1)
+        return f, self.head(f), stats
+
+
+class MotionDiT(nn.Module):
     """Velocity of the normalised motion (motion - reference) / scale, given audio, behaviour,
     a timestep per chunk and the memory bank. `mean`/`scale` are the training data's statistics."""
 
@@ -209,7 +300,7 @@ class MotionDiT(nn.Module, Ear):
         self.layout = MotionLayout.of(cfg)
         w = cfg.width
         self.mel = LogMel(cfg.mel_bins)
-        self._init_ear(cfg.mel_bins, cfg.ear_width, 1)
+        self.ear = MotionEar(cfg)
         feat = cfg.ear_width + VISEMES
         self.audio_in = nn.Linear(feat, w)
         self.audio_local = nn.Linear(feat, w)  # frame f's audio straight into motion token f
@@ -230,12 +321,16 @@ class MotionDiT(nn.Module, Ear):
             nn.init.zeros_(lin.bias)
 
     # -- conditioning --------------------------------------------------------------------------
-    def audio_features(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """windows (b, frames, window, bins) -> (features (b, frames, ear_width + 5), mouth logits (b, frames, 5))."""
+    def audio_features(self, windows: torch.Tensor, stats=None, with_stats: bool = False):
+        """windows (b, frames, window, bins), frames a whole number of consecutive chunks (`stats`: the ear's
+        running speaker sums before them; None = a stream's start) -> (features (b, frames, ear_width + 5),
+        mouth logits (b, frames, 5)[, the sums after them])."""
         b, n = windows.shape[:2]
-        f, logits = self.hear(windows, self.cfg.context, MEL_PER_FRAME, 1)
-        feat = torch.cat([f[:, 0], torch.sigmoid(logits[:, 0])], dim=-1)
-        return feat.view(b, n, -1), logits.view(b, n, VISEMES)
+        c = self.cfg.chunk_frames
+        f, logits, stats = self.ear(windows.view(b, n // c, c, *windows.shape[2:]), stats)
+        feat = torch.cat([f, torch.sigmoid(logits).to(f.dtype)], dim=-1)
+        out = feat.view(b, n, -1), logits.view(b, n, VISEMES)
+        return (*out, stats) if with_stats else out
 
     def behaviour(self, state: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """state (b,) long (0 = none, i + 1 = STATES[i]); words (b, MAX_WORDS) long, 0 = pad -> (b, width)."""

@@ -41,7 +41,8 @@ SHIFT = 2.0
 # The mouth numbers start from half the noise: on 12 held-out clips the mouth follows the speech
 # closer (r at lag 0, noise 1.0 -> 0.5: open 0.86 -> 0.88, round 0.55 -> 0.62, closed 0.41 -> 0.52,
 # width 0.33 -> 0.34) while head and gaze move as much (their noise is untouched); teeth, which
-# followed only the noise (r 0.03), stop moving. docs/motion.md.
+# followed only the noise (r 0.03), stop moving. docs/motion.md. Since 2026-12-06 only mouth_open is sampled:
+# the other four are the ear's reading (MotionConfig.ear_mouth).
 MOUTH_NOISE = 0.5
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 
@@ -137,6 +138,8 @@ class MotionStream:
                              self.bank.reference_write())  # fmt: skip
             self.bank.mark_reference()
         self._behaviour: dict[tuple, torch.Tensor] = {}
+        self._ear_stats = None  # the ear's running speaker mean (model/motion.py MotionEar)
+        self.ear_mouth = torch.tensor(cfg.ear_mouth, dtype=torch.long, device=dev) if cfg.ear_mouth else None
         self.next_index = 0
 
     def audio_span(self, index: int) -> tuple[int, int]:
@@ -169,8 +172,10 @@ class MotionStream:
             raise FlowactError(f"chunk {index} needs {b - a} audio samples (audio_span), got {len(audio)}")
         with torch.no_grad():
             audio = torch.from_numpy(np.asarray(audio, np.float32)).to(self.reference.device)
-            feat, _ = self.model.audio_features(
-                frame_windows(mel_frames(self.model.mel, audio), self.chunk_frames, self.cfg.window)[None]
+            feat, _, self._ear_stats = self.model.audio_features(
+                frame_windows(mel_frames(self.model.mel, audio), self.chunk_frames, self.cfg.window)[None],
+                self._ear_stats,
+                with_stats=True,
             )
             noise = torch.randn((1, self.chunk_frames, MOTION_DIM), generator=self.generator, device=feat.device)
             noise[..., MOUTH] *= self.engine.mouth_noise
@@ -202,6 +207,11 @@ class MotionStream:
             return model.run(segs, mods, attends.__getitem__, fin)
 
         x = self.sampler.sample(velocity, noise)
+        if self.ear_mouth is not None:  # these mouth numbers are the ear's reading (feat's last five), not a sample
+            i = self.ear_mouth
+            ear = feat[..., -MOUTH.stop :][..., i].clamp(0, 1)
+            x = x.clone()
+            x[..., i] = (ear - self.reference[:, None, i]) / model.scale[i]
         # the memory pass: the chunk (reading its conditions) at the memory noise level -> the bank
         t_mem = self.engine.memory_t
         x_mem = x if t_mem == 0 else (1 - t_mem) * x + t_mem * torch.randn_like(x)

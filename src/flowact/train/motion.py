@@ -62,10 +62,13 @@ class Window:
 def conditioning(model: MotionDiT, b: Batch, chunks: torch.Tensor | None = None, uncond: bool = False):
     """(audio features (b, K, C, feat), ear logits (b, K, C, 5), behaviour tokens (b, K, width)) of the
     batch's chunks (`chunks`: which; None = all). `uncond`: no audio, no behaviour (guidance)."""
-    win = b.windows if chunks is None else b.windows[:, chunks]
-    bs, kk, c = win.shape[:3]
-    feat, logits = model.audio_features(win.reshape(bs, kk * c, *win.shape[3:]))
+    # the ear hears the batch's chunks 0..k in order (its speaker mean runs from chunk 0), then the chosen ones
+    bs, kk, c = b.windows.shape[:3]
+    feat, logits = model.audio_features(b.windows.reshape(bs, kk * c, *b.windows.shape[3:]))
     feat, logits = feat.view(bs, kk, c, -1), logits.view(bs, kk, c, -1)
+    if chunks is not None:
+        feat, logits = feat[:, chunks], logits[:, chunks]
+        kk = len(chunks)
     state = b.state if chunks is None else b.state[:, chunks]
     words = b.words if chunks is None else b.words[:, chunks]
     no_audio = b.no_audio if chunks is None else b.no_audio[:, chunks]
@@ -140,10 +143,10 @@ class AudioStage(MotionObjective):
     drops = False
 
     def parameters(self):
-        return [p for n, p in self.model.named_parameters() if n.startswith("ear_")]
+        return [p for n, p in self.model.named_parameters() if n.startswith("ear.")]
 
     def chunk_index(self, rng):
-        return 3
+        return 5  # six chunks: the ear's speaker mean from a cold start to 2 s heard
 
     def loss(self, b, g):
         bs, kk, c = b.windows.shape[:3]
