@@ -65,6 +65,18 @@ def test_visemes_round_and_wide_vowels():
     assert m.width[12] > 0.85 and m.round[12] < 0.15
 
 
+def test_a_pause_between_utterances_is_the_rest_shape():
+    # leading silence 0-1 s, an utterance, a 2 s pause, another utterance, trailing silence
+    words = ((1.0, 1.2, "h"), (1.2, 1.4, "a"), (1.4, 1.6, "m"), (3.6, 3.8, "b"), (3.8, 4.0, "i"), (4.0, 4.2, "t"))
+    m = mouth_track(_phon(*words), 125).stack()
+    lead, pause = m[int(0.3 * 25)], m[int(2.6 * 25)]
+    closed = (REST[3] - 0.35) / 0.45
+    rest = [REST[0] * (1 - closed) ** 1.5, REST[1], REST[2], closed, 0.0]
+    np.testing.assert_allclose(lead, rest, atol=1e-3)
+    np.testing.assert_allclose(pause, lead, atol=1e-4)  # not an all-zero mouth: the same rest as the clip's ends
+    assert (m[int(1.8 * 25) : int(3.4 * 25), 1] > 0.4).all()  # the whole pause, not only its middle
+
+
 def test_coarticulation_anticipates_and_is_smooth():
     m = mouth_track(_phon((0.8, 1.2, "a")), 50)
     assert m.open[:10].max() < REST[0] + 0.02  # silence long before: mouth at rest

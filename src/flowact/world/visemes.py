@@ -83,6 +83,18 @@ def _target(ipa: str) -> list[tuple[float, tuple[float, ...]]]:
     return [(0.0, (0.3, 0.55, 0.1, 0.0, 0.0, 0.2))]
 
 
+def _silence(t: np.ndarray, segments: list[tuple[float, float, tuple[float, ...]]]) -> np.ndarray:
+    """Seconds from each time in `t` (sorted) to the nearest segment, 0 inside one; inf without segments."""
+    if not segments:
+        return np.full(len(t), np.inf)
+    spans = np.array(sorted((s, e) for s, e, _ in segments))
+    ends = np.maximum.accumulate(spans[:, 1])  # the latest end among segments starting at or before each
+    i = np.searchsorted(spans[:, 0], t, side="right")  # segments starting at or before t: [0, i)
+    before = np.where(i > 0, t - ends[np.maximum(i - 1, 0)], np.inf)
+    after = np.where(i < len(spans), spans[np.minimum(i, len(spans) - 1), 0] - t, np.inf)
+    return np.clip(np.minimum(before, after), 0, None)
+
+
 @dataclass(frozen=True)
 class MouthTrack:
     """Per-frame mouth parameters, each (frames,) float32 in [0, 1]."""
@@ -118,10 +130,9 @@ def mouth_track(
         for j, (frac, shape) in enumerate(parts):
             nxt = parts[j + 1][0] if j + 1 < len(parts) else 1.0
             segments.append((s + frac * (e - s), s + nxt * (e - s), shape))
-    first = min((s for s, _, _ in segments), default=np.inf)
-    last = max((e for _, e, _ in segments), default=-np.inf)
-    outside = np.clip(np.maximum(first - t, t - last), 0, None)
-    w_rest = REST[5] * np.minimum(1.0, outside / 0.05)
+    # every silence is the rest shape, a pause between utterances as much as a clip's ends: the rest
+    # weight ramps with the distance to the nearest phoneme segment (0 inside one)
+    w_rest = REST[5] * np.minimum(1.0, _silence(t, segments) / 0.05)
     num += w_rest[:, None] * rest
     den += w_rest
     for s, e, shape in segments:
