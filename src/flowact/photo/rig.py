@@ -58,9 +58,11 @@ class PhotoRig:
         """(width, height) of the frames."""
         return self.image.shape[3], self.image.shape[2]
 
-    def render(self, motion: np.ndarray, reference: np.ndarray | None = None, chunk: int = 8) -> np.ndarray:
+    def render(self, motion: np.ndarray, reference: np.ndarray | None = None, chunk: int = 4) -> np.ndarray:
         """motion: (frames, 16) float32 in MOTION_KEYS order; reference: (16,) the pose the photo
-        shows (default: neutral_vector()). Returns (frames, H, W, 3) uint8."""
+        shows (default: neutral_vector()). Returns (frames, H, W, 3) uint8. Frames are warped `chunk` at
+        a time (CPU ms a frame, AVX2, one thread, 1/2/4/8 at a time: 512x512 8.3/7.4/6.4/7.7, 1280x720
+        22.2/24.0/21.9/27.2: past 4 the grids leave the caches)."""
         motion = np.asarray(motion, np.float32).reshape(-1, MOTION_DIM)
         ref = neutral_vector() if reference is None else np.asarray(reference, np.float32).reshape(MOTION_DIM)
         disp = self.deformer.displace(motion - ref)  # (frames, V, 2)

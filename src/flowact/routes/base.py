@@ -107,8 +107,8 @@ class ChunkStream(ABC):
     @abstractmethod
     def draw(self, chunk: Chunk, early: bool = False) -> Iterator[np.ndarray]:
         """The chunk's frames, uint8 (frames, H, W, 3), at most `chunk.keep` in all. `early`: a writer
-        waits, so hand frames over as they are made where that costs little (photo: each frame;
-        toon: the first chunk's latent frames), else the chunk at once."""
+        waits, so hand frames over as they are made where that costs little (photo: the first chunk's
+        frames one by one; toon: the first chunk's latent frames), else the chunk at once."""
 
     def frames(self, index: int, prompt: str, state: str | None, pcm: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
         """A live chunk, generated and drawn: uint8 (frames, H, W, 3); `stage` names the phase that failed."""
