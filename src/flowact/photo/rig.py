@@ -58,17 +58,20 @@ class PhotoRig:
         """(width, height) of the frames."""
         return self.image.shape[3], self.image.shape[2]
 
-    def render(self, motion: np.ndarray, reference: np.ndarray | None = None, chunk: int = 4) -> np.ndarray:
+    def render(self, motion: np.ndarray, reference: np.ndarray | None = None, chunk: int | None = None) -> np.ndarray:
         """motion: (frames, 16) float32 in MOTION_KEYS order; reference: (16,) the pose the photo
         shows (default: neutral_vector()). Returns (frames, H, W, 3) uint8. Frames are warped `chunk` at
         a time (CPU ms a frame, AVX2, one thread, 1/2/4/8 at a time: 512x512 8.3/7.4/6.4/7.7, 1280x720
-        22.2/24.0/21.9/27.2: past 4 the grids leave the caches)."""
+        22.2/24.0/21.9/27.2: past 4 the grids leave the caches); by default as many as make ~1M pixels
+        (512x512: 4; 1280x720: 1, where a render's motion and encoding threads ran 2-3x slower beside
+        4-frame passes)."""
         motion = np.asarray(motion, np.float32).reshape(-1, MOTION_DIM)
+        w, h = self.size
+        chunk = chunk or max(1, min(4, (1 << 20) // (w * h)))
         ref = neutral_vector() if reference is None else np.asarray(reference, np.float32).reshape(MOTION_DIM)
         disp = self.deformer.displace(motion - ref)  # (frames, V, 2)
         rest = self.deformer.vertices[:, :2]
         source = rest[None] - disp  # first-order backward map (see the module docstring)
-        w, h = self.size
         # grid_sample coordinates (align_corners=False) are linear in position, so they interpolate exactly
         source = (source * np.array([2.0 / w, 2.0 / h], np.float32) - 1.0).astype(np.float32)
         moved = torch.from_numpy(rest[None] + disp)

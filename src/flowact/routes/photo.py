@@ -171,7 +171,10 @@ class PhotoStream(ChunkStream):
     def draw(self, chunk: Chunk, early: bool = False):
         motion = chunk.output
         n = min(chunk.keep, len(motion))
-        if early and chunk.index == 0:  # the first chunk frame by frame: its first frame reaches ffmpeg after one warp
+        w, h = self.rig.size
+        # the first chunk frame by frame (its first frame reaches ffmpeg after one warp), and every chunk of a
+        # frame over ~0.5M pixels (1280x720: the render's motion and encoding threads ran slower beside it)
+        if early and (chunk.index == 0 or w * h > 1 << 19):
             for i in range(n):
                 with self.timed("warp"):
                     frame = self.rig.render(motion[i : i + 1])
