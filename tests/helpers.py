@@ -47,3 +47,21 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
     finally:
         sys.argv = argv
     return code, out.getvalue(), err.getvalue()
+
+
+PORTRAITS = "pip install -e '.[dev]' (scikit-image, matplotlib and mahotas ship the portraits)"
+
+
+def portrait(package: str, *parts: str):
+    """A real portrait that ships inside a PyPI package (a PIL image), read from the installed package;
+    a missing package fails the test, naming how to install it."""
+    import pytest
+    from PIL import Image
+
+    try:
+        module = __import__(package)
+    except ImportError:
+        pytest.fail(f"the portrait {parts[-1]} ships in the package {package}, which is not installed: {PORTRAITS}")
+    path = Path(module.__file__).parent.joinpath(*parts)
+    assert path.is_file(), f"{package} {getattr(module, '__version__', '')} no longer ships {path}"
+    return Image.open(path)

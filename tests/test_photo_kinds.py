@@ -31,21 +31,12 @@ from flowact.media.audio import load_audio, write_wav
 from flowact.media.image import fit_within, read_image
 from flowact.media.probe import probe, read_frames
 from flowact.photo import face as F
+from helpers import portrait as _portrait
 from helpers import run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 INSTALL = "pip install -e '.[dev]' (scikit-image, matplotlib and mahotas ship the portraits)"
 SILENT_FRAMES = 15  # 0.6 s at 25 fps
-
-
-def _portrait(package: str, *parts: str) -> Image.Image:
-    try:
-        module = __import__(package)
-    except ImportError:
-        pytest.fail(f"the portrait {parts[-1]} ships in the package {package}, which is not installed: {INSTALL}")
-    path = Path(module.__file__).parent.joinpath(*parts)
-    assert path.is_file(), f"{package} {getattr(module, '__version__', '')} no longer ships {path}"
-    return Image.open(path)
 
 
 @pytest.fixture(scope="module")

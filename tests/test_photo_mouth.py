@@ -12,25 +12,18 @@ the pixels of the rig's frames.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from flowact.photo import face as F
 from flowact.photo.rig import build_rig
 from flowact.world.motion_vector import index, neutral_vector
-
-INSTALL = "pip install -e '.[dev]' (matplotlib and scikit-image ship the portraits)"
+from helpers import portrait
 
 
 def _portrait(package: str, *parts: str) -> np.ndarray:
-    try:
-        module = __import__(package)
-    except ImportError:
-        pytest.fail(f"the portrait {parts[-1]} ships in the package {package}, which is not installed: {INSTALL}")
-    return np.asarray(Image.open(Path(module.__file__).parent.joinpath(*parts)).convert("RGB"))
+    return np.asarray(portrait(package, *parts).convert("RGB"))
 
 
 @pytest.fixture(scope="module")

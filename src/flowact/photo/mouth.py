@@ -94,7 +94,7 @@ class MouthPainter:
     feather: float
 
     @classmethod
-    def build(cls, image: np.ndarray, verts: np.ndarray, iod: float) -> MouthPainter:
+    def build(cls, image: np.ndarray, verts: np.ndarray, iod: float, photo: torch.Tensor) -> MouthPainter:
         """image: (H, W, 3) uint8 output-sized photo; verts: (V, 2) rig vertices at rest."""
         h, w = image.shape[:2]
         img = image.astype(np.float32)
@@ -159,7 +159,7 @@ class MouthPainter:
             rest=torch.from_numpy(np.asarray(verts[:, :2], np.float32)).clone(),
             rest_gap=torch.from_numpy(rest_gap),
             own=torch.from_numpy(own),
-            photo=torch.from_numpy(img).permute(2, 0, 1).add(0.5).contiguous(),
+            photo=photo,
             iod=float(iod),
             teeth=t(teeth),
             gum=t(_tint(lip, (1.0, 0.78, 0.8), sat)),

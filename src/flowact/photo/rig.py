@@ -58,16 +58,22 @@ class PhotoRig:
         """(width, height) of the frames."""
         return self.image.shape[3], self.image.shape[2]
 
+    @property
+    def pass_frames(self) -> int:
+        """Frames warped in one pass: as many as make ~1M pixels, at most 4 (CPU ms a frame, AVX2, one
+        thread, 1/2/4/8 a pass: 512x512 8.3/7.4/6.4/7.7, 1280x720 22.2/24.0/21.9/27.2: past 4 the grids
+        leave the caches; 1280x720 one at a time: a render's motion and encoding threads ran 2-3x slower
+        beside 4-frame passes)."""
+        w, h = self.size
+        return max(1, min(4, (1 << 20) // (w * h)))
+
     def render(self, motion: np.ndarray, reference: np.ndarray | None = None, chunk: int | None = None) -> np.ndarray:
         """motion: (frames, 16) float32 in MOTION_KEYS order; reference: (16,) the pose the photo
-        shows (default: neutral_vector()). Returns (frames, H, W, 3) uint8. Frames are warped `chunk` at
-        a time (CPU ms a frame, AVX2, one thread, 1/2/4/8 at a time: 512x512 8.3/7.4/6.4/7.7, 1280x720
-        22.2/24.0/21.9/27.2: past 4 the grids leave the caches); by default as many as make ~1M pixels
-        (512x512: 4; 1280x720: 1, where a render's motion and encoding threads ran 2-3x slower beside
-        4-frame passes)."""
+        shows (default: neutral_vector()). Returns (frames, H, W, 3) uint8. Frames are warped `chunk`
+        at a time (default: `pass_frames`)."""
         motion = np.asarray(motion, np.float32).reshape(-1, MOTION_DIM)
         w, h = self.size
-        chunk = chunk or max(1, min(4, (1 << 20) // (w * h)))
+        chunk = chunk or self.pass_frames
         ref = neutral_vector() if reference is None else np.asarray(reference, np.float32).reshape(MOTION_DIM)
         disp = self.deformer.displace(motion - ref)  # (frames, V, 2)
         rest = self.deformer.vertices[:, :2]
@@ -167,7 +173,7 @@ def build_rig(
     weights = pixel_weights(tri.points, tri.simplices, w, h)
 
     image = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().add(0.5).contiguous()[None]
-    mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod)
+    mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod, image[0])
     return PhotoRig(image, mesh, deformer, weights, mouth, vertex_support(tri.points, tri.simplices, w, h), photo)
 
 

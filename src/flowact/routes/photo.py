@@ -171,10 +171,9 @@ class PhotoStream(ChunkStream):
     def draw(self, chunk: Chunk, early: bool = False):
         motion = chunk.output
         n = min(chunk.keep, len(motion))
-        w, h = self.rig.size
-        # the first chunk frame by frame (its first frame reaches ffmpeg after one warp), and every chunk of a
-        # frame over ~0.5M pixels (1280x720: the render's motion and encoding threads ran slower beside it)
-        if early and (chunk.index == 0 or w * h > 1 << 19):
+        # the first chunk frame by frame (its first frame reaches ffmpeg after one warp), and every chunk of
+        # frames warped one at a time anyway (1280x720): each reaches the encoder as soon as it is made
+        if early and (chunk.index == 0 or self.rig.pass_frames == 1):
             for i in range(n):
                 with self.timed("warp"):
                     frame = self.rig.render(motion[i : i + 1])
