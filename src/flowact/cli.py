@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import cli_live, cli_serve, cli_train, cli_world
+from .allocator import keep_freed_memory
 from .config import DEFAULT_PRESET
 from .errors import FlowactError, sigterm_as_interrupt
 from .cli_common import (
@@ -508,6 +509,7 @@ def download(
 
 
 def main() -> None:
+    keep_freed_memory()  # frame-sized buffers reused, not page-faulted in afresh every frame (allocator.py)
     try:
         app()
     except FlowactError as exc:

@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from .allocator import keep_freed_memory
 from .errors import FlowactError
 from .handoff import Stage, StageFailed
 from .media.ffmpeg import VideoWriter, WriterStats, check_output, find_ffmpeg
@@ -111,6 +112,7 @@ def render(
     its own thread while the next chunk generates (default: the preset's). `writes=False`: no file
     (a sequence-parallel rank that does not write, render_seqpar.py)."""
     t_request = time.perf_counter()
+    keep_freed_memory()  # once per process (allocator.py): a library caller's renders get it too
     p = route.preset
     overlap = p.overlap if overlap is None else overlap
     if inputs is None:

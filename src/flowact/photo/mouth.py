@@ -171,12 +171,18 @@ class MouthPainter:
             feather=max(1.0, 0.018 * iod),
         )
 
-    def paint(self, frames: torch.Tensor, verts: torch.Tensor, delta: np.ndarray, origin=(0, 0)) -> None:
+    def region(self, verts: torch.Tensor) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1): the pixels `paint` may change for these moved vertices (n, V, 2)."""
+        h, w = self.photo.shape[1:]
+        return _box(verts[:, self.outer].reshape(-1, 2).numpy(), 0.0, w, h, 0.0, pad=2)
+
+    def paint(self, frames: torch.Tensor, verts: torch.Tensor, delta: np.ndarray, origin=(0, 0)) -> bool:
         """frames: (n, 3, H, W) float 0..255, painted in place, its pixel (0, 0) at the frame's `origin`
         (y, x) (a part of the frame may be given); verts: (n, V, 2) the moved vertices;
         delta: (n, 16) motion minus the photo's pose (mouth open, width, round, closed, teeth first).
         All n frames are drawn at once over the union of their mouth boxes (per-frame tensor work
-        is mostly call overhead at these sizes); a frame at rest is left exactly as it is."""
+        is mostly call overhead at these sizes); a frame at rest is left exactly as it is. False when
+        nothing was painted."""
         iod, fe = self.iod, self.feather
         n = len(frames)
         up, lo = verts[:, self.upper], verts[:, self.lower]  # (n, 11, 2)
@@ -184,14 +190,14 @@ class MouthPainter:
         lift = up - self.rest[self.upper]  # how the upper lip (and the teeth hanging from it) moved
         active = ((pair - self.rest_gap).abs().amax(1) > 0.3) | (lift.abs().amax((1, 2)) > 0.3)
         if not bool(active.any()):
-            return  # the photo's own mouth, as it is
+            return False  # the photo's own mouth, as it is
         h, w = self.photo.shape[1:]
         oy, ox_ = origin
         y0, y1, x0, x1 = _box(verts[active][:, self.outer].reshape(-1, 2).numpy(), 0.0, w, h, 0.0, pad=2)
         y0, y1 = max(y0, oy), min(y1, oy + frames.shape[2])
         x0, x1 = max(x0, ox_), min(x1, ox_ + frames.shape[3])
         if y1 - y0 < 2 or x1 - x0 < 2:
-            return
+            return False
         xs = torch.arange(x0, x1, dtype=torch.float32) + 0.5
         ys = (torch.arange(y0, y1, dtype=torch.float32) + 0.5).view(1, 1, -1, 1)
         col_ = lambda t: t.view(n, 1, 1, -1)  # noqa: E731  (n, columns) -> broadcast over rows
@@ -280,6 +286,7 @@ class MouthPainter:
         col = (col + self.noise[:, ty][:, :, tx]).clamp(0.5, 255.4)
         roi = frames[:, :, y0 - oy : y1 - oy, x0 - ox_ : x1 - ox_]
         roi += (col - roi) * (alpha * active.view(n, 1, 1, 1))
+        return True
 
     def _shaded(self, light: torch.Tensor) -> torch.Tensor:
         """Teeth at a light level 0..1: shadow inside a mouth is the cavity's red-brown, not gray."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as tF
@@ -31,6 +33,10 @@ from ..world.motion_vector import MOTION_DIM, neutral_vector
 from . import face as F
 from .mouth import MouthPainter, find_parting
 from .warp import Deformer, build_deformer
+
+# torch's sparse CSR kernels are marked beta; the rig uses only the CSR @ dense product (tests/test_photo.py
+# checks it against scipy's), so its one-time notice is not a stray line on the user's stderr
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
 def output_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -48,7 +54,7 @@ class PhotoRig:
     image: torch.Tensor
     mesh: F.FaceMesh
     deformer: Deformer
-    weights: csr_matrix
+    weights: tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR (H * W + 1 row starts, columns, values)
     mouth: MouthPainter
     support: np.ndarray  # (V, 4) x0, y0, x1, y1: the pixels whose triangle holds each vertex (exclusive ends)
     photo: np.ndarray  # (H, W, 3) uint8 the photo at output size
@@ -82,10 +88,13 @@ class PhotoRig:
         source = (source * np.array([2.0 / w, 2.0 / h], np.float32) - 1.0).astype(np.float32)
         moved = torch.from_numpy(rest[None] + disp)
         out = np.empty((len(motion), h, w, 3), np.uint8)
-        V = len(rest)
+        # the mouth is painted once for all the frames (its ~150 small tensor ops cost ~3 ms a call whatever the
+        # frames): over float crops of its region (the photo where a pass leaves it), kept from each pass
+        y0m, y1m, x0m, x1m = self.mouth.region(moved)
+        mouth = self.image[:, :, y0m:y1m, x0m:x1m].repeat(len(motion), 1, 1, 1)
         for s in range(0, len(motion), chunk):
             n = min(chunk, len(motion) - s)
-            out[s : s + n] = self.photo
+            out[s : s + n] = self.photo  # (here, not for all frames at once: the pass's frames stay in the caches)
             # only where something moves: the box of the triangles around the vertices that move in any
             # of these frames (the rest of the frame is the photo, exactly)
             still = np.abs(disp[s : s + n]).max(axis=(0, 2)) == 0.0
@@ -94,19 +103,37 @@ class PhotoRig:
             box = self.support[~still]
             x0, y0 = box[:, 0].min(), box[:, 1].min()
             x1, y1 = box[:, 2].max(), box[:, 3].max()
-            src = source[s : s + n].transpose(1, 0, 2).reshape(V, n * 2)
-            if y1 - y0 < 0.6 * h:  # a band: the rows' slice of the weights (slicing copies them)
-                grid = self.weights[y0 * w : y1 * w] @ src  # (rows * W, n*2)
-            else:
-                grid = (self.weights @ src)[y0 * w : y1 * w]
-            # contiguous (n, rows, columns, 2): grid_sample runs 2-2.5x slower on the permuted view
-            grid = torch.from_numpy(grid).view(y1 - y0, w, n, 2)[:, x0:x1].permute(2, 0, 1, 3).contiguous()
+            grid = self._grid(y0, y1, source[s : s + n])[:, :, x0:x1].contiguous()
             frames = tF.grid_sample(
                 self.image.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
             )
-            self.mouth.paint(frames, moved[s : s + n], motion[s : s + n] - ref, origin=(y0, x0))
             torch.from_numpy(out[s : s + n, y0:y1, x0:x1]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
+            a, b, c, d = max(y0, y0m), min(y1, y1m), max(x0, x0m), min(x1, x1m)  # the mouth's region warped
+            if a < b and c < d:
+                mouth[s : s + n, :, a - y0m : b - y0m, c - x0m : d - x0m] = frames[
+                    ..., a - y0 : b - y0, c - x0 : d - x0
+                ]
+        if y1m > y0m and x1m > x0m and self.mouth.paint(mouth, moved, motion - ref, origin=(y0m, x0m)):
+            torch.from_numpy(out[:, y0m:y1m, x0m:x1m]).copy_(mouth.permute(0, 2, 3, 1))
         return out
+
+    def _grid(self, a: int, b: int, source: np.ndarray) -> torch.Tensor:
+        """grid_sample's sampling grid at pixel rows a..b for source (n, V, 2) (its coordinates at the
+        vertices): (n, b - a, W, 2), the barycentric weights' rows times source (a view: slice it, then
+        make it contiguous: grid_sample runs 2-2.5x slower on a strided grid)."""
+        w, n = self.size[0], len(source)
+        crow, cols, vals = self.weights
+        first, last = crow[a * w], crow[b * w]
+        ptr, cols, vals = crow[a * w : b * w + 1] - first, cols[first:last], vals[first:last]  # the rows: views
+        if n == 1:  # torch's CSR kernel: faster than scipy's at two columns, and it lets go of the GIL
+            t = torch.from_numpy
+            rows = torch.sparse_csr_tensor(t(ptr), t(cols), t(vals), size=((b - a) * w, source.shape[1]),
+                                           check_invariants=False)  # fmt: skip
+            return (rows @ t(source[0])).view(1, b - a, w, 2)
+        # scipy's reads each row's weights once for all the frames' columns (torch's 1.5x slower at 8)
+        rows = csr_matrix((vals, cols, ptr), shape=((b - a) * w, source.shape[1]))
+        grid = rows @ np.ascontiguousarray(source.transpose(1, 0, 2).reshape(source.shape[1], n * 2))
+        return torch.from_numpy(grid).view(b - a, w, n, 2).permute(2, 0, 1, 3)
 
 
 def pixel_weights(points: np.ndarray, simplices: np.ndarray, w: int, h: int) -> csr_matrix:
@@ -170,7 +197,8 @@ def build_rig(
     # barycentric weights of every pixel centre in the rest triangulation (the border vertices
     # sit on the frame's outer edges, so every pixel centre is inside)
     tri = Delaunay(deformer.vertices[:, :2].astype(np.float64))
-    weights = pixel_weights(tri.points, tri.simplices, w, h)
+    csr = pixel_weights(tri.points, tri.simplices, w, h)
+    weights = (csr.indptr.astype(np.int32), csr.indices.astype(np.int32), csr.data.astype(np.float32))
 
     image = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().add(0.5).contiguous()[None]
     mouth = MouthPainter.build(photo, deformer.vertices[:, :2], deformer.iod, image[0])

@@ -171,16 +171,15 @@ class PhotoStream(ChunkStream):
     def draw(self, chunk: Chunk, early: bool = False):
         motion = chunk.output
         n = min(chunk.keep, len(motion))
-        # the first chunk frame by frame (its first frame reaches ffmpeg after one warp), and every chunk of
-        # frames warped one at a time anyway (1280x720): each reaches the encoder as soon as it is made
-        if early and (chunk.index == 0 or self.rig.pass_frames == 1):
+        # the first chunk frame by frame: its first frame reaches ffmpeg after one warp
+        if early and chunk.index == 0:
             for i in range(n):
                 with self.timed("warp"):
                     frame = self.rig.render(motion[i : i + 1])
                 yield frame
             return
-        # later chunks (drawn while the next is generated) at once: the warp's sparse product and the mouth's
-        # painting cost ~1 and ~2 ms a call whatever the frames, ~30% of a frame's warp when called per frame
+        # later chunks (drawn while the next is generated) in one call: the warp's passes and the mouth's
+        # painting (~3 ms a call whatever the frames, once for the chunk) cost less per frame
         with self.timed("warp"):
             frames = self.rig.render(motion[:n])
         yield frames
