@@ -34,6 +34,23 @@ def test_deterministic(rig):
     assert np.array_equal(rig.render(m), rig.render(m))
 
 
+def test_passes_halves_and_one_call_draw_the_same(rig, monkeypatch):
+    """However the frames are cut (passes of 1 or 4 frames, rows warped in two halves side by side or in
+    one part, the mouth painted once a call), the pixels are the same, and the mouth does open."""
+    import flowact.photo.rig as R
+
+    m = _motion(6, mouth_open=(slice(1, 6), 0.6), mouth_teeth=(slice(3, 5), 0.8), head_yaw=(slice(2, 6), 0.25))
+    m[:, index("body_sway")] = np.linspace(-0.01, 0.01, 6)
+    halves = rig.render(m)
+    assert (256 * 512) * 4 >= R.SPLIT_PIXELS  # the astronaut's moving box is split at these settings
+    monkeypatch.setattr(R, "SPLIT_PIXELS", 1 << 40)
+    whole = rig.render(m)
+    frame_by_frame = np.concatenate([rig.render(m[i : i + 1]) for i in range(len(m))])
+    by_one = rig.render(m, chunk=1)
+    assert np.array_equal(halves, whole) and np.array_equal(whole, frame_by_frame) and np.array_equal(whole, by_one)
+    assert np.abs(whole[3].astype(int) - whole[0]).mean() > 1.0  # something moved
+
+
 def test_framing_scaled_and_even():
     photo = data.astronaut()[:301, 40:297]  # odd sides
     r = build_rig(photo, size=200)

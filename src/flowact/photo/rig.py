@@ -6,7 +6,10 @@ gets its triangle's three vertices and barycentric weights, stored as a sparse (
 vertices) matrix. A frame is then: vertex displacement (warp.py) -> the backward map at the
 vertices -> one sparse product (frames batched) that gives grid_sample's sampling grid directly
 (its coordinates are linear in position, so barycentrics interpolate them exactly) -> one
-bilinear grid_sample of the photo -> paint the open mouth (mouth.py).
+bilinear grid_sample of the photo -> paint the open mouth (mouth.py), once for all the frames of
+a call. Only the rows and columns that move are warped, in two halves side by side (the second in
+the rig's own thread) once a pass moves 300k pixels: a render's warp thread is its slowest stage
+and torch's kernels let go of the GIL.
 
 Backward map: an output pixel p shows the photo at q with q + d(q) = p; the rig uses
 q = p - d(p), exact where a region moves rigidly (the jaw drops as one piece, the head turns by
@@ -17,7 +20,8 @@ region is painted over by the mouth anyway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import warnings
@@ -39,6 +43,9 @@ from .warp import Deformer, build_deformer
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
+SPLIT_PIXELS = 300_000  # a pass moving at least this many pixels (all its frames) is warped in two halves at once
+
+
 def output_size(width: int, height: int, size: int) -> tuple[int, int]:
     """The photo's framing scaled so the longer side is at most `size`, both sides even."""
     s = min(1.0, size / max(width, height))
@@ -58,6 +65,9 @@ class PhotoRig:
     mouth: MouthPainter
     support: np.ndarray  # (V, 4) x0, y0, x1, y1: the pixels whose triangle holds each vertex (exclusive ends)
     photo: np.ndarray  # (H, W, 3) uint8 the photo at output size
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="flowact-warp"), repr=False, compare=False
+    )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -67,9 +77,9 @@ class PhotoRig:
     @property
     def pass_frames(self) -> int:
         """Frames warped in one pass: as many as make ~1M pixels, at most 4 (CPU ms a frame, AVX2, one
-        thread, 1/2/4/8 a pass: 512x512 8.3/7.4/6.4/7.7, 1280x720 22.2/24.0/21.9/27.2: past 4 the grids
-        leave the caches; 1280x720 one at a time: a render's motion and encoding threads ran 2-3x slower
-        beside 4-frame passes)."""
+        thread, 1/2/4/8 a pass, measured before the mouth was painted once a call: 512x512 8.3/7.4/6.4/7.7,
+        1280x720 22.2/24.0/21.9/27.2: past 4 the grids leave the caches; 1280x720 one at a time: a render's
+        motion and encoding threads ran 2-3x slower beside 4-frame passes)."""
         w, h = self.size
         return max(1, min(4, (1 << 20) // (w * h)))
 
@@ -103,19 +113,36 @@ class PhotoRig:
             box = self.support[~still]
             x0, y0 = box[:, 0].min(), box[:, 1].min()
             x1, y1 = box[:, 2].max(), box[:, 3].max()
-            grid = self._grid(y0, y1, source[s : s + n])[:, :, x0:x1].contiguous()
-            frames = tF.grid_sample(
-                self.image.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False
-            )
-            torch.from_numpy(out[s : s + n, y0:y1, x0:x1]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
-            a, b, c, d = max(y0, y0m), min(y1, y1m), max(x0, x0m), min(x1, x1m)  # the mouth's region warped
-            if a < b and c < d:
-                mouth[s : s + n, :, a - y0m : b - y0m, c - x0m : d - x0m] = frames[
-                    ..., a - y0 : b - y0, c - x0 : d - x0
-                ]
+            frames = (out[s : s + n], mouth[s : s + n], (y0m, y1m, x0m, x1m))
+            if (y1 - y0) * (x1 - x0) * n < SPLIT_PIXELS:
+                self._pass(y0, y1, x0, x1, source[s : s + n], *frames)
+                continue
+            # two halves side by side: the upper one in the pool's thread (torch lets go of the GIL in its ops)
+            mid = (y0 + y1) // 2
+            job = self.pool.submit(self._pass, y0, mid, x0, x1, source[s : s + n], *frames)
+            self._pass(mid, y1, x0, x1, source[s : s + n], *frames)
+            job.result()
         if y1m > y0m and x1m > x0m and self.mouth.paint(mouth, moved, motion - ref, origin=(y0m, x0m)):
             torch.from_numpy(out[:, y0m:y1m, x0m:x1m]).copy_(mouth.permute(0, 2, 3, 1))
         return out
+
+    def _pass(self, y0: int, y1: int, x0: int, x1: int, source: np.ndarray, out, mouth, region) -> None:
+        """Rows y0..y1, columns x0..x1 of a pass's n frames: the photo sampled through the backward map
+        (source: (n, V, 2), grid_sample coordinates at the vertices) into out (n, H, W, 3) uint8, and the
+        float values inside the mouth's region (y0, y1, x0, x1) into mouth (n, 3, rows, columns)."""
+        grid = self._grid(y0, y1, source)[:, :, x0:x1].contiguous()
+        frames = tF.grid_sample(
+            self.image.expand(len(source), -1, -1, -1),
+            grid,
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+        torch.from_numpy(out[:, y0:y1, x0:x1]).copy_(frames.permute(0, 2, 3, 1))  # truncation of x + 0.5
+        r0, r1, c0, c1 = region
+        a, b, c, d = max(y0, r0), min(y1, r1), max(x0, c0), min(x1, c1)  # the mouth's region warped here
+        if a < b and c < d:
+            mouth[:, :, a - r0 : b - r0, c - c0 : d - c0] = frames[..., a - y0 : b - y0, c - x0 : d - x0]
 
     def _grid(self, a: int, b: int, source: np.ndarray) -> torch.Tensor:
         """grid_sample's sampling grid at pixel rows a..b for source (n, V, 2) (its coordinates at the
