@@ -122,7 +122,11 @@ class PhotoRoute(Route):
 
     def conditions(self, compiled: bool = False) -> str:
         nfe = len(self.engine.timesteps) - 1
-        return f"CPU x{self.threads} threads, float32, photo route (motion NFE {nfe} + face-mesh warp), compile off"
+        # the warp's two halves: its draw thread and the rig's own (photo/rig.py), beside torch's threads
+        return (
+            f"CPU x{self.threads} threads, float32, photo route (motion NFE {nfe} + face-mesh warp in two halves "
+            "side by side), compile off"
+        )
 
 
 class PhotoStream(ChunkStream):
