@@ -4,16 +4,19 @@ Two threads share one wall clock: frame slot n is due at t0 + n / fps.
 
 - generation (the caller's thread): before chunk k it waits until `ahead` seconds before the
   chunk's due time, drains the commands that arrived, takes the chunk's own speech samples,
-  asks the planner for a state, generates and decodes the chunk, and queues it (bounded);
+  asks the planner for a state, generates the chunk, queues it (bounded) once its first part is
+  drawn, and draws the rest while that shows (the photo route: frame by frame, so a chunk needs
+  to start only the motion and one warp ahead of its slot, not the whole chunk's warp);
 - pacing (its own thread): sleeps until each slot is due and writes one frame + its PCM into
   ffmpeg. Command latency (received -> first frame reflecting it written) is measured here.
 
-Late-chunk policy: hold and slip. If a slot comes due and the next chunk is not ready, the last
-frame is written again with silence (a freeze) and a `late` event reports it; the schedule of
-every later chunk slips by those held frames. The output stays exactly as long as the wall
-clock, no generated frame and no speech sample is dropped, and speech stays in sync with its
-frames (the filler carries silence). `ahead` adapts to measured chunk times (or is fixed by
---ahead), so a machine that keeps up settles with no holds.
+Late-chunk policy: hold and slip. If a slot comes due and its frame is not drawn (the next chunk
+not ready, or a frame of this one), the last frame is written again with silence (a freeze) and a
+`late` event reports it; the schedule of every later chunk slips by those held frames. The output
+stays exactly as long as the wall clock, no generated frame and no speech sample is dropped, and
+speech stays in sync with its frames (the filler carries silence). `ahead` adapts to how late each
+chunk's parts were drawn against their slots (or is fixed by --ahead), so a machine that keeps up
+settles with no holds.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Iterable, TextIO
 import numpy as np
 import torch
 
+from ..allocator import keep_freed_memory
 from ..errors import FlowactError
 from ..handoff import POLL_SECONDS, StageFailed, put
 from ..media.audio import load_audio
@@ -83,15 +87,46 @@ class _Control:
     user_active: bool | None = None  # the user's voice, as a `listen` command declared it
 
 
+class _Frames:
+    """A chunk's frames as they are drawn: the generation thread adds parts and finishes; the pacing
+    thread takes frame i, waiting for it at most until a deadline."""
+
+    def __init__(self):
+        self._frames: list[np.ndarray] = []
+        self._finished = False
+        self._cv = threading.Condition()
+
+    def add(self, part: np.ndarray) -> None:
+        with self._cv:
+            self._frames.extend(part)
+            self._cv.notify_all()
+
+    def finish(self) -> None:
+        """No more parts (all drawn, or the drawing failed)."""
+        with self._cv:
+            self._finished = True
+            self._cv.notify_all()
+
+    def get(self, i: int, deadline: float):
+        """Frame i; None if it is not drawn by `deadline` (perf_counter); _END if it never will be."""
+        with self._cv:
+            while len(self._frames) <= i and not self._finished:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return None
+                self._cv.wait(left)
+            return self._frames[i] if i < len(self._frames) else _END
+
+
 @dataclass
 class _Chunk:
     index: int
-    frames: np.ndarray  # uint8 (F, H, W, 3)
+    frames: _Frames  # uint8 (H, W, 3) each, F in all, drawn while the first ones show
     pcm: np.ndarray  # float32 (F * rate / fps,)
     plan: Plan
     reflects: list  # (command, frame in this chunk) where each is first reflected
-    gen_ms: float
-    ready: float  # perf_counter when queued
+    gen_ms: float  # generation and drawing, all its frames
+    ready: float  # perf_counter when queued (its first frame drawn)
     due: float  # perf_counter of its first slot, as planned when it was generated
     speech_voiced: float
     user_voiced: float
@@ -169,7 +204,8 @@ class LiveSession:
         self.n_commands = self.n_errors = 0
         self.late_chunks = 0
         self.memory: list[list[float]] = []
-        self._gen_ms: list[float] = []
+        self._gen_ms: list[float] = []  # each chunk's generation and drawing
+        self._need_ms: list[float] = []  # each chunk's margin needed: its latest part against its slot
         self.ahead = options.ahead or 0.3
         self._threads: list[threading.Thread] = []
 
@@ -249,6 +285,7 @@ class LiveSession:
 
     def run(self, stdin: TextIO | None = None) -> LiveReport:
         route, p = self.route, self.p
+        keep_freed_memory()  # once per process (allocator.py): `flowact serve`'s sessions get it too
         warm_s = self._warm_up()
         stream = route.stream(self.picture, self.opt.seed)
         speech, listen = SpeechQueue(), ListenChannel()
@@ -326,33 +363,45 @@ class LiveSession:
                     commanded_prompt=ctl.override["prompt"] if ctl.override else None,
                 )
                 plan = self.planner.update(obs)
-                # --- generate and decode
+                # --- generate, and draw: the chunk is queued once its first part is drawn, the rest is drawn
+                # while that shows. How late each part is, against when its first frame must show, sets `ahead`
+                frames = _Frames()
+                need = 0.0  # seconds from t_gen a part of this chunk needed beyond its first frame's slot offset
                 try:
                     with torch.no_grad():
                         ahead = speech.peek(stream.lookahead_samples)
-                        frames = stream.frames(k, plan.prompt, plan.state, pcm, ahead)
+                        parts = stream.live_parts(k, plan.prompt, plan.state, pcm, ahead)
+                        first = next(parts)
                 except Exception as exc:  # noqa: BLE001 - raised once what was queued is written and the file finalised
                     self._failure.append((stream.stage, exc))
                     break
-                gen_s = time.perf_counter() - t_gen
-                self._gen_ms.append(gen_s * 1000)
-                if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk
-                    recent = max(self._gen_ms[-8:]) / 1000
-                    self.ahead = min(self.opt.max_ahead, max(0.1, 1.25 * recent + 0.04))
+                frames.add(first)
+                need = time.perf_counter() - t_gen
                 item = _Chunk(
-                    k,
-                    frames,
-                    pcm,
-                    plan,
-                    reflects,
-                    gen_s * 1000,
-                    time.perf_counter(),
-                    due,
-                    obs.speech_voiced,
-                    obs.user_voiced,
+                    k, frames, pcm, plan, reflects, 0.0, time.perf_counter(), due, obs.speech_voiced, obs.user_voiced
                 )
                 if not put(self._out, item, lambda: pacer.is_alive() and not self._abort.is_set()):
+                    frames.finish()
                     break  # the pacing thread ended (duration reached, or it failed)
+                drawn = len(first)
+                try:
+                    with torch.no_grad():
+                        for part in parts:
+                            frames.add(part)
+                            need = max(need, time.perf_counter() - t_gen - drawn / self.fps)
+                            drawn += len(part)
+                except Exception as exc:  # noqa: BLE001 - raised once what was queued is written and the file finalised
+                    self._failure.append((stream.stage, exc))
+                    break
+                finally:
+                    frames.finish()
+                gen_s = time.perf_counter() - t_gen
+                item.gen_ms = gen_s * 1000
+                self._gen_ms.append(gen_s * 1000)
+                self._need_ms.append(need * 1000)
+                if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk's need
+                    recent = max(self._need_ms[-8:]) / 1000
+                    self.ahead = min(self.opt.max_ahead, max(0.1, 1.25 * recent + 0.04))
                 k += 1
         except KeyboardInterrupt:
             interrupted = True
@@ -503,27 +552,33 @@ class LiveSession:
                     item = None
                 if item is _END:
                     return
-                if item is None:  # late: hold the last frame, with silence, and slip the schedule
-                    self._sleep_until(due)
-                    writer.write(last_frame, silence)
-                    self.held += 1
-                    held_run += 1
-                    slot += 1
-                    continue
-                cursor = 0
-                if held_run:
-                    self.late_chunks += 1
-                    self.events.emit(
-                        "late",
-                        index=item.index,
-                        held_frames=held_run,
-                        late_ms=round(held_run * 1000 / self.fps, 1),
-                        gen_ms=round(item.gen_ms, 1),
-                        frame=slot,
-                    )
-                    held_run = 0
+                if item is not None:
+                    cursor = 0
+            # the frame, drawn by now (a chunk's frames are drawn while its first ones show), else held
+            frame = None if item is None else item.frames.get(cursor, due + grace)
+            if frame is _END:  # its drawing failed: the chunk ends here
+                item = None
+                continue
+            if frame is None:  # late: hold the last frame, with silence, and slip the schedule
+                self._sleep_until(due)
+                writer.write(last_frame, silence)
+                self.held += 1
+                held_run += 1
+                slot += 1
+                continue
+            if held_run:
+                self.late_chunks += 1
+                self.events.emit(
+                    "late",
+                    index=item.index,
+                    held_frames=held_run,
+                    late_ms=round(held_run * 1000 / self.fps, 1),
+                    gen_ms=round(item.gen_ms, 1) if item.gen_ms else None,  # None: the chunk is still being drawn
+                    frame=slot,
+                )
+                held_run = 0
             self._sleep_until(due)
-            written = writer.write(item.frames[cursor], item.pcm[cursor * self.spf : (cursor + 1) * self.spf])
+            written = writer.write(frame, item.pcm[cursor * self.spf : (cursor + 1) * self.spf])
             for cmd, at in item.reflects:
                 if at == cursor:
                     self._report_latency(cmd, written, slot)
@@ -538,10 +593,10 @@ class LiveSession:
                         frame=slot,
                     )
                     last_plan = item.plan
-            last_frame = item.frames[cursor]
+            last_frame = frame
             cursor += 1
             slot += 1
-            if cursor == len(item.frames):
+            if cursor * self.spf >= len(item.pcm):  # its last frame (a chunk's frames match its speech)
                 self.events.emit(
                     "chunk",
                     index=item.index,

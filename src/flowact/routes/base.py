@@ -112,12 +112,19 @@ class ChunkStream(ABC):
 
     def frames(self, index: int, prompt: str, state: str | None, pcm: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
         """A live chunk, generated and drawn: uint8 (frames, H, W, 3); `stage` names the phase that failed."""
+        return np.concatenate(list(self.live_parts(index, prompt, state, pcm, lookahead)))
+
+    def live_parts(
+        self, index: int, prompt: str, state: str | None, pcm: np.ndarray, lookahead: np.ndarray
+    ) -> Iterator[np.ndarray]:
+        """A live chunk, generated, then its frames in parts as they are drawn, uint8 (frames, H, W, 3)
+        each: the live loop shows the first while the rest are drawn (here: the chunk at once; the photo
+        route: frame by frame). `stage` names the phase that failed."""
         self.stage = "generation"
         chunk = self.generate(index, 1 << 30, prompt, state, pcm, lookahead)
         self.stage = "decode"
-        frames = np.concatenate(list(self.draw(chunk)))
+        yield from self.draw(chunk)
         self.stage = "generation"
-        return frames
 
     def prime(self, prompts: list[str]) -> None:
         """Encode what will be asked for (a live stream's common prompts) before it is due."""

@@ -172,6 +172,19 @@ class PhotoStream(ChunkStream):
             motion = self.motion.chunk(index, self._audio(index, pcm, lookahead), prompt=prompt or None, state=state)
         return Chunk(index, motion, keep)
 
+    def live_parts(self, index, prompt, state, pcm, lookahead):
+        """Frame by frame: the live loop shows a chunk's first frame once the motion and that one frame are
+        made (its margin ahead of the clock is then that, not the whole chunk's warp), and each later frame
+        is warped while the one before it shows."""
+        self.stage = "generation"
+        chunk = self.generate(index, 1 << 30, prompt, state, pcm, lookahead)
+        self.stage = "decode"
+        for i in range(len(chunk.output)):
+            with self.timed("warp"):
+                frame = self.rig.render(chunk.output[i : i + 1])
+            yield frame
+        self.stage = "generation"
+
     def draw(self, chunk: Chunk, early: bool = False):
         motion = chunk.output
         n = min(chunk.keep, len(motion))

@@ -27,7 +27,6 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from ..allocator import keep_freed_memory
 from ..errors import FlowactError
 from ..live import EventLog, LiveOptions, LiveSession
 from .media import Refused
@@ -251,7 +250,6 @@ class Streams:
 
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the web process too: it ends us in order
-    keep_freed_memory()  # allocator.py
     conn = Connection(int(argv[1]))
     try:
         Streams(conn, json.loads(argv[2])).serve()

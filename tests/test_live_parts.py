@@ -1,0 +1,102 @@
+"""The live loop shows a chunk's first frame while the rest are drawn: its margin ahead of the clock
+covers the chunk's first part, not the whole chunk; a frame drawn late is held mid-chunk (a `late`
+event, the schedule slips), and no frame or speech sample is dropped."""
+
+import threading
+import time
+
+import numpy as np
+
+from flowact.config import load_preset
+from flowact.live import EventLog, LiveOptions, LiveSession
+from flowact.routes import load_route, route_of
+from helpers import TINY, make_inputs
+
+F = 8  # the tiny preset's frames a chunk
+
+
+def _session(tmp_path, first_s: float, each_s: float, slow: dict, duration: float):
+    """A live session on the tiny preset whose chunks come in parts: frame 0 after `first_s`, each
+    later one `each_s` after the one before (plus slow[(chunk, frame)] seconds). Each frame's pixels
+    are its number in the stream (mod 251)."""
+    p = load_preset(TINY)
+    img, _ = make_inputs(tmp_path)
+    reference, face = route_of(p).load_picture(p, img)
+    route = load_route(p, random_weights=True, threads=1)
+    real_stream = route.stream
+    warm = {"done": False}
+
+    def stream(picture, seed, *args, **kwargs):
+        s = real_stream(picture, seed, *args, **kwargs)
+
+        def live_parts(index, prompt, state, pcm, lookahead):
+            for i in range(F):
+                if warm["done"]:  # the warm-up's chunks come at once
+                    time.sleep((first_s if i == 0 else each_s) + slow.get((index, i), 0.0))
+                yield np.full((1, p.video.height, p.video.width, 3), (index * F + i) % 251, np.uint8)
+
+        s.live_parts = live_parts
+        return s
+
+    route.stream = stream
+
+    class Output:
+        def __init__(self):
+            self.ids = []
+
+        @property
+        def frames(self):
+            return len(self.ids)
+
+        def write(self, frame, pcm):
+            self.ids.append(int(frame[0, 0, 0]))
+            return time.perf_counter()
+
+        def close(self):
+            return self.frames
+
+    out, events = Output(), []
+    session = LiveSession(
+        route, reference, LiveOptions(duration=duration, planner="none"), EventLog(on_event=events.append), output=out
+    )
+    original = session._warm_up
+
+    def warm_up():
+        try:
+            return original()
+        finally:
+            warm["done"] = True
+
+    session._warm_up = warm_up
+    return session, out, events
+
+
+def test_the_margin_covers_the_first_frame_not_the_whole_chunk(tmp_path):
+    # a chunk: 20 ms to its first frame, then 30 ms a frame (230 ms in all, 320 ms of video)
+    session, out, events = _session(tmp_path, 0.02, 0.03, {}, duration=4.0)
+    report = session.run()
+    chunks = [e for e in events if e["event"] == "chunk"]
+    assert report.frames == out.frames == 100
+    assert min(e["gen_ms"] for e in chunks[2:]) >= 200  # each chunk took its whole drawing time
+    # waiting for a whole chunk would need ahead >= 1.25 x 230 + 40 ms; its first frame needs ~20 ms
+    assert report.ahead_ms <= 150, report.ahead_ms
+    # every frame shown, in order; holds (if a busy machine made any) repeat the frame before
+    shown = [i for k, i in enumerate(out.ids) if k == 0 or i != out.ids[k - 1]]
+    assert shown == [i % 251 for i in range(len(shown))]
+
+
+def test_a_frame_drawn_late_is_held_mid_chunk_and_nothing_is_dropped(tmp_path):
+    # chunk 4's sixth frame comes 0.5 s late (~0.24 s after its slot): the frames before it show, then
+    # the fifth is held
+    session, out, events = _session(tmp_path, 0.01, 0.005, {(4, 5): 0.5}, duration=4.0)
+    stop = threading.Timer(30.0, session.stop)  # a hang fails the asserts below instead of the run
+    stop.start()
+    report = session.run()
+    stop.cancel()
+    late = [e for e in events if e["event"] == "late"]
+    assert report.held_frames >= 3 and any(e["index"] == 4 for e in late), late
+    first = out.ids.index(4 * F + 4)  # chunk 4's fifth frame ...
+    assert out.ids[first + 1] == 4 * F + 4  # ... is held (written again) while its sixth is drawn
+    shown = [i for k, i in enumerate(out.ids) if k == 0 or i != out.ids[k - 1]]
+    assert shown == [i % 251 for i in range(len(shown))]  # nothing dropped, in order
+    assert report.frames == out.frames == 100  # the stream lasts as long as the wall clock
