@@ -4,6 +4,7 @@ event, the schedule slips), and no frame or speech sample is dropped."""
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -100,3 +101,63 @@ def test_a_frame_drawn_late_is_held_mid_chunk_and_nothing_is_dropped(tmp_path):
     shown = [i for k, i in enumerate(out.ids) if k == 0 or i != out.ids[k - 1]]
     assert shown == [i % 251 for i in range(len(shown))]  # nothing dropped, in order
     assert report.frames == out.frames == 100  # the stream lasts as long as the wall clock
+
+
+def test_speech_arriving_while_a_chunk_shows_starts_within_it(tmp_path):
+    """The photo route: a speak that arrives in the middle of a chunk is spliced into that chunk a few
+    frames ahead of the one showing (the chunk made again from its state before), not held back to the
+    next chunk; its sound starts on the frame that first shows it."""
+    from PIL import Image
+
+    from flowact.media.audio import load_audio
+    from flowact.live.protocol import command_from_dict
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    photo = tmp_path / "face.jpg"
+    Image.open(examples / "astronaut.jpg").crop((40, 0, 480, 352)).resize((320, 256)).save(photo, quality=90)
+    p = load_preset("photo-512")
+    reference, face = route_of(p).load_picture(p, photo)
+    route = load_route(p, threads=1)
+    voice = load_audio(examples / "human_speech.wav").samples[int(0.4 * 16000) : int(1.4 * 16000)]
+
+    class Output:
+        def __init__(self):
+            self.loud = []
+
+        @property
+        def frames(self):
+            return len(self.loud)
+
+        def write(self, frame, pcm):
+            self.loud.append(float(np.abs(pcm).max()))
+            return time.perf_counter()
+
+        def close(self):
+            return self.frames
+
+    out, events = Output(), []
+    opts = LiveOptions(duration=4.0, planner="none")
+    session = LiveSession(route, reference, opts, EventLog(on_event=events.append), face=face, output=out)
+
+    def speaker():  # 1.13 s and 2.57 s into the stream: the middle of chunks 3 and 8 (0.32 s each)
+        while session.t0 is None:
+            time.sleep(0.005)
+        for at in (1.13, 2.57):
+            while time.perf_counter() < session.t0 + at:
+                time.sleep(0.002)
+            cmd = command_from_dict({"cmd": "speak", "audio": "voice.wav", "interrupt": True}, time.perf_counter())
+            cmd.samples = voice  # what `submit` does once it has read the file
+            session.enqueue(cmd)
+
+    threading.Thread(target=speaker, daemon=True).start()
+    report = session.run()
+    assert report.frames == out.frames == 100
+    splices = [e for e in events if e["event"] == "splice"]
+    spoken = [e for e in events if e["event"] == "command" and e["cmd"] == "speak" and e.get("latency_ms") is not None]
+    assert report.splices == len(splices) >= 1 and len(spoken) == 2, (splices, spoken)
+    for e in splices:
+        assert 0 < e["at"] < F  # inside the chunk, not at its start
+    for e in spoken:
+        # shown within the chunk it arrived in (the next chunk's start would be 0.05-0.3 s + ahead later)
+        assert e["latency_ms"] < 300, e
+        assert out.loud[e["frame"]] > 0.0  # its sound starts on that frame

@@ -95,6 +95,7 @@ class _Frames:
         self._frames: list[np.ndarray] = []
         self._finished = False
         self._cv = threading.Condition()
+        self.taken = 0  # frames the pacing thread has taken (the one showing is taken - 1)
 
     def add(self, part: np.ndarray) -> None:
         with self._cv:
@@ -115,7 +116,20 @@ class _Frames:
                 if left <= 0:
                     return None
                 self._cv.wait(left)
-            return self._frames[i] if i < len(self._frames) else _END
+            if i >= len(self._frames):
+                return _END
+            self.taken = max(self.taken, i + 1)
+            return self._frames[i]
+
+    def splice(self, start: int, frames: np.ndarray, commit) -> bool:
+        """Frames start.. replaced, and `commit()` run, at once, if the pacing thread has not taken frame
+        `start` yet; False (nothing changed) if it has."""
+        with self._cv:
+            if self.taken > start or len(self._frames) < start + len(frames):
+                return False
+            self._frames[start : start + len(frames)] = list(frames)
+            commit()
+            return True
 
 
 @dataclass
@@ -153,6 +167,7 @@ class LiveReport:
     memory_mb: list  # [[stream seconds, rss MB], ...]
     interrupted: bool = False
     chunk_gen_ms: dict = field(default_factory=dict)
+    splices: int = 0  # chunks made again from a frame on, for speech that arrived while they showed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -206,6 +221,10 @@ class LiveSession:
         self.memory: list[list[float]] = []
         self._gen_ms: list[float] = []  # each chunk's generation and drawing
         self._need_ms: list[float] = []  # each chunk's margin needed: its latest part against its slot
+        self._speech_arrived = threading.Event()  # a speak command is waiting (the live loop may splice it)
+        self.splices = 0  # chunks made again from a frame on for speech that arrived while they showed
+        self._splice_ms: list[float] = []
+        self._interrupts = 0
         self.ahead = options.ahead or 0.3
         self._threads: list[threading.Thread] = []
 
@@ -241,6 +260,8 @@ class LiveSession:
         self.n_commands += 1
         self.events.emit("received", **cmd.describe(), line=lineno)
         self._commands.put(cmd)
+        if cmd.kind in ("speak", "speak_pcm"):
+            self._speech_arrived.set()
 
     def read_lines(self, stream: TextIO) -> None:
         """Read control lines from a stream (stdin) in a daemon thread; EOF ends reading, not the stream."""
@@ -324,19 +345,31 @@ class LiveSession:
         ctl = _Control()
         interrupted = False
         k = 0
+        edge = None  # the newest chunk while speech may still be spliced into it: (item, stream state before it)
+        carried: list = []  # commands taken early (with a splice) that the next chunk reflects
         try:
             while not self._abort.is_set():
                 due = self.t0 + (k * self.F + self.held) / self.fps
                 if total_slots is not None and k * self.F + self.held >= total_slots:
                     break
                 while not (self._abort.is_set() or self._stop.is_set()) and time.perf_counter() < due - self.ahead:
+                    if edge is not None and self._speech_arrived.is_set():
+                        self._speech_arrived.clear()
+                        try:
+                            with torch.no_grad():
+                                carried += self._splice(edge, stream, ctl, speech, listen, due - self.t0)
+                        except Exception as exc:  # noqa: BLE001 - raised once what was queued is written
+                            self._failure.append((stream.stage, exc))
+                            break
+                        continue
                     time.sleep(min(0.01, max(0.0, due - self.ahead - time.perf_counter())))
                 if self._failure:
                     break
                 t_gen = time.perf_counter()
                 tstream = due - self.t0
                 # --- commands that arrived: they shape this chunk
-                reflects = self._apply_commands(ctl, speech, listen, tstream)
+                reflects = carried + self._apply_commands(ctl, speech, listen, tstream)
+                carried = []
                 if self._stop.is_set():
                     break
                 if ctl.override is not None and ctl.override["until"] is not None and tstream >= ctl.override["until"]:
@@ -367,6 +400,7 @@ class LiveSession:
                 # while that shows. How late each part is, against when its first frame must show, sets `ahead`
                 frames = _Frames()
                 need = 0.0  # seconds from t_gen a part of this chunk needed beyond its first frame's slot offset
+                before = stream.snapshot()  # to make this chunk again if speech arrives while it shows
                 try:
                     with torch.no_grad():
                         ahead = speech.peek(stream.lookahead_samples)
@@ -402,6 +436,7 @@ class LiveSession:
                 if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk's need
                     recent = max(self._need_ms[-8:]) / 1000
                     self.ahead = min(self.opt.max_ahead, max(0.1, 1.25 * recent + 0.04))
+                edge = None if before is None else (item, before)
                 k += 1
         except KeyboardInterrupt:
             interrupted = True
@@ -509,7 +544,50 @@ class LiveSession:
                 raise
         return frames_written, t_end, interrupted
 
+    def _splice(self, edge, stream, ctl: "_Control", speech: SpeechQueue, listen: ListenChannel, tstream: float):
+        """Speech that arrives while the newest chunk shows (or waits to) starts a few frames ahead of the
+        one showing: the chunk is made again from the state before it (`stream.snapshot`) with the speech
+        in its samples from that frame on, and its frames from there are replaced, instead of the speech
+        waiting for the next chunk (up to a chunk, 320 ms, more). Only when nothing was speaking there or
+        the speech interrupts. Returns what the commands taken now reflect, for the next chunk."""
+        item, before = edge
+        interrupts = self._interrupts
+        reflects = self._apply_commands(ctl, speech, listen, tstream)
+        t = time.perf_counter()
+        # the splice's own cost, measured (at first: the whole chunk's, with a quarter more)
+        est = 1.25 * (max(self._splice_ms[-4:]) if self._splice_ms else item.gen_ms) / 1000
+        if item.frames.taken == 0 and item.due - t > est + 1 / self.fps:
+            s = 0  # not showing yet, and time to make it again whole
+        else:
+            s = item.frames.taken + math.ceil(est * self.fps) + 1
+        spf, F = self.spf, self.F
+        if s >= F or not speech.pending:
+            return reflects
+        if np.any(item.pcm[s * spf :]) and self._interrupts == interrupts:
+            return reflects  # it speaks there already: the new speech follows it
+        after = stream.snapshot()
+        stream.restore(before)
+        pcm = item.pcm.copy()
+        tail = (F - s) * spf
+        pcm[s * spf :] = speech.peek(tail)
+        look = speech.peek(tail + stream.lookahead_samples)[tail:]
+        frames = np.concatenate(list(stream.live_parts(item.index, item.plan.prompt, item.plan.state, pcm, look, s)))
+
+        def commit():
+            item.pcm[s * spf :] = pcm[s * spf :]
+            for seq, at in speech.take(tail)[1]:  # speech is reflected by the frame where its first sample plays
+                item.reflects.append((self._pending.pop(seq), s + at // spf))
+
+        self._splice_ms.append((time.perf_counter() - t) * 1000)
+        if item.frames.splice(s, frames, commit):
+            self.splices += 1
+            self.events.emit("splice", index=item.index, at=s, ms=round(self._splice_ms[-1], 1))
+        else:  # the frame came up before the new ones were made: the speech starts with the next chunk
+            stream.restore(after)
+        return reflects
+
     def _drop_pending_speech(self, speech: SpeechQueue) -> None:
+        self._interrupts += 1
         speech.clear()
         for cmd in self._pending.values():
             self.events.emit("command", **cmd.describe(), latency_ms=None, reflected=False, dropped="interrupted")
@@ -645,6 +723,7 @@ class LiveSession:
             memory_mb=self.memory,
             interrupted=interrupted,
             chunk_gen_ms=percentiles(self._gen_ms),
+            splices=self.splices,
         )
 
 

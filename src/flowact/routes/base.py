@@ -126,6 +126,15 @@ class ChunkStream(ABC):
         yield from self.draw(chunk)
         self.stage = "generation"
 
+    def snapshot(self):
+        """The stream's state before its next chunk, for `restore` (the live loop then makes its newest
+        chunk again, from a frame on, when speech arrives while it shows); None: this stream cannot (its
+        live chunks then start speech at the next chunk)."""
+        return None
+
+    def restore(self, state) -> None:
+        raise NotImplementedError
+
     def prime(self, prompts: list[str]) -> None:
         """Encode what will be asked for (a live stream's common prompts) before it is due."""
 

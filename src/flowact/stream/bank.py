@@ -105,6 +105,21 @@ class MemoryBank:
         self.short_term = None
         self.admitted = 0
 
+    def snapshot(self) -> tuple:
+        """Everything `commit` changes, copied: `restore` takes the bank back to it (a live stream redoing
+        its newest chunk)."""
+        return (self.k.clone(), self.v.clone(), self.valid.clone(), list(self.long_term),
+                None if self.short_term is None else list(self.short_term), self.admitted)  # fmt: skip
+
+    def restore(self, state: tuple) -> None:
+        k, v, valid, long_term, short_term, admitted = state
+        self.k.copy_(k)
+        self.v.copy_(v)
+        self.valid.copy_(valid)
+        self.long_term = list(long_term)
+        self.short_term = None if short_term is None else list(short_term)
+        self.admitted = admitted
+
     def mark_reference(self) -> None:
         self.valid[:, : self.T] = True
 

@@ -142,6 +142,18 @@ class MotionStream:
         self.ear_mouth = torch.tensor(cfg.ear_mouth, dtype=torch.long, device=dev) if cfg.ear_mouth else None
         self.next_index = 0
 
+    def snapshot(self) -> tuple:
+        """The stream's state before its next chunk (bank, noise generator, the ear's running statistics,
+        chunk index), copied; `restore` goes back to it, so that chunk can be made again with other audio."""
+        return self.bank.snapshot(), self.generator.get_state(), _copied(self._ear_stats), self.next_index
+
+    def restore(self, state: tuple) -> None:
+        bank, rng, ear, index = state
+        self.bank.restore(bank)
+        self.generator.set_state(rng)
+        self._ear_stats = _copied(ear)
+        self.next_index = index
+
     def audio_span(self, index: int) -> tuple[int, int]:
         """(first, end) 16 kHz samples chunk `index` needs; may lie before 0 or past the audio's end
         (the caller zero-pads)."""
@@ -220,6 +232,11 @@ class MotionStream:
         self.bank.commit(self.next_index * self.chunk_frames)
         self.next_index += 1
         return x
+
+
+def _copied(stats):
+    """The ear's running sums (a tuple of tensors, or None), copied."""
+    return None if stats is None else tuple(t.clone() for t in stats)
 
 
 def padded(audio: np.ndarray, span: tuple[int, int]) -> np.ndarray:
