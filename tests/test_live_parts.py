@@ -161,3 +161,63 @@ def test_speech_arriving_while_a_chunk_shows_starts_within_it(tmp_path):
         # shown within the chunk it arrived in (the next chunk's start would be 0.05-0.3 s + ahead later)
         assert e["latency_ms"] < 300, e
         assert out.loud[e["frame"]] > 0.0  # its sound starts on that frame
+
+
+def test_speech_arriving_while_a_chunk_is_drawn_cuts_the_drawing_and_nothing_is_lost(tmp_path, monkeypatch):
+    """A speak that comes while a chunk's frames are being drawn: its drawing stops after that part, and
+    the splice makes the rest with the speech in it. Every chunk still shows all its frames (consecutive
+    chunk events are F frames apart, plus any held ones), and every speak is shown."""
+    from PIL import Image
+
+    from flowact.live.protocol import command_from_dict
+    from flowact.media.audio import load_audio
+    from flowact.photo.rig import PhotoRig
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    photo = tmp_path / "face.jpg"
+    Image.open(examples / "astronaut.jpg").crop((40, 0, 480, 352)).resize((320, 256)).save(photo, quality=90)
+    p = load_preset("photo-512")
+    reference, face = route_of(p).load_picture(p, photo)
+    route = load_route(p, threads=1)
+    voice = load_audio(examples / "human_speech.wav").samples[int(0.4 * 16000) : int(1.0 * 16000)]
+    render = PhotoRig.render
+    calls = {"n": 0}
+
+    def speak():
+        cmd = command_from_dict({"cmd": "speak", "audio": "voice.wav", "interrupt": True}, time.perf_counter())
+        cmd.samples = voice  # what `submit` does once it has read the file
+        session.enqueue(cmd)
+
+    def part_with_speech(self, motion, *args, **kwargs):  # every third chunk: speech arrives while its
+        if len(motion) == 3:  # frames 1-3 are drawn (the live loop's second part)
+            calls["n"] += 1
+            if calls["n"] > 2 and calls["n"] % 3 == 0:
+                speak()
+        return render(self, motion, *args, **kwargs)
+
+    monkeypatch.setattr(PhotoRig, "render", part_with_speech)
+
+    class Output:
+        frames = 0
+
+        def write(self, frame, pcm):
+            self.frames += 1
+            return time.perf_counter()
+
+        def close(self):
+            return self.frames
+
+    events = []
+    opts = LiveOptions(duration=6.0, planner="none")
+    session = LiveSession(route, reference, opts, EventLog(on_event=events.append), face=face, output=Output())
+    report = session.run()
+    assert report.frames == 150
+    splices = [e for e in events if e["event"] == "splice"]
+    assert any(e["cut"] for e in splices), splices  # some came while a rest was being drawn
+    chunks = [e for e in events if e["event"] == "chunk"]
+    late = [e for e in events if e["event"] == "late"]
+    for a, b in zip(chunks, chunks[1:]):
+        held = sum(e["held_frames"] for e in late if a["frame"] < e["frame"] <= b["frame"] + F)
+        assert b["frame"] - a["frame"] - F in range(0, held + 1), (a, b, held)  # no chunk cut short
+    spoken = [e for e in events if e["event"] == "command" and e["cmd"] == "speak"]
+    assert len(spoken) >= 4 and all(e.get("latency_ms") is not None for e in spoken)  # each shown

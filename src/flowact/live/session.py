@@ -108,6 +108,11 @@ class _Frames:
             self._finished = True
             self._cv.notify_all()
 
+    @property
+    def count(self) -> int:
+        with self._cv:
+            return len(self._frames)
+
     def get(self, i: int, deadline: float):
         """Frame i; None if it is not drawn by `deadline` (perf_counter); _END if it never will be."""
         with self._cv:
@@ -121,13 +126,16 @@ class _Frames:
             self.taken = max(self.taken, i + 1)
             return self._frames[i]
 
-    def splice(self, start: int, frames: np.ndarray, commit) -> bool:
-        """Frames start.. replaced, and `commit()` run, at once, if the pacing thread has not taken frame
-        `start` yet; False (nothing changed) if it has."""
+    def splice(self, start: int, part: np.ndarray, commit) -> bool:
+        """Frames from `start` on replaced by `part` (the rest follow with `add`, then `finish`), and
+        `commit()` run, at once, if the pacing thread has not taken frame `start` yet; False (nothing
+        changed) if it has."""
         with self._cv:
-            if self.taken > start or len(self._frames) < start + len(frames):
+            if self.taken > start or len(self._frames) < start:
                 return False
-            self._frames[start : start + len(frames)] = list(frames)
+            del self._frames[start:]
+            self._frames.extend(part)
+            self._finished = False
             commit()
             return True
 
@@ -418,12 +426,21 @@ class LiveSession:
                     frames.finish()
                     break  # the pacing thread ended (duration reached, or it failed)
                 drawn = len(first)
+                cut = False  # speech arrived while the rest was drawn: the splice makes the rest, with it
                 try:
                     with torch.no_grad():
-                        for part in parts:
+                        while not (cut := before is not None and self._speech_arrived.is_set()):
+                            part = next(parts, None)
+                            if part is None:
+                                break
                             frames.add(part)
                             need = max(need, time.perf_counter() - t_gen - drawn / self.fps)
                             drawn += len(part)
+                        if cut:
+                            parts.close()
+                            self._speech_arrived.clear()
+                            tnext = (k + 1) * self.F / self.fps + self.held / self.fps
+                            carried += self._splice((item, before), stream, ctl, speech, listen, tnext)
                 except Exception as exc:  # noqa: BLE001 - raised once what was queued is written and the file finalised
                     self._failure.append((stream.stage, exc))
                     break
@@ -432,8 +449,9 @@ class LiveSession:
                 gen_s = time.perf_counter() - t_gen
                 item.gen_ms = gen_s * 1000
                 self._gen_ms.append(gen_s * 1000)
-                self._need_ms.append(need * 1000)
-                if self.opt.ahead is None:  # keep ~25% headroom over the slowest recent chunk's need
+                if not cut:  # a cut chunk's drawing time includes a splice's: not a chunk's need
+                    self._need_ms.append(need * 1000)
+                if self.opt.ahead is None and self._need_ms:  # ~25% headroom over the slowest recent chunk's need
                     recent = max(self._need_ms[-8:]) / 1000
                     self.ahead = min(self.opt.max_ahead, max(0.1, 1.25 * recent + 0.04))
                 edge = None if before is None else (item, before)
@@ -553,25 +571,31 @@ class LiveSession:
         item, before = edge
         interrupts = self._interrupts
         reflects = self._apply_commands(ctl, speech, listen, tstream)
+        have = item.frames.count  # frames drawn (fewer than F: the chunk's drawing was cut for this splice)
         t = time.perf_counter()
-        # the splice's own cost, measured (at first: the whole chunk's, with a quarter more)
-        est = 1.25 * (max(self._splice_ms[-4:]) if self._splice_ms else item.gen_ms) / 1000
+        # the splice's own time to its first new frame (at first: a chunk's to its first frame; before any
+        # chunk was measured: the margin ahead), a quarter more
+        recent = self._splice_ms[-4:] or self._need_ms[-4:]
+        est = 1.25 * (max(recent) / 1000 if recent else self.ahead)
         if item.frames.taken == 0 and item.due - t > est + 1 / self.fps:
             s = 0  # not showing yet, and time to make it again whole
         else:
             s = item.frames.taken + math.ceil(est * self.fps) + 1
         spf, F = self.spf, self.F
-        if s >= F or not speech.pending:
+        if s >= F or not speech.pending or (np.any(item.pcm[s * spf :]) and self._interrupts == interrupts):
+            # too late in the chunk, nothing to say, or it speaks there already (the new speech follows)
+            self._complete(item, before, stream, have, speech)
             return reflects
-        if np.any(item.pcm[s * spf :]) and self._interrupts == interrupts:
-            return reflects  # it speaks there already: the new speech follows it
         after = stream.snapshot()
         stream.restore(before)
         pcm = item.pcm.copy()
         tail = (F - s) * spf
         pcm[s * spf :] = speech.peek(tail)
         look = speech.peek(tail + stream.lookahead_samples)[tail:]
-        frames = np.concatenate(list(stream.live_parts(item.index, item.plan.prompt, item.plan.state, pcm, look, s)))
+        # drawn from frame s (or from the first frame not drawn yet: up to s its samples are the chunk's own)
+        d = min(s, have)
+        parts = stream.live_parts(item.index, item.plan.prompt, item.plan.state, pcm, look, d)
+        first = next(parts)
 
         def commit():
             item.pcm[s * spf :] = pcm[s * spf :]
@@ -579,12 +603,31 @@ class LiveSession:
                 item.reflects.append((self._pending.pop(seq), s + at // spf))
 
         self._splice_ms.append((time.perf_counter() - t) * 1000)
-        if item.frames.splice(s, frames, commit):
-            self.splices += 1
-            self.events.emit("splice", index=item.index, at=s, ms=round(self._splice_ms[-1], 1))
-        else:  # the frame came up before the new ones were made: the speech starts with the next chunk
+        if not item.frames.splice(d, first, commit):  # frame d came up first: the speech waits for the next chunk
+            parts.close()
             stream.restore(after)
+            self._complete(item, before, stream, have, speech)
+            return reflects
+        try:
+            for part in parts:  # the rest drawn while the first new frame shows (the pacer waits for each)
+                item.frames.add(part)
+        finally:
+            item.frames.finish()
+        self.splices += 1
+        # cut: the chunk's own drawing was stopped for it (the speech came while its rest was being drawn)
+        self.events.emit("splice", index=item.index, at=s, ms=round(self._splice_ms[-1], 1), cut=have < F)
         return reflects
+
+    def _complete(self, item: _Chunk, before, stream, have: int, speech: SpeechQueue) -> None:
+        """A chunk whose drawing was cut for a splice that did not happen: its frames from `have` on,
+        made again from the state before it with its own samples (the stream's state then follows them)."""
+        if have >= self.F:
+            return
+        stream.restore(before)
+        look = speech.peek(stream.lookahead_samples)
+        parts = stream.live_parts(item.index, item.plan.prompt, item.plan.state, item.pcm, look, have)
+        for part in parts:
+            item.frames.add(part)
 
     def _drop_pending_speech(self, speech: SpeechQueue) -> None:
         self._interrupts += 1

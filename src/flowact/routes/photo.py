@@ -173,16 +173,20 @@ class PhotoStream(ChunkStream):
         return Chunk(index, motion, keep)
 
     def live_parts(self, index, prompt, state, pcm, lookahead, start: int = 0):
-        """The first frame alone, then the rest at once: the live loop shows a chunk's first frame once the
-        motion and that one warp are made (its margin ahead of the clock is then that, not the whole chunk's
-        warp), and the rest are warped while it shows (in one call: frame by frame cost 8.8 ms of CPU a
-        512x512 frame against 6.7 in 8-frame calls, and three sessions on two cores then held 10% of frames).
-        `start`: only frames start.. are drawn (a chunk made again from `snapshot`, spliced from there)."""
+        """The first frame alone, then three, then the rest: the live loop shows a chunk's first frame once
+        the motion and that one warp are made (its margin ahead of the clock is then that, not the whole
+        chunk's warp), the rest are warped while it shows, and speech that arrives meanwhile is taken between
+        two parts (not frame by frame: that cost 8.8 ms of CPU a 512x512 frame against 6.7 in 8-frame calls,
+        and three sessions on two cores then held 10% of frames). `start`: frames start.. only, the first of
+        them alone (a chunk made again from `snapshot`, spliced into the one showing from there)."""
         self.stage = "generation"
         chunk = self.generate(index, 1 << 30, prompt, state, pcm, lookahead)
         self.stage = "decode"
         n = len(chunk.output)
-        for a, b in ((0, 1), (1, n)) if start == 0 else ((start, n),):
+        cuts = [start, start + 1] + ([4] if start == 0 else []) + [n]
+        for a, b in zip(cuts, cuts[1:]):
+            if a >= b:
+                continue
             with self.timed("warp"):
                 frames = self.rig.render(chunk.output[a:b])
             yield frames
