@@ -2,11 +2,13 @@
 
 A frame's big buffers (a 1280x720 float frame is 11 MB; the photo warp's sampling grid 7 MB) are
 made and freed once a frame. glibc's malloc serves blocks above its mmap threshold (dynamic, from
-128 KB) with fresh mmaps and unmaps them when freed, and trims the heap's free top; each frame
-then touches thousands of new zeroed pages (~1,150 minor page faults a frame on photo-512). Raising
-both thresholds once keeps those blocks on the heap for reuse: measured 2026-12-06 on the AVX2
-floor, one thread, 512x512 photo warp 10.5 -> 5.4 ms a frame, 1280x720 20.9 -> 18.9 ms, peak
-RSS +16 MB (docs/performance.md). Other C libraries (musl, macOS): nothing is changed.
+128 KB) with fresh mmaps and unmaps them when freed, and trims the heap's free top; a frame then
+touches up to thousands of new zeroed pages (0-1,400 minor page faults a 512x512 frame, varying with
+glibc's adaptive threshold and the kernel's page sizes). Raising both thresholds once keeps those
+blocks on the heap for reuse: measured 2026-12-06 on the AVX2 floor, one thread, 512x512 photo warp
+in 8-frame calls 10.5 -> 5.4 ms a frame in one pair of runs, 6.5-6.8 -> 5.5-5.9 ms of CPU in two
+later ones; 1280x720 20.9 -> 18.9 ms; peak RSS +16 MB (docs/performance.md). Other C libraries
+(musl, macOS): nothing is changed.
 """
 
 from __future__ import annotations
