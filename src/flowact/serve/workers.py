@@ -91,7 +91,11 @@ class WorkerPool:
 
 
 class PooledStream:
-    """A route's chunk stream whose chunk work runs on the pool (the live loop calls `frames`)."""
+    """A route's chunk stream whose chunk work runs on the pool: each part of a live chunk
+    (`live_parts`: the live loop shows the first while the rest are drawn, and makes a chunk again
+    from a frame on for speech that arrives while it shows) is one job, queued by when its chunk is
+    due; the warm-up's whole chunks (`frames`) too. The stream's state (`snapshot`, `restore`) stays
+    with the session's own thread, which waits on each job."""
 
     def __init__(self, stream, pool: WorkerPool, due: Callable[[int], float | None]):
         self._stream, self._pool, self._due = stream, pool, due
@@ -99,6 +103,15 @@ class PooledStream:
     def frames(self, index: int, prompt: str, state, pcm: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
         work = self._stream.frames
         return self._pool.run(LIVE, work, index, prompt, state, pcm, lookahead, due=self._due(index))
+
+    def live_parts(self, index: int, prompt: str, state, pcm: np.ndarray, lookahead: np.ndarray, *start):
+        parts = self._stream.live_parts(index, prompt, state, pcm, lookahead, *start)
+        due = self._due(index)
+        try:
+            while (part := self._pool.run(LIVE, next, parts, None, due=due)) is not None:
+                yield part
+        finally:
+            parts.close()
 
     def prime(self, prompts: list[str]) -> None:
         self._pool.run(SETUP, self._stream.prime, prompts)
