@@ -2,8 +2,9 @@
 every session; the routes (weights) are loaded once and shared.
 
 Each session keeps its own live loop (live/session.py: a generation thread and a pacing thread),
-but its chunk work (`stream.frames`: motion engine + warp, or the toon model + decode) runs on the
-pool: the session's thread hands the chunk over and waits. torch runs one thread per operation
+but its chunk work (each part of `stream.live_parts`: motion engine + warp of a chunk's first
+frame, then of the rest, or a splice's; the toon model + decode) runs on the pool: the session's
+thread hands each part over and waits. torch runs one thread per operation
 (`torch.set_num_threads(1)`, process-wide), so N workers keep N cores busy and never more: with
 more sessions than cores, chunks queue (first come, first served, live chunks before set-up work)
 instead of all running at once at a fraction of the speed, and each chunk runs at one core's full
