@@ -221,3 +221,16 @@ def test_speech_arriving_while_a_chunk_is_drawn_cuts_the_drawing_and_nothing_is_
         assert b["frame"] - a["frame"] - F in range(0, held + 1), (a, b, held)  # no chunk cut short
     spoken = [e for e in events if e["event"] == "command" and e["cmd"] == "speak"]
     assert len(spoken) >= 4 and all(e.get("latency_ms") is not None for e in spoken)  # each shown
+
+
+def test_a_spliced_chunk_eases_head_and_gaze_and_moves_the_mouth_at_once():
+    """The remade chunk's head, gaze, brows and body differ from the shown one's everywhere (same noise,
+    other speech): they are eased to it by the chunk's last frame; its mouth is taken at once."""
+    from flowact.routes.photo import _eased
+
+    rng = np.random.default_rng(0)
+    shown, remade = rng.random((F, 16), dtype=np.float32), rng.random((F, 16), dtype=np.float32)
+    out = _eased(shown, remade, 5)
+    assert np.array_equal(out[5:, :5], remade[5:, :5])  # the mouth: the new speech's, from the splice on
+    np.testing.assert_allclose(out[5, 5:], shown[5, 5:] + (remade[5, 5:] - shown[5, 5:]) / 3, rtol=1e-6)
+    np.testing.assert_allclose(out[-1], remade[-1], rtol=1e-6)  # the chunk ends where the stream now is
