@@ -13,7 +13,55 @@ from flowact.live import EventLog, LiveOptions, LiveSession
 from flowact.routes import load_route, route_of
 from helpers import TINY, make_inputs
 
-F = 8  # the tiny preset's frames a chunk
+F = 8  # the presets' frames a chunk
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+class Recorder:
+    """A live session's output: each written frame's first pixel (the fake stream's frame number) and
+    its sound's loudness."""
+
+    def __init__(self):
+        self.ids, self.loud = [], []
+
+    @property
+    def frames(self):
+        return len(self.ids)
+
+    def write(self, frame, pcm):
+        self.ids.append(int(frame[0, 0, 0]))
+        self.loud.append(float(np.abs(pcm).max()))
+        return time.perf_counter()
+
+    def close(self):
+        return self.frames
+
+
+def _photo_session(tmp_path, duration: float, seconds: float):
+    """A live session on the photo route (the portrait at 320x256, the shipped motion engine) writing to
+    a Recorder, its events, and `speak()`: a speak of `seconds` of the human recording, as `submit`
+    gives it once it has read the file."""
+    from PIL import Image
+
+    from flowact.live.protocol import command_from_dict
+    from flowact.media.audio import load_audio
+
+    photo = tmp_path / "face.jpg"
+    Image.open(EXAMPLES / "astronaut.jpg").crop((40, 0, 480, 352)).resize((320, 256)).save(photo, quality=90)
+    p = load_preset("photo-512")
+    reference, face = route_of(p).load_picture(p, photo)
+    voice = load_audio(EXAMPLES / "human_speech.wav").samples[int(0.4 * 16000) : int((0.4 + seconds) * 16000)]
+    out, events = Recorder(), []
+    opts = LiveOptions(duration=duration, planner="none")
+    session = LiveSession(load_route(p, threads=1), reference, opts, EventLog(on_event=events.append), face=face,
+                          output=out)  # fmt: skip
+
+    def speak():
+        cmd = command_from_dict({"cmd": "speak", "audio": "voice.wav", "interrupt": True}, time.perf_counter())
+        cmd.samples = voice
+        session.enqueue(cmd)
+
+    return session, out, events, speak
 
 
 def _session(tmp_path, first_s: float, each_s: float, slow: dict, duration: float):
@@ -40,23 +88,7 @@ def _session(tmp_path, first_s: float, each_s: float, slow: dict, duration: floa
         return s
 
     route.stream = stream
-
-    class Output:
-        def __init__(self):
-            self.ids = []
-
-        @property
-        def frames(self):
-            return len(self.ids)
-
-        def write(self, frame, pcm):
-            self.ids.append(int(frame[0, 0, 0]))
-            return time.perf_counter()
-
-        def close(self):
-            return self.frames
-
-    out, events = Output(), []
+    out, events = Recorder(), []
     session = LiveSession(
         route, reference, LiveOptions(duration=duration, planner="none"), EventLog(on_event=events.append), output=out
     )
@@ -107,37 +139,7 @@ def test_speech_arriving_while_a_chunk_shows_starts_within_it(tmp_path):
     """The photo route: a speak that arrives in the middle of a chunk is spliced into that chunk a few
     frames ahead of the one showing (the chunk made again from its state before), not held back to the
     next chunk; its sound starts on the frame that first shows it."""
-    from PIL import Image
-
-    from flowact.media.audio import load_audio
-    from flowact.live.protocol import command_from_dict
-
-    examples = Path(__file__).resolve().parents[1] / "examples"
-    photo = tmp_path / "face.jpg"
-    Image.open(examples / "astronaut.jpg").crop((40, 0, 480, 352)).resize((320, 256)).save(photo, quality=90)
-    p = load_preset("photo-512")
-    reference, face = route_of(p).load_picture(p, photo)
-    route = load_route(p, threads=1)
-    voice = load_audio(examples / "human_speech.wav").samples[int(0.4 * 16000) : int(1.4 * 16000)]
-
-    class Output:
-        def __init__(self):
-            self.loud = []
-
-        @property
-        def frames(self):
-            return len(self.loud)
-
-        def write(self, frame, pcm):
-            self.loud.append(float(np.abs(pcm).max()))
-            return time.perf_counter()
-
-        def close(self):
-            return self.frames
-
-    out, events = Output(), []
-    opts = LiveOptions(duration=4.0, planner="none")
-    session = LiveSession(route, reference, opts, EventLog(on_event=events.append), face=face, output=out)
+    session, out, events, speak = _photo_session(tmp_path, duration=4.0, seconds=1.0)
 
     def speaker():  # 1.13 s and 2.57 s into the stream: the middle of chunks 3 and 8 (0.32 s each)
         while session.t0 is None:
@@ -145,9 +147,7 @@ def test_speech_arriving_while_a_chunk_shows_starts_within_it(tmp_path):
         for at in (1.13, 2.57):
             while time.perf_counter() < session.t0 + at:
                 time.sleep(0.002)
-            cmd = command_from_dict({"cmd": "speak", "audio": "voice.wav", "interrupt": True}, time.perf_counter())
-            cmd.samples = voice  # what `submit` does once it has read the file
-            session.enqueue(cmd)
+            speak()
 
     threading.Thread(target=speaker, daemon=True).start()
     report = session.run()
@@ -167,26 +167,11 @@ def test_speech_arriving_while_a_chunk_is_drawn_cuts_the_drawing_and_nothing_is_
     """A speak that comes while a chunk's frames are being drawn: its drawing stops after that part, and
     the splice makes the rest with the speech in it. Every chunk still shows all its frames (consecutive
     chunk events are F frames apart, plus any held ones), and every speak is shown."""
-    from PIL import Image
-
-    from flowact.live.protocol import command_from_dict
-    from flowact.media.audio import load_audio
     from flowact.photo.rig import PhotoRig
 
-    examples = Path(__file__).resolve().parents[1] / "examples"
-    photo = tmp_path / "face.jpg"
-    Image.open(examples / "astronaut.jpg").crop((40, 0, 480, 352)).resize((320, 256)).save(photo, quality=90)
-    p = load_preset("photo-512")
-    reference, face = route_of(p).load_picture(p, photo)
-    route = load_route(p, threads=1)
-    voice = load_audio(examples / "human_speech.wav").samples[int(0.4 * 16000) : int(1.0 * 16000)]
+    session, out, events, speak = _photo_session(tmp_path, duration=6.0, seconds=0.6)
     render = PhotoRig.render
     calls = {"n": 0}
-
-    def speak():
-        cmd = command_from_dict({"cmd": "speak", "audio": "voice.wav", "interrupt": True}, time.perf_counter())
-        cmd.samples = voice  # what `submit` does once it has read the file
-        session.enqueue(cmd)
 
     def part_with_speech(self, motion, *args, **kwargs):  # every third chunk: speech arrives while its
         if len(motion) == 3:  # frames 1-3 are drawn (the live loop's second part)
@@ -196,20 +181,6 @@ def test_speech_arriving_while_a_chunk_is_drawn_cuts_the_drawing_and_nothing_is_
         return render(self, motion, *args, **kwargs)
 
     monkeypatch.setattr(PhotoRig, "render", part_with_speech)
-
-    class Output:
-        frames = 0
-
-        def write(self, frame, pcm):
-            self.frames += 1
-            return time.perf_counter()
-
-        def close(self):
-            return self.frames
-
-    events = []
-    opts = LiveOptions(duration=6.0, planner="none")
-    session = LiveSession(route, reference, opts, EventLog(on_event=events.append), face=face, output=Output())
     report = session.run()
     assert report.frames == 150
     splices = [e for e in events if e["event"] == "splice"]
