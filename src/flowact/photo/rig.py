@@ -113,14 +113,14 @@ class PhotoRig:
             box = self.support[~still]
             x0, y0 = box[:, 0].min(), box[:, 1].min()
             x1, y1 = box[:, 2].max(), box[:, 3].max()
-            frames = (out[s : s + n], mouth[s : s + n], (y0m, y1m, x0m, x1m))
+            targets = (out[s : s + n], mouth[s : s + n], (y0m, y1m, x0m, x1m))
             if (y1 - y0) * (x1 - x0) * n < SPLIT_PIXELS:
-                self._pass(y0, y1, x0, x1, source[s : s + n], *frames)
+                self._pass(y0, y1, x0, x1, source[s : s + n], *targets)
                 continue
             # two halves side by side: the upper one in the pool's thread (torch lets go of the GIL in its ops)
             mid = (y0 + y1) // 2
-            job = self.pool.submit(self._pass, y0, mid, x0, x1, source[s : s + n], *frames)
-            self._pass(mid, y1, x0, x1, source[s : s + n], *frames)
+            job = self.pool.submit(self._pass, y0, mid, x0, x1, source[s : s + n], *targets)
+            self._pass(mid, y1, x0, x1, source[s : s + n], *targets)
             job.result()
         if y1m > y0m and x1m > x0m and self.mouth.paint(mouth, moved, motion - ref, origin=(y0m, x0m)):
             torch.from_numpy(out[:, y0m:y1m, x0m:x1m]).copy_(mouth.permute(0, 2, 3, 1))
