@@ -8,7 +8,8 @@ Each --model is NAME=WEIGHTS[:steps=N,guidance=G,guide_on=audio,guide_below=T,dt
 (default: the preset's 3 steps, no guidance, --dtype; guide_on / guide_below as `flowact train --stage distill`'s
 --guide-on / --guide-below; int8=1 quantises the transformer's block linears as a CPU without native
 bf16 runs them; lips=0 drops the lip refiner, as `flowact render --no-lips`; preset=P: the model's
-own preset instead of --preset, at the same size).
+own preset instead of --preset, at the same size; motion=engine|labels: for a video model that reads
+motion, the bundled motion engine's (default, what a render does) or the world's own labels).
 Prints one line per clip and model, then a JSON summary (also written to --out).
 Drift streams one held-out character for the longest mark, once per model given to --drift-models.
 """
@@ -30,7 +31,8 @@ def parse_model(text: str):
     kw = {}
     for item in filter(None, opts.split(",")):
         k, _, v = item.partition("=")
-        kw[k] = int(v) if k in ("steps", "int8", "lips") else v if k in ("dtype", "preset", "guide_on") else float(v)
+        text_keys = ("dtype", "preset", "guide_on", "motion")
+        kw[k] = int(v) if k in ("steps", "int8", "lips") else v if k in text_keys else float(v)
     return name, Path(path), kw
 
 

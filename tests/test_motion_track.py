@@ -10,7 +10,7 @@ from PIL import Image
 from flowact.errors import FlowactError
 from flowact.media.motion import load_motion
 from flowact.media.probe import read_frames
-from flowact.world.motion_vector import MOTION_KEYS, index, neutral_vector
+from flowact.world.motion_vector import ARM_KEYS, MOTION_KEYS, REST_ARMS, index, neutral_vector
 
 from helpers import make_inputs, run_cli
 
@@ -33,6 +33,32 @@ def test_the_three_formats_read_alike(tmp_path):
     (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n\n")
     for name in ("t.npy", "t.csv", "t.jsonl"):
         np.testing.assert_allclose(load_motion(tmp_path / name), a, atol=1e-6, err_msg=name)
+
+
+def test_a_track_may_carry_the_arms(tmp_path):
+    """The 8 arm numbers after the 16 (the toon route's video model reads them): all three formats."""
+    a = np.random.default_rng(0).uniform(0, 0.9, (4, 24)).astype(np.float32)
+    a[:, 16:] = REST_ARMS - 0.2
+    np.save(tmp_path / "t.npy", a)
+    keys = list(ARM_KEYS + MOTION_KEYS)
+    all_keys = MOTION_KEYS + ARM_KEYS
+    rows = [",".join(keys)] + [",".join(str(float(r[all_keys.index(k)])) for k in keys) for r in a]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    lines = [json.dumps(dict(zip(all_keys, map(float, r)))) for r in a[:2]] + [json.dumps(r.tolist()) for r in a[2:]]
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    for name in ("t.npy", "t.csv", "t.jsonl"):
+        np.testing.assert_allclose(load_motion(tmp_path / name), a, atol=1e-6, err_msg=name)
+    (tmp_path / "some.csv").write_text(",".join(MOTION_KEYS + ARM_KEYS[:2]) + "\n")
+    with pytest.raises(FlowactError, match=r"some\.csv: line 1: .*missing: \['left_wrist_x'"):
+        load_motion(tmp_path / "some.csv")
+    (tmp_path / "mixed.jsonl").write_text(json.dumps([0.0] * 24) + "\n" + json.dumps([0.0] * 16) + "\n")
+    with pytest.raises(FlowactError, match=r"mixed\.jsonl: line 2: 16 numbers, a frame has 24, as the first frame"):
+        load_motion(tmp_path / "mixed.jsonl")
+    far = a.copy()
+    far[2, 16 + 3] = 1.5
+    np.save(tmp_path / "far.npy", far)
+    with pytest.raises(FlowactError, match=r"far\.npy: frame 2: left_wrist_y = 1\.5 is outside -1\.\.1"):
+        load_motion(tmp_path / "far.npy")
 
 
 def test_a_bad_track_is_refused_naming_the_file_and_the_line(tmp_path):
@@ -81,4 +107,4 @@ def test_a_track_drives_the_photo_and_the_toon_route_says_it_cannot(tmp_path):
     assert moved.max() > 40 and moved[:80].mean() < 1.0  # the mouth opens; the eyes and forehead stay
     code, _, err = run_cli(["render", "-i", str(ROOT / "examples" / "character_1.png"), "-a", str(wav), "-o",
                             str(tmp_path / "t.mp4"), "--motion", str(tmp_path / "open.npy")])  # fmt: skip
-    assert code == 2 and "--motion drives the photo route; toon-128's video model" in err
+    assert code == 2 and "toon-128's draws from the audio alone" in err

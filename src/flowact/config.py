@@ -56,6 +56,10 @@ class ModelConfig:
     # a latent frame's video tokens read only that frame's audio tokens (not the chunk's others)
     # in the joint attention: the mouth of frame f is told by the sound around frame f
     audio_local: bool = False
+    # per-frame motion numbers (world/motion_vector.py VIDEO_MOTION_DIM: face, head, body and arms, each
+    # relative to the rest pose) added to each latent frame's video tokens through a map of their own
+    # per patch position: the video model is told where the mouth and arms are (0: not read)
+    motion_inject: int = 0
 
 
 @dataclass(frozen=True)

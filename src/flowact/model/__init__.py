@@ -27,6 +27,8 @@ class FlowActModel(nn.Module):
             preset.audio.width,
             preset.text.width,
             preset.audio.tokens_per_latent,
+            grid_tokens=(preset.latent_hw[0] // preset.model.patch) * (preset.latent_hw[1] // preset.model.patch),
+            frames_per_latent=preset.vae.temporal,
         )
         self.vae = VideoVAE(preset.vae)
         self.audio = AudioEncoder(preset.audio, preset.vae.temporal)

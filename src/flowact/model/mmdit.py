@@ -57,13 +57,23 @@ class MMDiT(nn.Module):
 
     Shapes: latents (batch, latent_channels, frames, height, width); audio (batch,
     frames * tokens_per_latent, audio_width); text (batch, text_tokens, text_width);
-    t (batch,) in [0, 1], 1 = pure noise.
+    t (batch,) in [0, 1], 1 = pure noise; motion (model.motion_inject) (batch, frames *
+    frames_per_latent, motion_inject): the video frames' motion relative to the rest pose.
     """
 
     STREAMS = ("video", "reference", "audio", "text")
 
+    MOTION_HIDDEN = 64  # the motion's features, before each patch position's own map to the width
+
     def __init__(
-        self, cfg: ModelConfig, latent_channels: int, audio_width: int, text_width: int, audio_per_latent: int = 4
+        self,
+        cfg: ModelConfig,
+        latent_channels: int,
+        audio_width: int,
+        text_width: int,
+        audio_per_latent: int = 4,
+        grid_tokens: int = 0,
+        frames_per_latent: int = 4,
     ):
         super().__init__()
         self.cfg = cfg
@@ -94,6 +104,14 @@ class MMDiT(nn.Module):
             )
             nn.init.zeros_(self.audio_inject[1].weight)
             nn.init.zeros_(self.audio_inject[1].bias)
+        if cfg.motion_inject:
+            if grid_tokens <= 0:
+                raise ValueError("model.motion_inject needs the patch tokens per latent frame (grid_tokens)")
+            n_in = frames_per_latent * cfg.motion_inject
+            self.motion_in = nn.Sequential(nn.Linear(n_in, self.MOTION_HIDDEN), nn.SiLU())
+            # one map per patch position (the mouth's tokens read the mouth's numbers, the arms' the arms');
+            # zero: a model grown from weights without it is unchanged until it trains
+            self.motion_map = nn.Parameter(torch.zeros(grid_tokens, self.MOTION_HIDDEN, w))
 
     def inject_audio(self, video: torch.Tensor, audio: torch.Tensor | None, frames: int) -> torch.Tensor:
         """video (b, frames * per, width) embedded tokens, frame-major; audio (b, frames *
@@ -105,14 +123,25 @@ class MMDiT(nn.Module):
         a = self.audio_inject(audio.reshape(b, frames, -1).to(video.dtype))  # (b, frames, width)
         return (video.view(b, frames, -1, video.shape[-1]) + a[:, :, None]).view_as(video)
 
-    def embed_chunk(self, latents, audio, text, video_stream: str = "video"):
+    def inject_motion(self, video: torch.Tensor, motion: torch.Tensor | None, frames: int) -> torch.Tensor:
+        """video (b, frames * per, width) embedded tokens, frame-major; motion (b, frames *
+        frames_per_latent, motion_inject). With model.motion_inject, patch token p of latent frame f gets
+        motion_map[p] applied to the features of frame f's video frames' motion (None: the rest pose)."""
+        if not self.cfg.motion_inject or motion is None:
+            return video
+        b = video.shape[0]
+        h = self.motion_in(motion.reshape(b, frames, -1).to(video.dtype))  # (b, frames, hidden)
+        add = torch.einsum("bfh,phw->bfpw", h, self.motion_map.to(video.dtype))
+        return video + add.reshape_as(video)
+
+    def embed_chunk(self, latents, audio, text, video_stream: str = "video", motion=None):
         """A pass's token segments [(weight set, (b, n, width))] in sequence order [video | audio |
         text], adjacent streams of one set merged, and the number of video tokens."""
         dt = self.stream_type.dtype
         idx = {s: i for i, s in enumerate(self.STREAMS)}
         x = self.embed[video_stream](self.patchify(latents.to(dt))) + self.stream_type[idx[video_stream]]
         if video_stream == "video":
-            x = self.inject_audio(x, audio, latents.shape[2])
+            x = self.inject_motion(self.inject_audio(x, audio, latents.shape[2]), motion, latents.shape[2])
         segments = [(self.set_of[video_stream], x)]
         if audio is not None:
             segments.append((self.set_of["audio"], self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]))
@@ -163,14 +192,16 @@ class MMDiT(nn.Module):
         write: BankWrite | None = None,
         video_stream: str = "video",
         split: Split = WHOLE,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """One pass. `video_stream="reference"` embeds the latents as the reference stream
         (the once-per-render pass that fills the bank's reference region). cos/sin cover
         the chunk's tokens in order [video | audio | text]. A pass with `write` only fills the
         bank (the memory pass, the reference pass) and returns None: its last block writes its
-        keys/values and stops there. `split`: how the tokens are shared out (stream/seqpar.py)."""
+        keys/values and stops there. `split`: how the tokens are shared out (stream/seqpar.py).
+        `motion`: the chunk's video frames' motion (model.motion_inject; None: the rest pose)."""
         b, _, f, h, w = latents.shape
-        segments, n_video = self.embed_chunk(latents, audio, text, video_stream)
+        segments, n_video = self.embed_chunk(latents, audio, text, video_stream, motion)
         emb, mods = self.modulations(t)
         chunk_mask = self.local_mask(f, h // self.patch * (w // self.patch), audio, text, latents.device)
         local = split.tokens(segments)
@@ -196,6 +227,7 @@ class MMDiT(nn.Module):
         audio: torch.Tensor,
         text: torch.Tensor,
         layout: TokenLayout,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Chunkwise diffusion forcing over a whole clip in one pass.
 
@@ -205,7 +237,8 @@ class MMDiT(nn.Module):
         reference, the *video* tokens of earlier chunks and all of its own tokens: what the
         memory bank shows at inference. Positions come from `layout` (layout.py): the clip's
         last chunk sits where inference puts the chunk being made. Returns the velocity for
-        every clip frame (b, zc, N, h, w).
+        every clip frame (b, zc, N, h, w). motion (model.motion_inject): (b, N * frames_per_latent,
+        motion_inject), each latent frame's tokens told its own video frames' motion.
         """
         b, _, n_frames, h, w = latents.shape
         C = layout.chunk_latents
@@ -215,7 +248,7 @@ class MMDiT(nn.Module):
         idx = {s: i for i, s in enumerate(self.STREAMS)}
         per = (h // self.patch) * (w // self.patch)
         video = self.embed["video"](self.patchify(latents.to(dt))) + self.stream_type[idx["video"]]
-        video = self.inject_audio(video, audio, n_frames)
+        video = self.inject_motion(self.inject_audio(video, audio, n_frames), motion, n_frames)
         ref = self.embed["reference"](self.patchify(reference.to(dt))) + self.stream_type[idx["reference"]]
         aud = self.embed["audio"](audio.to(dt)) + self.stream_type[idx["audio"]]
         txt = self.embed["text"](text.to(dt)) + self.stream_type[idx["text"]]

@@ -51,9 +51,9 @@ def load_inputs(preset, image, audio, fit: str = "cover", motion=None, face: int
     route = route_of(preset)
     track = None
     if motion is not None:
-        if not route.reads_motion:
-            raise FlowactError(f"--motion drives the photo route; {preset.name}'s video model draws from the audio "
-                               "and does not read a motion track yet")  # fmt: skip
+        if not route.takes_motion(preset):
+            raise FlowactError(f"--motion drives the photo route and the video models that read motion; "
+                               f"{preset.name}'s draws from the audio alone")  # fmt: skip
         from ..media.motion import load_motion
 
         track = load_motion(motion)

@@ -149,7 +149,7 @@ class Route(ABC):
     stages: tuple[str, ...]  # the report's stages, in order (after "load_inputs")
     counted: str  # what end-to-end figures count beside the generator
     needs_face: bool = False  # the picture must show a face (load_picture finds it)
-    reads_motion: bool = False  # a given motion track can drive it (--motion)
+    reads_motion: bool = False  # a given motion track can drive it (--motion); `takes_motion` per preset
 
     def __init__(self, preset, source, device: torch.device, dtype: torch.dtype, threads: int):
         self.preset, self.source, self.device, self.dtype, self.threads = preset, source, device, dtype, threads
@@ -158,6 +158,11 @@ class Route(ABC):
     @abstractmethod
     def load(cls, preset, options: LoadOptions = LoadOptions()) -> "Route":
         """The preset's weights on its device; options that do not apply to the route are refused."""
+
+    @classmethod
+    def takes_motion(cls, preset) -> bool:
+        """Whether a given motion track (--motion) can drive this preset."""
+        return cls.reads_motion
 
     @staticmethod
     @abstractmethod

@@ -15,7 +15,7 @@ import torch
 from .. import weights as W
 from ..errors import FlowactError
 from ..media.image import fit_within
-from ..stream.motion import MotionStream, padded
+from ..stream.motion import MotionSource
 from ..world.motion_vector import MOUTH
 from .base import Chunk, ChunkStream, LoadOptions, Route, pick_device
 from .toon import default_threads
@@ -145,48 +145,22 @@ def _eased(shown: np.ndarray, remade: np.ndarray, start: int) -> np.ndarray:
 
 
 class PhotoStream(ChunkStream):
-    """The motion engine hears each chunk with its past and look-ahead (`MotionStream.audio_span`):
-    from the whole recording, or live from the past kept here and the look-ahead that has arrived."""
+    """The photo warped by the motion of a `MotionSource` (the motion engine, or a given track)."""
 
     gen_stage = "motion"
 
     def __init__(self, route: PhotoRoute, rig, seed: int, samples, stages, sync, track=None):
         super().__init__(stages, sync)
         self.rig = rig
-        self.track = None if track is None else np.asarray(track, np.float32)  # given motion (--motion)
-        self.motion = MotionStream(route.engine, seed=seed)
-        self.samples = None if samples is None else samples.astype(np.float32)
-        p = route.preset
-        self.chunk_frames = p.frames_per_chunk
-        self.chunk_samples = p.frames_per_chunk * (p.sample_rate // p.video.fps)
-        a, b = self.motion.audio_span(1)  # chunk 1: away from the stream's start
-        self.history_samples = max(0, self.chunk_samples - a)
-        self.lookahead_samples = max(0, b - 2 * self.chunk_samples)
-        self._history = np.zeros(self.history_samples, np.float32)  # silence before the stream
+        self.source = MotionSource(route.engine, seed, samples, track)
+        self.chunk_frames = self.source.chunk_frames
+        self.chunk_samples = self.source.chunk_samples
+        self.lookahead_samples = self.source.lookahead_samples
         self._made: tuple[int, np.ndarray] | None = None  # the newest live chunk's motion, as drawn
-
-    def _audio(self, index: int, pcm, lookahead) -> np.ndarray:
-        if pcm is None:
-            return padded(self.samples, self.motion.audio_span(index))
-        pcm = pcm.astype(np.float32)
-        # what is known, from `history_samples` before the chunk's start; the span it needs, cut from
-        # that (zeros where it reaches past what has arrived)
-        known = np.concatenate([self._history, pcm, lookahead[: self.lookahead_samples].astype(np.float32)])
-        a, b = self.motion.audio_span(index)
-        origin = index * self.chunk_samples - self.history_samples
-        if self.history_samples:
-            self._history = np.concatenate([self._history, pcm])[-self.history_samples :]
-        return padded(known, (a - origin, b - origin))
 
     def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
         with self.timed("motion"):
-            if self.track is not None:  # the given frames, the last one held past the track's end
-                rows = np.minimum(
-                    np.arange(index * self.chunk_frames, (index + 1) * self.chunk_frames), len(self.track) - 1
-                )
-                return Chunk(index, self.track[rows], keep)
-            motion = self.motion.chunk(index, self._audio(index, pcm, lookahead), prompt=prompt or None, state=state)
-        return Chunk(index, motion, keep)
+            return Chunk(index, self.source.chunk(index, prompt, state, pcm, lookahead), keep)
 
     def live_parts(self, index, prompt, state, pcm, lookahead, start: int = 0):
         """The first frame alone, then three, then the rest: the live loop shows a chunk's first frame once
@@ -212,15 +186,11 @@ class PhotoStream(ChunkStream):
         self.stage = "generation"
 
     def snapshot(self):
-        """The stream's state before its next chunk (the motion engine's and the audio it keeps)."""
-        if self.track is not None:
-            return None  # a given motion track: nothing to make again
-        return self.motion.snapshot(), self._history.copy()
+        """The stream's state before its next chunk (the motion source's; None: a given track)."""
+        return self.source.snapshot()
 
     def restore(self, state) -> None:
-        motion, history = state
-        self.motion.restore(motion)
-        self._history = history.copy()
+        self.source.restore(state)
 
     def draw(self, chunk: Chunk, early: bool = False):
         motion = chunk.output

@@ -2,7 +2,9 @@
 
 prepare:  the picture at the preset's size
 stream:   VAE encode -> reference K/V in the memory bank (once), the decoder primed with it
-generate: audio tokens -> N sampler steps of the MMDiT over [bank | chunk] -> clean latents
+generate: audio tokens (+ with model.motion_inject the chunk's motion: the motion engine's, the one
+          the photo route warps by, or a given track) -> N sampler steps of the MMDiT over
+          [bank | chunk] -> clean latents
 draw:     causal VAE decode (+ lip refiner) -> frames
 """
 
@@ -23,6 +25,7 @@ from ..model.quant import quantize_blocks
 from ..options import Int8Mode
 from ..precision import choose_dtype
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
+from ..stream.motion import MotionSource
 from .base import Chunk, ChunkStream, LoadOptions, Route, pick_device
 
 INT8_MODES = tuple(m.value for m in Int8Mode)
@@ -43,9 +46,12 @@ class ToonRoute(Route):
     stages = ("audio", "reference", "transformer", "decode", "encode")
     counted = "decode+encode"
 
-    def __init__(self, preset, model: FlowActModel, source, device, dtype, threads, dtype_why: str, int8: str):
+    def __init__(
+        self, preset, model: FlowActModel, source, device, dtype, threads, dtype_why: str, int8: str, engine=None
+    ):
         super().__init__(preset, source, device, dtype, threads)
         self.model = model
+        self.engine = engine  # the motion engine (stream/motion.py), for a video model that reads motion
         self.dtype_why = dtype_why  # how the dtype was chosen: --dtype, preset, or auto (CPU bf16 check)
         self.int8 = int8  # "on", "off", or "off (why)": the transformer's block linears (model/quant.py)
         self.text = TextTrack(model)  # prompts encoded once per route, shared by its streams
@@ -82,7 +88,12 @@ class ToonRoute(Route):
             if why and o.int8 == "on":
                 raise FlowactError(f"--int8 on: {why}")
             int8_state = f"off ({why})" if why else "on"
-        return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why, int8_state)
+        engine = _motion_engine(p, source) if p.model.motion_inject else None
+        return cls(p, model, source, dev, DTYPES[dname], torch.get_num_threads(), choice.why, int8_state, engine)
+
+    @classmethod
+    def takes_motion(cls, preset) -> bool:
+        return bool(preset.model.motion_inject)
 
     @staticmethod
     def load_picture(preset, image, fit: str = "cover", face: int | None = None):
@@ -94,9 +105,10 @@ class ToonRoute(Route):
         return reference
 
     def stream(self, picture, seed: int, samples=None, stages=None, sync=None, motion=None) -> "ToonStream":
-        if motion is not None:
+        if motion is not None and self.engine is None:
             raise FlowactError(f"{self.preset.name}'s video model does not read a motion track")
-        return ToonStream(self, picture, seed, samples, {} if stages is None else stages, sync or (lambda: None))
+        stages = {} if stages is None else stages
+        return ToonStream(self, picture, seed, samples, stages, sync or (lambda: None), track=motion)
 
     @staticmethod
     def facts(preset, ranks: int = 1) -> dict:
@@ -139,6 +151,8 @@ class ToonRoute(Route):
             f"kernels {flowact_kernels.backend()}",
             f"NFE {len(self.preset.sampler_timesteps()) - 1}",
         ]
+        if self.engine is not None:
+            parts.append(f"motion engine NFE {len(self.engine.timesteps) - 1} (float32)")
         if self.int8 != "off":
             parts.append("int8 transformer linears" if self.int8 == "on" else f"int8 {self.int8}")
         if self.preset.lips:
@@ -149,12 +163,15 @@ class ToonRoute(Route):
 class ToonStream(ChunkStream):
     gen_stage = "transformer"
 
-    def __init__(self, route: ToonRoute, picture: np.ndarray, seed: int, samples, stages, sync, gen=None):
+    def __init__(self, route: ToonRoute, picture: np.ndarray, seed: int, samples, stages, sync, gen=None, track=None):
         """`gen`: the generator to run (default a `StreamGenerator` of the route's model; a
-        sequence-parallel rank's is sharded, render_seqpar.py)."""
+        sequence-parallel rank's is sharded, render_seqpar.py). `track`: a given motion (frames, 16 or
+        24), for a video model that reads motion."""
         super().__init__(stages, sync)
         model, self.route = route.model, route
         self.C = route.preset.stream.chunk_latents
+        # the chunk's motion, for a video model that reads it: the motion engine's, or the given track
+        self.motion = None if route.engine is None else MotionSource(route.engine, seed, samples, track)
         if samples is not None:
             with self.timed("audio"), torch.no_grad():
                 self.audio = AudioTrack(model, samples, route.device)
@@ -164,6 +181,8 @@ class ToonStream(ChunkStream):
             self.audio = IncrementalAudio(model.audio, self.C, route.device)
             self.chunk_samples = self.audio.chunk_samples
             self.lookahead_samples = self.audio.lookahead_samples
+            if self.motion is not None:  # the motion engine hears further ahead than the video model's ear
+                self.lookahead_samples = max(self.lookahead_samples, self.motion.lookahead_samples)
         self.gen = StreamGenerator(model, seed) if gen is None else gen
         with self.timed("reference"):
             self.gen.start(picture)
@@ -175,8 +194,13 @@ class ToonStream(ChunkStream):
             else:
                 a, mel = self.audio.chunk(pcm, lookahead)
             text = self.route.text.tokens(prompt)
+        motion = None
+        if self.motion is not None:
+            with self.timed("motion"):
+                m = self.motion.chunk(index, prompt, state, pcm, lookahead)
+                motion = torch.from_numpy(video_input(m))[None].to(self.route.device)
         with self.timed("transformer"):
-            z = self.gen.chunk(index, a, text)
+            z = self.gen.chunk(index, a, text, motion)
         return Chunk(index, (z, mel), keep)
 
     def prime(self, prompts: list[str]) -> None:
@@ -193,6 +217,28 @@ class ToonStream(ChunkStream):
                 frames = self.gen.decode(zp, mp)[:keep]
             keep -= len(frames)
             yield frames
+
+
+def _motion_engine(preset, source):
+    """The motion engine beside a video model that reads motion: the bundled one (random with random weights)."""
+    from ..model.motion import MotionConfig, MotionDiT
+    from ..stream.motion import MotionEngine
+
+    if source.kind == "random":
+        return MotionEngine(MotionDiT(MotionConfig()).eval().requires_grad_(False))
+    return MotionEngine.load()
+
+
+def video_input(motion: np.ndarray) -> np.ndarray:
+    """A motion track's frames (frames, 16: the contract; or 24: with the arms, ARM_KEYS) -> what the video
+    model reads (frames, 24): each number minus the rest pose's (arms at rest where the track has none)."""
+    from ..world.motion_vector import MOTION_DIM, REST_ARMS, neutral_vector
+
+    out = np.zeros((len(motion), MOTION_DIM + len(REST_ARMS)), np.float32)
+    out[:, :MOTION_DIM] = motion[:, :MOTION_DIM] - neutral_vector()
+    if motion.shape[1] > MOTION_DIM:
+        out[:, MOTION_DIM:] = motion[:, MOTION_DIM:] - REST_ARMS
+    return out
 
 
 def seq_parallel_facts(preset, ranks: int) -> dict:

@@ -124,31 +124,39 @@ class StreamGenerator:
         return torch.randn(self.latent_shape, generator=g, device=self.device, dtype=torch.float32)
 
     @torch.no_grad()
-    def chunk(self, index: int, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Denoise chunk `index` (audio: (1, C*tokens_per_latent, width), text: (1, tokens, width)),
-        then write it into memory. Returns clean latents (1, zc, C, h, w) float32."""
+    def chunk(self, index: int, audio: torch.Tensor, text: torch.Tensor, motion: torch.Tensor | None = None):
+        """Denoise chunk `index` (audio: (1, C*tokens_per_latent, width), text: (1, tokens, width),
+        motion: (1, chunk frames, model.motion_inject) or None), then write it into memory. Returns
+        clean latents (1, zc, C, h, w) float32."""
         bank = self.bank.view()
         dit = self.dit
 
         def velocity(x, t):
-            return dit(x, t, audio, text, bank, self.cos, self.sin)
+            return dit(x, t, audio, text, bank, self.cos, self.sin, motion=motion)
 
         noise = self.noise(index)
         x0 = self.sampler.sample(velocity, noise)
-        self.remember(index, x0, audio, text, noise)
+        self.remember(index, x0, audio, text, noise, motion)
         return x0
 
     @torch.no_grad()
     def remember(
-        self, index: int, x0: torch.Tensor, audio: torch.Tensor, text: torch.Tensor, noise: torch.Tensor | None = None
+        self,
+        index: int,
+        x0: torch.Tensor,
+        audio: torch.Tensor,
+        text: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
     ) -> None:
         """The memory pass: chunk `index`'s clean latents (generated, or given: teacher
         forcing in training) write their K/V into the bank, which then commits them.
         With `stream.memory_noise` > 0 they are lightly re-noised first (a preset knob)."""
         tm = self.preset.stream.memory_noise
         mem_in = interpolate(x0, self.noise(index) if noise is None else noise, tm) if tm else x0
+        bank = self.bank.view()
         self.dit(
-            mem_in, self.t_memory, audio, text, self.bank.view(), self.cos, self.sin, write=self.bank.chunk_write()
+            mem_in, self.t_memory, audio, text, bank, self.cos, self.sin, write=self.bank.chunk_write(), motion=motion
         )
         self.bank.commit(index * self.C)
 

@@ -268,3 +268,53 @@ def generate(
         state = states_per_chunk[min(i, len(states_per_chunk) - 1)] if states_per_chunk else None
         out.append(stream.chunk(i, padded(audio_16k, stream.audio_span(i)), prompt, state))
     return np.concatenate(out)[:frames] if out else np.zeros((0, MOTION_DIM), np.float32)
+
+
+class MotionSource:
+    """A render's or a live session's motion, chunk by chunk: the motion engine hearing each chunk with
+    its past and look-ahead (`MotionStream.audio_span`), from the whole recording or live from the past
+    kept here and the look-ahead that has arrived; or a given track (`--motion`). Both routes draw from
+    one: the photo route warps the photo by it, the toon route's video model is told it."""
+
+    def __init__(self, engine: MotionEngine, seed: int, samples: np.ndarray | None, track=None):
+        self.track = None if track is None else np.asarray(track, np.float32)
+        self.motion = MotionStream(engine, seed=seed)
+        self.samples = None if samples is None else np.asarray(samples, np.float32)
+        self.chunk_frames = self.motion.chunk_frames
+        self.chunk_samples = self.chunk_frames * SAMPLES_PER_FRAME
+        a, b = self.motion.audio_span(1)  # chunk 1: away from the stream's start
+        self.history_samples = max(0, self.chunk_samples - a)
+        self.lookahead_samples = max(0, b - 2 * self.chunk_samples)
+        self._history = np.zeros(self.history_samples, np.float32)  # silence before the stream
+
+    def _audio(self, index: int, pcm, lookahead) -> np.ndarray:
+        if pcm is None:
+            return padded(self.samples, self.motion.audio_span(index))
+        pcm = pcm.astype(np.float32)
+        # what is known, from `history_samples` before the chunk's start; the span it needs, cut from
+        # that (zeros where it reaches past what has arrived)
+        known = np.concatenate([self._history, pcm, lookahead[: self.lookahead_samples].astype(np.float32)])
+        a, b = self.motion.audio_span(index)
+        origin = index * self.chunk_samples - self.history_samples
+        if self.history_samples:
+            self._history = np.concatenate([self._history, pcm])[-self.history_samples :]
+        return padded(known, (a - origin, b - origin))
+
+    def chunk(self, index: int, prompt: str = "", state: str | None = None, pcm=None, lookahead=None) -> np.ndarray:
+        """Chunk `index`'s motion (chunk frames, 16): the given track's frames (its last one held past
+        its end), or the engine's; live (`pcm`: the chunk's samples) from what has arrived."""
+        if self.track is not None:
+            rows = np.arange(index * self.chunk_frames, (index + 1) * self.chunk_frames)
+            return self.track[np.minimum(rows, len(self.track) - 1)]
+        return self.motion.chunk(index, self._audio(index, pcm, lookahead), prompt=prompt or None, state=state)
+
+    def snapshot(self):
+        """The state before the next chunk (the engine's and the audio kept); None for a given track."""
+        if self.track is not None:
+            return None
+        return self.motion.snapshot(), self._history.copy()
+
+    def restore(self, state) -> None:
+        motion, history = state
+        self.motion.restore(motion)
+        self._history = history.copy()

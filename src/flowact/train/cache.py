@@ -11,6 +11,7 @@ synthetic world (training characters and voices only), encodes each whole clip c
   prompts.json                             - the prompt of every video frame, per clip
   with labels: visemes (clips, frames, 5) float16  - the world's mouth parameters per frame
                mouth (clips, latents, h, w) uint8  - the open mouth on the latent grid (0/255)
+               motion (clips, frames, 24) float16  - world/motion_vector.py video_motion (16 numbers + arms)
   with frames: frames (clips, frames, H, W, 3) uint8 - the clip's pixels (for --pixel-weight, a loss
                on the decoded mouth; about 7 MB a clip of 6 s at 128x128)
 
@@ -58,6 +59,7 @@ def build_cache(
     """Encode clips [0, clips) of the training world `seed` into `out`, resumable per shard.
     `part` (k, n) does shards k, k + n, ... only, so n processes can share the work."""
     from ..world.clip import clip_seed, make_clip, split_seed
+    from ..world.motion_vector import video_motion
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,7 @@ def build_cache(
         path = out / f"shard_{s0 // SHARD:04d}.npz"
         if path.exists():
             continue
-        zs, refs, auds, prompts, vis, mouths, pixels = [], [], [], [], [], [], []
+        zs, refs, auds, prompts, vis, mouths, pixels, moves = [], [], [], [], [], [], [], []
         for i in range(s0, min(clips, s0 + SHARD)):
             clip, video, x = clip_video(i)
             ref = video[0]
@@ -93,6 +95,7 @@ def build_cache(
             prompts.append([prompt_at(clip.segments, k / FPS) for k in range(frames)])
             if labels:
                 vis.append(clip.mouth.stack()[:frames].astype(np.float16))
+                moves.append(video_motion(clip)[:frames].astype(np.float16))
                 m = torch.from_numpy(mouth_masks(clip, 0, video[1:]))[None]
                 grid = mouth_grid(m, z.shape[1] - 1, tuple(z.shape[2:]))[0]
                 mouths.append((grid.numpy() * 255).astype(np.uint8))
@@ -101,7 +104,7 @@ def build_cache(
             if on_clip:
                 on_clip(i)
         tmp = path.with_name(path.stem + ".tmp.npz")
-        extra = {"visemes": np.stack(vis), "mouth": np.stack(mouths)} if labels else {}
+        extra = {"visemes": np.stack(vis), "mouth": np.stack(mouths), "motion": np.stack(moves)} if labels else {}
         if frames_too:
             extra["frames"] = np.stack(pixels)
         np.savez(tmp, z=np.stack(zs), reference=np.stack(refs), audio=np.stack(auds), **extra)
@@ -133,7 +136,7 @@ class LatentSource:
         if not shards:
             raise FlowactError("no latent cache shards (shard_*.npz) in the folder", path=self.root)
         self.seed = seed
-        z, ref, audio, prompts, vis, mouth, pixels = [], [], [], [], [], [], []
+        z, ref, audio, prompts, vis, mouth, pixels, moves = [], [], [], [], [], [], [], []
         for sh in shards:
             with np.load(sh) as d:
                 z.append(d["z"])
@@ -142,6 +145,8 @@ class LatentSource:
                 if "visemes" in d:
                     vis.append(d["visemes"])
                     mouth.append(d["mouth"])
+                if "motion" in d:
+                    moves.append(d["motion"])
                 if "frames" in d:
                     pixels.append(d["frames"])
             prompts += json.loads(sh.with_name(sh.name.replace(".npz", ".prompts.json")).read_text())
@@ -149,6 +154,7 @@ class LatentSource:
         # the world's labels, where every shard has them (`flowact cache --labels`)
         self.visemes = np.concatenate(vis) if len(vis) == len(shards) else None
         self.mouth = np.concatenate(mouth) if len(mouth) == len(shards) else None
+        self.motion = np.concatenate(moves) if len(moves) == len(shards) else None  # caches built since 2026-12-06
         self.frames = np.concatenate(pixels) if len(pixels) == len(shards) else None  # `flowact cache --frames`
         self.prompts = prompts
         self.temporal = (
@@ -175,6 +181,8 @@ class LatentSource:
                 "visemes": self.visemes[c, f0 : f0 + frames].astype(np.float32),
                 "latent_mouth": self.mouth[c, j : j + lat].astype(np.float32) / 255.0,
             }
+        if self.motion is not None:
+            labels["motion"] = self.motion[c, f0 : f0 + frames].astype(np.float32)
         pixels = None if self.frames is None else self.frames[c, f0 : f0 + frames]
         return Sample(
             self.ref[c],

@@ -44,6 +44,7 @@ class SynthSource:
 
     def sample(self, step: int, index: int, frames: int) -> Sample:
         from ..world.clip import make_clip, split_seed
+        from ..world.motion_vector import video_motion
 
         rng = sample_rng(self.seed, step, index)
         seed = split_seed(int(rng.integers(0, 2**31 - 17)), "train")  # never a held-out character or voice
@@ -61,8 +62,11 @@ class SynthSource:
             clip.mouth.stack()[start : start + frames].astype(np.float32) if self.mouth or not self.video else None
         )
         audio = cut_audio(clip.audio, start, frames, AUDIO_MARGIN)
+        motion = video_motion(clip)[start : start + frames]
         if not self.video:
-            return Sample(clip.reference(), None, audio, prompts, visemes=visemes, audio_margin=AUDIO_MARGIN)
+            return Sample(
+                clip.reference(), None, audio, prompts, visemes=visemes, motion=motion, audio_margin=AUDIO_MARGIN
+            )
         video = np.stack([clip.render(i) for i in range(start, start + frames)])
         closed = closed_frames(clip, start, frames) if self.mouth else None
         mouth = mouth_masks(clip, start, video, closed) if self.mouth else None
@@ -75,6 +79,7 @@ class SynthSource:
             mouth=mouth,
             closed=closed,
             visemes=visemes,
+            motion=motion,
             place=place,
             audio_margin=AUDIO_MARGIN,
         )

@@ -58,6 +58,12 @@ class TransformerObjective(Objective):
         whose window has a mouth region."""
         return (l1 * has).sum() / self.ranks.mean(has.sum()).clamp_min(1)
 
+    def chunk_motion(self, sample: Sample, chunk: int) -> torch.Tensor | None:
+        """(1, chunk frames, model.motion_inject): the world's motion of one chunk's frames, or None."""
+        m = self.motion([sample])
+        per = self.preset.frames_per_chunk
+        return None if m is None else m[:, chunk * per : (chunk + 1) * per]
+
     def rollout_bank(self, model: FlowActModel, sample: Sample, context: int, gt: torch.Tensor | None, seed: int):
         """A generator whose bank holds `context` chunks: self-generated (gt None) or the given
         clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
@@ -70,10 +76,11 @@ class TransformerObjective(Objective):
         with torch.no_grad():
             for j in range(context):
                 a, tx = atrack.tokens(j * C, C), ttrack.tokens(sample.prompts[j * per])
+                m = self.chunk_motion(sample, j)
                 if gt is None:
-                    gen.chunk(j, a, tx)
+                    gen.chunk(j, a, tx, m)
                 else:
-                    gen.remember(j, gt[:, :, j * C : (j + 1) * C], a, tx)
+                    gen.remember(j, gt[:, :, j * C : (j + 1) * C], a, tx, motion=m)
         return gen, atrack, ttrack
 
 
@@ -120,7 +127,7 @@ class PretrainObjective(TransformerObjective):
             for s, d in zip(samples, self.ranks.rand((b,), g, dev) < self.s.p_drop_text)
         ]
         text = self.text_tokens(kept, chunks)
-        v = dit.forward_train(ref, xt, t, audio, text, self.layout)
+        v = dit.forward_train(ref, xt, t, audio, text, self.layout, self.motion(samples))
         sq = (v - velocity_target(x0, noise)).pow(2)  # (b, c, n, h, w)
         if self.s.mouth_weight > 0:
             m = latent_mouth(samples, x0)
@@ -193,7 +200,8 @@ class MemoryObjective(TransformerObjective):
                 a = torch.zeros_like(a)
             prompt = "" if bool(drop[1] < self.s.p_drop_text) else s.prompts[j * p.frames_per_chunk]
             xt = interpolate(x0, noise, t)
-            v = self.model.dit(xt, t, a, ttrack.tokens(prompt), gen.bank.view(), gen.cos, gen.sin)
+            m = self.chunk_motion(s, j)
+            v = self.model.dit(xt, t, a, ttrack.tokens(prompt), gen.bank.view(), gen.cos, gen.sin, motion=m)
             losses.append(self.chunk_mse(v, velocity_target(x0, noise), s, z[i : i + 1], j))
             if self.s.pixel_weight > 0:  # the chunk's mouth, decoded from the predicted clean latents
                 x0_hat = xt - t.view(1, 1, 1, 1, 1).to(v.dtype) * v
@@ -234,7 +242,8 @@ class SelfForceObjective(TransformerObjective):
             t = shifted(torch.sigmoid(u), p.sampler.shift)
             a = atrack.tokens(j * C, C)
             tx = ttrack.tokens(s.prompts[j * p.frames_per_chunk])
-            v = self.model.dit(interpolate(x0, noise, t), t, a, tx, gen.bank.view(), gen.cos, gen.sin)
+            m = self.chunk_motion(s, j)
+            v = self.model.dit(interpolate(x0, noise, t), t, a, tx, gen.bank.view(), gen.cos, gen.sin, motion=m)
             losses.append(self.chunk_mse(v, velocity_target(x0, noise), s, z, j))
         return torch.stack(losses).mean(), {"context_chunks": n_chunks - 1}
 
@@ -262,13 +271,14 @@ class DistillObjective(TransformerObjective):
             null_a = torch.zeros_like(ta)
             null_t = tt if self.s.guide_on == "audio" else tttrack.tokens("")
             bank = teacher.bank.view()
+            m = self.chunk_motion(s, j)  # given to every pass: guidance is on the speech and the prompt
 
             def teacher_v(x, t):
                 tvec = torch.full((1,), t, device=x.device)
-                vc = self.teacher.dit(x, tvec, ta, tt, bank, teacher.cos, teacher.sin)
+                vc = self.teacher.dit(x, tvec, ta, tt, bank, teacher.cos, teacher.sin, motion=m)
                 if self.s.guidance == 1.0 or t > self.s.guide_below:
                     return vc
-                vu = self.teacher.dit(x, tvec, null_a, null_t, bank, teacher.cos, teacher.sin)
+                vu = self.teacher.dit(x, tvec, null_a, null_t, bank, teacher.cos, teacher.sin, motion=m)
                 return vu + self.s.guidance * (vc - vu)
 
             states = [x]
@@ -283,9 +293,8 @@ class DistillObjective(TransformerObjective):
             sa, stx = satrack.tokens(j * C, C), sttrack.tokens(prompt)
             sbank = student.bank.view()
             for k, (a_t, b_t) in enumerate(zip(ts, ts[1:])):
-                v = self.model.dit(
-                    states[k], torch.full((1,), a_t, device=x.device), sa, stx, sbank, student.cos, student.sin
-                )
+                tk = torch.full((1,), a_t, device=x.device)
+                v = self.model.dit(states[k], tk, sa, stx, sbank, student.cos, student.sin, motion=m)
                 target_v = (states[k + 1] - states[k]) / (b_t - a_t)  # the velocity that lands on the teacher
                 losses.append(self.chunk_mse(v, target_v, s, z, j))
         return torch.stack(losses).mean(), {"student_steps": len(ts) - 1}

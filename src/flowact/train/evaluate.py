@@ -63,11 +63,13 @@ def stream(
     guidance: float = 1.0,
     guide_on: str = "audio+text",
     guide_below: float = 1.0,
+    motion_of=None,
 ) -> np.ndarray:
     """Stream `frames` video frames (uint8) as inference does. `steps` replaces the preset's
     step count (same shift); `guidance` > 1 adds classifier-free guidance on audio + text
     (a many-step guided teacher), or on audio alone (`guide_on` "audio"), at noise levels t <=
-    `guide_below` only (the distill stage's options of the same names)."""
+    `guide_below` only (the distill stage's options of the same names). `motion_of(k)`: chunk k's
+    motion as the video model reads it (chunk frames, 24), for a model that reads motion."""
     p: Preset = model.preset
     gen = StreamGenerator(model, seed)
     if steps is not None:
@@ -79,24 +81,52 @@ def stream(
     for k in range(-(-frames // per)):
         a, mel = atrack.chunk(k * C, C)
         tx = ttrack.tokens(prompt_of(k * per / FPS))
+        m = None if motion_of is None else torch.from_numpy(motion_of(k))[None].to(gen.device)
         if guidance == 1.0:
-            z = gen.chunk(k, a, tx)
+            z = gen.chunk(k, a, tx, m)
         else:
             bank, dit = gen.bank.view(), model.dit
             null_a, null_t = torch.zeros_like(a), tx if guide_on == "audio" else ttrack.tokens("")
 
             def velocity(x, t):
-                vc = dit(x, t, a, tx, bank, gen.cos, gen.sin)
+                vc = dit(x, t, a, tx, bank, gen.cos, gen.sin, motion=m)
                 if float(t.reshape(-1)[0]) > guide_below:
                     return vc
-                vu = dit(x, t, null_a, null_t, bank, gen.cos, gen.sin)
+                vu = dit(x, t, null_a, null_t, bank, gen.cos, gen.sin, motion=m)
                 return vu + guidance * (vc - vu)
 
             noise = gen.noise(k)
             z = gen.sampler.sample(velocity, noise)
-            gen.remember(k, z, a, tx, noise)
+            gen.remember(k, z, a, tx, noise, m)
         out.append(gen.decode(z, mel))
     return np.concatenate(out)[:frames]
+
+
+@torch.no_grad()
+def motion_for(model: FlowActModel, clip, audio: np.ndarray, prompt_of, seed: int, source: str = "engine"):
+    """`stream`'s `motion_of` for a model that reads motion (None for one that does not): the bundled
+    motion engine's from the clip's audio and prompts ("engine", what a render does), or the world's
+    own labels ("labels", as `flowact render --motion` given them)."""
+    if not model.preset.model.motion_inject:
+        return None
+    per = model.preset.frames_per_chunk
+    if source == "labels":
+        from ..world.motion_vector import video_motion
+
+        truth = video_motion(clip)
+
+        def labels(k):
+            rows = np.minimum(np.arange(k * per, (k + 1) * per), len(truth) - 1)
+            return truth[rows]
+
+        return labels
+    if source != "engine":
+        raise ValueError(f"motion source '{source}' (engine or labels)")
+    from ..routes.toon import video_input
+    from ..stream.motion import MotionEngine, MotionSource
+
+    src = MotionSource(MotionEngine.load(), seed, audio)
+    return lambda k: video_input(src.chunk(k, prompt_of(k * per / FPS)))
 
 
 @torch.no_grad()
@@ -149,7 +179,10 @@ def evaluate_models(
         rows["vae_reconstruction"].append(score(reconstruct(first, clip.reference(), gt[:n]), clip, judge=judge))
         for name, (model, kw) in models.items():
             t = time.perf_counter()
-            frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), n, seed=i, **kw)
+            kw = dict(kw)
+            prompt_of = lambda s: prompt_at(clip, s)  # noqa: E731
+            kw["motion_of"] = motion_for(model, clip, clip.audio, prompt_of, i, kw.pop("motion", "engine"))
+            frames = stream(model, clip.reference(), clip.audio, prompt_of, n, seed=i, **kw)
             rows[name].append(score(frames, clip, judge=judge))
             log(f"clip {i} ({clip.voice.name}) {name}: {rows[name][-1]} [{time.perf_counter() - t:.1f} s]")
     return {name: summarise(r) for name, r in rows.items()}
@@ -194,7 +227,10 @@ def drift(
     p = model.preset
     clip = drift_clip(seed, max(marks_s), p.video.width, p.video.height, engine)
     t = time.perf_counter()
-    frames = stream(model, clip.reference(), clip.audio, lambda s: prompt_at(clip, s), clip.frames, seed=seed, **kw)
+    kw = dict(kw)
+    prompt_of = lambda s: prompt_at(clip, s)  # noqa: E731
+    kw["motion_of"] = motion_for(model, clip, clip.audio, prompt_of, seed, kw.pop("motion", "engine"))
+    frames = stream(model, clip.reference(), clip.audio, prompt_of, clip.frames, seed=seed, **kw)
     log(f"drift stream: {len(frames) / FPS:.0f} s of video in {time.perf_counter() - t:.0f} s")
     out = {}
     for m in marks_s:

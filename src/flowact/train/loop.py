@@ -266,7 +266,7 @@ def build(run: TrainRun, device: torch.device | str | None = None) -> tuple[Flow
     if run.init is not None:
         # what a stage may grow that the init predates: the vae/decoder stages the decoder's
         # reference branch, the lips/visemes stages the lip refiner, the transformer stages the
-        # audio injection (the branch and the injection start at zero: the init's output)
+        # audio and motion injections (the branch and the injections start at zero: the init's output)
         new_ok = (
             tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH)
             if run.stage in ("vae", "decoder")
@@ -274,7 +274,7 @@ def build(run: TrainRun, device: torch.device | str | None = None) -> tuple[Flow
             if run.stage in ("lips", "visemes")
             else ("audio.",)
             if run.stage == "audio"
-            else ("dit.audio_inject.",)
+            else ("dit.audio_inject.", "dit.motion_in.", "dit.motion_map")
         )
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:

@@ -139,6 +139,19 @@ class Objective:
         tok = self.model.text(prompts)
         return tok.view(len(samples), chunks, *tok.shape[1:])
 
+    def motion(self, samples: list[Sample]) -> torch.Tensor | None:
+        """(b, frames, model.motion_inject): the world's motion of every frame (`video_motion`), for a
+        model that reads it; None for one that does not."""
+        if not self.preset.model.motion_inject:
+            return None
+        if any(s.motion is None for s in samples):
+            raise FlowactError(
+                "this preset's video model reads the world's motion: a latent cache built with --labels "
+                "(since 2026-12-06)"
+            )
+        dev = next(self.model.dit.parameters()).device
+        return torch.from_numpy(np.stack([s.motion for s in samples])).to(dev)
+
     @torch.no_grad()
     def latents(self, samples) -> torch.Tensor:
         dev = next(self.model.vae.parameters()).device

@@ -30,6 +30,7 @@ class Sample:
     place: np.ndarray | None = (
         None  # float32 (H, W) in [0, 1]: where the mouth is drawn in the window, open or not (synthetic world only)
     )
+    motion: np.ndarray | None = None  # float32 (frames, 24): world/motion_vector.py video_motion (synthetic world only)
     latent_mouth: np.ndarray | None = (
         None  # float32 (latents, h, w) in [0, 1]: the open mouth on the latent grid (a latent cache of the world)
     )

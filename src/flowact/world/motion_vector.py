@@ -13,6 +13,11 @@ breathing and shrug. Arms are not in it: a portrait photo shows no hands.
     11     brow         -1..1      raise
     12     smile        ~-0.3..1
     13-15  body_*       ~-1..1     sway x, breathing lift, shoulder lift (shrug)
+
+The drawn character's video model (the toon route) reads more: the same 16 numbers and its arms,
+`ARM_KEYS` (each arm's elbow and wrist relative to its shoulder, in units of the arm's reach, so
+that they mean the same pose on a long or a short arm). `video_motion` gives both, each relative to
+the clip's rest pose: what the video model is conditioned on (zeros: the reference pose).
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ HEAD = slice(5, 8)
 GAZE = slice(8, 10)
 BLINK, BROW, SMILE = 10, 11, 12
 BODY = slice(13, 16)
+
+
+ARM_KEYS: tuple[str, ...] = tuple(f"{arm}_{joint}_{axis}" for arm in ("left", "right") for joint in ("elbow", "wrist")
+                                  for axis in "xy")  # fmt: skip
+VIDEO_MOTION_DIM = MOTION_DIM + len(ARM_KEYS)  # what the toon route's video model reads per frame
+# the arms at rest (hanging, hands beside the hips), the mean over the world's characters (each within
+# 0.05 of it, tests/test_motion_video.py): a track's arms are moved by their difference from it
+REST_ARMS = np.array([-0.195, 0.494, -0.086, 0.95, 0.195, 0.494, 0.086, 0.95], np.float32)
 
 
 def index(key: str) -> int:
@@ -89,3 +102,21 @@ def clip_motion(clip) -> np.ndarray:
     ).astype(np.float32)
     assert out.shape[1] == MOTION_DIM, out.shape
     return out
+
+
+def arm_vector(joints: np.ndarray, character) -> np.ndarray:
+    """World joints (frames, 2 arms, 3 [shoulder, elbow, wrist], 2 xy) -> (frames, 8) in ARM_KEYS order:
+    elbow and wrist minus the shoulder, over the arm's reach (upper arm + forearm)."""
+    reach = character.upper_arm + character.forearm
+    rel = (joints[:, :, 1:] - joints[:, :, :1]) / reach  # (frames, 2, 2, 2)
+    return rel.reshape(len(joints), -1).astype(np.float32)
+
+
+def video_motion(clip) -> np.ndarray:
+    """A world clip's per-frame motion for the video model, (frames, VIDEO_MOTION_DIM) float32: the 16
+    numbers of the contract minus the reference frame's, then the arms minus the rest pose's."""
+    from .behaviour import neutral_motion
+
+    arms = arm_vector(clip.motion.joints, clip.character)
+    rest = arm_vector(neutral_motion(clip.character).joints, clip.character)
+    return np.concatenate([clip_motion(clip) - reference_motion(clip), arms - rest], axis=1).astype(np.float32)
