@@ -133,3 +133,18 @@ def test_the_rest_arms_are_every_characters_rest_pose():
     for seed in range(12):
         c = make_clip(seed, 0.5, 64, 64, split="train").character
         assert np.abs(arm_vector(neutral_motion(c).joints, c)[0] - REST_ARMS).max() < 0.05, seed
+
+
+def test_body_changes_tell_a_moving_flat_shape_from_a_ghost():
+    """A flat square moving over a flat background changes pixels fully; the same motion drawn as a
+    ghost (each frame half the square before and half the one after) changes them by part."""
+    from flowact.judge.metrics import body_changes
+
+    frames = np.full((6, 64, 64, 3), 40, np.uint8)
+    for i in range(6):
+        frames[i, 40:56, 4 + 4 * i : 20 + 4 * i] = (200, 120, 60)
+    ghost = ((frames[:-1].astype(np.float32) + frames[1:]) / 2).astype(np.uint8)
+    ghost[1::2] = np.clip(ghost[1::2].astype(np.int16) + 20, 0, 255).astype(np.uint8)  # and it flickers
+    flat, blurred = body_changes(frames), body_changes(ghost)
+    assert flat["half_change"] == 0.0 and flat["flat"] > 0.8
+    assert blurred["half_change"] > 0.3 and blurred["flat"] < flat["flat"]

@@ -107,3 +107,20 @@ def flicker(frames: np.ndarray) -> dict:
     first = np.abs(np.diff(f, axis=0)).mean() if n > 1 else 0.0
     second = np.abs(f[2:] - 2 * f[1:-1] + f[:-2]).mean() if n > 2 else 0.0
     return {"second_diff": round(float(second), 3), "first_diff": round(float(first), 3)}
+
+
+def body_changes(frames: np.ndarray, top: float = 0.5, low: float = 8.0, high: float = 64.0) -> dict:
+    """How a drawing's body region (rows from `top` of the height down) changes from frame to frame.
+    Flat-colour shapes change a pixel fully (one flat colour to another) or not at all; ghosts, smears
+    and floating debris flicker by part of that. `half_change`: the share of body pixels per frame pair
+    whose largest channel change lies in (`low`, `high`] of 255 (the world's own drawing: about 0.02).
+    `flat`: the share of body pixels whose 3x3 neighbourhood spans less than 6 levels in every channel
+    (flat colour; blur and ghosts lower it)."""
+    f = np.asarray(frames, np.float32)[:, int(top * frames.shape[1]) :]
+    n, h, w, _ = f.shape
+    d = np.abs(np.diff(f, axis=0)).max(axis=3) if n > 1 else np.zeros((0, h, w), np.float32)
+    half = float(((d > low) & (d <= high)).mean()) if n > 1 else 0.0
+    p = np.pad(f, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    hi = np.max([p[:, y : y + h, x : x + w] for y in range(3) for x in range(3)], axis=0)
+    lo = np.min([p[:, y : y + h, x : x + w] for y in range(3) for x in range(3)], axis=0)
+    return {"half_change": round(half, 5), "flat": round(float(((hi - lo).max(axis=3) < 6).mean()), 4)}

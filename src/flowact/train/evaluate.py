@@ -142,8 +142,10 @@ def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray) 
 def score(frames: np.ndarray, clip, states: bool = True, judge: str | None = None) -> dict:
     """The judge's figures for `frames` of `clip`; `judge`: its weights (None: the shipped ones)."""
     from ..judge.evaluate import evaluate_frames
+    from ..judge.metrics import body_changes
 
     n = len(frames)
+    body = body_changes(frames)
     r = evaluate_frames(
         frames, clip.audio[: n * 16_000 // FPS], clip.reference(), clip_states(clip)[:n] if states else None, judge
     )
@@ -155,6 +157,8 @@ def score(frames: np.ndarray, clip, states: bool = True, judge: str | None = Non
         "identity": r["identity"]["mean"],
         "mouth_std": r["mouth"]["open_std"],
         "flicker": r["flicker"]["second_diff"],
+        "body_half_change": body["half_change"],
+        "body_flat": body["flat"],
     }
 
 
