@@ -148,3 +148,60 @@ def test_body_changes_tell_a_moving_flat_shape_from_a_ghost():
     flat, blurred = body_changes(frames), body_changes(ghost)
     assert flat["half_change"] == 0.0 and flat["flat"] > 0.8
     assert blurred["half_change"] > 0.3 and blurred["flat"] < flat["flat"]
+
+
+def test_a_toon_preset_that_reads_motion_renders_from_the_engine_or_a_track(tmp_path):
+    """Through the CLI (random weights): the motion engine drives the video model; a given track with
+    the arms raised gives other frames; both report where the motion came from."""
+    import json
+
+    import yaml
+
+    from flowact.media.probe import read_frames
+    from flowact.world.motion_vector import REST_ARMS, neutral_vector
+    from helpers import make_inputs, run_cli
+
+    spec = yaml.safe_load(open(TINY))
+    spec["name"], spec["model"]["motion_inject"] = "tiny-motion", VIDEO_MOTION_DIM
+    preset = tmp_path / "tiny-motion.yaml"
+    preset.write_text(yaml.safe_dump(spec))
+    img, wav = make_inputs(tmp_path, seconds=1.0)
+    track = np.concatenate([np.repeat(neutral_vector()[None], 25, 0), np.repeat(REST_ARMS[None], 25, 0)], 1)
+    track[:, 16 + 3] = REST_ARMS[3] - 1.2  # the left wrist raised
+    np.save(tmp_path / "raised.npy", track)
+    frames, said = {}, {}
+    for name, extra in (("engine", []), ("raised", ["--motion", str(tmp_path / "raised.npy")])):
+        out = tmp_path / f"{name}.mp4"
+        args = ["render", "--preset", str(preset), "--random-weights", "-i", str(img), "-a", str(wav), "-o", str(out)]
+        code, stdout, err = run_cli([*args, "--json", *extra])
+        assert code == 0, err
+        said[name] = json.loads(stdout)["conditions"]
+        frames[name] = read_frames(out).astype(np.float32)
+    assert "motion engine NFE 3" in said["engine"] and "motion from the given track (25 frames)" in said["raised"]
+    assert frames["engine"].shape == frames["raised"].shape == (25, 64, 64, 3)
+    assert np.abs(frames["engine"] - frames["raised"]).mean() > 1.0
+
+
+def test_a_live_session_on_a_toon_preset_that_reads_motion(tmp_path):
+    """Live, the motion engine hears each chunk with its look-ahead (longer than the video model's ear):
+    the session runs its whole length on the tiny preset that reads motion."""
+    import yaml
+
+    from flowact.live import EventLog, LiveOptions, LiveSession
+    from flowact.routes import load_route, route_of
+    from helpers import make_inputs
+
+    spec = yaml.safe_load(open(TINY))
+    spec["name"], spec["model"]["motion_inject"] = "tiny-motion", VIDEO_MOTION_DIM
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    p = load_preset(str(tmp_path / "p.yaml"))
+    img, _ = make_inputs(tmp_path)
+    reference, face = route_of(p).load_picture(p, img)
+    route = load_route(p, random_weights=True, threads=1)
+    stream = route.stream(route.prepare(reference), 0)
+    assert stream.lookahead_samples == max(stream.audio.lookahead_samples, stream.motion.lookahead_samples)
+    events = []
+    session = LiveSession(route, reference, LiveOptions(duration=2.0, planner="none", out=tmp_path / "live.mp4"),
+                          EventLog(on_event=events.append))  # fmt: skip
+    report = session.run()
+    assert report.frames == 50 and not [e for e in events if e["event"] == "error"]
