@@ -38,7 +38,7 @@ def test_the_worlds_motion_holds_the_arms_relative_to_the_rest_pose():
 
 def test_the_motion_reaches_the_frames_and_none_is_the_rest_pose():
     """A model that reads the motion (random weights): another arm pose gives other latents; no
-    motion equals the rest pose (zeros); a zero map (grown on older weights) ignores the motion."""
+    motion equals the rest pose (zeros); a zero output map (grown on older weights) ignores the motion."""
     p = moving()
     m = FlowActModel(p)
     m.init_random(0)
@@ -60,7 +60,7 @@ def test_the_motion_reaches_the_frames_and_none_is_the_rest_pose():
     assert torch.equal(chunk(None), chunk(rest))
     assert float((chunk(raised) - chunk(rest)).abs().max()) > 1e-3
     with torch.no_grad():
-        m.dit.motion_map.zero_()
+        m.dit.motion_out.weight.zero_()
     assert torch.equal(chunk(raised), chunk(rest))
 
 
@@ -106,10 +106,10 @@ def test_the_motion_map_grows_at_zero_and_learns(tmp_path):
     out = train(run)
     assert out["steps"] == 3 and np.isfinite(out["loss_last"])
     grown = load_file(str(tmp_path / "pretrain.safetensors"))
-    assert float(grown["dit.motion_map"].abs().max()) > 0
+    assert float(grown["dit.motion_out.weight"].abs().max()) > 0
     m = FlowActModel(p)
     W.load_into(m, W.resolve(p, weights=init), new_ok=("dit.motion_",))
-    assert float(m.dit.motion_map.detach().abs().max()) == 0
+    assert float(m.dit.motion_out.weight.detach().abs().max()) == 0
 
 
 def test_a_sample_without_the_motion_is_a_clear_error():

@@ -63,7 +63,8 @@ class MMDiT(nn.Module):
 
     STREAMS = ("video", "reference", "audio", "text")
 
-    MOTION_HIDDEN = 64  # the motion's features, before each patch position's own map to the width
+    MOTION_HIDDEN = 64  # the motion's features, before each patch position's own map ...
+    MOTION_RANK = 16  # ... to this many directions of the width (about 70k parameters in all)
 
     def __init__(
         self,
@@ -107,11 +108,14 @@ class MMDiT(nn.Module):
         if cfg.motion_inject:
             if grid_tokens <= 0:
                 raise ValueError("model.motion_inject needs the patch tokens per latent frame (grid_tokens)")
-            n_in = frames_per_latent * cfg.motion_inject
-            self.motion_in = nn.Sequential(nn.Linear(n_in, self.MOTION_HIDDEN), nn.SiLU())
-            # one map per patch position (the mouth's tokens read the mouth's numbers, the arms' the arms');
-            # zero: a model grown from weights without it is unchanged until it trains
-            self.motion_map = nn.Parameter(torch.zeros(grid_tokens, self.MOTION_HIDDEN, w))
+            n_in, hid, r = frames_per_latent * cfg.motion_inject, self.MOTION_HIDDEN, self.MOTION_RANK
+            self.motion_in = nn.Sequential(nn.Linear(n_in, hid), nn.SiLU())
+            # each patch position its own map of the motion's features (the mouth's tokens read the mouth's
+            # numbers, the arms' the arms'), into a few directions of the width shared by all positions
+            # (`motion_out`, zero: a model grown from weights without it is unchanged until it trains)
+            self.motion_map = nn.Parameter(torch.randn(grid_tokens, hid, r) * hid**-0.5)
+            self.motion_out = nn.Linear(r, w, bias=False)
+            nn.init.zeros_(self.motion_out.weight)
 
     def inject_audio(self, video: torch.Tensor, audio: torch.Tensor | None, frames: int) -> torch.Tensor:
         """video (b, frames * per, width) embedded tokens, frame-major; audio (b, frames *
@@ -126,12 +130,13 @@ class MMDiT(nn.Module):
     def inject_motion(self, video: torch.Tensor, motion: torch.Tensor | None, frames: int) -> torch.Tensor:
         """video (b, frames * per, width) embedded tokens, frame-major; motion (b, frames *
         frames_per_latent, motion_inject). With model.motion_inject, patch token p of latent frame f gets
-        motion_map[p] applied to the features of frame f's video frames' motion (None: the rest pose)."""
+        motion_out(motion_map[p] applied to the features of frame f's video frames' motion) (None: the
+        rest pose)."""
         if not self.cfg.motion_inject or motion is None:
             return video
         b = video.shape[0]
         h = self.motion_in(motion.reshape(b, frames, -1).to(video.dtype))  # (b, frames, hidden)
-        add = torch.einsum("bfh,phw->bfpw", h, self.motion_map.to(video.dtype))
+        add = self.motion_out(torch.einsum("bfh,phr->bfpr", h, self.motion_map.to(video.dtype)))
         return video + add.reshape_as(video)
 
     def embed_chunk(self, latents, audio, text, video_stream: str = "video", motion=None):

@@ -139,8 +139,14 @@ def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray) 
     return ((rec.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()[1:]
 
 
-def score(frames: np.ndarray, clip, states: bool = True, judge: str | None = None) -> dict:
-    """The judge's figures for `frames` of `clip`; `judge`: its weights (None: the shipped ones)."""
+def psnr(frames: np.ndarray, truth: np.ndarray) -> float:
+    err = np.mean((frames.astype(np.float32) - truth.astype(np.float32)) ** 2)
+    return round(float(10 * np.log10(255.0**2 / max(err, 1e-10))), 2)
+
+
+def score(frames: np.ndarray, clip, states: bool = True, judge: str | None = None, truth=None) -> dict:
+    """The judge's figures for `frames` of `clip`; `judge`: its weights (None: the shipped ones);
+    `truth`: the clip's own frames, for PSNR over the head (upper half) and the body (lower half)."""
     from ..judge.evaluate import evaluate_frames
     from ..judge.metrics import body_changes
 
@@ -159,6 +165,14 @@ def score(frames: np.ndarray, clip, states: bool = True, judge: str | None = Non
         "flicker": r["flicker"]["second_diff"],
         "body_half_change": body["half_change"],
         "body_flat": body["flat"],
+        **(
+            {}
+            if truth is None
+            else {
+                "psnr_head": psnr(frames[:, : frames.shape[1] // 2], truth[: len(frames), : frames.shape[1] // 2]),
+                "psnr_body": psnr(frames[:, frames.shape[1] // 2 :], truth[: len(frames), frames.shape[1] // 2 :]),
+            }
+        ),
     }
 
 
@@ -180,14 +194,15 @@ def evaluate_models(
         gt = clip.render_all()
         n = len(gt) // 4 * 4
         rows["ground_truth"].append(score(gt[:n], clip, judge=judge))
-        rows["vae_reconstruction"].append(score(reconstruct(first, clip.reference(), gt[:n]), clip, judge=judge))
+        rec = reconstruct(first, clip.reference(), gt[:n])
+        rows["vae_reconstruction"].append(score(rec, clip, judge=judge, truth=gt))
         for name, (model, kw) in models.items():
             t = time.perf_counter()
             kw = dict(kw)
             prompt_of = lambda s: prompt_at(clip, s)  # noqa: E731
             kw["motion_of"] = motion_for(model, clip, clip.audio, prompt_of, i, kw.pop("motion", "engine"))
             frames = stream(model, clip.reference(), clip.audio, prompt_of, n, seed=i, **kw)
-            rows[name].append(score(frames, clip, judge=judge))
+            rows[name].append(score(frames, clip, judge=judge, truth=gt))
             log(f"clip {i} ({clip.voice.name}) {name}: {rows[name][-1]} [{time.perf_counter() - t:.1f} s]")
     return {name: summarise(r) for name, r in rows.items()}
 

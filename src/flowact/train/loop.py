@@ -274,7 +274,7 @@ def build(run: TrainRun, device: torch.device | str | None = None) -> tuple[Flow
             if run.stage in ("lips", "visemes")
             else ("audio.",)
             if run.stage == "audio"
-            else ("dit.audio_inject.", "dit.motion_in.", "dit.motion_map")
+            else ("dit.audio_inject.", "dit.motion_")
         )
         W.load_into(model, W.resolve(run.preset, weights=run.init), new_ok=new_ok)
     else:
