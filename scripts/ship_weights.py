@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument("--decoder", type=Path)
     ap.add_argument("--preset", type=Path, default=ROOT / "presets" / "toon-128.yaml")
     ap.add_argument(
-        "--budget-mb", type=float, default=40.0, help="all bundled .safetensors together must stay under this"
+        "--budget-mb", type=float, default=48.0, help="all bundled .safetensors together must stay under this"
     )
     ap.add_argument(
         "--out",

@@ -82,7 +82,7 @@ def test_a_bad_track_is_refused_naming_the_file_and_the_line(tmp_path):
         load_motion(tmp_path / "nope.npy")
 
 
-def test_a_track_drives_the_photo_and_the_toon_route_says_it_cannot(tmp_path):
+def test_a_track_drives_the_photo_and_the_toon_route(tmp_path):
     photo = tmp_path / "face.png"
     Image.open(ROOT / "examples" / "astronaut.jpg").convert("RGB").crop((100, 0, 420, 320)).resize((256, 256)).save(
         photo
@@ -105,6 +105,9 @@ def test_a_track_drives_the_photo_and_the_toon_route_says_it_cannot(tmp_path):
     moved = np.abs(frames["open"] - frames["rest"]).mean(axis=(0, 3))
     assert still < 4.0, still  # the rest pose leaves the photo as it is (up to H.264)
     assert moved.max() > 40 and moved[:80].mean() < 1.0  # the mouth opens; the eyes and forehead stay
-    code, _, err = run_cli(["render", "-i", str(ROOT / "examples" / "character_1.png"), "-a", str(wav), "-o",
-                            str(tmp_path / "t.mp4"), "--motion", str(tmp_path / "open.npy")])  # fmt: skip
-    assert code == 2 and "toon-128's draws from the audio alone" in err
+    # the toon-128 video model reads the motion too; a preset whose model does not says so
+    toon = ["-i", str(ROOT / "examples" / "character_1.png"), "-a", str(wav), "--motion", str(tmp_path / "open.npy")]
+    code, stdout, err = run_cli(["render", *toon, "-o", str(tmp_path / "t.mp4"), "--json"])
+    assert code == 0 and "motion from the given track (20 frames)" in json.loads(stdout)["conditions"], err
+    code, _, err = run_cli(["render", "--preset", "toon-256", *toon, "-o", str(tmp_path / "t256.mp4")])
+    assert code == 2 and "toon-256's draws from the audio alone" in err

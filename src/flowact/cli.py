@@ -100,8 +100,8 @@ def render(
     motion: Optional[Path] = typer.Option(
         None,
         "--motion",
-        help="Drive the picture with this per-frame motion track (.npy, .csv or .jsonl; 16 numbers a frame, "
-        "docs/usage.md) instead of the motion engine. Photo route.",
+        help="Drive the picture with this per-frame motion track (.npy, .csv or .jsonl; 16 numbers a frame, or "
+        "24 with the arms; docs/usage.md) instead of the motion engine. Photo route and toon-128.",
     ),
     max_seconds: Optional[float] = typer.Option(
         None, "--seconds", help="Render only the first S seconds of the audio."

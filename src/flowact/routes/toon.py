@@ -26,6 +26,7 @@ from ..options import Int8Mode
 from ..precision import choose_dtype
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
 from ..stream.motion import MotionSource
+from ..world.motion_vector import video_input
 from .base import Chunk, ChunkStream, LoadOptions, Route, pick_device
 
 INT8_MODES = tuple(m.value for m in Int8Mode)
@@ -52,6 +53,8 @@ class ToonRoute(Route):
         super().__init__(preset, source, device, dtype, threads)
         self.model = model
         self.engine = engine  # the motion engine (stream/motion.py), for a video model that reads motion
+        if engine is not None:
+            self.stages = ("audio", "reference", "motion", "transformer", "decode", "encode")
         self.dtype_why = dtype_why  # how the dtype was chosen: --dtype, preset, or auto (CPU bf16 check)
         self.int8 = int8  # "on", "off", or "off (why)": the transformer's block linears (model/quant.py)
         self.text = TextTrack(model)  # prompts encoded once per route, shared by its streams
@@ -227,18 +230,6 @@ def _motion_engine(preset, source):
     if source.kind == "random":
         return MotionEngine(MotionDiT(MotionConfig()).eval().requires_grad_(False))
     return MotionEngine.load()
-
-
-def video_input(motion: np.ndarray) -> np.ndarray:
-    """A motion track's frames (frames, 16: the contract; or 24: with the arms, ARM_KEYS) -> what the video
-    model reads (frames, 24): each number minus the rest pose's (arms at rest where the track has none)."""
-    from ..world.motion_vector import MOTION_DIM, REST_ARMS, neutral_vector
-
-    out = np.zeros((len(motion), MOTION_DIM + len(REST_ARMS)), np.float32)
-    out[:, :MOTION_DIM] = motion[:, :MOTION_DIM] - neutral_vector()
-    if motion.shape[1] > MOTION_DIM:
-        out[:, MOTION_DIM:] = motion[:, MOTION_DIM:] - REST_ARMS
-    return out
 
 
 def seq_parallel_facts(preset, ranks: int) -> dict:

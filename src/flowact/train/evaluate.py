@@ -122,8 +122,8 @@ def motion_for(model: FlowActModel, clip, audio: np.ndarray, prompt_of, seed: in
         return labels
     if source != "engine":
         raise ValueError(f"motion source '{source}' (engine or labels)")
-    from ..routes.toon import video_input
     from ..stream.motion import MotionEngine, MotionSource
+    from ..world.motion_vector import video_input
 
     src = MotionSource(MotionEngine.load(), seed, audio)
     return lambda k: video_input(src.chunk(k, prompt_of(k * per / FPS)))

@@ -120,3 +120,13 @@ def video_motion(clip) -> np.ndarray:
     arms = arm_vector(clip.motion.joints, clip.character)
     rest = arm_vector(neutral_motion(clip.character).joints, clip.character)
     return np.concatenate([clip_motion(clip) - reference_motion(clip), arms - rest], axis=1).astype(np.float32)
+
+
+def video_input(motion: np.ndarray) -> np.ndarray:
+    """A motion track's frames (frames, 16: the contract; or 24: with the arms, ARM_KEYS) -> what the video
+    model reads (frames, 24): each number minus the rest pose's (arms at rest where the track has none)."""
+    out = np.zeros((len(motion), VIDEO_MOTION_DIM), np.float32)
+    out[:, :MOTION_DIM] = motion[:, :MOTION_DIM] - neutral_vector()
+    if motion.shape[1] > MOTION_DIM:
+        out[:, MOTION_DIM:] = motion[:, MOTION_DIM:] - REST_ARMS
+    return out
