@@ -31,7 +31,7 @@ from flowact.model.motion import frame_windows, mel_frames
 from flowact.stream.motion import MotionEngine, MotionStream, generate, padded
 from flowact.world.behaviour import STATES
 from flowact.world.clip import clip_seed, make_clip, split_seed
-from flowact.world.motion_vector import MOTION_KEYS, clip_motion, reference_motion
+from flowact.world.motion_vector import ARM_KEYS, MOTION_KEYS, arm_vector, clip_motion, reference_motion
 
 FPS = 25
 LAGS = range(-5, 6)
@@ -80,12 +80,19 @@ def heldout_clips(count: int, seconds: float, seed: int = 777):
     ]
 
 
+def labels(clip, arms: bool) -> np.ndarray:
+    """The clip's motion labels: the 16, and with `arms` the 8 arm numbers (absolute, as an engine makes them)."""
+    m = clip_motion(clip)
+    return np.concatenate([m, arm_vector(clip.motion.joints, clip.character)], 1) if arms else m
+
+
 def lip_sync(engine, clips, with_behaviour: bool) -> dict:
     gens, labs = [], []
+    arms = engine.cfg.arms > 0
     for i, clip in enumerate(clips):
         prompts, states = chunk_behaviour(clip) if with_behaviour else (None, None)
         gens.append(generate(engine, clip.audio, reference_motion(clip), prompts, seed=i, states_per_chunk=states))
-        labs.append(clip_motion(clip))
+        labs.append(labels(clip, arms))
     out = {}
     keep = [~label_gap(lb) for lb in labs]
     for j, key in enumerate(MOUTH_KEYS):
@@ -139,10 +146,11 @@ def ear_reading(engine, clips) -> dict:
 
 
 def behaviour_report(engine, clips, gens, labs, train_clips) -> dict:
-    # nearest-centroid state classifier on labelled training clips' chunk features
+    # nearest-centroid state classifier on labelled training clips' chunk features (with the arms where the
+    # engine makes them)
     feats, ys = [], []
     for clip in train_clips:
-        f = chunk_features(clip_motion(clip))
+        f = chunk_features(labels(clip, gens[0].shape[1] > 16))
         feats.append(f)
         ys.append([STATES.index(s) for s in chunk_behaviour(clip)[1][: len(f)]])
     f, y = np.concatenate(feats), np.concatenate(ys)
@@ -196,7 +204,7 @@ def behaviour_report(engine, clips, gens, labs, train_clips) -> dict:
 def drift(engine, seconds: float = 60.0) -> dict:
     clip = make_clip(split_seed(clip_seed(999, 0), "heldout"), seconds, 128, 128, split="heldout")
     prompts, states = chunk_behaviour(clip)
-    g = generate(engine, clip.audio, reference_motion(clip), prompts, seed=0, states_per_chunk=states)
+    g = generate(engine, clip.audio, reference_motion(clip), prompts, seed=0, states_per_chunk=states)[:, :16]
     lab = clip_motion(clip)
     ten = 10 * FPS
     first, last = g[:ten], g[-ten:]
@@ -286,6 +294,13 @@ def main():
     report["lip_sync_heldout (prompt + state)"] = lips
     report["lip_sync_heldout (audio only)"] = lip_sync(engine, clips, with_behaviour=False)[0]
     report["ear_alone_heldout r_lag0"] = ear_reading(engine, clips)
+    if engine.cfg.arms:
+        report["arms_heldout r_lag0 (prompt + state)"] = {
+            k: round(lagged([g[:, 16 + j] for g in gens], [lb[:, 16 + j] for lb in labs], 0), 3)
+            for j, k in enumerate(ARM_KEYS)
+        }
+        report["behaviour_heldout (with the arms)"] = behaviour_report(engine, clips, gens, labs, train_clips)
+        gens, labs = [g[:, :16] for g in gens], [lb[:, :16] for lb in labs]
     report["behaviour_heldout"] = behaviour_report(engine, clips, gens, labs, train_clips)
     report["drift_60s"] = drift(engine)
     report["arctic_a0007 mouth_open vs loudness"] = arctic(engine)

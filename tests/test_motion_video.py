@@ -205,3 +205,31 @@ def test_a_live_session_on_a_toon_preset_that_reads_motion(tmp_path):
                           EventLog(on_event=events.append))  # fmt: skip
     report = session.run()
     assert report.frames == 50 and not [e for e in events if e["event"] == "error"]
+
+
+def test_an_engine_that_makes_arms_streams_24_numbers_and_the_photo_keeps_16():
+    """MotionConfig(arms=8): the engine makes the 16 and the arms (in -1..1); a 16-number rest pose is
+    given the resting arms; the photo route's stream takes the 16."""
+    from flowact.model.motion import MotionConfig, MotionDiT
+    from flowact.stream.motion import MotionEngine, MotionSource, MotionStream
+    from flowact.world.motion_vector import REST_ARMS, neutral_vector
+
+    torch.manual_seed(0)
+    engine = MotionEngine(MotionDiT(MotionConfig(arms=8)).eval().requires_grad_(False))
+    stream = MotionStream(engine, neutral_vector(), seed=1)
+    assert torch.allclose(stream.reference[0, 16:], torch.from_numpy(REST_ARMS))
+    a, b = stream.audio_span(0)
+    m = stream.chunk(0, np.zeros(b - a, np.float32))
+    assert m.shape == (8, 24) and np.abs(m[:, 16:]).max() <= 1.0
+    source = MotionSource(engine, 0, np.zeros(16_000, np.float32))
+    assert source.chunk(0).shape == (8, 24)
+
+
+def test_the_motion_cache_holds_the_arms(tmp_path):
+    from flowact.train.motion_data import ClipCache, build_cache
+
+    cache = ClipCache(build_cache(tmp_path / "c.npz", 2, seconds=2.0))
+    assert cache.motion.shape[-1] == 24 and cache.reference.shape[-1] == 24
+    mean, scale = cache.statistics(24)
+    assert mean.shape == scale.shape == (24,) and (scale >= 0.05).all()
+    assert np.allclose(cache.statistics(16)[0], mean[:16])

@@ -155,6 +155,12 @@ def train(
             "-30 to +8 dB), so human recordings sound familiar."
         ),
     ),
+    arms: bool = typer.Option(
+        False,
+        "--arms",
+        help="motion-* stages started without --init: the engine also makes the 8 arm numbers (ARM_KEYS) after "
+        "the 16, which the toon route's video model reads (docs/motion-video.md).",
+    ),
     only: Optional[str] = typer.Option(
         None,
         "--only",
@@ -236,7 +242,7 @@ def train(
 
         settings = MotionSettings(teacher_steps=teacher_steps, guidance=guidance)
         run = _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher, resume, save_every,
-                          distributed or launched(), settings)  # fmt: skip
+                          distributed or launched(), settings, arms)  # fmt: skip
         train, distributed = train_motion, run.distributed
     else:
         run = TrainRun(
@@ -299,9 +305,10 @@ def train(
 
 
 def _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher, resume, save_every, distributed,
-                settings):  # fmt: skip
+                settings, arms=False):  # fmt: skip
     """A motion engine stage's run (train/motion.py; on the CPU, the model is small; under torchrun
     on gloo ranks). --data: synth[:SEED] or a motion cache .npz."""
+    from .model.motion import MotionConfig
     from .train.motion import MotionRun
 
     cache_file = None
@@ -311,9 +318,10 @@ def _motion_run(stage, data, out, steps, batch, lr, warmup, seed, init, teacher,
         cache_file = Path(data)
         if not cache_file.is_file():
             raise FlowactError(f"--data for a motion stage is synth[:SEED] or a motion cache .npz, got '{data}'")
+    config = MotionConfig(arms=8 if arms else 0)
     return MotionRun(stage=stage, out=out, steps=steps, batch=batch, lr=lr, warmup=warmup, seed=seed, init=init,
                      teacher=teacher, resume=resume, save_every=save_every, cache=cache_file,
-                     distributed=distributed, settings=settings)  # fmt: skip
+                     distributed=distributed, settings=settings, config=config)  # fmt: skip
 
 
 def cache(

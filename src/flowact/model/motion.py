@@ -76,6 +76,13 @@ class MotionConfig:
     vocab: int = 128  # hashed prompt words (model/text.py tokenize)
     rope_theta: float = 100.0
     states: tuple[str, ...] = field(default=STATES)
+    # arm numbers after the contract's 16 (world/motion_vector.py ARM_KEYS: 8), for the video model; 0: none
+    arms: int = 0
+
+    @property
+    def dim(self) -> int:
+        """Numbers a frame the engine makes: the contract's 16, then its arms."""
+        return MOTION_DIM + self.arms
 
     @property
     def context(self) -> int:
@@ -305,17 +312,17 @@ class MotionDiT(nn.Module):
         self.audio_in = nn.Linear(feat, w)
         self.audio_local = nn.Linear(feat, w)  # frame f's audio straight into motion token f
         self.audio_null = nn.Parameter(torch.zeros(feat))  # "no audio" (guidance)
-        self.motion_in = nn.Linear(MOTION_DIM, w)
+        self.motion_in = nn.Linear(cfg.dim, w)
         self.ref_embed = nn.Parameter(torch.zeros(w))
         self.state_embed = nn.Embedding(len(cfg.states) + 1, w)  # 0: no state given
         self.words = nn.EmbeddingBag(cfg.vocab, w, mode="mean", padding_idx=0)
         self.t_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
         self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
         self.final_mod = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
-        self.out = nn.Linear(w, MOTION_DIM)
+        self.out = nn.Linear(w, cfg.dim)
         self.blocks = nn.ModuleList(Block(w, cfg.heads, cfg.mlp_ratio, STREAMS) for _ in range(cfg.depth))
-        self.register_buffer("mean", torch.zeros(MOTION_DIM))
-        self.register_buffer("scale", torch.ones(MOTION_DIM))
+        self.register_buffer("mean", torch.zeros(cfg.dim))
+        self.register_buffer("scale", torch.ones(cfg.dim))
         for lin in (self.out, self.final_mod[1], self.adaln[1]):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)

@@ -16,7 +16,7 @@ from .. import weights as W
 from ..errors import FlowactError
 from ..media.image import fit_within
 from ..stream.motion import MotionSource
-from ..world.motion_vector import MOUTH
+from ..world.motion_vector import MOTION_DIM, MOUTH
 from .base import Chunk, ChunkStream, LoadOptions, Route, pick_device
 from .toon import default_threads
 
@@ -160,7 +160,8 @@ class PhotoStream(ChunkStream):
 
     def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
         with self.timed("motion"):
-            return Chunk(index, self.source.chunk(index, prompt, state, pcm, lookahead), keep)
+            # the contract's 16 numbers (an engine that also makes arms: the photo has none to move)
+            return Chunk(index, self.source.chunk(index, prompt, state, pcm, lookahead)[:, :MOTION_DIM], keep)
 
     def live_parts(self, index, prompt, state, pcm, lookahead, start: int = 0):
         """The first frame alone, then three, then the rest: the live loop shows a chunk's first frame once

@@ -108,10 +108,16 @@ class MotionStream:
             from ..world.motion_vector import neutral_vector
 
             reference = neutral_vector()
-        reference = torch.as_tensor(np.asarray(reference, np.float32))
-        if reference.shape[-1] != MOTION_DIM:
+        reference = np.asarray(reference, np.float32)
+        if reference.shape[-1] not in (MOTION_DIM, cfg.dim):
             raise FlowactError(f"reference motion must have {MOTION_DIM} numbers, got {reference.shape[-1]}")
-        self.reference = reference.reshape(-1, MOTION_DIM).to(dev)
+        if reference.shape[-1] < cfg.dim:  # an engine that makes arms: they rest
+            from ..world.motion_vector import REST_ARMS
+
+            rest = np.broadcast_to(REST_ARMS[: cfg.arms], (*reference.shape[:-1], cfg.arms))
+            reference = np.concatenate([reference, rest], -1)
+        self.reference = torch.as_tensor(reference).reshape(-1, cfg.dim).to(dev)
+        self.low, self.high = _ranges(cfg.dim)
         b = self.batch = self.reference.shape[0]
         self.generator = torch.Generator(device=dev).manual_seed(int(seed))
         self.bank = MemoryBank(self.layout, cfg.depth, cfg.heads, cfg.width // cfg.heads, b, dev)
@@ -175,7 +181,8 @@ class MotionStream:
         return tok
 
     def chunk(self, index: int, audio: np.ndarray, prompt: str | None = None, state: str | None = None) -> np.ndarray:
-        """Motion of frames [8 index, 8 index + 8): (8, 16) float32 in the contract's ranges.
+        """Motion of frames [8 index, 8 index + 8): (8, 16) float32 in the contract's ranges (8, 24 for an
+        engine that makes arms: the arm numbers after the 16, -1..1).
         `audio`: exactly the samples of `audio_span(index)` (zero-padded outside the recording)."""
         if index != self.next_index:
             raise FlowactError(f"motion chunks come in order: expected chunk {self.next_index}, got {index}")
@@ -189,11 +196,11 @@ class MotionStream:
                 self._ear_stats,
                 with_stats=True,
             )
-            noise = torch.randn((1, self.chunk_frames, MOTION_DIM), generator=self.generator, device=feat.device)
+            noise = torch.randn((1, self.chunk_frames, self.cfg.dim), generator=self.generator, device=feat.device)
             noise[..., MOUTH] *= self.engine.mouth_noise
             x = self.denoise(feat, self._behaviour_token(prompt, state), noise)
             motion = self.model.denormalise(x, self.reference)[0].cpu().numpy()
-        return np.clip(motion, LOW, HIGH)
+        return np.clip(motion, self.low, self.high)
 
     def denoise(self, feat: torch.Tensor, behaviour: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The hot path, pure tensors: the next chunk's normalised motion (batch, C, 16) from its audio
@@ -234,6 +241,12 @@ class MotionStream:
         return x
 
 
+def _ranges(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The contract's ranges of `dim` numbers: the 16's, then -1..1 for the arms."""
+    arms = np.ones(dim - MOTION_DIM, np.float32)
+    return np.concatenate([LOW, -arms]), np.concatenate([HIGH, arms])
+
+
 def _copied(stats):
     """The ear's running sums (a tuple of tensors, or None), copied."""
     return None if stats is None else tuple(t.clone() for t in stats)
@@ -267,7 +280,7 @@ def generate(
         prompt = prompts_per_chunk[min(i, len(prompts_per_chunk) - 1)] if prompts_per_chunk else None
         state = states_per_chunk[min(i, len(states_per_chunk) - 1)] if states_per_chunk else None
         out.append(stream.chunk(i, padded(audio_16k, stream.audio_span(i)), prompt, state))
-    return np.concatenate(out)[:frames] if out else np.zeros((0, MOTION_DIM), np.float32)
+    return np.concatenate(out)[:frames] if out else np.zeros((0, engine.cfg.dim), np.float32)
 
 
 class MotionSource:

@@ -80,9 +80,10 @@ def conditioning(model: MotionDiT, b: Batch, chunks: torch.Tensor | None = None,
 
 
 def flow_loss(v: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    w = torch.ones(16)
+    n = v.shape[-1]
+    w = torch.ones(n)
     w[:VISEMES] = MOUTH_WEIGHT
-    return ((v - target) ** 2 * w).mean() * 16 / w.sum()
+    return ((v - target) ** 2 * w).mean() * n / w.sum()
 
 
 # -- the stages ----------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class PretrainStage(MotionObjective):
     def context(self, b: Batch, w: Window, g: torch.Generator) -> torch.Tensor:
         """The window's clean normalised motion (b, K, C, 16): the labels."""
         return self.model.normalise(b.motion[:, w.chunks].flatten(1, 2), b.reference).view(
-            b.motion.shape[0], len(w.chunks), -1, 16
+            b.motion.shape[0], len(w.chunks), -1, self.model.cfg.dim
         )
 
     def loss(self, b, g):
@@ -202,7 +203,7 @@ def rollout(
     with torch.no_grad():
         feat, _, beh = conditioning(model, b, torch.arange(k))
         for j in range(k):
-            noise = ranks.randn((feat.shape[0], feat.shape[2], 16), g)
+            noise = ranks.randn((feat.shape[0], feat.shape[2], model.cfg.dim), g)
             out.append(stream.denoise(feat[:, j], beh[:, j : j + 1], noise))
     return torch.stack(out, 1)
 
@@ -328,7 +329,7 @@ def train_motion(run: MotionRun, on_step=None) -> dict:
             model = load_model(run.init)
         else:
             model = MotionDiT(run.config)
-            mean, scale = cache.statistics()
+            mean, scale = cache.statistics(run.config.dim)
             model.mean.copy_(torch.from_numpy(mean))
             model.scale.copy_(torch.from_numpy(scale))
         teacher = None

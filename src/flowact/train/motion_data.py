@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import FlowactError
+
 from ..model.audio import HOP, N_FFT
 from ..model.motion import MEL_PER_FRAME, MotionDiT, frame_windows, mel_frames
 from ..model.text import MAX_WORDS, tokenize
@@ -20,16 +22,19 @@ from ..stream.motion import SAMPLES_PER_FRAME
 # -- the clip cache ------------------------------------------------------------------------------
 def build_cache(path: Path, clips: int, seconds: float = 8.0, seed: int = 0, on_clip=None) -> Path:
     """World clips of training characters and voices -> one npz: audio int16 (n, samples), motion
-    (n, frames, 16), reference (n, 16), state (n, frames), prompt (n, frames) indices into `prompts`."""
+    (n, frames, 24: the 16 and the arms, ARM_KEYS), reference (n, 24), state (n, frames), prompt (n,
+    frames) indices into `prompts`."""
+    from ..world.behaviour import neutral_motion
     from ..world.clip import clip_seed, make_clip, split_seed
-    from ..world.motion_vector import clip_motion, reference_motion
+    from ..world.motion_vector import arm_vector, clip_motion, reference_motion
 
     audio, motion, ref, state, prompt, prompts = [], [], [], [], [], []
     for i in range(clips):
         c = make_clip(split_seed(clip_seed(seed, i), "train"), seconds, 128, 128, split="train")
         audio.append(np.round(np.clip(c.audio, -1, 1) * 32767).astype(np.int16))
-        motion.append(clip_motion(c))
-        ref.append(reference_motion(c))
+        motion.append(np.concatenate([clip_motion(c), arm_vector(c.motion.joints, c.character)], 1))
+        rest_arms = arm_vector(neutral_motion(c.character).joints, c.character)[0]
+        ref.append(np.concatenate([reference_motion(c), rest_arms]))
         state.append(c.motion.state.astype(np.int8))
         t = (np.arange(c.frames) + 0.5) / 25.0
         ids = np.zeros(c.frames, np.int16)
@@ -62,10 +67,13 @@ class ClipCache:
         self.prompts = json.loads(str(z["prompts"]))
         self.frames = self.motion.shape[1]
 
-    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean of the motion, scale of motion - reference per number), float32 (16,)."""
-        delta = self.motion - self.reference[:, None]
-        return self.motion.reshape(-1, 16).mean(0), np.maximum(delta.reshape(-1, 16).std(0), 0.05)
+    def statistics(self, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """(mean of the motion, scale of motion - reference per number), float32 (dim,): the first `dim`."""
+        if self.motion.shape[-1] < dim:
+            have = self.motion.shape[-1]
+            raise FlowactError(f"the motion cache holds {have} numbers a frame, the model makes {dim}: build it again")
+        m, r = self.motion[..., :dim], self.reference[:, :dim]
+        return m.reshape(-1, dim).mean(0), np.maximum((m - r[:, None]).reshape(-1, dim).std(0), 0.05)
 
 
 # -- audio augmentation ------------------------------------------------------------------------
@@ -175,8 +183,8 @@ def make_batch(cache: ClipCache, model: MotionDiT, rngs: list[np.random.Generato
         wins.append(frame_windows(mel, n, cfg.window))
         f = o + np.arange(n) * r
         fi = np.arange(cache.frames)
-        mot.append(np.stack([np.interp(f, fi, cache.motion[i, :, d]) for d in range(16)], 1))
-        refs.append(cache.reference[i])
+        mot.append(np.stack([np.interp(f, fi, cache.motion[i, :, d]) for d in range(cfg.dim)], 1))
+        refs.append(cache.reference[i, : cfg.dim])
         near = np.clip(np.round(f).astype(int), 0, cache.frames - 1).reshape(k + 1, c)
         st = [np.bincount(cache.state[i, row], minlength=len(cfg.states)).argmax() + 1 for row in near]
         pr = [cache.prompts[cache.prompt[i, row[c // 2]]] for row in near]
@@ -193,7 +201,7 @@ def make_batch(cache: ClipCache, model: MotionDiT, rngs: list[np.random.Generato
     b = len(rngs)
     return Batch(
         torch.stack(wins).view(b, k + 1, c, cfg.window, -1),
-        torch.from_numpy(np.stack(mot).astype(np.float32)).view(b, k + 1, c, 16),
+        torch.from_numpy(np.stack(mot).astype(np.float32)).view(b, k + 1, c, cfg.dim),
         torch.from_numpy(np.stack(refs).astype(np.float32)),
         torch.tensor(np.array(states), dtype=torch.long),
         torch.from_numpy(np.stack(words)),
