@@ -9,7 +9,8 @@ Each --model is NAME=WEIGHTS[:steps=N,guidance=G,guide_on=audio,guide_below=T,dt
 --guide-on / --guide-below; int8=1 quantises the transformer's block linears as a CPU without native
 bf16 runs them; lips=0 drops the lip refiner, as `flowact render --no-lips`; preset=P: the model's
 own preset instead of --preset, at the same size; motion=engine|labels: for a video model that reads
-motion, the bundled motion engine's (default, what a render does) or the world's own labels).
+motion, the bundled motion engine's (default, what a render does) or the world's own labels;
+motion=PATH: the motion engine of that weights file).
 Prints one line per clip and model, then a JSON summary (also written to --out).
 Drift streams one held-out character for the longest mark, once per model given to --drift-models.
 """

@@ -106,7 +106,8 @@ def stream(
 def motion_for(model: FlowActModel, clip, audio: np.ndarray, prompt_of, seed: int, source: str = "engine"):
     """`stream`'s `motion_of` for a model that reads motion (None for one that does not): the bundled
     motion engine's from the clip's audio and prompts ("engine", what a render does), or the world's
-    own labels ("labels", as `flowact render --motion` given them)."""
+    own labels ("labels", as `flowact render --motion` given them), or the engine whose weights are at
+    `source` (a path)."""
     if not model.preset.model.motion_inject:
         return None
     per = model.preset.frames_per_chunk
@@ -120,12 +121,11 @@ def motion_for(model: FlowActModel, clip, audio: np.ndarray, prompt_of, seed: in
             return truth[rows]
 
         return labels
-    if source != "engine":
-        raise ValueError(f"motion source '{source}' (engine or labels)")
     from ..stream.motion import MotionEngine, MotionSource
     from ..world.motion_vector import video_input
 
-    src = MotionSource(MotionEngine.load(), seed, audio)
+    # "engine": the bundled one; a path: another motion engine's weights
+    src = MotionSource(MotionEngine.load(None if source == "engine" else source), seed, audio)
     return lambda k: video_input(src.chunk(k, prompt_of(k * per / FPS)))
 
 
