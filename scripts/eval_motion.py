@@ -31,7 +31,7 @@ from flowact.model.motion import frame_windows, mel_frames
 from flowact.stream.motion import MotionEngine, MotionStream, generate, padded
 from flowact.world.behaviour import STATES
 from flowact.world.clip import clip_seed, make_clip, split_seed
-from flowact.world.motion_vector import ARM_KEYS, MOTION_KEYS, arm_vector, clip_motion, reference_motion
+from flowact.world.motion_vector import ARM_KEYS, MOTION_KEYS, clip_arms, clip_motion, reference_motion
 
 FPS = 25
 LAGS = range(-5, 6)
@@ -83,7 +83,7 @@ def heldout_clips(count: int, seconds: float, seed: int = 777):
 def labels(clip, arms: bool) -> np.ndarray:
     """The clip's motion labels: the 16, and with `arms` the 8 arm numbers (absolute, as an engine makes them)."""
     m = clip_motion(clip)
-    return np.concatenate([m, arm_vector(clip.motion.joints, clip.character)], 1) if arms else m
+    return np.concatenate([m, clip_arms(clip)], 1) if arms else m
 
 
 def lip_sync(engine, clips, with_behaviour: bool) -> dict:

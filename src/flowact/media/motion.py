@@ -26,12 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowactError
-from ..world.motion_vector import ARM_KEYS, HIGH, LOW, MOTION_DIM, MOTION_KEYS
+from ..world.motion_vector import ARM_KEYS, MOTION_DIM, MOTION_KEYS, VIDEO_HIGH, VIDEO_LOW, VIDEO_MOTION_DIM
 
-WIDTHS = (MOTION_DIM, MOTION_DIM + len(ARM_KEYS))  # a frame's numbers: the contract, or with the arms
+WIDTHS = (MOTION_DIM, VIDEO_MOTION_DIM)  # a frame's numbers: the contract, or with the arms
 ALL_KEYS = MOTION_KEYS + ARM_KEYS
-ALL_LOW = np.concatenate([LOW, np.full(len(ARM_KEYS), -1.0, np.float32)])
-ALL_HIGH = np.concatenate([HIGH, np.full(len(ARM_KEYS), 1.0, np.float32)])
 
 FORMATS = (".npy", ".csv", ".jsonl")
 SLACK = 1e-3  # values this far outside a key's range are rounding, clipped in silence
@@ -113,7 +111,7 @@ def _jsonl(path: Path) -> tuple[list, list]:
 
 def _checked(a: np.ndarray, where: list[str], path: Path) -> np.ndarray:
     n = a.shape[1]
-    low, high = ALL_LOW[:n], ALL_HIGH[:n]
+    low, high = VIDEO_LOW[:n], VIDEO_HIGH[:n]
     bad = ~np.isfinite(a)
     if bad.any():
         f, k = np.argwhere(bad)[0]

@@ -32,7 +32,7 @@ from ..errors import FlowactError
 from ..model.audio import HOP, N_FFT
 from ..model.block import BankAttention, BankView
 from ..model.motion import MEL_PER_FRAME, MOTION_DIM, MotionConfig, MotionDiT, empty_view, frame_windows, mel_frames
-from ..world.motion_vector import HIGH, LOW, MOUTH  # the contract's ranges (LOW, HIGH: re-exported)
+from ..world.motion_vector import HIGH, LOW, MOUTH, VIDEO_HIGH, VIDEO_LOW  # noqa: F401 (LOW, HIGH: re-exported)
 from .bank import MemoryBank
 from .sampler import EulerSampler, shifted_timesteps
 
@@ -117,7 +117,7 @@ class MotionStream:
             rest = np.broadcast_to(REST_ARMS[: cfg.arms], (*reference.shape[:-1], cfg.arms))
             reference = np.concatenate([reference, rest], -1)
         self.reference = torch.as_tensor(reference).reshape(-1, cfg.dim).to(dev)
-        self.low, self.high = _ranges(cfg.dim)
+        self.low, self.high = VIDEO_LOW[: cfg.dim], VIDEO_HIGH[: cfg.dim]
         b = self.batch = self.reference.shape[0]
         self.generator = torch.Generator(device=dev).manual_seed(int(seed))
         self.bank = MemoryBank(self.layout, cfg.depth, cfg.heads, cfg.width // cfg.heads, b, dev)
@@ -239,12 +239,6 @@ class MotionStream:
         self.bank.commit(self.next_index * self.chunk_frames)
         self.next_index += 1
         return x
-
-
-def _ranges(dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """The contract's ranges of `dim` numbers: the 16's, then -1..1 for the arms."""
-    arms = np.ones(dim - MOTION_DIM, np.float32)
-    return np.concatenate([LOW, -arms]), np.concatenate([HIGH, arms])
 
 
 def _copied(stats):

@@ -24,17 +24,15 @@ def build_cache(path: Path, clips: int, seconds: float = 8.0, seed: int = 0, on_
     """World clips of training characters and voices -> one npz: audio int16 (n, samples), motion
     (n, frames, 24: the 16 and the arms, ARM_KEYS), reference (n, 24), state (n, frames), prompt (n,
     frames) indices into `prompts`."""
-    from ..world.behaviour import neutral_motion
     from ..world.clip import clip_seed, make_clip, split_seed
-    from ..world.motion_vector import arm_vector, clip_motion, reference_motion
+    from ..world.motion_vector import clip_arms, clip_motion, reference_motion, rest_arms
 
     audio, motion, ref, state, prompt, prompts = [], [], [], [], [], []
     for i in range(clips):
         c = make_clip(split_seed(clip_seed(seed, i), "train"), seconds, 128, 128, split="train")
         audio.append(np.round(np.clip(c.audio, -1, 1) * 32767).astype(np.int16))
-        motion.append(np.concatenate([clip_motion(c), arm_vector(c.motion.joints, c.character)], 1))
-        rest_arms = arm_vector(neutral_motion(c.character).joints, c.character)[0]
-        ref.append(np.concatenate([reference_motion(c), rest_arms]))
+        motion.append(np.concatenate([clip_motion(c), clip_arms(c)], 1))
+        ref.append(np.concatenate([reference_motion(c), rest_arms(c.character)]))
         state.append(c.motion.state.astype(np.int8))
         t = (np.arange(c.frames) + 0.5) / 25.0
         ids = np.zeros(c.frames, np.int16)

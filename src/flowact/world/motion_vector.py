@@ -59,6 +59,9 @@ VIDEO_MOTION_DIM = MOTION_DIM + len(ARM_KEYS)  # what the toon route's video mod
 # the arms at rest (hanging, hands beside the hips), the mean over the world's characters (each within
 # 0.05 of it, tests/test_motion_video.py): a track's arms are moved by their difference from it
 REST_ARMS = np.array([-0.195, 0.494, -0.086, 0.95, 0.195, 0.494, 0.086, 0.95], np.float32)
+# the ranges of all 24 numbers (the contract's 16, then the arms: within reach, -1..1)
+VIDEO_LOW = np.concatenate([LOW, np.full(len(ARM_KEYS), -1.0, np.float32)])
+VIDEO_HIGH = np.concatenate([HIGH, np.full(len(ARM_KEYS), 1.0, np.float32)])
 
 
 def index(key: str) -> int:
@@ -112,14 +115,23 @@ def arm_vector(joints: np.ndarray, character) -> np.ndarray:
     return rel.reshape(len(joints), -1).astype(np.float32)
 
 
+def clip_arms(clip) -> np.ndarray:
+    """A world clip's arms, (frames, 8) float32 in ARM_KEYS order (absolute, as a track gives them)."""
+    return arm_vector(clip.motion.joints, clip.character)
+
+
+def rest_arms(character) -> np.ndarray:
+    """A character's arms at rest, (8,) float32 (within 0.05 of REST_ARMS)."""
+    from .behaviour import neutral_motion
+
+    return arm_vector(neutral_motion(character).joints, character)[0]
+
+
 def video_motion(clip) -> np.ndarray:
     """A world clip's per-frame motion for the video model, (frames, VIDEO_MOTION_DIM) float32: the 16
     numbers of the contract minus the reference frame's, then the arms minus the rest pose's."""
-    from .behaviour import neutral_motion
-
-    arms = arm_vector(clip.motion.joints, clip.character)
-    rest = arm_vector(neutral_motion(clip.character).joints, clip.character)
-    return np.concatenate([clip_motion(clip) - reference_motion(clip), arms - rest], axis=1).astype(np.float32)
+    arms = clip_arms(clip) - rest_arms(clip.character)
+    return np.concatenate([clip_motion(clip) - reference_motion(clip), arms], axis=1).astype(np.float32)
 
 
 def video_input(motion: np.ndarray) -> np.ndarray:
