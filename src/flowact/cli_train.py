@@ -128,6 +128,15 @@ def train(
             "with --labels)."
         ),
     ),
+    closed_input: float = typer.Option(
+        0.0,
+        "--closed-input",
+        help=(
+            "vae/decoder, for a decoder that reads motion (preset vae.motion): this share of the samples is "
+            "encoded from its frames drawn with the mouth at rest (the target as drawn), so the decoder learns "
+            "the mouth from the motion (--data synth only)."
+        ),
+    ),
     posterior_noise: float = typer.Option(
         1.0,
         "--posterior-noise",
@@ -233,6 +242,8 @@ def train(
         raise FlowactError(f"--guide-on must be audio+text or audio, not {guide_on!r}")
     if posterior_noise < 0:
         raise FlowactError(f"--posterior-noise is a scale >= 0 (got {posterior_noise:g})")
+    if not 0 <= closed_input <= 1 or (closed_input > 0 and stage not in ("vae", "decoder")):
+        raise FlowactError(f"--closed-input is a share in [0, 1] for the vae and decoder stages (got {closed_input:g})")
     if pixel_weight < 0 or (pixel_weight > 0 and stage not in ("pretrain", "memory")):
         raise FlowactError(
             f"--pixel-weight is a weight >= 0 for --stage pretrain or memory (got {pixel_weight:g} for {stage})"
@@ -275,6 +286,7 @@ def train(
                 augment=augment,
                 pixel_weight=pixel_weight,
                 posterior_noise=posterior_noise,
+                closed_input=closed_input,
             ),
         )
         train, distributed = run_train, run.distributed

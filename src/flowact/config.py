@@ -34,6 +34,9 @@ class VAEConfig:
     # the decoder also sees the reference image (features injected at every scale, and a
     # per-pixel blend towards it): the latent then only has to carry what changes
     ref_decoder: bool = False
+    # the decoder also reads each video frame's motion (this many numbers: world/motion_vector.py
+    # video_motion, the video model's): it draws the mouth and the moving parts from it (model/vae.py MotionTap)
+    motion: int = 0
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,8 @@ def _check(p: Preset, src: str) -> Preset:
         bad("model", "width and depth must be positive")
     if vae.temporal != 4 or vae.spatial != 8:
         bad("vae", "only spatial 8 / temporal 4 is implemented")
+    if vae.motion and vae.motion != m.motion_inject:
+        bad("vae.motion", f"must equal model.motion_inject ({m.motion_inject}): the decoder reads the video model's")
     if st.chunk_latents < 1 or st.long_term < 0 or st.long_term_stride < 1 or st.queue_chunks < 1:
         bad("stream", "chunk_latents, long_term_stride, queue_chunks must be >= 1 and long_term >= 0")
     if not 0.0 <= st.memory_noise < 1.0:

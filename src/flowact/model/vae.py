@@ -22,6 +22,16 @@ at 0.73-0.88 over the mouth's region even when the mouth opens, so it paints the
 over what the latents say (docs/experiments.md, "The reference blend hides the mouth"). The
 mouth's keep-out (`mouth`, on once trained: `mouth_on`) is a small map of where the mouth is,
 from each frame's 1/8 activations, that lifts the blend there.
+
+With `motion` (VAEConfig.motion) the decoder also reads each video frame's motion, the numbers the
+video model is conditioned on (world/motion_vector.py video_motion: mouth shape, head, gaze, blink,
+brows, body and arms, relative to the reference's pose). A latent frame stands for 4 video frames
+and the mouth covers less than one latent cell: the latents say roughly what moved, the motion says
+exactly what each frame shows. `MotionTap`s at 1/8, 1/4 and 1/2 size add to a frame's activations
+what its motion means at each place (a per-position layer over the activations and the motion:
+the activations know where the mouth or the hand is, the motion how it is). Their outputs start at
+zero: grown on a decoder without them it draws as before, and without motion (None) it reads the
+reference's pose (zeros).
 """
 
 from __future__ import annotations
@@ -166,6 +176,25 @@ class Encoder(nn.Module):
         return mean, logvar.clamp(-20, 10)
 
 
+class MotionTap(nn.Module):
+    """A frame's motion (n, e) (embedded) and activations (n, c, h, w) -> an addition to the activations:
+    out = W_o SiLU(W_x norm(x) + W_m e) at every position. The sum inside the SiLU lets a place's own
+    features (this is the mouth, the left hand) choose what the motion means there. W_o starts at zero."""
+
+    def __init__(self, ch: int, embed: int, hidden: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(8, ch)
+        self.read = nn.Conv2d(ch, hidden, 1)
+        self.motion = nn.Linear(embed, hidden)
+        self.out = nn.Conv2d(hidden, ch, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        h = self.read(self.norm(x)) + self.motion(e)[:, :, None, None].to(x.dtype)
+        return x + self.out(F.silu(h))
+
+
 class DecoderState:
     """The causal convs' past frames between streamed calls (one list per causal block),
     and, for a reference-conditioned decoder, the reference's features and pixels."""
@@ -210,6 +239,7 @@ class Decoder(nn.Module):
 
     # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
     REFERENCE_BRANCH = ("ref.", "alpha_out.", "mouth.", "mouth_on")
+    MOTION_BRANCH = ("motion_embed.", "taps.")  # the motion taps (VAEConfig.motion): grown at zero
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -234,6 +264,10 @@ class Decoder(nn.Module):
             # until trained: weights that predate it draw as before.
             self.mouth = nn.Sequential(nn.Conv2d(c0, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 1, 3, padding=1))
             self.register_buffer("mouth_on", torch.zeros(()))
+        self.motion_dim = cfg.motion
+        if cfg.motion:  # per-frame motion -> 64 features, read by one tap at 1/8, 1/4 and 1/2 size
+            self.motion_embed = nn.Sequential(nn.Linear(cfg.motion, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU())
+            self.taps = nn.ModuleList([MotionTap(c0, 64, 64), MotionTap(c1, 64, 32), MotionTap(c2, 64, 16)])
 
     @staticmethod
     def mouth_map(logits: torch.Tensor, size) -> torch.Tensor:
@@ -278,11 +312,29 @@ class Decoder(nn.Module):
         """x: frames (b*t, c, h, w) + one injection per clip (b, c, h, w)."""
         return (x.view(b, t, *x.shape[1:]) + inj[:, None]).view_as(x)
 
+    def _motion(self, motion: torch.Tensor | None, b: int, t: int, x: torch.Tensor) -> torch.Tensor | None:
+        """The taps' embedding (b*t, 64) of motion (b, t, motion_dim) (None: the reference's pose, zeros)."""
+        if not self.motion_dim:
+            return None
+        if motion is None:
+            motion = torch.zeros(b, t, self.motion_dim, device=x.device)
+        if motion.shape[0] != b or motion.shape[1] != t or motion.shape[2] != self.motion_dim:
+            want = f"{t} frames of {self.motion_dim} motion numbers"
+            raise ValueError(f"the decoder draws {want}, got motion of shape {tuple(motion.shape)}")
+        w = self.motion_embed[0].weight
+        return self.motion_embed(motion.reshape(b * t, -1).to(w.device, w.dtype))
+
     def forward(
-        self, z: torch.Tensor, state: DecoderState | None = None, reference: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        state: DecoderState | None = None,
+        reference: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`reference` (b, 3, H, W) or (b, 3, 1, H, W) in [-1, 1]: needed by a reference-
-        conditioned decoder on a stream's first call (the state keeps it afterwards).
+        conditioned decoder on a stream's first call (the state keeps it afterwards). `motion`
+        (b, frames out, VAEConfig.motion): each drawn frame's motion, for a decoder that reads it
+        (None: the reference's pose). A stream's first call draws 1 frame for its first latent.
 
         Runs on time-major frames (b*t, c, h, w) from the first layer to the last: the causal
         convs stack each frame's past on the channels, so no layer transposes time."""
@@ -304,6 +356,9 @@ class Decoder(nn.Module):
         if first:  # the stream's first latent frame stands for one video frame
             t -= 3
             x = x.view(b, 4 * n, -1, h, w)[:, 3:].reshape(b * t, -1, h, w)
+        e = self._motion(motion, b, t, x)
+        if e is not None:
+            x = self.taps[0](x, e)
         # the keep-out's logits (b*t, 1, h, w) at 1/8: when it is on, or while its map trains
         live = ref is not None and self._mouth_live()
         training_map = ref is not None and torch.is_grad_enabled() and self.mouth[-1].weight.requires_grad
@@ -313,10 +368,14 @@ class Decoder(nn.Module):
         x = up2_conv(x, self.up1)  # nearest x2, then the 3x3 conv
         if ref is not None:
             x = self._add(x, inj[1], b, t)
+        if e is not None:
+            x = self.taps[1](x, e)
         x, st.res1 = self.res1.frames(x, b, st.res1)
         x = up2_conv(x, self.up2)  # nearest x2, then the 3x3 conv
         if ref is not None:
             x = self._add(x, inj[2], b, t)
+        if e is not None:
+            x = self.taps[2](x, e)
         x = self.res2(x)
         x = up2_conv(x, self.up3)  # nearest x2, then the 3x3 conv
         if ref is not None:
@@ -370,9 +429,14 @@ class VideoVAE(nn.Module):
         return (z - m) / s * self.cfg.latent_scale
 
     def decode(
-        self, z: torch.Tensor, state: DecoderState | None = None, reference: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        state: DecoderState | None = None,
+        reference: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Latents -> video in [-1, 1]. `reference`: the stream's reference image in [-1, 1],
-        (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call."""
+        (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call.
+        `motion`: each drawn frame's motion (b, frames, VAEConfig.motion), for a decoder that reads it."""
         m, s = self._stats(z)
-        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference)
+        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference, motion)

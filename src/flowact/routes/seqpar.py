@@ -88,7 +88,7 @@ class _SendingStream(_GeneratingStream):
         self.sender = sender
 
     def draw(self, chunk: Chunk, early: bool = False):
-        self.sender.send(chunk.index, chunk.output[0])
+        self.sender.send(chunk.index, chunk.output[0], chunk.output[2])
         return iter(())
 
     def close(self) -> None:
@@ -110,7 +110,7 @@ class _ReceivingStream(ToonStream):
             raise FlowactError(f"the decode rank expected chunk {index}, got {None if item is None else item[0]}")
         with self.timed("audio"), torch.no_grad():
             mel = self.audio.chunk(index * self.C, self.C)[1]
-        return Chunk(index, (item[1], mel), keep)
+        return Chunk(index, (item[1], mel, item[2]), keep)
 
     def close(self) -> None:
         if self.dec.recv() is not None:  # the end of the stream

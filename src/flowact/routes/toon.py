@@ -204,20 +204,22 @@ class ToonStream(ChunkStream):
                 motion = torch.from_numpy(video_input(m))[None].to(self.route.device)
         with self.timed("transformer"):
             z = self.gen.chunk(index, a, text, motion)
-        return Chunk(index, (z, mel), keep)
+        # a decoder that reads motion draws the chunk's frames as it says
+        return Chunk(index, (z, mel, motion if self.route.preset.vae.motion else None), keep)
 
     def prime(self, prompts: list[str]) -> None:
         for p in prompts:
             self.route.text.tokens(p)
 
     def draw(self, chunk: Chunk, early: bool = False):
-        z, mel = chunk.output
+        z, mel, motion = chunk.output
         keep = chunk.keep
         # streaming decode is exact per latent frame: the first chunk decoded one at a time, its first
         # frames reach the writer after part of the decode, not all of it
-        for zp, mp in StreamGenerator.split_latents(z, mel) if early and chunk.index == 0 else [(z, mel)]:
+        whole = [(z, mel, motion)]
+        for zp, mp, mo in StreamGenerator.split_latents(z, mel, motion) if early and chunk.index == 0 else whole:
             with self.timed("decode"):
-                frames = self.gen.decode(zp, mp)[:keep]
+                frames = self.gen.decode(zp, mp, mo)[:keep]
             keep -= len(frames)
             yield frames
 

@@ -161,21 +161,32 @@ class StreamGenerator:
         self.bank.commit(index * self.C)
 
     @staticmethod
-    def split_latents(latents: torch.Tensor, mel_windows: torch.Tensor | None = None):
-        """A chunk's latents (1, zc, C, h, w) and mel windows (1, C, window, bins) as C
-        one-latent-frame pieces: `decode` streams exactly, so decoding them in turn gives the
+    def split_latents(
+        latents: torch.Tensor, mel_windows: torch.Tensor | None = None, motion: torch.Tensor | None = None
+    ):
+        """A chunk's latents (1, zc, C, h, w), mel windows (1, C, window, bins) and motion (1, frames, D)
+        as C one-latent-frame pieces: `decode` streams exactly, so decoding them in turn gives the
         same frames as decoding the chunk at once, and the first ones sooner."""
         n = latents.shape[2]
+        per = None if motion is None else motion.shape[1] // n
         return [
-            (latents[:, :, i : i + 1], None if mel_windows is None else mel_windows[:, i : i + 1]) for i in range(n)
+            (
+                latents[:, :, i : i + 1],
+                None if mel_windows is None else mel_windows[:, i : i + 1],
+                None if motion is None else motion[:, i * per : (i + 1) * per],
+            )
+            for i in range(n)
         ]
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None) -> np.ndarray:
-        """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). A model with a
-        lip refiner (preset `lips`) then redraws the mouth from the chunk's mel windows (1, C,
-        window, bins): what the audio track's `chunk()` gave beside the chunk's tokens."""
-        video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state)
+    def decode(
+        self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None, motion: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). A decoder that reads
+        motion (preset vae.motion) draws each frame as its motion (1, frames, D) says (None: the
+        reference's pose). A model with a lip refiner (preset `lips`) then redraws the mouth from the
+        chunk's mel windows (1, C, window, bins): what the audio track's `chunk()` gave beside the chunk's tokens."""
+        video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state, motion=motion)
         if self.model.lips is not None:
             if mel_windows is None:
                 raise ValueError(

@@ -251,16 +251,19 @@ class LatentSender:
         self._pending: list[tuple[dist.Work, torch.Tensor]] = []
 
     def _isend(self, tensor: torch.Tensor) -> None:
-        while len(self._pending) >= 2 * self.in_flight:  # a header and latents per chunk
+        while len(self._pending) >= 3 * self.in_flight:  # a header, latents (and motion) per chunk
             work, _ = self._pending.pop(0)
             work.wait()
         self._pending.append((dist.isend(tensor, self.dst), tensor))
 
-    def send(self, index: int, latents: torch.Tensor) -> None:
-        """Chunk `index`'s latents (1, zc, C, h, w), sent as float32 from their device (nccl: a GPU)."""
+    def send(self, index: int, latents: torch.Tensor, motion: torch.Tensor | None = None) -> None:
+        """Chunk `index`'s latents (1, zc, C, h, w), and its motion (1, frames, D) for a decoder that reads
+        it, sent as float32 from their device (nccl: a GPU)."""
         self.device = latents.device
         self._isend(torch.tensor([index], dtype=torch.int64, device=latents.device))
         self._isend(latents.detach().float().contiguous())
+        if motion is not None:
+            self._isend(motion.detach().float().to(latents.device).contiguous())
 
     def close(self) -> None:
         """End of stream (index -1), then wait until the decode rank has everything."""
@@ -289,8 +292,8 @@ class DecodeRank:
         ref = from_pixels(reference, self.device, self.dtype)
         self.model.vae.decode(self.model.vae.encode(ref), self.state, reference=ref)
 
-    def recv(self) -> tuple[int, torch.Tensor] | None:
-        """The next chunk (index, latents), or None at the end of the stream."""
+    def recv(self) -> tuple[int, torch.Tensor, torch.Tensor | None] | None:
+        """The next chunk (index, latents, motion (None unless the decoder reads it)), or None at the end."""
         header = torch.empty(1, dtype=torch.int64, device=self.device)
         dist.recv(header, self.src)
         index = int(header.item())
@@ -298,12 +301,19 @@ class DecodeRank:
             return None
         latents = torch.empty(self.latent_shape, dtype=torch.float32, device=self.device)
         dist.recv(latents, self.src)
-        return index, latents
+        motion = None
+        if self.model.preset.vae.motion:
+            p = self.model.preset
+            motion = torch.empty((1, p.frames_per_chunk, p.vae.motion), dtype=torch.float32, device=self.device)
+            dist.recv(motion, self.src)
+        return index, latents, motion
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None) -> np.ndarray:
+    def decode(
+        self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None, motion: torch.Tensor | None = None
+    ) -> np.ndarray:
         """`StreamGenerator.decode`: consecutive chunks -> uint8 (frames, H, W, 3)."""
-        video = self.model.vae.decode(latents.to(self.dtype), self.state)
+        video = self.model.vae.decode(latents.to(self.dtype), self.state, motion=motion)
         if self.model.lips is not None:
             if mel_windows is None:
                 raise ValueError("this model has a lip refiner: decode(latents, mel_windows) needs the mel windows")

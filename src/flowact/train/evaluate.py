@@ -20,6 +20,7 @@ from ..model import FlowActModel
 from ..stream.generator import AudioTrack, StreamGenerator, TextTrack
 from ..stream.sampler import EulerSampler, shifted_timesteps
 from ..world import FPS
+from ..world.motion_vector import video_motion
 from .sample import prompt_at as segment_prompt_at
 
 
@@ -98,7 +99,7 @@ def stream(
             noise = gen.noise(k)
             z = gen.sampler.sample(velocity, noise)
             gen.remember(k, z, a, tx, noise, m)
-        out.append(gen.decode(z, mel))
+        out.append(gen.decode(z, mel, m if p.vae.motion else None))
     return np.concatenate(out)[:frames]
 
 
@@ -130,12 +131,18 @@ def motion_for(model: FlowActModel, clip, audio: np.ndarray, prompt_of, seed: in
 
 
 @torch.no_grad()
-def reconstruct(model: FlowActModel, reference: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """The VAE's reconstruction of [reference | frames] (frames: a multiple of 4), reference dropped."""
+def reconstruct(
+    model: FlowActModel, reference: np.ndarray, frames: np.ndarray, motion: np.ndarray | None = None
+) -> np.ndarray:
+    """The VAE's reconstruction of [reference | frames] (frames: a multiple of 4), reference dropped.
+    `motion` (frames, D): the frames' motion, for a decoder that reads it (None: the reference's pose)."""
     video = np.concatenate([reference[None], frames])
     prm = next(model.vae.parameters())
     x = torch.from_numpy(video).to(prm.device, prm.dtype).div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-    rec = model.vae.decode(model.vae.encode(x), reference=x[:, :, :1])[0].float().clamp(-1, 1)
+    m = None
+    if motion is not None and model.preset.vae.motion:
+        m = torch.from_numpy(np.concatenate([np.zeros_like(motion[:1]), motion[: len(frames)]]))[None]
+    rec = model.vae.decode(model.vae.encode(x), reference=x[:, :, :1], motion=m)[0].float().clamp(-1, 1)
     return ((rec.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()[1:]
 
 
@@ -194,7 +201,7 @@ def evaluate_models(
         gt = clip.render_all()
         n = len(gt) // 4 * 4
         rows["ground_truth"].append(score(gt[:n], clip, judge=judge))
-        rec = reconstruct(first, clip.reference(), gt[:n])
+        rec = reconstruct(first, clip.reference(), gt[:n], video_motion(clip))
         rows["vae_reconstruction"].append(score(rec, clip, judge=judge, truth=gt))
         for name, (model, kw) in models.items():
             t = time.perf_counter()

@@ -268,7 +268,7 @@ def build(run: TrainRun, device: torch.device | str | None = None) -> tuple[Flow
         # reference branch, the lips/visemes stages the lip refiner, the transformer stages the
         # audio and motion injections (the branch and the injections start at zero: the init's output)
         new_ok = (
-            tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH)
+            tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH + Decoder.MOTION_BRANCH)
             if run.stage in ("vae", "decoder")
             else ("lips.",)
             if run.stage in ("lips", "visemes")
@@ -303,7 +303,7 @@ def train(run: TrainRun, on_step: Callable[[int, dict], None] | None = None, sou
             run.preset.video.width,
             run.preset.video.height,
             run.seed,
-            mouth=run.settings.mouth_weight > 0 or run.stage == "lips",
+            mouth=run.settings.mouth_weight > 0 or run.settings.closed_input > 0 or run.stage == "lips",
             speaking=run.speaking,
             video=run.stage not in ("visemes", "audio"),
         )

@@ -58,6 +58,10 @@ class StageSettings:
     # mouth, so the flow-matching target alone cannot ask the decoder for a shaped one (needs pixels:
     # a latent cache built with --frames and --labels, or --data synth)
     pixel_weight: float = 0.0
+    # vae/decoder with a decoder that reads motion (VAEConfig.motion): this share of the samples is encoded
+    # from its frames drawn with the mouth at rest (the target stays the frames as drawn), so the decoder
+    # must draw the mouth from the motion it is told, not copy it from the latents (synthetic world only)
+    closed_input: float = 0.0
 
 
 class Objective:
