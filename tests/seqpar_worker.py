@@ -23,6 +23,15 @@ def stream_inputs(model):
     return reference, AudioTrack(model, samples, "cpu"), TextTrack(model)
 
 
+def chunk_motion(model, k: int):
+    """Chunk k's motion (1, frames, D) for a preset whose video model reads it (a fixed swing), else None."""
+    p = model.preset
+    if not p.model.motion_inject:
+        return None
+    t = torch.arange(k * p.frames_per_chunk, (k + 1) * p.frames_per_chunk, dtype=torch.float32)[:, None]
+    return (0.5 * torch.sin(0.3 * t + torch.arange(p.model.motion_inject)))[None]
+
+
 def tiny_model(preset_path: str):
     from flowact.config import load_preset
     from flowact.model import FlowActModel
@@ -47,9 +56,11 @@ def main(rank: int, world: int, store: str, preset_path: str, chunks: int, decod
         dec.start(reference)
         frames = []
         while (item := dec.recv()) is not None:
-            index, latents = item
+            index, latents, motion = item
             assert index == len(frames)
-            frames.append(dec.decode(latents))
+            want = chunk_motion(model, index) if model.preset.vae.motion else None
+            assert (motion is None) == (want is None) and (motion is None or torch.equal(motion, want))
+            frames.append(dec.decode(latents, motion=motion))
         result["frames"] = frames
     else:
         gen = SeqParallelStream(model, comm, seed=0)
@@ -59,11 +70,11 @@ def main(rank: int, world: int, store: str, preset_path: str, chunks: int, decod
         with torch.no_grad():
             for k in range(chunks):
                 t0 = time.perf_counter()
-                z = gen.chunk(k, audio.tokens(k * C, C), text.tokens("speaking"))
+                z = gen.chunk(k, audio.tokens(k * C, C), text.tokens("speaking"), chunk_motion(model, k))
                 seconds.append(time.perf_counter() - t0)
                 latents.append(z)
                 if sender is not None:
-                    sender.send(k, z)
+                    sender.send(k, z, chunk_motion(model, k) if model.preset.vae.motion else None)
         if sender is not None:
             sender.close()
         result.update(

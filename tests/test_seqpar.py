@@ -22,7 +22,7 @@ from flowact.stream.cost import seq_parallel_cost
 from flowact.stream.generator import StreamGenerator
 from flowact.stream.seqpar import check_heads, token_bounds
 from helpers import TINY, make_inputs, run_cli
-from seqpar_worker import stream_inputs, tiny_model
+from seqpar_worker import chunk_motion, stream_inputs, tiny_model
 
 WORKER = Path(__file__).parent / "seqpar_worker.py"
 gloo = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="this PyTorch has no gloo backend")
@@ -68,8 +68,9 @@ def single_stream(preset: str, chunks: int):
     latents, frames = [], []
     with torch.no_grad():
         for k in range(chunks):
-            latents.append(gen.chunk(k, audio.tokens(k * C, C), text.tokens("speaking")))
-            frames.append(gen.decode(latents[-1]))
+            motion = chunk_motion(model, k)
+            latents.append(gen.chunk(k, audio.tokens(k * C, C), text.tokens("speaking"), motion))
+            frames.append(gen.decode(latents[-1], motion=motion if model.preset.vae.motion else None))
     return latents, frames, gen
 
 
@@ -144,6 +145,23 @@ def test_uneven_split_and_a_rank_without_video_tokens(tmp_path, hear):
     assert cost.sent_bytes_per_pass[0] != cost.sent_bytes_per_pass[1]  # uneven shares
     for r in range(2):
         assert ranks[r]["sent_bytes"] == cost.reference_sent_bytes[r] + chunks * cost.sent_bytes_per_chunk[r]
+
+
+@gloo
+def test_a_decode_rank_draws_each_chunk_with_its_motion(tmp_path):
+    """A video model and a decoder that read the motion: the transformer ranks hand each chunk's motion
+    to the decode rank with its latents, and it draws what the single process draws."""
+    data = yaml.safe_load(Path(TINY).read_text())
+    data["model"]["motion_inject"] = data["vae"]["motion"] = 24
+    preset = tmp_path / "tiny-motion.yaml"
+    preset.write_text(yaml.safe_dump(data))
+    chunks = 2
+    ranks = launch(tmp_path, 3, str(preset), chunks, decode=True)
+    latents, frames, gen = single_stream(str(preset), chunks)
+    check_ranks_match(ranks[:2], latents, gen)
+    for a, b in zip(ranks[2]["frames"], frames):
+        assert a.shape == b.shape == (8, 64, 64, 3)
+        assert np.abs(a.astype(int) - b).max() <= 1
 
 
 def only_presets(monkeypatch, *names):
