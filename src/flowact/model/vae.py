@@ -28,10 +28,10 @@ video model is conditioned on (world/motion_vector.py video_motion: mouth shape,
 brows, body and arms, relative to the reference's pose). A latent frame stands for 4 video frames
 and the mouth covers less than one latent cell: the latents say roughly what moved, the motion says
 exactly what each frame shows. `MotionTap`s at 1/8, 1/4 and 1/2 size add to a frame's activations
-what its motion means at each place (a per-position layer over the activations and the motion:
-the activations know where the mouth or the hand is, the motion how it is). Their outputs start at
-zero: grown on a decoder without them it draws as before, and without motion (None) it reads the
-reference's pose (zeros).
+what its motion means at each place (bilinear in the activations' features and the motion), where the
+keep-out's map finds the mouth: they draw the mouth, not the arms or the head, which stay the latents'.
+Their outputs start at zero, so grown on a decoder without them it draws as before; the reference's
+pose (zeros, or no motion given) adds nothing.
 """
 
 from __future__ import annotations
@@ -177,22 +177,29 @@ class Encoder(nn.Module):
 
 
 class MotionTap(nn.Module):
-    """A frame's motion (n, e) (embedded) and activations (n, c, h, w) -> an addition to the activations:
-    out = W_o SiLU(W_x norm(x) + W_m e) at every position. The sum inside the SiLU lets a place's own
-    features (this is the mouth, the left hand) choose what the motion means there. W_o starts at zero."""
+    """A frame's motion (n, d) and activations (n, c, h, w) -> an addition to the activations, bilinear:
+    out = W_o (SiLU(W_x norm(x)) * W_m m) at every position. A place's own features (this is the mouth)
+    choose what the motion means there, and the addition is proportional to the motion: the reference's
+    pose (zeros) adds nothing, and from the first step every gradient of W_o is the motion's (a sum
+    inside the SiLU learnt a motion-free mean mouth first and the motion not at all, docs/motion-video.md).
+    W_o starts at zero."""
 
-    def __init__(self, ch: int, embed: int, hidden: int):
+    def __init__(self, ch: int, dim: int, hidden: int):
         super().__init__()
         self.norm = nn.GroupNorm(8, ch)
         self.read = nn.Conv2d(ch, hidden, 1)
-        self.motion = nn.Linear(embed, hidden)
+        self.motion = nn.Linear(dim, hidden, bias=False)
+        nn.init.normal_(self.motion.weight, 0.0, 1.0)  # a motion number's unit swing moves a feature by about 1
         self.out = nn.Conv2d(hidden, ch, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        h = self.read(self.norm(x)) + self.motion(e)[:, :, None, None].to(x.dtype)
-        return x + self.out(F.silu(h))
+    def forward(self, x: torch.Tensor, m: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """m (n, d): the frames' motion; `where` (n, 1, h, w) in [0, 1]: where the addition counts (None:
+        everywhere)."""
+        h = F.silu(self.read(self.norm(x))) * self.motion(m)[:, :, None, None].to(x.dtype)
+        add = self.out(h)
+        return x + (add if where is None else add * where.to(x.dtype))
 
 
 class DecoderState:
@@ -239,7 +246,7 @@ class Decoder(nn.Module):
 
     # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
     REFERENCE_BRANCH = ("ref.", "alpha_out.", "mouth.", "mouth_on")
-    MOTION_BRANCH = ("motion_embed.", "taps.")  # the motion taps (VAEConfig.motion): grown at zero
+    MOTION_BRANCH = ("taps.",)  # the motion taps (VAEConfig.motion): grown at zero
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -265,9 +272,9 @@ class Decoder(nn.Module):
             self.mouth = nn.Sequential(nn.Conv2d(c0, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 1, 3, padding=1))
             self.register_buffer("mouth_on", torch.zeros(()))
         self.motion_dim = cfg.motion
-        if cfg.motion:  # per-frame motion -> 64 features, read by one tap at 1/8, 1/4 and 1/2 size
-            self.motion_embed = nn.Sequential(nn.Linear(cfg.motion, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU())
-            self.taps = nn.ModuleList([MotionTap(c0, 64, 64), MotionTap(c1, 64, 32), MotionTap(c2, 64, 16)])
+        if cfg.motion:  # each frame's motion, read by one tap at 1/8, 1/4 and 1/2 size
+            m = cfg.motion
+            self.taps = nn.ModuleList([MotionTap(c0, m, 64), MotionTap(c1, m, 32), MotionTap(c2, m, 16)])
 
     @staticmethod
     def mouth_map(logits: torch.Tensor, size) -> torch.Tensor:
@@ -313,7 +320,7 @@ class Decoder(nn.Module):
         return (x.view(b, t, *x.shape[1:]) + inj[:, None]).view_as(x)
 
     def _motion(self, motion: torch.Tensor | None, b: int, t: int, x: torch.Tensor) -> torch.Tensor | None:
-        """The taps' embedding (b*t, 64) of motion (b, t, motion_dim) (None: the reference's pose, zeros)."""
+        """The taps' motion (b*t, motion_dim) from (b, t, motion_dim) (None: the reference's pose, zeros)."""
         if not self.motion_dim:
             return None
         if motion is None:
@@ -321,8 +328,8 @@ class Decoder(nn.Module):
         if motion.shape[0] != b or motion.shape[1] != t or motion.shape[2] != self.motion_dim:
             want = f"{t} frames of {self.motion_dim} motion numbers"
             raise ValueError(f"the decoder draws {want}, got motion of shape {tuple(motion.shape)}")
-        w = self.motion_embed[0].weight
-        return self.motion_embed(motion.reshape(b * t, -1).to(w.device, w.dtype))
+        w = self.taps[0].motion.weight
+        return motion.reshape(b * t, -1).to(w.device, w.dtype)
 
     def forward(
         self,
@@ -356,26 +363,30 @@ class Decoder(nn.Module):
         if first:  # the stream's first latent frame stands for one video frame
             t -= 3
             x = x.view(b, 4 * n, -1, h, w)[:, 3:].reshape(b * t, -1, h, w)
-        e = self._motion(motion, b, t, x)
-        if e is not None:
-            x = self.taps[0](x, e)
-        # the keep-out's logits (b*t, 1, h, w) at 1/8: when it is on, or while its map trains
+        # the keep-out's logits (b*t, 1, h, w) at 1/8: when it is on, or while its map trains (from the
+        # latents' activations, before the motion's: where the mouth is, not how open)
         live = ref is not None and self._mouth_live()
         training_map = ref is not None and torch.is_grad_enabled() and self.mouth[-1].weight.requires_grad
-        mouth = self.mouth(x) if live or training_map else None
+        e = self._motion(motion, b, t, x)
+        mouth = self.mouth(x) if live or training_map or (e is not None and ref is not None) else None
+        where = None  # the taps draw where the keep-out's map finds the mouth (a decoder without one: everywhere)
+        if e is not None:
+            if mouth is not None:
+                where = [self.mouth_map(mouth, (h * s, w * s)).to(x.dtype) for s in (1, 2, 4)]
+            x = self.taps[0](x, e, None if where is None else where[0])
         # channels-last from here on: the 2-D convs at 32-128 px run ~2x faster on a CPU in it
         x = x.contiguous(memory_format=torch.channels_last)
         x = up2_conv(x, self.up1)  # nearest x2, then the 3x3 conv
         if ref is not None:
             x = self._add(x, inj[1], b, t)
         if e is not None:
-            x = self.taps[1](x, e)
+            x = self.taps[1](x, e, None if where is None else where[1].contiguous(memory_format=torch.channels_last))
         x, st.res1 = self.res1.frames(x, b, st.res1)
         x = up2_conv(x, self.up2)  # nearest x2, then the 3x3 conv
         if ref is not None:
             x = self._add(x, inj[2], b, t)
         if e is not None:
-            x = self.taps[2](x, e)
+            x = self.taps[2](x, e, None if where is None else where[2].contiguous(memory_format=torch.channels_last))
         x = self.res2(x)
         x = up2_conv(x, self.up3)  # nearest x2, then the 3x3 conv
         if ref is not None:
