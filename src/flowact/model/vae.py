@@ -20,8 +20,9 @@ a 1-channel output conv, and it reads nothing from the future, so streaming stay
 The blend has a cost at the mouth: the reference's mouth is closed, and the trained blend sits
 at 0.73-0.88 over the mouth's region even when the mouth opens, so it paints the closed mouth
 over what the latents say (docs/experiments.md, "The reference blend hides the mouth"). The
-mouth's keep-out (`mouth`, on once trained: `mouth_on`) is a small map of where the mouth is,
-from each frame's 1/8 activations, that lifts the blend there.
+mouth's keep-out (`mouth`, on once trained: `mouth_on`, how far it lifts, 0..1) is a small map of where
+the mouth is, from each frame's 1/8 activations, that lifts the blend there. Fully lifted, the lower face
+around the mouth is the decoder's own drawing, a blur; toon-128 lifts it half way (docs/motion-video.md).
 
 With `motion` (VAEConfig.motion) the decoder also reads each video frame's motion, the numbers the
 video model is conditioned on (world/motion_vector.py video_motion: mouth shape, head, gaze, blink,
@@ -396,7 +397,8 @@ class Decoder(nn.Module):
             out = F.conv2d(hid, *self._rgb_alpha(), padding=1)
             x, alpha = out[:, :3], torch.sigmoid(out[:, 3:])
             if live:  # the mouth's keep-out lifts the blend there
-                alpha = alpha * (1 - self.mouth_map(mouth, x.shape[-2:])).to(x.dtype)
+                lift = self.mouth_map(mouth, x.shape[-2:]) * self.mouth_on.float()  # mouth_on: how far, 0..1
+                alpha = alpha * (1 - lift).to(x.dtype)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
         else:
             x = self.conv_out(hid)
