@@ -1,6 +1,7 @@
 """Teach the decoder's mouth keep-out where the mouth is, and switch it on.
 
-    python scripts/train_keepout.py IN.safetensors OUT.safetensors [--steps 200] [--preset P]
+    python scripts/train_keepout.py IN.safetensors OUT.safetensors [--steps 200] [--preset P] [--lift 1.0]
+    python scripts/train_keepout.py IN.safetensors OUT.safetensors --steps 0 --lift 0.5   # only set how far
 
 The keep-out (`vae.decoder.mouth`, two 3x3 convs on each frame's 1/8 activations) lifts the decoder's
 blend towards the reference (whose mouth is closed) where the mouth is; a decoder that reads motion
@@ -8,7 +9,9 @@ draws the mouth there too (model/vae.py). Its map goes stale when the layers und
 and a stale one lifts the blend over the whole figure (a blurred character): so it is trained again
 from the world's mouth place (open or closed) on the 1/8 grid, binary cross-entropy with the mouth's
 cells weighted 10, everything else frozen; then the weighting's lift of the logits (log 10) is taken
-out of its bias, so the map reads as the chance that a cell is the mouth's, and `mouth_on` is set.
+out of its bias, so the map reads as the chance that a cell is the mouth's, and `mouth_on` is set to
+`--lift` (how far the blend is lifted there: 1 fully, and the lower face is the decoder's own blurred
+drawing; toon-128 ships 0.5). `--steps 0` trains nothing and only sets `mouth_on`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=23)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lift", type=float, default=1.0, help="vae.decoder.mouth_on: how far the blend is lifted, 0..1")
     a = ap.parse_args()
 
     from flowact import weights as W
@@ -80,10 +84,11 @@ def main() -> int:
             print(f"step {step}: bce {bce:.3f}, map on the mouth {inside:.2f}, elsewhere {outside:.3f}", flush=True)
     hook.remove()
     with torch.no_grad():
-        dec.mouth[-1].bias.sub_(math.log(POS_WEIGHT))  # calibrated: the weighting's lift taken out
-        dec.mouth_on.fill_(1.0)
+        if a.steps:
+            dec.mouth[-1].bias.sub_(math.log(POS_WEIGHT))  # calibrated: the weighting's lift taken out
+        dec.mouth_on.fill_(a.lift)
     W.save(m, a.out)
-    print(f"wrote {a.out} (keep-out on)")
+    print(f"wrote {a.out} (keep-out lifting {a.lift:g})")
     return 0
 
 

@@ -21,3 +21,6 @@ mkdir -p "$OUT"
 flowact train --stage decoder --preset "$PRESET" --data synth:17 --init "$OUT/init.safetensors" --out "$OUT" \
   --only vae.decoder.taps. --batch 4 --lr 2e-3 --warmup 20 --decay 0.4 --motion-weight 4 --mouth-weight 20 \
   --closed-input 0.5 --speaking 0.7 --steps "${STEPS:-300}" --save-every 50 --resume --threads 2
+# the keep-out lifted half way: fully lifted, the lower face around the mouth blurs (docs/motion-video.md)
+python scripts/train_keepout.py "$OUT/decoder.safetensors" "$OUT/half.safetensors" --preset "$PRESET" --steps 0 --lift 0.5
+# then: python scripts/ship_weights.py --weights "$OUT/half.safetensors" --preset presets/toon-128.yaml

@@ -85,6 +85,6 @@ def test_first_chunk_decoded_in_pieces_equals_whole():
     whole.start(ref)
     pieces.start(ref)
     want = whole.decode(z)
-    got = np.concatenate([pieces.decode(zp, mp) for zp, mp in pieces.split_latents(z, None)])
+    got = np.concatenate([pieces.decode(zp, mp, mo) for zp, mp, mo in pieces.split_latents(z, None)])
     assert len(pieces.split_latents(z, None)) == p.stream.chunk_latents
     assert got.shape == want.shape and np.abs(got.astype(int) - want.astype(int)).max() <= 1
