@@ -35,7 +35,7 @@ class VAEConfig:
     # per-pixel blend towards it): the latent then only has to carry what changes
     ref_decoder: bool = False
     # the decoder also reads each video frame's motion (this many numbers: world/motion_vector.py
-    # video_motion, the video model's): it draws the mouth and the moving parts from it (model/vae.py MotionTap)
+    # video_motion, the video model's): it draws the mouth from it (model/vae.py MotionTap)
     motion: int = 0
 
 

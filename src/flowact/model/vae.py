@@ -31,8 +31,9 @@ and the mouth covers less than one latent cell: the latents say roughly what mov
 exactly what each frame shows. `MotionTap`s at 1/8, 1/4 and 1/2 size add to a frame's activations
 what its motion means at each place (bilinear in the activations' features and the motion), where the
 keep-out's map finds the mouth: they draw the mouth, not the arms or the head, which stay the latents'.
-Their outputs start at zero, so grown on a decoder without them it draws as before; the reference's
-pose (zeros, or no motion given) adds nothing.
+Their outputs start at zero, so grown on a decoder without them it draws as before; for the reference's
+pose (zeros, or no motion given) they add only their output convs' biases there (trained: a motion-free
+change of the mouth's place).
 """
 
 from __future__ import annotations
@@ -179,11 +180,10 @@ class Encoder(nn.Module):
 
 class MotionTap(nn.Module):
     """A frame's motion (n, d) and activations (n, c, h, w) -> an addition to the activations, bilinear:
-    out = W_o (SiLU(W_x norm(x)) * W_m m) at every position. A place's own features (this is the mouth)
-    choose what the motion means there, and the addition is proportional to the motion: the reference's
-    pose (zeros) adds nothing, and from the first step every gradient of W_o is the motion's (a sum
-    inside the SiLU learnt a motion-free mean mouth first and the motion not at all, docs/motion-video.md).
-    W_o starts at zero."""
+    out = W_o (SiLU(W_x norm(x)) * W_m m) + b_o at every position. A place's own features (this is the
+    mouth) choose what the motion means there, and apart from the bias b_o the addition is proportional to
+    the motion, so from the first step every gradient of W_o is the motion's (a sum inside the SiLU learnt a
+    motion-free mean mouth first and the motion not at all, docs/motion-video.md). W_o and b_o start at zero."""
 
     def __init__(self, ch: int, dim: int, hidden: int):
         super().__init__()

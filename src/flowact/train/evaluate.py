@@ -113,8 +113,6 @@ def motion_for(model: FlowActModel, clip, audio: np.ndarray, prompt_of, seed: in
         return None
     per = model.preset.frames_per_chunk
     if source == "labels":
-        from ..world.motion_vector import video_motion
-
         truth = video_motion(clip)
 
         def labels(k):
