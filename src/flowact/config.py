@@ -37,6 +37,9 @@ class VAEConfig:
     # the decoder also reads each video frame's motion (this many numbers: world/motion_vector.py
     # video_motion, the video model's): it draws the mouth from it (model/vae.py MotionTap)
     motion: int = 0
+    # the decoder draws the arms where the motion puts them: the reference's own, cut and moved
+    # (model/arms.py; needs motion 24, the numbers with the arms)
+    arms: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,8 @@ def _check(p: Preset, src: str) -> Preset:
         bad("vae", "only spatial 8 / temporal 4 is implemented")
     if vae.motion and vae.motion != m.motion_inject:
         bad("vae.motion", f"must equal model.motion_inject ({m.motion_inject}): the decoder reads the video model's")
+    if vae.arms and (vae.motion != 24 or not vae.ref_decoder):
+        bad("vae.arms", "needs vae.motion 24 (the numbers with the arms) and ref_decoder (arms cut from the reference)")
     if st.chunk_latents < 1 or st.long_term < 0 or st.long_term_stride < 1 or st.queue_chunks < 1:
         bad("stream", "chunk_latents, long_term_stride, queue_chunks must be >= 1 and long_term >= 0")
     if not 0.0 <= st.memory_noise < 1.0:

@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import VAEConfig
+from .arms import ArmRig, arm_composite
 from .derived import derived
 from .upconv import up2_conv
 
@@ -213,6 +214,7 @@ class DecoderState:
         self.res1 = None
         self.started = False
         self.ref = None  # (injections per scale, reference pixels (b, 3, H, W))
+        self.arms = None  # the reference's arms at rest (ArmRig: joints px, pixels per unit); may be set before
 
 
 class RefPyramid(nn.Module):
@@ -248,6 +250,7 @@ class Decoder(nn.Module):
     # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
     REFERENCE_BRANCH = ("ref.", "alpha_out.", "mouth.", "mouth_on")
     MOTION_BRANCH = ("taps.",)  # the motion taps (VAEConfig.motion): grown at zero
+    ARMS_BRANCH = ("arms.",)  # the arms' rig (VAEConfig.arms): trained apart (scripts/train_rig.py)
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -276,6 +279,7 @@ class Decoder(nn.Module):
         if cfg.motion:  # each frame's motion, read by one tap at 1/8, 1/4 and 1/2 size
             m = cfg.motion
             self.taps = nn.ModuleList([MotionTap(c0, m, 64), MotionTap(c1, m, 32), MotionTap(c2, m, 16)])
+        self.arms = ArmRig() if cfg.arms else None
 
     @staticmethod
     def mouth_map(logits: torch.Tensor, size) -> torch.Tensor:
@@ -309,6 +313,8 @@ class Decoder(nn.Module):
                 [inj[0]] + [i.contiguous(memory_format=torch.channels_last) for i in inj[1:]],
                 reference.contiguous(memory_format=torch.channels_last),
             )
+            if self.arms is not None and st.arms is None:
+                st.arms = tuple(v.detach() for v in self.arms(reference))  # trained apart, not by the decoder's loss
         if st.ref is None:
             raise ValueError(
                 "this decoder is conditioned on the reference image: pass reference= on the stream's first call"
@@ -399,7 +405,15 @@ class Decoder(nn.Module):
             if live:  # the mouth's keep-out lifts the blend there
                 lift = self.mouth_map(mouth, x.shape[-2:]) * self.mouth_on.float()  # mouth_on: how far, 0..1
                 alpha = alpha * (1 - lift).to(x.dtype)
+            arms = None
+            if self.arms is not None and motion is not None:  # the reference's arms, moved (model/arms.py)
+                arms = arm_composite(ref_px[:, :3], *st.arms, motion.to(x.device))
+                if len(arms[0]):  # where the reference's arm was and is no more, the decoder's own drawing
+                    alpha = alpha.index_copy(0, arms[0], alpha[arms[0]] * (1 - arms[3]))
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
+            if arms is not None and len(arms[0]):  # the moved arms on top, as the world draws them
+                idx, cut, now = arms[0], arms[1], arms[2]
+                x = x.index_copy(0, idx, x[idx] + now * (cut - x[idx]))
         else:
             x = self.conv_out(hid)
         st.started = True

@@ -1,0 +1,166 @@
+"""Arms drawn where the motion puts them: the reference's own arms, moved.
+
+The decoder draws an arm far from the reference's pose as a faint smear (a latent cell is 8 pixels and
+an arm 10 wide; the blend towards the reference paints the resting arm back). The motion says exactly
+where each arm is. So, as the world draws them (an upper arm, a forearm and a hand, on top of everything
+else), a frame's arms are cut from the reference picture and moved, piece by piece, rigidly, to where the
+motion puts them:
+
+- `ArmRig` finds, once per stream, where the reference's arms are: each arm's shoulder, elbow and wrist
+  (pixels) and how many pixels one character unit is (the world's proportions are in those units). A
+  small convolutional net, heat maps and their centres, trained on the world's characters
+  (scripts/train_rig.py).
+- `arm_joints` moves them by a frame's motion: the shoulders by the body's sway, breathing and shrug, the
+  elbows and wrists by the arm numbers (relative to the rest pose, in units of the arm's reach).
+- `arm_composite` cuts each piece from the reference (the upper arm; the forearm with the hand) and draws
+  it at its new place, and says where an arm is now (`now`) and where the reference's arm was and is no
+  more (`vacated`: there the decoder's own drawing must show what was behind it).
+
+For a frame whose arms are where the reference has them nothing changes (the pieces fade in with the
+joints' displacement, from half a pixel to two), so weights and tracks without arm motion draw as before.
+
+The motion's layout is world/motion_vector.py's (`video_motion`): the model does not import the world;
+tests/test_arms.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BODY = slice(13, 16)  # the body's sway, breathing lift and shrug, relative to the reference (character units)
+ARMS = slice(16, 24)  # left elbow xy, left wrist xy, right elbow xy, right wrist xy: minus the rest pose's
+# the world's arm, in character units (world/draw.py _arm: capsules of these radii; the hand a disc
+# beyond the wrist), each widened by the outline
+OUTLINE = 0.005
+UPPER_R = 0.034 + OUTLINE
+FORE_R = 0.026 + OUTLINE
+HAND_R = 0.025 + OUTLINE
+HAND_AHEAD = 0.02  # the hand's centre beyond the wrist
+RIG_SIZE = 128  # the rig reads the reference at this size
+
+
+class ArmRig(nn.Module):
+    """A reference picture (b, 3, H, W) in [-1, 1] -> its arms at rest: joints (b, 2 arms [left, right],
+    3 [shoulder, elbow, wrist], 2 xy) in pixels (pixel i's centre at i + 0.5), and pixels per character
+    unit (b,). Heat maps at 1/4 size, their soft centres; the unit from the pooled features."""
+
+    JOINTS = 6
+
+    def __init__(self, width: int = 48):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(5, 24, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(24, width, 3, stride=2, padding=1)
+        )
+        self.body = nn.ModuleList([nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in (1, 2, 4, 8, 1)])
+        self.norms = nn.ModuleList([nn.GroupNorm(8, width) for _ in self.body])
+        self.heat = nn.Conv2d(width, self.JOINTS, 1)
+        self.unit = nn.Linear(width, 1)
+
+    def forward(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = ref.shape
+        x = F.interpolate(ref.float(), size=(RIG_SIZE, RIG_SIZE), mode="bilinear", align_corners=False)
+        ys = torch.linspace(-1, 1, RIG_SIZE, device=x.device)
+        coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij")[::-1])  # x, y channels
+        x = self.stem(torch.cat([x, coords.expand(b, -1, -1, -1)], 1).to(self.heat.weight.dtype))
+        for conv, norm in zip(self.body, self.norms):
+            x = x + conv(F.silu(norm(x)))
+        heat = self.heat(F.silu(x)).float()  # (b, 6, s, s)
+        s = heat.shape[-1]
+        p = heat.flatten(2).softmax(-1).view(b, self.JOINTS, s, s)
+        grid = (torch.arange(s, device=x.device, dtype=p.dtype) + 0.5) / s  # cell centres, 0..1
+        px = (p.sum(2) * grid).sum(-1) * w
+        py = (p.sum(3) * grid).sum(-1) * h
+        joints = torch.stack([px, py], -1).view(b, 2, 3, 2)
+        unit = (1.2 + 0.1 * self.unit(x.mean((2, 3)))[:, 0].float()) * h  # the world's scale is 1.12-1.26 frame heights
+        return joints, unit
+
+
+def arm_joints(rest: torch.Tensor, unit: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """The reference's arms at rest (b, 2, 3, 2) px, pixels per unit (b,), motion (b, t, 24) -> each frame's
+    joints (b, t, 2, 3, 2) px."""
+    b, t = motion.shape[:2]
+    m = motion.float()
+    shoulder0 = rest[:, :, 0]  # (b, 2, 2)
+    reach = (rest[:, :, 1] - rest[:, :, 0]).norm(dim=-1) + (rest[:, :, 2] - rest[:, :, 1]).norm(dim=-1)  # (b, 2)
+    pose0 = (rest[:, :, 1:] - shoulder0[:, :, None]) / reach[..., None, None]  # (b, 2, 2, 2)
+    body = m[..., BODY]
+    shift = unit[:, None, None] * torch.stack([body[..., 0], -(body[..., 1] + body[..., 2])], -1)  # (b, t, 2)
+    shoulder = shoulder0[:, None] + shift[:, :, None]  # (b, t, 2, 2)
+    pose = pose0[:, None] + m[..., ARMS].reshape(b, t, 2, 2, 2)
+    elbow_wrist = shoulder[:, :, :, None] + reach[:, None, :, None, None] * pose
+    return torch.cat([shoulder[:, :, :, None], elbow_wrist], 3)
+
+
+def _pieces(j: torch.Tensor, unit: torch.Tensor):
+    """Joints (n, 2, 3, 2) -> each arm's two pieces, as segments: starts (n, 4, 2), unit directions (n, 4, 2),
+    lengths (n, 4), in the order they are drawn (left upper, left forearm, right upper, right forearm)."""
+    a = torch.stack([j[:, 0, 0], j[:, 0, 1], j[:, 1, 0], j[:, 1, 1]], 1)
+    e = torch.stack([j[:, 0, 1], j[:, 0, 2], j[:, 1, 1], j[:, 1, 2]], 1)
+    d = e - a
+    length = d.norm(dim=-1).clamp_min(1e-3)
+    return a, d / length[..., None], length
+
+
+def _inside(p: torch.Tensor, a, u, length, unit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel centres p (H, W, 2) against the pieces of (n, 4, ...): each pixel's coordinates along and across
+    each piece (n, 4, H, W) and its coverage (n, 4, H, W) in [0, 1] (one pixel of soft edge)."""
+    rel = p[None, None] - a[:, :, None, None]  # (n, 4, H, W, 2)
+    along = (rel * u[:, :, None, None]).sum(-1)
+    across = rel[..., 0] * -u[:, :, None, None, 1] + rel[..., 1] * u[:, :, None, None, 0]
+    n = len(a)
+    r = torch.tensor([UPPER_R, FORE_R, UPPER_R, FORE_R], device=p.device) * unit[:, None]  # (n, 4)
+    r = r[..., None, None]
+    dist = torch.hypot(along - along.clamp(torch.zeros_like(length)[..., None, None], length[..., None, None]), across)
+    cover = (r + 0.5 - dist).clamp(0, 1)
+    # the hand: a disc ahead of the forearm's end
+    hand_at = length[:, 1::2, None, None] + HAND_AHEAD * unit[:, None, None, None]
+    hand = HAND_R * unit[:, None, None, None] + 0.5 - torch.hypot(along[:, 1::2] - hand_at, across[:, 1::2])
+    cover = cover.clone()
+    cover[:, 1::2] = torch.maximum(cover[:, 1::2], hand.clamp(0, 1))
+    assert cover.shape[:2] == (n, 4)
+    return along, across, cover
+
+
+def arm_composite(
+    ref: torch.Tensor, rest: torch.Tensor, unit: torch.Tensor, motion: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reference (b, 3, H, W), its arms at rest (b, 2, 3, 2) and pixels per unit (b,) (ArmRig), the frames'
+    motion (b, t, 24) -> (frames (n,) that moved their arms, indices into b*t; their arms cut from the reference
+    and moved (n, 3, H, W); where an arm is now (n, 1, H, W) and where the reference's was and is no more
+    (n, 1, H, W), both in [0, 1] and faded in with the displacement)."""
+    b, t = motion.shape[:2]
+    h, w = ref.shape[-2:]
+    dev = ref.device
+    joints = arm_joints(rest.float(), unit.float(), motion)  # (b, t, 2, 3, 2)
+    moved = (joints - rest[:, None].float()).norm(dim=-1).amax((2, 3))  # (b, t): the largest displacement, px
+    fade = ((moved - 0.5) / 1.5).clamp(0, 1).reshape(-1)
+    idx = torch.nonzero(fade > 0).flatten()
+    if len(idx) == 0:
+        empty = ref.new_zeros((0, 3, h, w))
+        return idx, empty, empty[:, :1], empty[:, :1]
+    clip = torch.div(idx, t, rounding_mode="floor")
+    ys, xs = torch.arange(h, device=dev) + 0.5, torch.arange(w, device=dev) + 0.5
+    p = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2): x, y
+    j_now = joints.reshape(b * t, 2, 3, 2)[idx]
+    a1, u1, l1 = _pieces(j_now, unit[clip])
+    a0, u0, l0 = _pieces(rest.float()[clip], unit[clip])
+    along, across, cover = _inside(p, a1, u1, l1, unit[clip].float())
+    _, _, cover0 = _inside(p, a0, u0, l0, unit[clip].float())
+    # the source of each piece's pixels: the same place along and across the piece at rest
+    src = (
+        a0[:, :, None, None]
+        + along[..., None] * u0[:, :, None, None]
+        + across[..., None] * torch.stack([-u0[..., 1], u0[..., 0]], -1)[:, :, None, None]
+    )  # (n, 4, H, W, 2)
+    # the piece drawn last wins where pieces overlap (left arm, then right; the upper arm, then the forearm)
+    grid = src[:, 0]
+    for k in range(1, 4):
+        grid = torch.where((cover[:, k] > 0)[..., None], src[:, k], grid)
+    now = cover.amax(1, keepdim=True)
+    gone = (cover0.amax(1, keepdim=True) - now).clamp_min(0)
+    norm = torch.stack([grid[..., 0] / w, grid[..., 1] / h], -1) * 2 - 1
+    cut = F.grid_sample(ref.float()[clip], norm, mode="bilinear", padding_mode="border", align_corners=False)
+    f = fade[idx][:, None, None, None]
+    return idx, cut.to(ref.dtype), (now * f).to(ref.dtype), (gone * f).to(ref.dtype)

@@ -1,0 +1,146 @@
+"""The arms drawn where the motion puts them (model/arms.py): the reference's own arms cut and moved by
+the motion, on the world's geometry, exact when streamed, nothing changed for arms at rest, and the
+shipped rig finding held-out characters' arms."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from flowact.config import load_preset
+from flowact.errors import FlowactError
+from flowact.model import FlowActModel
+from flowact.model.arms import ARMS, BODY, arm_composite, arm_joints
+from flowact.model.vae import DecoderState
+from flowact.stream.generator import StreamGenerator
+from flowact.world.behaviour import neutral_motion
+from flowact.world.clip import make_clip, split_seed
+from flowact.world.motion_vector import ARM_KEYS, MOTION_KEYS, VIDEO_MOTION_DIM, video_motion
+from helpers import TINY
+
+SIZE = 128
+
+
+def world_rig(clip) -> tuple[torch.Tensor, torch.Tensor]:
+    """A world clip's arms at rest (1, 2, 3, 2) px and pixels per character unit (1,): the rig's truth."""
+    j = clip.renderer.to_label_xy(neutral_motion(clip.character).joints)[0]
+    px = np.stack([(j[..., 0] - 0.5) * SIZE + SIZE / 2, j[..., 1] * SIZE], -1)
+    return torch.tensor(px, dtype=torch.float32)[None], torch.tensor([clip.character.scale * SIZE])
+
+
+def gesture_clip():
+    """A held-out clip whose arms move (waving, pointing, shrugging...): its frames and motion."""
+    for k in range(8):
+        clip = make_clip(split_seed(2000 + 16 * k, "heldout"), 4.0, SIZE, SIZE, split="heldout")
+        mo = video_motion(clip)
+        if np.abs(mo[:, ARMS]).max() > 0.3:
+            return clip, mo
+    raise AssertionError("no held-out clip with a gesture in 8")
+
+
+def test_the_layout_is_the_worlds():
+    assert MOTION_KEYS[BODY] == ("body_sway", "body_breath", "body_shrug")
+    assert ARMS.start == len(MOTION_KEYS) and ARMS.stop - ARMS.start == len(ARM_KEYS) == 8
+    assert ARM_KEYS[:4] == ("left_elbow_x", "left_elbow_y", "left_wrist_x", "left_wrist_y")
+
+
+def test_the_joints_follow_the_worlds_and_the_cut_arms_are_its_pixels():
+    """From the world's rest pose and a clip's motion, each frame's joints land on the world's own (within
+    a pixel), and the reference's arms cut and moved to a gesture look like the frame's arms."""
+    clip, mo = gesture_clip()
+    rest, unit = world_rig(clip)
+    joints = arm_joints(rest, unit, torch.from_numpy(mo)[None])[0].numpy()
+    truth = clip.renderer.to_label_xy(clip.motion.joints)
+    truth = np.stack([(truth[..., 0] - 0.5) * SIZE + SIZE / 2, truth[..., 1] * SIZE], -1)
+    assert np.abs(joints - truth).max() < 1.0, np.abs(joints - truth).max()
+    i = int(np.abs(mo[:, ARMS]).max(1).argmax())  # the frame furthest from rest
+    ref = torch.from_numpy(clip.reference().copy()).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+    idx, cut, now, gone = arm_composite(ref, rest, unit, torch.from_numpy(mo[i : i + 1])[None])
+    assert idx.tolist() == [0] and float(gone.sum()) > 20 and float(now.sum()) > 100
+    frame = torch.from_numpy(clip.render(i).copy()).float().div(127.5).sub(1).permute(2, 0, 1)
+    inside = now[0, 0] > 0.99
+    moved_err = float((cut[0] - frame).abs().mean(0)[inside].mean())
+    ref_err = float((ref[0] - frame).abs().mean(0)[inside].mean())  # the resting picture there
+    assert moved_err < 0.5 * ref_err, (moved_err, ref_err)
+    assert moved_err < 0.12, moved_err  # in [-1, 1]: 15 levels of 255 on average (outlines, the hand's shape)
+
+
+def drawing():
+    p = load_preset(TINY)
+    return dataclasses.replace(
+        p,
+        video=dataclasses.replace(p.video, width=SIZE, height=SIZE),
+        model=dataclasses.replace(p.model, motion_inject=VIDEO_MOTION_DIM),
+        vae=dataclasses.replace(p.vae, motion=VIDEO_MOTION_DIM, ref_decoder=True, arms=True),
+    )
+
+
+def test_the_decoder_draws_the_moved_arms_and_nothing_else_at_rest():
+    """Random weights: frames whose arms rest draw bit for bit as a decoder without the arms; a raised
+    arm is drawn from the reference's pixels at its new place; streamed per latent equals whole."""
+    clip, mo = gesture_clip()
+    p = drawing()
+    m = FlowActModel(p)
+    m.init_random(0)
+    m.eval()
+    ref = torch.from_numpy(clip.reference().copy()).float().div(127.5).sub(1).permute(2, 0, 1)[:, None][None]
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(1, p.vae.latent_channels, 4, SIZE // 8, SIZE // 8, generator=g)
+    zref = m.vae.encode(ref)
+    i = int(np.abs(mo[:, ARMS]).max(1).argmax())
+    motion = torch.zeros(1, 16, VIDEO_MOTION_DIM)
+    motion[:, 8:] = torch.from_numpy(mo[i])  # the second half of the frames: the gesture
+    rest, unit = world_rig(clip)
+
+    @torch.no_grad()
+    def decode(pieces, arms=True):
+        st = DecoderState()
+        st.arms = (rest, unit)
+        dec = m.vae.decoder
+        keep = dec.arms
+        dec.arms = dec.arms if arms else None
+        try:
+            m.vae.decode(zref, st, reference=ref)
+            return torch.cat([m.vae.decode(zp, st, motion=mo) for zp, _, mo in pieces], dim=2)
+        finally:
+            dec.arms = keep
+
+    whole = decode([(z, None, motion)])
+    plain = decode([(z, None, motion)], arms=False)
+    assert torch.equal(whole[:, :, :8], plain[:, :, :8])  # at rest: as without the arms
+    assert torch.allclose(whole, decode(StreamGenerator.split_latents(z, None, motion)), atol=1e-5)
+    _, cut, now, _ = arm_composite(ref[:, :, 0], rest, unit, motion[:, 8:9])
+    inside = now[0, 0] == 1
+    assert int(inside.sum()) > 100
+    assert torch.allclose(whole[0, :, 8][:, inside], cut[0][:, inside], atol=1e-4)  # the moved arm, the reference's
+    assert float((whole[0, :, 8] - plain[0, :, 8]).abs().amax(0)[inside].mean()) > 0.05
+
+
+def test_arms_need_the_motion_with_arms(tmp_path):
+    path = tmp_path / "p.yaml"
+    text = open(TINY).read()
+    path.write_text(text.replace("vae: {", "vae: {arms: true, "))
+    with pytest.raises(FlowactError, match="vae.arms"):
+        load_preset(path)
+
+
+def test_the_shipped_rig_finds_held_out_arms():
+    """The toon-128 rig on held-out characters' reference pictures: joints within 1.5 px on average."""
+    from flowact import weights as W
+
+    p = load_preset("toon-128")
+    if not p.vae.arms:
+        pytest.fail("toon-128 ships without the arms' rig")
+    m = FlowActModel(p)
+    W.load_into(m, W.resolve(p))
+    errs = []
+    for k in range(6):
+        clip = make_clip(split_seed(3000 + 16 * k, "heldout"), 0.2, SIZE, SIZE, split="heldout")
+        ref = torch.from_numpy(clip.reference().copy()).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            joints, unit = m.vae.decoder.arms(ref)
+        rest, true_unit = world_rig(clip)
+        errs.append(float((joints - rest).norm(dim=-1).mean()))
+        assert abs(float(unit[0] - true_unit[0])) < 4.0
+    assert np.mean(errs) < 1.5, errs
