@@ -250,7 +250,9 @@ class Decoder(nn.Module):
     # parameter-name prefixes of the reference branch (`ref_decoder`): what a plain decoder lacks
     REFERENCE_BRANCH = ("ref.", "alpha_out.", "mouth.", "mouth_on")
     MOTION_BRANCH = ("taps.",)  # the motion taps (VAEConfig.motion): grown at zero
-    ARMS_BRANCH = ("arms.",)  # the arms' rig (VAEConfig.arms): trained apart (scripts/train_rig.py)
+    # the arms (VAEConfig.arms): the rig, trained apart (scripts/train_rig.py), and where the arms are and
+    # were told to the decoder's activations (grown at zero)
+    ARMS_BRANCH = ("arms.", "arms_in.")
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -280,6 +282,10 @@ class Decoder(nn.Module):
             m = cfg.motion
             self.taps = nn.ModuleList([MotionTap(c0, m, 64), MotionTap(c1, m, 32), MotionTap(c2, m, 16)])
         self.arms = ArmRig() if cfg.arms else None
+        if cfg.arms:  # where an arm is now and where the reference's was, told at 1/8, 1/4 and 1/2 size
+            self.arms_in = nn.ModuleList([nn.Conv2d(2, c, 1, bias=False) for c in (c0, c1, c2)])
+            for conv in self.arms_in:
+                nn.init.zeros_(conv.weight)
 
     @staticmethod
     def mouth_map(logits: torch.Tensor, size) -> torch.Tensor:
@@ -375,12 +381,21 @@ class Decoder(nn.Module):
         live = ref is not None and self._mouth_live()
         training_map = ref is not None and torch.is_grad_enabled() and self.mouth[-1].weight.requires_grad
         e = self._motion(motion, b, t, x)
+        arms = arm_maps = None
+        if self.arms is not None and motion is not None and ref is not None:  # the reference's arms, moved
+            arms = arm_composite(ref_px[:, :3], *st.arms, motion.to(x.device))
+            if len(arms[0]):  # (b*t, 2, H, W): where an arm is now, where the reference's was (zeros: at rest)
+                arm_maps = x.new_zeros((b * t, 2, *ref_px.shape[-2:]))
+                arm_maps = arm_maps.index_copy(0, arms[0], torch.cat([arms[2], arms[3]], 1).to(x.dtype))
+                arm_maps = [F.avg_pool2d(arm_maps, k) for k in (8, 4, 2)]
         mouth = self.mouth(x) if live or training_map or (e is not None and ref is not None) else None
         where = None  # the taps draw where the keep-out's map finds the mouth (a decoder without one: everywhere)
         if e is not None:
             if mouth is not None:
                 where = [self.mouth_map(mouth, (h * s, w * s)).to(x.dtype) for s in (1, 2, 4)]
             x = self.taps[0](x, e, None if where is None else where[0])
+        if arm_maps is not None:
+            x = x + self.arms_in[0](arm_maps[0])
         # channels-last from here on: the 2-D convs at 32-128 px run ~2x faster on a CPU in it
         x = x.contiguous(memory_format=torch.channels_last)
         x = up2_conv(x, self.up1)  # nearest x2, then the 3x3 conv
@@ -388,12 +403,16 @@ class Decoder(nn.Module):
             x = self._add(x, inj[1], b, t)
         if e is not None:
             x = self.taps[1](x, e, None if where is None else where[1].contiguous(memory_format=torch.channels_last))
+        if arm_maps is not None:
+            x = x + self.arms_in[1](arm_maps[1])
         x, st.res1 = self.res1.frames(x, b, st.res1)
         x = up2_conv(x, self.up2)  # nearest x2, then the 3x3 conv
         if ref is not None:
             x = self._add(x, inj[2], b, t)
         if e is not None:
             x = self.taps[2](x, e, None if where is None else where[2].contiguous(memory_format=torch.channels_last))
+        if arm_maps is not None:
+            x = x + self.arms_in[2](arm_maps[2])
         x = self.res2(x)
         x = up2_conv(x, self.up3)  # nearest x2, then the 3x3 conv
         if ref is not None:
@@ -405,11 +424,8 @@ class Decoder(nn.Module):
             if live:  # the mouth's keep-out lifts the blend there
                 lift = self.mouth_map(mouth, x.shape[-2:]) * self.mouth_on.float()  # mouth_on: how far, 0..1
                 alpha = alpha * (1 - lift).to(x.dtype)
-            arms = None
-            if self.arms is not None and motion is not None:  # the reference's arms, moved (model/arms.py)
-                arms = arm_composite(ref_px[:, :3], *st.arms, motion.to(x.device))
-                if len(arms[0]):  # where the reference's arm was and is no more, the decoder's own drawing
-                    alpha = alpha.index_copy(0, arms[0], alpha[arms[0]] * (1 - arms[3]))
+            if arms is not None and len(arms[0]):  # where the reference's arm was and is no more: the decoder's
+                alpha = alpha.index_copy(0, arms[0], alpha[arms[0]] * (1 - arms[3]))
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
             if arms is not None and len(arms[0]):  # the moved arms on top, as the world draws them
                 idx, cut, now = arms[0], arms[1], arms[2]
