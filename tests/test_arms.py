@@ -56,7 +56,7 @@ def test_the_joints_follow_the_worlds_and_the_cut_arms_are_its_pixels():
     assert np.abs(joints - truth).max() < 1.0, np.abs(joints - truth).max()
     i = int(np.abs(mo[:, ARMS]).max(1).argmax())  # the frame furthest from rest
     ref = torch.from_numpy(clip.reference().copy()).float().div(127.5).sub(1).permute(2, 0, 1)[None]
-    idx, cut, now, gone = arm_composite(ref, rest, unit, torch.from_numpy(mo[i : i + 1])[None])
+    idx, cut, now, gone, fill = arm_composite(ref, rest, unit, torch.from_numpy(mo[i : i + 1])[None])
     assert idx.tolist() == [0] and float(gone.sum()) > 20 and float(now.sum()) > 100
     frame = torch.from_numpy(clip.render(i).copy()).float().div(127.5).sub(1).permute(2, 0, 1)
     inside = now[0, 0] > 0.99
@@ -110,7 +110,7 @@ def test_the_decoder_draws_the_moved_arms_and_nothing_else_at_rest():
     plain = decode([(z, None, motion)], arms=False)
     assert torch.equal(whole[:, :, :8], plain[:, :, :8])  # at rest: as without the arms
     assert torch.allclose(whole, decode(StreamGenerator.split_latents(z, None, motion)), atol=1e-5)
-    _, cut, now, _ = arm_composite(ref[:, :, 0], rest, unit, motion[:, 8:9])
+    _, cut, now, _, _ = arm_composite(ref[:, :, 0], rest, unit, motion[:, 8:9])
     inside = now[0, 0] == 1
     assert int(inside.sum()) > 100
     assert torch.allclose(whole[0, :, 8][:, inside], cut[0][:, inside], atol=1e-4)  # the moved arm, the reference's
@@ -136,7 +136,7 @@ def test_the_shipped_rig_finds_held_out_arms():
     W.load_into(m, W.resolve(p))
     errs = []
     for k in range(6):
-        clip = make_clip(split_seed(3000 + 16 * k, "heldout"), 0.2, SIZE, SIZE, split="heldout")
+        clip = make_clip(split_seed(3000 + 16 * k, "heldout"), 1.0, SIZE, SIZE, split="heldout")
         ref = torch.from_numpy(clip.reference().copy()).float().div(127.5).sub(1).permute(2, 0, 1)[None]
         with torch.no_grad():
             joints, unit = m.vae.decoder.arms(ref)

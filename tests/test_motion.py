@@ -130,8 +130,8 @@ def test_shipped_weights_load_and_move_in_range_with_three_steps():
     engine.model.run = lambda *a, **k: calls.append(len(a) < 4 and "final" not in k) or run(*a, **k)
     motion = generate(engine, speech, None, ["talking to the camera"], seed=1)
     del engine.model.run
-    assert motion.shape == (75, 16) and np.isfinite(motion).all()
-    assert (motion >= LOW).all() and (motion <= HIGH).all()
+    assert motion.shape == (75, 24) and np.isfinite(motion).all()  # the 16 and the arms (one engine, both routes)
+    assert (motion[:, :16] >= LOW).all() and (motion[:, :16] <= HIGH).all() and np.abs(motion[:, 16:]).max() <= 1
     assert motion[:, 0].std() > 0.02  # the mouth moves with the voice
     chunks = 10
     assert calls.count(False) == 3 * chunks  # 3 denoising passes a chunk (+ conditions and memory)

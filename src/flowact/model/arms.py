@@ -14,7 +14,8 @@ motion puts them:
   elbows and wrists by the arm numbers (relative to the rest pose, in units of the arm's reach).
 - `arm_composite` cuts each piece from the reference (the upper arm; the forearm with the hand) and draws
   it at its new place, and says where an arm is now (`now`) and where the reference's arm was and is no
-  more (`vacated`: there the decoder's own drawing must show what was behind it).
+  more (`gone`). What the resting arm hid is continued from just beside it, on its own side (the torso's
+  or the background's): flat colours, steady from frame to frame, where the decoder drew a smear.
 
 For a frame whose arms are where the reference has them nothing changes (the pieces fade in with the
 joints' displacement, from half a pixel to two), so weights and tracks without arm motion draw as before.
@@ -38,6 +39,7 @@ UPPER_R = 0.034 + OUTLINE
 FORE_R = 0.026 + OUTLINE
 HAND_R = 0.025 + OUTLINE
 HAND_AHEAD = 0.02  # the hand's centre beyond the wrist
+SPLIT = 0.7  # see arm_composite: where, across a resting arm, what it hid turns from background to torso
 RIG_SIZE = 128  # the rig reads the reference at this size
 
 
@@ -125,11 +127,12 @@ def _inside(p: torch.Tensor, a, u, length, unit) -> tuple[torch.Tensor, torch.Te
 
 def arm_composite(
     ref: torch.Tensor, rest: torch.Tensor, unit: torch.Tensor, motion: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, ...]:
     """The reference (b, 3, H, W), its arms at rest (b, 2, 3, 2) and pixels per unit (b,) (ArmRig), the frames'
     motion (b, t, 24) -> (frames (n,) that moved their arms, indices into b*t; their arms cut from the reference
     and moved (n, 3, H, W); where an arm is now (n, 1, H, W) and where the reference's was and is no more
-    (n, 1, H, W), both in [0, 1] and faded in with the displacement)."""
+    (n, 1, H, W), both in [0, 1] and faded in with the displacement; what the reference's arm hid (n, 3, H, W):
+    each of its pixels continued from just beside it)."""
     b, t = motion.shape[:2]
     h, w = ref.shape[-2:]
     dev = ref.device
@@ -139,7 +142,7 @@ def arm_composite(
     idx = torch.nonzero(fade > 0).flatten()
     if len(idx) == 0:
         empty = ref.new_zeros((0, 3, h, w))
-        return idx, empty, empty[:, :1], empty[:, :1]
+        return idx, empty, empty[:, :1], empty[:, :1], empty
     clip = torch.div(idx, t, rounding_mode="floor")
     ys, xs = torch.arange(h, device=dev) + 0.5, torch.arange(w, device=dev) + 0.5
     p = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2): x, y
@@ -149,18 +152,35 @@ def arm_composite(
     along, across, cover = _inside(p, a1, u1, l1, unit[clip].float())
     _, _, cover0 = _inside(p, a0, u0, l0, unit[clip].float())
     # the source of each piece's pixels: the same place along and across the piece at rest
-    src = (
-        a0[:, :, None, None]
-        + along[..., None] * u0[:, :, None, None]
-        + across[..., None] * torch.stack([-u0[..., 1], u0[..., 0]], -1)[:, :, None, None]
-    )  # (n, 4, H, W, 2)
+    perp0 = torch.stack([-u0[..., 1], u0[..., 0]], -1)[:, :, None, None]  # (n, 4, 1, 1, 2)
+    src = a0[:, :, None, None] + along[..., None] * u0[:, :, None, None] + across[..., None] * perp0
     # the piece drawn last wins where pieces overlap (left arm, then right; the upper arm, then the forearm)
     grid = src[:, 0]
     for k in range(1, 4):
         grid = torch.where((cover[:, k] > 0)[..., None], src[:, k], grid)
+    # what the reference's arm hid: each pixel of the resting piece from just outside it, on its own side
+    # (the torso's side or the background's), as far along: flat colours continued, steady frame to frame
+    along0, across0, _ = _inside(p, a0, u0, l0, unit[clip].float())
+    r0 = torch.tensor([UPPER_R, max(FORE_R, HAND_R), UPPER_R, max(FORE_R, HAND_R)], device=dev)
+    beside = (r0 * unit[clip].float()[:, None] + 1.5)[..., None, None]
+    # which side of each piece faces the body (the shoulders' midpoint): the torso's edge lies under the
+    # arm's inner half, so only the inner SPLIT of its width is continued from the torso's side
+    mid = rest.float()[clip][:, :, 0].mean(1)  # (n, 2)
+    inner = torch.sign(((mid[:, None] - a0) * perp0[:, :, 0, 0]).sum(-1))[..., None, None]  # (n, 4, 1, 1)
+    toward = across0 * inner  # > 0: towards the body
+    radius = (r0 * unit[clip].float()[:, None])[..., None, None]
+    side = torch.where(toward > SPLIT * radius, beside * inner, -beside * inner)
+    src0 = a0[:, :, None, None] + along0[..., None] * u0[:, :, None, None] + side[..., None] * perp0
+    grid0 = src0[:, 0]
+    for k in range(1, 4):
+        grid0 = torch.where((cover0[:, k] > 0)[..., None], src0[:, k], grid0)
     now = cover.amax(1, keepdim=True)
     gone = (cover0.amax(1, keepdim=True) - now).clamp_min(0)
-    norm = torch.stack([grid[..., 0] / w, grid[..., 1] / h], -1) * 2 - 1
-    cut = F.grid_sample(ref.float()[clip], norm, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def sample(g):
+        norm = torch.stack([g[..., 0] / w, g[..., 1] / h], -1) * 2 - 1
+        return F.grid_sample(ref.float()[clip], norm, mode="bilinear", padding_mode="border", align_corners=False)
+
+    cut, fill = sample(grid), sample(grid0)
     f = fade[idx][:, None, None, None]
-    return idx, cut.to(ref.dtype), (now * f).to(ref.dtype), (gone * f).to(ref.dtype)
+    return idx, cut.to(ref.dtype), (now * f).to(ref.dtype), (gone * f).to(ref.dtype), fill.to(ref.dtype)

@@ -427,9 +427,11 @@ class Decoder(nn.Module):
             if arms is not None and len(arms[0]):  # where the reference's arm was and is no more: the decoder's
                 alpha = alpha.index_copy(0, arms[0], alpha[arms[0]] * (1 - arms[3]))
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
-            if arms is not None and len(arms[0]):  # the moved arms on top, as the world draws them
-                idx, cut, now = arms[0], arms[1], arms[2]
-                x = x.index_copy(0, idx, x[idx] + now * (cut - x[idx]))
+            if arms is not None and len(arms[0]):  # what the resting arm hid, then the moved arms on top
+                idx, cut, now, gone, fill = arms
+                y = x[idx]
+                y = y + gone * (fill - y)
+                x = x.index_copy(0, idx, y + now * (cut - y))
         else:
             x = self.conv_out(hid)
         st.started = True

@@ -84,10 +84,13 @@ class PhotoRig:
         return max(1, min(4, (1 << 20) // (w * h)))
 
     def render(self, motion: np.ndarray, reference: np.ndarray | None = None, chunk: int | None = None) -> np.ndarray:
-        """motion: (frames, 16) float32 in MOTION_KEYS order; reference: (16,) the pose the photo
-        shows (default: neutral_vector()). Returns (frames, H, W, 3) uint8. Frames are warped `chunk`
-        at a time (default: `pass_frames`)."""
-        motion = np.asarray(motion, np.float32).reshape(-1, MOTION_DIM)
+        """motion: (frames, 16) float32 in MOTION_KEYS order (or 24, with the arms after them: a photo has
+        none to move); reference: (16,) the pose the photo shows (default: neutral_vector()). Returns
+        (frames, H, W, 3) uint8. Frames are warped `chunk` at a time (default: `pass_frames`)."""
+        motion = np.asarray(motion, np.float32)
+        if motion.ndim == 2 and motion.shape[1] > MOTION_DIM:
+            motion = motion[:, :MOTION_DIM]
+        motion = motion.reshape(-1, MOTION_DIM)
         w, h = self.size
         chunk = chunk or self.pass_frames
         ref = neutral_vector() if reference is None else np.asarray(reference, np.float32).reshape(MOTION_DIM)
