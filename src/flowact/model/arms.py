@@ -105,34 +105,90 @@ def _pieces(j: torch.Tensor, unit: torch.Tensor):
     return a, d / length[..., None], length
 
 
-def _inside(p: torch.Tensor, a, u, length, unit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pixel centres p (H, W, 2) against the pieces of (n, 4, ...): each pixel's coordinates along and across
-    each piece (n, 4, H, W) and its coverage (n, 4, H, W) in [0, 1] (one pixel of soft edge)."""
-    rel = p[None, None] - a[:, :, None, None]  # (n, 4, H, W, 2)
-    along = (rel * u[:, :, None, None]).sum(-1)
-    across = rel[..., 0] * -u[:, :, None, None, 1] + rel[..., 1] * u[:, :, None, None, 0]
-    n = len(a)
-    r = torch.tensor([UPPER_R, FORE_R, UPPER_R, FORE_R], device=p.device) * unit[:, None]  # (n, 4)
-    r = r[..., None, None]
-    dist = torch.hypot(along - along.clamp(torch.zeros_like(length)[..., None, None], length[..., None, None]), across)
-    cover = (r + 0.5 - dist).clamp(0, 1)
+def _inside(px: torch.Tensor, py: torch.Tensor, a, u, length, unit):
+    """Pixel centres px, py (h, w) against the pieces of (n, 4, ...): each pixel's coordinates along and across
+    each piece (n, 4, h, w) and its coverage (n, 4, h, w) in [0, 1] (one pixel of soft edge)."""
+    ax, ay, ux, uy = (v[..., None, None] for v in (a[..., 0], a[..., 1], u[..., 0], u[..., 1]))
+    dx, dy = px - ax, py - ay
+    along = dx * ux + dy * uy
+    across = dy * ux - dx * uy
+    reach = torch.tensor([UPPER_R, FORE_R, UPPER_R, FORE_R], device=px.device) * unit[:, None] + 0.5  # (n, 4)
+    end = length[..., None, None]
+    over = along - torch.minimum(along.clamp_min(0), end)
+    cover = (reach[..., None, None] - torch.hypot(over, across)).clamp_(0, 1)
     # the hand: a disc ahead of the forearm's end
-    hand_at = length[:, 1::2, None, None] + HAND_AHEAD * unit[:, None, None, None]
-    hand = HAND_R * unit[:, None, None, None] + 0.5 - torch.hypot(along[:, 1::2] - hand_at, across[:, 1::2])
-    cover = cover.clone()
-    cover[:, 1::2] = torch.maximum(cover[:, 1::2], hand.clamp(0, 1))
-    assert cover.shape[:2] == (n, 4)
+    hand_at = end[:, 1::2] + HAND_AHEAD * unit[:, None, None, None]
+    hand = (HAND_R * unit[:, None, None, None] + 0.5 - torch.hypot(along[:, 1::2] - hand_at, across[:, 1::2])).clamp_(
+        0, 1
+    )
+    cover[:, 1::2] = torch.maximum(cover[:, 1::2], hand)
     return along, across, cover
 
 
+def _moved_from(along, across, cover, a0, u0, shift=None):
+    """Each pixel's source at rest: the piece drawn last that covers it (left arm, then right; the upper arm,
+    then the forearm), the same place along and across (`shift`, (n, 4, h, w): across replaced) -> (n, h, w, 2)."""
+    k = torch.zeros(cover.shape[0], *cover.shape[2:], dtype=torch.long, device=cover.device)
+    for j in range(1, 4):
+        k = torch.where(cover[:, j] > 0, j, k)
+    pick = k[:, None]
+    al = along.gather(1, pick)[:, 0]
+    ac = (across if shift is None else shift).gather(1, pick)[:, 0]
+    n = len(k)
+    par = [v.gather(1, k.view(n, -1)).view_as(k) for v in (a0[..., 0], a0[..., 1], u0[..., 0], u0[..., 1])]
+    x = par[0] + al * par[2] - ac * par[3]
+    y = par[1] + al * par[3] + ac * par[2]
+    return torch.stack([x, y], -1)
+
+
+def _sample(ref: torch.Tensor, g: torch.Tensor, x0: int = 0, y0: int = 0) -> torch.Tensor:
+    """ref (n, 3, H, W) at pixel positions g (n, h, w, 2) (a crop at x0, y0 of the frame's pixel grid)."""
+    h, w = ref.shape[-2:]
+    norm = torch.stack([g[..., 0] / w, g[..., 1] / h], -1) * 2 - 1
+    return F.grid_sample(ref, norm, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _grid(x0: int, x1: int, y0: int, y1: int, dev) -> tuple[torch.Tensor, torch.Tensor]:
+    xs = torch.arange(x0, x1, device=dev, dtype=torch.float32) + 0.5
+    ys = torch.arange(y0, y1, device=dev, dtype=torch.float32) + 0.5
+    return xs[None, :].expand(y1 - y0, -1), ys[:, None].expand(-1, x1 - x0)
+
+
+def arm_rest(ref: torch.Tensor, rest: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Once per stream: where the reference's arms are (b, 1, H, W) in [0, 1], and what they hid (b, 3, H, W):
+    each pixel of a resting piece continued from just beside it, on its own side (the torso's or the
+    background's), as far along: flat colours, steady from frame to frame."""
+    h, w = ref.shape[-2:]
+    dev = ref.device
+    unit = unit.float()
+    a0, u0, l0 = _pieces(rest.float(), unit)
+    px, py = _grid(0, w, 0, h, dev)
+    along0, across0, cover0 = _inside(px, py, a0, u0, l0, unit)
+    r0 = torch.tensor([UPPER_R, max(FORE_R, HAND_R), UPPER_R, max(FORE_R, HAND_R)], device=dev) * unit[:, None]
+    beside = (r0 + 1.5)[..., None, None]
+    # which side of each piece faces the body (the shoulders' midpoint): the torso's edge lies under the
+    # arm's inner half, so only the inner part of its width (beyond SPLIT of the radius) is the torso's
+    mid = rest.float()[:, :, 0].mean(1)  # (b, 2)
+    perp = torch.stack([-u0[..., 1], u0[..., 0]], -1)
+    inner = torch.sign(((mid[:, None] - a0) * perp).sum(-1))[..., None, None]  # (b, 4, 1, 1)
+    side = torch.where(across0 * inner > SPLIT * r0[..., None, None], beside * inner, -beside * inner)
+    fill = _sample(ref.float(), _moved_from(along0, across0, cover0, a0, u0, shift=side))
+    return cover0.amax(1, keepdim=True), fill
+
+
 def arm_composite(
-    ref: torch.Tensor, rest: torch.Tensor, unit: torch.Tensor, motion: torch.Tensor
+    ref: torch.Tensor,
+    rest: torch.Tensor,
+    unit: torch.Tensor,
+    motion: torch.Tensor,
+    hidden: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """The reference (b, 3, H, W), its arms at rest (b, 2, 3, 2) and pixels per unit (b,) (ArmRig), the frames'
-    motion (b, t, 24) -> (frames (n,) that moved their arms, indices into b*t; their arms cut from the reference
-    and moved (n, 3, H, W); where an arm is now (n, 1, H, W) and where the reference's was and is no more
-    (n, 1, H, W), both in [0, 1] and faded in with the displacement; what the reference's arm hid (n, 3, H, W):
-    each of its pixels continued from just beside it)."""
+    motion (b, t, 24), `hidden`: `arm_rest` of the same (computed when not given) -> (frames (n,) that moved
+    their arms, indices into b*t; their arms cut from the reference and moved (n, 3, H, W); where an arm is
+    now (n, 1, H, W) and where the reference's was and is no more (n, 1, H, W), both in [0, 1] and faded in
+    with the displacement; what the reference's arm hid (n, 3, H, W)). The moved pieces are worked out on the
+    crop of the frame they can reach, not the whole frame."""
     b, t = motion.shape[:2]
     h, w = ref.shape[-2:]
     dev = ref.device
@@ -143,44 +199,26 @@ def arm_composite(
     if len(idx) == 0:
         empty = ref.new_zeros((0, 3, h, w))
         return idx, empty, empty[:, :1], empty[:, :1], empty
+    where0, fill = hidden if hidden is not None else arm_rest(ref, rest, unit)
     clip = torch.div(idx, t, rounding_mode="floor")
-    ys, xs = torch.arange(h, device=dev) + 0.5, torch.arange(w, device=dev) + 0.5
-    p = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2): x, y
+    n, u = len(idx), unit.float()[clip]
     j_now = joints.reshape(b * t, 2, 3, 2)[idx]
-    a1, u1, l1 = _pieces(j_now, unit[clip])
-    a0, u0, l0 = _pieces(rest.float()[clip], unit[clip])
-    along, across, cover = _inside(p, a1, u1, l1, unit[clip].float())
-    _, _, cover0 = _inside(p, a0, u0, l0, unit[clip].float())
-    # the source of each piece's pixels: the same place along and across the piece at rest
-    perp0 = torch.stack([-u0[..., 1], u0[..., 0]], -1)[:, :, None, None]  # (n, 4, 1, 1, 2)
-    src = a0[:, :, None, None] + along[..., None] * u0[:, :, None, None] + across[..., None] * perp0
-    # the piece drawn last wins where pieces overlap (left arm, then right; the upper arm, then the forearm)
-    grid = src[:, 0]
-    for k in range(1, 4):
-        grid = torch.where((cover[:, k] > 0)[..., None], src[:, k], grid)
-    # what the reference's arm hid: each pixel of the resting piece from just outside it, on its own side
-    # (the torso's side or the background's), as far along: flat colours continued, steady frame to frame
-    along0, across0, _ = _inside(p, a0, u0, l0, unit[clip].float())
-    r0 = torch.tensor([UPPER_R, max(FORE_R, HAND_R), UPPER_R, max(FORE_R, HAND_R)], device=dev)
-    beside = (r0 * unit[clip].float()[:, None] + 1.5)[..., None, None]
-    # which side of each piece faces the body (the shoulders' midpoint): the torso's edge lies under the
-    # arm's inner half, so only the inner SPLIT of its width is continued from the torso's side
-    mid = rest.float()[clip][:, :, 0].mean(1)  # (n, 2)
-    inner = torch.sign(((mid[:, None] - a0) * perp0[:, :, 0, 0]).sum(-1))[..., None, None]  # (n, 4, 1, 1)
-    toward = across0 * inner  # > 0: towards the body
-    radius = (r0 * unit[clip].float()[:, None])[..., None, None]
-    side = torch.where(toward > SPLIT * radius, beside * inner, -beside * inner)
-    src0 = a0[:, :, None, None] + along0[..., None] * u0[:, :, None, None] + side[..., None] * perp0
-    grid0 = src0[:, 0]
-    for k in range(1, 4):
-        grid0 = torch.where((cover0[:, k] > 0)[..., None], src0[:, k], grid0)
-    now = cover.amax(1, keepdim=True)
-    gone = (cover0.amax(1, keepdim=True) - now).clamp_min(0)
-
-    def sample(g):
-        norm = torch.stack([g[..., 0] / w, g[..., 1] / h], -1) * 2 - 1
-        return F.grid_sample(ref.float()[clip], norm, mode="bilinear", padding_mode="border", align_corners=False)
-
-    cut, fill = sample(grid), sample(grid0)
+    # the crop the moved pieces can reach: their joints, widened by the widest piece and the hand
+    margin = float(((UPPER_R + HAND_AHEAD + HAND_R) * u).max()) + 2.0
+    lo = (j_now.reshape(-1, 2).amin(0) - margin).floor().tolist()
+    hi = (j_now.reshape(-1, 2).amax(0) + margin).ceil().tolist()
+    x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
+    x1, y1 = min(w, int(hi[0])), min(h, int(hi[1]))
+    now = torch.zeros(n, 1, h, w, device=dev)
+    cut = torch.zeros(n, 3, h, w, device=dev)
+    if x1 > x0 and y1 > y0:
+        a1, u1, l1 = _pieces(j_now, u)
+        a0, u0, _ = _pieces(rest.float()[clip], u)
+        px, py = _grid(x0, x1, y0, y1, dev)
+        along, across, cover = _inside(px, py, a1, u1, l1, u)
+        now[:, :, y0:y1, x0:x1] = cover.amax(1, keepdim=True)
+        cut[:, :, y0:y1, x0:x1] = _sample(ref.float()[clip], _moved_from(along, across, cover, a0, u0))
+    gone = (where0[clip].float() - now).clamp_min(0)
     f = fade[idx][:, None, None, None]
-    return idx, cut.to(ref.dtype), (now * f).to(ref.dtype), (gone * f).to(ref.dtype), fill.to(ref.dtype)
+    dt = ref.dtype
+    return idx, cut.to(dt), (now * f).to(dt), (gone * f).to(dt), fill[clip].to(dt)

@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import VAEConfig
-from .arms import ArmRig, arm_composite
+from .arms import ArmRig, arm_composite, arm_rest
 from .derived import derived
 from .upconv import up2_conv
 
@@ -215,6 +215,7 @@ class DecoderState:
         self.started = False
         self.ref = None  # (injections per scale, reference pixels (b, 3, H, W))
         self.arms = None  # the reference's arms at rest (ArmRig: joints px, pixels per unit); may be set before
+        self.arms_hidden = None  # where they are and what they hide (model/arms.py arm_rest), once per stream
 
 
 class RefPyramid(nn.Module):
@@ -383,11 +384,13 @@ class Decoder(nn.Module):
         e = self._motion(motion, b, t, x)
         arms = arm_maps = None
         if self.arms is not None and motion is not None and ref is not None:  # the reference's arms, moved
-            arms = arm_composite(ref_px[:, :3], *st.arms, motion.to(x.device))
+            if st.arms_hidden is None:
+                st.arms_hidden = arm_rest(ref_px[:, :3], *st.arms)
+            arms = arm_composite(ref_px[:, :3], *st.arms, motion.to(x.device), st.arms_hidden)
             if len(arms[0]):  # (b*t, 2, H, W): where an arm is now, where the reference's was (zeros: at rest)
                 arm_maps = x.new_zeros((b * t, 2, *ref_px.shape[-2:]))
                 arm_maps = arm_maps.index_copy(0, arms[0], torch.cat([arms[2], arms[3]], 1).to(x.dtype))
-                arm_maps = [F.avg_pool2d(arm_maps, k) for k in (8, 4, 2)]
+                arm_maps = [F.avg_pool2d(arm_maps, k).contiguous(memory_format=torch.channels_last) for k in (8, 4, 2)]
         mouth = self.mouth(x) if live or training_map or (e is not None and ref is not None) else None
         where = None  # the taps draw where the keep-out's map finds the mouth (a decoder without one: everywhere)
         if e is not None:
