@@ -30,8 +30,7 @@ def references(seeds: list[int], size: int) -> tuple[torch.Tensor, torch.Tensor,
         r = Renderer(c, size, size)
         rest = neutral_motion(c)
         pics.append(r.frame(rest, REST_MOUTH, 0))
-        j = r.to_label_xy(rest.joints)[0]  # label coordinates: x = 0.5 + (px - W/2) / H, y = py / H
-        joints.append(np.stack([(j[..., 0] - 0.5) * size + size / 2, j[..., 1] * size], -1))
+        joints.append(r.to_pixel_xy(rest.joints)[0])
         units.append(c.scale * size)
     x = torch.from_numpy(np.stack(pics)).float().div(127.5).sub(1).permute(0, 3, 1, 2)
     return x, torch.tensor(np.stack(joints), dtype=torch.float32), torch.tensor(units, dtype=torch.float32)

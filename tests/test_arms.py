@@ -24,8 +24,7 @@ SIZE = 128
 
 def world_rig(clip) -> tuple[torch.Tensor, torch.Tensor]:
     """A world clip's arms at rest (1, 2, 3, 2) px and pixels per character unit (1,): the rig's truth."""
-    j = clip.renderer.to_label_xy(neutral_motion(clip.character).joints)[0]
-    px = np.stack([(j[..., 0] - 0.5) * SIZE + SIZE / 2, j[..., 1] * SIZE], -1)
+    px = clip.renderer.to_pixel_xy(neutral_motion(clip.character).joints)[0]
     return torch.tensor(px, dtype=torch.float32)[None], torch.tensor([clip.character.scale * SIZE])
 
 
@@ -51,8 +50,7 @@ def test_the_joints_follow_the_worlds_and_the_cut_arms_are_its_pixels():
     clip, mo = gesture_clip()
     rest, unit = world_rig(clip)
     joints = arm_joints(rest, unit, torch.from_numpy(mo)[None])[0].numpy()
-    truth = clip.renderer.to_label_xy(clip.motion.joints)
-    truth = np.stack([(truth[..., 0] - 0.5) * SIZE + SIZE / 2, truth[..., 1] * SIZE], -1)
+    truth = clip.renderer.to_pixel_xy(clip.motion.joints)
     assert np.abs(joints - truth).max() < 1.0, np.abs(joints - truth).max()
     i = int(np.abs(mo[:, ARMS]).max(1).argmax())  # the frame furthest from rest
     ref = torch.from_numpy(clip.reference().copy()).float().div(127.5).sub(1).permute(2, 0, 1)[None]

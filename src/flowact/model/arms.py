@@ -141,8 +141,8 @@ def _moved_from(along, across, cover, a0, u0, shift=None):
     return torch.stack([x, y], -1)
 
 
-def _sample(ref: torch.Tensor, g: torch.Tensor, x0: int = 0, y0: int = 0) -> torch.Tensor:
-    """ref (n, 3, H, W) at pixel positions g (n, h, w, 2) (a crop at x0, y0 of the frame's pixel grid)."""
+def _sample(ref: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """ref (n, 3, H, W) at pixel positions g (n, h, w, 2) of its own grid (a crop's or the whole frame's)."""
     h, w = ref.shape[-2:]
     norm = torch.stack([g[..., 0] / w, g[..., 1] / h], -1) * 2 - 1
     return F.grid_sample(ref, norm, mode="bilinear", padding_mode="border", align_corners=False)

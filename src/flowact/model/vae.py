@@ -282,8 +282,9 @@ class Decoder(nn.Module):
         if cfg.motion:  # each frame's motion, read by one tap at 1/8, 1/4 and 1/2 size
             m = cfg.motion
             self.taps = nn.ModuleList([MotionTap(c0, m, 64), MotionTap(c1, m, 32), MotionTap(c2, m, 16)])
-        self.arms = ArmRig() if cfg.arms else None
-        if cfg.arms:  # where an arm is now and where the reference's was, told at 1/8, 1/4 and 1/2 size
+        self.arms = None
+        if cfg.arms:  # the rig, and where an arm is now and where the reference's was, told at 1/8, 1/4, 1/2 size
+            self.arms = ArmRig()
             self.arms_in = nn.ModuleList([nn.Conv2d(2, c, 1, bias=False) for c in (c0, c1, c2)])
             for conv in self.arms_in:
                 nn.init.zeros_(conv.weight)
@@ -382,15 +383,18 @@ class Decoder(nn.Module):
         live = ref is not None and self._mouth_live()
         training_map = ref is not None and torch.is_grad_enabled() and self.mouth[-1].weight.requires_grad
         e = self._motion(motion, b, t, x)
-        arms = arm_maps = None
-        if self.arms is not None and motion is not None and ref is not None:  # the reference's arms, moved
+        arms = arm_maps = None  # arms: the frames whose arms moved and their pieces (model/arms.py arm_composite)
+        if self.arms is not None and motion is not None:  # the reference's arms, moved
             if st.arms_hidden is None:
-                st.arms_hidden = arm_rest(ref_px[:, :3], *st.arms)
-            arms = arm_composite(ref_px[:, :3], *st.arms, motion.to(x.device), st.arms_hidden)
+                st.arms_hidden = arm_rest(ref_px, *st.arms)
+            arms = arm_composite(ref_px, *st.arms, motion.to(x.device), st.arms_hidden)
             if len(arms[0]):  # (b*t, 2, H, W): where an arm is now, where the reference's was (zeros: at rest)
+                idx, _, now, gone, _ = arms
                 arm_maps = x.new_zeros((b * t, 2, *ref_px.shape[-2:]))
-                arm_maps = arm_maps.index_copy(0, arms[0], torch.cat([arms[2], arms[3]], 1).to(x.dtype))
+                arm_maps = arm_maps.index_copy(0, idx, torch.cat([now, gone], 1).to(x.dtype))
                 arm_maps = [F.avg_pool2d(arm_maps, k).contiguous(memory_format=torch.channels_last) for k in (8, 4, 2)]
+            else:
+                arms = None
         mouth = self.mouth(x) if live or training_map or (e is not None and ref is not None) else None
         where = None  # the taps draw where the keep-out's map finds the mouth (a decoder without one: everywhere)
         if e is not None:
@@ -427,11 +431,11 @@ class Decoder(nn.Module):
             if live:  # the mouth's keep-out lifts the blend there
                 lift = self.mouth_map(mouth, x.shape[-2:]) * self.mouth_on.float()  # mouth_on: how far, 0..1
                 alpha = alpha * (1 - lift).to(x.dtype)
-            if arms is not None and len(arms[0]):  # where the reference's arm was and is no more: the decoder's
-                alpha = alpha.index_copy(0, arms[0], alpha[arms[0]] * (1 - arms[3]))
-            x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
-            if arms is not None and len(arms[0]):  # what the resting arm hid, then the moved arms on top
+            if arms is not None:  # where the reference's arm was and is no more: not the reference's pixels
                 idx, cut, now, gone, fill = arms
+                alpha = alpha.index_copy(0, idx, alpha[idx] * (1 - gone))
+            x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
+            if arms is not None:  # what the resting arm hid, then the moved arms on top
                 y = x[idx]
                 y = y + gone * (fill - y)
                 x = x.index_copy(0, idx, y + now * (cut - y))

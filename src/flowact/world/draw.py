@@ -38,6 +38,11 @@ class Renderer:
         y = 1 + c.scale * (pts[..., 1] - 1)
         return np.stack([x, y], -1)
 
+    def to_pixel_xy(self, pts: np.ndarray) -> np.ndarray:
+        """Character units -> this frame's pixels (pixel i's centre at i + 0.5), through `to_label_xy`."""
+        xy = self.to_label_xy(pts)
+        return np.stack([(xy[..., 0] - 0.5) * self.height + self.width / 2, xy[..., 1] * self.height], -1)
+
     def _head_place(self, motion: Motion, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame i's neck top (the head's pivot) and head centre, in character units."""
         c = self.c
