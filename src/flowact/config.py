@@ -40,6 +40,9 @@ class VAEConfig:
     # the decoder draws the arms where the motion puts them: the reference's own, cut and moved
     # (model/arms.py; needs motion 24, the numbers with the arms)
     arms: bool = False
+    # the decoder draws the mouth as the motion says: the world's lip shapes at the reference's mouth
+    # (model/mouth.py; needs motion and ref_decoder)
+    mouth: bool = False
 
 
 @dataclass(frozen=True)
@@ -314,6 +317,8 @@ def _check(p: Preset, src: str) -> Preset:
         bad("vae.motion", f"must equal model.motion_inject ({m.motion_inject}): the decoder reads the video model's")
     if vae.arms and (vae.motion != 24 or not vae.ref_decoder):
         bad("vae.arms", "needs vae.motion 24 (the numbers with the arms) and ref_decoder (arms cut from the reference)")
+    if vae.mouth and (vae.motion < 16 or not vae.ref_decoder):
+        bad("vae.mouth", "needs vae.motion 16 or 24 (the mouth's and head's numbers) and ref_decoder (its colours)")
     if st.chunk_latents < 1 or st.long_term < 0 or st.long_term_stride < 1 or st.queue_chunks < 1:
         bad("stream", "chunk_latents, long_term_stride, queue_chunks must be >= 1 and long_term >= 0")
     if not 0.0 <= st.memory_noise < 1.0:

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from ..config import VAEConfig
 from .arms import ArmRig, arm_composite, arm_rest
 from .derived import derived
+from .mouth import MouthRig, mouth_composite
 from .upconv import up2_conv
 
 
@@ -216,6 +217,7 @@ class DecoderState:
         self.ref = None  # (injections per scale, reference pixels (b, 3, H, W))
         self.arms = None  # the reference's arms at rest (ArmRig: joints px, pixels per unit); may be set before
         self.arms_hidden = None  # where they are and what they hide (model/arms.py arm_rest), once per stream
+        self.mouth_rig = None  # the reference's mouth (MouthRig: centre, unit, shape, colours), once per stream
 
 
 class RefPyramid(nn.Module):
@@ -254,6 +256,9 @@ class Decoder(nn.Module):
     # the arms (VAEConfig.arms): the rig, trained apart (scripts/train_rig.py), and where the arms are and
     # were told to the decoder's activations (grown at zero)
     ARMS_BRANCH = ("arms.", "arms_in.")
+    # the drawn mouth (VAEConfig.mouth): its rig, trained apart (scripts/train_rig.py --part mouth), and the
+    # flag that it is (off until then: the decoder draws as before)
+    MOUTH_BRANCH = ("mouth_rig.", "mouth_drawn")
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -288,6 +293,10 @@ class Decoder(nn.Module):
             self.arms_in = nn.ModuleList([nn.Conv2d(2, c, 1, bias=False) for c in (c0, c1, c2)])
             for conv in self.arms_in:
                 nn.init.zeros_(conv.weight)
+        self.mouth_rig = None
+        if cfg.mouth:  # the mouth drawn by rule where the rig finds it, as the motion says (model/mouth.py)
+            self.mouth_rig = MouthRig()
+            self.register_buffer("mouth_drawn", torch.zeros(()))  # 1 once the rig is trained
 
     @staticmethod
     def mouth_map(logits: torch.Tensor, size) -> torch.Tensor:
@@ -302,6 +311,12 @@ class Decoder(nn.Module):
         if self.mouth_on.is_meta:  # a model without values (the analytic cost model): off, as it is built
             return False
         return derived(self, "_mouth_on_cache", (self.mouth_on,), lambda: bool(self.mouth_on > 0))
+
+    def _mouth_drawn(self) -> bool:
+        """Whether the mouth is drawn (a trained rig), read on the host once per change of the flag."""
+        if self.mouth_rig is None or self.mouth_drawn.is_meta:
+            return False
+        return derived(self, "_mouth_drawn_cache", (self.mouth_drawn,), lambda: bool(self.mouth_drawn > 0))
 
     def _rgb_alpha(self) -> tuple[torch.Tensor, torch.Tensor]:
         """conv_out's and alpha_out's kernels stacked (4 output channels), cached for inference."""
@@ -380,9 +395,11 @@ class Decoder(nn.Module):
             x = x.view(b, 4 * n, -1, h, w)[:, 3:].reshape(b * t, -1, h, w)
         # the keep-out's logits (b*t, 1, h, w) at 1/8: when it is on, or while its map trains (from the
         # latents' activations, before the motion's: where the mouth is, not how open)
-        live = ref is not None and self._mouth_live()
+        # a drawn mouth (VAEConfig.mouth) covers what the keep-out and the taps draw at the mouth: they are skipped
+        drawn = ref is not None and motion is not None and self._mouth_drawn()
+        live = ref is not None and self._mouth_live() and not drawn
         training_map = ref is not None and torch.is_grad_enabled() and self.mouth[-1].weight.requires_grad
-        e = self._motion(motion, b, t, x)
+        e = None if drawn else self._motion(motion, b, t, x)
         arms = arm_maps = None  # arms: the frames whose arms moved and their pieces (model/arms.py arm_composite)
         if self.arms is not None and motion is not None:  # the reference's arms, moved
             if st.arms_hidden is None:
@@ -435,6 +452,10 @@ class Decoder(nn.Module):
                 idx, cut, now, gone, fill = arms
                 alpha = alpha.index_copy(0, idx, alpha[idx] * (1 - gone))
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
+            if drawn:  # the mouth as the motion says, under the arms
+                if st.mouth_rig is None:
+                    st.mouth_rig = tuple(v.detach() for v in self.mouth_rig(ref_px))
+                x = mouth_composite(x, st.mouth_rig, motion.to(x.device))
             if arms is not None:  # what the resting arm hid, then the moved arms on top
                 y = x[idx]
                 y = y + gone * (fill - y)

@@ -268,7 +268,10 @@ def build(run: TrainRun, device: torch.device | str | None = None) -> tuple[Flow
         # reference branch, the lips/visemes stages the lip refiner, the transformer stages the
         # audio and motion injections (the branch and the injections start at zero: the init's output)
         new_ok = (
-            tuple("vae.decoder." + k for k in Decoder.REFERENCE_BRANCH + Decoder.MOTION_BRANCH + Decoder.ARMS_BRANCH)
+            tuple(
+                "vae.decoder." + k
+                for k in Decoder.REFERENCE_BRANCH + Decoder.MOTION_BRANCH + Decoder.ARMS_BRANCH + Decoder.MOUTH_BRANCH
+            )
             if run.stage in ("vae", "decoder")
             else ("lips.",)
             if run.stage in ("lips", "visemes")

@@ -1,0 +1,261 @@
+"""The mouth drawn as the motion says: the world's lip shapes, at the reference's mouth, moved with the head.
+
+A latent cell is 8 pixels and a drawn mouth at 128 px about 10 by 2 to 10: the latents say roughly how
+open it is, and the decoder draws their blur (docs/motion-video.md). The motion says exactly what each
+frame's mouth is: five numbers (open, width, round, closed, teeth) and the head's pose. So, as the arms
+are (model/arms.py), the mouth is drawn by rule, after the decoder, from the motion alone:
+
+- `MouthRig` finds, once per stream, the reference's mouth (its centre, pixels), how many pixels one
+  character unit is, the mouth's width and the head's half-width and half-height (character units), and
+  three colours: the lips, their edge (the outline, or the lips where the picture has none) and what
+  surrounds the mouth (skin, or a beard). A small convolutional net, a heat map's soft centre and its
+  features pooled there, trained on the world's characters (scripts/train_rig.py --part mouth).
+- `mouth_place` moves the mouth with the head's turn, nod and tilt and the body's sway, breathing and
+  shrug, as the world does (world/draw.py Renderer.mouth_place).
+- `draw_mouth` covers the resting mouth with the surrounding colour and draws the frame's lips, the
+  open mouth's dark inside, tongue and upper teeth, the seam of closed lips, pressed lips' dimples and
+  teeth on the lower lip: the world's shapes (world/draw.py _mouth), anti-aliased by 4 x 4 samples a
+  pixel, on the crop the mouths can reach.
+
+The motion's layout is world/motion_vector.py's (`video_input`: each number minus the rest pose's); the
+model does not import the world: tests/test_mouth.py checks that the two agree and that the drawn mouth
+matches the world's own pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .arms import RIG_SIZE
+
+MOUTH = slice(0, 5)  # open, width, round, closed, teeth: minus REST_MOUTH
+HEAD = slice(5, 8)  # yaw, pitch, roll
+SMILE = 12
+BODY = slice(13, 16)  # sway, breathing lift, shrug
+REST_MOUTH = (0.0, 0.45, 0.15, 0.55, 0.0)  # world/clip.py REST_MOUTH: the reference's mouth
+HEAD_Y = 0.33  # world/behaviour.py: the head's centre at rest, character units
+BELOW_EYES = 0.078  # world/draw.py MOUTH_BELOW_EYES
+ROLL = 0.35  # the head's tilt, radians per unit of roll (world/draw.py Renderer.frame)
+OUTLINE = 0.005  # the outline's width, frame heights (world/draw.py's Canvas line width)
+# the world's fixed colours (0-255): the open mouth's inside, the tongue, teeth
+CAVITY, TONGUE, WHITE = (70, 18, 30), (200, 90, 100), (250, 250, 250)
+SAMPLES = 4  # anti-aliasing: samples per pixel and axis
+
+
+class MouthRig(nn.Module):
+    """A reference picture (b, 3, H, W) in [-1, 1] -> its mouth at rest: centre (b, 2) px (pixel i's centre at
+    i + 0.5), pixels per character unit (b,), shape (b, 3): the mouth's half-width scale and the head's half
+    width and height (character units), colours (b, 3 [lips, edge, around], 3 rgb) in [-1, 1]."""
+
+    def __init__(self, width: int = 48):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(5, 24, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(24, width, 3, stride=2, padding=1)
+        )
+        self.body = nn.ModuleList([nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in (1, 2, 4, 8, 1)])
+        self.norms = nn.ModuleList([nn.GroupNorm(8, width) for _ in self.body])
+        self.heat = nn.Conv2d(width, 1, 1)
+        self.head = nn.Sequential(nn.Linear(2 * width + 3, 96), nn.SiLU(), nn.Linear(96, 13))
+
+    def forward(self, ref: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b, _, h, w = ref.shape
+        x0 = F.interpolate(ref.float(), size=(RIG_SIZE, RIG_SIZE), mode="bilinear", align_corners=False)
+        ys = torch.linspace(-1, 1, RIG_SIZE, device=x0.device)
+        coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij")[::-1])  # x, y channels
+        x = self.stem(torch.cat([x0, coords.expand(b, -1, -1, -1)], 1).to(self.heat.weight.dtype))
+        for conv, norm in zip(self.body, self.norms):
+            x = x + conv(F.silu(norm(x)))
+        x = F.silu(x)
+        heat = self.heat(x).float()  # (b, 1, s, s)
+        s = heat.shape[-1]
+        p = heat.flatten(1).softmax(-1)  # (b, s*s)
+        grid = (torch.arange(s, device=x.device, dtype=p.dtype) + 0.5) / s  # cell centres, 0..1
+        p2 = p.view(b, s, s)
+        cx, cy = (p2.sum(1) * grid).sum(-1), (p2.sum(2) * grid).sum(-1)
+        centre = torch.stack([cx * w, cy * h], -1)
+        # the features where the mouth is, the whole picture's, and its pixels' colour there
+        at = (x.float().flatten(2) * p[:, None]).sum(-1)
+        pix = F.grid_sample(x0, (torch.stack([cx, cy], -1) * 2 - 1)[:, None, None], align_corners=False)[:, :, 0, 0]
+        o = self.head(torch.cat([at, x.float().mean((2, 3)), pix], 1).to(self.heat.weight.dtype)).float()
+        unit = (1.2 + 0.1 * o[:, 0]) * h  # the world's scale is 1.12-1.26 frame heights
+        shape = torch.stack([0.04 + 0.01 * o[:, 1], 0.12 + 0.01 * o[:, 2], 0.145 + 0.01 * o[:, 3]], -1)
+        colours = o[:, 4:].clamp(-1, 1).view(b, 3, 3)
+        return centre, unit, shape, colours
+
+
+def mouth_place(centre: torch.Tensor, unit: torch.Tensor, shape: torch.Tensor, motion: torch.Tensor):
+    """The reference's mouth centre (b, 2) px, pixels per unit (b,), shape (b, 3) (MouthRig), motion (b, t, d)
+    -> each frame's mouth centre (b, t, 2) px and the head's tilt (b, t) radians."""
+    m = motion.float()
+    yaw, pitch, roll = m[..., 5], m[..., 6], m[..., 7]
+    sway, breath, lift = m[..., 13], m[..., 14], m[..., 15]
+    rx, ry = shape[:, 1:2].float(), shape[:, 2:3].float()
+    angle = ROLL * roll
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # the mouth from the neck's top (the head's pivot), then turned with the head
+    dx = yaw * (0.01 + 0.35 * rx)
+    dy = pitch * (0.012 + 0.22 * ry) - 0.1 * lift - 0.5 * breath + BELOW_EYES - 0.75 * ry
+    x = 0.6 * sway + cos * dx - sin * dy
+    y = 0.75 * ry - 0.5 * lift + sin * dx + cos * dy - BELOW_EYES  # relative to the reference's mouth (y 0)
+    return centre.float()[:, None] + unit.float()[:, None, None] * torch.stack([x, y], -1), angle
+
+
+def _superellipse(u, v, rx, ry, power):
+    """Whether points (u, v) lie inside |u/rx|^p + |v/ry|^p <= 1 (float 0/1)."""
+    rx, ry = rx.clamp_min(1e-6), ry.clamp_min(1e-6)
+    return (((u / rx).abs() ** power + (v / ry).abs() ** power) <= 1).float()
+
+
+def _segment_distance(u, v, a, b):
+    """Distance of points (u, v) to the segments a -> b (each (n, 2), broadcast over the points)."""
+    ax, ay, bx, by = (t[:, None, None] for t in (a[:, 0], a[:, 1], b[:, 0], b[:, 1]))
+    dx, dy = bx - ax, by - ay
+    k = (((u - ax) * dx + (v - ay) * dy) / (dx * dx + dy * dy).clamp_min(1e-12)).clamp(0, 1)
+    return torch.hypot(u - ax - k * dx, v - ay - k * dy)
+
+
+def _foreign(pixels: torch.Tensor, palette: torch.Tensor, near: float = 0.15, far: float = 0.3) -> torch.Tensor:
+    """Pixels (n, 3, h, w) and each frame's colours (n, P, 3) -> (n, 1, h, w) in [0, 1]: how far each pixel is
+    from every mix of two of the colours (0 within `near`, 1 beyond `far`, [-1, 1] units)."""
+    a = palette[:, :, None]  # (n, P, 1, 3)
+    d = palette[:, None] - a  # (n, P, P, 3): from colour i to colour j
+    q = pixels.permute(0, 2, 3, 1).reshape(pixels.shape[0], 1, 1, -1, 3)  # (n, 1, 1, hw, 3)
+    t = ((q - a[..., None, :]) * d[..., None, :]).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)[..., None]
+    closest = a[..., None, :] + t.clamp(0, 1)[..., None] * d[..., None, :]
+    dist = (q - closest).norm(dim=-1).flatten(1, 2).amin(1)  # (n, hw)
+    h, w = pixels.shape[-2:]
+    return ((dist - near) / (far - near)).clamp(0, 1).view(-1, 1, h, w)
+
+
+def _colour(rgb) -> torch.Tensor:
+    return torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1
+
+
+def draw_mouth(
+    frames: torch.Tensor,
+    centre: torch.Tensor,
+    angle: torch.Tensor,
+    unit: torch.Tensor,
+    shape: torch.Tensor,
+    colours: torch.Tensor,
+    mouth: torch.Tensor,
+    smile: torch.Tensor,
+) -> torch.Tensor:
+    """Frames (n, 3, H, W) in [-1, 1]; per frame: the mouth's centre (n, 2) px and tilt (n,) (`mouth_place`),
+    pixels per unit (n,), shape (n, 3) and colours (n, 3, 3) (MouthRig), the mouth's five numbers (n, 5, as the
+    world's: open, width, round, closed, teeth) and the smile (n,) -> the frames with the resting mouth covered
+    and this mouth drawn (the world's shapes, world/draw.py _mouth)."""
+    n, _, H, W = frames.shape
+    if n == 0:
+        return frames
+    dev = frames.device
+    f32 = dict(device=dev, dtype=torch.float32)
+    unit = unit.float()
+    # the crop every mouth can reach: the widest, most open mouth, tilted, and a pixel of margin
+    r = float((0.085 * unit).max()) + 2.0
+    lo = (centre.float().amin(0) - r).floor().tolist()
+    hi = (centre.float().amax(0) + r).ceil().tolist()
+    x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
+    x1, y1 = min(W, int(hi[0])), min(H, int(hi[1]))
+    if x1 <= x0 or y1 <= y0:
+        return frames
+    k = SAMPLES
+    xs = x0 + (torch.arange((x1 - x0) * k, **f32) + 0.5) / k
+    ys = y0 + (torch.arange((y1 - y0) * k, **f32) + 0.5) / k
+    dx = xs[None, None, :] - centre[:, 0, None, None].float()
+    dy = ys[None, :, None] - centre[:, 1, None, None].float()
+    cos, sin = torch.cos(angle.float())[:, None, None], torch.sin(angle.float())[:, None, None]
+    upx = unit[:, None, None]
+    u, v = (cos * dx + sin * dy) / upx, (-sin * dx + cos * dy) / upx  # head-local, character units
+
+    def per(t):
+        return t.float()[:, None, None]
+
+    m = mouth.float().clamp(0, 1)
+    open_, width, round_, closed, teeth = (per(m[:, i]) for i in range(5))
+    smile = per(smile)
+    mw = per(shape[:, 0]) * (0.72 + 0.55 * width) * (1 - 0.42 * round_)
+    oh = 0.034 * open_
+    pressed = ((closed - 0.6) / 0.4).clamp(0, 1)
+    lip = 0.009 * (1 + 0.8 * round_) * (1 - 0.6 * pressed)
+    curve = 0.008 * smile * (1 - open_)
+    power = 2.0 + 0.6 * (1 - round_)
+    px = 1 / upx  # one pixel, in character units
+    outline = OUTLINE * H * px
+    bent = v + curve * (u.abs() / mw.clamp_min(1e-6)) ** 2
+    outer = _superellipse(u, bent, mw + 0.6 * lip, oh + lip, power)
+    # the resting mouth (the reference's, moved with the head) and this one's, widened by a pixel: covered
+    rmw = per(shape[:, 0]) * (0.72 + 0.55 * REST_MOUTH[1]) * (1 - 0.42 * REST_MOUTH[2])
+    rlip = 0.009 * (1 + 0.8 * REST_MOUTH[2])
+    cover = torch.maximum(
+        _superellipse(u, v, rmw + 0.6 * rlip + px, rlip + 1.5 * px, 2.0 + 0.6 * (1 - REST_MOUTH[2])),
+        _superellipse(u, bent, mw + 0.6 * lip + px, oh + lip + px, power),
+    )
+    edge = outer - _superellipse(u, bent, mw + 0.6 * lip - outline, oh + lip - outline, power)
+    is_open = (oh > 0.0025).float()
+    cavity = _superellipse(u, v, mw * 0.86, oh, power) * is_open
+    tongue = _superellipse(u, v - oh * 0.55, mw * 0.5, oh * 0.4, torch.full_like(power, 2.0)) * (open_ > 0.45).float()
+    upper = cavity * (v <= -oh + torch.minimum(oh * 0.55, torch.full_like(oh, 0.008))).float()
+    a = torch.stack([-mw[:, 0, 0], -curve[:, 0, 0]], -1)
+    mid = torch.stack([torch.zeros_like(mw[:, 0, 0]), 0.002 * pressed[:, 0, 0]], -1)
+    b = torch.stack([mw[:, 0, 0], -curve[:, 0, 0]], -1)
+    seam_w = torch.maximum((0.0035 + 0.005 * pressed), px / 3)
+    seam = torch.minimum(_segment_distance(u, v, a, mid), _segment_distance(u, v, mid, b))
+    seam = (seam <= seam_w / 2).float() * (1 - is_open)
+    dimple_r = torch.maximum(0.004 * pressed, px / 6)
+    dimples = torch.zeros_like(u)
+    for s in (-1, 1):
+        dimples = torch.maximum(dimples, (torch.hypot(u - s * (mw + 0.8 * lip), v + curve) <= dimple_r).float())
+    dimples = dimples * (pressed > 0.3).float() * (1 - is_open)
+    brx = mw * 0.55
+    band = (u.abs() <= brx) & (v >= -0.002)
+    band = band & (v <= 0.001 + 0.0065 * teeth * (1 - (u / brx.clamp_min(1e-6)) ** 2).clamp_min(0).sqrt())
+    band = band.float() * (teeth > 0.2).float()
+
+    lips, edge_c, around = (colours[:, i].float()[:, :, None, None] for i in range(3))
+    layers = [
+        (cover, around),
+        (outer, lips),
+        (edge, edge_c),
+        (cavity, _colour(CAVITY).to(dev)[None, :, None, None]),
+        (tongue, _colour(TONGUE).to(dev)[None, :, None, None]),
+        (upper, _colour(WHITE).to(dev)[None, :, None, None]),
+        (seam, (lips + 1) * 0.4 - 1),
+        (dimples, (around + 1) * 0.6 - 1),
+        (band, _colour(WHITE).to(dev)[None, :, None, None]),
+    ]
+    base = frames[:, :, y0:y1, x0:x1].float()
+    out = base
+    for mask, col in layers:
+        alpha = F.avg_pool2d(mask[:, None], k)  # the samples' share of each pixel
+        out = out + alpha * (col - out)
+    # what the world draws in front of the mouth (a moustache, a goatee, a strand of hair) stays in front:
+    # a pixel whose colour is no mix of two of the mouth's and face's colours is kept as it was
+    palette = torch.stack([col.expand(n, 3, 1, 1)[:, :, 0, 0] for _, col in layers], 1)  # (n, P, 3)
+    out = out + _foreign(base, palette) * (base - out)
+    frames = frames.clone()
+    frames[:, :, y0:y1, x0:x1] = out.to(frames.dtype)
+    return frames
+
+
+def mouth_composite(frames: torch.Tensor, rig: tuple[torch.Tensor, ...], motion: torch.Tensor) -> torch.Tensor:
+    """Frames (b*t, 3, H, W), the rig's results for the b references, the frames' motion (b, t, d) (each number
+    minus the rest pose's: world/motion_vector.py video_input) -> the frames with their mouths drawn."""
+    centre, unit, shape, colours = rig
+    b, t = motion.shape[:2]
+    at, angle = mouth_place(centre, unit, shape, motion)
+    m = motion.float()
+    rest = torch.tensor(REST_MOUTH, device=m.device)
+    clip = torch.arange(b, device=m.device).repeat_interleave(t)
+    return draw_mouth(
+        frames,
+        at.reshape(b * t, 2),
+        angle.reshape(-1),
+        unit[clip],
+        shape[clip],
+        colours[clip],
+        (m[..., MOUTH] + rest).reshape(b * t, 5),
+        m[..., SMILE].reshape(-1),
+    )
