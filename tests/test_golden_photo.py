@@ -5,7 +5,9 @@ moves), and the same three around the mouth (the box of the lips, where a whole-
 a change), against tests/data/photo_golden.json. Recorded on 2026-12-06 before the "one house"
 refactor; re-recorded on purpose the same day for the new inside of the mouth (issue 32: teeth,
 tongue, lips carried by the jaw); again on 2026-12-07 for the one motion engine of both routes that makes the
-arms too (issue 33: a new engine, its 16 numbers trained by the same recipe). A change meant to alter the frames
+arms too (issue 33: a new engine, its 16 numbers trained by the same recipe); again the same day for the body's
+filter (the engine's sway, breathing and shrug had shaken the frames: each frame's distance from the photo now
+changes smoothly). A change meant to alter the frames
 re-records it:
 `python tests/test_golden_photo.py > tests/data/photo_golden.json`."""
 

@@ -32,7 +32,7 @@ from ..errors import FlowactError
 from ..model.audio import HOP, N_FFT
 from ..model.block import BankAttention, BankView
 from ..model.motion import MEL_PER_FRAME, MOTION_DIM, MotionConfig, MotionDiT, empty_view, frame_windows, mel_frames
-from ..world.motion_vector import HIGH, LOW, MOUTH, VIDEO_HIGH, VIDEO_LOW  # noqa: F401 (LOW, HIGH: re-exported)
+from ..world.motion_vector import BODY, HIGH, LOW, MOUTH, VIDEO_HIGH, VIDEO_LOW  # noqa: F401 (LOW, HIGH: re-exported)
 from .bank import MemoryBank
 from .sampler import EulerSampler, shifted_timesteps
 
@@ -97,15 +97,20 @@ class ArmFilter:
     engine samples each frame's arms with their own noise, and cut arms drawn where it puts them shake
     (on 6 held-out clips the arms' second difference was 6-40x the world's, with steps at every chunk
     join). The cut-off rises with the speed, so a wave keeps its swing while a resting arm stops shaking:
-    1 Hz at rest, + 0.5 Hz per unit (of reach) a second. On the same clips: the arms' correlation with the
-    world's 0.57 -> 0.61, their roughness / 5 (docs/motion-video.md)."""
+    0.5 Hz at rest, + 0.5 Hz per unit (of reach) a second. On the same clips: the arms' correlation with the
+    world's 0.57 -> 0.62, their roughness / 7 (docs/motion-video.md). The arms engine's body numbers go through
+    one too (0.5 Hz, no speed term)."""
 
-    MIN_CUTOFF = 1.0  # Hz
+    MIN_CUTOFF = 0.5  # Hz
     BETA = 0.5  # Hz per (reach / s)
     SPEED_CUTOFF = 1.0  # Hz: the speed's own smoothing
 
-    def __init__(self, dim: int, fps: float = 25.0):
+    def __init__(self, dim: int, fps: float = 25.0, min_cutoff: float | None = None, beta: float | None = None):
         self.dim, self.dt = dim, 1.0 / fps
+        if min_cutoff is not None:
+            self.MIN_CUTOFF = min_cutoff
+        if beta is not None:
+            self.BETA = beta
         self.y: np.ndarray | None = None  # the last output frame
         self.speed = np.zeros(dim, np.float32)
 
@@ -191,12 +196,16 @@ class MotionStream:
         self.ear_mouth = torch.tensor(cfg.ear_mouth, dtype=torch.long, device=dev) if cfg.ear_mouth else None
         self.next_index = 0
         self.arm_filter = ArmFilter(cfg.arms) if cfg.arms else None
+        # the body's sway, breathing and shrug move the shoulders, and with them the cut arms, by a character
+        # unit (~150 px) per unit: the engine's frame-to-frame noise in them shook the arms by 0.6-0.8 px a frame
+        # (the world's 0.03); filtered alike, more slowly (the world's body moves slowly)
+        self.body_filter = ArmFilter(3, min_cutoff=0.5, beta=0.0) if cfg.arms else None
 
     def snapshot(self) -> tuple:
         """The stream's state before its next chunk (bank, noise generator, the ear's running statistics,
         the arms' filter, chunk index), copied; `restore` goes back to it, so that chunk can be made again
         with other audio."""
-        arms = None if self.arm_filter is None else self.arm_filter.state()
+        arms = None if self.arm_filter is None else (self.arm_filter.state(), self.body_filter.state())
         return self.bank.snapshot(), self.generator.get_state(), _copied(self._ear_stats), arms, self.next_index
 
     def restore(self, state: tuple) -> None:
@@ -205,7 +214,8 @@ class MotionStream:
         self.generator.set_state(rng)
         self._ear_stats = _copied(ear)
         if self.arm_filter is not None:
-            self.arm_filter.set_state(arms)
+            self.arm_filter.set_state(arms[0])
+            self.body_filter.set_state(arms[1])
         self.next_index = index
 
     def audio_span(self, index: int) -> tuple[int, int]:
@@ -251,6 +261,7 @@ class MotionStream:
         motion = np.clip(motion, self.low, self.high)
         if self.arm_filter is not None:
             motion[:, MOTION_DIM:] = self.arm_filter(motion[:, MOTION_DIM:])
+            motion[:, BODY] = self.body_filter(motion[:, BODY])
         return motion
 
     def denoise(self, feat: torch.Tensor, behaviour: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
