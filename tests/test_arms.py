@@ -11,7 +11,7 @@ import torch
 from flowact.config import load_preset
 from flowact.errors import FlowactError
 from flowact.model import FlowActModel
-from flowact.model.arms import ARMS, BODY, arm_composite, arm_joints
+from flowact.model.arms import ARMS, BESIDE, BODY, arm_beside, arm_composite, arm_joints
 from flowact.model.vae import DecoderState
 from flowact.stream.generator import StreamGenerator
 from flowact.world.behaviour import neutral_motion
@@ -113,6 +113,22 @@ def test_the_decoder_draws_the_moved_arms_and_nothing_else_at_rest():
     assert int(inside.sum()) > 100
     assert torch.allclose(whole[0, :, 8][:, inside], cut[0][:, inside], atol=1e-4)  # the moved arm, the reference's
     assert float((whole[0, :, 8] - plain[0, :, 8]).abs().amax(0)[inside].mean()) > 0.05
+
+
+def test_beside_a_moved_arm_is_a_band_of_its_own_width():
+    """The band where the decoder draws the reference beside a moved arm: as wide as BESIDE of the frame's height
+    on every side, nothing on the arm itself or further away, a soft edge kept soft."""
+    now = torch.zeros(2, 1, SIZE, SIZE)
+    now[0, :, 60:100, 30:40] = 1.0
+    now[0, :, 60:100, 40] = 0.5  # the arm's soft edge
+    band = arm_beside(now)
+    r = round(BESIDE * SIZE)
+    assert float(band[1].abs().max()) == 0.0  # a frame without a moved arm
+    assert float(band[0, 0, 60:100, 30:40].max()) == 0.0  # on the arm
+    assert float(band[0, 0, 60:100, 40].min()) == 0.5  # beside the full arm, over its half-covered edge
+    assert float(band[0, 0, 80, 30 - r]) == 1.0 and float(band[0, 0, 80, 30 - r - 1]) == 0.0
+    assert float(band[0, 0, 60 - r, 35]) == 1.0 and float(band[0, 0, 60 - r - 1, 35]) == 0.0
+    assert float(band[0, 0, 80, 39 + r]) == 1.0 and float(band[0, 0, 80, 40 + r]) == 0.5  # the edge's reach
 
 
 def test_arms_need_the_motion_with_arms(tmp_path):

@@ -40,6 +40,7 @@ FORE_R = 0.026 + OUTLINE
 HAND_R = 0.025 + OUTLINE
 HAND_AHEAD = 0.02  # the hand's centre beyond the wrist
 SPLIT = 0.7  # see arm_composite: where, across a resting arm, what it hid turns from background to torso
+BESIDE = 0.047  # see arm_beside: how far beside a moved arm the reference is drawn, in frame heights (6 px at 128)
 RIG_SIZE = 128  # the rig reads the reference at this size
 
 
@@ -222,3 +223,23 @@ def arm_composite(
     f = fade[idx][:, None, None, None]
     dt = ref.dtype
     return idx, cut.to(dt), (now * f).to(dt), (gone * f).to(dt), fill[clip].to(dt)
+
+
+def arm_beside(now: torch.Tensor) -> torch.Tensor:
+    """Where a moved arm is (n, 1, H, W) in [0, 1] -> the band just beside it (n, 1, H, W) in [0, 1], `BESIDE` of the
+    frame's height wide. The video model's latents draw their own guess of a moved arm, a smudge that the cut arm
+    does not always cover; in the world only the background or the body lies there, so the decoder draws the
+    reference there (docs/motion-video.md). A separable max over the crop the arms reach."""
+    h = now.shape[-2]
+    r = max(1, round(BESIDE * h))
+    out = torch.zeros_like(now)
+    rows = torch.nonzero(now.amax((0, 1, 3)) > 0).flatten()
+    cols = torch.nonzero(now.amax((0, 1, 2)) > 0).flatten()
+    if len(rows) == 0:
+        return out
+    y0, y1 = max(0, int(rows[0]) - r), min(h, int(rows[-1]) + r + 1)
+    x0, x1 = max(0, int(cols[0]) - r), min(now.shape[-1], int(cols[-1]) + r + 1)
+    crop = now[..., y0:y1, x0:x1].float()
+    near = F.max_pool2d(F.max_pool2d(crop, (2 * r + 1, 1), 1, (r, 0)), (1, 2 * r + 1), 1, (0, r))
+    out[..., y0:y1, x0:x1] = (near - crop).clamp(0, 1).to(now.dtype)
+    return out

@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import VAEConfig
-from .arms import ArmRig, arm_composite, arm_rest
+from .arms import ArmRig, arm_beside, arm_composite, arm_rest
 from .derived import derived
 from .mouth import MouthRig, mouth_composite
 from .upconv import up2_conv
@@ -450,7 +450,10 @@ class Decoder(nn.Module):
                 alpha = alpha * (1 - lift).to(x.dtype)
             if arms is not None:  # where the reference's arm was and is no more: not the reference's pixels
                 idx, cut, now, gone, fill = arms
-                alpha = alpha.index_copy(0, idx, alpha[idx] * (1 - gone))
+                # and just beside a moved arm, the reference's (or what the resting arm hid): the latents' own
+                # drawing of the arm there is a smudge
+                a = torch.maximum(alpha[idx], arm_beside(now).to(alpha.dtype)) * (1 - gone)
+                alpha = alpha.index_copy(0, idx, a)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
             if drawn:  # the mouth as the motion says, under the arms
                 if st.mouth_rig is None:
