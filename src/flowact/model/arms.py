@@ -44,12 +44,10 @@ BESIDE = 0.047  # see arm_beside: how far beside a moved arm the reference is dr
 RIG_SIZE = 128  # the rig reads the reference at this size
 
 
-class ArmRig(nn.Module):
-    """A reference picture (b, 3, H, W) in [-1, 1] -> its arms at rest: joints (b, 2 arms [left, right],
-    3 [shoulder, elbow, wrist], 2 xy) in pixels (pixel i's centre at i + 0.5), and pixels per character
-    unit (b,). Heat maps at 1/4 size, their soft centres; the unit from the pooled features."""
-
-    JOINTS = 6
+class RigTrunk(nn.Module):
+    """The rigs' shared trunk (ArmRig, model/mouth.py MouthRig): a reference picture (b, 3, H, W) in [-1, 1], read at
+    RIG_SIZE with its pixel coordinates as two more channels -> features at 1/4 size (b, width, s, s) (the residual
+    stream, before its SiLU) and the picture at RIG_SIZE (b, 3, RIG_SIZE, RIG_SIZE), float32."""
 
     def __init__(self, width: int = 48):
         super().__init__()
@@ -58,26 +56,48 @@ class ArmRig(nn.Module):
         )
         self.body = nn.ModuleList([nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in (1, 2, 4, 8, 1)])
         self.norms = nn.ModuleList([nn.GroupNorm(8, width) for _ in self.body])
+
+    def features(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = ref.shape[0]
+        small = F.interpolate(ref.float(), size=(RIG_SIZE, RIG_SIZE), mode="bilinear", align_corners=False)
+        ys = torch.linspace(-1, 1, RIG_SIZE, device=small.device)
+        coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij")[::-1])  # x, y channels
+        x = self.stem(torch.cat([small, coords.expand(b, -1, -1, -1)], 1).to(self.stem[0].weight.dtype))
+        for conv, norm in zip(self.body, self.norms):
+            x = x + conv(F.silu(norm(x)))
+        return x, small
+
+
+def soft_centres(heat: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heat maps (b, k, s, s) -> their soft centres (b, k, 2) in pixels of an (h, w) picture (pixel i's centre at
+    i + 0.5), and the maps as probabilities (b, k, s * s)."""
+    b, k, s, _ = heat.shape
+    p = heat.float().flatten(2).softmax(-1)
+    grid = (torch.arange(s, device=heat.device, dtype=p.dtype) + 0.5) / s  # cell centres, 0..1
+    p2 = p.view(b, k, s, s)
+    px = (p2.sum(2) * grid).sum(-1) * w
+    py = (p2.sum(3) * grid).sum(-1) * h
+    return torch.stack([px, py], -1), p
+
+
+class ArmRig(RigTrunk):
+    """A reference picture (b, 3, H, W) in [-1, 1] -> its arms at rest: joints (b, 2 arms [left, right],
+    3 [shoulder, elbow, wrist], 2 xy) in pixels (pixel i's centre at i + 0.5), and pixels per character
+    unit (b,). Heat maps at 1/4 size, their soft centres; the unit from the pooled features."""
+
+    JOINTS = 6
+
+    def __init__(self, width: int = 48):
+        super().__init__(width)
         self.heat = nn.Conv2d(width, self.JOINTS, 1)
         self.unit = nn.Linear(width, 1)
 
     def forward(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = ref.shape
-        x = F.interpolate(ref.float(), size=(RIG_SIZE, RIG_SIZE), mode="bilinear", align_corners=False)
-        ys = torch.linspace(-1, 1, RIG_SIZE, device=x.device)
-        coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij")[::-1])  # x, y channels
-        x = self.stem(torch.cat([x, coords.expand(b, -1, -1, -1)], 1).to(self.heat.weight.dtype))
-        for conv, norm in zip(self.body, self.norms):
-            x = x + conv(F.silu(norm(x)))
-        heat = self.heat(F.silu(x)).float()  # (b, 6, s, s)
-        s = heat.shape[-1]
-        p = heat.flatten(2).softmax(-1).view(b, self.JOINTS, s, s)
-        grid = (torch.arange(s, device=x.device, dtype=p.dtype) + 0.5) / s  # cell centres, 0..1
-        px = (p.sum(2) * grid).sum(-1) * w
-        py = (p.sum(3) * grid).sum(-1) * h
-        joints = torch.stack([px, py], -1).view(b, 2, 3, 2)
+        x, _ = self.features(ref)
+        joints, _ = soft_centres(self.heat(F.silu(x)), h, w)
         unit = (1.2 + 0.1 * self.unit(x.mean((2, 3)))[:, 0].float()) * h  # the world's scale is 1.12-1.26 frame heights
-        return joints, unit
+        return joints.view(b, 2, 3, 2), unit
 
 
 def arm_joints(rest: torch.Tensor, unit: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:

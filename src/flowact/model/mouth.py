@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .arms import RIG_SIZE
+from .arms import RigTrunk, soft_centres
 
 MOUTH = slice(0, 5)  # open, width, round, closed, teeth: minus REST_MOUTH
 HEAD = slice(5, 8)  # yaw, pitch, roll
@@ -44,40 +44,26 @@ CAVITY, TONGUE, WHITE = (70, 18, 30), (200, 90, 100), (250, 250, 250)
 SAMPLES = 4  # anti-aliasing: samples per pixel and axis
 
 
-class MouthRig(nn.Module):
+class MouthRig(RigTrunk):
     """A reference picture (b, 3, H, W) in [-1, 1] -> its mouth at rest: centre (b, 2) px (pixel i's centre at
     i + 0.5), pixels per character unit (b,), shape (b, 3): the mouth's half-width scale and the head's half
     width and height (character units), colours (b, 3 [lips, edge, around], 3 rgb) in [-1, 1]."""
 
     def __init__(self, width: int = 48):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(5, 24, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(24, width, 3, stride=2, padding=1)
-        )
-        self.body = nn.ModuleList([nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in (1, 2, 4, 8, 1)])
-        self.norms = nn.ModuleList([nn.GroupNorm(8, width) for _ in self.body])
+        super().__init__(width)
         self.heat = nn.Conv2d(width, 1, 1)
         self.head = nn.Sequential(nn.Linear(2 * width + 3, 96), nn.SiLU(), nn.Linear(96, 13))
 
     def forward(self, ref: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b, _, h, w = ref.shape
-        x0 = F.interpolate(ref.float(), size=(RIG_SIZE, RIG_SIZE), mode="bilinear", align_corners=False)
-        ys = torch.linspace(-1, 1, RIG_SIZE, device=x0.device)
-        coords = torch.stack(torch.meshgrid(ys, ys, indexing="ij")[::-1])  # x, y channels
-        x = self.stem(torch.cat([x0, coords.expand(b, -1, -1, -1)], 1).to(self.heat.weight.dtype))
-        for conv, norm in zip(self.body, self.norms):
-            x = x + conv(F.silu(norm(x)))
+        x, small = self.features(ref)
         x = F.silu(x)
-        heat = self.heat(x).float()  # (b, 1, s, s)
-        s = heat.shape[-1]
-        p = heat.flatten(1).softmax(-1)  # (b, s*s)
-        grid = (torch.arange(s, device=x.device, dtype=p.dtype) + 0.5) / s  # cell centres, 0..1
-        p2 = p.view(b, s, s)
-        cx, cy = (p2.sum(1) * grid).sum(-1), (p2.sum(2) * grid).sum(-1)
-        centre = torch.stack([cx * w, cy * h], -1)
+        centre, p = soft_centres(self.heat(x), h, w)
+        centre, p = centre[:, 0], p[:, 0]
         # the features where the mouth is, the whole picture's, and its pixels' colour there
         at = (x.float().flatten(2) * p[:, None]).sum(-1)
-        pix = F.grid_sample(x0, (torch.stack([cx, cy], -1) * 2 - 1)[:, None, None], align_corners=False)[:, :, 0, 0]
+        where = (centre / torch.tensor([w, h], device=centre.device) * 2 - 1)[:, None, None]
+        pix = F.grid_sample(small, where, align_corners=False)[:, :, 0, 0]
         o = self.head(torch.cat([at, x.float().mean((2, 3)), pix], 1).to(self.heat.weight.dtype)).float()
         unit = (1.2 + 0.1 * o[:, 0]) * h  # the world's scale is 1.12-1.26 frame heights
         shape = torch.stack([0.04 + 0.01 * o[:, 1], 0.12 + 0.01 * o[:, 2], 0.145 + 0.01 * o[:, 3]], -1)

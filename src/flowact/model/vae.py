@@ -336,8 +336,11 @@ class Decoder(nn.Module):
                 [inj[0]] + [i.contiguous(memory_format=torch.channels_last) for i in inj[1:]],
                 reference.contiguous(memory_format=torch.channels_last),
             )
+            # the rigs, trained apart (not by the decoder's loss), read the reference once per stream
             if self.arms is not None and st.arms is None:
-                st.arms = tuple(v.detach() for v in self.arms(reference))  # trained apart, not by the decoder's loss
+                st.arms = tuple(v.detach() for v in self.arms(reference))
+            if self._mouth_drawn() and st.mouth_rig is None:
+                st.mouth_rig = tuple(v.detach() for v in self.mouth_rig(reference))
         if st.ref is None:
             raise ValueError(
                 "this decoder is conditioned on the reference image: pass reference= on the stream's first call"
@@ -456,8 +459,6 @@ class Decoder(nn.Module):
                 alpha = alpha.index_copy(0, idx, a)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
             if drawn:  # the mouth as the motion says, under the arms
-                if st.mouth_rig is None:
-                    st.mouth_rig = tuple(v.detach() for v in self.mouth_rig(ref_px))
                 x = mouth_composite(x, st.mouth_rig, motion.to(x.device))
             if arms is not None:  # what the resting arm hid, then the moved arms on top
                 y = x[idx]

@@ -105,12 +105,9 @@ class ArmFilter:
     BETA = 0.5  # Hz per (reach / s)
     SPEED_CUTOFF = 1.0  # Hz: the speed's own smoothing
 
-    def __init__(self, dim: int, fps: float = 25.0, min_cutoff: float | None = None, beta: float | None = None):
+    def __init__(self, dim: int, fps: float = 25.0, min_cutoff: float = MIN_CUTOFF, beta: float = BETA):
         self.dim, self.dt = dim, 1.0 / fps
-        if min_cutoff is not None:
-            self.MIN_CUTOFF = min_cutoff
-        if beta is not None:
-            self.BETA = beta
+        self.min_cutoff, self.beta = min_cutoff, beta
         self.y: np.ndarray | None = None  # the last output frame
         self.speed = np.zeros(dim, np.float32)
 
@@ -127,7 +124,7 @@ class ArmFilter:
                 self.speed = self.speed + self._alpha(self.SPEED_CUTOFF, self.dt) * (
                     (frame - self.y) / self.dt - self.speed
                 )
-                a = self._alpha(self.MIN_CUTOFF + self.BETA * np.abs(self.speed), self.dt)
+                a = self._alpha(self.min_cutoff + self.beta * np.abs(self.speed), self.dt)
                 self.y = self.y + a * (frame - self.y)
             out[i] = self.y
         return out
