@@ -211,6 +211,24 @@ def test_overlap_on_and_off_give_the_same_videos(tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(videos[True], videos[False]))
 
 
+def test_a_stop_after_a_jobs_last_chunk_keeps_that_job(tmp_path):
+    """Ctrl-C while job 1 only encodes its tail (job 2 already started, overlapped) keeps job 1:
+    its model work is done, so its video is whole; only chunks not yet made are given up."""
+    img, wav = make_inputs(tmp_path, seconds=0.6)
+    jobs = parse_manifest(f"{img},{wav},a.mp4\n{img},{wav},b.mp4\n", Defaults(preset=TINY, out_dir=tmp_path))
+    stop = threading.Event()
+
+    def on_chunk(line, done, total):
+        if line == 1 and done == total:
+            stop.set()  # job 1's last chunk is made: the signal arrives during its encode tail
+
+    outcome = run_batch(jobs, BatchOptions(), stop=stop, on_chunk=on_chunk)
+    assert outcome.interrupted and outcome.exit_code == 130
+    assert [(r.line, r.status) for r in outcome.results] == [(1, "ok")]  # job 2 never started
+    assert probe(tmp_path / "a.mp4").frames == _frames(0.6)
+    assert not (tmp_path / "b.mp4").exists() and _partials(tmp_path) == []
+
+
 def _wait_for(cond, proc, seconds=60.0):
     deadline = time.time() + seconds
     while time.time() < deadline:

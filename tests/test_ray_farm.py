@@ -217,7 +217,9 @@ def test_workers_that_cannot_start_end_the_batch_with_one_error(local_ray, refer
 
 def test_stop_ends_the_farm_like_ctrl_c(local_ray, reference, tmp_path):
     img = reference["img"]
-    text = "".join(f"{img},{_wav(tmp_path / f'{i}.wav', 6.0)},{i}.mp4\n" for i in range(4))
+    # 30 s jobs: tens of chunks, so the halt (polled every 0.5 s) lands before a running job's last
+    # chunk on any machine; a job stopped only after its last chunk is whole and kept
+    text = "".join(f"{img},{_wav(tmp_path / f'{i}.wav', 30.0)},{i}.mp4\n" for i in range(4))
     stop, chunks = threading.Event(), []
 
     def on_chunk(line, done, total):

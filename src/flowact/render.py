@@ -124,7 +124,7 @@ def render(
     interrupted = False
     try:
         failure = run.generate_all(drawer, stop)
-        interrupted = stop is not None and stop.is_set()
+        interrupted = run.stopped  # a stop after the last chunk was generated keeps the whole video
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -169,6 +169,7 @@ class _RenderRun:
         self.stages = {"load_inputs": time.perf_counter() - t_request, **{s: 0.0 for s in route.stages}}
         self.chunk_ms: list[float] = []
         self.done_frames = 0
+        self.stopped = False  # the chunk loop ended early on `stop`
         self.seed = seed
         self.sync = route.sync() if sync_timing else (lambda: None)
 
@@ -208,7 +209,10 @@ class _RenderRun:
     def generate_all(self, drawer: Stage | None, stop: threading.Event | None) -> tuple[str, BaseException] | None:
         """The chunk loop; returns the (stage, error) that ended it early, if one did."""
         for k in range(self.chunks):
-            if (drawer is not None and drawer.error is not None) or (stop is not None and stop.is_set()):
+            if stop is not None and stop.is_set():
+                self.stopped = True
+                return None
+            if drawer is not None and drawer.error is not None:
                 return None
             try:
                 item = self.generate(k)

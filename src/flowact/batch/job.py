@@ -238,7 +238,7 @@ def run_job(
                 res.error = "interrupted (partial output removed)"
                 return res
             raise
-        if report.interrupted or (stop is not None and stop.is_set()):
+        if report.interrupted:  # stopped before its last chunk; one stopped later is whole and kept
             res.interrupted, res.error = True, "interrupted (partial output removed)"
             return res
         os.replace(tmp, job.out)
