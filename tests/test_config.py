@@ -19,8 +19,9 @@ def test_bundled_presets_load_as_frozen_configs():
     assert (r1.video.width, r1.video.height) == (832, 480) and r1.tokens_per_latent == 1560
 
 
-def test_default_schedule_is_three_shifted_steps():
-    ts = load_preset("toon-128").sampler_timesteps()
+def test_schedules_shifted_and_the_default_distilled_to_one_step():
+    assert load_preset("toon-128").sampler_timesteps() == (1.0, 0.0)  # distilled to one step (docs/motion-video.md)
+    ts = load_preset("r1-480p").sampler_timesteps()
     assert len(ts) == 4 and ts[0] == 1.0 and ts[-1] == 0.0
     assert all(b < a for a, b in zip(ts, ts[1:]))
     # the shift spends more of the schedule near the noisy end than a uniform one would
