@@ -24,12 +24,18 @@ flowact train --stage pretrain --preset "$PRESET" --init "$CACHE/init.safetensor
 # and rigs are in (scripts/train_motion_decoder.sh, scripts/train_rig.py): TEACHER is that 3-step model, complete
 # (transformer, encoders, decoder, rigs; e.g. the package's toon-128.safetensors of commit fd7dc4b). The cache's
 # motion is replaced by the motion engine's (what a render gives the video model); the student (the preset with
-# sampler.steps 1) learns the teacher's 6 Euler steps in one, both told that motion. 12 minutes on 2 cores.
+# sampler.steps 1) learns the teacher's 6 Euler steps in one, both told that motion (12 minutes on 2 cores).
 if [ -n "${TEACHER:-}" ]; then
   python scripts/engine_motion_cache.py "$CACHE" "$CACHE-engine" --threads 2
   sed 's/^sampler: {steps: [0-9]*,/sampler: {steps: 1,/' "$PRESET" | grep -v sha256 > "$OUT/toon-128-1step.yaml"
   flowact train --stage distill --preset "$OUT/toon-128-1step.yaml" --data "$CACHE-engine" --init "$TEACHER" \
     --teacher "$TEACHER" --guidance 1 --teacher-steps 6 --batch 4 --lr 1e-4 --warmup 20 --decay 0.3 \
     --steps "${STEPS_DIS:-200}" --threads 2 --save-every 25 --resume --out "$OUT/one-step"
-  # python scripts/ship_weights.py --weights "$OUT/one-step/distill.safetensors" --preset presets/toon-128.yaml
+  # then self-forcing: the student rolls its context out itself (one step a chunk, the engine's motion) and the
+  # teacher is shown those latents; 150 steps, about 9 minutes alone
+  flowact train --stage distill --self-context --preset "$OUT/toon-128-1step.yaml" --data "$CACHE-engine" \
+    --init "$OUT/one-step/distill.safetensors" --teacher "$TEACHER" --guidance 1 --teacher-steps 6 --batch 4 \
+    --lr 1e-4 --warmup 10 --decay 0.3 --steps "${STEPS_SC:-150}" --threads 2 --save-every 25 --resume \
+    --out "$OUT/one-step-own"
+  # python scripts/ship_weights.py --weights "$OUT/one-step-own/distill.safetensors" --preset presets/toon-128.yaml
 fi

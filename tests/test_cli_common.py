@@ -24,6 +24,7 @@ def test_a_bad_choice_is_a_usage_error_naming_the_option(tmp_path):
         (["train", "--stage", "vae", "--pixel-weight", "1", "--out", str(tmp_path)], "--pixel-weight"),
         (["train", "--stage", "pretrain", "--pixel-weight", "-1", "--out", str(tmp_path)], "--pixel-weight"),
         (["train", "--stage", "vae", "--posterior-noise", "-1", "--out", str(tmp_path)], "--posterior-noise"),
+        (["train", "--stage", "selfforce", "--self-context", "--out", str(tmp_path)], "--self-context"),
     ):
         code, _, err = run_cli(args)
         assert code == 2 and option in err, (args, err)

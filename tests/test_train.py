@@ -163,6 +163,42 @@ def test_distill_guidance_interval_and_audio_only_guidance():
     assert abs(loss(guidance=2.0, guide_below=0.7) - everywhere) > 1e-7  # the first teacher steps unguided
 
 
+def test_distill_self_context_shows_both_the_students_own_rollout():
+    """--self-context: the student fills its bank by rolling the context chunks out itself (the inference
+    path) and the teacher is shown exactly those latents, not the clip's; the loss then differs."""
+    from flowact.train.stages import Stage, StageSettings
+
+    p = load_preset(TINY)
+    m, other = FlowActModel(p), FlowActModel(p)
+    m.init_random(0)
+    other.init_random(1)
+    src = FixedSource(seed=5)
+    teacher = Stage("distill", other, p).teacher
+    rng_seed = next(k for k in range(50) if Stage("distill", m, p).chunks(np.random.default_rng(k)) >= 2)
+
+    def loss(self_context):
+        st = Stage("distill", m, p, StageSettings(teacher_steps=2, guidance=1.0, self_context=self_context), teacher)
+        calls, plain = [], st.rollout_bank
+
+        def spy(model, sample, context, gt, seed, made=None):
+            out = plain(model, sample, context, gt, seed, made)
+            calls.append((model is st.model, context, gt, made))
+            return out
+
+        st.rollout_bank = spy
+        batch = [src.sample(0, 0, st.frames_needed(np.random.default_rng(rng_seed)))]
+        with torch.no_grad():
+            return float(st.loss(batch, torch.Generator().manual_seed(0))[0]), calls
+
+    forced, ((s_own, ctx, s_gt, _), (t_own, t_ctx, t_gt, _)) = loss(False)
+    assert s_own and not t_own and ctx == t_ctx >= 1 and s_gt is t_gt  # both shown the clip's latents
+    C = load_preset(TINY).stream.chunk_latents
+    own, ((s_own, _, s_gt, made), (t_own, _, shown, _)) = loss(True)
+    assert s_own and not t_own and s_gt is None and len(made) == ctx  # the student rolled every context chunk out
+    assert torch.equal(shown, torch.cat(made, dim=2))  # and the teacher was shown what it made
+    assert not torch.allclose(shown, t_gt[:, :, : ctx * C]) and abs(own - forced) > 1e-7
+
+
 def test_resume_gives_the_same_next_losses(tmp_path, vae_weights):
     init = vae_weights[0] / "vae.safetensors"
     _run(tmp_path / "straight", "pretrain", 4, 1e-3, init=init, save_every=4)

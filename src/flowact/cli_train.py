@@ -102,6 +102,14 @@ def train(
             "steps, where the head's place is decided, unguided)."
         ),
     ),
+    self_context: bool = typer.Option(
+        False,
+        "--self-context",
+        help=(
+            "distill: the student rolls the context chunks out itself (its own bank, as inference fills it; "
+            "self-forcing) and the teacher is shown those latents; default: both are shown the clip's."
+        ),
+    ),
     motion_weight: float = typer.Option(
         0.0,
         "--motion-weight",
@@ -244,6 +252,8 @@ def train(
         raise FlowactError(f"--posterior-noise is a scale >= 0 (got {posterior_noise:g})")
     if not 0 <= closed_input <= 1 or (closed_input > 0 and stage not in ("vae", "decoder")):
         raise FlowactError(f"--closed-input is a share in [0, 1] for the vae and decoder stages (got {closed_input:g})")
+    if self_context and stage != "distill":
+        raise FlowactError(f"--self-context is for --stage distill (got {stage})")
     if pixel_weight < 0 or (pixel_weight > 0 and stage not in ("pretrain", "memory")):
         raise FlowactError(
             f"--pixel-weight is a weight >= 0 for --stage pretrain or memory (got {pixel_weight:g} for {stage})"
@@ -280,6 +290,7 @@ def train(
                 guidance=guidance,
                 guide_on=guide_on,
                 guide_below=guide_below,
+                self_context=self_context,
                 motion_weight=motion_weight,
                 mouth_weight=mouth_weight,
                 viseme_weight=viseme_weight,

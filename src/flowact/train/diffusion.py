@@ -64,9 +64,12 @@ class TransformerObjective(Objective):
         per = self.preset.frames_per_chunk
         return None if m is None else m[:, chunk * per : (chunk + 1) * per]
 
-    def rollout_bank(self, model: FlowActModel, sample: Sample, context: int, gt: torch.Tensor | None, seed: int):
-        """A generator whose bank holds `context` chunks: self-generated (gt None) or the given
-        clean latents (teacher forcing). Returns (generator, audio tokens fn, text tokens fn)."""
+    def rollout_bank(
+        self, model: FlowActModel, sample: Sample, context: int, gt: torch.Tensor | None, seed: int, made=None
+    ):
+        """A generator whose bank holds `context` chunks: self-generated (gt None; each chunk's clean
+        latents appended to `made` when given) or the given clean latents (teacher forcing). Returns
+        (generator, audio tokens fn, text tokens fn)."""
         gen = StreamGenerator(model, seed)
         dev = gen.device
         atrack, ttrack = AudioTrack(model, sample.stream_audio(), dev), TextTrack(model)
@@ -78,7 +81,9 @@ class TransformerObjective(Objective):
                 a, tx = atrack.tokens(j * C, C), ttrack.tokens(sample.prompts[j * per])
                 m = self.chunk_motion(sample, j)
                 if gt is None:
-                    gen.chunk(j, a, tx, m)
+                    z = gen.chunk(j, a, tx, m)
+                    if made is not None:
+                        made.append(z)
                 else:
                     gen.remember(j, gt[:, :, j * C : (j + 1) * C], a, tx, motion=m)
         return gen, atrack, ttrack
@@ -256,15 +261,24 @@ class DistillObjective(TransformerObjective):
         p, C = self.preset, self.preset.stream.chunk_latents
         ts = p.sampler_timesteps()
         z = self.latents(samples)
-        starts = self.ranks.per_sample(
-            len(samples), lambda: torch.randn(1, z.shape[1], C, *z.shape[3:], generator=g, device=z.device)
-        )
+
+        def draw():  # one sample's start noise (and, rolling itself out, its rollout's seed), in this order
+            x = torch.randn(1, z.shape[1], C, *z.shape[3:], generator=g, device=z.device)
+            return x, (int(torch.randint(0, 2**31 - 1, (1,), generator=g)) if self.s.self_context else 0)
+
         losses = []
-        for i, (s, x) in enumerate(zip(samples, starts)):  # x: the sample's start noise
+        for i, (s, (x, seed)) in enumerate(zip(samples, self.ranks.per_sample(len(samples), draw))):
             n_chunks = (z.shape[2] - 1) // C
             gt = z[i : i + 1, :, 1:]
             j = n_chunks - 1
-            student, satrack, sttrack = self.rollout_bank(self.model, s, j, gt, 0)
+            if self.s.self_context:  # the student's own context, as inference makes it; the teacher is shown it
+                made: list[torch.Tensor] = []
+                self.model.eval()
+                student, satrack, sttrack = self.rollout_bank(self.model, s, j, None, seed, made)
+                self.model.train()
+                gt = torch.cat(made, dim=2) if made else gt[:, :, :0]
+            else:
+                student, satrack, sttrack = self.rollout_bank(self.model, s, j, gt, 0)
             teacher, tatrack, tttrack = self.rollout_bank(self.teacher, s, j, gt, 0)
             prompt = s.prompts[j * p.frames_per_chunk]
             ta, tt = tatrack.tokens(j * C, C), tttrack.tokens(prompt)

@@ -45,6 +45,9 @@ class StageSettings:
     # distill: the teacher guides only at noise levels t <= this (a guidance interval: at high noise
     # guidance also amplifies where the head is, which the frames show as a double image)
     guide_below: float = 1.0
+    # distill: the student's bank holds the student's own rollout of the context chunks (self-forcing, the
+    # inference path), and the teacher's bank the same latents; off: both hold the clip's latents (teacher forcing)
+    self_context: bool = False
     lips_leak: float = 0.3  # lips: the input's mouth is the closed one plus up to this share of the real one
     # pretrain (audio.frame_tokens): the audio encoder keeps predicting the world's mouth parameters,
     # this weight on their squared error beside the flow-matching loss (a latent cache built with --labels)
