@@ -108,11 +108,16 @@ def test_the_decoder_draws_the_moved_arms_and_nothing_else_at_rest():
     plain = decode([(z, None, motion)], arms=False)
     assert torch.equal(whole[:, :, :8], plain[:, :, :8])  # at rest: as without the arms
     assert torch.allclose(whole, decode(StreamGenerator.split_latents(z, None, motion)), atol=1e-5)
-    _, cut, now, _, _ = arm_composite(ref[:, :, 0], rest, unit, motion[:, 8:9])
+    _, cut, now, gone, _ = arm_composite(ref[:, :, 0], rest, unit, motion[:, 8:9])
     inside = now[0, 0] == 1
     assert int(inside.sum()) > 100
     assert torch.allclose(whole[0, :, 8][:, inside], cut[0][:, inside], atol=1e-4)  # the moved arm, the reference's
     assert float((whole[0, :, 8] - plain[0, :, 8]).abs().amax(0)[inside].mean()) > 0.05
+    # just beside where the resting arm was (neither arm there now): the reference's pixels, not the latents' smudge
+    near_rest = (arm_beside(gone)[0, 0] == 1) & (now[0, 0] == 0) & (gone[0, 0] == 0)
+    assert int(near_rest.sum()) > 50
+    assert torch.allclose(whole[0, :, 8][:, near_rest], ref[0, :, 0][:, near_rest], atol=1e-4)
+    assert float((plain[0, :, 8] - ref[0, :, 0]).abs().amax(0)[near_rest].mean()) > 0.05  # which the latents are not
 
 
 def test_beside_a_moved_arm_is_a_band_of_its_own_width():

@@ -453,9 +453,9 @@ class Decoder(nn.Module):
                 alpha = alpha * (1 - lift).to(x.dtype)
             if arms is not None:  # where the reference's arm was and is no more: not the reference's pixels
                 idx, cut, now, gone, fill = arms
-                # and just beside a moved arm, the reference's (or what the resting arm hid): the latents' own
-                # drawing of the arm there is a smudge
-                a = torch.maximum(alpha[idx], arm_beside(now).to(alpha.dtype)) * (1 - gone)
+                # and just beside a moved arm or where the resting arm was, the reference's (or what the resting
+                # arm hid): the latents' own drawing of the arm there, at either place, is a smudge
+                a = torch.maximum(alpha[idx], arm_beside(torch.maximum(now, gone)).to(alpha.dtype)) * (1 - gone)
                 alpha = alpha.index_copy(0, idx, a)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
             if drawn:  # the mouth as the motion says, under the arms
