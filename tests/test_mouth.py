@@ -91,6 +91,40 @@ def test_the_mouth_is_placed_and_drawn_as_the_world_draws_it():
     assert np.mean(drawn) < 3.0 and np.mean(rest) > 2.5 * np.mean(drawn), (np.mean(drawn), np.mean(rest))
 
 
+def test_what_the_picture_has_in_front_of_its_mouth_stays_in_front():
+    """A moustache or a goatee in the reference picture is carried with the head and drawn over a wide-open
+    mouth, as the world draws it, even where the decoder's frame has lost it (a frame of the same character
+    without it): on the moustache's pixels, under 0.6x the error without the picture (33 against 66 levels)."""
+    import dataclasses
+
+    rng = np.random.default_rng(2)
+    kept, lost = [], []
+    for seed in range(1, 400):
+        c, r, m, v, mouth = posed(seed, rng)
+        if c.facial_hair not in ("moustache", "goatee"):
+            continue
+        centre, unit, shape, colours = world_rig(c, r)
+        at, angle = mouth_place(centre, unit, shape, v)
+        cx, cy = (int(q) for q in at[0, 0])
+        if not (20 < cx < SIZE - 20 and 20 < cy < SIZE - 20):
+            continue
+        mouth[:4] = [0.9, 0.6, 0.1, 0.0]  # wide open: the drawn mouth reaches the moustache
+        want = r.frame(m, mouth, 0).astype(np.float32)
+        shaven = Renderer(dataclasses.replace(c, facial_hair="none"), SIZE, SIZE)
+        bare = shaven.frame(m, world_clip.REST_MOUTH, 0)
+        hair = np.abs(want - shaven.frame(m, mouth, 0)).max(-1) > 24  # the moustache's (goatee's) pixels
+        picture = r.frame(neutral_motion(c), world_clip.REST_MOUTH, 0)
+        as_input = [torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1 for a in (bare, picture)]
+        for out, ref in ((kept, as_input[1]), (lost, None)):
+            got = draw_mouth(as_input[0], at[0], angle[0], unit, shape, colours, torch.from_numpy(mouth)[None],
+                             torch.tensor([float(m.smile[0])]), ref, None if ref is None else centre)  # fmt: skip
+            out.append(float(np.abs(((got[0].permute(1, 2, 0) + 1) * 127.5).numpy()[hair] - want[hair]).mean()))
+        if len(kept) == 12:
+            break
+    assert len(kept) >= 8, len(kept)
+    assert np.mean(kept) < 0.6 * np.mean(lost), (np.mean(kept), np.mean(lost))
+
+
 def talking_preset():
     p = load_preset(TINY)
     return dataclasses.replace(

@@ -102,13 +102,20 @@ def _segment_distance(u, v, a, b):
     return torch.hypot(u - ax - k * dx, v - ay - k * dy)
 
 
-def _foreign(pixels: torch.Tensor, palette: torch.Tensor, near: float = 0.15, far: float = 0.3) -> torch.Tensor:
+def _foreign(
+    pixels: torch.Tensor, palette: torch.Tensor, near: float = 0.15, far: float = 0.3, apart=None
+) -> torch.Tensor:
     """Pixels (n, 3, h, w) and each frame's colours (n, P, 3) -> (n, 1, h, w) in [0, 1]: how far each pixel is
-    from every mix of two of the colours (0 within `near`, 1 beyond `far`, [-1, 1] units)."""
+    from every mix of two of the colours (0 within `near`, 1 beyond `far`, [-1, 1] units). `apart`: pairs (i, j)
+    of colours that never touch, so never mix."""
     a = palette[:, :, None]  # (n, P, 1, 3)
     d = palette[:, None] - a  # (n, P, P, 3): from colour i to colour j
     q = pixels.permute(0, 2, 3, 1).reshape(pixels.shape[0], 1, 1, -1, 3)  # (n, 1, 1, hw, 3)
     t = ((q - a[..., None, :]) * d[..., None, :]).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)[..., None]
+    if apart:  # such a pair is only its two ends
+        t = t.clone()
+        for i, j in apart:
+            t[:, i, j] = t[:, j, i] = 0.0
     closest = a[..., None, :] + t.clamp(0, 1)[..., None] * d[..., None, :]
     dist = (q - closest).norm(dim=-1).flatten(1, 2).amin(1)  # (n, hw)
     h, w = pixels.shape[-2:]
@@ -128,11 +135,15 @@ def draw_mouth(
     colours: torch.Tensor,
     mouth: torch.Tensor,
     smile: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    home: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Frames (n, 3, H, W) in [-1, 1]; per frame: the mouth's centre (n, 2) px and tilt (n,) (`mouth_place`),
     pixels per unit (n,), shape (n, 3) and colours (n, 3, 3) (MouthRig), the mouth's five numbers (n, 5, as the
     world's: open, width, round, closed, teeth) and the smile (n,) -> the frames with the resting mouth covered
-    and this mouth drawn (the world's shapes, world/draw.py _mouth)."""
+    and this mouth drawn (the world's shapes, world/draw.py _mouth). With `reference` (n, 3, H, W) and its mouth's
+    centre `home` (n, 2) px: what the reference has in front of its mouth (a moustache, a goatee) moves with the
+    head and stays in front of the drawn one."""
     n, _, H, W = frames.shape
     if n == 0:
         return frames
@@ -218,17 +229,39 @@ def draw_mouth(
         alpha = F.avg_pool2d(mask[:, None], k)  # the samples' share of each pixel
         out = out + alpha * (col - out)
     # what the world draws in front of the mouth (a moustache, a goatee, a strand of hair) stays in front:
-    # a pixel whose colour is no mix of two of the mouth's and face's colours is kept as it was
+    # a pixel whose colour is no mix of two of the mouth's and face's colours is kept, the reference's (carried
+    # to the head's place now: where the decoder drew the mouth open, it drew no moustache), then the frame's
     palette = torch.stack([col.expand(n, 3, 1, 1)[:, :, 0, 0] for _, col in layers], 1)  # (n, P, 3)
+    if reference is not None:
+        cx = x0 + torch.arange(x1 - x0, **f32) + 0.5  # pixel centres, head-local as above
+        cy = y0 + torch.arange(y1 - y0, **f32) + 0.5
+        ddx = cx[None, None, :] - centre[:, 0, None, None].float()
+        ddy = cy[None, :, None] - centre[:, 1, None, None].float()
+        pu, pv = cos * ddx + sin * ddy, -sin * ddx + cos * ddy  # in pixels: the reference's head is upright
+        src = torch.stack([home[:, 0, None, None].float() + pu, home[:, 1, None, None].float() + pv], -1)
+        Hr, Wr = reference.shape[-2:]
+        grid = src / torch.tensor([Wr, Hr], **f32) * 2 - 1
+        carried = F.grid_sample(reference.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # only where this mouth was drawn, and only what lies off the reference's own lips and is not the
+        # colour around them (its moustache, its goatee: a pale moustache mixes like teeth with the inside, so
+        # colour alone cannot tell it)
+        painted = F.avg_pool2d(cover[:, None], k)
+        ru, rv = pu / upx, pv / upx
+        lips_r = _superellipse(ru, rv, rmw + 0.6 * rlip + 2 * px, rlip + 2 * px, 2.0 + 0.6 * (1 - REST_MOUTH[2]))
+        off = ((carried - around[:, :, :1, :1]).norm(dim=1, keepdim=True) - 0.15) / 0.15
+        out = out + painted * (1 - lips_r[:, None]) * off.clamp(0, 1) * (carried - out)
     out = out + _foreign(base, palette) * (base - out)
     frames = frames.clone()
     frames[:, :, y0:y1, x0:x1] = out.to(frames.dtype)
     return frames
 
 
-def mouth_composite(frames: torch.Tensor, rig: tuple[torch.Tensor, ...], motion: torch.Tensor) -> torch.Tensor:
+def mouth_composite(
+    frames: torch.Tensor, rig: tuple[torch.Tensor, ...], motion: torch.Tensor, reference: torch.Tensor | None = None
+) -> torch.Tensor:
     """Frames (b*t, 3, H, W), the rig's results for the b references, the frames' motion (b, t, d) (each number
-    minus the rest pose's: world/motion_vector.py video_input) -> the frames with their mouths drawn."""
+    minus the rest pose's: world/motion_vector.py video_input) -> the frames with their mouths drawn; with the
+    references (b, 3, H, W), what they hold in front of their mouths kept in front (`draw_mouth`)."""
     centre, unit, shape, colours = rig
     b, t = motion.shape[:2]
     at, angle = mouth_place(centre, unit, shape, motion)
@@ -244,4 +277,6 @@ def mouth_composite(frames: torch.Tensor, rig: tuple[torch.Tensor, ...], motion:
         colours[clip],
         (m[..., MOUTH] + rest).reshape(b * t, 5),
         m[..., SMILE].reshape(-1),
+        None if reference is None else reference[clip],
+        None if reference is None else centre[clip],
     )

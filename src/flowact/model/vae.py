@@ -459,7 +459,7 @@ class Decoder(nn.Module):
                 alpha = alpha.index_copy(0, idx, a)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
             if drawn:  # the mouth as the motion says, under the arms
-                x = mouth_composite(x, st.mouth_rig, motion.to(x.device))
+                x = mouth_composite(x, st.mouth_rig, motion.to(x.device), ref_px)
             if arms is not None:  # what the resting arm hid, then the moved arms on top
                 y = x[idx]
                 y = y + gone * (fill - y)
