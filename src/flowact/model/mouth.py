@@ -117,7 +117,7 @@ def _foreign(
         for i, j in apart:
             t[:, i, j] = t[:, j, i] = 0.0
     closest = a[..., None, :] + t.clamp(0, 1)[..., None] * d[..., None, :]
-    dist = (q - closest).norm(dim=-1).flatten(1, 2).amin(1)  # (n, hw)
+    dist = (q - closest).square().sum(-1).flatten(1, 2).amin(1).sqrt()  # (n, hw): the nearest mix (norm is slow here)
     h, w = pixels.shape[-2:]
     return ((dist - near) / (far - near)).clamp(0, 1).view(-1, 1, h, w)
 
@@ -248,7 +248,7 @@ def draw_mouth(
         painted = F.avg_pool2d(cover[:, None], k)
         ru, rv = pu / upx, pv / upx
         lips_r = _superellipse(ru, rv, rmw + 0.6 * rlip + 2 * px, rlip + 2 * px, 2.0 + 0.6 * (1 - REST_MOUTH[2]))
-        off = ((carried - around[:, :, :1, :1]).norm(dim=1, keepdim=True) - 0.15) / 0.15
+        off = ((carried - around[:, :, :1, :1]).square().sum(1, keepdim=True).sqrt() - 0.15) / 0.15
         out = out + painted * (1 - lips_r[:, None]) * off.clamp(0, 1) * (carried - out)
     out = out + _foreign(base, palette) * (base - out)
     frames = frames.clone()
