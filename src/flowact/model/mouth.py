@@ -102,20 +102,13 @@ def _segment_distance(u, v, a, b):
     return torch.hypot(u - ax - k * dx, v - ay - k * dy)
 
 
-def _foreign(
-    pixels: torch.Tensor, palette: torch.Tensor, near: float = 0.15, far: float = 0.3, apart=None
-) -> torch.Tensor:
+def _foreign(pixels: torch.Tensor, palette: torch.Tensor, near: float = 0.15, far: float = 0.3) -> torch.Tensor:
     """Pixels (n, 3, h, w) and each frame's colours (n, P, 3) -> (n, 1, h, w) in [0, 1]: how far each pixel is
-    from every mix of two of the colours (0 within `near`, 1 beyond `far`, [-1, 1] units). `apart`: pairs (i, j)
-    of colours that never touch, so never mix."""
+    from every mix of two of the colours (0 within `near`, 1 beyond `far`, [-1, 1] units)."""
     a = palette[:, :, None]  # (n, P, 1, 3)
     d = palette[:, None] - a  # (n, P, P, 3): from colour i to colour j
     q = pixels.permute(0, 2, 3, 1).reshape(pixels.shape[0], 1, 1, -1, 3)  # (n, 1, 1, hw, 3)
     t = ((q - a[..., None, :]) * d[..., None, :]).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)[..., None]
-    if apart:  # such a pair is only its two ends
-        t = t.clone()
-        for i, j in apart:
-            t[:, i, j] = t[:, j, i] = 0.0
     closest = a[..., None, :] + t.clamp(0, 1)[..., None] * d[..., None, :]
     dist = (q - closest).square().sum(-1).flatten(1, 2).amin(1).sqrt()  # (n, hw): the nearest mix (norm is slow here)
     h, w = pixels.shape[-2:]
@@ -233,11 +226,8 @@ def draw_mouth(
     # to the head's place now: where the decoder drew the mouth open, it drew no moustache), then the frame's
     palette = torch.stack([col.expand(n, 3, 1, 1)[:, :, 0, 0] for _, col in layers], 1)  # (n, P, 3)
     if reference is not None:
-        cx = x0 + torch.arange(x1 - x0, **f32) + 0.5  # pixel centres, head-local as above
-        cy = y0 + torch.arange(y1 - y0, **f32) + 0.5
-        ddx = cx[None, None, :] - centre[:, 0, None, None].float()
-        ddy = cy[None, :, None] - centre[:, 1, None, None].float()
-        pu, pv = cos * ddx + sin * ddy, -sin * ddx + cos * ddy  # in pixels: the reference's head is upright
+        # each pixel centre, head-local (the mean of its samples'), in pixels: the reference's head is upright
+        pu, pv = (F.avg_pool2d(c[:, None], k)[:, 0] * upx for c in (u, v))
         src = torch.stack([home[:, 0, None, None].float() + pu, home[:, 1, None, None].float() + pv], -1)
         Hr, Wr = reference.shape[-2:]
         grid = src / torch.tensor([Wr, Hr], **f32) * 2 - 1

@@ -88,6 +88,14 @@ class TransformerObjective(Objective):
                     gen.remember(j, gt[:, :, j * C : (j + 1) * C], a, tx, motion=m)
         return gen, atrack, ttrack
 
+    def own_rollout(self, sample: Sample, context: int, seed: int, made=None):
+        """`rollout_bank` of the model being trained on its own chunks, sampled as inference samples them (eval)."""
+        self.model.eval()
+        try:
+            return self.rollout_bank(self.model, sample, context, None, seed, made)
+        finally:
+            self.model.train()
+
 
 class PretrainObjective(TransformerObjective):
     name = "pretrain"
@@ -240,9 +248,7 @@ class SelfForceObjective(TransformerObjective):
 
         losses = []
         for i, (s, (seed, u, noise)) in enumerate(zip(samples, self.ranks.per_sample(len(samples), draw))):
-            self.model.eval()
-            gen, atrack, ttrack = self.rollout_bank(self.model, s, n_chunks - 1, None, seed)
-            self.model.train()
+            gen, atrack, ttrack = self.own_rollout(s, n_chunks - 1, seed)
             x0 = z[i : i + 1, :, 1 + j * C : 1 + (j + 1) * C]
             t = shifted(torch.sigmoid(u), p.sampler.shift)
             a = atrack.tokens(j * C, C)
@@ -273,9 +279,7 @@ class DistillObjective(TransformerObjective):
             j = n_chunks - 1
             if self.s.self_context:  # the student's own context, as inference makes it; the teacher is shown it
                 made: list[torch.Tensor] = []
-                self.model.eval()
-                student, satrack, sttrack = self.rollout_bank(self.model, s, j, None, seed, made)
-                self.model.train()
+                student, satrack, sttrack = self.own_rollout(s, j, seed, made)
                 gt = torch.cat(made, dim=2) if made else gt[:, :, :0]
             else:
                 student, satrack, sttrack = self.rollout_bank(self.model, s, j, gt, 0)
