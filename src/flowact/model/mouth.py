@@ -94,6 +94,13 @@ def _superellipse(u, v, rx, ry, power):
     return (((u / rx).abs() ** power + (v / ry).abs() ** power) <= 1).float()
 
 
+def _inside(lu, lv, rx, ry, power):
+    """`_superellipse` from log|u| and log|v|, each taken once for the shapes that share it: |u/rx|^p is
+    exp(p (log|u| - log rx)), an exp where a pow would take a log and an exp again."""
+    a = torch.exp(power * (lu - rx.clamp_min(1e-6).log()))
+    return ((a + torch.exp(power * (lv - ry.clamp_min(1e-6).log()))) <= 1).float()
+
+
 def _segment_distance(u, v, a, b):
     """Distance of points (u, v) to the segments a -> b (each (n, 2), broadcast over the points)."""
     ax, ay, bx, by = (t[:, None, None] for t in (a[:, 0], a[:, 1], b[:, 0], b[:, 1]))
@@ -104,15 +111,22 @@ def _segment_distance(u, v, a, b):
 
 def _foreign(pixels: torch.Tensor, palette: torch.Tensor, near: float = 0.15, far: float = 0.3) -> torch.Tensor:
     """Pixels (n, 3, h, w) and each frame's colours (n, P, 3) -> (n, 1, h, w) in [0, 1]: how far each pixel is
-    from every mix of two of the colours (0 within `near`, 1 beyond `far`, [-1, 1] units)."""
-    a = palette[:, :, None]  # (n, P, 1, 3)
-    d = palette[:, None] - a  # (n, P, P, 3): from colour i to colour j
-    q = pixels.permute(0, 2, 3, 1).reshape(pixels.shape[0], 1, 1, -1, 3)  # (n, 1, 1, hw, 3)
-    t = ((q - a[..., None, :]) * d[..., None, :]).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)[..., None]
-    closest = a[..., None, :] + t.clamp(0, 1)[..., None] * d[..., None, :]
-    dist = (q - closest).square().sum(-1).flatten(1, 2).amin(1).sqrt()  # (n, hw): the nearest mix (norm is slow here)
-    h, w = pixels.shape[-2:]
-    return ((dist - near) / (far - near)).clamp(0, 1).view(-1, 1, h, w)
+    from every mix of two of the colours (0 within `near`, 1 beyond `far`, [-1, 1] units).
+
+    Each unordered pair once (its segment holds both colours alone too), and the squared distance to a segment
+    from dot products, |q - a|^2 - 2 t (q - a).d + t^2 |d|^2 with q.a and q.d as small matrix products: the
+    work is (n, pairs, pixels), never (n, pairs, pixels, 3)."""
+    n, _, h, w = pixels.shape
+    i, j = torch.triu_indices(palette.shape[1], palette.shape[1], 1, device=palette.device)
+    a = palette[:, i].float()  # (n, K, 3): each segment's start ...
+    d = palette[:, j].float() - a  # ... and its direction
+    q = pixels.float().flatten(2)  # (n, 3, hw)
+    rel = d @ q - (a * d).sum(-1, keepdim=True)  # (q - a).d, (n, K, hw)
+    dd = (d * d).sum(-1, keepdim=True)
+    t = (rel / dd.clamp_min(1e-6)).clamp(0, 1)
+    qa2 = q.square().sum(1, keepdim=True) - 2 * (a @ q) + a.square().sum(-1, keepdim=True)  # |q - a|^2
+    dist = (qa2 - t * (2 * rel - t * dd)).amin(1).clamp_min(0).sqrt()  # (n, hw): the nearest mix
+    return ((dist - near) / (far - near)).clamp(0, 1).view(n, 1, h, w)
 
 
 def _colour(rgb) -> torch.Tensor:
@@ -175,18 +189,19 @@ def draw_mouth(
     px = 1 / upx  # one pixel, in character units
     outline = OUTLINE * H * px
     bent = v + curve * (u.abs() / mw.clamp_min(1e-6)) ** 2
-    outer = _superellipse(u, bent, mw + 0.6 * lip, oh + lip, power)
+    lu, lv, lb = (c.abs().log() for c in (u, v, bent))  # the shapes' shared logs (`_inside`)
+    outer = _inside(lu, lb, mw + 0.6 * lip, oh + lip, power)
     # the resting mouth (the reference's, moved with the head) and this one's, widened by a pixel: covered
     rmw = per(shape[:, 0]) * (0.72 + 0.55 * REST_MOUTH[1]) * (1 - 0.42 * REST_MOUTH[2])
     rlip = 0.009 * (1 + 0.8 * REST_MOUTH[2])
     cover = torch.maximum(
-        _superellipse(u, v, rmw + 0.6 * rlip + px, rlip + 1.5 * px, 2.0 + 0.6 * (1 - REST_MOUTH[2])),
-        _superellipse(u, bent, mw + 0.6 * lip + px, oh + lip + px, power),
+        _inside(lu, lv, rmw + 0.6 * rlip + px, rlip + 1.5 * px, 2.0 + 0.6 * (1 - REST_MOUTH[2])),
+        _inside(lu, lb, mw + 0.6 * lip + px, oh + lip + px, power),
     )
-    edge = outer - _superellipse(u, bent, mw + 0.6 * lip - outline, oh + lip - outline, power)
+    edge = outer - _inside(lu, lb, mw + 0.6 * lip - outline, oh + lip - outline, power)
     is_open = (oh > 0.0025).float()
-    cavity = _superellipse(u, v, mw * 0.86, oh, power) * is_open
-    tongue = _superellipse(u, v - oh * 0.55, mw * 0.5, oh * 0.4, torch.full_like(power, 2.0)) * (open_ > 0.45).float()
+    cavity = _inside(lu, lv, mw * 0.86, oh, power) * is_open
+    tongue = _inside(lu, (v - oh * 0.55).abs().log(), mw * 0.5, oh * 0.4, 2.0) * (open_ > 0.45).float()
     upper = cavity * (v <= -oh + torch.minimum(oh * 0.55, torch.full_like(oh, 0.008))).float()
     a = torch.stack([-mw[:, 0, 0], -curve[:, 0, 0]], -1)
     mid = torch.stack([torch.zeros_like(mw[:, 0, 0]), 0.002 * pressed[:, 0, 0]], -1)
