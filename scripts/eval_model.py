@@ -10,7 +10,8 @@ Each --model is NAME=WEIGHTS[:steps=N,guidance=G,guide_on=audio,guide_below=T,dt
 bf16 runs them; lips=0 drops the lip refiner, as `flowact render --no-lips`; preset=P: the model's
 own preset instead of --preset, at the same size; motion=engine|labels: for a video model that reads
 motion, the bundled motion engine's (default, what a render does) or the world's own labels;
-motion=PATH: the motion engine of that weights file).
+motion=PATH: the motion engine of that weights file); mute=1: the video model hears silence (its audio tokens
+zero, as training drops them), the motion engine still the speech.
 Prints one line per clip and model, then a JSON summary (also written to --out).
 Drift streams one held-out character for the longest mark, once per model given to --drift-models.
 """
@@ -33,7 +34,7 @@ def parse_model(text: str):
     for item in filter(None, opts.split(",")):
         k, _, v = item.partition("=")
         text_keys = ("dtype", "preset", "guide_on", "motion")
-        kw[k] = int(v) if k in ("steps", "int8", "lips") else v if k in text_keys else float(v)
+        kw[k] = int(v) if k in ("steps", "int8", "lips", "mute") else v if k in text_keys else float(v)
     return name, Path(path), kw
 
 

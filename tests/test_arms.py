@@ -3,6 +3,7 @@ the motion, on the world's geometry, exact when streamed, nothing changed for ar
 shipped rig finding held-out characters' arms."""
 
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ def test_the_decoder_draws_the_moved_arms_and_nothing_else_at_rest():
     rest, unit = world_rig(clip)
 
     @torch.no_grad()
-    def decode(pieces, arms=True):
+    def decode(pieces, arms=True, planned=False):
         st = DecoderState()
         st.arms = (rest, unit)
         dec = m.vae.decoder
@@ -100,7 +101,15 @@ def test_the_decoder_draws_the_moved_arms_and_nothing_else_at_rest():
         dec.arms = dec.arms if arms else None
         try:
             m.vae.decode(zref, st, reference=ref)
-            return torch.cat([m.vae.decode(zp, st, motion=mo) for zp, _, mo in pieces], dim=2)
+            out = []
+            for zp, _, mo in pieces:
+                plan = []  # planned: worked out on another thread first, as a stream does beside the video model
+                if planned:
+                    worker = threading.Thread(target=lambda: plan.append(dec.plan(st, mo, zp.dtype)))
+                    worker.start()
+                    worker.join()
+                out.append(m.vae.decode(zp, st, motion=mo, plan=plan[0] if plan else None))
+            return torch.cat(out, dim=2)
         finally:
             dec.arms = keep
 
@@ -108,6 +117,11 @@ def test_the_decoder_draws_the_moved_arms_and_nothing_else_at_rest():
     plain = decode([(z, None, motion)], arms=False)
     assert torch.equal(whole[:, :, :8], plain[:, :, :8])  # at rest: as without the arms
     assert torch.allclose(whole, decode(StreamGenerator.split_latents(z, None, motion)), atol=1e-5)
+    assert torch.equal(whole, decode([(z, None, motion)], planned=True))  # planned before, on another thread
+    st = DecoderState()
+    m.vae.decode(zref, st, reference=ref)
+    with pytest.raises(ValueError, match="a draw plan for 8 frames given to a decode of 16"):
+        m.vae.decode(z, st, motion=motion, plan=m.vae.decoder.plan(st, motion[:, :8], z.dtype))
     _, cut, now, gone, _ = arm_composite(ref[:, :, 0], rest, unit, motion[:, 8:9])
     inside = now[0, 0] == 1
     assert int(inside.sum()) > 100

@@ -63,12 +63,12 @@ def patch_decode(monkeypatch, seconds: float = 0.0, fail_at: int | None = None):
     calls = [0]
     real = StreamGenerator.decode
 
-    def decode(self, latents, mel_windows=None, motion=None):
+    def decode(self, latents, mel_windows=None, motion=None, plan=None):
         calls[0] += 1
         time.sleep(seconds)
         if fail_at is not None and calls[0] >= fail_at:
             raise ValueError("decode boom")
-        return real(self, latents, mel_windows, motion)
+        return real(self, latents, mel_windows, motion, plan)
 
     monkeypatch.setattr(StreamGenerator, "decode", decode)
     return calls

@@ -155,17 +155,20 @@ def test_the_decoder_draws_the_mouth_the_motion_says_only_there_and_streams_exac
     rig = world_rig(clip.character, clip.renderer)
 
     @torch.no_grad()
-    def decode(pieces):
+    def decode(pieces, planned=False):
         st = DecoderState()
         st.mouth_rig = rig
         m.vae.decode(zref, st, reference=ref)
-        return torch.cat([m.vae.decode(zp, st, motion=mo) for zp, _, mo in pieces], dim=2)
+        # planned: the mouth's layers worked out before the decode (a stream does it beside the video model)
+        plans = [dec.plan(st, mo, zp.dtype) if planned else None for zp, _, mo in pieces]
+        return torch.cat([m.vae.decode(zp, st, motion=mo, plan=pl) for (zp, _, mo), pl in zip(pieces, plans)], 2)
 
     dec.mouth_drawn.fill_(0)
     plain = decode([(z, None, motion)])
     dec.mouth_drawn.fill_(1)
     whole = decode([(z, None, motion)])
     assert torch.allclose(whole, decode(StreamGenerator.split_latents(z, None, motion)), atol=1e-5)
+    assert torch.equal(whole, decode([(z, None, motion)], planned=True))
     wide = motion.clone()
     wide[..., MOUTH] = torch.tensor([0.9, 0.8, 0.0, 0.0, 0.0]) - torch.tensor(REST_MOUTH)  # wide open
     opened = decode([(z, None, wide)])

@@ -24,6 +24,8 @@ matches the world's own pixels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -133,8 +135,23 @@ def _colour(rgb) -> torch.Tensor:
     return torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1
 
 
-def draw_mouth(
-    frames: torch.Tensor,
+@dataclass
+class MouthLayers:
+    """What `mouth_layers` worked out from the motion alone, for `paint_mouth` to lay over decoded frames: the crop
+    (x0, y0, x1, y1) the mouths can reach; the layers' coverage (n, L, h, w) and colours (n, L, 3) in drawing order
+    (each over the last: the cover, the lips, ...; a decoded pixel that is no mix of two of these colours is something
+    in front of the mouth, and kept); the reference's moustache carried to the head's place (n, 3, h, w) and where it
+    stays in front (n, 1, h, w), or None."""
+
+    box: tuple[int, int, int, int]
+    alpha: torch.Tensor
+    colour: torch.Tensor
+    carried: torch.Tensor | None
+    carried_alpha: torch.Tensor | None
+
+
+def mouth_layers(
+    size: tuple[int, int, int],
     centre: torch.Tensor,
     angle: torch.Tensor,
     unit: torch.Tensor,
@@ -144,17 +161,17 @@ def draw_mouth(
     smile: torch.Tensor,
     reference: torch.Tensor | None = None,
     home: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Frames (n, 3, H, W) in [-1, 1]; per frame: the mouth's centre (n, 2) px and tilt (n,) (`mouth_place`),
+) -> MouthLayers | None:
+    """Frames of size (n, H, W); per frame: the mouth's centre (n, 2) px and tilt (n,) (`mouth_place`),
     pixels per unit (n,), shape (n, 3) and colours (n, 3, 3) (MouthRig), the mouth's five numbers (n, 5, as the
-    world's: open, width, round, closed, teeth) and the smile (n,) -> the frames with the resting mouth covered
-    and this mouth drawn (the world's shapes, world/draw.py _mouth). With `reference` (n, 3, H, W) and its mouth's
-    centre `home` (n, 2) px: what the reference has in front of its mouth (a moustache, a goatee) moves with the
-    head and stays in front of the drawn one."""
-    n, _, H, W = frames.shape
+    world's: open, width, round, closed, teeth) and the smile (n,) -> the layers that cover the resting mouth
+    and draw this one (the world's shapes, world/draw.py _mouth), for `paint_mouth` (None: nothing to draw).
+    With `reference` (n, 3, H, W) and its mouth's centre `home` (n, 2) px: what the reference has in front of
+    its mouth (a moustache, a goatee) moves with the head and stays in front of the drawn one."""
+    n, H, W = size
     if n == 0:
-        return frames
-    dev = frames.device
+        return None
+    dev = centre.device
     f32 = dict(device=dev, dtype=torch.float32)
     unit = unit.float()
     # the crop every mouth can reach: the widest, most open mouth, tilted, and a pixel of margin
@@ -164,7 +181,7 @@ def draw_mouth(
     x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
     x1, y1 = min(W, int(hi[0])), min(H, int(hi[1]))
     if x1 <= x0 or y1 <= y0:
-        return frames
+        return None
     k = SAMPLES
     xs = x0 + (torch.arange((x1 - x0) * k, **f32) + 0.5) / k
     ys = y0 + (torch.arange((y1 - y0) * k, **f32) + 0.5) / k
@@ -231,15 +248,9 @@ def draw_mouth(
         (dimples, (around + 1) * 0.6 - 1),
         (band, _colour(WHITE).to(dev)[None, :, None, None]),
     ]
-    base = frames[:, :, y0:y1, x0:x1].float()
-    out = base
-    for mask, col in layers:
-        alpha = F.avg_pool2d(mask[:, None], k)  # the samples' share of each pixel
-        out = out + alpha * (col - out)
-    # what the world draws in front of the mouth (a moustache, a goatee, a strand of hair) stays in front:
-    # a pixel whose colour is no mix of two of the mouth's and face's colours is kept, the reference's (carried
-    # to the head's place now: where the decoder drew the mouth open, it drew no moustache), then the frame's
-    palette = torch.stack([col.expand(n, 3, 1, 1)[:, :, 0, 0] for _, col in layers], 1)  # (n, P, 3)
+    alpha = F.avg_pool2d(torch.stack([mask for mask, _ in layers], 1), k)  # the samples' share of each pixel
+    colour = torch.stack([col.expand(n, 3, 1, 1)[:, :, 0, 0] for _, col in layers], 1)  # (n, L, 3)
+    carried = carried_alpha = None
     if reference is not None:
         # each pixel centre, head-local (the mean of its samples'), in pixels: the reference's head is upright
         pu, pv = (F.avg_pool2d(c[:, None], k)[:, 0] * upx for c in (u, v))
@@ -250,31 +261,55 @@ def draw_mouth(
         # only where this mouth was drawn, and only what lies off the reference's own lips and is not the
         # colour around them (its moustache, its goatee: a pale moustache mixes like teeth with the inside, so
         # colour alone cannot tell it)
-        painted = F.avg_pool2d(cover[:, None], k)
         ru, rv = pu / upx, pv / upx
         lips_r = _superellipse(ru, rv, rmw + 0.6 * rlip + 2 * px, rlip + 2 * px, 2.0 + 0.6 * (1 - REST_MOUTH[2]))
         off = ((carried - around[:, :, :1, :1]).square().sum(1, keepdim=True).sqrt() - 0.15) / 0.15
-        out = out + painted * (1 - lips_r[:, None]) * off.clamp(0, 1) * (carried - out)
-    out = out + _foreign(base, palette) * (base - out)
+        carried_alpha = alpha[:, :1] * (1 - lips_r[:, None]) * off.clamp(0, 1)  # alpha[:, :1]: the cover's
+    return MouthLayers((x0, y0, x1, y1), alpha, colour, carried, carried_alpha)
+
+
+def paint_mouth(frames: torch.Tensor, layers: MouthLayers | None) -> torch.Tensor:
+    """Frames (n, 3, H, W) in [-1, 1] with `mouth_layers`' mouth drawn over them. What the world draws in front of
+    the mouth (a moustache, a goatee, a strand of hair) stays in front: the reference's, carried to the head's place
+    (where the decoder drew the mouth open it drew no moustache), then a pixel of the frame whose colour is no mix
+    of two of the drawn colours."""
+    if layers is None:
+        return frames
+    x0, y0, x1, y1 = layers.box
+    base = frames[:, :, y0:y1, x0:x1].float()
+    out = base
+    for i in range(layers.alpha.shape[1]):
+        out = out + layers.alpha[:, i : i + 1] * (layers.colour[:, i, :, None, None] - out)
+    if layers.carried is not None:
+        out = out + layers.carried_alpha * (layers.carried - out)
+    out = out + _foreign(base, layers.colour) * (base - out)
     frames = frames.clone()
     frames[:, :, y0:y1, x0:x1] = out.to(frames.dtype)
     return frames
 
 
-def mouth_composite(
-    frames: torch.Tensor, rig: tuple[torch.Tensor, ...], motion: torch.Tensor, reference: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Frames (b*t, 3, H, W), the rig's results for the b references, the frames' motion (b, t, d) (each number
-    minus the rest pose's: world/motion_vector.py video_input) -> the frames with their mouths drawn; with the
-    references (b, 3, H, W), what they hold in front of their mouths kept in front (`draw_mouth`)."""
+def draw_mouth(frames: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Frames (n, 3, H, W) in [-1, 1] and `mouth_layers`' other arguments -> the frames with the resting mouth
+    covered and this mouth drawn."""
+    n, _, H, W = frames.shape
+    return paint_mouth(frames, mouth_layers((n, H, W), *args, **kwargs))
+
+
+def mouth_plan(
+    rig: tuple[torch.Tensor, ...], motion: torch.Tensor, size: tuple[int, int], reference: torch.Tensor | None = None
+) -> MouthLayers | None:
+    """The rig's results for the b references, the frames' motion (b, t, d) (each number minus the rest pose's:
+    world/motion_vector.py video_input), the frames' size (H, W) -> the layers that draw their mouths
+    (`paint_mouth`); with the references (b, 3, H, W), what they hold in front of their mouths kept in front. From
+    the motion alone: a stream works it out beside the video model, before the chunk is decoded."""
     centre, unit, shape, colours = rig
     b, t = motion.shape[:2]
     at, angle = mouth_place(centre, unit, shape, motion)
     m = motion.float()
     rest = torch.tensor(REST_MOUTH, device=m.device)
     clip = torch.arange(b, device=m.device).repeat_interleave(t)
-    return draw_mouth(
-        frames,
+    return mouth_layers(
+        (b * t, *size),
         at.reshape(b * t, 2),
         angle.reshape(-1),
         unit[clip],
@@ -285,3 +320,10 @@ def mouth_composite(
         None if reference is None else reference[clip],
         None if reference is None else centre[clip],
     )
+
+
+def mouth_composite(
+    frames: torch.Tensor, rig: tuple[torch.Tensor, ...], motion: torch.Tensor, reference: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Frames (b*t, 3, H, W) with their mouths drawn as `mouth_plan` of the rest says."""
+    return paint_mouth(frames, mouth_plan(rig, motion, frames.shape[-2:], reference))

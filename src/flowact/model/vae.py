@@ -38,6 +38,8 @@ change of the mouth's place).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -45,7 +47,7 @@ import torch.nn.functional as F
 from ..config import VAEConfig
 from .arms import ArmRig, arm_beside, arm_composite, arm_rest
 from .derived import derived
-from .mouth import MouthRig, mouth_composite
+from .mouth import MouthLayers, MouthRig, mouth_plan, paint_mouth
 from .upconv import up2_conv
 
 
@@ -220,6 +222,24 @@ class DecoderState:
         self.mouth_rig = None  # the reference's mouth (MouthRig: centre, unit, shape, colours), once per stream
 
 
+@dataclass
+class DrawPlan:
+    """What a chunk's motion says the decoder draws beside its latents, worked out from the motion and the
+    stream's rigs alone (`Decoder.plan`): a stream works it out on the generation thread, beside the video
+    model, so that the decode thread only lays it over the decoded frames.
+
+    `frames`: how many frames it is for. `arms`: `arm_composite`'s (frames that moved an arm, the arm cut and
+    moved, where it is now, where it was, what it hid) or None; `arm_maps`: where an arm is now and was, at
+    1/8, 1/4 and 1/2 size, told to the decoder's activations; `beside`: the band beside the moved arm and its
+    old place (`arm_beside`); `mouth`: the drawn mouth's layers (model/mouth.py `mouth_plan`) or None."""
+
+    frames: int
+    arms: tuple | None = None
+    arm_maps: list | None = None
+    beside: torch.Tensor | None = None
+    mouth: MouthLayers | None = None
+
+
 class RefPyramid(nn.Module):
     """Reference image (b, 3, H, W) -> additive injections at /8, /4, /2 and full size
     (one per decoder scale). The injection convs start at zero: a decoder trained without
@@ -339,6 +359,8 @@ class Decoder(nn.Module):
             # the rigs, trained apart (not by the decoder's loss), read the reference once per stream
             if self.arms is not None and st.arms is None:
                 st.arms = tuple(v.detach() for v in self.arms(reference))
+            if self.arms is not None and st.arms_hidden is None:  # once, here, not raced by a plan's thread
+                st.arms_hidden = arm_rest(st.ref[1], *st.arms)
             if self._mouth_drawn() and st.mouth_rig is None:
                 st.mouth_rig = tuple(v.detach() for v in self.mouth_rig(reference))
         if st.ref is None:
@@ -364,17 +386,47 @@ class Decoder(nn.Module):
         w = self.taps[0].motion.weight
         return motion.reshape(b * t, -1).to(w.device, w.dtype)
 
+    @torch.no_grad()
+    def plan(self, state: DecoderState, motion: torch.Tensor, dtype: torch.dtype) -> DrawPlan:
+        """What the frames' motion (b, t, VAEConfig.motion) says to draw beside the latents (`DrawPlan`), from the
+        stream's reference and rigs (`state`, after the stream's first call) and the motion alone."""
+        b, t = motion.shape[:2]
+        plan = DrawPlan(b * t)
+        if self.ref is None:  # a decoder without the reference branch draws nothing beside its latents
+            return plan
+        if state.ref is None:
+            raise ValueError("a draw plan needs the stream's reference: decode its first call first")
+        ref_px = state.ref[1]
+        if self.arms is not None:  # the reference's arms, moved
+            if state.arms_hidden is None:  # arms set on the state after its first call
+                state.arms_hidden = arm_rest(ref_px, *state.arms)
+            arms = arm_composite(ref_px, *state.arms, motion, state.arms_hidden)
+            if len(arms[0]):  # (b*t, 2, H, W): where an arm is now, where the reference's was (zeros: at rest)
+                idx, _, now, gone, _ = arms
+                maps = torch.zeros((b * t, 2, *ref_px.shape[-2:]), dtype=dtype, device=ref_px.device)
+                maps = maps.index_copy(0, idx, torch.cat([now, gone], 1).to(dtype))
+                plan.arms = arms
+                plan.arm_maps = [F.avg_pool2d(maps, k).contiguous(memory_format=torch.channels_last) for k in (8, 4, 2)]
+                # just beside a moved arm or where the resting arm was: the latents' own drawing of the arm there,
+                # at either place, is a smudge
+                plan.beside = arm_beside(torch.maximum(now, gone))
+        if self._mouth_drawn():
+            plan.mouth = mouth_plan(state.mouth_rig, motion, ref_px.shape[-2:], ref_px)
+        return plan
+
     def forward(
         self,
         z: torch.Tensor,
         state: DecoderState | None = None,
         reference: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
+        plan_given: DrawPlan | None = None,
     ) -> torch.Tensor:
         """`reference` (b, 3, H, W) or (b, 3, 1, H, W) in [-1, 1]: needed by a reference-
         conditioned decoder on a stream's first call (the state keeps it afterwards). `motion`
         (b, frames out, VAEConfig.motion): each drawn frame's motion, for a decoder that reads it
         (None: the reference's pose). A stream's first call draws 1 frame for its first latent.
+        `plan_given`: `plan(state, motion)` worked out before (on another thread), or None (here).
 
         Runs on time-major frames (b*t, c, h, w) from the first layer to the last: the causal
         convs stack each frame's past on the channels, so no layer transposes time."""
@@ -403,18 +455,13 @@ class Decoder(nn.Module):
         live = ref is not None and self._mouth_live() and not drawn
         training_map = ref is not None and torch.is_grad_enabled() and self.mouth[-1].weight.requires_grad
         e = None if drawn else self._motion(motion, b, t, x)
-        arms = arm_maps = None  # arms: the frames whose arms moved and their pieces (model/arms.py arm_composite)
-        if self.arms is not None and motion is not None:  # the reference's arms, moved
-            if st.arms_hidden is None:
-                st.arms_hidden = arm_rest(ref_px, *st.arms)
-            arms = arm_composite(ref_px, *st.arms, motion.to(x.device), st.arms_hidden)
-            if len(arms[0]):  # (b*t, 2, H, W): where an arm is now, where the reference's was (zeros: at rest)
-                idx, _, now, gone, _ = arms
-                arm_maps = x.new_zeros((b * t, 2, *ref_px.shape[-2:]))
-                arm_maps = arm_maps.index_copy(0, idx, torch.cat([now, gone], 1).to(x.dtype))
-                arm_maps = [F.avg_pool2d(arm_maps, k).contiguous(memory_format=torch.channels_last) for k in (8, 4, 2)]
-            else:
-                arms = None
+        plan = None
+        if motion is not None and ref is not None and (self.arms is not None or drawn):
+            plan = plan_given if plan_given is not None else self.plan(st, motion.to(x.device), x.dtype)
+            if plan.frames != b * t:
+                raise ValueError(f"a draw plan for {plan.frames} frames given to a decode of {b * t}")
+        arms = None if plan is None else plan.arms  # the frames whose arms moved and their pieces
+        arm_maps = None if plan is None else plan.arm_maps
         mouth = self.mouth(x) if live or training_map or (e is not None and ref is not None) else None
         where = None  # the taps draw where the keep-out's map finds the mouth (a decoder without one: everywhere)
         if e is not None:
@@ -455,11 +502,11 @@ class Decoder(nn.Module):
                 idx, cut, now, gone, fill = arms
                 # and just beside a moved arm or where the resting arm was, the reference's (or what the resting
                 # arm hid): the latents' own drawing of the arm there, at either place, is a smudge
-                a = torch.maximum(alpha[idx], arm_beside(torch.maximum(now, gone)).to(alpha.dtype)) * (1 - gone)
+                a = torch.maximum(alpha[idx], plan.beside.to(alpha.dtype)) * (1 - gone)
                 alpha = alpha.index_copy(0, idx, a)
             x = x + alpha * self._add(-x, ref_px, b, t)  # rgb + alpha * (reference - rgb)
             if drawn:  # the mouth as the motion says, under the arms
-                x = mouth_composite(x, st.mouth_rig, motion.to(x.device), ref_px)
+                x = paint_mouth(x, plan.mouth)
             if arms is not None:  # what the resting arm hid, then the moved arms on top
                 y = x[idx]
                 y = y + gone * (fill - y)
@@ -511,9 +558,11 @@ class VideoVAE(nn.Module):
         state: DecoderState | None = None,
         reference: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
+        plan: DrawPlan | None = None,
     ) -> torch.Tensor:
         """Latents -> video in [-1, 1]. `reference`: the stream's reference image in [-1, 1],
         (b, 3, H, W) or (b, 3, 1, H, W); a reference-conditioned decoder needs it on the first call.
-        `motion`: each drawn frame's motion (b, frames, VAEConfig.motion), for a decoder that reads it."""
+        `motion`: each drawn frame's motion (b, frames, VAEConfig.motion), for a decoder that reads it.
+        `plan`: `Decoder.plan` of that motion, worked out before (None: in the call)."""
         m, s = self._stats(z)
-        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference, motion)
+        return self.decoder(z / self.cfg.latent_scale * s + m, state, reference, motion, plan)

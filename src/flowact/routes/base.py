@@ -59,7 +59,8 @@ class Chunk:
     """What `generate` hands to `draw`: chunk `index`'s model output and how many of its frames to keep."""
 
     index: int
-    # toon: (latents (1, zc, C, h, w), mel windows, the decoder's motion or None); photo: motion (frames, 16)
+    # toon: (latents (1, zc, C, h, w), mel windows, the decoder's motion or None, its draw plan or None: model/vae.py
+    # DrawPlan); photo: motion (frames, 16)
     output: object
     keep: int
 

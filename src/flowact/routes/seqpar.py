@@ -68,6 +68,7 @@ class _GeneratingStream:
 
     def __init__(self, stream: ToonStream):
         self.stream = stream
+        stream.plans = False  # it draws nothing: no draw plans
         self.gen_stage, self.stages = stream.gen_stage, stream.stages
 
     def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
@@ -110,7 +111,7 @@ class _ReceivingStream(ToonStream):
             raise FlowactError(f"the decode rank expected chunk {index}, got {None if item is None else item[0]}")
         with self.timed("audio"), torch.no_grad():
             mel = self.audio.chunk(index * self.C, self.C)[1]
-        return Chunk(index, (item[1], mel, item[2]), keep)
+        return Chunk(index, (item[1], mel, item[2], None), keep)  # the draw plan: worked out in the decode
 
     def close(self) -> None:
         if self.dec.recv() is not None:  # the end of the stream

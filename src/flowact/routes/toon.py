@@ -173,6 +173,7 @@ class ToonStream(ChunkStream):
         super().__init__(stages, sync)
         model, self.route = route.model, route
         self.C = route.preset.stream.chunk_latents
+        self.plans = True  # work out each chunk's draw plan while generating it (a rank that draws nothing: off)
         # the chunk's motion, for a video model that reads it: the motion engine's, or the given track
         self.motion = None if route.engine is None else MotionSource(route.engine, seed, samples, track)
         if samples is not None:
@@ -197,29 +198,33 @@ class ToonStream(ChunkStream):
             else:
                 a, mel = self.audio.chunk(pcm, lookahead)
             text = self.route.text.tokens(prompt)
-        motion = None
+        motion = plan = None
+        draws = self.route.preset.vae.motion  # a decoder that reads motion draws the chunk's frames as it says
         if self.motion is not None:
             with self.timed("motion"):
                 m = self.motion.chunk(index, prompt, state, pcm, lookahead)
                 motion = torch.from_numpy(video_input(m))[None].to(self.route.device)
+                if draws and self.plans and index > 0:  # what the decode lays over the frames, worked out here
+                    plan = self.gen.draw_plan(motion)  # off its thread (chunk 0 may be decoded in pieces: there)
         with self.timed("transformer"):
             z = self.gen.chunk(index, a, text, motion)
-        # a decoder that reads motion draws the chunk's frames as it says
-        return Chunk(index, (z, mel, motion if self.route.preset.vae.motion else None), keep)
+        return Chunk(index, (z, mel, motion if draws else None, plan), keep)
 
     def prime(self, prompts: list[str]) -> None:
         for p in prompts:
             self.route.text.tokens(p)
 
     def draw(self, chunk: Chunk, early: bool = False):
-        z, mel, motion = chunk.output
+        z, mel, motion, plan = chunk.output
         keep = chunk.keep
         # streaming decode is exact per latent frame: the first chunk decoded one at a time, its first
-        # frames reach the writer after part of the decode, not all of it
-        whole = [(z, mel, motion)]
-        for zp, mp, mo in StreamGenerator.split_latents(z, mel, motion) if early and chunk.index == 0 else whole:
+        # frames reach the writer after part of the decode, not all of it (each piece planned in its decode)
+        pieces = [(z, mel, motion, plan)]
+        if early and chunk.index == 0:
+            pieces = [(zp, mp, mo, None) for zp, mp, mo in StreamGenerator.split_latents(z, mel, motion)]
+        for zp, mp, mo, pl in pieces:
             with self.timed("decode"):
-                frames = self.gen.decode(zp, mp, mo)[:keep]
+                frames = self.gen.decode(zp, mp, mo, pl)[:keep]
             keep -= len(frames)
             yield frames
 

@@ -12,7 +12,7 @@ import torch
 
 from ..model import FlowActModel
 from ..model.layout import TokenLayout
-from ..model.vae import DecoderState
+from ..model.vae import DecoderState, DrawPlan
 from .bank import MemoryBank
 from .sampler import EulerSampler, interpolate
 
@@ -179,14 +179,26 @@ class StreamGenerator:
         ]
 
     @torch.no_grad()
+    def draw_plan(self, motion: torch.Tensor) -> DrawPlan:
+        """What a chunk's motion (1, frames, D) says its decode draws beside the latents (the arms cut and moved,
+        the mouth's layers: model/vae.py `Decoder.plan`), worked out on the caller's thread from the motion and
+        the stream's reference alone, so that `decode(..., plan=)` only lays it over the frames."""
+        return self.model.vae.decoder.plan(self.decoder_state, motion.to(self.device), self.dtype)
+
+    @torch.no_grad()
     def decode(
-        self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None, motion: torch.Tensor | None = None
+        self,
+        latents: torch.Tensor,
+        mel_windows: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
+        plan: DrawPlan | None = None,
     ) -> np.ndarray:
         """Streaming decode of consecutive chunks -> uint8 (frames, H, W, 3). A decoder that reads
         motion (preset vae.motion) draws each frame as its motion (1, frames, D) says (None: the
-        reference's pose). A model with a lip refiner (preset `lips`) then redraws the mouth from the
-        chunk's mel windows (1, C, window, bins): what the audio track's `chunk()` gave beside the chunk's tokens."""
-        video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state, motion=motion)
+        reference's pose); `plan`: `draw_plan(motion)`, worked out before (None: here). A model with a
+        lip refiner (preset `lips`) then redraws the mouth from the chunk's mel windows (1, C, window,
+        bins): what the audio track's `chunk()` gave beside the chunk's tokens."""
+        video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state, motion=motion, plan=plan)
         if self.model.lips is not None:
             if mel_windows is None:
                 raise ValueError(

@@ -34,7 +34,7 @@ from ..errors import FlowactError
 from ..model import FlowActModel
 from ..model.block import BankWriter
 from ..model.mmdit import MMDiT, Split
-from ..model.vae import DecoderState
+from ..model.vae import DecoderState, DrawPlan
 from .bank import MemoryBank
 from .generator import StreamGenerator, from_pixels, to_pixels
 
@@ -310,10 +310,14 @@ class DecodeRank:
 
     @torch.no_grad()
     def decode(
-        self, latents: torch.Tensor, mel_windows: torch.Tensor | None = None, motion: torch.Tensor | None = None
+        self,
+        latents: torch.Tensor,
+        mel_windows: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
+        plan: DrawPlan | None = None,
     ) -> np.ndarray:
         """`StreamGenerator.decode`: consecutive chunks -> uint8 (frames, H, W, 3)."""
-        video = self.model.vae.decode(latents.to(self.dtype), self.state, motion=motion)
+        video = self.model.vae.decode(latents.to(self.dtype), self.state, motion=motion, plan=plan)
         if self.model.lips is not None:
             if mel_windows is None:
                 raise ValueError("this model has a lip refiner: decode(latents, mel_windows) needs the mel windows")

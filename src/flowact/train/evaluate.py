@@ -65,12 +65,15 @@ def stream(
     guide_on: str = "audio+text",
     guide_below: float = 1.0,
     motion_of=None,
+    mute: bool = False,
 ) -> np.ndarray:
     """Stream `frames` video frames (uint8) as inference does. `steps` replaces the preset's
     step count (same shift); `guidance` > 1 adds classifier-free guidance on audio + text
     (a many-step guided teacher), or on audio alone (`guide_on` "audio"), at noise levels t <=
     `guide_below` only (the distill stage's options of the same names). `motion_of(k)`: chunk k's
-    motion as the video model reads it (chunk frames, 24), for a model that reads motion."""
+    motion as the video model reads it (chunk frames, 24), for a model that reads motion. `mute`: the video
+    model hears silence (its audio tokens zero, as training drops them; the motion engine still hears the
+    speech): does the audio help beside the motion?"""
     p: Preset = model.preset
     gen = StreamGenerator(model, seed)
     if steps is not None:
@@ -81,6 +84,8 @@ def stream(
     out = []
     for k in range(-(-frames // per)):
         a, mel = atrack.chunk(k * C, C)
+        if mute:
+            a = torch.zeros_like(a)
         tx = ttrack.tokens(prompt_of(k * per / FPS))
         m = None if motion_of is None else torch.from_numpy(motion_of(k))[None].to(gen.device)
         if guidance == 1.0:
