@@ -12,7 +12,7 @@ import torch
 from flowact.config import load_preset
 from flowact.errors import FlowactError
 from flowact.model import FlowActModel
-from flowact.model.arms import ARMS, BESIDE, BODY, arm_beside, arm_composite, arm_joints
+from flowact.model.arms import ARMS, BESIDE, BODY, arm_beside, arm_composite, arm_joints, arm_rest
 from flowact.model.vae import DecoderState
 from flowact.stream.generator import StreamGenerator
 from flowact.world.behaviour import neutral_motion
@@ -218,3 +218,42 @@ def test_an_arms_engine_remakes_a_chunk_from_its_snapshot():
     stream.chunk(2, audio[2])
     stream.restore(snap)
     assert np.array_equal(stream.chunk(1, audio[1]), first)
+
+
+def test_where_a_lowered_arm_was_the_reference_is_drawn_for_a_while():
+    """Random weights (the latents draw noise everywhere): an arm raised, then lowered, leaves the reference's pixels
+    where it was (outside the head's box) in the frames after, not the latents' ghost of it; without the head's
+    place (no mouth rig) the decoder keeps no trail and draws the latents there."""
+    from test_mouth import world_rig as mouth_rig
+
+    clip, mo = gesture_clip()
+    m = FlowActModel(drawing())
+    m.init_random(0)
+    m.eval()
+    ref = torch.from_numpy(clip.reference().copy()).float().div(127.5).sub(1).permute(2, 0, 1)[:, None][None]
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(1, m.preset.vae.latent_channels, 4, SIZE // 8, SIZE // 8, generator=g)
+    zref = m.vae.encode(ref)
+    motion = torch.zeros(1, 16, VIDEO_MOTION_DIM)
+    motion[:, :8] = torch.from_numpy(mo[int(np.abs(mo[:, ARMS]).max(1).argmax())])  # raised, then at rest
+    rest, unit = world_rig(clip)
+    head_rig = mouth_rig(clip.character, clip.renderer)
+
+    @torch.no_grad()
+    def decode(head: bool):
+        st = DecoderState()
+        st.arms, st.mouth_rig = (rest, unit), head_rig if head else None
+        m.vae.decode(zref, st, reference=ref)
+        return m.vae.decode(z, st, motion=motion)[0]
+
+    trail, plain = decode(True), decode(False)
+    _, _, now, _, _ = arm_composite(ref[:, :, 0], rest, unit, motion[:, 7:8])
+    where0, _ = arm_rest(ref[:, :, 0], rest, unit)
+    centre, u, shape, _ = head_rig
+    ys, xs = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="ij")
+    head = ((xs - centre[0, 0]).abs() <= 1.3 * shape[0, 1] * u[0]) & (ys <= centre[0, 1] + 0.5 * shape[0, 2] * u[0])
+    was = (now[0, 0] == 1) & (where0[0, 0] == 0) & ~head  # the raised arm's place, off the resting arm and the head
+    assert int(was.sum()) > 50
+    for f in (8, 10):  # the first frames at rest again: the reference there (the background, the body)
+        assert torch.allclose(trail[:, f][:, was], ref[0, :, 0][:, was], atol=1e-4)
+        assert float((plain[:, f] - ref[0, :, 0]).abs().amax(0)[was].mean()) > 0.05  # the latents' own drawing

@@ -45,7 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import VAEConfig
-from .arms import ArmRig, arm_beside, arm_composite, arm_rest
+from .arms import BESIDE, ArmRig, arm_beside, arm_composite, arm_rest
 from .derived import derived
 from .mouth import MouthLayers, MouthRig, mouth_plan, paint_mouth
 from .upconv import up2_conv
@@ -220,6 +220,7 @@ class DecoderState:
         self.arms = None  # the reference's arms at rest (ArmRig: joints px, pixels per unit); may be set before
         self.arms_hidden = None  # where they are and what they hide (model/arms.py arm_rest), once per stream
         self.mouth_rig = None  # the reference's mouth (MouthRig: centre, unit, shape, colours), once per stream
+        self.trail = None  # where a moved arm was in the frames before, fading (Decoder._trail), (b, 1, H, W) or None
 
 
 @dataclass
@@ -414,6 +415,51 @@ class Decoder(nn.Module):
             plan.mouth = mouth_plan(state.mouth_rig, motion, ref_px.shape[-2:], ref_px)
         return plan
 
+    TRAIL = 0.92  # how much of where a moved arm was is still kept one frame later ...
+    TRAIL_FULL = 0.4  # ... and the reference drawn fully there until it fades below this (about 11 frames)
+
+    def _trail(self, st: DecoderState, plan: DrawPlan | None, b: int, t: int, like: torch.Tensor):
+        """Where a moved arm was in the last frames and is no more, widened by the band beside an arm ((b*t, 1, H, W)
+        in [0, 1], fading by TRAIL a frame), outside the head; or None. The video model's latents remember a raised
+        hand for a few frames after it went: a faint ghost of it where it was (docs/motion-video.md). The world draws
+        the background or the body there, so the decoder draws the reference. Kept across calls in `st.trail`."""
+        if st.mouth_rig is None:  # the head's place (below) is the mouth rig's
+            return None
+        moved = plan is not None and plan.arms is not None
+        if not moved and st.trail is None:
+            return None
+        H, W = like.shape[-2:]
+        now = like.new_zeros((b * t, 1, H, W))
+        if moved:
+            now = now.index_copy(0, plan.arms[0], plan.arms[2].to(like.dtype))
+        now = now.view(b, t, 1, H, W)
+        cur = st.trail if st.trail is not None else like.new_zeros((b, 1, H, W))
+        swept = []
+        for i in range(t):
+            cur = torch.maximum(cur * self.TRAIL, now[:, i])
+            swept.append(cur)
+        st.trail = cur if float(cur.amax()) > 0.02 else None
+        swept = torch.stack(swept, 1).view(b * t, 1, H, W)
+        r = max(1, round(BESIDE * H))
+        # widened by a separable max, the frames as the channels of one channels-last map (4x faster on a CPU than
+        # one channel each)
+        near = swept.float().view(1, b * t, H, W).contiguous(memory_format=torch.channels_last)
+        near = F.max_pool2d(F.max_pool2d(near, (2 * r + 1, 1), 1, (r, 0)), (1, 2 * r + 1), 1, (0, r))
+        near = (near.reshape(b * t, 1, H, W) / self.TRAIL_FULL).clamp(0, 1)
+        band = (near - now.view(b * t, 1, H, W).float()).clamp(0, 1)
+        # not on the head: a hand that passed in front of the face leaves the face to the latents (the reference's
+        # face would not turn or blink); a box from the mouth up, 1.3 head half-widths either side
+        centre, unit, shape, _ = st.mouth_rig
+        half_w = (1.3 * shape[:, 1] * unit).view(b, 1, 1, 1)
+        below = (0.5 * shape[:, 2] * unit).view(b, 1, 1, 1)
+        xs = torch.arange(W, device=like.device, dtype=torch.float32) + 0.5
+        ys = torch.arange(H, device=like.device, dtype=torch.float32) + 0.5
+        head = ((xs.view(1, 1, 1, W) - centre[:, 0].view(b, 1, 1, 1)).abs() <= half_w) & (
+            ys.view(1, 1, H, 1) <= centre[:, 1].view(b, 1, 1, 1) + below
+        )
+        band = band.view(b, t, 1, H, W) * (~head).float()[:, None]
+        return band.view(b * t, 1, H, W).to(like.dtype)
+
     def forward(
         self,
         z: torch.Tensor,
@@ -498,6 +544,9 @@ class Decoder(nn.Module):
             if live:  # the mouth's keep-out lifts the blend there
                 lift = self.mouth_map(mouth, x.shape[-2:]) * self.mouth_on.float()  # mouth_on: how far, 0..1
                 alpha = alpha * (1 - lift).to(x.dtype)
+            trail = self._trail(st, plan, b, t, alpha) if self.arms is not None else None
+            if trail is not None:  # where a moved arm was in the last frames: the reference's, not a ghost of it
+                alpha = torch.maximum(alpha, trail)
             if arms is not None:  # where the reference's arm was and is no more: not the reference's pixels
                 idx, cut, now, gone, fill = arms
                 # and just beside a moved arm or where the resting arm was, the reference's (or what the resting
