@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-PROBE = """
+MALLINFO = """
 import ctypes, sys, torch
 from flowact.allocator import keep_freed_memory
 
@@ -20,12 +20,18 @@ class Info(ctypes.Structure):
 
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = Info
+"""
+
+PROBE = (
+    MALLINFO
+    + """
 took = keep_freed_memory() if sys.argv[1] == "on" else None
 before = libc.mallinfo2().hblkhd
 frame = torch.empty(3, 1280, 1280)  # a 19.7 MB float frame
 frame.fill_(1.0)
 print(took, libc.mallinfo2().hblkhd - before)
 """
+)
 
 
 def mmapped(mode: str) -> tuple[str, int]:
@@ -45,23 +51,16 @@ def test_frame_buffers_come_from_the_kept_heap():
     assert kept == 0  # with the settings: from the heap, kept for the next frame
 
 
-TRIM_PROBE = """
-import ctypes, sys, torch
-from flowact.allocator import keep_freed_memory
-
-FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
-
-class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in FIELDS]
-
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype = Info
+TRIM_PROBE = (
+    MALLINFO
+    + """
 keep_freed_memory()
 alive = [torch.ones(4, 1024, 1024) for _ in range(8)]  # a decode's activations: 8 x 16 MB at once
 grown = libc.mallinfo2().arena
 del alive
 print(grown, libc.mallinfo2().arena)
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")

@@ -320,10 +320,3 @@ def mouth_plan(
         None if reference is None else reference[clip],
         None if reference is None else centre[clip],
     )
-
-
-def mouth_composite(
-    frames: torch.Tensor, rig: tuple[torch.Tensor, ...], motion: torch.Tensor, reference: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Frames (b*t, 3, H, W) with their mouths drawn as `mouth_plan` of the rest says."""
-    return paint_mouth(frames, mouth_plan(rig, motion, frames.shape[-2:], reference))

@@ -45,7 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import VAEConfig
-from .arms import BESIDE, ArmRig, arm_beside, arm_composite, arm_rest
+from .arms import BESIDE, ArmRig, arm_beside, arm_composite, arm_rest, widen
 from .derived import derived
 from .mouth import MouthLayers, MouthRig, mouth_plan, paint_mouth
 from .upconv import up2_conv
@@ -221,6 +221,7 @@ class DecoderState:
         self.arms_hidden = None  # where they are and what they hide (model/arms.py arm_rest), once per stream
         self.mouth_rig = None  # the reference's mouth (MouthRig: centre, unit, shape, colours), once per stream
         self.trail = None  # where a moved arm was in the frames before, fading (Decoder._trail), (b, 1, H, W) or None
+        self.head = None  # the box over the head the trail leaves out (b, 1, H, W) bool, once per stream
 
 
 @dataclass
@@ -231,12 +232,14 @@ class DrawPlan:
 
     `frames`: how many frames it is for. `arms`: `arm_composite`'s (frames that moved an arm, the arm cut and
     moved, where it is now, where it was, what it hid) or None; `arm_maps`: where an arm is now and was, at
-    1/8, 1/4 and 1/2 size, told to the decoder's activations; `beside`: the band beside the moved arm and its
-    old place (`arm_beside`); `mouth`: the drawn mouth's layers (model/mouth.py `mouth_plan`) or None."""
+    1/8, 1/4 and 1/2 size, told to the decoder's activations, and `arm_now` where it is now at full size (b*t,
+    1, H, W), every frame (zeros: at rest); `beside`: the band beside the moved arm and its old place
+    (`arm_beside`); `mouth`: the drawn mouth's layers (model/mouth.py `mouth_plan`) or None."""
 
     frames: int
     arms: tuple | None = None
     arm_maps: list | None = None
+    arm_now: torch.Tensor | None = None
     beside: torch.Tensor | None = None
     mouth: MouthLayers | None = None
 
@@ -406,7 +409,7 @@ class Decoder(nn.Module):
                 idx, _, now, gone, _ = arms
                 maps = torch.zeros((b * t, 2, *ref_px.shape[-2:]), dtype=dtype, device=ref_px.device)
                 maps = maps.index_copy(0, idx, torch.cat([now, gone], 1).to(dtype))
-                plan.arms = arms
+                plan.arms, plan.arm_now = arms, maps[:, :1]
                 plan.arm_maps = [F.avg_pool2d(maps, k).contiguous(memory_format=torch.channels_last) for k in (8, 4, 2)]
                 # just beside a moved arm or where the resting arm was: the latents' own drawing of the arm there,
                 # at either place, is a smudge
@@ -425,39 +428,31 @@ class Decoder(nn.Module):
         the background or the body there, so the decoder draws the reference. Kept across calls in `st.trail`."""
         if st.mouth_rig is None:  # the head's place (below) is the mouth rig's
             return None
-        moved = plan is not None and plan.arms is not None
+        moved = plan is not None and plan.arm_now is not None
         if not moved and st.trail is None:
             return None
         H, W = like.shape[-2:]
-        now = like.new_zeros((b * t, 1, H, W))
-        if moved:
-            now = now.index_copy(0, plan.arms[0], plan.arms[2].to(like.dtype))
-        now = now.view(b, t, 1, H, W)
+        now = plan.arm_now.to(like.dtype) if moved else like.new_zeros((b * t, 1, H, W))
         cur = st.trail if st.trail is not None else like.new_zeros((b, 1, H, W))
         swept = []
         for i in range(t):
-            cur = torch.maximum(cur * self.TRAIL, now[:, i])
+            cur = torch.maximum(cur * self.TRAIL, now.view(b, t, 1, H, W)[:, i])
             swept.append(cur)
         st.trail = cur if float(cur.amax()) > 0.02 else None
-        swept = torch.stack(swept, 1).view(b * t, 1, H, W)
-        r = max(1, round(BESIDE * H))
-        # widened by a separable max, the frames as the channels of one channels-last map (4x faster on a CPU than
-        # one channel each)
-        near = swept.float().view(1, b * t, H, W).contiguous(memory_format=torch.channels_last)
-        near = F.max_pool2d(F.max_pool2d(near, (2 * r + 1, 1), 1, (r, 0)), (1, 2 * r + 1), 1, (0, r))
-        near = (near.reshape(b * t, 1, H, W) / self.TRAIL_FULL).clamp(0, 1)
-        band = (near - now.view(b * t, 1, H, W).float()).clamp(0, 1)
-        # not on the head: a hand that passed in front of the face leaves the face to the latents (the reference's
-        # face would not turn or blink); a box from the mouth up, 1.3 head half-widths either side
-        centre, unit, shape, _ = st.mouth_rig
-        half_w = (1.3 * shape[:, 1] * unit).view(b, 1, 1, 1)
-        below = (0.5 * shape[:, 2] * unit).view(b, 1, 1, 1)
-        xs = torch.arange(W, device=like.device, dtype=torch.float32) + 0.5
-        ys = torch.arange(H, device=like.device, dtype=torch.float32) + 0.5
-        head = ((xs.view(1, 1, 1, W) - centre[:, 0].view(b, 1, 1, 1)).abs() <= half_w) & (
-            ys.view(1, 1, H, 1) <= centre[:, 1].view(b, 1, 1, 1) + below
-        )
-        band = band.view(b, t, 1, H, W) * (~head).float()[:, None]
+        near = widen(torch.stack(swept, 1).view(b * t, 1, H, W).float(), max(1, round(BESIDE * H)))
+        band = ((near / self.TRAIL_FULL).clamp(0, 1) - now.float()).clamp(0, 1)
+        if st.head is None:
+            # not on the head: a hand that passed in front of the face leaves the face to the latents (the
+            # reference's face would not turn or blink); a box from the mouth up, 1.3 head half-widths either side
+            centre, unit, shape, _ = st.mouth_rig
+            half_w = (1.3 * shape[:, 1] * unit).view(b, 1, 1, 1)
+            below = (0.5 * shape[:, 2] * unit).view(b, 1, 1, 1)
+            xs = torch.arange(W, device=like.device, dtype=torch.float32) + 0.5
+            ys = torch.arange(H, device=like.device, dtype=torch.float32) + 0.5
+            st.head = ((xs.view(1, 1, 1, W) - centre[:, 0].view(b, 1, 1, 1)).abs() <= half_w) & (
+                ys.view(1, 1, H, 1) <= centre[:, 1].view(b, 1, 1, 1) + below
+            )
+        band = band.view(b, t, 1, H, W) * (~st.head).float()[:, None]
         return band.view(b * t, 1, H, W).to(like.dtype)
 
     def forward(
