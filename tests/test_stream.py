@@ -49,6 +49,28 @@ def test_streaming_is_causal_and_seeded(model):
     assert not np.array_equal(short[0], other_seed[0])
 
 
+def test_a_deferred_memory_pass_gives_the_same_stream(model):
+    """The toon route decodes a chunk before its memory pass (`defer_memory`): the pass runs when the
+    next chunk starts, the frames and the bank are bit for bit those of the pass run at once; the
+    decode may change the latents it was given without reaching the memory."""
+    now, gen_now = _stream(model, 3)
+    gen = StreamGenerator(model, 0)
+    audio, text = AudioTrack(model, _audio(), "cpu"), TextTrack(model)
+    gen.start(_reference())
+    later = []
+    with torch.no_grad():
+        for k in range(3):
+            z = gen.chunk(k, audio.tokens(2 * k, 2), text.tokens("speaking"), defer_memory=True)
+            assert gen.bank.short_term == (None if k == 0 else list(range((k - 1) * gen.C, k * gen.C)))  # not yet
+            later.append(gen.decode(z))
+            z.mul_(-1.0)  # a caller that reuses the tensor
+    assert all(np.array_equal(a, b) for a, b in zip(now, later))
+    gen.flush_memory()
+    gen.flush_memory()  # nothing left: no second pass
+    assert gen.bank.short_term == gen_now.bank.short_term == list(range(2 * gen.C, 3 * gen.C))
+    assert torch.equal(gen.bank.k, gen_now.bank.k) and torch.equal(gen.bank.v, gen_now.bank.v)
+
+
 def test_later_chunks_read_the_memory(model):
     # the causality test would pass trivially if chunks ignored their context: show they don't
     a, _ = _stream(model, 3)

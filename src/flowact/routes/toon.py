@@ -206,8 +206,8 @@ class ToonStream(ChunkStream):
                 motion = torch.from_numpy(video_input(m))[None].to(self.route.device)
                 if draws and self.plans and index > 0:  # what the decode lays over the frames, worked out here
                     plan = self.gen.draw_plan(motion)  # off its thread (chunk 0 may be decoded in pieces: there)
-        with self.timed("transformer"):
-            z = self.gen.chunk(index, a, text, motion)
+        with self.timed("transformer"):  # the previous chunk's memory pass first: this chunk's, once it is decoding
+            z = self.gen.chunk(index, a, text, motion, defer_memory=True)
         return Chunk(index, (z, mel, motion if draws else None, plan), keep)
 
     def prime(self, prompts: list[str]) -> None:

@@ -88,6 +88,7 @@ class StreamGenerator:
         self.ref_cos, self.ref_sin = layout.tables(layout.frame(layout.reference_time), self.device)
         self.decoder_state = DecoderState()
         self.reference_latent: torch.Tensor | None = None
+        self._pending: tuple | None = None  # a chunk's memory pass left for later (`chunk(defer_memory=True)`)
 
     def new_bank(self) -> MemoryBank:
         """The stream's memory bank, all heads (a sequence-parallel rank's holds its share)."""
@@ -98,6 +99,7 @@ class StreamGenerator:
         """Encode the reference (uint8 (H, W, 3) at the preset size), fill the bank's
         reference region, prime the streaming decoder with it. Returns its latent."""
         self.bank.reset()
+        self._pending = None
         self.decoder_state = DecoderState()
         ref = from_pixels(reference, self.device, self.dtype)
         z = self.model.vae.encode(ref)
@@ -124,10 +126,20 @@ class StreamGenerator:
         return torch.randn(self.latent_shape, generator=g, device=self.device, dtype=torch.float32)
 
     @torch.no_grad()
-    def chunk(self, index: int, audio: torch.Tensor, text: torch.Tensor, motion: torch.Tensor | None = None):
+    def chunk(
+        self,
+        index: int,
+        audio: torch.Tensor,
+        text: torch.Tensor,
+        motion: torch.Tensor | None = None,
+        defer_memory: bool = False,
+    ):
         """Denoise chunk `index` (audio: (1, C*tokens_per_latent, width), text: (1, tokens, width),
         motion: (1, chunk frames, model.motion_inject) or None), then write it into memory. Returns
-        clean latents (1, zc, C, h, w) float32."""
+        clean latents (1, zc, C, h, w) float32. `defer_memory`: its memory pass (about a third of a
+        chunk's transformer time at 1 step) runs when the next chunk starts (or `flush_memory`), so
+        the latents can be decoded first: the same passes in the same order on the bank, bit for bit."""
+        self.flush_memory()
         bank = self.bank.view()
         dit = self.dit
 
@@ -136,8 +148,17 @@ class StreamGenerator:
 
         noise = self.noise(index)
         x0 = self.sampler.sample(velocity, noise)
-        self.remember(index, x0, audio, text, noise, motion)
+        if defer_memory:  # its own copy: the caller's latents may be decoded meanwhile on another thread
+            self._pending = (index, x0.clone(), audio, text, noise, motion)
+        else:
+            self.remember(index, x0, audio, text, noise, motion)
         return x0
+
+    def flush_memory(self) -> None:
+        """The memory pass a chunk deferred, now (before anything reads the bank); nothing if none."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.remember(*pending)
 
     @torch.no_grad()
     def remember(
