@@ -71,6 +71,32 @@ def test_a_deferred_memory_pass_gives_the_same_stream(model):
     assert torch.equal(gen.bank.k, gen_now.bank.k) and torch.equal(gen.bank.v, gen_now.bank.v)
 
 
+def test_a_decoder_primed_aside_draws_the_same_frames(model, monkeypatch):
+    """`start(prime_aside=True)`: the reference's decode runs in its own thread while chunk 0 is
+    generated; the frames are those of the decoder primed at once, and its failure is raised by the
+    decode that needed it."""
+    now, _ = _stream(model, 2)
+    gen = StreamGenerator(model, 0)
+    audio, text = AudioTrack(model, _audio(), "cpu"), TextTrack(model)
+    gen.start(_reference(), prime_aside=True)
+    with torch.no_grad():
+        aside = [gen.decode(gen.chunk(k, audio.tokens(2 * k, 2), text.tokens("speaking"))) for k in range(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(now, aside))
+
+    decode = model.vae.decode
+
+    def broken(*a, reference=None, **k):  # only the priming (the call given the reference) fails
+        if reference is not None:
+            raise RuntimeError("priming failed")
+        return decode(*a, **k)
+
+    monkeypatch.setattr(model.vae, "decode", broken)
+    gen.start(_reference(), prime_aside=True)
+    z = gen.chunk(0, audio.tokens(0, 2), text.tokens("speaking"))
+    with pytest.raises(RuntimeError, match="priming failed"):
+        gen.decode(z)
+
+
 def test_later_chunks_read_the_memory(model):
     # the causality test would pass trivially if chunks ignored their context: show they don't
     a, _ = _stream(model, 3)

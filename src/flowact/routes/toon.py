@@ -188,8 +188,8 @@ class ToonStream(ChunkStream):
             if self.motion is not None:  # the motion engine hears further ahead than the video model's ear
                 self.lookahead_samples = max(self.lookahead_samples, self.motion.lookahead_samples)
         self.gen = StreamGenerator(model, seed) if gen is None else gen
-        with self.timed("reference"):
-            self.gen.start(picture)
+        with self.timed("reference"):  # the decoder primed aside, while chunk 0 is generated
+            self.gen.start(picture, prime_aside=True)
 
     def generate(self, index, keep, prompt="", state=None, pcm=None, lookahead=None) -> Chunk:
         with self.timed("audio"), torch.no_grad():

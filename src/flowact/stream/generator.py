@@ -7,6 +7,9 @@ decoder carries only its causal convs' last frames.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
+
 import numpy as np
 import torch
 
@@ -89,17 +92,21 @@ class StreamGenerator:
         self.decoder_state = DecoderState()
         self.reference_latent: torch.Tensor | None = None
         self._pending: tuple | None = None  # a chunk's memory pass left for later (`chunk(defer_memory=True)`)
+        self._primed: Future | None = None  # the decoder's priming, run aside (`start(prime_aside=True)`)
 
     def new_bank(self) -> MemoryBank:
         """The stream's memory bank, all heads (a sequence-parallel rank's holds its share)."""
         return MemoryBank.of(self.preset, 1, self.device, self.dtype)
 
     @torch.no_grad()
-    def start(self, reference: np.ndarray) -> torch.Tensor:
+    def start(self, reference: np.ndarray, prime_aside: bool = False) -> torch.Tensor:
         """Encode the reference (uint8 (H, W, 3) at the preset size), fill the bank's
-        reference region, prime the streaming decoder with it. Returns its latent."""
+        reference region, prime the streaming decoder with it. Returns its latent. `prime_aside`: the
+        priming (a decode of the reference, as long as a third of a chunk's) runs in a thread of its own
+        while the caller goes on to generate chunk 0; `decode` and `draw_plan` wait for it."""
         self.bank.reset()
         self._pending = None
+        self.primed()  # a stream started before: its priming is over before its state is dropped
         self.decoder_state = DecoderState()
         ref = from_pixels(reference, self.device, self.dtype)
         z = self.model.vae.encode(ref)
@@ -117,9 +124,28 @@ class StreamGenerator:
         self.bank.mark_reference()
         # the reference is the causal VAE's "first frame alone": decoding it primes the
         # decoder's cache so chunk 0 decodes to exactly 4 frames per latent frame
-        self.model.vae.decode(z, self.decoder_state, reference=ref)
+        if prime_aside:
+            self._primed = Future()
+            args = (z, ref, self.decoder_state, self._primed)
+            threading.Thread(target=self._prime, args=args, name="flowact-prime", daemon=True).start()
+        else:
+            self.model.vae.decode(z, self.decoder_state, reference=ref)
         self.reference_latent = z
         return z
+
+    def _prime(self, z: torch.Tensor, ref: torch.Tensor, state: DecoderState, done: Future) -> None:
+        try:
+            with torch.no_grad():  # (grad mode is per thread)
+                self.model.vae.decode(z, state, reference=ref)
+        except BaseException as exc:  # noqa: BLE001 - raised by `primed` on the caller's thread
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    def primed(self) -> None:
+        """Once the decoder is primed (at once unless `start(prime_aside=True)`); raises what the priming raised."""
+        if self._primed is not None:
+            self._primed.result()
 
     def noise(self, index: int) -> torch.Tensor:
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + index)
@@ -204,6 +230,7 @@ class StreamGenerator:
         """What a chunk's motion (1, frames, D) says its decode draws beside the latents (the arms cut and moved,
         the mouth's layers: model/vae.py `Decoder.plan`), worked out on the caller's thread from the motion and
         the stream's reference alone, so that `decode(..., plan=)` only lays it over the frames."""
+        self.primed()
         return self.model.vae.decoder.plan(self.decoder_state, motion.to(self.device), self.dtype)
 
     @torch.no_grad()
@@ -219,6 +246,7 @@ class StreamGenerator:
         reference's pose); `plan`: `draw_plan(motion)`, worked out before (None: here). A model with a
         lip refiner (preset `lips`) then redraws the mouth from the chunk's mel windows (1, C, window,
         bins): what the audio track's `chunk()` gave beside the chunk's tokens."""
+        self.primed()
         video = self.model.vae.decode(latents.to(self.dtype), self.decoder_state, motion=motion, plan=plan)
         if self.model.lips is not None:
             if mel_windows is None:

@@ -286,8 +286,9 @@ class DecodeRank:
         self.state = DecoderState()
 
     @torch.no_grad()
-    def start(self, reference: np.ndarray) -> None:
-        """Prime the streaming decoder with the reference, as `StreamGenerator.start` does."""
+    def start(self, reference: np.ndarray, prime_aside: bool = False) -> None:
+        """Prime the streaming decoder with the reference, as `StreamGenerator.start` does (at once: this
+        rank generates nothing meanwhile)."""
         self.state = DecoderState()
         ref = from_pixels(reference, self.device, self.dtype)
         self.model.vae.decode(self.model.vae.encode(ref), self.state, reference=ref)
