@@ -20,6 +20,7 @@ from flowact.live.speech import ListenChannel
 from flowact.media.audio import load_audio
 from flowact.serve import media as M
 from flowact.serve.media import MediaLibrary, Refused
+from flowact.serve.sessions import LATE_EVERY, LATE_WINDOW, Lateness
 from flowact.serve.streams import StreamOutput
 from flowact.serve.tracks import RtpOrigin, ViewerTracks
 from flowact.serve.workers import LIVE, SETUP, WorkerPool
@@ -182,6 +183,31 @@ def loop():
 
 def drain(loop, track, n: int) -> list:
     return [asyncio.run_coroutine_threadsafe(track.recv(), loop).result(5) for _ in range(n)]
+
+
+def test_a_session_falling_behind_is_said_once_a_while():
+    """The stream process reports running counts twice a second; a session is said to fall behind when
+    more than a tenth of its last 10 s of frames were held, not before a full window, then at most
+    every 30 s; a session that keeps up never is."""
+    late = Lateness()
+    t, frames, held = 0.0, 0, 0
+
+    def run(seconds: float, held_share: float) -> list[float]:
+        nonlocal t, frames, held
+        said = []
+        for _ in range(int(seconds * 2)):
+            t, frames, held = t + 0.5, frames + 12, held + round(12 * held_share)
+            if (share := late.update(t, frames, held)) is not None:
+                said.append(share)
+        return said
+
+    assert run(30, 0.0) == [] and late.share == 0.0  # keeping up
+    assert run(3, 0.25) == []  # 3 s of holding a quarter: 7.5% of the window ...
+    said = run(LATE_WINDOW, 0.25)  # ... then more: said once, when the window's share passes 10%
+    assert len(said) == 1 and 0.1 < said[0] <= 0.26 and late.share == pytest.approx(0.25)
+    assert run(LATE_EVERY - LATE_WINDOW - 1, 0.25) == []  # not again within 30 s
+    assert len(run(LATE_WINDOW, 0.25)) == 1  # once 30 s have passed
+    assert run(LATE_WINDOW + 1, 0.0) == [] and late.share == 0.0  # caught up
 
 
 def test_the_stream_output_encodes_only_while_watched_and_starts_on_a_keyframe():

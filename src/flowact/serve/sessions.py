@@ -15,8 +15,11 @@ channels, and its end. The stream itself (a `flowact live` LiveSession) runs in 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import secrets
 import time
+from collections import deque
 from typing import Callable
 
 from ..errors import FlowactError
@@ -31,6 +34,34 @@ ATTACH_SECONDS = 30.0  # a session nobody watches ends after this
 DISCONNECT_SECONDS = 5.0  # a viewer's connection that stays "disconnected" this long has left
 CREATE_SECONDS = 60.0  # a picture's set-up (face mesh, rig) that takes longer is refused
 PLANNERS = ("rules", "none")
+LATE_WINDOW = 10.0  # seconds over which a session's frames held for late chunks are counted ...
+LATE_SHARE = 0.10  # ... and more of them held than this: the server says that the session falls behind
+LATE_EVERY = 30.0  # (at most once in this many seconds a session)
+
+
+class Lateness:
+    """A session's share of frames held for late chunks (shown twice: the machine did not make them in
+    time) over the last LATE_WINDOW seconds, from the stream process's running counts."""
+
+    def __init__(self):
+        self._seen: deque = deque()  # (time, frames written, frames held), both counts since the start
+        self._said = -math.inf
+        self.share: float | None = None  # the last full window's (None: not a full window yet)
+
+    def update(self, now: float, frames: int, held: int) -> float | None:
+        """The counts at `now`; returns the share when it is past LATE_SHARE and has not been said in the
+        last LATE_EVERY seconds, else None."""
+        self._seen.append((now, frames, held))
+        while len(self._seen) > 2 and now - self._seen[1][0] >= LATE_WINDOW:
+            self._seen.popleft()
+        t0, f0, h0 = self._seen[0]
+        if now - t0 < 0.9 * LATE_WINDOW or frames <= f0:
+            return None
+        self.share = (held - h0) / (frames - f0)
+        if self.share <= LATE_SHARE or now - self._said < LATE_EVERY:
+            return None
+        self._said = now
+        return self.share
 
 
 class ServedSession:
@@ -47,6 +78,7 @@ class ServedSession:
         self.rtp_origin: int | None = None
         self.latency_ms: list[float] = []  # command received -> its first frame handed to WebRTC (server side)
         self.stats: dict = {"frames": 0, "held_frames": 0, "late_chunks": 0, "ahead_ms": None}
+        self.lateness = Lateness()
         self.tracks = ViewerTracks(
             self.fps, RATE, watch=lambda: self.link.send("watch", sid), keyframe=lambda: self.link.send("keyframe", sid)
         )
@@ -124,6 +156,7 @@ class ServedSession:
             "height": self.height,
             "fps": self.fps,
             **self.stats,  # frames, held_frames (shown twice because a chunk was late), late_chunks, ahead_ms
+            "held_share": None if self.lateness.share is None else round(self.lateness.share, 3),  # last 10 s
             "viewer": self.pc is not None,
             "rtp_origin": self.rtp_origin,
             "error": self.error,
@@ -255,9 +288,19 @@ class SessionManager:
                 s.on_event(args[1])
         elif kind == "stats":
             self.facts = args[0]
+            now = time.monotonic()
             for sid, stats in self.facts["sessions"].items():
-                if sid in self.sessions:
-                    self.sessions[sid].stats = stats
+                s = self.sessions.get(sid)
+                if s is None:
+                    continue
+                s.stats = stats
+                share = s.lateness.update(now, stats["frames"], stats["held_frames"])
+                if share is not None:
+                    self.log(
+                        f"flowact serve: session {sid} ({s.name}) falls behind: {share:.0%} of its frames held "
+                        f"for late chunks in the last {LATE_WINDOW:.0f} s, {len(self.sessions)} sessions on "
+                        f"{os.cpu_count()} cores; this machine serves fewer at once (--max-sessions; docs/serve.md)"
+                    )
         elif kind in ("created", "refused"):
             pending = self._creating.pop(args[0], None)
             if pending is not None and not pending[1].done():
