@@ -7,8 +7,7 @@ decoder carries only its causal convs' last frames.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -125,22 +124,17 @@ class StreamGenerator:
         # the reference is the causal VAE's "first frame alone": decoding it primes the
         # decoder's cache so chunk 0 decodes to exactly 4 frames per latent frame
         if prime_aside:
-            self._primed = Future()
-            args = (z, ref, self.decoder_state, self._primed)
-            threading.Thread(target=self._prime, args=args, name="flowact-prime", daemon=True).start()
+            pool = ThreadPoolExecutor(1, thread_name_prefix="flowact-prime")
+            self._primed = pool.submit(self._prime, z, ref, self.decoder_state)
+            pool.shutdown(wait=False)  # its one job goes on; the thread ends with it
         else:
-            self.model.vae.decode(z, self.decoder_state, reference=ref)
+            self._prime(z, ref, self.decoder_state)
         self.reference_latent = z
         return z
 
-    def _prime(self, z: torch.Tensor, ref: torch.Tensor, state: DecoderState, done: Future) -> None:
-        try:
-            with torch.no_grad():  # (grad mode is per thread)
-                self.model.vae.decode(z, state, reference=ref)
-        except BaseException as exc:  # noqa: BLE001 - raised by `primed` on the caller's thread
-            done.set_exception(exc)
-        else:
-            done.set_result(None)
+    @torch.no_grad()  # (grad mode is per thread)
+    def _prime(self, z: torch.Tensor, ref: torch.Tensor, state: DecoderState) -> None:
+        self.model.vae.decode(z, state, reference=ref)
 
     def primed(self) -> None:
         """Once the decoder is primed (at once unless `start(prime_aside=True)`); raises what the priming raised."""
